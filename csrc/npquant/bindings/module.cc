@@ -1,0 +1,356 @@
+// pybind11 module npquant._C: validates arrays, releases the GIL, calls ops/.
+// The friendly, PyTorch-shaped API lives in python/npquant; this layer is
+// strict (exact dtypes, C-contiguous, shapes checked) and never crashes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../cpu.h"
+#include "../dispatch.h"
+#include "../ops/linear.h"
+#include "../ops/threadpool.h"
+#include "../qmath.h"
+#include "../reference/reference.h"
+
+namespace py = pybind11;
+using npq::ValueError;
+
+namespace {
+
+template <class T>
+const char* dtype_name();
+template <> const char* dtype_name<float>() { return "float32"; }
+template <> const char* dtype_name<uint8_t>() { return "uint8"; }
+template <> const char* dtype_name<int8_t>() { return "int8"; }
+template <> const char* dtype_name<int32_t>() { return "int32"; }
+
+// Checks dtype, dimensionality and C-contiguity; returns the array unchanged.
+template <class T>
+py::array_t<T> checked(const py::handle& obj, const char* what, int ndim) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(what) + " must be a numpy.ndarray of " + dtype_name<T>() +
+                         ", got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(what) + " must have dtype " + dtype_name<T>() + ", got " +
+                         std::string(py::str(arr.dtype())));
+  if (ndim >= 0 && arr.ndim() != ndim)
+    throw ValueError(std::string(what) + " must be " + std::to_string(ndim) + "-D, got " +
+                     std::to_string(arr.ndim()) + "-D");
+  if (!(arr.flags() & py::array::c_style))
+    throw ValueError(std::string(what) +
+                     " must be C-contiguous; pass numpy.ascontiguousarray(...)");
+  return py::reinterpret_borrow<py::array_t<T>>(arr);
+}
+
+const npq::QGemmKernel& gemm_kernel_by_name(const std::string& name) {
+  for (const auto& k : npq::built_gemm_kernels())
+    if (name == k.name) {
+      if (!npq::can_run(k)) throw ValueError("kernel " + name + " cannot run on this CPU");
+      return k;
+    }
+  throw ValueError("no GEMM kernel named '" + name + "' in this build");
+}
+
+const npq::QuantizeKernel& quantize_kernel_for(const npq::QGemmKernel& g) {
+  // The best quantize kernel not above the GEMM kernel's ISA.
+  const npq::QuantizeKernel* best = nullptr;
+  for (const auto& q : npq::built_quantize_kernels())
+    if (static_cast<int>(q.isa) <= static_cast<int>(g.isa) && npq::can_run(q)) best = &q;
+  return *best;
+}
+
+// Packed weights plus the kernel they were packed for.
+struct PackedLinear {
+  std::shared_ptr<const npq::PackedWeights> w;
+  npq::QGemmKernel kernel;
+  bool explicit_kernel;
+};
+
+PackedLinear make_packed(const py::handle& weight, const py::object& kernel) {
+  auto w = checked<int8_t>(weight, "weight", 2);
+  const size_t n = w.shape(0), k = w.shape(1);
+  PackedLinear p;
+  p.explicit_kernel = !kernel.is_none();
+  p.kernel = p.explicit_kernel ? gemm_kernel_by_name(kernel.cast<std::string>())
+                               : npq::kernels().gemm;
+  const int8_t* data = w.data();
+  py::gil_scoped_release nogil;
+  p.w = std::make_shared<npq::PackedWeights>(npq::pack_weights(data, n, k, k, p.kernel));
+  return p;
+}
+
+std::vector<float> float_vector(const py::handle& obj, const char* what, size_t n,
+                                bool allow_none) {
+  if (obj.is_none()) {
+    if (allow_none) return {};
+    throw ValueError(std::string(what) + " is required");
+  }
+  auto a = checked<float>(obj, what, 1);
+  if (static_cast<size_t>(a.shape(0)) != n)
+    throw ValueError(std::string(what) + " must have " + std::to_string(n) + " elements, got " +
+                     std::to_string(a.shape(0)));
+  return std::vector<float>(a.data(), a.data() + n);
+}
+
+void check_scale(float s, const char* what) {
+  if (!(s > 0.0f) || !std::isfinite(s) || !std::isfinite(1.0f / s))
+    throw ValueError(std::string(what) + " must be a positive finite float32 whose reciprocal "
+                     "is finite, got " + std::to_string(s));
+}
+void check_zp(int32_t z, const char* what) {
+  if (z < 0 || z > 255)
+    throw ValueError(std::string(what) + " must be in [0, 255] for quint8, got " +
+                     std::to_string(z));
+}
+
+py::array_t<uint8_t> linear_static(const py::handle& x_obj, const PackedLinear& p, float xs,
+                                   int32_t xz, const py::handle& w_scale,
+                                   const py::handle& bias, float ys, int32_t yz, bool relu) {
+  auto x = checked<uint8_t>(x_obj, "input", 2);
+  const size_t m = x.shape(0), k = x.shape(1), n = p.w->n();
+  if (k != p.w->k())
+    throw ValueError("input has " + std::to_string(k) + " features but the layer expects " +
+                     std::to_string(p.w->k()));
+  check_scale(xs, "input scale");
+  check_scale(ys, "output scale");
+  check_zp(xz, "input zero_point");
+  check_zp(yz, "output zero_point");
+  std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
+  std::vector<float> b = float_vector(bias, "bias", n, true);
+  for (float s : ws) check_scale(s, "weight scale");
+  for (float v : b)
+    if (!std::isfinite(v)) throw ValueError("bias must be finite");
+  py::array_t<uint8_t> y({m, n});
+  npq::StaticLinearArgs a{m,        x.data(), k,  xs,   xz,       ws.data(), b.empty() ? nullptr : b.data(),
+                          ys,       yz,       relu ? yz : 0, 255, y.mutable_data(), n};
+  {
+    py::gil_scoped_release nogil;
+    if (p.explicit_kernel) npq::linear_static(*p.w, a, p.kernel);
+    else npq::linear_static(*p.w, a);
+  }
+  return y;
+}
+
+py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p,
+                                  const py::handle& w_scale, const py::handle& bias,
+                                  bool per_row) {
+  auto x = checked<float>(x_obj, "input", 2);
+  const size_t m = x.shape(0), k = x.shape(1), n = p.w->n();
+  if (k != p.w->k())
+    throw ValueError("input has " + std::to_string(k) + " features but the layer expects " +
+                     std::to_string(p.w->k()));
+  std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
+  std::vector<float> b = float_vector(bias, "bias", n, true);
+  for (float s : ws) check_scale(s, "weight scale");
+  for (float v : b)
+    if (!std::isfinite(v)) throw ValueError("bias must be finite");
+  py::array_t<float> y({m, n});
+  npq::DynamicLinearArgs a{m, x.data(), k, ws.data(), b.empty() ? nullptr : b.data(), per_row,
+                           y.mutable_data(), n};
+  {
+    py::gil_scoped_release nogil;
+    if (p.explicit_kernel)
+      npq::linear_dynamic(*p.w, a, p.kernel, quantize_kernel_for(p.kernel));
+    else
+      npq::linear_dynamic(*p.w, a);
+  }
+  return y;
+}
+
+py::array_t<uint8_t> quantize_u8(const py::handle& x_obj, float scale, int32_t zp) {
+  auto x = checked<float>(x_obj, "input", -1);
+  check_scale(scale, "scale");
+  check_zp(zp, "zero_point");
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array_t<uint8_t> q(shape);
+  const size_t n = x.size();
+  if (n == 0) return q;
+  float mn, mx;
+  const float* src = x.data();
+  uint8_t* dst = q.mutable_data();
+  bool finite;
+  {
+    py::gil_scoped_release nogil;
+    finite = npq::minmax_f32(n, src, &mn, &mx);
+    if (finite) npq::quantize_u8(n, src, scale, zp, dst);
+  }
+  if (!finite)
+    throw ValueError("input contains NaN or Inf; quantization maps only finite values "
+                     "(replace them first, e.g. numpy.nan_to_num)");
+  return q;
+}
+
+py::tuple minmax(const py::handle& x_obj) {
+  auto x = checked<float>(x_obj, "input", -1);
+  if (x.size() == 0) throw ValueError("min/max of an empty array is undefined");
+  float mn, mx;
+  bool finite;
+  {
+    py::gil_scoped_release nogil;
+    finite = npq::minmax_f32(x.size(), x.data(), &mn, &mx);
+  }
+  if (!finite) throw ValueError("input contains NaN or Inf");
+  return py::make_tuple(mn, mx);
+}
+
+py::tuple choose_qparams(float mn, float mx, int32_t qmin, int32_t qmax) {
+  if (!std::isfinite(mn) || !std::isfinite(mx)) throw ValueError("min and max must be finite");
+  if (mn > mx) throw ValueError("min must be <= max");
+  if (qmin >= qmax) throw ValueError("qmin must be < qmax");
+  npq::QuantParams q = npq::choose_qparams(mn, mx, qmin, qmax);
+  return py::make_tuple(q.scale, q.zero_point);
+}
+
+py::dict kernel_dict(const npq::QGemmKernel& k) {
+  py::dict d;
+  d["name"] = k.name;
+  d["isa"] = npq::isa_name(k.isa);
+  d["standin"] = k.standin;
+  d["mr"] = k.mr;
+  d["nr"] = k.layout.nr;
+  d["kr"] = k.layout.kr;
+  d["k_align"] = k.layout.k_align;
+  return d;
+}
+
+py::dict cpu_info() {
+  const auto& f = npq::cpu_features();
+  const auto& ks = npq::kernels();
+  py::dict d;
+  d["arch"] = f.arch;
+  d["vendor"] = f.vendor;
+  d["brand"] = f.brand;
+  d["features"] = f.flags();
+  std::vector<std::string> built, runnable;
+  for (auto i : npq::built_isas()) built.push_back(npq::isa_name(i));
+  for (const auto& k : npq::runnable_gemm_kernels()) {
+    std::string s = npq::isa_name(k.isa);
+    if (std::find(runnable.begin(), runnable.end(), s) == runnable.end()) runnable.push_back(s);
+  }
+  d["built_isas"] = built;
+  d["runnable_isas"] = runnable;
+  d["isa"] = npq::isa_name(ks.cap);
+  py::dict fam;
+  fam["gemm"] = kernel_dict(ks.gemm);
+  fam["gemm_small_m"] = kernel_dict(ks.gemm_small);
+  py::dict q;
+  q["name"] = ks.quant.name;
+  q["isa"] = npq::isa_name(ks.quant.isa);
+  fam["quantize"] = q;
+  d["kernels"] = fam;
+  d["small_m"] = ks.small_m;
+  d["num_threads"] = npq::get_num_threads();
+  return d;
+}
+
+std::vector<py::dict> runnable_gemm_kernels() {
+  std::vector<py::dict> v;
+  for (const auto& k : npq::runnable_gemm_kernels()) v.push_back(kernel_dict(k));
+  return v;
+}
+
+// ---- reference (the oracle), for tests
+py::array_t<uint8_t> ref_linear_static(const py::handle& x_obj, int32_t xz,
+                                       const py::handle& w_obj, float xs,
+                                       const py::handle& w_scale, const py::handle& bias,
+                                       float ys, int32_t yz, bool relu) {
+  auto x = checked<uint8_t>(x_obj, "input", 2);
+  auto w = checked<int8_t>(w_obj, "weight", 2);
+  const size_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
+  if (static_cast<size_t>(w.shape(1)) != k) throw ValueError("K mismatch");
+  std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
+  std::vector<float> b = float_vector(bias, "bias", n, true);
+  std::vector<float> bias_s(n), mult(n);
+  if (!npq::requant_constants(n, xs, ws.data(), ys, b.empty() ? nullptr : b.data(),
+                              bias_s.data(), mult.data()))
+    throw ValueError("requantization constants are not finite");
+  py::array_t<uint8_t> y({m, n});
+  npq::ref::qgemm_requant(m, n, k, x.data(), k, xz, w.data(), k, bias_s.data(), mult.data(), yz,
+                          relu ? yz : 0, 255, y.mutable_data(), n);
+  return y;
+}
+
+py::array_t<float> ref_linear_dequant(const py::handle& x_obj, const py::handle& zp_obj,
+                                      const py::handle& scale_obj, const py::handle& w_obj,
+                                      const py::handle& w_scale, const py::handle& bias) {
+  auto x = checked<uint8_t>(x_obj, "input", 2);
+  auto zp = checked<int32_t>(zp_obj, "row zero points", 1);
+  auto sc = checked<float>(scale_obj, "row scales", 1);
+  auto w = checked<int8_t>(w_obj, "weight", 2);
+  const size_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
+  if (static_cast<size_t>(w.shape(1)) != k) throw ValueError("K mismatch");
+  if (static_cast<size_t>(zp.shape(0)) != m || static_cast<size_t>(sc.shape(0)) != m)
+    throw ValueError("one zero point and scale per row");
+  std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
+  std::vector<float> b = float_vector(bias, "bias", n, true);
+  py::array_t<float> y({m, n});
+  npq::ref::qgemm_dequant(m, n, k, x.data(), k, zp.data(), sc.data(), w.data(), k, ws.data(),
+                          b.empty() ? nullptr : b.data(), y.mutable_data(), n);
+  return y;
+}
+
+py::array_t<int32_t> ref_quantize(const py::handle& x_obj, float scale, int32_t zp,
+                                  int32_t qmin, int32_t qmax) {
+  auto x = checked<float>(x_obj, "input", -1);
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array_t<int32_t> q(shape);
+  npq::ref::quantize(x.size(), x.data(), scale, zp, qmin, qmax, q.mutable_data());
+  return q;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "npquant native core (int8 kernels). Use the npquant package, not this module.";
+  py::register_exception<ValueError>(m, "NativeValueError", PyExc_ValueError);
+  // Surface a bad NPQUANT_ISA at import, with the fix in the message.
+  try {
+    npq::kernels();
+  } catch (const std::runtime_error& e) {
+    throw py::import_error(e.what());
+  }
+
+  m.attr("MAX_K") = npq::kMaxK;
+  m.def("cpu_info", &cpu_info, "CPU features, built ISAs and chosen kernels.");
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw ValueError("number of threads must be >= 1, got " + std::to_string(n));
+    py::gil_scoped_release nogil;
+    npq::set_num_threads(n);
+  });
+  m.def("get_num_threads", &npq::get_num_threads);
+  m.def("runnable_gemm_kernels", &runnable_gemm_kernels);
+
+  py::class_<PackedLinear>(m, "PackedLinearWeight")
+      .def(py::init(&make_packed), py::arg("weight"), py::arg("kernel") = py::none(),
+           "Packs an int8 (out_features, in_features) weight for the selected kernel.")
+      .def_property_readonly("out_features", [](const PackedLinear& p) { return p.w->n(); })
+      .def_property_readonly("in_features", [](const PackedLinear& p) { return p.w->k(); })
+      .def_property_readonly("kernel", [](const PackedLinear& p) { return p.kernel.name; })
+      .def_property_readonly("nbytes", [](const PackedLinear& p) { return p.w->bytes(); });
+
+  m.def("linear_static", &linear_static, py::arg("x"), py::arg("packed"), py::arg("x_scale"),
+        py::arg("x_zero_point"), py::arg("w_scale"), py::arg("bias"), py::arg("y_scale"),
+        py::arg("y_zero_point"), py::arg("relu") = false);
+  m.def("linear_dynamic", &linear_dynamic, py::arg("x"), py::arg("packed"), py::arg("w_scale"),
+        py::arg("bias"), py::arg("per_row") = false);
+  m.def("quantize_u8", &quantize_u8, py::arg("x"), py::arg("scale"), py::arg("zero_point"));
+  m.def("minmax", &minmax, py::arg("x"));
+  m.def("choose_qparams", &choose_qparams, py::arg("min"), py::arg("max"), py::arg("qmin") = 0,
+        py::arg("qmax") = 255);
+
+  py::module_ ref = m.def_submodule("reference", "The oracle (naive loops), for tests.");
+  ref.def("linear_static", &ref_linear_static, py::arg("x"), py::arg("x_zero_point"),
+          py::arg("weight"), py::arg("x_scale"), py::arg("w_scale"), py::arg("bias"),
+          py::arg("y_scale"), py::arg("y_zero_point"), py::arg("relu") = false);
+  ref.def("linear_dequant", &ref_linear_dequant, py::arg("x"), py::arg("row_zero_points"),
+          py::arg("row_scales"), py::arg("weight"), py::arg("w_scale"), py::arg("bias"));
+  ref.def("quantize", &ref_quantize, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
+          py::arg("qmin") = 0, py::arg("qmax") = 255);
+}

@@ -1,0 +1,138 @@
+#include "threadpool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace npq {
+
+namespace {
+
+class Pool {
+ public:
+  Pool() {
+    unsigned hw = std::thread::hardware_concurrency();
+    threads_ = static_cast<int>(hw == 0 ? 1 : hw);
+  }
+  ~Pool() { stop_workers(); }
+
+  void set_threads(int n) {
+    std::lock_guard<std::mutex> region(region_);  // wait for a running region
+    stop_workers();
+    threads_ = n;
+  }
+  int threads() const { return threads_; }
+
+  void run(size_t ntasks, const std::function<void(size_t)>& fn) {
+    std::unique_lock<std::mutex> region(region_, std::try_to_lock);
+    const size_t helpers = std::min<size_t>(static_cast<size_t>(threads_) - 1, ntasks - 1);
+    if (!region.owns_lock() || helpers == 0) {
+      for (size_t t = 0; t < ntasks; ++t) fn(t);
+      return;
+    }
+    start_workers();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      fn_ = &fn;
+      ntasks_ = ntasks;
+      next_.store(0);
+      active_ = helpers;
+      wanted_ = helpers;
+      error_ = nullptr;
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return active_ == 0; });
+    fn_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      const size_t t = next_.fetch_add(1);
+      if (t >= ntasks_) return;
+      try {
+        (*fn_)(t);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!error_) error_ = std::current_exception();
+        next_.store(ntasks_);
+      }
+    }
+  }
+
+  void worker_loop(size_t index) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || (generation_ != seen && index < wanted_); });
+        if (stop_) return;
+        seen = generation_;
+      }
+      work();
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--active_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  void start_workers() {
+    const size_t want = static_cast<size_t>(threads_) - 1;
+    while (workers_.size() < want) {
+      const size_t i = workers_.size();
+      workers_.emplace_back([this, i] { worker_loop(i); });
+    }
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    stop_ = false;
+  }
+
+  std::mutex region_;  // one parallel region at a time
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> workers_;
+  const std::function<void(size_t)>* fn_ = nullptr;
+  size_t ntasks_ = 0;
+  std::atomic<size_t> next_{0};
+  size_t active_ = 0;   // helpers still working in this region
+  size_t wanted_ = 0;   // helpers taking part in this region
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  int threads_;
+};
+
+Pool& pool() {
+  // Leaked on purpose: joining threads during static destruction at process
+  // exit can deadlock when the interpreter tears down.
+  static Pool* p = new Pool();
+  return *p;
+}
+
+}  // namespace
+
+void set_num_threads(int n) { pool().set_threads(n < 1 ? 1 : n); }
+int get_num_threads() { return pool().threads(); }
+
+void parallel_for(size_t ntasks, const std::function<void(size_t)>& fn) {
+  if (ntasks == 0) return;
+  pool().run(ntasks, fn);
+}
+
+}  // namespace npq

@@ -1,0 +1,58 @@
+// Plain parameter structs shared by reference/, ukernels/, ops/ and bindings/.
+// No ISA-specific code, no inline functions that could be instantiated under
+// ISA flags: only data.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace npq {
+
+// Largest reduction length for which the int32 accumulator is exact for every
+// u8 activation (0..255, any zero point) and s8 weight (-128..127):
+// K * 255 * 128 <= 2^31 - 1  =>  K <= 65793. We document a round bound.
+constexpr size_t kMaxK = 65536;
+
+// Per-tensor affine quantization of an activation: real = scale * (q - zero_point).
+struct QuantParams {
+  float scale;
+  int32_t zero_point;
+};
+
+// Weights packed for one GEMM microkernel family.
+//
+// Layout (NR columns per panel, K padded to kp = round_up(K, KR)):
+//   for each panel p (columns p*NR .. p*NR+NR-1):
+//     int32_t colsum[NR]                      sum_k w[n][k] (0 for padded columns)
+//     int8_t  w[kp/KR][NR][KR]                 K groups of KR bytes per column
+// Padded columns and padded k are zero, so kernels may run full panels.
+// panel_stride = NR*4 + kp*NR bytes (a multiple of 64 for the x86 layouts).
+struct PackedLayout {
+  uint32_t nr;
+  uint32_t kr;
+  uint32_t k_align;  // kp is a multiple of this (>= kr; AMX needs 64)
+};
+
+// Epilogue of the static (requantizing) GEMM, per output column n:
+//   v = fl(fl(float(acc) + bias_s[n]) * mult[n])
+//   q = clamp(nearbyint(v) + out_zp, out_min, out_max)
+// bias_s[n] = fl(bias[n] / fl(xs * ws[n])) (0 without bias), mult[n] = fl(fl(xs*ws[n]) / ys).
+// Arrays are indexed from the tile's first column and padded to a multiple of NR.
+struct RequantEpilogue {
+  const float* bias_s;
+  const float* mult;
+  int32_t out_zp;
+  int32_t out_min;
+  int32_t out_max;
+};
+
+// Epilogue of the dynamic GEMM (fp32 output), per row m and column n:
+//   y = fl(fl(float(acc) * fl(a_scale[m] * w_scale[n])) + bias[n])
+// a_scale is indexed from the tile's first row, w_scale/bias from its first column.
+struct DequantEpilogue {
+  const float* a_scale;
+  const float* w_scale;
+  const float* bias;
+};
+
+}  // namespace npq

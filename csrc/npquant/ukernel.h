@@ -1,0 +1,62 @@
+// Microkernel contracts. Every file in ukernels/ defines functions with these
+// signatures (extern "C++", namespace npq) and nothing else that is visible
+// outside its translation unit: ukernel files are compiled with their own ISA
+// flags, so any shared inline or template code would risk an ODR violation
+// that executes an instruction the CPU lacks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "params.h"
+
+namespace npq {
+
+// u8 x s8 GEMM tile, requantized to u8 (static Linear / Conv).
+//   mr       rows of A and C in this tile, 1..MR
+//   nc       columns of C, >= 1 (the kernel walks ceil(nc/NR) packed panels)
+//   kp       K rounded up to the layout's k_align; A rows hold kp readable bytes
+//   a        first row of A; row r at a + r*a_stride
+//   w        first packed panel (see PackedLayout); panels are consecutive
+//   a_zp     mr activation zero points (one per row)
+//   c        first output element; row r at c + r*c_stride (bytes)
+// acc[m][n] = sum_k a[m][k] * w[n][k] - a_zp[m] * colsum[n]   (exact int32)
+typedef void (*qgemm_requant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t* a,
+                                 size_t a_stride, const void* w, const int32_t* a_zp,
+                                 uint8_t* c, size_t c_stride, const RequantEpilogue* ep);
+
+// Same accumulation, dequantized to fp32 (dynamic Linear). c_stride in bytes.
+typedef void (*qgemm_dequant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t* a,
+                                 size_t a_stride, const void* w, const int32_t* a_zp,
+                                 float* c, size_t c_stride, const DequantEpilogue* ep);
+
+// Min and max of n floats (n >= 1). Returns false if any value is NaN or
+// infinite (min/max are then unspecified).
+typedef bool (*minmax_f32_fn)(size_t n, const float* x, float* out_min, float* out_max);
+
+// q[i] = clamp(nearbyint(fmaf(x[i], inv_scale, float(zp))), 0, 255)
+typedef void (*quantize_u8_fn)(size_t n, const float* x, float inv_scale, int32_t zp,
+                               uint8_t* q);
+
+// Declarations of every ukernel, one pair per GEMM tile variant.
+#define NPQ_DECLARE_QGEMM(name)                                                       \
+  void name##_requant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
+                      const int32_t*, uint8_t*, size_t, const RequantEpilogue*);     \
+  void name##_dequant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
+                      const int32_t*, float*, size_t, const DequantEpilogue*);
+
+NPQ_DECLARE_QGEMM(qu8_gemm_2x4c4__scalar)
+NPQ_DECLARE_QGEMM(qu8_gemm_4x8c4__avx2)
+NPQ_DECLARE_QGEMM(qu8_gemm_4x16c4__avxvnni)
+NPQ_DECLARE_QGEMM(qu8_gemm_4x16c4__avxvnni_evex)  // same source, EVEX encoding (test stand-in)
+NPQ_DECLARE_QGEMM(qu8_gemm_8x32c4__avx512vnni)
+NPQ_DECLARE_QGEMM(qu8_gemm_32x32c4__amx)
+
+bool f32_minmax__scalar(size_t, const float*, float*, float*);
+bool f32_minmax__avx2(size_t, const float*, float*, float*);
+bool f32_minmax__avx512vnni(size_t, const float*, float*, float*);
+void f32_qu8_quantize__scalar(size_t, const float*, float, int32_t, uint8_t*);
+void f32_qu8_quantize__avx2(size_t, const float*, float, int32_t, uint8_t*);
+void f32_qu8_quantize__avx512vnni(size_t, const float*, float, int32_t, uint8_t*);
+
+}  // namespace npq

@@ -1,0 +1,46 @@
+"""npquant: exact int8 inference for NumPy, with PyTorch's eager quantization workflow.
+
+Quick start::
+
+    import numpy as np, npquant
+    lin = npquant.nn.Linear(768, 768)
+    qlin = npquant.nn.quantized.dynamic.Linear.from_float(lin)
+    y = qlin(np.random.randn(32, 768).astype(np.float32))
+"""
+
+from __future__ import annotations
+
+from . import _C
+from ._dtypes import QDType, qint8, qint32, quint8
+from .qtensor import QTensor, dequantize, quantize_per_channel, quantize_per_tensor
+
+__version__ = "0.1.0"
+
+
+def cpu_info() -> dict:
+    """CPU features, the ISAs built into this install, and the kernel chosen per family.
+
+    ``NPQUANT_ISA=scalar|avx2|avxvnni|avx512vnni|amx|neon|neondot|neoni8mm`` (read at
+    import) caps the choice.
+    """
+    return _C.cpu_info()
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used inside kernels (default: all cores). The GIL is released in kernels."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    return _C.get_num_threads()
+
+
+from . import nn  # noqa: E402
+
+__all__ = [
+    "QDType", "QTensor", "quint8", "qint8", "qint32",
+    "quantize_per_tensor", "quantize_per_channel", "dequantize",
+    "cpu_info", "set_num_threads", "get_num_threads", "nn",
+]

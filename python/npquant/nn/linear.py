@@ -1,0 +1,55 @@
+"""Float Linear (NumPy), mirroring torch.nn.Linear."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["Linear"]
+
+
+def _float_input(x, layer: str) -> np.ndarray:
+    from ..qtensor import QTensor
+
+    if isinstance(x, QTensor):
+        raise TypeError(
+            f"{layer} is a float layer but got a QTensor; put a DeQuantStub before it, "
+            "or convert the model so this layer is quantized"
+        )
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{layer} expects a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{layer} expects a float array, got dtype {x.dtype}")
+    return x.astype(np.float32, copy=False)
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, weight (out_features, in_features), float32."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(f"in_features and out_features must be positive, got {in_features}, {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        rng = np.random.default_rng() if rng is None else rng
+        bound = 1.0 / math.sqrt(in_features)  # torch.nn.Linear's default init range
+        self.register_parameter(
+            "weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(np.float32))
+        self.register_parameter(
+            "bias", rng.uniform(-bound, bound, out_features).astype(np.float32) if bias else None)
+
+    def forward(self, x):
+        x = _float_input(x, "Linear")
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear expects last dimension {self.in_features}, got shape {x.shape}")
+        y = x @ self.weight.T
+        if self.bias is not None:
+            y = y + self.bias
+        return y.astype(np.float32, copy=False)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -1,0 +1,205 @@
+"""A small NumPy module system shaped like torch.nn.Module."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["Module"]
+
+
+class Module:
+    """Base class: children and parameters are found by attribute assignment.
+
+    Subclass it as in PyTorch: call ``super().__init__()``, assign submodules
+    and arrays as attributes, define ``forward``. Parameters are float32
+    arrays registered with ``register_parameter`` (Linear's weight and bias)
+    and buffers with ``register_buffer``; both appear in ``state_dict`` under
+    PyTorch's key names.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ---- attribute plumbing
+    def __setattr__(self, name, value):
+        if "_modules" not in self.__dict__:
+            raise RuntimeError(
+                f"cannot assign '{name}' before Module.__init__(); call super().__init__() first "
+                "in your module's __init__"
+            )
+        if isinstance(value, Module):
+            self._parameters.pop(name, None)
+            self._buffers.pop(name, None)
+            self._modules[name] = value
+            self.__dict__.pop(name, None)
+            return
+        if name in self._modules:
+            if value is None:
+                self._modules[name] = None
+                return
+            del self._modules[name]
+        if name in self._parameters:
+            self._parameters[name] = None if value is None else _as_param(value, name)
+            return
+        if name in self._buffers:
+            self._buffers[name] = value
+            return
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, value):
+        self.__dict__.pop(name, None)
+        self._parameters[name] = None if value is None else _as_param(value, name)
+
+    def register_buffer(self, name: str, value):
+        self.__dict__.pop(name, None)
+        self._buffers[name] = value
+
+    def add_module(self, name: str, module):
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module expects an npquant.nn.Module, got {type(module).__name__}")
+        self._modules[name] = module
+
+    # ---- traversal
+    def children(self) -> Iterator["Module"]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_children(self):
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_modules(self, prefix: str = "", memo=None):
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, m in self.named_children():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+
+    def get_submodule(self, target: str) -> "Module":
+        mod = self
+        for part in target.split(".") if target else []:
+            if part not in mod._modules or mod._modules[part] is None:
+                raise AttributeError(f"{type(mod).__name__} has no submodule '{part}' (in '{target}')")
+            mod = mod._modules[part]
+        return mod
+
+    def named_parameters(self, prefix: str = ""):
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._parameters.items():
+                if p is not None:
+                    yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self):
+        for _, p in self.named_parameters():
+            yield p
+
+    # ---- modes
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ---- state dict (PyTorch key names; values are numpy arrays)
+    def _save_to_state_dict(self, dest, prefix):
+        for name, p in self._parameters.items():
+            if p is not None:
+                dest[prefix + name] = p
+        for name, b in self._buffers.items():
+            if b is not None:
+                dest[prefix + name] = b
+
+    def state_dict(self, prefix: str = "") -> "OrderedDict[str, np.ndarray]":
+        out: OrderedDict = OrderedDict()
+        for mname, m in self.named_modules():
+            m._save_to_state_dict(out, f"{prefix}{mname}." if mname else prefix)
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Loads arrays (NumPy, or anything with .numpy()/.detach()) by PyTorch key names."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own and not k.endswith("num_batches_tracked")]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state dict mismatch: missing keys {missing}, unexpected keys {unexpected}")
+        for mname, m in self.named_modules():
+            pre = f"{mname}." if mname else ""
+            for store in (m._parameters, m._buffers):
+                for name, cur in list(store.items()):
+                    key = pre + name
+                    if key not in state_dict:
+                        continue
+                    val = _to_numpy(state_dict[key])
+                    if cur is not None and np.shape(cur) != val.shape:
+                        raise ValueError(f"shape mismatch for '{key}': model has {np.shape(cur)}, "
+                                         f"state dict has {val.shape}")
+                    if cur is not None and isinstance(cur, np.ndarray):
+                        val = val.astype(cur.dtype, copy=False)
+                    store[name] = np.ascontiguousarray(val)
+        return missing, unexpected
+
+    # ---- call
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        kids = list(self.named_children())
+        if not kids:
+            return lines[0] + ")"
+        for name, m in kids:
+            sub = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        return "\n".join(lines) + "\n)"
+
+
+def _to_numpy(v) -> np.ndarray:
+    if hasattr(v, "detach"):
+        v = v.detach()
+    if hasattr(v, "cpu"):
+        v = v.cpu()
+    if hasattr(v, "numpy") and not isinstance(v, np.ndarray):
+        v = v.numpy()
+    return np.asarray(v)
+
+
+def _as_param(value, name) -> np.ndarray:
+    arr = _to_numpy(value)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"parameter '{name}' must be a float array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)

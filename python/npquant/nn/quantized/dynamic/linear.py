@@ -1,0 +1,81 @@
+"""Dynamic quantized Linear: float in, float out, int8 inside (like torch.ao.nn.quantized.dynamic.Linear)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .... import _C
+from ...._dtypes import qint8
+from ....qtensor import QTensor
+from ...linear import Linear as FloatLinear, _float_input
+from ...module import Module
+from .._packed import PackedLinearParams, quantize_weight_symmetric
+
+__all__ = ["Linear"]
+
+
+class Linear(Module):
+    """Activations are quantized per call (full 8-bit range, PyTorch's choose_qparams
+    rule; ``per_row=True`` for one scale per row), weights are int8 symmetric."""
+
+    def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=qint8,
+                 per_row: bool = False):
+        super().__init__()
+        if dtype is not qint8:
+            raise TypeError("dynamic quantized Linear weights are npquant.qint8")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.per_row = bool(per_row)
+        w = quantize_weight_symmetric(np.zeros((out_features, in_features), np.float32))
+        self.set_weight_bias(w, np.zeros(out_features, np.float32) if bias_ else None)
+
+    def set_weight_bias(self, w: QTensor, b) -> None:
+        params = PackedLinearParams(w, b)
+        if params.qweight.shape != (self.out_features, self.in_features):
+            raise ValueError(f"weight shape {params.qweight.shape} does not match "
+                             f"({self.out_features}, {self.in_features})")
+        self._packed_params = params
+
+    def weight(self) -> QTensor:
+        return self._packed_params.qweight
+
+    def bias(self):
+        return self._packed_params.bias
+
+    @classmethod
+    def from_float(cls, mod, per_channel: bool = True, per_row: bool = False):
+        """Quantizes a float npquant.nn.Linear's weights (symmetric int8, per output
+        channel by default; the weight observer of ``mod.qconfig`` when one is set)."""
+        if not isinstance(mod, FloatLinear):
+            raise TypeError(f"from_float expects an npquant.nn.Linear, got {type(mod).__name__}")
+        qconfig = getattr(mod, "qconfig", None)
+        if qconfig is not None and getattr(qconfig, "weight", None) is not None:
+            obs = qconfig.weight()
+            obs(mod.weight)
+            from ....qtensor import quantize_per_channel, quantize_per_tensor
+
+            scale, zp = obs.calculate_qparams()
+            if np.ndim(scale) == 0 or np.size(scale) == 1 and getattr(obs, "ch_axis", None) is None:
+                qw = quantize_per_tensor(mod.weight, float(np.asarray(scale).reshape(-1)[0]),
+                                         int(np.asarray(zp).reshape(-1)[0]), qint8)
+            else:
+                qw = quantize_per_channel(mod.weight, scale, zp, 0, qint8)
+        else:
+            qw = quantize_weight_symmetric(mod.weight, per_channel=per_channel)
+        q = cls(mod.in_features, mod.out_features, mod.bias is not None, per_row=per_row)
+        q.set_weight_bias(qw, mod.bias)
+        return q
+
+    def forward(self, x):
+        x = _float_input(x, "dynamic quantized Linear")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"dynamic quantized Linear expects last dimension {self.in_features}, "
+                             f"got shape {x.shape}")
+        lead = x.shape[:-1]
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        p = self._packed_params
+        y = _C.linear_dynamic(x2, p.packed, p.w_scale, p.bias, self.per_row)
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, per_row={self.per_row}"

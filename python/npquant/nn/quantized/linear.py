@@ -1,0 +1,77 @@
+"""Static quantized Linear: quint8 QTensor in, quint8 QTensor out (like torch.ao.nn.quantized.Linear)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ... import _C
+from ..._dtypes import qint8, quint8
+from ...qtensor import QTensor, _check_scale, _check_zp, quantize_per_tensor
+from ..module import Module
+from ._packed import PackedLinearParams
+
+__all__ = ["Linear", "LinearReLU"]
+
+
+def _quantized_input(x, layer: str) -> QTensor:
+    if not isinstance(x, QTensor):
+        raise TypeError(
+            f"quantized {layer} expects a QTensor (quint8), got {type(x).__name__}; quantize the input "
+            "first (npquant.quantize_per_tensor, or a QuantStub at the start of the model)"
+        )
+    if x.dtype is not quint8 or x.qscheme() != "per_tensor_affine":
+        raise TypeError(f"quantized {layer} expects a per-tensor quint8 QTensor, got {x!r}")
+    return x
+
+
+class Linear(Module):
+    """int8 Linear with requantization: y_q = requant(x_q @ w_q.T + bias)."""
+
+    _FUSED_RELU = False
+
+    def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=qint8):
+        super().__init__()
+        if dtype is not qint8:
+            raise TypeError("quantized Linear weights are npquant.qint8")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.scale = 1.0
+        self.zero_point = 0
+        w = quantize_per_tensor(np.zeros((out_features, in_features), np.float32), 1.0, 0, qint8)
+        self.set_weight_bias(w, np.zeros(out_features, np.float32) if bias_ else None)
+
+    def set_weight_bias(self, w: QTensor, b) -> None:
+        params = PackedLinearParams(w, b)
+        if params.qweight.shape != (self.out_features, self.in_features):
+            raise ValueError(f"weight shape {params.qweight.shape} does not match "
+                             f"({self.out_features}, {self.in_features})")
+        self._packed_params = params
+
+    def weight(self) -> QTensor:
+        return self._packed_params.qweight
+
+    def bias(self):
+        return self._packed_params.bias
+
+    def forward(self, x) -> QTensor:
+        x = _quantized_input(x, type(self).__name__)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"{type(self).__name__} expects last dimension {self.in_features}, got shape {x.shape}")
+        scale = _check_scale(self.scale)
+        zp = _check_zp(self.zero_point, quint8)
+        lead = x.shape[:-1]
+        x2 = np.ascontiguousarray(x.int_repr().reshape(-1, self.in_features))
+        p = self._packed_params
+        y = _C.linear_static(x2, p.packed, x.q_scale(), x.q_zero_point(), p.w_scale, p.bias,
+                             np.float32(scale), zp, self._FUSED_RELU)
+        return QTensor(y.reshape(*lead, self.out_features), scale, zp, quint8)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"scale={self.scale}, zero_point={self.zero_point}")
+
+
+class LinearReLU(Linear):
+    """Linear followed by ReLU, fused into the requantization clamp."""
+
+    _FUSED_RELU = True

@@ -1,0 +1,212 @@
+"""QTensor and the quantize / dequantize functions (NumPy in, NumPy out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _C
+from ._dtypes import QDType, as_qdtype, qint8, quint8
+
+__all__ = ["QTensor", "quantize_per_tensor", "quantize_per_channel", "dequantize"]
+
+
+def _float_array(x, what: str = "input") -> np.ndarray:
+    if isinstance(x, QTensor):
+        raise TypeError(f"{what} is already a QTensor; call .dequantize() first for a float array")
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple, float, int)):
+            x = np.asarray(x, dtype=np.float32)
+        else:
+            raise TypeError(f"{what} must be a numpy.ndarray of float32, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        if x.dtype.kind == "f":
+            x = x.astype(np.float32)
+        else:
+            raise TypeError(
+                f"{what} must be a float array (float32), got dtype {x.dtype}; "
+                "integer data is already quantized: wrap it with npquant.QTensor(...)"
+            )
+    return np.ascontiguousarray(x)
+
+
+def _check_scale(scale) -> float:
+    s = np.float32(scale)
+    if not (np.isfinite(s) and s > 0 and np.isfinite(np.float32(1) / s)):
+        raise ValueError(f"scale must be a positive finite float with a finite reciprocal, got {scale}")
+    return float(s)
+
+
+def _check_zp(zp, dtype: QDType) -> int:
+    z = int(zp)
+    if z != zp or not dtype.qmin <= z <= dtype.qmax:
+        raise ValueError(f"zero_point must be an integer in [{dtype.qmin}, {dtype.qmax}] for {dtype}, got {zp}")
+    return z
+
+
+class QTensor:
+    """A quantized array: integer values plus (per-tensor or per-channel) qparams.
+
+    Represents ``scale * (q - zero_point)``. Mirrors the parts of a PyTorch
+    quantized tensor people use: ``int_repr()``, ``q_scale()``,
+    ``q_zero_point()``, ``q_per_channel_scales()``, ``dequantize()``, ``shape``.
+    """
+
+    __slots__ = ("_q", "_dtype", "_scale", "_zp", "_axis")
+
+    def __init__(self, int_repr: np.ndarray, scale, zero_point, dtype=quint8, axis: int | None = None):
+        dtype = as_qdtype(dtype)
+        q = np.asarray(int_repr)
+        if q.dtype != dtype.storage:
+            raise TypeError(f"int_repr for {dtype} must have dtype {dtype.storage}, got {q.dtype}")
+        if axis is None:
+            self._scale = _check_scale(scale)
+            self._zp = _check_zp(zero_point, dtype)
+        else:
+            if not -q.ndim <= axis < q.ndim:
+                raise ValueError(f"axis {axis} out of range for a {q.ndim}-D array")
+            axis %= q.ndim
+            sc = np.asarray(scale, dtype=np.float32).reshape(-1)
+            zp = np.asarray(zero_point).reshape(-1).astype(np.int64)
+            if sc.shape[0] != q.shape[axis] or zp.shape[0] != q.shape[axis]:
+                raise ValueError(
+                    f"per-channel qparams need {q.shape[axis]} scales and zero points (axis {axis}), "
+                    f"got {sc.shape[0]} and {zp.shape[0]}"
+                )
+            for s in sc:
+                _check_scale(s)
+            if np.any(zp < dtype.qmin) or np.any(zp > dtype.qmax):
+                raise ValueError(f"zero points must lie in [{dtype.qmin}, {dtype.qmax}] for {dtype}")
+            self._scale, self._zp = sc, zp
+        self._q = q
+        self._dtype = dtype
+        self._axis = axis
+
+    # PyTorch-style accessors
+    def int_repr(self) -> np.ndarray:
+        return self._q
+
+    def q_scale(self) -> float:
+        self._need_per_tensor("q_scale")
+        return self._scale
+
+    def q_zero_point(self) -> int:
+        self._need_per_tensor("q_zero_point")
+        return self._zp
+
+    def q_per_channel_scales(self) -> np.ndarray:
+        self._need_per_channel("q_per_channel_scales")
+        return self._scale
+
+    def q_per_channel_zero_points(self) -> np.ndarray:
+        self._need_per_channel("q_per_channel_zero_points")
+        return self._zp
+
+    def q_per_channel_axis(self) -> int:
+        self._need_per_channel("q_per_channel_axis")
+        return self._axis
+
+    def qscheme(self) -> str:
+        return "per_tensor_affine" if self._axis is None else "per_channel_affine"
+
+    @property
+    def dtype(self) -> QDType:
+        return self._dtype
+
+    @property
+    def shape(self):
+        return self._q.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._q.ndim
+
+    def size(self, dim=None):
+        return self._q.shape if dim is None else self._q.shape[dim]
+
+    def numel(self) -> int:
+        return int(self._q.size)
+
+    def dequantize(self) -> np.ndarray:
+        q = self._q.astype(np.int32)
+        if self._axis is None:
+            return (np.float32(self._scale) * (q - self._zp).astype(np.float32)).astype(np.float32)
+        shape = [1] * q.ndim
+        shape[self._axis] = -1
+        sc = self._scale.reshape(shape)
+        zp = self._zp.astype(np.int32).reshape(shape)
+        return (sc * (q - zp).astype(np.float32)).astype(np.float32)
+
+    def reshape(self, *shape) -> "QTensor":
+        self._need_per_tensor("reshape")
+        return QTensor(self._q.reshape(*shape), self._scale, self._zp, self._dtype)
+
+    def __repr__(self) -> str:
+        if self._axis is None:
+            qp = f"scale={self._scale:.6g}, zero_point={self._zp}"
+        else:
+            qp = f"per_channel(axis={self._axis}, {len(self._scale)} channels)"
+        return f"QTensor(shape={self.shape}, dtype={self._dtype}, {qp})"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "a QTensor is not a float array; call .dequantize() for floats or .int_repr() for integers"
+        )
+
+    def _need_per_tensor(self, what):
+        if self._axis is not None:
+            raise ValueError(f"{what}() needs a per-tensor QTensor; this one is per-channel (axis {self._axis})")
+
+    def _need_per_channel(self, what):
+        if self._axis is None:
+            raise ValueError(f"{what}() needs a per-channel QTensor; this one is per-tensor")
+
+
+def _quantize_scalar_path(x: np.ndarray, scale: float, zp: int, dtype: QDType) -> np.ndarray:
+    if x.size and not np.all(np.isfinite(x)):
+        raise ValueError("input contains NaN or Inf; quantization maps only finite values "
+                         "(replace them first, e.g. numpy.nan_to_num)")
+    return _C.reference.quantize(x, scale, zp, dtype.qmin, dtype.qmax).astype(dtype.storage)
+
+
+def quantize_per_tensor(x, scale, zero_point, dtype) -> QTensor:
+    """Like ``torch.quantize_per_tensor``: q = clamp(round(x / scale) + zero_point).
+
+    Exactly ``clamp(nearbyint(fmaf(x, fl(1/scale), zero_point)))``, PyTorch's
+    x86 rounding. NaN/Inf in x raise ValueError.
+    """
+    dtype = as_qdtype(dtype)
+    x = _float_array(x)
+    s = _check_scale(scale)
+    z = _check_zp(zero_point, dtype)
+    if dtype is quint8:
+        q = _C.quantize_u8(x, s, z)
+    elif dtype is qint8:
+        q = _quantize_scalar_path(x, s, z, dtype)
+    else:
+        raise TypeError("quantize_per_tensor supports npquant.quint8 and npquant.qint8")
+    return QTensor(q, s, z, dtype)
+
+
+def quantize_per_channel(x, scales, zero_points, axis: int, dtype) -> QTensor:
+    """Like ``torch.quantize_per_channel``: one (scale, zero_point) per slice along axis."""
+    dtype = as_qdtype(dtype)
+    x = _float_array(x)
+    if not -x.ndim <= axis < max(x.ndim, 1):
+        raise ValueError(f"axis {axis} out of range for a {x.ndim}-D array")
+    axis %= x.ndim
+    sc = np.asarray(scales, dtype=np.float32).reshape(-1)
+    zp = np.asarray(zero_points).reshape(-1)
+    if sc.shape[0] != x.shape[axis] or zp.shape[0] != x.shape[axis]:
+        raise ValueError(f"need {x.shape[axis]} scales and zero points along axis {axis}, "
+                         f"got {sc.shape[0]} and {zp.shape[0]}")
+    xm = np.ascontiguousarray(np.moveaxis(x, axis, 0))
+    q = np.empty(xm.shape, dtype=dtype.storage)
+    for c in range(xm.shape[0]):
+        q[c] = _quantize_scalar_path(xm[c], _check_scale(sc[c]), _check_zp(zp[c], dtype), dtype)
+    return QTensor(np.ascontiguousarray(np.moveaxis(q, 0, axis)), sc, zp, dtype, axis=axis)
+
+
+def dequantize(q: QTensor) -> np.ndarray:
+    if not isinstance(q, QTensor):
+        raise TypeError(f"dequantize expects a QTensor, got {type(q).__name__}")
+    return q.dequantize()
