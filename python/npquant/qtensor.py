@@ -51,7 +51,7 @@ class QTensor:
     ``q_zero_point()``, ``q_per_channel_scales()``, ``dequantize()``, ``shape``.
     """
 
-    __slots__ = ("_q", "_dtype", "_scale", "_zp", "_axis")
+    __slots__ = ("_q", "_dtype", "_scale", "_zp", "_axis", "_nhwc")
 
     def __init__(self, int_repr: np.ndarray, scale, zero_point, dtype=quint8, axis: int | None = None):
         dtype = as_qdtype(dtype)
@@ -80,10 +80,34 @@ class QTensor:
         self._q = q
         self._dtype = dtype
         self._axis = axis
+        # Storage order. 4-D activations flowing between quantized conv layers are
+        # kept NHWC (channels last) while every public accessor shows PyTorch's
+        # logical NCHW order. `_q` holds the physical array.
+        self._nhwc = False
+
+    @classmethod
+    def from_nhwc(cls, q_nhwc: np.ndarray, scale, zero_point, dtype=quint8) -> "QTensor":
+        """A per-tensor QTensor with logical NCHW shape stored as the given NHWC array."""
+        if np.ndim(q_nhwc) != 4:
+            raise ValueError(f"from_nhwc needs a 4-D (N, H, W, C) array, got shape {np.shape(q_nhwc)}")
+        t = cls(q_nhwc, scale, zero_point, dtype)
+        t._nhwc = True
+        return t
+
+    def nhwc(self) -> np.ndarray:
+        """The 4-D integer values in NHWC order (a view when already stored NHWC)."""
+        if self._q.ndim != 4:
+            raise ValueError(f"nhwc() needs a 4-D QTensor, got shape {self.shape}")
+        return self._q if self._nhwc else self._q.transpose(0, 2, 3, 1)
+
+    @property
+    def is_nhwc(self) -> bool:
+        return self._nhwc
 
     # PyTorch-style accessors
     def int_repr(self) -> np.ndarray:
-        return self._q
+        """Integer values in logical (PyTorch, NCHW for 4-D) order."""
+        return self._q.transpose(0, 3, 1, 2) if self._nhwc else self._q
 
     def q_scale(self) -> float:
         self._need_per_tensor("q_scale")
@@ -114,20 +138,24 @@ class QTensor:
 
     @property
     def shape(self):
+        if self._nhwc:
+            n, h, w, c = self._q.shape
+            return (n, c, h, w)
         return self._q.shape
 
     @property
     def ndim(self) -> int:
         return self._q.ndim
 
-    def size(self, dim=None):
-        return self._q.shape if dim is None else self._q.shape[dim]
-
     def numel(self) -> int:
         return int(self._q.size)
 
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
     def dequantize(self) -> np.ndarray:
-        q = self._q.astype(np.int32)
+        """Float values in logical order: fl(scale * float(q - zero_point))."""
+        q = self.int_repr().astype(np.int32)
         if self._axis is None:
             return (np.float32(self._scale) * (q - self._zp).astype(np.float32)).astype(np.float32)
         shape = [1] * q.ndim
@@ -138,7 +166,7 @@ class QTensor:
 
     def reshape(self, *shape) -> "QTensor":
         self._need_per_tensor("reshape")
-        return QTensor(self._q.reshape(*shape), self._scale, self._zp, self._dtype)
+        return QTensor(np.ascontiguousarray(self.int_repr()).reshape(*shape), self._scale, self._zp, self._dtype)
 
     def __repr__(self) -> str:
         if self._axis is None:
