@@ -1,0 +1,161 @@
+"""Static and dynamic Linear: bit-exact with the C++ reference and the NumPy
+restatement of the contract, for every GEMM kernel this CPU can run."""
+
+import numpy as np
+import pytest
+
+import npquant
+import npref
+from conftest import run_python, runnable_isas
+from npquant import _C
+
+KERNELS = [k["name"] for k in _C.runnable_gemm_kernels()]
+
+
+def random_shape(rng, budget=4e6):
+    """M 1..600, K 1..5000, N 1..3000, log-uniform, with M*K*N bounded to keep the
+    scalar kernel's share of the suite short."""
+    while True:
+        m = int(np.exp(rng.uniform(0, np.log(600))))
+        k = int(np.exp(rng.uniform(0, np.log(5000))))
+        n = int(np.exp(rng.uniform(0, np.log(3000))))
+        if m * k * n <= budget:
+            return m, k, n
+
+
+def random_zp(rng):
+    return int(rng.choice([0, 1, 127, 128, 254, 255, int(rng.integers(0, 256))]))
+
+
+def random_problem(rng, m, k, n):
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    if rng.random() < 0.2:  # the extremes
+        x[:] = rng.choice([0, 255])
+        w[:] = rng.choice([-128, 127])
+    xs = np.float32(rng.uniform(1e-3, 0.1))
+    ws = rng.uniform(1e-4, 1e-2, n).astype(np.float32)
+    bias = rng.normal(0, 2, n).astype(np.float32) if rng.random() < 0.7 else None
+    # Output scale around the natural spread of the result so clamps bind sometimes.
+    ys = np.float32(xs * float(ws.mean()) * np.sqrt(k) * 128 * rng.uniform(0.05, 2) + 1e-6)
+    return x, w, xs, ws, bias, ys
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_static_linear_2000_shapes(kernel, rng):
+    ref_checked = 0
+    for i in range(2000):
+        m, k, n = random_shape(rng)
+        x, w, xs, ws, bias, ys = random_problem(rng, m, k, n)
+        xz, yz, relu = random_zp(rng), random_zp(rng), bool(rng.random() < 0.3)
+        p = _C.PackedLinearWeight(w, kernel=kernel)
+        y = _C.linear_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+        expect = npref.linear_static(x, xs, xz, w, ws, bias, ys, yz, relu)
+        assert np.array_equal(y, expect), f"{kernel} shape {(m, k, n)} case {i}: {np.sum(y != expect)} differ"
+        if m * k * n <= 2e5:  # the C++ oracle too, where it is quick
+            r = _C.reference.linear_static(x, xz, w, xs, ws, bias, ys, yz, relu)
+            assert np.array_equal(y, r)
+            ref_checked += 1
+    assert ref_checked > 300
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("per_row", [False, True])
+def test_dynamic_linear_2000_shapes(kernel, per_row, rng):
+    for i in range(2000 if not per_row else 500):
+        m, k, n = random_shape(rng, budget=2e6)
+        w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        ws = rng.uniform(1e-4, 1e-2, n).astype(np.float32)
+        bias = rng.normal(0, 2, n).astype(np.float32) if rng.random() < 0.7 else None
+        scale = np.exp(rng.uniform(-8, 8))
+        shift = rng.choice([0.0, scale * 3, -scale * 3])
+        x = (rng.normal(shift, scale, (m, k))).astype(np.float32)
+        if rng.random() < 0.1:
+            x[:] = np.abs(x) if rng.random() < 0.5 else -np.abs(x)  # one-sided ranges
+        p = _C.PackedLinearWeight(w, kernel=kernel)
+        y = _C.linear_dynamic(x, p, ws, bias, per_row)
+        expect = npref.linear_dynamic(x, w, ws, bias, per_row)
+        assert np.array_equal(y, expect), f"{kernel} shape {(m, k, n)} case {i}"
+
+
+@pytest.mark.parametrize("isa", runnable_isas())
+def test_public_api_exact_under_forced_isa(isa):
+    """The public modules, in a process whose dispatch is capped by NPQUANT_ISA."""
+    code = f"""
+import numpy as np, npquant, sys
+sys.path.insert(0, {repr(__import__('os').path.dirname(__file__))})
+import npref
+assert npquant.cpu_info()['isa'] == {isa!r}
+rng = np.random.default_rng(7)
+for i in range(150):
+    m, k, n = int(rng.integers(1, 300)), int(rng.integers(1, 700)), int(rng.integers(1, 300))
+    fl = npquant.nn.Linear(k, n)
+    qd = npquant.nn.quantized.dynamic.Linear.from_float(fl)
+    x = rng.normal(0, 1, (m, k)).astype(np.float32)
+    qw = qd.weight()
+    ws = qw.q_per_channel_scales()
+    assert np.array_equal(qd(x), npref.linear_dynamic(x, qw.int_repr(), ws, fl.bias))
+    qs = npquant.nn.quantized.Linear(k, n)
+    qs.set_weight_bias(qw, fl.bias)
+    qs.scale, qs.zero_point = float(rng.uniform(0.01, 0.5)), int(rng.integers(0, 256))
+    xq = npquant.quantize_per_tensor(x, 0.02, int(rng.integers(0, 256)), npquant.quint8)
+    y = qs(xq)
+    e = npref.linear_static(xq.int_repr(), 0.02, xq.q_zero_point(), qw.int_repr(), ws, fl.bias,
+                            qs.scale, qs.zero_point)
+    assert np.array_equal(y.int_repr(), e), i
+print('ok')
+"""
+    r = run_python(code, {"NPQUANT_ISA": isa})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_edge_tiles_every_kernel():
+    """Small exhaustive grid around each kernel's tile sizes, against the C++ oracle."""
+    rng = np.random.default_rng(1)
+    for kinfo in _C.runnable_gemm_kernels():
+        checked = 0
+        mr, nr, kr = kinfo["mr"], kinfo["nr"], kinfo["kr"]
+        ks = sorted({1, max(1, kr - 1), kr, kr + 1, 7, 13, 61, 127, 257})
+        for m in range(1, 2 * mr + 2):
+            for n in sorted({1, nr - 1, nr, nr + 1, 2 * nr + 1, 3 * nr} - {0}):
+                for k in ks:
+                    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+                    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+                    w.flat[0] = -128
+                    ws = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
+                    p = _C.PackedLinearWeight(w, kernel=kinfo["name"])
+                    for xz, yz in ((0, 255), (128, 128), (255, 0)):
+                        y = _C.linear_static(x, p, 0.05, xz, ws, None, 0.01, yz, yz == 128)
+                        r = _C.reference.linear_static(x, xz, w, 0.05, ws, None, 0.01, yz, yz == 128)
+                        assert np.array_equal(y, r), (kinfo["name"], m, n, k, xz)
+                        checked += 1
+        assert checked > 500, kinfo["name"]
+
+
+def test_threads_give_identical_results(rng):
+    x = rng.integers(0, 256, (300, 500), dtype=np.uint8)
+    w = rng.integers(-128, 128, (700, 500), dtype=np.int8)
+    ws = rng.uniform(1e-3, 1e-2, 700).astype(np.float32)
+    p = _C.PackedLinearWeight(w)
+    old = npquant.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            npquant.set_num_threads(t)
+            outs.append(_C.linear_static(x, p, 0.02, 3, ws, None, 0.3, 100, False))
+        assert all(np.array_equal(outs[0], o) for o in outs[1:])
+    finally:
+        npquant.set_num_threads(old)
+
+
+def test_concurrent_python_threads(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    lin = npquant.nn.Linear(256, 384)
+    q = npquant.nn.quantized.dynamic.Linear.from_float(lin)
+    xs = [rng.normal(0, 1, (int(rng.integers(1, 80)), 256)).astype(np.float32) for _ in range(64)]
+    serial = [q(x) for x in xs]
+    with ThreadPoolExecutor(8) as ex:
+        par = list(ex.map(q, xs))
+    assert all(np.array_equal(a, b) for a, b in zip(serial, par))
