@@ -57,8 +57,10 @@ bool requant_constants(size_t n, float xs, const float* ws, float ys, const floa
     const float s = xs * ws[i];
     mult[i] = s / ys;
     bias_s[i] = bias ? bias[i] / s : 0.0f;
-    // |bias_s| < 2^30 keeps fl(acc + bias_s) finite, so v is never NaN.
-    ok = ok && s > 0.0f && std::isfinite(mult[i]) && std::fabs(bias_s[i]) < 1073741824.0f;
+    // With finite bias_s, fl(acc + bias_s) is finite (|acc| < 2^31 is far below
+    // the spacing of floats near FLT_MAX), so v = fl(sum * mult) may be +-Inf
+    // (the clamp maps it to lo/hi) but never NaN.
+    ok = ok && s > 0.0f && std::isfinite(mult[i]) && std::isfinite(bias_s[i]);
   }
   return ok;
 }

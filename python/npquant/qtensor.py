@@ -26,7 +26,8 @@ def _float_array(x, what: str = "input") -> np.ndarray:
                 f"{what} must be a float array (float32), got dtype {x.dtype}; "
                 "integer data is already quantized: wrap it with npquant.QTensor(...)"
             )
-    return np.ascontiguousarray(x)
+    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
+    return x if x.flags.c_contiguous else x.copy(order="C")
 
 
 def _check_scale(scale) -> float:

@@ -94,7 +94,7 @@ void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const QGem
   if (!requant_constants(n, a.xs, ws.data(), a.ys, a.bias, bias_s.data(), mult.data()))
     throw ValueError("requantization constants are not finite: check the input scale, weight "
                      "scales, output scale and bias (scales must be > 0 and finite, and "
-                     "|bias| / (input_scale * weight_scale) < 2^30)");
+                     "bias / (input_scale * weight_scale) must be finite in float32)");
   PaddedA pa = pad_a(a.x, a.m, w.k(), a.x_stride, w.kp());
   int32_t zp[kMaxMR];
   std::fill(zp, zp + kMaxMR, a.xz);

@@ -26,11 +26,11 @@ class Pool {
     stop_workers();
     threads_ = n;
   }
-  int threads() const { return threads_; }
+  int threads() const { return threads_.load(); }
 
   void run(size_t ntasks, const std::function<void(size_t)>& fn) {
     std::unique_lock<std::mutex> region(region_, std::try_to_lock);
-    const size_t helpers = std::min<size_t>(static_cast<size_t>(threads_) - 1, ntasks - 1);
+    const size_t helpers = std::min<size_t>(static_cast<size_t>(threads_.load()) - 1, ntasks - 1);
     if (!region.owns_lock() || helpers == 0) {
       for (size_t t = 0; t < ntasks; ++t) fn(t);
       return;
@@ -85,7 +85,7 @@ class Pool {
   }
 
   void start_workers() {
-    const size_t want = static_cast<size_t>(threads_) - 1;
+    const size_t want = static_cast<size_t>(threads_.load()) - 1;
     while (workers_.size() < want) {
       const size_t i = workers_.size();
       workers_.emplace_back([this, i] { worker_loop(i); });
@@ -115,7 +115,7 @@ class Pool {
   uint64_t generation_ = 0;
   bool stop_ = false;
   std::exception_ptr error_;
-  int threads_;
+  std::atomic<int> threads_;  // read by callers without the region lock
 };
 
 Pool& pool() {
