@@ -24,6 +24,8 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # ---- attribute plumbing
@@ -74,6 +76,9 @@ class Module:
         self.__dict__.pop(name, None)
         self._buffers[name] = value
 
+    def register_module(self, name: str, module):
+        self.add_module(name, module)
+
     def add_module(self, name: str, module):
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module expects an npquant.nn.Module, got {type(module).__name__}")
@@ -119,6 +124,23 @@ class Module:
     def parameters(self):
         for _, p in self.named_parameters():
             yield p
+
+    def named_buffers(self, prefix: str = ""):
+        for mname, m in self.named_modules(prefix):
+            for bname, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{mname}.{bname}" if mname else bname), b
+
+    def buffers(self):
+        for _, b in self.named_buffers():
+            yield b
+
+    def apply(self, fn):
+        """Calls fn on every submodule (children first), then on self, like torch."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
 
     # ---- modes
     def train(self, mode: bool = True):
@@ -172,7 +194,24 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        for hook in list(self._forward_pre_hooks.values()):
+            new = hook(self, args)
+            if new is not None:
+                args = new if isinstance(new, tuple) else (new,)
+        out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            new = hook(self, args, out)
+            if new is not None:
+                out = new
+        return out
+
+    # ---- hooks (as in torch: hook(module, args) before, hook(module, args, output) after;
+    # a hook's non-None return value replaces the args / output)
+    def register_forward_pre_hook(self, hook) -> "RemovableHandle":
+        return RemovableHandle(self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook) -> "RemovableHandle":
+        return RemovableHandle(self._forward_hooks, hook)
 
     def extra_repr(self) -> str:
         return ""
@@ -186,6 +225,21 @@ class Module:
             sub = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({name}): {sub}")
         return "\n".join(lines) + "\n)"
+
+
+class RemovableHandle:
+    """Returned by register_forward_(pre_)hook; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: OrderedDict, hook):
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+        self._hooks = hooks
+        hooks[self.id] = hook
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
 
 
 def _to_numpy(v) -> np.ndarray:

@@ -1,0 +1,45 @@
+"""What from_float needs from a prepared float module: its calibrated qparams and
+its quantized weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._dtypes import qint8
+from ...qtensor import QTensor, quantize_per_channel, quantize_per_tensor
+
+
+def observer_of(mod):
+    obs = getattr(mod, "activation_post_process", None)
+    if obs is None or not hasattr(obs, "calculate_qparams"):
+        raise RuntimeError(
+            f"{type(mod).__name__} has no activation observer: call npquant.prepare(model) "
+            "(with a qconfig set on the model) and run calibration data through it before convert")
+    return obs
+
+
+def activation_qparams(mod) -> tuple:
+    """(scale, zero_point) as Python float and int, from the module's observer."""
+    scale, zp = observer_of(mod).calculate_qparams()
+    return float(np.asarray(scale).reshape(-1)[0]), int(np.asarray(zp).reshape(-1)[0])
+
+
+def quantize_weight(weight: np.ndarray, observer) -> QTensor:
+    """int8 weights with the qconfig's weight observer (per tensor, or per channel
+    along the observer's ch_axis)."""
+    observer(weight)
+    if getattr(observer, "dtype", qint8) is not qint8:
+        raise TypeError(f"weights are quantized to npquant.qint8; the weight observer asks for {observer.dtype}")
+    scale, zp = observer.calculate_qparams()
+    if getattr(observer, "ch_axis", None) is None:
+        return quantize_per_tensor(weight, float(np.asarray(scale).reshape(-1)[0]),
+                                   int(np.asarray(zp).reshape(-1)[0]), qint8)
+    return quantize_per_channel(weight, scale, zp, observer.ch_axis, qint8)
+
+
+def weight_observer(mod):
+    qconfig = getattr(mod, "qconfig", None)
+    if qconfig is None or qconfig.weight is None:
+        raise RuntimeError(f"{type(mod).__name__} has no qconfig with a weight observer; set "
+                           "model.qconfig = npquant.get_default_qconfig('x86') before prepare")
+    return qconfig.weight()

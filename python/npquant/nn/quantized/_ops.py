@@ -1,0 +1,75 @@
+"""NumPy kernels for the quantized non-GEMM ops, following PyTorch's x86 arithmetic.
+
+PyTorch's vectorized CPU kernels dequantize as ``fma(scale, q, fl(scale * -zp))``
+and quantize as ``nearbyint(fl(x * fl(1 / scale))) + zp``; ``dequant`` and
+``quant`` restate exactly that (the fma is computed exactly in float64, then
+rounded once to float32), so npquant's outputs equal torch's quantized ops.
+Activations keep their storage order: 4-D tensors stored channels-last
+(the output of quantized conv) are processed as NHWC without a transpose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._dtypes import QDType, quint8
+from ...qtensor import QTensor, _check_scale, _check_zp
+
+
+def q_input(x, name: str) -> QTensor:
+    """The QTensor argument of a quantized op, or a TypeError saying what to do."""
+    if not isinstance(x, QTensor):
+        raise TypeError(
+            f"quantized {name} expects a QTensor, got {type(x).__name__}; quantize the input first "
+            "(npquant.quantize_per_tensor, or a QuantStub at the start of the quantized region), "
+            "or keep this layer float (qconfig = None) with a DeQuantStub before it")
+    if x.qscheme() != "per_tensor_affine":
+        raise TypeError(f"quantized {name} expects a per-tensor QTensor, got {x!r}")
+    return x
+
+
+def storage(x: QTensor):
+    """(integer array in storage order, spatial axes or None, is_nhwc)."""
+    if x.is_nhwc:
+        return x.nhwc(), (1, 2), True
+    return x.int_repr(), ((2, 3) if x.ndim == 4 else None), False
+
+
+def wrap(q: np.ndarray, scale, zp, dtype: QDType, nhwc: bool) -> QTensor:
+    q = np.ascontiguousarray(q)
+    return QTensor.from_nhwc(q, scale, zp, dtype) if nhwc else QTensor(q, scale, zp, dtype)
+
+
+def dequant(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
+    """fma(scale, float(q), fl(scale * -zp)) in float32."""
+    s = np.float32(scale)
+    premul = np.float64(s * np.float32(-zp))
+    return (np.float64(s) * q.astype(np.float64) + premul).astype(np.float32)
+
+
+def quant(v: np.ndarray, scale: float, zp: int, dtype: QDType) -> np.ndarray:
+    """clamp(nearbyint(fl(v * fl(1 / scale))) + zp) (round half to even)."""
+    inv = np.float32(1) / np.float32(scale)
+    t = np.minimum(np.asarray(v, np.float32) * inv, np.float32(2**31 - 128))
+    r = np.rint(t).astype(np.int64) + zp
+    return np.clip(r, dtype.qmin, dtype.qmax).astype(dtype.storage)
+
+
+def requant_int(acc: np.ndarray, multiplier, zp: int, dtype: QDType) -> np.ndarray:
+    """PyTorch's requantize_from_int: clamp(zp + nearbyint(fl(float(acc) * multiplier)))."""
+    v = acc.astype(np.float32) * np.float32(multiplier)
+    return np.clip(np.rint(v).astype(np.int64) + zp, dtype.qmin, dtype.qmax).astype(dtype.storage)
+
+
+def unary_table(fn, scale: float, zp: int, dtype: QDType, out_scale: float, out_zp: int) -> np.ndarray:
+    """Output code for every input code of a unary op (int8 has only 256 values)."""
+    codes = np.arange(dtype.qmin, dtype.qmax + 1)
+    return quant(fn(dequant(codes, scale, zp)), out_scale, out_zp, dtype)
+
+
+def apply_table(table: np.ndarray, q: np.ndarray, dtype: QDType) -> np.ndarray:
+    return table[q.astype(np.int64) - dtype.qmin]
+
+
+def out_qparams(scale, zero_point, dtype: QDType = quint8):
+    return _check_scale(scale), _check_zp(zero_point, dtype)

@@ -1,0 +1,119 @@
+"""Quantized 2-D pooling with PyTorch's integer arithmetic.
+
+The output keeps the input's qparams and storage order. PyTorch has one
+kernel for contiguous NCHW and another for channels-last tensors, which round
+averages differently; npquant follows the one matching the storage order
+(quantized conv outputs are channels-last in both libraries). PyTorch's
+channels-last average pooling rounds its last C % 16 channels (those its
+vector loop leaves over) slightly differently; npquant applies the vector
+loop's rounding to every channel, so those can differ from PyTorch by one code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._pool import Geometry, adaptive_sums
+from ..module import Module
+from ..pooling import adaptive_output_hw
+from ._ops import q_input, requant_int, storage, wrap
+
+__all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
+
+
+def _spatial(x, name: str):
+    x = q_input(x, name)
+    if x.ndim != 4:
+        raise ValueError(f"quantized {name} expects a 4-D (N, C, H, W) QTensor, got shape {x.shape}")
+    q, axes, nhwc = storage(x)
+    return x, q, axes, nhwc
+
+
+def _hw(q: np.ndarray, axes) -> tuple:
+    return q.shape[axes[0]], q.shape[axes[1]]
+
+
+def _grid(a: np.ndarray, axes, ndim: int) -> np.ndarray:
+    """Broadcast an (oh, ow) array against the output's spatial axes."""
+    shape = [1] * ndim
+    shape[axes[0]], shape[axes[1]] = a.shape
+    return a.reshape(shape)
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 return_indices: bool = False, ceil_mode: bool = False):
+        super().__init__()
+        if return_indices:
+            raise NotImplementedError("quantized MaxPool2d does not return indices")
+        self.geometry = Geometry(kernel_size, stride, padding, dilation, ceil_mode)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def forward(self, x):
+        x, q, axes, nhwc = _spatial(x, "MaxPool2d")
+        out = self.geometry.windows(q, axes, x.dtype.qmin).max(axis=(-2, -1))
+        return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
+
+    @classmethod
+    def from_float(cls, mod):
+        return cls(mod.kernel_size, mod.stride, mod.padding, mod.dilation, ceil_mode=mod.ceil_mode)
+
+
+class AvgPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override=None):
+        super().__init__()
+        self.geometry = Geometry(kernel_size, stride, padding, 1, ceil_mode)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
+
+    def forward(self, x):
+        x, q, axes, nhwc = _spatial(x, "AvgPool2d")
+        h, w = _hw(q, axes)
+        divisor, size = self.geometry.divisors(h, w, self.count_include_pad)
+        if self.divisor_override is not None:
+            divisor = np.full_like(divisor, int(self.divisor_override))
+        zp = x.q_zero_point()
+        acc = self.geometry.windows(q, axes, 0).sum(axis=(-2, -1), dtype=np.int64)
+        acc = acc - _grid(size, axes, q.ndim) * zp
+        div = _grid(divisor, axes, q.ndim)
+        if nhwc:  # channels-last kernel: requantize_from_int with fl(1 / divisor)
+            mult = (np.float32(1) / div.astype(np.float32))
+            out = requant_int(acc, mult, zp, x.dtype)
+        else:     # NCHW kernel: nearbyint(fl(sum * fl(1.0 / divisor)) + zp)
+            mult = (1.0 / div.astype(np.float64)).astype(np.float32)
+            v = acc.astype(np.float32) * mult + np.float32(zp)
+            out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
+        return wrap(out, x.q_scale(), zp, x.dtype, nhwc)
+
+    @classmethod
+    def from_float(cls, mod):
+        return cls(mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+                   mod.count_include_pad, mod.divisor_override)
+
+
+class AdaptiveAvgPool2d(Module):
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        x, q, axes, nhwc = _spatial(x, "AdaptiveAvgPool2d")
+        out_hw = adaptive_output_hw(self.output_size, *_hw(q, axes))
+        sums, kh, kw = adaptive_sums(q, axes, out_hw, np.int64)
+        size = _grid(np.outer(kh, kw), axes, q.ndim)
+        zp = x.q_zero_point()
+        if nhwc:  # channels-last kernel: nearbyint(fl(fl((sum - zp * size) * fl(1 / size)) + zp))
+            v = (sums - size * zp).astype(np.float32) * (np.float32(1) / size.astype(np.float32))
+            out = np.clip(np.rint(v + np.float32(zp)), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
+        else:     # NCHW kernel: nearbyint(sum of codes * fl(fl(1 / kh) / kw)); stays in range
+            recip = np.outer(np.float32(1) / kh.astype(np.float32), np.ones(len(kw), np.float32))
+            recip = (recip / kw.astype(np.float32)).astype(np.float32)
+            out = np.rint(sums.astype(np.float32) * _grid(recip, axes, q.ndim)).astype(x.dtype.storage)
+        return wrap(out, x.q_scale(), zp, x.dtype, nhwc)
+
+    @classmethod
+    def from_float(cls, mod):
+        return cls(mod.output_size)

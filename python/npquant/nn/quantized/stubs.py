@@ -1,0 +1,47 @@
+"""Quantize / DeQuantize: what QuantStub / DeQuantStub become at convert."""
+
+from __future__ import annotations
+
+from ..._dtypes import as_qdtype, quint8
+from ...qtensor import QTensor, quantize_per_tensor
+from ..linear import _float_input
+from ..module import Module
+
+__all__ = ["Quantize", "DeQuantize"]
+
+
+class Quantize(Module):
+    """float array -> QTensor at fixed (scale, zero_point)."""
+
+    def __init__(self, scale: float, zero_point: int, dtype=quint8):
+        super().__init__()
+        self.scale, self.zero_point, self.dtype = float(scale), int(zero_point), as_qdtype(dtype)
+
+    def forward(self, x):
+        if isinstance(x, QTensor):
+            raise TypeError("Quantize got a QTensor: the data is already quantized (two QuantStubs in a row?)")
+        return quantize_per_tensor(_float_input(x, "Quantize"), self.scale, self.zero_point, self.dtype)
+
+    @classmethod
+    def from_float(cls, mod):
+        from ._convert import activation_qparams, observer_of
+
+        scale, zp = activation_qparams(mod)
+        return cls(scale, zp, getattr(observer_of(mod), "dtype", quint8))
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, zero_point={self.zero_point}, dtype={self.dtype}"
+
+
+class DeQuantize(Module):
+    """QTensor -> float32 array (logical NCHW order)."""
+
+    def forward(self, x):
+        if not isinstance(x, QTensor):
+            raise TypeError(f"DeQuantize expects a QTensor, got {type(x).__name__}: the data is already "
+                            "float here (is a QuantStub missing earlier, or a DeQuantStub repeated?)")
+        return x.dequantize()
+
+    @classmethod
+    def from_float(cls, mod):
+        return cls()
