@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _C
 
-__all__ = ["choose_qparams", "calculate_qparams", "EPS"]
+__all__ = ["choose_qparams", "calculate_qparams", "quant_range", "EPS"]
 
 EPS = np.float32(np.finfo(np.float32).eps)
 
@@ -23,6 +23,30 @@ EPS = np.float32(np.finfo(np.float32).eps)
 def choose_qparams(min_val: float, max_val: float, qmin: int = 0, qmax: int = 255):
     """(scale, zero_point) for the range [min(min_val, 0), max(max_val, 0)]."""
     return _C.choose_qparams(float(min_val), float(max_val), int(qmin), int(qmax))
+
+
+def quant_range(dtype, reduce_range: bool = False, quant_min=None, quant_max=None) -> tuple:
+    """(qmin, qmax) as PyTorch's observers derive it.
+
+    Default: the dtype's full range (npquant's kernels are exact there, so
+    ``reduce_range`` is only for reproducing PyTorch models calibrated with it).
+    A custom range must contain 0 and span at most 256 codes; for qint8 it is
+    re-centred on 0 (PyTorch's rule), and reduce_range halves it.
+    """
+    signed = dtype.qmin < 0
+    if quant_min is None and quant_max is None:
+        qmin, qmax = dtype.qmin, dtype.qmax
+        return ((qmin // 2, qmax // 2) if reduce_range else (qmin, qmax))
+    if quant_min is None or quant_max is None:
+        raise ValueError("give both quant_min and quant_max, or neither")
+    if not quant_min <= 0 <= quant_max:
+        raise ValueError(f"the quantization range [{quant_min}, {quant_max}] must contain 0")
+    n = quant_max - quant_min + 1
+    if n > 256:
+        raise ValueError(f"the quantization range [{quant_min}, {quant_max}] spans {n} codes; 8-bit "
+                         "quantization has at most 256")
+    qmin, qmax = (-(n // 2), n // 2 - 1) if signed else (0, n - 1)
+    return (qmin // 2, qmax // 2) if reduce_range else (qmin, qmax)
 
 
 def calculate_qparams(min_val, max_val, qmin: int, qmax: int, symmetric: bool,

@@ -1,0 +1,433 @@
+"""Observers: collect statistics of float arrays during calibration, then turn
+them into (scale, zero_point) with the math in ``npquant.qparams``.
+
+Names, arguments and results follow ``torch.ao.quantization.observer``:
+``MinMaxObserver.with_args(dtype=npquant.qint8, qscheme=npquant.per_tensor_symmetric)``
+makes a factory, calling an observer on an array records it and returns the
+array, ``calculate_qparams()`` returns float32 scales and int64 zero points
+(arrays of one element for per-tensor schemes, as torch returns tensors).
+
+Two deliberate differences from PyTorch: ``reduce_range`` defaults to False
+everywhere (npquant's int8 kernels are exact with the full 8-bit range), and
+an observer that saw no data raises instead of returning scale 1.0.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ._dtypes import QDType, as_qdtype, qint8, quint8
+from .nn.module import Module
+from .qparams import EPS, calculate_qparams, quant_range
+from .qtensor import QTensor
+
+__all__ = [
+    "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
+    "ObserverBase", "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver", "HistogramObserver", "PercentileObserver",
+    "PlaceholderObserver", "default_observer", "default_weight_observer",
+    "default_per_channel_weight_observer", "default_histogram_observer",
+    "default_dynamic_quant_observer", "default_placeholder_observer",
+]
+
+# qschemes, spelled like torch.per_tensor_affine etc. (QTensor.qscheme() returns these strings)
+per_tensor_affine = "per_tensor_affine"
+per_tensor_symmetric = "per_tensor_symmetric"
+per_channel_affine = "per_channel_affine"
+per_channel_symmetric = "per_channel_symmetric"
+_PER_TENSOR = (per_tensor_affine, per_tensor_symmetric)
+_PER_CHANNEL = (per_channel_affine, per_channel_symmetric)
+
+
+class _ObserverFactory:
+    """What ``Observer.with_args(...)`` returns: call it for a fresh observer."""
+
+    def __init__(self, cls, **kwargs):
+        self._make = functools.partial(cls, **kwargs)
+
+    def with_args(self, **kwargs) -> "_ObserverFactory":
+        merged = dict(self._make.keywords, **kwargs)
+        return _ObserverFactory(self._make.func, **merged)
+
+    def __call__(self, **kwargs):
+        return self._make(**kwargs)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._make.keywords.items())
+        return f"{self._make.func.__name__}.with_args({args})"
+
+
+def _observed_array(x, who: str) -> np.ndarray:
+    if isinstance(x, QTensor):
+        raise TypeError(f"{who} observes float arrays, got a QTensor: observers belong before "
+                        "quantization (did convert already run on this model?)")
+    if hasattr(x, "detach"):  # a torch tensor
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{who} observes float arrays, got dtype {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if x.size and not np.all(np.isfinite(x)):
+        raise ValueError(f"{who}: the calibration data contains NaN or Inf; clean it first "
+                         "(numpy.nan_to_num) or find where the model produces it")
+    return x
+
+
+class ObserverBase(Module):
+    """Common arguments and the one-line contract: ``observe(x)`` collects,
+    ``calculate_qparams()`` computes. ``__call__``/``forward`` observe and return x."""
+
+    def __init__(self, dtype=quint8, qscheme=per_tensor_affine, reduce_range: bool = False,
+                 quant_min=None, quant_max=None, eps=EPS, is_dynamic: bool = False):
+        super().__init__()
+        self.dtype = as_qdtype(dtype)
+        if qscheme not in _PER_TENSOR + _PER_CHANNEL:
+            raise ValueError(f"unknown qscheme {qscheme!r}; use one of {_PER_TENSOR + _PER_CHANNEL}")
+        if qscheme == per_tensor_symmetric and reduce_range and self.dtype is quint8:
+            raise NotImplementedError("reduce_range is not supported for symmetric quint8 (as in PyTorch)")
+        self.qscheme = qscheme
+        self.reduce_range = bool(reduce_range)
+        self.quant_min, self.quant_max = quant_range(self.dtype, reduce_range, quant_min, quant_max)
+        self.has_customized_qrange = quant_min is not None
+        self.eps = np.float32(eps)
+        self.is_dynamic = bool(is_dynamic)
+
+    with_args = classmethod(lambda cls, **kwargs: _ObserverFactory(cls, **kwargs))
+
+    def forward(self, x):
+        self.observe(x)
+        return x
+
+    def observe(self, x) -> None:
+        raise NotImplementedError
+
+    @property
+    def has_data(self) -> bool:
+        raise NotImplementedError
+
+    def _require_data(self) -> None:
+        if not self.has_data:
+            raise RuntimeError(f"{type(self).__name__} has seen no data: run calibration inputs through "
+                               "the prepared model (or call observe(x)) before calculate_qparams / convert")
+
+    def _qparams(self, min_val, max_val):
+        """PyTorch's _calculate_qparams on float32 min/max (scalars or per channel)."""
+        mn, mx = np.asarray(min_val, np.float32), np.asarray(max_val, np.float32)
+        if np.any(mn > mx):
+            raise ValueError(f"min {mn} exceeds max {mx}")
+        symmetric = self.qscheme in (per_tensor_symmetric, per_channel_symmetric)
+        scale, zp = calculate_qparams(mn, mx, self.quant_min, self.quant_max, symmetric,
+                                      unsigned_symmetric_zp=self.dtype is quint8, eps=self.eps)
+        if symmetric and self.dtype is quint8 and self.has_customized_qrange:
+            zp = np.full_like(zp, (self.quant_min + self.quant_max) // 2)
+        return np.atleast_1d(scale).astype(np.float32), np.atleast_1d(zp).astype(np.int64)
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}, qscheme={self.qscheme}, quant_min={self.quant_min}, quant_max={self.quant_max}"
+
+
+class MinMaxObserver(ObserverBase):
+    """Running min and max over everything observed."""
+
+    def __init__(self, dtype=quint8, qscheme=per_tensor_affine, reduce_range: bool = False,
+                 quant_min=None, quant_max=None, eps=EPS, is_dynamic: bool = False):
+        if qscheme not in _PER_TENSOR:
+            raise ValueError(f"{type(self).__name__} is per tensor; use PerChannelMinMaxObserver for {qscheme}")
+        super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        self.reset_min_max_vals()
+
+    def reset_min_max_vals(self) -> None:
+        self.register_buffer("min_val", np.array(np.inf, np.float32))
+        self.register_buffer("max_val", np.array(-np.inf, np.float32))
+
+    @property
+    def has_data(self) -> bool:
+        return bool(np.all(self.min_val <= self.max_val))
+
+    def observe(self, x) -> None:
+        x = _observed_array(x, type(self).__name__)
+        if x.size:
+            self._update(x.min(), x.max())
+
+    def _update(self, lo, hi) -> None:
+        self.min_val = np.minimum(self.min_val, lo).astype(np.float32)
+        self.max_val = np.maximum(self.max_val, hi).astype(np.float32)
+
+    def calculate_qparams(self):
+        self._require_data()
+        return self._qparams(self.min_val, self.max_val)
+
+
+class MovingAverageMinMaxObserver(MinMaxObserver):
+    """min/max as exponential moving averages: m += c * (batch_min - m), in float32."""
+
+    def __init__(self, averaging_constant: float = 0.01, dtype=quint8, qscheme=per_tensor_affine,
+                 reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
+        super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        self.averaging_constant = averaging_constant
+
+    def _update(self, lo, hi) -> None:
+        if not self.has_data:
+            self.min_val, self.max_val = np.float32(lo), np.float32(hi)
+            return
+        c = np.float32(self.averaging_constant)
+        self.min_val = (self.min_val + c * (np.float32(lo) - self.min_val)).astype(np.float32)
+        self.max_val = (self.max_val + c * (np.float32(hi) - self.max_val)).astype(np.float32)
+
+
+class PerChannelMinMaxObserver(ObserverBase):
+    """min/max per slice along ``ch_axis`` (weights: the output channels)."""
+
+    def __init__(self, ch_axis: int = 0, dtype=quint8, qscheme=per_channel_affine,
+                 reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
+        if qscheme not in _PER_CHANNEL:
+            raise ValueError(f"{type(self).__name__} is per channel; use MinMaxObserver for {qscheme}")
+        super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        self.ch_axis = int(ch_axis)
+        self.reset_min_max_vals()
+
+    def reset_min_max_vals(self) -> None:
+        self.register_buffer("min_val", np.zeros(0, np.float32))
+        self.register_buffer("max_val", np.zeros(0, np.float32))
+
+    @property
+    def has_data(self) -> bool:
+        return self.min_val.size > 0
+
+    def observe(self, x) -> None:
+        x = _observed_array(x, type(self).__name__)
+        if x.size == 0:
+            return
+        if not -x.ndim <= self.ch_axis < x.ndim:
+            raise ValueError(f"{type(self).__name__}: ch_axis {self.ch_axis} is out of range for shape {x.shape}")
+        rows = np.moveaxis(x, self.ch_axis, 0).reshape(x.shape[self.ch_axis], -1)
+        if self.has_data and rows.shape[0] != self.min_val.size:
+            raise ValueError(f"{type(self).__name__} saw {self.min_val.size} channels before and "
+                             f"{rows.shape[0]} now (shape {x.shape}, ch_axis {self.ch_axis})")
+        self._update(rows.min(axis=1), rows.max(axis=1))
+
+    def _update(self, lo, hi) -> None:
+        if not self.has_data:
+            self.min_val, self.max_val = lo.astype(np.float32), hi.astype(np.float32)
+        else:
+            self.min_val = np.minimum(self.min_val, lo).astype(np.float32)
+            self.max_val = np.maximum(self.max_val, hi).astype(np.float32)
+
+    def calculate_qparams(self):
+        self._require_data()
+        return self._qparams(self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"ch_axis={self.ch_axis}, " + super().extra_repr()
+
+
+class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
+    def __init__(self, averaging_constant: float = 0.01, ch_axis: int = 0, dtype=quint8,
+                 qscheme=per_channel_affine, reduce_range: bool = False, quant_min=None,
+                 quant_max=None, eps=EPS, is_dynamic=False):
+        super().__init__(ch_axis, dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        self.averaging_constant = averaging_constant
+
+    def _update(self, lo, hi) -> None:
+        if not self.has_data:
+            self.min_val, self.max_val = lo.astype(np.float32), hi.astype(np.float32)
+            return
+        c = np.float32(self.averaging_constant)
+        self.min_val = (self.min_val + c * (lo.astype(np.float32) - self.min_val)).astype(np.float32)
+        self.max_val = (self.max_val + c * (hi.astype(np.float32) - self.max_val)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- histograms
+def _linspace32(start, end, steps: int) -> np.ndarray:
+    """torch.linspace in float32: start + step*i for the first half, end - step*(steps-1-i) after."""
+    start, end = np.float32(start), np.float32(end)
+    step = (end - start) / np.float32(steps - 1)
+    i = np.arange(steps)
+    half = steps // 2
+    lo = start + step * i[:half].astype(np.float32)
+    hi = end - step * (steps - 1 - i[half:]).astype(np.float32)
+    return np.concatenate([lo, hi]).astype(np.float32)
+
+
+def _histc(x: np.ndarray, bins: int, lo, hi) -> np.ndarray:
+    """torch.histc in float32: bin = int(fl(fl(x - lo) * bins) / fl(hi - lo)), the last edge inclusive."""
+    lo, hi = np.float32(lo), np.float32(hi)
+    if lo == hi:  # torch widens a degenerate range by one on each side
+        lo, hi = np.float32(np.float64(lo) - 1), np.float32(np.float64(hi) + 1)
+    x = x[(x >= lo) & (x <= hi)]
+    pos = ((x - lo) * np.float32(bins) / (hi - lo)).astype(np.int64)
+    pos[pos == bins] = bins - 1
+    return np.bincount(pos, minlength=bins).astype(np.float32)
+
+
+class HistogramObserver(ObserverBase):
+    """Running histogram of the values, then PyTorch's search for the [min, max]
+    minimizing the L2 quantization error (NormMinimization from caffe2)."""
+
+    def __init__(self, bins: int = 2048, dtype=quint8, qscheme=per_tensor_affine,
+                 reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
+        if qscheme not in _PER_TENSOR:
+            raise ValueError(f"{type(self).__name__} supports per_tensor_affine / per_tensor_symmetric only")
+        if is_dynamic:
+            raise ValueError("HistogramObserver does not support dynamic quantization")
+        super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        self.bins = int(bins)
+        self.dst_nbins = 256
+        self.upsample_rate = 16  # sub-bins per bin when re-binning onto a wider range
+        self.register_buffer("histogram", np.zeros(self.bins, np.float32))
+        self.register_buffer("min_val", np.array(np.inf, np.float32))
+        self.register_buffer("max_val", np.array(-np.inf, np.float32))
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self.min_val <= self.max_val)
+
+    def observe(self, x) -> None:
+        x = _observed_array(x, type(self).__name__).reshape(-1)
+        if x.size == 0:
+            return
+        lo, hi = x.min(), x.max()
+        if not self.has_data:
+            self.min_val, self.max_val = np.float32(lo), np.float32(hi)
+            self.histogram = _histc(x, self.bins, lo, hi)
+            return
+        new_min, new_max = min(self.min_val, lo), max(self.max_val, hi)
+        update = _histc(x, self.bins, new_min, new_max)
+        if new_min == self.min_val and new_max == self.max_val:
+            self.histogram = self.histogram + update
+        else:
+            self.histogram = update + self._rebin(new_min, new_max)
+            self.min_val, self.max_val = np.float32(new_min), np.float32(new_max)
+
+    def _rebin(self, new_min, new_max) -> np.ndarray:
+        """The current histogram spread onto bins over [new_min, new_max]."""
+        if self.min_val == self.max_val:  # one value: all its mass lands in one new bin
+            return _histc(np.array([self.min_val]), self.bins, new_min, new_max) * self.histogram.sum()
+        up = self.upsample_rate
+        fine = np.repeat(self.histogram, up) / np.float32(up)
+        width = (self.max_val - self.min_val) / np.float32(self.bins * up)
+        mids = _linspace32(self.min_val, self.max_val, self.bins * up + 1)[:-1] + np.float32(0.5) * width
+        edges = _linspace32(new_min, new_max, self.bins + 1)
+        idx = np.clip(np.searchsorted(edges, mids, side="right") - 1, 0, self.bins - 1)
+        out = np.zeros(self.bins, np.float32)
+        np.add.at(out, idx, fine.astype(np.float32))  # sequential float32 sums, like torch.bincount
+        return out
+
+    def _quantization_error(self, start: int, end: int) -> float:
+        """L2 error of quantizing the histogram's mass to dst_nbins levels over bins [start, end]."""
+        f32 = np.float32
+        bin_width = (float(self.max_val) - float(self.min_val)) / self.bins
+        dst_w = bin_width * (end - start + 1) / self.dst_nbins
+        if dst_w == 0.0:
+            return 0.0
+        bw, dw, half = f32(bin_width), f32(dst_w), f32(dst_w / 2)
+        src_begin = (np.arange(self.bins) - start).astype(f32) * bw
+        src_end = src_begin + bw
+        top = f32(self.dst_nbins - 1)
+        dst_of_begin = np.clip(np.floor_divide(src_begin, dw), f32(0), top)
+        dst_of_end = np.clip(np.floor_divide(src_end, dw), f32(0), top)
+        density = self.histogram / bw
+
+        def norm(b, e):
+            return density * ((e * e * e - b * b * b) / f32(3))
+
+        total = norm(src_begin - (dst_of_begin + f32(0.5)) * dw, np.full(self.bins, half, f32))
+        total = total + (dst_of_end - dst_of_begin - f32(1)) * norm(f32(-half), half)
+        total = total + norm(f32(-half), src_end - (dst_of_end * dw + half))
+        return float(total.astype(f32).sum(dtype=f32))
+
+    def _search_range(self):
+        """PyTorch's _non_linear_param_search: trim the histogram's tails one quantile
+        step (1e-5) at a time, from the side that moves more bins, while the error falls."""
+        csum = np.cumsum(self.histogram, dtype=np.float64).astype(np.float32)
+        total = float(self.histogram.sum(dtype=np.float32))
+        step, alpha, beta = 1e-5, 0.0, 1.0
+        start, end = 0, self.bins - 1
+        norm_min = float("inf")
+        while alpha < beta:
+            next_alpha, next_beta = alpha + step, beta - step
+            # first bin >= start whose cumulative mass reaches next_alpha (capped at end) ...
+            l = int(np.searchsorted(csum, np.float32(next_alpha * total), side="left"))
+            l = min(max(l, start), end)
+            # ... and last bin <= end whose cumulative mass stays within next_beta (floored at start)
+            r = int(np.searchsorted(csum, np.float32(next_beta * total), side="right")) - 1
+            r = max(min(r, end), start)
+            next_start, next_end = start, end
+            if l - start > end - r:
+                next_start, alpha = l, next_alpha
+            else:
+                next_end, beta = r, next_beta
+            if next_start == start and next_end == end:
+                continue
+            norm = self._quantization_error(next_start, next_end)
+            if norm > norm_min:
+                break
+            norm_min, start, end = norm, next_start, next_end
+        bw = (self.max_val - self.min_val) / np.float32(self.bins)
+        return self.min_val + bw * np.float32(start), self.min_val + bw * np.float32(end + 1)
+
+    def calculate_qparams(self):
+        self._require_data()
+        return self._qparams(*self._search_range())
+
+
+class PercentileObserver(HistogramObserver):
+    """Clips the range to the given percentiles of the observed values (read off
+    the running histogram, linearly within a bin): ``percentile=99.99`` keeps the
+    range [0.01th, 99.99th percentile]. Robust to rare outliers; cheap to compute."""
+
+    def __init__(self, percentile: float = 99.99, bins: int = 2048, dtype=quint8,
+                 qscheme=per_tensor_affine, reduce_range: bool = False, quant_min=None,
+                 quant_max=None, eps=EPS, is_dynamic=False):
+        if not 50.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {percentile}")
+        super().__init__(bins, dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
+        self.percentile = float(percentile)
+
+    def _search_range(self):
+        cdf = np.cumsum(self.histogram, dtype=np.float64)
+        cdf /= cdf[-1]
+        edges = np.linspace(float(self.min_val), float(self.max_val), self.bins + 1)
+        # cdf at each right edge; interpolate the value where it crosses q
+        xs, ys = edges, np.concatenate([[0.0], cdf])
+        q = self.percentile / 100.0
+        lo = np.interp(1.0 - q, ys, xs) if q < 1.0 else float(self.min_val)
+        hi = np.interp(q, ys, xs) if q < 1.0 else float(self.max_val)
+        return np.float32(lo), np.float32(hi)
+
+    def extra_repr(self) -> str:
+        return f"percentile={self.percentile}, " + super().extra_repr()
+
+
+class PlaceholderObserver(ObserverBase):
+    """Records nothing; marks the dtype of an activation computed at run time
+    (dynamic quantization) or left float. ``calculate_qparams`` is an error."""
+
+    def __init__(self, dtype=np.float32, custom_op_name: str = "", compute_dtype=None,
+                 quant_min=None, quant_max=None, qscheme=per_tensor_affine, eps=EPS, is_dynamic=False):
+        Module.__init__(self)
+        self.dtype = dtype if not isinstance(dtype, (QDType, str)) else as_qdtype(dtype)
+        self.qscheme, self.quant_min, self.quant_max = qscheme, quant_min, quant_max
+        self.custom_op_name, self.compute_dtype = custom_op_name, compute_dtype
+        self.eps, self.is_dynamic = np.float32(eps), bool(is_dynamic)
+
+    has_data = False
+
+    def observe(self, x) -> None:
+        pass
+
+    def calculate_qparams(self):
+        raise RuntimeError("PlaceholderObserver records nothing, so it has no qparams: use a "
+                           "MinMaxObserver or HistogramObserver in the qconfig for static quantization")
+
+
+default_observer = MinMaxObserver.with_args(dtype=quint8)
+default_weight_observer = MinMaxObserver.with_args(dtype=qint8, qscheme=per_tensor_symmetric)
+default_per_channel_weight_observer = PerChannelMinMaxObserver.with_args(
+    dtype=qint8, qscheme=per_channel_symmetric)
+default_histogram_observer = HistogramObserver.with_args(dtype=quint8)
+default_dynamic_quant_observer = PlaceholderObserver.with_args(
+    dtype=quint8, quant_min=0, quant_max=255, is_dynamic=True)
+default_placeholder_observer = PlaceholderObserver
