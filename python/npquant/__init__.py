@@ -38,9 +38,19 @@ def get_num_threads() -> int:
 
 
 from . import nn  # noqa: E402
+from . import observers, quantization  # noqa: E402
+from .observers import (per_channel_affine, per_channel_symmetric, per_tensor_affine,  # noqa: E402
+                        per_tensor_symmetric)
+from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dynamic_qconfig,  # noqa: E402
+                           default_qconfig, fuse_modules, get_default_qconfig, per_channel_dynamic_qconfig,
+                           prepare, propagate_qconfig_, quantize, quantize_dynamic)
 
 __all__ = [
     "QDType", "QTensor", "quint8", "qint8", "qint32",
     "quantize_per_tensor", "quantize_per_channel", "dequantize",
-    "cpu_info", "set_num_threads", "get_num_threads", "nn",
+    "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization",
+    "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
+    "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
+    "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "fuse_modules", "prepare", "convert",
+    "quantize", "quantize_dynamic", "propagate_qconfig_",
 ]

@@ -7,6 +7,7 @@ import numpy as np
 from ... import _C
 from ..._dtypes import qint8, quint8
 from ...qtensor import QTensor, _check_scale, _check_zp, quantize_per_tensor
+from ..container import Sequential
 from ..module import Module
 from ._packed import PackedLinearParams
 
@@ -52,6 +53,20 @@ class Linear(Module):
 
     def bias(self):
         return self._packed_params.bias
+
+    @classmethod
+    def from_float(cls, mod):
+        """From a prepared, calibrated float Linear (or fused LinearReLU): weights
+        quantized by its qconfig's weight observer, output qparams from its
+        activation observer."""
+        from ._convert import activation_qparams, quantize_weight, weight_observer
+
+        lin = mod[0] if isinstance(mod, Sequential) else mod
+        qweight = quantize_weight(lin.weight, weight_observer(mod))
+        q = cls(lin.in_features, lin.out_features, lin.bias is not None)
+        q.set_weight_bias(qweight, lin.bias)
+        q.scale, q.zero_point = activation_qparams(mod)
+        return q
 
     def forward(self, x) -> QTensor:
         x = _quantized_input(x, type(self).__name__)

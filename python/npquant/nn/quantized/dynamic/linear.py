@@ -9,6 +9,7 @@ from ...._dtypes import qint8
 from ....qtensor import QTensor
 from ...linear import Linear as FloatLinear, _float_input
 from ...module import Module
+from .._convert import quantize_weight
 from .._packed import PackedLinearParams, quantize_weight_symmetric
 
 __all__ = ["Linear"]
@@ -50,16 +51,7 @@ class Linear(Module):
             raise TypeError(f"from_float expects an npquant.nn.Linear, got {type(mod).__name__}")
         qconfig = getattr(mod, "qconfig", None)
         if qconfig is not None and getattr(qconfig, "weight", None) is not None:
-            obs = qconfig.weight()
-            obs(mod.weight)
-            from ....qtensor import quantize_per_channel, quantize_per_tensor
-
-            scale, zp = obs.calculate_qparams()
-            if np.ndim(scale) == 0 or np.size(scale) == 1 and getattr(obs, "ch_axis", None) is None:
-                qw = quantize_per_tensor(mod.weight, float(np.asarray(scale).reshape(-1)[0]),
-                                         int(np.asarray(zp).reshape(-1)[0]), qint8)
-            else:
-                qw = quantize_per_channel(mod.weight, scale, zp, 0, qint8)
+            qw = quantize_weight(mod.weight, qconfig.weight())
         else:
             qw = quantize_weight_symmetric(mod.weight, per_channel=per_channel)
         q = cls(mod.in_features, mod.out_features, mod.bias is not None, per_row=per_row)

@@ -1,0 +1,228 @@
+"""Eager-mode quantization: propagate_qconfig_, prepare, convert, quantize, quantize_dynamic.
+
+The workflow of torch.ao.quantization, for npquant.nn models:
+
+    model.qconfig = npquant.get_default_qconfig("x86")
+    prepared = npquant.prepare(model)        # observers on the layers to quantize
+    prepared(calibration_batch)              # ... collect activation ranges
+    qmodel = npquant.convert(prepared)       # layers swapped for npquant.nn.quantized ones
+
+``prepare`` and ``convert`` return new models unless ``inplace=True``; the
+converted model holds no observers and no observer hooks.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from . import nn
+from ._dtypes import as_qdtype, qint8
+from .nn import intrinsic as nni
+from .nn import quantized as nnq
+from .nn.intrinsic import _Fused
+from .observers import ObserverBase, PlaceholderObserver
+from .qconfig import default_dynamic_qconfig
+
+__all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
+           "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings"]
+
+
+def get_default_static_quant_module_mappings() -> dict:
+    """float module type -> quantized module class (with ``from_float``)."""
+    mapping = {
+        nn.QuantStub: nnq.Quantize,
+        nn.DeQuantStub: nnq.DeQuantize,
+        nn.Linear: nnq.Linear,
+        nni.LinearReLU: nnq.LinearReLU,
+        nn.BatchNorm2d: nnq.BatchNorm2d,
+        nni.BNReLU2d: nnq.BNReLU2d,
+        nn.ReLU: nnq.ReLU,
+        nn.ReLU6: nnq.ReLU6,
+        nn.Hardswish: nnq.Hardswish,
+        nn.MaxPool2d: nnq.MaxPool2d,
+        nn.AvgPool2d: nnq.AvgPool2d,
+        nn.AdaptiveAvgPool2d: nnq.AdaptiveAvgPool2d,
+        nn.Flatten: nnq.Flatten,
+        nn.Dropout: nnq.Dropout,
+        nn.FloatFunctional: nnq.QFunctional,
+    }
+    if hasattr(nn, "Conv2d"):
+        mapping[nn.Conv2d] = nnq.Conv2d
+        mapping[nni.ConvReLU2d] = nnq.ConvReLU2d
+    return mapping
+
+
+def get_default_dynamic_quant_module_mappings() -> dict:
+    return {nn.Linear: nnq.dynamic.Linear}
+
+
+# Layers whose output qparams come from an observer. The others in the static
+# mapping (ReLU, pooling, Flatten, Dropout, DeQuantStub) keep their input's qparams.
+def _observed_types() -> tuple:
+    types = (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nni.LinearReLU, nni.BNReLU2d)
+    if hasattr(nn, "Conv2d"):
+        types += (nn.Conv2d, nni.ConvReLU2d)
+    return types
+
+
+# ------------------------------------------------------------------ qconfig
+def propagate_qconfig_(module, qconfig_dict=None) -> None:
+    """Gives every submodule a ``qconfig``: its own if set (None included), else
+    ``qconfig_dict[name]``, else ``qconfig_dict[type]``, else its parent's."""
+    _propagate(module, qconfig_dict or {}, None, "")
+
+
+def _propagate(module, qconfig_dict, parent, prefix) -> None:
+    qconfig = qconfig_dict.get(type(module), parent)
+    qconfig = qconfig_dict.get(prefix, qconfig)
+    qconfig = module.__dict__.get("qconfig", qconfig)
+    module.qconfig = qconfig
+    for name, child in module.named_children():
+        _propagate(child, qconfig_dict, qconfig, f"{prefix}.{name}" if prefix else name)
+
+
+def _remove_qconfig(module) -> None:
+    for m in module.modules():
+        m.__dict__.pop("qconfig", None)
+
+
+# ------------------------------------------------------------------ prepare
+def _observe_output(module, args, output):
+    """The forward hook prepare installs: feeds the module's output to its observer."""
+    return module.activation_post_process(output)
+
+
+def _add_observer(module) -> None:
+    module.activation_post_process = module.qconfig.activation()
+    module.register_forward_hook(_observe_output)
+
+
+def _needs_observer(m) -> bool:
+    return m.qconfig is not None and m.qconfig.activation is not None
+
+
+def _add_observers(module, observed: tuple) -> None:
+    for child in module.children():
+        if isinstance(child, nn.FloatFunctional):
+            if _needs_observer(child):  # FloatFunctional calls its observer itself
+                child.activation_post_process = child.qconfig.activation()
+        elif isinstance(child, _Fused) or (isinstance(child, observed) and not list(child.children())):
+            if _needs_observer(child):
+                _add_observer(child)
+        elif not isinstance(child, ObserverBase):
+            _add_observers(child, observed)
+
+
+def prepare(model, inplace: bool = False):
+    """Attaches an activation observer (``activation_post_process``) to each layer
+    whose qconfig is set and whose output needs qparams: QuantStub, Linear, Conv2d,
+    BatchNorm2d, Hardswish, fused layers, FloatFunctional. Run calibration data
+    through the returned model, then call ``convert``."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    propagate_qconfig_(model)
+    if not any(m.qconfig is not None for m in model.modules()):
+        raise ValueError("prepare: no module has a qconfig, so nothing would be quantized; set "
+                         "model.qconfig = npquant.get_default_qconfig('x86') first")
+    observed = _observed_types()
+    if isinstance(model, observed) and not list(model.children()) and _needs_observer(model):
+        _add_observer(model)
+    else:
+        _add_observers(model, observed)
+    return model
+
+
+# ------------------------------------------------------------------ convert
+def _uncalibrated(model, mapping) -> list:
+    """Names of modules convert would swap whose observer saw no data."""
+    names = []
+    for name, m in model.named_modules():
+        obs = m._modules.get("activation_post_process")
+        if (isinstance(obs, ObserverBase) and not isinstance(obs, PlaceholderObserver)
+                and getattr(m, "qconfig", None) is not None and type(m) in mapping and not obs.has_data):
+            names.append(name or "<root>")
+    return names
+
+
+def _swap(mod, mapping):
+    if getattr(mod, "qconfig", None) is None or type(mod) not in mapping:
+        return mod
+    new = mapping[type(mod)].from_float(mod)
+    # keep the user's hooks, drop the observer hook
+    for hook in mod._forward_pre_hooks.values():
+        new.register_forward_pre_hook(hook)
+    for hook in mod._forward_hooks.values():
+        if hook is not _observe_output:
+            new.register_forward_hook(hook)
+    return new
+
+
+def _convert(module, mapping) -> None:
+    for name, child in list(module.named_children()):
+        if not isinstance(child, _Fused):
+            _convert(child, mapping)
+        setattr(module, name, _swap(child, mapping))
+
+
+def _strip_observers(model) -> None:
+    """Removes observers and observer hooks left on modules that were not swapped."""
+    for m in model.modules():
+        if isinstance(m._modules.get("activation_post_process"), ObserverBase):
+            if isinstance(m, nn.FloatFunctional):
+                m.activation_post_process = nn.Identity()
+            else:
+                del m._modules["activation_post_process"]
+        for key in [k for k, h in m._forward_hooks.items() if h is _observe_output]:
+            del m._forward_hooks[key]
+
+
+def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = True):
+    """Swaps each prepared, calibrated layer for its ``npquant.nn.quantized``
+    counterpart (``mapping``: float type -> quantized class). Returns a new model
+    unless ``inplace=True``; raises, naming them, if some observers saw no data."""
+    mapping = get_default_static_quant_module_mappings() if mapping is None else mapping
+    missing = _uncalibrated(module, mapping)
+    if missing:
+        raise RuntimeError(
+            f"convert: the observers of {', '.join(repr(n) for n in missing)} saw no data. Run "
+            "representative inputs through the prepared model (prepared(x)) before convert; a layer "
+            "that forward never reaches should get qconfig = None before prepare")
+    if not inplace:
+        module = copy.deepcopy(module)
+    _convert(module, mapping)
+    module = _swap(module, mapping)  # a bare layer as the whole model
+    _strip_observers(module)
+    if remove_qconfig:
+        _remove_qconfig(module)
+    return module
+
+
+def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False):
+    """prepare, ``run_fn(model, *run_args)`` to calibrate, convert."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    prepare(model, inplace=True)
+    run_fn(model, *run_args)
+    return convert(model, mapping, inplace=True)
+
+
+def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplace: bool = False):
+    """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
+    {npquant.nn.Linear}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of types /
+    names (default dynamic qconfig), or a dict {type or name: QConfig}."""
+    if as_qdtype(dtype) is not qint8:
+        raise TypeError(f"npquant's dynamic quantization is int8: use dtype=npquant.qint8, got {dtype!r}")
+    if qconfig_spec is None:
+        qconfig_spec = {nn.Linear: default_dynamic_qconfig}
+    elif isinstance(qconfig_spec, (set, frozenset, list, tuple)):
+        qconfig_spec = dict.fromkeys(qconfig_spec, default_dynamic_qconfig)
+    mapping = get_default_dynamic_quant_module_mappings() if mapping is None else mapping
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    propagate_qconfig_(model, qconfig_spec)
+    _convert(model, mapping)
+    model = _swap(model, mapping)
+    _remove_qconfig(model)
+    return model
