@@ -133,7 +133,7 @@ class MinMaxObserver(ObserverBase):
 
     def __init__(self, dtype=quint8, qscheme=per_tensor_affine, reduce_range: bool = False,
                  quant_min=None, quant_max=None, eps=EPS, is_dynamic: bool = False):
-        if qscheme not in _PER_TENSOR:
+        if qscheme in _PER_CHANNEL:
             raise ValueError(f"{type(self).__name__} is per tensor; use PerChannelMinMaxObserver for {qscheme}")
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
         self.reset_min_max_vals()
@@ -182,7 +182,7 @@ class PerChannelMinMaxObserver(ObserverBase):
 
     def __init__(self, ch_axis: int = 0, dtype=quint8, qscheme=per_channel_affine,
                  reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
-        if qscheme not in _PER_CHANNEL:
+        if qscheme in _PER_TENSOR:
             raise ValueError(f"{type(self).__name__} is per channel; use MinMaxObserver for {qscheme}")
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
         self.ch_axis = int(ch_axis)
@@ -268,7 +268,7 @@ class HistogramObserver(ObserverBase):
 
     def __init__(self, bins: int = 2048, dtype=quint8, qscheme=per_tensor_affine,
                  reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
-        if qscheme not in _PER_TENSOR:
+        if qscheme in _PER_CHANNEL:
             raise ValueError(f"{type(self).__name__} supports per_tensor_affine / per_tensor_symmetric only")
         if is_dynamic:
             raise ValueError("HistogramObserver does not support dynamic quantization")

@@ -186,7 +186,7 @@ class Module:
                                          f"state dict has {val.shape}")
                     if cur is not None and isinstance(cur, np.ndarray):
                         val = val.astype(cur.dtype, copy=False)
-                    store[name] = np.ascontiguousarray(val)
+                    store[name] = np.array(val, order="C")  # a copy; keeps 0-d buffers 0-d
         return missing, unexpected
 
     # ---- call
