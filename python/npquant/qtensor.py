@@ -59,6 +59,9 @@ class QTensor:
         q = np.asarray(int_repr)
         if q.dtype != dtype.storage:
             raise TypeError(f"int_repr for {dtype} must have dtype {dtype.storage}, got {q.dtype}")
+        # Unpickled arrays carry an equal but distinct dtype object, which the C++
+        # bindings (identity check) reject: view through the canonical one.
+        q = q if q.dtype is dtype.storage else q.view(dtype.storage)
         if axis is None:
             self._scale = _check_scale(scale)
             self._zp = _check_zp(zero_point, dtype)
@@ -100,6 +103,13 @@ class QTensor:
         if self._q.ndim != 4:
             raise ValueError(f"nhwc() needs a 4-D QTensor, got shape {self.shape}")
         return self._q if self._nhwc else self._q.transpose(0, 2, 3, 1)
+
+    def __reduce__(self):
+        # pickle / deepcopy rebuild through the constructors, which validate and
+        # normalize the stored array
+        if self._nhwc:
+            return (QTensor.from_nhwc, (self._q, self._scale, self._zp, self._dtype))
+        return (QTensor, (self._q, self._scale, self._zp, self._dtype, self._axis))
 
     @property
     def is_nhwc(self) -> bool:

@@ -54,6 +54,11 @@ class PackedLinearParams:
         self.bias = bias
         self.packed = _C.PackedLinearWeight(np.ascontiguousarray(qweight.int_repr()))
 
+    def __reduce__(self):
+        # Saved as the plain int8 weights; unpickling (or deepcopy) packs them again
+        # for the kernel of the CPU that loads them.
+        return (PackedLinearParams, (self.qweight, self.bias))
+
     @property
     def out_features(self) -> int:
         return self.qweight.shape[0]
