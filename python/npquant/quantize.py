@@ -20,6 +20,7 @@ from ._dtypes import as_qdtype, qint8
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
+from .nn.quantized._convert import from_float
 from .observers import ObserverBase, PlaceholderObserver
 from .qconfig import default_dynamic_qconfig
 
@@ -28,7 +29,7 @@ __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dyn
 
 
 def get_default_static_quant_module_mappings() -> dict:
-    """float module type -> quantized module class (with ``from_float``)."""
+    """float module type -> quantized module class (built by its ``from_float``)."""
     mapping = {
         nn.QuantStub: nnq.Quantize,
         nn.DeQuantStub: nnq.DeQuantize,
@@ -147,7 +148,7 @@ def _uncalibrated(model, mapping) -> list:
 def _swap(mod, mapping):
     if getattr(mod, "qconfig", None) is None or type(mod) not in mapping:
         return mod
-    new = mapping[type(mod)].from_float(mod)
+    new = from_float(mapping[type(mod)], mod)
     # keep the user's hooks, drop the observer hook
     for hook in mod._forward_pre_hooks.values():
         new.register_forward_pre_hook(hook)

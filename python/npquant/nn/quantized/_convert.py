@@ -7,6 +7,7 @@ import numpy as np
 
 from ..._dtypes import qint8
 from ...qtensor import QTensor, quantize_per_channel, quantize_per_tensor
+from ..container import Sequential
 
 
 def observer_of(mod):
@@ -43,3 +44,21 @@ def weight_observer(mod):
         raise RuntimeError(f"{type(mod).__name__} has no qconfig with a weight observer; set "
                            "model.qconfig = npquant.get_default_qconfig('x86') before prepare")
     return qconfig.weight()
+
+
+def conv_from_float(cls, mod):
+    """A quantized Conv2d / ConvReLU2d (class ``cls``) from a prepared, calibrated float
+    Conv2d or fused ConvReLU2d, through the torch-style constructor and set_weight_bias."""
+    conv = mod[0] if isinstance(mod, Sequential) else mod
+    qweight = quantize_weight(conv.weight, weight_observer(mod))
+    q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+            padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+    q.set_weight_bias(qweight, conv.bias)
+    q.scale, q.zero_point = activation_qparams(mod)
+    return q
+
+
+def from_float(qcls, mod):
+    """``qcls.from_float(mod)``; quantized convolutions without one are built by conv_from_float."""
+    make = getattr(qcls, "from_float", None)
+    return make(mod) if make is not None else conv_from_float(qcls, mod)
