@@ -94,7 +94,10 @@ class ObserverBase(Module):
         self.eps = np.float32(eps)
         self.is_dynamic = bool(is_dynamic)
 
-    with_args = classmethod(lambda cls, **kwargs: _ObserverFactory(cls, **kwargs))
+    @classmethod
+    def with_args(cls, **kwargs) -> _ObserverFactory:
+        """A factory making observers of this class with these arguments."""
+        return _ObserverFactory(cls, **kwargs)
 
     def forward(self, x):
         self.observe(x)

@@ -31,8 +31,7 @@ class Sequential(Module):
     def __getitem__(self, idx):
         items = list(self._modules.items())
         if isinstance(idx, slice):
-            return type(self)(OrderedDict(items[idx])) if type(self) is Sequential \
-                else Sequential(OrderedDict(items[idx]))
+            return Sequential(OrderedDict(items[idx]))
         if not -len(items) <= idx < len(items):
             raise IndexError(f"index {idx} out of range for a Sequential of length {len(items)}")
         return items[idx][1]

@@ -56,7 +56,7 @@ class QFunctional(Module):
         return self._add(x, y, True, "add_relu")
 
     def mul(self, x, y):
-        """Integer product of the centred codes, requantized by fl(fl(sx * sy) / s)."""
+        """Integer product of the centred codes, requantized by fl(fl(sx * sy) * fl(1 / s))."""
         x, y, a, b, nhwc = _operands(x, y, "mul")
         s, zp = self._out(x.dtype)
         acc = (a.astype(np.int32) - x.q_zero_point()) * (b.astype(np.int32) - y.q_zero_point())
