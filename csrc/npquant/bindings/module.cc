@@ -37,7 +37,9 @@ py::array_t<T> checked(const py::handle& obj, const char* what, int ndim) {
     throw py::type_error(std::string(what) + " must be a numpy.ndarray of " + dtype_name<T>() +
                          ", got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
   py::array arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  // Equivalent dtype (same kind, size and byte order), not the identical object:
+  // unpickled arrays carry equal but distinct dtype objects.
+  if (!py::array_t<T>::check_(arr))
     throw py::type_error(std::string(what) + " must have dtype " + dtype_name<T>() + ", got " +
                          std::string(py::str(arr.dtype())));
   if (ndim >= 0 && arr.ndim() != ndim)
