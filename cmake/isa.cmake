@@ -27,8 +27,11 @@ set(NPQ_ISA_amx_FLAGS -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq -m
 set(NPQ_ISA_amx_PROBE "_tile_zero(0); _tile_dpbusd(0, 1, 2); _tile_release(); return 0;")
 set(NPQ_ISA_neondot_FLAGS -march=armv8.2-a+dotprod)
 set(NPQ_ISA_neondot_PROBE "int32x4_t a = vdupq_n_s32(0); int8x16_t b = vdupq_n_s8(1); a = vdotq_s32(a, b, b); return vgetq_lane_s32(a, 0);")
-set(NPQ_ISA_neoni8mm_FLAGS -march=armv8.6-a+dotprod+i8mm)
-set(NPQ_ISA_neoni8mm_PROBE "int32x4_t a = vdupq_n_s32(0); int8x16_t b = vdupq_n_s8(1); a = vmmlaq_s32(a, b, b); return vgetq_lane_s32(a, 0);")
+# I8MM is an optional extension from ARMv8.2 on; asking for armv8.2-a+i8mm (not
+# armv8.6-a) keeps the compiler to exactly the features dispatch checks.
+set(NPQ_ISA_neoni8mm_FLAGS -march=armv8.2-a+dotprod+i8mm)
+set(NPQ_ISA_neoni8mm_PROBE "int32x4_t a = vdupq_n_s32(0); a = vusmmlaq_s32(a, vdupq_n_u8(1), vdupq_n_s8(1)); return vgetq_lane_s32(a, 0);")
+# Advanced SIMD is part of the aarch64 baseline: no flags.
 set(NPQ_ISA_neon_FLAGS "")
 set(NPQ_ISA_neon_PROBE "int16x8_t a = vmull_s8(vdup_n_s8(1), vdup_n_s8(2)); return vgetq_lane_s16(a, 0);")
 

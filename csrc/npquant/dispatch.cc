@@ -33,6 +33,18 @@ std::vector<QGemmKernel> make_gemm_table() {
   t.push_back({"qu8_gemm_32x32c4__amx", Isa::amx, false, 32, {16, 4, 64},
                qu8_gemm_32x32c4__amx_requant, qu8_gemm_32x32c4__amx_dequant});
 #endif
+#if defined(NPQ_BUILT_NEON)
+  t.push_back({"qu8_gemm_4x4c16__neon", Isa::neon, false, 4, {4, 16, 16},
+               qu8_gemm_4x4c16__neon_requant, qu8_gemm_4x4c16__neon_dequant});
+#endif
+#if defined(NPQ_BUILT_NEONDOT)
+  t.push_back({"qu8_gemm_4x16c4__neondot", Isa::neondot, false, 4, {16, 4, 4},
+               qu8_gemm_4x16c4__neondot_requant, qu8_gemm_4x16c4__neondot_dequant});
+#endif
+#if defined(NPQ_BUILT_NEONI8MM)
+  t.push_back({"qu8_gemm_4x16c8__neoni8mm", Isa::neoni8mm, false, 4, {16, 8, 8},
+               qu8_gemm_4x16c8__neoni8mm_requant, qu8_gemm_4x16c8__neoni8mm_dequant});
+#endif
   return t;
 }
 
@@ -46,6 +58,9 @@ std::vector<QuantizeKernel> make_quantize_table() {
 #if defined(NPQ_BUILT_AVX512VNNI)
   t.push_back({"f32_qu8_quantize__avx512vnni", Isa::avx512vnni, f32_minmax__avx512vnni,
                f32_qu8_quantize__avx512vnni});
+#endif
+#if defined(NPQ_BUILT_NEON)
+  t.push_back({"f32_qu8_quantize__neon", Isa::neon, f32_minmax__neon, f32_qu8_quantize__neon});
 #endif
   return t;
 }
