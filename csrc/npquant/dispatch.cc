@@ -34,8 +34,8 @@ std::vector<QGemmKernel> make_gemm_table() {
                qu8_gemm_32x32c4__amx_requant, qu8_gemm_32x32c4__amx_dequant});
 #endif
 #if defined(NPQ_BUILT_NEON)
-  t.push_back({"qu8_gemm_4x4c16__neon", Isa::neon, false, 4, {4, 16, 16},
-               qu8_gemm_4x4c16__neon_requant, qu8_gemm_4x4c16__neon_dequant});
+  t.push_back({"qu8_gemm_4x4c8__neon", Isa::neon, false, 4, {4, 8, 8},
+               qu8_gemm_4x4c8__neon_requant, qu8_gemm_4x4c8__neon_dequant});
 #endif
 #if defined(NPQ_BUILT_NEONDOT)
   t.push_back({"qu8_gemm_4x16c4__neondot", Isa::neondot, false, 4, {16, 4, 4},

@@ -60,7 +60,7 @@ void f32_qu8_quantize__avx2(size_t, const float*, float, int32_t, uint8_t*);
 void f32_qu8_quantize__avx512vnni(size_t, const float*, float, int32_t, uint8_t*);
 
 // aarch64 (docs/ukernels-arm.md)
-NPQ_DECLARE_QGEMM(qu8_gemm_4x4c16__neon)
+NPQ_DECLARE_QGEMM(qu8_gemm_4x4c8__neon)
 NPQ_DECLARE_QGEMM(qu8_gemm_4x16c4__neondot)
 NPQ_DECLARE_QGEMM(qu8_gemm_4x16c8__neoni8mm)
 bool f32_minmax__neon(size_t, const float*, float*, float*);

@@ -9,7 +9,7 @@
 // reference's int32 result (exact modulo 2^32).
 //
 // One 16-byte load of packed weights holds 4 columns x 4 k; SDOT by lane g
-// multiplies it with k-group g of a row's 16 loaded activations.
+// multiplies it with k-group g of a row's 8 loaded activations.
 #include <arm_neon.h>
 
 #include <cstring>
@@ -25,40 +25,40 @@ constexpr size_t kGroupBytes = kNR * kKR;  // one k-group of a panel: 64 bytes
 
 // s[r][j] += columns 4j..4j+3 of k-group G (at w) times lane G of av[r].
 template <size_t R, int G>
-void dot_group(const int8_t* w, const int8x16_t* av, int32x4_t (*s)[kNR / 4]) {
+void dot_group(const int8_t* w, const int8x8_t* av, int32x4_t (*s)[kNR / 4]) {
   int8x16_t wv[kNR / 4];
   for (size_t j = 0; j < kNR / 4; ++j) wv[j] = vld1q_s8(w + 16 * j);
   for (size_t r = 0; r < R; ++r)
-    for (size_t j = 0; j < kNR / 4; ++j) s[r][j] = vdotq_laneq_s32(s[r][j], wv[j], av[r], G);
+    for (size_t j = 0; j < kNR / 4; ++j) s[r][j] = vdotq_lane_s32(s[r][j], wv[j], av[r], G);
 }
 
 // acc[r][j] = columns 4j..4j+3 of one panel for row r (R rows, R <= kMR).
+// The main loop takes 8 k (two groups) per step: 16 accumulators, 4 rows and
+// 8 weight vectors fit the 32 registers; 16 k per step would make the
+// compiler hoist 16 weight vectors and spill accumulators.
 template <size_t R>
 void panel_acc(size_t kp, const uint8_t* a, size_t a_stride, const int8_t* panel,
                const int32_t* a_zp, int32x4_t (*acc)[kNR / 4]) {
   const int32_t* colsum = reinterpret_cast<const int32_t*>(panel);
   const int8_t* w = panel + kNR * sizeof(int32_t);
-  const uint8x16_t flip = vdupq_n_u8(0x80);
+  const uint8x8_t flip = vdup_n_u8(0x80);
   int32x4_t s[R][kNR / 4];
   for (size_t r = 0; r < R; ++r)
     for (size_t j = 0; j < kNR / 4; ++j) s[r][j] = vdupq_n_s32(0);
   size_t k = 0;
-  for (; k + 16 <= kp; k += 16, w += 4 * kGroupBytes) {
-    int8x16_t av[R];
+  for (; k + 8 <= kp; k += 8, w += 2 * kGroupBytes) {
+    int8x8_t av[R];
     for (size_t r = 0; r < R; ++r)
-      av[r] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a + r * a_stride + k), flip));
+      av[r] = vreinterpret_s8_u8(veor_u8(vld1_u8(a + r * a_stride + k), flip));
     dot_group<R, 0>(w, av, s);
     dot_group<R, 1>(w + kGroupBytes, av, s);
-    dot_group<R, 2>(w + 2 * kGroupBytes, av, s);
-    dot_group<R, 3>(w + 3 * kGroupBytes, av, s);
   }
-  // Up to three remaining k-groups: 4 bytes per row (never reads past kp).
-  for (; k < kp; k += kKR, w += kGroupBytes) {
-    int8x16_t av[R];
+  if (k < kp) {  // one remaining k-group: 4 bytes per row (never reads past kp)
+    int8x8_t av[R];
     for (size_t r = 0; r < R; ++r) {
       uint32_t bytes;
       std::memcpy(&bytes, a + r * a_stride + k, sizeof(bytes));
-      av[r] = vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(bytes)), flip));
+      av[r] = vreinterpret_s8_u8(veor_u8(vreinterpret_u8_u32(vdup_n_u32(bytes)), flip));
     }
     dot_group<R, 0>(w, av, s);
   }

@@ -1,14 +1,20 @@
-// Plain ARMv8 (Advanced SIMD) 4x4c16 GEMM. Layout: PackedLayout{nr=4, kr=16, k_align=16}.
+// Plain ARMv8 (Advanced SIMD) 4x4c8 GEMM. Layout: PackedLayout{nr=4, kr=8, k_align=8}.
 //
 // ARMv8 has no u8 x s8 multiply, so activations are shifted to s8
 // (a' = a ^ 0x80 = a - 128) and the shift is undone with the column sums:
 //   sum_k a*w = sum_k a'*w + 128*colsum,  so  acc = sum_k a'*w + (128 - a_zp)*colsum.
 // Exactness for every u8 activation and every s8 weight, -128 included:
-//   SMULL/SMULL2: s8*s8 products lie in [-16256, 16384] and are exact in int16;
+//   SMULL: s8*s8 products lie in [-16256, 16384] and are exact in int16;
 //   SADALP adds adjacent int16 pairs *widened* to int32, so no int16 sum ever
-//   forms (an SMLAL into int16 would overflow on (-128)*(-128) twice);
-//   the int32 lanes hold at most K*16384 <= 2^30 for K <= kMaxK.
+//   forms (SMULL+SMLAL into int16, as in kernels that ban -128 weights, would
+//   overflow on two (-128)*(-128) products);
+//   an int32 lane holds at most K/4 * 2 * 16384 <= 2^30 for K <= kMaxK.
 // The correction term wraps like the reference's int32 result (exact modulo 2^32).
+//
+// One 8-byte load of packed weights is one column x 8 k; per row and column,
+// one SMULL (8 products) and one SADALP; the 4 lanes are summed at the end.
+// (8-byte operands rather than 16: with 16 the compiler's scheduling keeps
+// more products live than the 32 registers hold and spills accumulators.)
 #include <arm_neon.h>
 
 #include "../ukernel.h"
@@ -17,7 +23,7 @@
 namespace npq {
 namespace {
 
-constexpr size_t kMR = 4, kNR = 4, kKR = 16;
+constexpr size_t kMR = 4, kNR = 4, kKR = 8;
 
 // acc[r] = the 4 columns of one panel for row r (R rows, R <= kMR).
 template <size_t R>
@@ -25,21 +31,19 @@ void panel_acc(size_t kp, const uint8_t* a, size_t a_stride, const int8_t* panel
                const int32_t* a_zp, int32x4_t acc[R]) {
   const int32x4_t colsum = vld1q_s32(reinterpret_cast<const int32_t*>(panel));
   const int8_t* w = panel + kNR * sizeof(int32_t);
-  const uint8x16_t flip = vdupq_n_u8(0x80);
+  const uint8x8_t flip = vdup_n_u8(0x80);
   // s[r][j]: four partial sums of row r against column j (reduced below).
   int32x4_t s[R][kNR];
   for (size_t r = 0; r < R; ++r)
     for (size_t j = 0; j < kNR; ++j) s[r][j] = vdupq_n_s32(0);
   for (size_t k = 0; k < kp; k += kKR, w += kNR * kKR) {
-    int8x16_t wv[kNR];
-    for (size_t j = 0; j < kNR; ++j) wv[j] = vld1q_s8(w + j * kKR);
-    for (size_t r = 0; r < R; ++r) {
-      const int8x16_t av = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a + r * a_stride + k), flip));
-      for (size_t j = 0; j < kNR; ++j) {
-        s[r][j] = vpadalq_s16(s[r][j], vmull_s8(vget_low_s8(av), vget_low_s8(wv[j])));
-        s[r][j] = vpadalq_s16(s[r][j], vmull_high_s8(av, wv[j]));
-      }
-    }
+    int8x8_t wv[kNR];
+    for (size_t j = 0; j < kNR; ++j) wv[j] = vld1_s8(w + j * kKR);
+    int8x8_t av[R];
+    for (size_t r = 0; r < R; ++r)
+      av[r] = vreinterpret_s8_u8(veor_u8(vld1_u8(a + r * a_stride + k), flip));
+    for (size_t j = 0; j < kNR; ++j)
+      for (size_t r = 0; r < R; ++r) s[r][j] = vpadalq_s16(s[r][j], vmull_s8(av[r], wv[j]));
   }
   for (size_t r = 0; r < R; ++r) {
     const int32x4_t sums =
@@ -76,7 +80,7 @@ void run_rows(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride
 
 }  // namespace
 
-void qu8_gemm_4x4c16__neon_requant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
+void qu8_gemm_4x4c8__neon_requant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
                                    size_t a_stride, const void* w, const int32_t* a_zp,
                                    uint8_t* c, size_t c_stride, const RequantEpilogue* ep) {
   run_rows(mr, nc, kp, a, a_stride, w, a_zp,
@@ -85,7 +89,7 @@ void qu8_gemm_4x4c16__neon_requant(size_t mr, size_t nc, size_t kp, const uint8_
            });
 }
 
-void qu8_gemm_4x4c16__neon_dequant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
+void qu8_gemm_4x4c8__neon_dequant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
                                    size_t a_stride, const void* w, const int32_t* a_zp,
                                    float* c, size_t c_stride, const DequantEpilogue* ep) {
   run_rows(mr, nc, kp, a, a_stride, w, a_zp,
