@@ -1,4 +1,5 @@
 import os
+import shlex
 import subprocess
 import sys
 
@@ -14,12 +15,18 @@ def rng(request):
     return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))
 
 
+# Words put before sys.executable to start a child interpreter, e.g.
+# "qemu-aarch64 -cpu max -L ROOT" when this is an arm64 Python under qemu-user
+# without binfmt_misc (tests/arm/python_qemu.sh).
+LAUNCHER = shlex.split(os.environ.get("NPQUANT_TEST_LAUNCHER", ""))
+
+
 def run_python(code: str, env_extra: dict | None = None, timeout: int = 600):
     """Runs code in a fresh interpreter (e.g. under another NPQUANT_ISA)."""
     env = dict(os.environ)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return subprocess.run([*LAUNCHER, sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=timeout)
 
 
 def runnable_isas():

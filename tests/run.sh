@@ -13,3 +13,18 @@ $PY -m pip install --quiet ".[test]"
 echo "== pytest"
 # Run from tests/ so the installed package (not the source tree) is imported.
 (cd tests && $PY -m pytest -q -p no:cacheprovider .)
+
+echo "== aarch64: native kernel tests and the extension's exactness tests under qemu"
+# Needs g++-aarch64-linux-gnu, qemu-user and the arm64 dpkg architecture (.ci/run
+# sets them up); a developer machine without them skips this step, CI fails.
+if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null &&
+    dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64; then
+  bash tests/arm/run_qemu.sh
+  bash tests/arm/python_qemu.sh
+elif [ "${CI:-}" = true ]; then
+  echo "aarch64 tests need g++-aarch64-linux-gnu, qemu-user and 'dpkg --add-architecture arm64'" >&2
+  exit 1
+else
+  echo "SKIPPED aarch64 tests: apt-get install g++-aarch64-linux-gnu qemu-user;" \
+    "dpkg --add-architecture arm64 && apt-get update"
+fi
