@@ -38,8 +38,8 @@ assemble_root() {
   fi
   rm -rf "$work/debs" "$root"
   mkdir -p "$work/debs"
-  (cd "$work/debs" && apt-get download -qq "${arm64_pkgs[@]/%/:arm64}" "${all_pkgs[@]}" 2>&1 |
-    grep -v "unsandboxed as root" || true)
+  chown _apt "$work/debs" 2>/dev/null || true  # lets apt download without its sandbox warning
+  (cd "$work/debs" && apt-get download -qq "${arm64_pkgs[@]/%/:arm64}" "${all_pkgs[@]}")
   for deb in "$work/debs"/*.deb; do dpkg -x "$deb" "$root"; done
   # BLAS/LAPACK are update-alternatives links that dpkg -x does not create.
   local lib="$root/usr/lib/aarch64-linux-gnu"
