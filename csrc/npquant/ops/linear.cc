@@ -21,8 +21,7 @@ size_t choose_nb(size_t kp, size_t n_padded, size_t nr) {
 }
 
 void check_layout(const PackedWeights& w, const QGemmKernel& k) {
-  const PackedLayout& a = w.layout();
-  if (a.nr != k.layout.nr || a.kr != k.layout.kr || a.k_align != k.layout.k_align)
+  if (!layout_compatible(w.layout(), k.layout))
     throw ValueError(std::string("packed weights do not match kernel ") + k.name +
                      "; repack them (weights are packed for the ISA chosen at import)");
 }
