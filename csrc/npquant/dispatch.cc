@@ -19,7 +19,7 @@ std::vector<QGemmKernel> make_gemm_table() {
   t.push_back({"qu8_gemm_2x4c4__scalar", Isa::scalar, false, 2, {4, 4, 4},
                qu8_gemm_2x4c4__scalar_requant, qu8_gemm_2x4c4__scalar_dequant});
 #if defined(NPQ_BUILT_AVX2)
-  t.push_back({"qu8_gemm_4x8c4__avx2", Isa::avx2, false, 4, {8, 4, 4},
+  t.push_back({"qu8_gemm_4x8c4__avx2", Isa::avx2, false, 4, {8, 4, 4, 1},
                qu8_gemm_4x8c4__avx2_requant, qu8_gemm_4x8c4__avx2_dequant});
 #endif
 #if defined(NPQ_BUILT_AVXVNNI_EVEX)
@@ -189,7 +189,7 @@ std::string describe(const char* kernel, const char* what, size_t r, size_t c,
 }  // namespace
 
 bool layout_compatible(const PackedLayout& packed, const PackedLayout& kernel) {
-  return packed.nr == kernel.nr && packed.kr == kernel.kr &&
+  return packed.nr == kernel.nr && packed.kr == kernel.kr && packed.w16 == kernel.w16 &&
          packed.k_align % kernel.k_align == 0;
 }
 

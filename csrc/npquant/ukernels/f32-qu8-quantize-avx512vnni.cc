@@ -44,8 +44,17 @@ bool f32_minmax__avx512vnni(size_t n, const float* x, float* out_min, float* out
     hi0 = _mm512_max_ps(hi0, a);
     bad |= _mm512_fpclass_ps_mask(a, kNonFinite);
   }
-  *out_min = _mm512_reduce_min_ps(_mm512_min_ps(lo0, lo1));
-  *out_max = _mm512_reduce_max_ps(_mm512_max_ps(hi0, hi1));
+  // A plain reduction: GCC 12's _mm512_reduce_min_ps trips -Wuninitialized.
+  float lo[16], hi[16];
+  _mm512_storeu_ps(lo, _mm512_min_ps(lo0, lo1));
+  _mm512_storeu_ps(hi, _mm512_max_ps(hi0, hi1));
+  float mn = lo[0], mx = hi[0];
+  for (int j = 1; j < 16; ++j) {
+    mn = lo[j] < mn ? lo[j] : mn;
+    mx = hi[j] > mx ? hi[j] : mx;
+  }
+  *out_min = mn;
+  *out_max = mx;
   return bad == 0;
 }
 
