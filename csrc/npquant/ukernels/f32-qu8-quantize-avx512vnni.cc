@@ -37,12 +37,12 @@ bool f32_minmax__avx512vnni(size_t n, const float* x, float* out_min, float* out
     bad |= _mm512_fpclass_ps_mask(a, kNonFinite) | _mm512_fpclass_ps_mask(b, kNonFinite);
   }
   for (; i < n; i += 16) {
+    // Masked-off lanes keep the running min/max (and are not classified).
     const __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask(n - i);
-    // Masked-off lanes repeat x[0], which is already in the running min/max.
-    const __m512 a = _mm512_mask_loadu_ps(_mm512_set1_ps(x[0]), m, x + i);
-    lo0 = _mm512_min_ps(lo0, a);
-    hi0 = _mm512_max_ps(hi0, a);
-    bad |= _mm512_fpclass_ps_mask(a, kNonFinite);
+    const __m512 a = _mm512_maskz_loadu_ps(m, x + i);
+    lo0 = _mm512_mask_min_ps(lo0, m, lo0, a);
+    hi0 = _mm512_mask_max_ps(hi0, m, hi0, a);
+    bad |= _mm512_mask_fpclass_ps_mask(m, a, kNonFinite);
   }
   // A plain reduction: GCC 12's _mm512_reduce_min_ps trips -Wuninitialized.
   float lo[16], hi[16];
