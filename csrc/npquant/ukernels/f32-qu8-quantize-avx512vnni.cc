@@ -44,12 +44,15 @@ bool f32_minmax__avx512vnni(size_t n, const float* x, float* out_min, float* out
     hi0 = _mm512_mask_max_ps(hi0, m, hi0, a);
     bad |= _mm512_mask_fpclass_ps_mask(m, a, kNonFinite);
   }
-  // A plain reduction: GCC 12's _mm512_reduce_min_ps trips -Wuninitialized.
-  float lo[16], hi[16];
-  _mm512_storeu_ps(lo, _mm512_min_ps(lo0, lo1));
-  _mm512_storeu_ps(hi, _mm512_max_ps(hi0, hi1));
+  // A plain reduction: GCC 12 warns (-Wuninitialized, its own undefined
+  // passthrough operands) on _mm512_reduce_min_ps and a final _mm512_min_ps here.
+  float lo[32], hi[32];
+  _mm512_storeu_ps(lo, lo0);
+  _mm512_storeu_ps(lo + 16, lo1);
+  _mm512_storeu_ps(hi, hi0);
+  _mm512_storeu_ps(hi + 16, hi1);
   float mn = lo[0], mx = hi[0];
-  for (int j = 1; j < 16; ++j) {
+  for (int j = 1; j < 32; ++j) {
     mn = lo[j] < mn ? lo[j] : mn;
     mx = hi[j] > mx ? hi[j] : mx;
   }
