@@ -101,19 +101,33 @@ class ActivationRows {
   std::unique_ptr<Block[]> blocks_;
 };
 
-// Runs tile(m0, mr, n0, nc) over all tasks; fill_row(r) prepares activation
-// row r before the first tile that reads it (see ActivationRows). A null
-// fill_row reads the rows in place.
+// Runs tile(m0, mr, n0, nc) over the tiling; fill_row(r) prepares activation
+// row r before the first tile that reads it. A null fill_row reads the rows in
+// place. With enough M blocks for every thread, a task is a whole M block (all
+// N blocks in turn), so each thread fills only rows it reads and never waits
+// on another; otherwise tasks are (M block, N block) pairs that share fills
+// through ActivationRows.
 template <class FillRow, class Tile>
 void run_gemm(size_t m, size_t n, const Tiling& t, size_t mr_max, const FillRow* fill_row,
               const Tile& tile) {
+  const auto block = [&](size_t mi, size_t n0) {
+    const size_t m0 = mi * t.mb, m1 = std::min(m, m0 + t.mb), nc = std::min(t.nb, n - n0);
+    for (size_t r = m0; r < m1; r += mr_max) tile(r, std::min(mr_max, m1 - r), n0, nc);
+  };
+  if (t.m_tasks >= 2 * static_cast<size_t>(get_num_threads())) {
+    parallel_for(t.m_tasks, [&](size_t mi) {
+      if (fill_row)
+        for (size_t r = mi * t.mb; r < std::min(m, (mi + 1) * t.mb); ++r) (*fill_row)(r);
+      for (size_t n0 = 0; n0 < n; n0 += t.nb) block(mi, n0);
+    });
+    return;
+  }
   ActivationRows rows(m, t.mb);
   parallel_for(t.tasks(), [&](size_t task) {
     const size_t mi = task / t.n_tasks, n0 = (task % t.n_tasks) * t.nb;
     if (n0 >= n) return;
     if (fill_row) rows.ensure(mi, *fill_row);
-    const size_t m0 = mi * t.mb, m1 = std::min(m, m0 + t.mb), nc = std::min(t.nb, n - n0);
-    for (size_t r = m0; r < m1; r += mr_max) tile(r, std::min(mr_max, m1 - r), n0, nc);
+    block(mi, n0);
   });
 }
 
