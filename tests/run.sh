@@ -14,6 +14,11 @@ echo "== pytest"
 # Run from tests/ so the installed package (not the source tree) is imported.
 (cd tests && $PY -m pytest -q -p no:cacheprovider .)
 
+echo "== native tests (ctest)"
+cmake -S . -B build/native-tests -DNPQUANT_BUILD_PYTHON=OFF -DNPQUANT_BUILD_TESTS=ON >/dev/null
+cmake --build build/native-tests -j2
+ctest --test-dir build/native-tests --output-on-failure
+
 echo "== aarch64: native kernel tests and the extension's exactness tests under qemu"
 # Needs g++-aarch64-linux-gnu, qemu-user and the arm64 dpkg architecture (.ci/run
 # sets them up); a developer machine without them skips this step, CI fails.

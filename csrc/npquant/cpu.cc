@@ -75,6 +75,7 @@ void detect_x86(CpuFeatures* f) {
     f->avx2 = f->avx && ((ebx >> 5) & 1);
     f->avx512f = zmm_os && ((ebx >> 16) & 1);
     f->avx512bw = f->avx512f && ((ebx >> 30) & 1);
+    f->avx512dq = f->avx512f && ((ebx >> 17) & 1);
     f->avx512vl = f->avx512f && ((ebx >> 31) & 1);
     f->avx512vnni = f->avx512f && ((ecx >> 11) & 1);
     f->amx_tile = tile_os && ((edx >> 24) & 1);
@@ -151,7 +152,8 @@ bool CpuFeatures::supports(Isa isa) const {
     case Isa::scalar: return true;
     case Isa::avx2: return avx2 && fma;
     case Isa::avxvnni: return avx2 && fma && avxvnni;
-    case Isa::avx512vnni: return avx2 && fma && avx512f && avx512bw && avx512vl && avx512vnni;
+    case Isa::avx512vnni:
+      return avx2 && fma && avx512f && avx512bw && avx512dq && avx512vl && avx512vnni;
     case Isa::amx:
       return supports(Isa::avx512vnni) && amx_tile && amx_int8 && amx_permitted;
     case Isa::neon: return neon;
@@ -166,7 +168,7 @@ std::vector<std::string> CpuFeatures::flags() const {
   const std::pair<const char*, bool> all[] = {
       {"sse4.1", sse41},       {"avx", avx},           {"avx2", avx2},
       {"fma", fma},            {"avx_vnni", avxvnni},  {"avx512f", avx512f},
-      {"avx512bw", avx512bw},  {"avx512vl", avx512vl}, {"avx512_vnni", avx512vnni},
+      {"avx512bw", avx512bw},  {"avx512dq", avx512dq},  {"avx512vl", avx512vl}, {"avx512_vnni", avx512vnni},
       {"amx_tile", amx_tile},  {"amx_int8", amx_int8}, {"amx_permitted", amx_permitted},
       {"neon", neon},          {"dotprod", dotprod},   {"i8mm", i8mm}};
   for (const auto& p : all)

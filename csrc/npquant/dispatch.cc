@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <stdexcept>
+
+#include "ops/pack.h"
+#include "reference/reference.h"
 
 namespace npq {
 
@@ -14,23 +19,23 @@ std::vector<QGemmKernel> make_gemm_table() {
   t.push_back({"qu8_gemm_2x4c4__scalar", Isa::scalar, false, 2, {4, 4, 4},
                qu8_gemm_2x4c4__scalar_requant, qu8_gemm_2x4c4__scalar_dequant});
 #if defined(NPQ_BUILT_AVX2)
-  t.push_back({"qu8_gemm_4x8c4__avx2", Isa::avx2, false, 4, {8, 4, 4},
+  t.push_back({"qu8_gemm_4x8c4__avx2", Isa::avx2, false, 4, {8, 4, 4, 1},
                qu8_gemm_4x8c4__avx2_requant, qu8_gemm_4x8c4__avx2_dequant});
 #endif
 #if defined(NPQ_BUILT_AVXVNNI_EVEX)
-  t.push_back({"qu8_gemm_4x16c4__avxvnni_evex", Isa::avxvnni, true, 4, {16, 4, 4},
-               qu8_gemm_4x16c4__avxvnni_evex_requant, qu8_gemm_4x16c4__avxvnni_evex_dequant});
+  t.push_back({"qu8_gemm_6x16c4__avxvnni_evex", Isa::avxvnni, true, 6, {16, 4, 4},
+               qu8_gemm_6x16c4__avxvnni_evex_requant, qu8_gemm_6x16c4__avxvnni_evex_dequant});
 #endif
 #if defined(NPQ_BUILT_AVXVNNI)
-  t.push_back({"qu8_gemm_4x16c4__avxvnni", Isa::avxvnni, false, 4, {16, 4, 4},
-               qu8_gemm_4x16c4__avxvnni_requant, qu8_gemm_4x16c4__avxvnni_dequant});
+  t.push_back({"qu8_gemm_6x16c4__avxvnni", Isa::avxvnni, false, 6, {16, 4, 4},
+               qu8_gemm_6x16c4__avxvnni_requant, qu8_gemm_6x16c4__avxvnni_dequant});
 #endif
 #if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"qu8_gemm_8x32c4__avx512vnni", Isa::avx512vnni, false, 8, {16, 4, 4},
+  t.push_back({"qu8_gemm_8x32c4__avx512vnni", Isa::avx512vnni, false, 8, {32, 4, 4},
                qu8_gemm_8x32c4__avx512vnni_requant, qu8_gemm_8x32c4__avx512vnni_dequant});
 #endif
 #if defined(NPQ_BUILT_AMX)
-  t.push_back({"qu8_gemm_32x32c4__amx", Isa::amx, false, 32, {16, 4, 64},
+  t.push_back({"qu8_gemm_32x32c4__amx", Isa::amx, false, 32, {32, 4, 64},
                qu8_gemm_32x32c4__amx_requant, qu8_gemm_32x32c4__amx_dequant});
 #endif
 #if defined(NPQ_BUILT_NEON)
@@ -87,9 +92,43 @@ const K* pick(const std::vector<K>& t, Isa cap) {
   return best;
 }
 
-KernelSet choose() {
-  const CpuFeatures& cpu = cpu_features();
-  std::vector<Isa> runnable;  // built and supported here (stand-ins count)
+// The kernel set for one ISA (which must be runnable).
+KernelSet make_set(Isa isa) {
+  KernelSet s{};
+  s.cap = isa;
+  // Stand-ins only stand in when the real encoding is missing.
+  const QGemmKernel* g = nullptr;
+  for (const QGemmKernel& k : built_gemm_kernels()) {
+    if (k.isa != isa || !can_run(k)) continue;
+    if (!g || (g->standin && !k.standin)) g = &k;
+  }
+  s.gemm = *g;
+  s.gemm_small = *g;
+  s.small_m = 0;
+  if (isa == Isa::amx) {
+    // AMX tiles are 16 rows high; small M runs on AVX-512 VNNI, whose layout
+    // differs from AMX's only in AMX's K padding to 64.
+    for (const QGemmKernel& k : built_gemm_kernels())
+      if (k.isa == Isa::avx512vnni && can_run(k) && layout_compatible(g->layout, k.layout)) {
+        s.gemm_small = k;
+        s.small_m = 16;
+      }
+  }
+  s.quant = *pick(built_quantize_kernels(), isa);
+  return s;
+}
+
+// "" if every kernel of the set matches the reference, else the first mismatch.
+std::string verify(const KernelSet& s) {
+  std::string why = self_check(s.gemm, s.gemm.layout);
+  if (why.empty() && s.small_m) why = self_check(s.gemm_small, s.gemm.layout);
+  if (why.empty()) why = self_check(s.quant);
+  return why;
+}
+
+// Runnable ISAs (built, supported here; stand-ins count), lowest first.
+std::vector<Isa> runnable_isas() {
+  std::vector<Isa> runnable;
   for (Isa i : built_isas()) {
     for (const QGemmKernel& k : built_gemm_kernels())
       if (k.isa == i && can_run(k)) {
@@ -97,52 +136,157 @@ KernelSet choose() {
         break;
       }
   }
-  Isa cap = runnable.back();
+  return runnable;
+}
+
+Isa requested_cap(const std::vector<Isa>& runnable) {
   const char* env = std::getenv("NPQUANT_ISA");
-  if (env && *env) {
-    Isa want;
-    if (!parse_isa(env, &want))
-      throw std::runtime_error(std::string("NPQUANT_ISA='") + env +
-                               "' is not an ISA name. Use one of: scalar, avx2, avxvnni, "
-                               "avx512vnni, amx, neon, neondot, neoni8mm (runnable here: " +
-                               join_isas(runnable) + "), or unset it.");
-    if (std::find(runnable.begin(), runnable.end(), want) == runnable.end()) {
-      const auto built = built_isas();
-      const bool is_built = std::find(built.begin(), built.end(), want) != built.end();
-      throw std::runtime_error(
-          std::string("NPQUANT_ISA=") + env + " cannot run here: " +
-          (is_built ? "this CPU (" + cpu.arch + ") or its OS lacks it"
-                    : std::string("this build of npquant has no kernels for it")) +
-          ". ISAs runnable here: " + join_isas(runnable) +
-          ". Set NPQUANT_ISA to one of them, or unset it.");
+  if (!env || !*env) return runnable.back();
+  Isa want;
+  if (!parse_isa(env, &want))
+    throw std::runtime_error(std::string("NPQUANT_ISA='") + env +
+                             "' is not an ISA name. Use one of: scalar, avx2, avxvnni, "
+                             "avx512vnni, amx, neon, neondot, neoni8mm (runnable here: " +
+                             join_isas(runnable) + "), or unset it.");
+  if (std::find(runnable.begin(), runnable.end(), want) == runnable.end()) {
+    const auto built = built_isas();
+    const bool is_built = std::find(built.begin(), built.end(), want) != built.end();
+    throw std::runtime_error(
+        std::string("NPQUANT_ISA=") + env + " cannot run here: " +
+        (is_built ? "this CPU (" + cpu_features().arch + ") or its OS lacks it"
+                  : std::string("this build of npquant has no kernels for it")) +
+        ". ISAs runnable here: " + join_isas(runnable) +
+        ". Set NPQUANT_ISA to one of them, or unset it.");
+  }
+  return want;
+}
+
+// The best set at or below the cap whose kernels pass the self-check: a
+// kernel that cannot be tested where it is built (AMX here) must never
+// produce a wrong answer, so a mismatch drops to the next lower ISA.
+KernelSet choose() {
+  const std::vector<Isa> runnable = runnable_isas();
+  const Isa cap = requested_cap(runnable);
+  std::string report;
+  for (auto it = runnable.rbegin(); it != runnable.rend(); ++it) {
+    if (static_cast<int>(*it) > static_cast<int>(cap)) continue;
+    KernelSet s = make_set(*it);
+    const std::string why = verify(s);
+    if (why.empty()) {
+      s.self_check = report.empty() ? "passed" : report + "fell back to " + isa_name(*it);
+      return s;
     }
-    cap = want;
+    report += std::string(isa_name(*it)) + ": " + why + "; ";
   }
-  KernelSet s{};
-  s.cap = cap;
-  // Stand-ins only stand in when the real encoding is missing.
-  const QGemmKernel* g = nullptr;
-  for (const QGemmKernel& k : built_gemm_kernels()) {
-    if (k.isa != cap || !can_run(k)) continue;
-    if (!g || (g->standin && !k.standin)) g = &k;
-  }
-  s.gemm = *g;
-  s.gemm_small = *g;
-  s.small_m = 0;
-  if (cap == Isa::amx) {
-    // AMX tiles are 16 rows high; small M runs on AVX-512 VNNI with the same layout.
-    for (const QGemmKernel& k : built_gemm_kernels())
-      if (k.isa == Isa::avx512vnni && can_run(k)) {
-        s.gemm_small = k;
-        s.small_m = 16;
-      }
-  }
-  const QuantizeKernel* q = pick(built_quantize_kernels(), cap);
-  s.quant = *q;
+  // Even the scalar kernels differ from the reference: a broken build. Run
+  // them anyway (there is nothing lower) and say so.
+  KernelSet s = make_set(Isa::scalar);
+  s.self_check = report + "no kernel set passed";
   return s;
 }
 
+// ---- self-check problems (small, fixed, with the extremes of both ranges)
+
+uint32_t mix(uint32_t i) {
+  i ^= i >> 15;
+  i *= 0x2C1B3C6Du;
+  i ^= i >> 12;
+  i *= 0x297A2D39u;
+  return i ^ (i >> 15);
+}
+
+std::string describe(const char* kernel, const char* what, size_t r, size_t c,
+                     const std::string& got, const std::string& want) {
+  return std::string(kernel) + " " + what + " differs from the reference at (" +
+         std::to_string(r) + "," + std::to_string(c) + "): got " + got + ", want " + want;
+}
+
 }  // namespace
+
+bool layout_compatible(const PackedLayout& packed, const PackedLayout& kernel) {
+  return packed.nr == kernel.nr && packed.kr == kernel.kr && packed.w16 == kernel.w16 &&
+         packed.k_align % kernel.k_align == 0;
+}
+
+std::string self_check(const QGemmKernel& k, const PackedLayout& layout) {
+  if (!layout_compatible(layout, k.layout)) return std::string(k.name) + ": incompatible layout";
+  // M = MR (AMX: both 16-row blocks), N = two panels and a partial third,
+  // K not a multiple of any K group (A and W padding exercised).
+  const size_t m = k.mr, n = 2 * layout.nr + 3, kk = 100;
+  const size_t kp = round_up(kk, layout.k_align), a_stride = kp + 3;
+  std::vector<uint8_t> a(m * a_stride, 0x5A);  // padding is junk on purpose
+  std::vector<int8_t> w(n * kk);
+  for (size_t r = 0; r < m; ++r)
+    for (size_t i = 0; i < kk; ++i) a[r * a_stride + i] = static_cast<uint8_t>(mix(r * 1000 + i));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(mix(77777 + i));
+  a[0] = 255;
+  w[0] = -128;
+  w[1] = -128;
+  w[n * kk - 1] = 127;
+  const PackedWeights pw(w.data(), n, kk, kk, layout);
+  const size_t np = pw.n_padded();
+  std::vector<int32_t> zp(m);
+  std::vector<float> bias_s(np), mult(np), a_scale(m), w_scale(np), bias(np);
+  for (size_t r = 0; r < m; ++r) {
+    zp[r] = static_cast<int32_t>(mix(r + 5) & 255);
+    a_scale[r] = 0.01f * static_cast<float>(r + 1);
+  }
+  for (size_t j = 0; j < np; ++j) {
+    bias_s[j] = static_cast<float>(static_cast<int32_t>(mix(j + 99) % 20001) - 10000) * 0.5f;
+    mult[j] = j % 4 == 0 ? 0.5f : 1.0f / (1500.0f + 37.0f * static_cast<float>(j));
+    w_scale[j] = 0.002f * static_cast<float>(j % 5 + 1);
+    bias[j] = 0.25f * static_cast<float>(j);
+  }
+  // Requant: one zero point for all rows, as the static path uses it.
+  const std::vector<int32_t> zp0(m, zp[0]);
+  std::vector<uint8_t> q(m * n), q_ref(m * n);
+  const RequantEpilogue rep{bias_s.data(), mult.data(), 100, 3, 250};
+  k.requant(m, n, kp, a.data(), a_stride, pw.panel(0), zp0.data(), q.data(), n, &rep);
+  ref::qgemm_requant(m, n, kk, a.data(), a_stride, zp[0], w.data(), kk, bias_s.data(),
+                     mult.data(), 100, 3, 250, q_ref.data(), n);
+  for (size_t i = 0; i < q.size(); ++i)
+    if (q[i] != q_ref[i])
+      return describe(k.name, "requant", i / n, i % n, std::to_string(q[i]),
+                      std::to_string(q_ref[i]));
+  std::vector<float> y(m * n), y_ref(m * n);
+  const DequantEpilogue dep{a_scale.data(), w_scale.data(), bias.data()};
+  k.dequant(m, n, kp, a.data(), a_stride, pw.panel(0), zp.data(), y.data(), n * sizeof(float),
+            &dep);
+  ref::qgemm_dequant(m, n, kk, a.data(), a_stride, zp.data(), a_scale.data(), w.data(), kk,
+                     w_scale.data(), bias.data(), y_ref.data(), n);
+  for (size_t i = 0; i < y.size(); ++i)
+    if (std::memcmp(&y[i], &y_ref[i], sizeof(float)) != 0)
+      return describe(k.name, "dequant", i / n, i % n, std::to_string(y[i]),
+                      std::to_string(y_ref[i]));
+  return "";
+}
+
+std::string self_check(const QuantizeKernel& k) {
+  // 100 values: a full vector body and a tail, with ties, clamps and huge values.
+  constexpr size_t n = 100;
+  const float scale = 0.25f;
+  const int32_t zp = 120;
+  float x[n];
+  for (size_t i = 0; i < n; ++i)
+    x[i] = (static_cast<float>(static_cast<int32_t>(mix(i) % 601) - 300) + 0.5f) * scale;
+  x[3] = 3e10f;
+  x[50] = -3e10f;
+  x[97] = 1e-39f;
+  uint8_t q[n];
+  int32_t q_ref[n];
+  k.quantize(n, x, 1.0f / scale, zp, q);
+  ref::quantize(n, x, scale, zp, 0, 255, q_ref);
+  for (size_t i = 0; i < n; ++i)
+    if (q[i] != q_ref[i])
+      return describe(k.name, "quantize", 0, i, std::to_string(q[i]), std::to_string(q_ref[i]));
+  float lo, hi, lo_ref, hi_ref;
+  ref::minmax(n, x, &lo_ref, &hi_ref);
+  if (!k.minmax(n, x, &lo, &hi) || lo != lo_ref || hi != hi_ref)
+    return std::string(k.name) + " minmax differs from the reference";
+  x[n - 1] = std::numeric_limits<float>::quiet_NaN();
+  if (k.minmax(n, x, &lo, &hi)) return std::string(k.name) + " minmax missed a NaN in the tail";
+  return "";
+}
 
 bool can_run(const QGemmKernel& k) {
   const CpuFeatures& cpu = cpu_features();

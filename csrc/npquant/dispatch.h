@@ -28,11 +28,15 @@ struct QuantizeKernel {
 };
 
 struct KernelSet {
-  Isa cap;                 // the ISA the process runs at (NPQUANT_ISA or the best)
+  Isa cap;                 // the ISA the process runs at (NPQUANT_ISA or the best, after
+                           // any self-check fallback)
   QGemmKernel gemm;        // main GEMM; decides the packed weight layout
-  QGemmKernel gemm_small;  // for small M; same packed layout as gemm
+  QGemmKernel gemm_small;  // for small M; runs on gemm's packed layout
   size_t small_m;          // M below which gemm_small runs
   QuantizeKernel quant;
+  // "passed", or which kernel differed from the reference and where the set
+  // fell back to (see docs/dispatch.md).
+  std::string self_check;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -49,5 +53,17 @@ std::vector<QuantizeKernel> runnable_quantize_kernels();
 std::vector<Isa> built_isas();
 bool can_run(const QGemmKernel& k);
 bool can_run(const QuantizeKernel& k);
+
+// Whether a kernel built for layout `kernel` can run on weights packed with
+// layout `packed`: same panel width and K group, and K padded to a multiple
+// of what the kernel needs.
+bool layout_compatible(const PackedLayout& packed, const PackedLayout& kernel);
+
+// The run-time self-check: runs the kernel once on a small fixed problem (both
+// epilogues; weights packed with `layout`) and compares it bit for bit with
+// reference/. Returns "" on a match, else a description of the first
+// difference. Costs well under a millisecond.
+std::string self_check(const QGemmKernel& k, const PackedLayout& layout);
+std::string self_check(const QuantizeKernel& k);
 
 }  // namespace npq

@@ -21,16 +21,21 @@ struct QuantParams {
 
 // Weights packed for one GEMM microkernel family.
 //
-// Layout (NR columns per panel, K padded to kp = round_up(K, KR)):
+// Layout (NR columns per panel, K padded to kp = round_up(K, k_align)):
 //   for each panel p (columns p*NR .. p*NR+NR-1):
 //     int32_t colsum[NR]                      sum_k w[n][k] (0 for padded columns)
-//     int8_t  w[kp/KR][NR][KR]                 K groups of KR bytes per column
+//     w[kp/KR][NR][KR]                         K groups of KR weights per column,
+//                                              int8, or int16 when w16 is set
 // Padded columns and padded k are zero, so kernels may run full panels.
-// panel_stride = NR*4 + kp*NR bytes (a multiple of 64 for the x86 layouts).
+// panel_stride = NR*4 + kp*NR*(w16 ? 2 : 1) bytes (a multiple of 64 for the
+// x86 layouts).
 struct PackedLayout {
   uint32_t nr;
   uint32_t kr;
   uint32_t k_align;  // kp is a multiple of this (>= kr; AMX needs 64)
+  // 1: weights stored sign-extended to int16 (the AVX2 kernel feeds them to
+  // vpmaddwd without a widening shuffle per K group); 0: int8.
+  uint32_t w16 = 0;
 };
 
 // Epilogue of the static (requantizing) GEMM, per output column n:

@@ -52,17 +52,22 @@ int32_t quantize_one(float x, float inv_scale, int32_t zp, int32_t qmin, int32_t
 
 bool requant_constants(size_t n, float xs, const float* ws, float ys, const float* bias,
                        float* bias_s, float* mult) {
-  bool ok = true;
+  // Two plain loops (no early exit) so the compiler vectorizes the divisions:
+  // this runs on every static call.
   for (size_t i = 0; i < n; ++i) {
     const float s = xs * ws[i];
     mult[i] = s / ys;
     bias_s[i] = bias ? bias[i] / s : 0.0f;
+  }
+  int ok = 1;
+  for (size_t i = 0; i < n; ++i) {
     // With finite bias_s, fl(acc + bias_s) is finite (|acc| < 2^31 is far below
     // the spacing of floats near FLT_MAX), so v = fl(sum * mult) may be +-Inf
-    // (the clamp maps it to lo/hi) but never NaN.
-    ok = ok && s > 0.0f && std::isfinite(mult[i]) && std::isfinite(bias_s[i]);
+    // (the clamp maps it to lo/hi) but never NaN. NaN fails every comparison.
+    ok &= (xs * ws[i] > 0.0f) & (std::fabs(mult[i]) <= 3.40282347e38f) &
+          (std::fabs(bias_s[i]) <= 3.40282347e38f);
   }
-  return ok;
+  return ok != 0;
 }
 
 uint8_t requant_one(int32_t acc, float bias_s, float mult, int32_t zp, int32_t lo, int32_t hi) {

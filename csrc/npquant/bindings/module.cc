@@ -248,6 +248,7 @@ py::dict cpu_info() {
   fam["quantize"] = q;
   d["kernels"] = fam;
   d["small_m"] = ks.small_m;
+  d["self_check"] = ks.self_check;
   d["num_threads"] = npq::get_num_threads();
   return d;
 }

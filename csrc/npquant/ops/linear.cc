@@ -1,8 +1,11 @@
 #include "linear.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../qmath.h"
@@ -13,16 +16,9 @@ namespace npq {
 namespace {
 
 constexpr size_t kMaxMR = 32;
-// Columns per task: enough panels to amortize A, few enough to keep the
-// panel block in L2 (about 256 KiB).
-size_t choose_nb(size_t kp, size_t n_padded, size_t nr) {
-  size_t nb = round_up(std::max<size_t>(nr, (256 * 1024) / std::max<size_t>(kp, 1)), nr);
-  return std::min(nb, n_padded);
-}
 
 void check_layout(const PackedWeights& w, const QGemmKernel& k) {
-  const PackedLayout& a = w.layout();
-  if (a.nr != k.layout.nr || a.kr != k.layout.kr || a.k_align != k.layout.k_align)
+  if (!layout_compatible(w.layout(), k.layout))
     throw ValueError(std::string("packed weights do not match kernel ") + k.name +
                      "; repack them (weights are packed for the ISA chosen at import)");
 }
@@ -32,38 +28,116 @@ const QGemmKernel& pick_gemm(size_t m) {
   return m < ks.small_m ? ks.gemm_small : ks.gemm;
 }
 
-// Runs the GEMM over all (M block, N block) tasks. `tile(m0, mr, n0, nc)` calls
-// the ukernel; A rows must already hold kp readable bytes.
-template <class Tile>
-void run_tiles(size_t m, size_t mr_max, size_t n, size_t nb, const Tile& tile) {
-  const size_t mb = mr_max * std::max<size_t>(1, 64 / mr_max);  // rows per task
-  const size_t m_tasks = (m + mb - 1) / mb, n_tasks = (n + nb - 1) / nb;
-  parallel_for(m_tasks * n_tasks, [&](size_t t) {
-    const size_t m0 = (t / n_tasks) * mb, n0 = (t % n_tasks) * nb;
-    const size_t m1 = std::min(m, m0 + mb), nc = std::min(nb, n - n0);
+// How the GEMM is cut into tasks. A task is rows [m0, m0 + mb) x columns
+// [n0, n0 + nb); inside it the kernel runs MR rows at a time across all nb
+// columns, so the MR x kp activation rows stay in L1 while the nb x kp weight
+// block (at most ~256 KiB) streams from L2 once per MR rows.
+struct Tiling {
+  size_t mb, nb, m_tasks, n_tasks;
+  size_t tasks() const { return m_tasks * n_tasks; }
+};
+
+Tiling choose_tiling(size_t m, size_t n_padded, size_t kp, size_t mr, size_t nr) {
+  Tiling t;
+  t.mb = mr * std::max<size_t>(1, 64 / mr);
+  t.nb = std::min(n_padded, round_up(std::max<size_t>(nr, (256 * 1024) / std::max<size_t>(kp, 1)), nr));
+  t.m_tasks = (m + t.mb - 1) / t.mb;
+  t.n_tasks = (n_padded + t.nb - 1) / t.nb;
+  // With several threads, cut N finer until every thread gets a few tasks
+  // (dynamic scheduling then evens out imbalance), as long as a task keeps
+  // at least ~256k MACs so the per-task overhead stays negligible.
+  const size_t threads = static_cast<size_t>(get_num_threads());
+  if (threads > 1) {
+    const size_t rows = std::min(m, t.mb);
+    while (t.tasks() < 4 * threads && t.nb > nr && rows * (t.nb / 2) * kp >= 256 * 1024) {
+      t.nb = round_up(t.nb / 2, nr);
+      t.n_tasks = (n_padded + t.nb - 1) / t.nb;
+    }
+  }
+  return t;
+}
+
+// Activation rows as the kernels read them (kp bytes per row), prepared one
+// M block at a time inside the GEMM's parallel region: the first task of a
+// block starts filling its rows (quantize, or copy with zero K padding), and
+// any other task reaching the block helps, row by row, instead of idling. A
+// task waits only for rows another thread is filling at that moment, never
+// for a whole block (yielding the CPU there costs a time slice on a busy
+// machine: 2 threads ran 4x slower than 1 with a block-level wait).
+class ActivationRows {
+ public:
+  ActivationRows(size_t m, size_t mb) : m_(m), mb_(mb), blocks_(new Block[(m + mb - 1) / mb]) {}
+
+  template <class FillRow>
+  void ensure(size_t block, const FillRow& fill_row) {
+    Block& b = blocks_[block];
+    const size_t r0 = block * mb_, rows = std::min(m_, r0 + mb_) - r0;
+    if (b.done.load(std::memory_order_acquire) == rows) return;
+    for (size_t i; (i = b.next.fetch_add(1, std::memory_order_relaxed)) < rows;) {
+      try {
+        fill_row(r0 + i);
+      } catch (...) {
+        b.done.fetch_add(1, std::memory_order_release);  // never leave waiters spinning
+        throw;
+      }
+      b.done.fetch_add(1, std::memory_order_release);
+    }
+    for (unsigned spins = 0; b.done.load(std::memory_order_acquire) != rows; ++spins) {
+      if (spins < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  struct Block {
+    std::atomic<size_t> next{0}, done{0};
+  };
+  size_t m_, mb_;
+  std::unique_ptr<Block[]> blocks_;
+};
+
+// Runs tile(m0, mr, n0, nc) over the tiling; fill_row(r) prepares activation
+// row r before the first tile that reads it. A null fill_row reads the rows in
+// place. With enough M blocks for every thread, a task is a whole M block (all
+// N blocks in turn), so each thread fills only rows it reads and never waits
+// on another; otherwise tasks are (M block, N block) pairs that share fills
+// through ActivationRows.
+template <class FillRow, class Tile>
+void run_gemm(size_t m, size_t n, const Tiling& t, size_t mr_max, const FillRow* fill_row,
+              const Tile& tile) {
+  const auto block = [&](size_t mi, size_t n0) {
+    const size_t m0 = mi * t.mb, m1 = std::min(m, m0 + t.mb), nc = std::min(t.nb, n - n0);
     for (size_t r = m0; r < m1; r += mr_max) tile(r, std::min(mr_max, m1 - r), n0, nc);
+  };
+  if (t.m_tasks >= 2 * static_cast<size_t>(get_num_threads())) {
+    parallel_for(t.m_tasks, [&](size_t mi) {
+      if (fill_row)
+        for (size_t r = mi * t.mb; r < std::min(m, (mi + 1) * t.mb); ++r) (*fill_row)(r);
+      for (size_t n0 = 0; n0 < n; n0 += t.nb) block(mi, n0);
+    });
+    return;
+  }
+  ActivationRows rows(m, t.mb);
+  parallel_for(t.tasks(), [&](size_t task) {
+    const size_t mi = task / t.n_tasks, n0 = (task % t.n_tasks) * t.nb;
+    if (n0 >= n) return;
+    if (fill_row) rows.ensure(mi, *fill_row);
+    block(mi, n0);
   });
 }
 
-// Copies rows of A into a zero-padded buffer of kp bytes per row when K is not
-// a multiple of the layout's k_align (the kernels read whole K groups).
-struct PaddedA {
-  const uint8_t* ptr;
-  size_t stride;
-  AlignedBuffer buf;
-};
-PaddedA pad_a(const uint8_t* x, size_t m, size_t k, size_t stride, size_t kp) {
-  if (k == kp) return {x, stride, nullptr};
-  AlignedBuffer buf = aligned_zeros(m * kp);
-  for (size_t r = 0; r < m; ++r) std::memcpy(buf.get() + r * kp, x + r * stride, k);
-  const uint8_t* p = buf.get();
-  return {p, kp, std::move(buf)};
-}
-
-std::vector<float> padded_copy(const float* v, size_t n, size_t n_padded, float fill) {
-  std::vector<float> out(n_padded, fill);
-  if (v) std::copy(v, v + n, out.begin());
-  return out;
+// Epilogue arrays are read in whole panels: pad to n_padded when needed.
+const float* padded(const float* v, size_t n, size_t n_padded, float fill,
+                    std::vector<float>* storage) {
+  if (v && n == n_padded) return v;
+  storage->assign(n_padded, fill);
+  if (v) std::copy(v, v + n, storage->begin());
+  return storage->data();
 }
 
 }  // namespace
@@ -87,97 +161,115 @@ void linear_static(const PackedWeights& w, const StaticLinearArgs& a) {
 
 void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const QGemmKernel& k) {
   check_layout(w, k);
-  const size_t n = w.n(), np = w.n_padded();
+  const size_t n = w.n(), np = w.n_padded(), kk = w.k(), kp = w.kp();
   if (a.m == 0 || n == 0) return;
-  std::vector<float> ws = padded_copy(a.w_scale, n, np, 1.0f);
+  std::vector<float> ws_store;
+  const float* ws = padded(a.w_scale, n, np, 1.0f, &ws_store);
   std::vector<float> bias_s(np), mult(np);
-  if (!requant_constants(n, a.xs, ws.data(), a.ys, a.bias, bias_s.data(), mult.data()))
+  if (!requant_constants(n, a.xs, ws, a.ys, a.bias, bias_s.data(), mult.data()))
     throw ValueError("requantization constants are not finite: check the input scale, weight "
                      "scales, output scale and bias (scales must be > 0 and finite, and "
                      "bias / (input_scale * weight_scale) must be finite in float32)");
-  PaddedA pa = pad_a(a.x, a.m, w.k(), a.x_stride, w.kp());
+  const Tiling t = choose_tiling(a.m, np, kp, k.mr, w.layout().nr);
+  // Rows are read in place when they already hold kp bytes; otherwise each M
+  // block is copied with zero K padding.
+  const bool copy = kk != kp;
+  AlignedBuffer buf = copy ? aligned_zeros(a.m * kp) : nullptr;
+  const uint8_t* rows = copy ? buf.get() : a.x;
+  const size_t stride = copy ? kp : a.x_stride;
+  const auto copy_row = [&](size_t r) {
+    std::memcpy(buf.get() + r * kp, a.x + r * a.x_stride, kk);
+  };
   int32_t zp[kMaxMR];
   std::fill(zp, zp + kMaxMR, a.xz);
-  RequantEpilogue base{bias_s.data(), mult.data(), a.yz, a.out_min, a.out_max};
-  run_tiles(a.m, k.mr, n, choose_nb(w.kp(), np, w.layout().nr),
-            [&](size_t m0, size_t mr, size_t n0, size_t nc) {
-              RequantEpilogue ep = base;
-              ep.bias_s += n0;
-              ep.mult += n0;
-              k.requant(mr, nc, w.kp(), pa.ptr + m0 * pa.stride, pa.stride, w.panel(n0), zp,
-                        a.y + m0 * a.y_stride + n0, a.y_stride, &ep);
-            });
+  const RequantEpilogue base{bias_s.data(), mult.data(), a.yz, a.out_min, a.out_max};
+  run_gemm(a.m, n, t, k.mr, copy ? &copy_row : nullptr,
+           [&](size_t m0, size_t mr, size_t n0, size_t nc) {
+    RequantEpilogue ep = base;
+    ep.bias_s += n0;
+    ep.mult += n0;
+    k.requant(mr, nc, kp, rows + m0 * stride, stride, w.panel(n0), zp,
+              a.y + m0 * a.y_stride + n0, a.y_stride, &ep);
+  });
 }
 
 void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a) {
   linear_dynamic(w, a, pick_gemm(a.m), kernels().quant);
 }
 
+namespace {
+
+// Per-tensor activation range: min/max over all rows (in parallel). Throws on NaN/Inf.
+QuantParams tensor_qparams(const DynamicLinearArgs& a, size_t k, const QuantizeKernel& qk) {
+  const size_t rows_per_task = std::max<size_t>(1, (64 * 1024) / (k * sizeof(float)));
+  const size_t tasks = (a.m + rows_per_task - 1) / rows_per_task;
+  std::vector<float> mins(tasks), maxs(tasks);
+  std::vector<char> ok(tasks, 1);
+  parallel_for(tasks, [&](size_t t) {
+    const size_t r0 = t * rows_per_task, r1 = std::min(a.m, r0 + rows_per_task);
+    float lo = a.x[r0 * a.x_stride], hi = lo;
+    for (size_t r = r0; r < r1; ++r) {
+      float l, h;
+      if (!qk.minmax(k, a.x + r * a.x_stride, &l, &h)) ok[t] = 0;
+      lo = std::min(lo, l);
+      hi = std::max(hi, h);
+    }
+    mins[t] = lo;
+    maxs[t] = hi;
+  });
+  if (std::find(ok.begin(), ok.end(), 0) != ok.end())
+    throw ValueError("input contains NaN or Inf; dynamic quantization needs finite values");
+  return choose_qparams(*std::min_element(mins.begin(), mins.end()),
+                        *std::max_element(maxs.begin(), maxs.end()), 0, 255);
+}
+
+}  // namespace
+
 void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a, const QGemmKernel& k,
                     const QuantizeKernel& qk) {
   check_layout(w, k);
   const size_t n = w.n(), np = w.n_padded(), kk = w.k(), kp = w.kp();
   if (a.m == 0 || n == 0) return;
-  // 1. Activation qparams: per tensor (one min/max pass) or per row.
   std::vector<int32_t> zps(a.m);
   std::vector<float> scales(a.m);
-  AlignedBuffer qa = aligned_zeros(a.m * kp);
-  const size_t rows_per_task = std::max<size_t>(1, (64 * 1024) / (kk * 4 + 1));
-  const size_t row_tasks = (a.m + rows_per_task - 1) / rows_per_task;
-  if (kk == 0) {  // empty reduction: y = bias; any qparams do
+  if (kk == 0) {
+    // Empty reduction: y = bias, whatever the qparams.
     std::fill(scales.begin(), scales.end(), 1.0f);
   } else if (!a.per_row) {
-    std::vector<float> mins(row_tasks), maxs(row_tasks);
-    std::vector<char> ok(row_tasks, 1);
-    parallel_for(row_tasks, [&](size_t t) {
-      const size_t r0 = t * rows_per_task, r1 = std::min(a.m, r0 + rows_per_task);
-      float lo = a.x[r0 * a.x_stride], hi = lo;
-      for (size_t r = r0; r < r1; ++r) {
-        float l, h;
-        if (!qk.minmax(kk, a.x + r * a.x_stride, &l, &h)) ok[t] = 0;
-        lo = std::min(lo, l);
-        hi = std::max(hi, h);
-      }
-      mins[t] = lo;
-      maxs[t] = hi;
-    });
-    if (std::find(ok.begin(), ok.end(), 0) != ok.end())
-      throw ValueError("input contains NaN or Inf; dynamic quantization needs finite values");
-    const QuantParams qp = choose_qparams(*std::min_element(mins.begin(), mins.end()),
-                                          *std::max_element(maxs.begin(), maxs.end()), 0, 255);
+    const QuantParams qp = tensor_qparams(a, kk, qk);
     std::fill(zps.begin(), zps.end(), qp.zero_point);
     std::fill(scales.begin(), scales.end(), qp.scale);
   }
-  // 2. Quantize into kp-padded rows (with per-row qparams when asked).
-  std::vector<char> ok(row_tasks, 1);
-  parallel_for(kk == 0 ? 0 : row_tasks, [&](size_t t) {
-    const size_t r0 = t * rows_per_task, r1 = std::min(a.m, r0 + rows_per_task);
-    for (size_t r = r0; r < r1; ++r) {
-      const float* xr = a.x + r * a.x_stride;
-      if (a.per_row) {
-        float l, h;
-        if (!qk.minmax(kk, xr, &l, &h)) {
-          ok[t] = 0;
-          continue;
-        }
-        const QuantParams qp = choose_qparams(l, h, 0, 255);
-        zps[r] = qp.zero_point;
-        scales[r] = qp.scale;
+  std::vector<float> ws_store, bias_store;
+  const float* ws = padded(a.w_scale, n, np, 1.0f, &ws_store);
+  const float* bias = padded(a.bias, n, np, 0.0f, &bias_store);
+  const Tiling t = choose_tiling(a.m, np, kp, k.mr, w.layout().nr);
+  // Quantized rows, kp bytes each (zero K padding), filled per M block inside
+  // the GEMM region while the block's inputs are still in cache.
+  AlignedBuffer qa = aligned_zeros(a.m * kp);
+  std::atomic<bool> nonfinite{false};
+  const auto quantize_row = [&](size_t r) {
+    const float* xr = a.x + r * a.x_stride;
+    if (a.per_row) {
+      float lo, hi;
+      if (!qk.minmax(kk, xr, &lo, &hi)) {
+        nonfinite.store(true, std::memory_order_relaxed);
+        return;  // the row stays zero; the call throws below
       }
-      qk.quantize(kk, xr, 1.0f / scales[r], zps[r], qa.get() + r * kp);
+      const QuantParams qp = choose_qparams(lo, hi, 0, 255);
+      zps[r] = qp.zero_point;
+      scales[r] = qp.scale;
     }
+    qk.quantize(kk, xr, 1.0f / scales[r], zps[r], qa.get() + r * kp);
+  };
+  run_gemm(a.m, n, t, k.mr, kk ? &quantize_row : nullptr,
+           [&](size_t m0, size_t mr, size_t n0, size_t nc) {
+    const DequantEpilogue ep{scales.data() + m0, ws + n0, bias + n0};
+    k.dequant(mr, nc, kp, qa.get() + m0 * kp, kp, w.panel(n0), zps.data() + m0,
+              a.y + m0 * a.y_stride + n0, a.y_stride * sizeof(float), &ep);
   });
-  if (std::find(ok.begin(), ok.end(), 0) != ok.end())
+  if (nonfinite.load())
     throw ValueError("input contains NaN or Inf; dynamic quantization needs finite values");
-  // 3. GEMM with the dequantizing epilogue.
-  std::vector<float> ws = padded_copy(a.w_scale, n, np, 1.0f);
-  std::vector<float> bias = padded_copy(a.bias, n, np, 0.0f);
-  run_tiles(a.m, k.mr, n, choose_nb(kp, np, w.layout().nr),
-            [&](size_t m0, size_t mr, size_t n0, size_t nc) {
-              DequantEpilogue ep{scales.data() + m0, ws.data() + n0, bias.data() + n0};
-              k.dequant(mr, nc, kp, qa.get() + m0 * kp, kp, w.panel(n0), zps.data() + m0,
-                        a.y + m0 * a.y_stride + n0, a.y_stride * sizeof(float), &ep);
-            });
 }
 
 void quantize_u8(size_t n, const float* x, float scale, int32_t zp, uint8_t* q) {

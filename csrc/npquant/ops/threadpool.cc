@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -12,6 +13,31 @@
 namespace npq {
 
 namespace {
+
+// Before sleeping on a condition variable, a worker that finished a region
+// (and the caller waiting for the workers) spin for up to this long: back-to-
+// back regions (the dynamic Linear's min/max pass, then its GEMM) then start
+// without a futex wake-up, which on a busy machine can cost a whole time slice.
+constexpr auto kSpin = std::chrono::microseconds(100);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// Spins until done() or kSpin has passed; returns done().
+template <class Done>
+bool spin_until(const Done& done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (unsigned i = 1;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() > deadline) return done();
+  }
+}
 
 class Pool {
  public:
@@ -48,6 +74,7 @@ class Pool {
     }
     cv_.notify_all();
     work();
+    spin_until([&] { return active_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return active_ == 0; });
     fn_ = nullptr;
@@ -72,11 +99,13 @@ class Pool {
   void worker_loop(size_t index) {
     uint64_t seen = 0;
     for (;;) {
+      spin_until([&] { return stop_.load() || generation_.load() != seen; });
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || (generation_ != seen && index < wanted_); });
+        cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
+        if (index >= wanted_) continue;  // not needed in this region
       }
       work();
       std::lock_guard<std::mutex> lk(mu_);
@@ -110,10 +139,11 @@ class Pool {
   const std::function<void(size_t)>* fn_ = nullptr;
   size_t ntasks_ = 0;
   std::atomic<size_t> next_{0};
-  size_t active_ = 0;   // helpers still working in this region
-  size_t wanted_ = 0;   // helpers taking part in this region
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  // Written under mu_; atomic so that spinning threads may read them without it.
+  std::atomic<size_t> active_{0};  // helpers still working in this region
+  size_t wanted_ = 0;              // helpers taking part in this region
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
   std::atomic<int> threads_;  // read by callers without the region lock
 };

@@ -1,0 +1,236 @@
+// AVX-VNNI GEMM (ymm vpdpbusd, VEX), 6 rows x 16 columns, K in groups of 4.
+// Layout: PackedLayout{nr=16, kr=4, k_align=4}: each K group of a panel is two
+// ymm of 8 columns x 4 bytes. u8 x s8 is vpdpbusd's native operand pair and
+// its int32 sums cannot saturate, so the kernel is exact for every input.
+//
+// Built twice (cmake/isa.cmake): with -mavxvnni (the real kernel, VEX, 16
+// registers) and, as a test stand-in on CPUs that have AVX-512 VNNI but not
+// AVX-VNNI, with AVX-512 flags and NPQ_AVXVNNI_EVEX, which selects the EVEX
+// encoding of the same instruction and names the functions *_avxvnni_evex_*.
+// Everything else (tiling, epilogues) is the same code.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "../ukernel.h"
+
+#if defined(NPQ_AVXVNNI_EVEX)
+#define NPQ_FN(suffix) qu8_gemm_6x16c4__avxvnni_evex_##suffix
+#else
+#define NPQ_FN(suffix) qu8_gemm_6x16c4__avxvnni_##suffix
+#endif
+
+namespace npq {
+namespace {
+
+// The tile's accumulators must stay in registers across these helpers.
+#define NPQ_INLINE inline __attribute__((always_inline))
+
+constexpr size_t kMR = 6, kNV = 2, kNR = kNV * 8, kKR = 4;
+
+// acc += dpbusd(a, w). Inline asm keeps GCC from copying accumulators between
+// register sets on every K step, and pins the encoding.
+NPQ_INLINE void dpbusd(__m256i& acc, __m256i a, __m256i w) {
+#if defined(NPQ_AVXVNNI_EVEX)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(w));
+#else
+  __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(w));
+#endif
+}
+
+NPQ_INLINE __m256i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+template <size_t M>
+NPQ_INLINE void zero(__m256i (&acc)[M][kNV]) {
+#pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r)
+#pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm256_setzero_si256();
+}
+
+template <size_t M>
+NPQ_INLINE void add_into(__m256i (&acc)[M][kNV], const __m256i (&other)[M][kNV]) {
+#pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r)
+#pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm256_add_epi32(acc[r][v], other[r][v]);
+}
+
+// One K group (4 bytes per row) into the accumulator set acc.
+template <size_t M>
+NPQ_INLINE void step(const uint8_t* const* ar, size_t k, const int8_t* wk, __m256i (&acc)[M][kNV]) {
+  __m256i wv[kNV];
+#pragma GCC unroll 16
+  for (size_t v = 0; v < kNV; ++v)
+    wv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wk + 32 * v));
+#pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r) {
+    const __m256i av = bcast4(ar[r] + k);
+#pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) dpbusd(acc[r][v], av, wv[v]);
+  }
+}
+
+// acc[r][v] = sum over kp of a[r][k] * w[8v + j][k] for one panel. With one or
+// two rows there are too few accumulators to hide vpdpbusd's latency, so a
+// second set takes the odd K groups.
+template <size_t M>
+NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
+                       __m256i (&acc)[M][kNV]) {
+  zero<M>(acc);
+  size_t k = 0;
+  if constexpr (M <= 2) {
+    __m256i acc1[M][kNV];
+    zero<M>(acc1);
+    for (; k + 2 * kKR <= kp; k += 2 * kKR) {
+      step<M>(ar, k, w + k * kNR, acc);
+      step<M>(ar, k + kKR, w + (k + kKR) * kNR, acc1);
+    }
+    add_into<M>(acc, acc1);
+  }
+  for (; k < kp; k += kKR) step<M>(ar, k, w + k * kNR, acc);
+}
+
+// Stores the low nn (0..16) bytes of b at p.
+NPQ_INLINE void store_bytes(uint8_t* p, size_t nn, __m128i b) {
+  if (nn == 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
+    return;
+  }
+  if (nn & 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
+    b = _mm_unpackhi_epi64(b, b);
+    p += 8;
+  }
+  if (nn & 4) {
+    const int32_t v = _mm_cvtsi128_si32(b);
+    std::memcpy(p, &v, 4);
+    b = _mm_srli_si128(b, 4);
+    p += 4;
+  }
+  if (nn & 2) {
+    const int16_t v = static_cast<int16_t>(_mm_extract_epi16(b, 0));
+    std::memcpy(p, &v, 2);
+    b = _mm_srli_si128(b, 2);
+    p += 2;
+  }
+  if (nn & 1) *p = static_cast<uint8_t>(_mm_extract_epi8(b, 0));
+}
+
+// Lane mask (all ones in lanes < n) for vmaskmovps, n in 0..8.
+NPQ_INLINE __m256i lane_mask(size_t n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
+}
+
+struct Requant {
+  const RequantEpilogue* ep;
+  uint8_t* c;
+  size_t c_stride;
+
+  template <size_t M>
+  NPQ_INLINE void store(size_t n0, size_t nn, __m256i (&acc)[M][kNV]) const {
+    const __m256 lim_hi = _mm256_set1_ps(1048576.0f), lim_lo = _mm256_set1_ps(-1048576.0f);
+    const __m256i zp = _mm256_set1_epi32(ep->out_zp);
+    const __m256i lo = _mm256_set1_epi32(ep->out_min), hi = _mm256_set1_epi32(ep->out_max);
+    __m256 bias[kNV], mult[kNV];
+    for (size_t v = 0; v < kNV; ++v) {
+      bias[v] = _mm256_loadu_ps(ep->bias_s + n0 + 8 * v);
+      mult[v] = _mm256_loadu_ps(ep->mult + n0 + 8 * v);
+    }
+    for (size_t r = 0; r < M; ++r) {
+      __m256i q[kNV];
+      for (size_t v = 0; v < kNV; ++v) {
+        __m256 x = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc[r][v]), bias[v]), mult[v]);
+        x = _mm256_min_ps(_mm256_max_ps(x, lim_lo), lim_hi);
+        q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(x), zp);
+        q[v] = _mm256_min_epi32(_mm256_max_epi32(q[v], lo), hi);
+      }
+      // int32 (already in 0..255) -> 16 bytes in column order.
+      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
+      const __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w16),
+                                         _mm256_extracti128_si256(w16, 1));
+      store_bytes(c + r * c_stride + n0, nn, b);
+    }
+  }
+};
+
+struct Dequant {
+  const DequantEpilogue* ep;
+  float* c;
+  size_t c_stride;
+
+  template <size_t M>
+  NPQ_INLINE void store(size_t n0, size_t nn, __m256i (&acc)[M][kNV]) const {
+    for (size_t v = 0; v < kNV; ++v) {
+      if (nn <= 8 * v) break;
+      const __m256 ws = _mm256_loadu_ps(ep->w_scale + n0 + 8 * v);
+      const __m256 bias = _mm256_loadu_ps(ep->bias + n0 + 8 * v);
+      const bool full = nn >= 8 * (v + 1);
+      const __m256i mask = lane_mask(nn - 8 * v);
+      for (size_t r = 0; r < M; ++r) {
+        const __m256 s = _mm256_mul_ps(_mm256_set1_ps(ep->a_scale[r]), ws);
+        const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][v]), s), bias);
+        float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride) + n0 + 8 * v;
+        if (full) _mm256_storeu_ps(cr, y);
+        else _mm256_maskstore_ps(cr, mask, y);
+      }
+    }
+  }
+};
+
+template <size_t M, class Out>
+void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+               const int32_t* a_zp, const Out& out) {
+  const uint8_t* ar[M];
+  for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
+  const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
+  const int8_t* panel = static_cast<const int8_t*>(w);
+  for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
+    __m256i acc[M][kNV];
+    accumulate<M>(kp, ar, panel + kNR * sizeof(int32_t), acc);
+    // Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
+    for (size_t v = 0; v < kNV; ++v) {
+      const __m256i colsum = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 32 * v));
+      for (size_t r = 0; r < M; ++r)
+        acc[r][v] = _mm256_sub_epi32(acc[r][v],
+                                     _mm256_mullo_epi32(_mm256_set1_epi32(a_zp[r]), colsum));
+    }
+    const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
+    out.template store<M>(n0, nn, acc);
+  }
+}
+
+template <class Out>
+void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+          const int32_t* a_zp, const Out& out) {
+  static_assert(kMR == 6, "the switch below covers 1..kMR rows");
+  switch (mr) {
+    case 1: return gemm_rows<1>(nc, kp, a, a_stride, w, a_zp, out);
+    case 2: return gemm_rows<2>(nc, kp, a, a_stride, w, a_zp, out);
+    case 3: return gemm_rows<3>(nc, kp, a, a_stride, w, a_zp, out);
+    case 4: return gemm_rows<4>(nc, kp, a, a_stride, w, a_zp, out);
+    case 5: return gemm_rows<5>(nc, kp, a, a_stride, w, a_zp, out);
+    default: return gemm_rows<kMR>(nc, kp, a, a_stride, w, a_zp, out);
+  }
+}
+
+}  // namespace
+
+void NPQ_FN(requant)(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                     const void* w, const int32_t* a_zp, uint8_t* c, size_t c_stride,
+                     const RequantEpilogue* ep) {
+  gemm(mr, nc, kp, a, a_stride, w, a_zp, Requant{ep, c, c_stride});
+}
+
+void NPQ_FN(dequant)(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                     const void* w, const int32_t* a_zp, float* c, size_t c_stride,
+                     const DequantEpilogue* ep) {
+  gemm(mr, nc, kp, a, a_stride, w, a_zp, Dequant{ep, c, c_stride});
+}
+
+}  // namespace npq

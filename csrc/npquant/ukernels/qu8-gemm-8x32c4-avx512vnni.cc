@@ -1,0 +1,213 @@
+// AVX-512 VNNI GEMM, 8 rows x 32 columns, K in groups of 4 (zmm vpdpbusd).
+// Layout: PackedLayout{nr=32, kr=4, k_align=4}: each K group of a panel is two
+// zmm of 16 columns x 4 bytes. u8 activations and s8 weights are exactly the
+// operand types of vpdpbusd, so no offset or XOR is needed; the four products
+// of a group (at most 4*255*128 in magnitude) are summed in int32 without
+// saturation, so the kernel is exact for every input.
+//
+// Rows: the kernel is instantiated for every row count 1..8, so a partial row
+// block does no wasted work. Few rows give few accumulators; then the K loop
+// is unrolled over independent accumulator sets to hide vpdpbusd's latency.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "../ukernel.h"
+
+namespace npq {
+namespace {
+
+// The tile's accumulators must stay in registers across these helpers.
+#define NPQ_INLINE inline __attribute__((always_inline))
+
+constexpr size_t kMR = 8, kNV = 2, kNR = kNV * 16, kKR = 4;
+
+NPQ_INLINE __m512i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// acc += dpbusd(a, w). Inline asm because GCC 12 otherwise copies every
+// accumulator between two register sets on each K step (seen in objdump).
+NPQ_INLINE void dpbusd(__m512i& acc, __m512i a, __m512i w) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(w));
+}
+
+// One K group (4 bytes per row) into the accumulator set acc.
+template <size_t M>
+NPQ_INLINE void step(const uint8_t* const* ar, size_t k, const int8_t* wk, __m512i (&acc)[M][kNV]) {
+  __m512i wv[kNV];
+  #pragma GCC unroll 16
+  for (size_t v = 0; v < kNV; ++v) wv[v] = _mm512_load_si512(wk + 64 * v);
+  #pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r) {
+    const __m512i av = bcast4(ar[r] + k);
+    #pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) dpbusd(acc[r][v], av, wv[v]);
+  }
+}
+
+template <size_t M>
+NPQ_INLINE void zero(__m512i (&acc)[M][kNV]) {
+  #pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r)
+    #pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm512_setzero_si512();
+}
+
+// acc[r][v] = sum over kp of a[r][k] * w[16v + j][k] for one panel.
+template <size_t M>
+NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
+                       __m512i (&acc)[M][kNV]) {
+  zero<M>(acc);
+  size_t k = 0;
+  if constexpr (M * kNV < 8) {
+    // Few rows: a second (and fourth) accumulator set over alternate K groups.
+    __m512i acc1[M][kNV];
+    zero<M>(acc1);
+    if constexpr (M * kNV < 4) {
+      __m512i acc2[M][kNV], acc3[M][kNV];
+      zero<M>(acc2);
+      zero<M>(acc3);
+      for (; k + 4 * kKR <= kp; k += 4 * kKR) {
+        step<M>(ar, k, w + k * kNR, acc);
+        step<M>(ar, k + kKR, w + (k + kKR) * kNR, acc1);
+        step<M>(ar, k + 2 * kKR, w + (k + 2 * kKR) * kNR, acc2);
+        step<M>(ar, k + 3 * kKR, w + (k + 3 * kKR) * kNR, acc3);
+      }
+      #pragma GCC unroll 16
+      for (size_t r = 0; r < M; ++r)
+        #pragma GCC unroll 16
+        for (size_t v = 0; v < kNV; ++v) acc2[r][v] = _mm512_add_epi32(acc2[r][v], acc3[r][v]);
+      #pragma GCC unroll 16
+      for (size_t r = 0; r < M; ++r)
+        #pragma GCC unroll 16
+        for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm512_add_epi32(acc[r][v], acc2[r][v]);
+    }
+    for (; k + 2 * kKR <= kp; k += 2 * kKR) {
+      step<M>(ar, k, w + k * kNR, acc);
+      step<M>(ar, k + kKR, w + (k + kKR) * kNR, acc1);
+    }
+    #pragma GCC unroll 16
+    for (size_t r = 0; r < M; ++r)
+      #pragma GCC unroll 16
+      for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm512_add_epi32(acc[r][v], acc1[r][v]);
+  }
+  for (; k < kp; k += kKR) step<M>(ar, k, w + k * kNR, acc);
+}
+
+// Valid-lane mask of vector v when nn (1..kNR) columns are stored.
+NPQ_INLINE __mmask16 lane_mask(size_t nn, size_t v) {
+  if (nn >= 16 * (v + 1)) return 0xFFFF;
+  if (nn <= 16 * v) return 0;
+  return static_cast<__mmask16>((1u << (nn - 16 * v)) - 1);
+}
+
+struct Requant {
+  const RequantEpilogue* ep;
+  uint8_t* c;
+  size_t c_stride;
+
+  template <size_t M>
+  NPQ_INLINE void store(size_t n0, size_t nn, __m512i (&acc)[M][kNV]) const {
+    const __m512 lim_hi = _mm512_set1_ps(1048576.0f), lim_lo = _mm512_set1_ps(-1048576.0f);
+    const __m512i zp = _mm512_set1_epi32(ep->out_zp);
+    const __m512i lo = _mm512_set1_epi32(ep->out_min), hi = _mm512_set1_epi32(ep->out_max);
+    #pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) {
+      const __mmask16 mask = lane_mask(nn, v);
+      if (!mask) continue;
+      const __m512 bias = _mm512_loadu_ps(ep->bias_s + n0 + 16 * v);
+      const __m512 mult = _mm512_loadu_ps(ep->mult + n0 + 16 * v);
+      #pragma GCC unroll 16
+      for (size_t r = 0; r < M; ++r) {
+        __m512 x = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc[r][v]), bias), mult);
+        x = _mm512_min_ps(_mm512_max_ps(x, lim_lo), lim_hi);
+        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(x), zp);
+        q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+        _mm512_mask_cvtepi32_storeu_epi8(c + r * c_stride + n0 + 16 * v, mask, q);
+      }
+    }
+  }
+};
+
+struct Dequant {
+  const DequantEpilogue* ep;
+  float* c;
+  size_t c_stride;
+
+  template <size_t M>
+  NPQ_INLINE void store(size_t n0, size_t nn, __m512i (&acc)[M][kNV]) const {
+    #pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) {
+      const __mmask16 mask = lane_mask(nn, v);
+      if (!mask) continue;
+      const __m512 ws = _mm512_loadu_ps(ep->w_scale + n0 + 16 * v);
+      const __m512 bias = _mm512_loadu_ps(ep->bias + n0 + 16 * v);
+      #pragma GCC unroll 16
+      for (size_t r = 0; r < M; ++r) {
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->a_scale[r]), ws);
+        const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][v]), s), bias);
+        float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride);
+        _mm512_mask_storeu_ps(cr + n0 + 16 * v, mask, y);
+      }
+    }
+  }
+};
+
+template <size_t M, class Out>
+void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+               const int32_t* a_zp, const Out& out) {
+  const uint8_t* ar[M];
+  #pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
+  const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
+  const int8_t* panel = static_cast<const int8_t*>(w);
+  for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
+    __m512i acc[M][kNV];
+    accumulate<M>(kp, ar, panel + kNR * sizeof(int32_t), acc);
+    // Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
+    #pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) {
+      const __m512i colsum = _mm512_load_si512(panel + 64 * v);
+      #pragma GCC unroll 16
+      for (size_t r = 0; r < M; ++r)
+        acc[r][v] = _mm512_sub_epi32(acc[r][v],
+                                     _mm512_mullo_epi32(_mm512_set1_epi32(a_zp[r]), colsum));
+    }
+    const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
+    out.template store<M>(n0, nn, acc);
+  }
+}
+
+template <class Out>
+void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+          const int32_t* a_zp, const Out& out) {
+  switch (mr) {
+    case 1: return gemm_rows<1>(nc, kp, a, a_stride, w, a_zp, out);
+    case 2: return gemm_rows<2>(nc, kp, a, a_stride, w, a_zp, out);
+    case 3: return gemm_rows<3>(nc, kp, a, a_stride, w, a_zp, out);
+    case 4: return gemm_rows<4>(nc, kp, a, a_stride, w, a_zp, out);
+    case 5: return gemm_rows<5>(nc, kp, a, a_stride, w, a_zp, out);
+    case 6: return gemm_rows<6>(nc, kp, a, a_stride, w, a_zp, out);
+    case 7: return gemm_rows<7>(nc, kp, a, a_stride, w, a_zp, out);
+    default: return gemm_rows<kMR>(nc, kp, a, a_stride, w, a_zp, out);
+  }
+}
+
+}  // namespace
+
+void qu8_gemm_8x32c4__avx512vnni_requant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
+                                         size_t a_stride, const void* w, const int32_t* a_zp,
+                                         uint8_t* c, size_t c_stride, const RequantEpilogue* ep) {
+  gemm(mr, nc, kp, a, a_stride, w, a_zp, Requant{ep, c, c_stride});
+}
+
+void qu8_gemm_8x32c4__avx512vnni_dequant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
+                                         size_t a_stride, const void* w, const int32_t* a_zp,
+                                         float* c, size_t c_stride, const DequantEpilogue* ep) {
+  gemm(mr, nc, kp, a, a_stride, w, a_zp, Dequant{ep, c, c_stride});
+}
+
+}  // namespace npq
