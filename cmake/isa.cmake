@@ -93,3 +93,25 @@ function(npq_add_isa_kernels target)
   message(STATUS "npquant: ISA kernels built: scalar ${built}")
   set(NPQ_BUILT_ISAS ${built} PARENT_SCOPE)
 endfunction()
+
+# npq_compiler_has_isa(<isa> <out_var>): whether this compiler builds <isa>'s
+# probe with its flags (the same cached check as npq_add_isa_kernels), for
+# sources outside ukernels/ such as the bench's peak probes.
+function(npq_compiler_has_isa isa out_var)
+  if(NOT isa IN_LIST NPQ_ISAS)
+    set(${out_var} FALSE PARENT_SCOPE)
+    return()
+  endif()
+  string(REPLACE ";" " " flags_str "${NPQ_ISA_${isa}_FLAGS}")
+  set(CMAKE_REQUIRED_FLAGS "${flags_str}")
+  check_cxx_source_compiles("${NPQ_PROBE_HEADER}\nint main() { ${NPQ_ISA_${isa}_PROBE} }"
+                            NPQ_COMPILER_HAS_${isa})
+  unset(CMAKE_REQUIRED_FLAGS)
+  set(${out_var} ${NPQ_COMPILER_HAS_${isa}} PARENT_SCOPE)
+endfunction()
+
+# npq_isa_sources(<isa> <sources>...): compiles these sources with <isa>'s flags
+# (source properties are per directory: call it where the target is defined).
+function(npq_isa_sources isa)
+  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${NPQ_ISA_${isa}_FLAGS}")
+endfunction()

@@ -1,0 +1,221 @@
+// npquant native benchmark: peak probes per ISA, then every runnable GEMM
+// kernel through the Linear drivers (static u8 -> u8 and dynamic f32 -> f32)
+// on the shapes of bench/compare.py. Reports GMAC/s and % of the kernel ISA's
+// probe peak. Single thread unless --threads=N.
+//
+//   npquant_bench                                   # everything
+//   npquant_bench --benchmark_filter='^probe/'      # peaks only
+//   npquant_bench --threads=2 --benchmark_format=json
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "npquant/dispatch.h"
+#include "npquant/ops/linear.h"
+#include "npquant/ops/threadpool.h"
+#include "peaks.h"
+
+namespace {
+
+struct Shape {
+  size_t m, k, n;
+};
+// (M, K, N): transformer layers at batch 1 and small batches, a large square.
+const Shape kShapes[] = {{1, 768, 768},    {32, 768, 3072},  {128, 768, 768},
+                         {128, 3072, 768}, {512, 1024, 1024}, {1, 4096, 4096},
+                         {1024, 1024, 1024}};
+
+// Deterministic filler (xorshift), cheap enough for 16M-element weights.
+struct Rng {
+  uint64_t s = 0x9E3779B97F4A7C15ull;
+  uint32_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return static_cast<uint32_t>(s >> 32);
+  }
+  float normalish() {  // sum of uniforms: mean 0, std about 1
+    float v = 0;
+    for (int i = 0; i < 4; ++i) v += next() * (1.0f / 4294967296.0f) - 0.5f;
+    return v * 1.7320508f;
+  }
+};
+
+// The highest runnable quantize kernel not above the GEMM kernel's ISA.
+const npq::QuantizeKernel& quantize_kernel_for(const npq::QGemmKernel& k) {
+  static const std::vector<npq::QuantizeKernel> runnable = npq::runnable_quantize_kernels();
+  const npq::QuantizeKernel* best = &runnable.front();  // scalar is always there
+  for (const auto& q : runnable)
+    if (static_cast<int>(q.isa) <= static_cast<int>(k.isa) &&
+        static_cast<int>(q.isa) > static_cast<int>(best->isa))
+      best = &q;
+  return *best;
+}
+
+// Weights and per-channel scales shared by both drivers.
+struct Weights {
+  npq::PackedWeights packed;
+  std::vector<float> scale, bias;
+
+  static Weights make(const Shape& s, const npq::QGemmKernel& k) {
+    Rng rng;
+    std::vector<int8_t> w(s.n * s.k);
+    for (auto& v : w) v = static_cast<int8_t>(rng.next());  // full range, incl. -128
+    std::vector<float> scale(s.n), bias(s.n);
+    for (size_t i = 0; i < s.n; ++i) {
+      scale[i] = (0.5f + (rng.next() % 100) * 0.01f) / 128.0f;
+      bias[i] = rng.normalish();
+    }
+    return {npq::pack_weights(w.data(), s.n, s.k, s.k, k), std::move(scale), std::move(bias)};
+  }
+};
+
+// GB's rate counters print as "x/s"; the rates are computed here instead from
+// the wall time of the timed loop (the drivers run on a thread pool, so
+// wall time is what counts, as with UseRealTime()).
+class WallClock {
+ public:
+  WallClock() : t0_(std::chrono::steady_clock::now()) {}
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point t0_;
+};
+
+void set_rate_counters(benchmark::State& st, double macs, double seconds, double peak) {
+  if (seconds <= 0) return;
+  const double rate = macs / seconds;
+  st.counters["GMAC/s"] = rate * 1e-9;
+  if (peak > 0) st.counters["%peak"] = 100.0 * rate / peak;
+}
+
+void set_counters(benchmark::State& st, const Shape& s, const npq::QGemmKernel& k, int threads,
+                  double seconds) {
+  const double macs = static_cast<double>(s.m) * s.k * s.n * st.iterations();
+  set_rate_counters(st, macs, seconds, npqbench::peak_macs(k.isa, k.standin, threads));
+  st.SetLabel(std::string(npq::isa_name(k.isa)) + (k.standin ? " (stand-in)" : ""));
+}
+
+void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
+  const Weights w = Weights::make(s, k);
+  Rng rng;
+  std::vector<uint8_t> x(s.m * s.k), y(s.m * s.n);
+  for (auto& v : x) v = static_cast<uint8_t>(rng.next());
+  // Output scale: the accumulators' spread (std of u8 - 128 and of s8 is
+  // about 74) maps to about 40 steps, so outputs use most of the u8 range.
+  const float xs = 0.02f, ys = xs * w.scale[0] * 74.0f * 74.0f * std::sqrt(float(s.k)) / 40.0f;
+  npq::StaticLinearArgs a{s.m, x.data(), s.k, xs, 128, w.scale.data(), w.bias.data(),
+                          ys, 100, 0, 255, y.data(), s.n};
+  const WallClock clock;
+  for (auto _ : st) {
+    npq::linear_static(w.packed, a, k);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, s, k, threads, clock.seconds());
+}
+
+void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
+  const Weights w = Weights::make(s, k);
+  const npq::QuantizeKernel& q = quantize_kernel_for(k);
+  Rng rng;
+  std::vector<float> x(s.m * s.k), y(s.m * s.n);
+  for (auto& v : x) v = rng.normalish();
+  npq::DynamicLinearArgs a{s.m, x.data(), s.k, w.scale.data(), w.bias.data(), false,
+                           y.data(), s.n};
+  const WallClock clock;
+  for (auto _ : st) {
+    npq::linear_dynamic(w.packed, a, k, q);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, s, k, threads, clock.seconds());
+}
+
+void bench_probe(benchmark::State& st, npqbench::Probe p, int threads) {
+  const uint64_t iters = 5 * npqbench::probe_iters(p);  // about 5 ms per iteration
+  uint64_t macs = 0;
+  const WallClock clock;
+  for (auto _ : st) macs += npqbench::run_probe(p, threads, iters);
+  set_rate_counters(st, static_cast<double>(macs), clock.seconds(), 0);
+  st.SetLabel(p.is_peak ? std::string("peak of ") + npq::isa_name(p.peak_of) +
+                              (p.standin ? " (stand-in)" : "")
+                        : "reference");
+}
+
+std::string shape_name(const Shape& s) {
+  return "M:" + std::to_string(s.m) + "/K:" + std::to_string(s.k) + "/N:" + std::to_string(s.n);
+}
+
+void register_all(int threads) {
+  const std::string t = "/threads:" + std::to_string(threads);
+  for (const npqbench::Probe& p : npqbench::built_probes()) {
+    if (!npqbench::can_run(p)) continue;
+    const std::string name = std::string("probe/") + npq::isa_name(p.needs) + "/" + p.name + t;
+    benchmark::RegisterBenchmark(name.c_str(), bench_probe, p, threads)->UseRealTime();
+  }
+  for (const npq::QGemmKernel& k : npq::runnable_gemm_kernels()) {
+    for (const Shape& s : kShapes) {
+      const std::string tail = std::string("/") + k.name + "/" + shape_name(s) + t;
+      benchmark::RegisterBenchmark(("linear_static" + tail).c_str(), bench_static, k, s, threads)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("linear_dynamic" + tail).c_str(), bench_dynamic, k, s, threads)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
+// Removes --threads=N (or --threads N) from argv; returns N (default 1).
+int take_threads_flag(int* argc, char** argv) {
+  int threads = 1, out = 1;
+  for (int i = 1; i < *argc; ++i) {
+    const char* v = nullptr;
+    if (std::strncmp(argv[i], "--threads=", 10) == 0) {
+      v = argv[i] + 10;
+    } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < *argc) {
+      v = argv[++i];
+    } else {
+      argv[out++] = argv[i];
+      continue;
+    }
+    threads = std::atoi(v);
+    if (threads < 1) {
+      std::fprintf(stderr, "--threads expects a positive integer, got '%s'\n", v);
+      std::exit(2);
+    }
+  }
+  *argc = out;
+  return threads;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = take_threads_flag(&argc, argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  try {
+    npq::set_num_threads(threads);
+    benchmark::AddCustomContext("npquant_threads", std::to_string(threads));
+    benchmark::AddCustomContext("npquant_isa", npq::isa_name(npq::kernels().cap));
+    benchmark::AddCustomContext("cpu_brand", npq::cpu_features().brand);
+  } catch (const std::exception& e) {  // e.g. a bad NPQUANT_ISA
+    std::fprintf(stderr, "npquant_bench: %s\n", e.what());
+    return 2;
+  }
+  register_all(threads);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
