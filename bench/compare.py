@@ -1,0 +1,868 @@
+#!/usr/bin/env python3
+"""npquant against NumPy fp32, PyTorch and ONNX Runtime: same shapes, same threads, one run.
+
+    python bench/compare.py                      # 1 thread, Linear and Conv tables
+    python bench/compare.py --threads 2 --json out.json
+    python bench/compare.py --isa avx2           # adds npquant columns run under NPQUANT_ISA=avx2
+    python bench/compare.py --quick --no-conv    # fewer repeats, Linear only
+
+Every implementation computes the same layer on the same data; before timing, each output is
+checked against a float64 reference (relative L2 error), so a broken peer setup shows up as
+a failed check instead of a fast number. Timings are medians of repeated samples after warmup,
+with the implementations interleaved (round robin, rotating order) so that a noisy machine
+slows all of them alike. Peers that are not installed are skipped with a note.
+
+The functions here (linear_impls, conv_impls, bench_cases, measure_peak, markdown_table, run)
+take and return plain data so that a command-line front end (`npquant bench`) can reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+# (M, K, N): transformer layers at batch 1 and small batches, and a large square.
+LINEAR_SHAPES = [(1, 768, 768), (32, 768, 3072), (128, 768, 768), (128, 3072, 768),
+                 (512, 1024, 1024), (1, 4096, 4096), (1024, 1024, 1024)]
+# (N, C, H, W, Cout, k, stride, groups); padding k // 2.
+CONV_SHAPES = [(1, 64, 56, 56, 64, 3, 1, 1), (1, 256, 56, 56, 64, 1, 1, 1),
+               (1, 256, 14, 14, 256, 3, 1, 1), (1, 32, 112, 112, 32, 3, 1, 32),
+               (8, 128, 28, 28, 128, 3, 1, 1)]
+
+# Largest relative L2 error against the float64 reference for a result to count: int8
+# layers on these inputs land near 0.01 (dynamic) and 0.02 (static, with output
+# quantization); a wrong transpose, scale or zero point lands near 1.
+TOLERANCE = {"fp32": 1e-4, "dynamic": 0.05, "static": 0.08}
+
+
+class Skip(Exception):
+    """An implementation that cannot run here; the message says why."""
+
+
+# ----------------------------------------------------------------------------- cases
+
+@dataclass
+class LinearCase:
+    """y = x @ w.T + b, with the qparams a calibrated static model would have."""
+    m: int
+    k: int
+    n: int
+    x: np.ndarray          # (m, k) fp32
+    w: np.ndarray          # (n, k) fp32
+    b: np.ndarray          # (n,) fp32
+    y_ref: np.ndarray      # float64 reference
+    xq: "QParams" = None
+    wq: "PerChannel" = None
+    yq: "QParams" = None
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.k * self.n
+
+    @property
+    def label(self) -> str:
+        return f"{self.m},{self.k},{self.n}"
+
+
+@dataclass
+class ConvCase:
+    shape: tuple           # (N, C, H, W, Cout, k, stride, groups)
+    x: np.ndarray          # NCHW fp32
+    w: np.ndarray          # (Cout, C/groups, k, k) fp32
+    b: np.ndarray
+    y_ref: np.ndarray
+    xq: "QParams" = None
+    wq: "PerChannel" = None
+    yq: "QParams" = None
+
+    @property
+    def n(self): return self.shape[0]
+    @property
+    def c(self): return self.shape[1]
+    @property
+    def cout(self): return self.shape[4]
+    @property
+    def ksize(self): return self.shape[5]
+    @property
+    def stride(self): return self.shape[6]
+    @property
+    def groups(self): return self.shape[7]
+    @property
+    def pad(self): return self.shape[5] // 2
+
+    @property
+    def macs(self) -> int:
+        n, c, _, _, cout, k, _, g = self.shape
+        ho, wo = self.y_ref.shape[2:]
+        return n * cout * ho * wo * (c // g) * k * k
+
+    @property
+    def label(self) -> str:
+        return ",".join(map(str, self.shape))
+
+
+@dataclass
+class QParams:
+    """Per-tensor affine uint8 qparams (MinMax observer rule over [min(x,0), max(x,0)])."""
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of(cls, a: np.ndarray) -> "QParams":
+        lo, hi = min(float(a.min()), 0.0), max(float(a.max()), 0.0)
+        scale = max((hi - lo) / 255.0, 1e-8)
+        return cls(float(np.float32(scale)), int(np.clip(round(-lo / scale), 0, 255)))
+
+
+@dataclass
+class PerChannel:
+    """Symmetric int8 per-output-channel weights (PyTorch's per_channel_symmetric)."""
+    scales: np.ndarray     # float32 (Cout,)
+    q: np.ndarray          # int8, same shape as the weights
+
+    @classmethod
+    def of(cls, w: np.ndarray) -> "PerChannel":
+        amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+        scales = np.maximum(amax / 127.5, 1e-8).astype(np.float32)
+        s = scales.reshape((-1,) + (1,) * (w.ndim - 1))
+        return cls(scales, np.clip(np.rint(w / s), -128, 127).astype(np.int8))
+
+
+def make_linear_case(m: int, k: int, n: int, seed: int = 0) -> LinearCase:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = (rng.standard_normal((n, k), dtype=np.float32) / math.sqrt(k)).astype(np.float32)
+    b = (0.1 * rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
+    y = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    return LinearCase(m, k, n, x, w, b, y, QParams.of(x), PerChannel.of(w), QParams.of(y))
+
+
+def conv2d_reference(x, w, b, stride: int, pad: int, groups: int) -> np.ndarray:
+    """Direct conv in float64 (NCHW), for checking every implementation."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n, c = x.shape[:2]
+    cout, cg, kh, kw = w.shape
+    win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    ho, wo = win.shape[2:4]
+    win = win.reshape(n, groups, cg, ho, wo, kh, kw)
+    wg = w.astype(np.float64).reshape(groups, cout // groups, cg, kh, kw)
+    y = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True).reshape(n, cout, ho, wo)
+    return y + b.astype(np.float64)[None, :, None, None]
+
+
+def make_conv_case(shape: tuple, seed: int = 0) -> ConvCase:
+    n, c, h, wd, cout, k, stride, groups = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
+    fan_in = (c // groups) * k * k
+    w = (rng.standard_normal((cout, c // groups, k, k), dtype=np.float32) / math.sqrt(fan_in))
+    w = w.astype(np.float32)
+    b = (0.1 * rng.standard_normal(cout, dtype=np.float32)).astype(np.float32)
+    y = conv2d_reference(x, w, b, stride, k // 2, groups)
+    return ConvCase(tuple(shape), x, w, b, y, QParams.of(x), PerChannel.of(w), QParams.of(y))
+
+
+# ----------------------------------------------------------------------------- implementations
+
+@dataclass
+class Impl:
+    """One column: `build(case)` returns (run, to_float); run() computes the layer once,
+    to_float(run()) gives its result as an fp32/float64 NumPy array for the check."""
+    name: str
+    kind: str              # "fp32" | "dynamic" | "static"
+    family: str            # "numpy" | "npquant" | "torch" | "ort"
+    build: Callable[[Any], tuple]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silences peers' deprecation warnings and advice logged while building a layer
+    (torch.ao.quantization's deprecation, ORT's 'consider pre-processing')."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _import(module: str, what: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as e:
+        raise Skip(f"{what} is not installed ({e.name})") from None
+
+
+# NumPy -----------------------------------------------------------------------
+
+def _numpy_linear(case: LinearCase):
+    x, wt, b = case.x, np.ascontiguousarray(case.w.T), case.b
+    return (lambda: x @ wt + b), (lambda y: y)
+
+
+# npquant ---------------------------------------------------------------------
+
+def _npquant():
+    return _import("npquant", "npquant")
+
+
+def _npquant_dynamic(case: LinearCase):
+    npq = _npquant()
+    lin = npq.nn.Linear(case.k, case.n)
+    lin.weight, lin.bias = case.w, case.b
+    q = npq.nn.quantized.dynamic.Linear.from_float(lin)
+    x = case.x
+    return (lambda: q(x)), (lambda y: y)
+
+
+def _npquant_static_linear(case: LinearCase):
+    npq = _npquant()
+    q = npq.nn.quantized.Linear(case.k, case.n)
+    q.set_weight_bias(npq.quantize_per_channel(case.w, case.wq.scales, np.zeros(case.n, np.int64),
+                                               0, npq.qint8), case.b)
+    q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
+    qx = npq.quantize_per_tensor(case.x, case.xq.scale, case.xq.zero_point, npq.quint8)
+    return (lambda: q(qx)), (lambda y: y.dequantize())
+
+
+def _npquant_static_conv(case: ConvCase):
+    npq = _npquant()
+    conv_cls = getattr(npq.nn.quantized, "Conv2d", None)
+    if conv_cls is None:
+        raise Skip("npquant.nn.quantized.Conv2d is not in this build yet")
+    q = conv_cls(case.c, case.cout, case.ksize, stride=case.stride, padding=case.pad,
+                 groups=case.groups)
+    q.set_weight_bias(npq.quantize_per_channel(case.w, case.wq.scales,
+                                               np.zeros(case.cout, np.int64), 0, npq.qint8),
+                      case.b)
+    q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
+    qx = npq.quantize_per_tensor(case.x, case.xq.scale, case.xq.zero_point, npq.quint8)
+    return (lambda: q(qx)), (lambda y: y.dequantize())
+
+
+# PyTorch (engine x86) -----------------------------------------------------------
+
+def _torch():
+    torch = _import("torch", "PyTorch")
+    if "x86" not in torch.backends.quantized.supported_engines:
+        raise Skip("this PyTorch build has no x86 quantized engine")
+    torch.backends.quantized.engine = "x86"
+    return torch
+
+
+def _no_grad(torch, fn):
+    def run():
+        with torch.inference_mode():
+            return fn()
+    return run
+
+
+def _torch_dynamic(case: LinearCase):
+    torch = _torch()
+    lin = torch.nn.Linear(case.k, case.n)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(case.w))
+        lin.bias.copy_(torch.from_numpy(case.b))
+    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
+                                               dtype=torch.qint8)
+    x = torch.from_numpy(case.x)
+    return _no_grad(torch, lambda: q(x)), (lambda y: y.numpy())
+
+
+def _torch_qweight(torch, wq: PerChannel):
+    scales = torch.from_numpy(wq.scales.astype(np.float64))
+    return torch._make_per_channel_quantized_tensor(
+        torch.from_numpy(wq.q), scales, torch.zeros(len(wq.scales), dtype=torch.int64), 0)
+
+
+def _torch_qinput(torch, case, channels_last: bool = False):
+    qx = torch.quantize_per_tensor(torch.from_numpy(case.x), case.xq.scale, case.xq.zero_point,
+                                   torch.quint8)
+    return qx.contiguous(memory_format=torch.channels_last) if channels_last else qx
+
+
+def _torch_static_linear(case: LinearCase):
+    torch = _torch()
+    q = torch.ao.nn.quantized.Linear(case.k, case.n)
+    q.set_weight_bias(_torch_qweight(torch, case.wq), torch.from_numpy(case.b))
+    q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
+    qx = _torch_qinput(torch, case)
+    return _no_grad(torch, lambda: q(qx)), (lambda y: y.dequantize().numpy())
+
+
+def _torch_fp32_conv(case: ConvCase):
+    torch = _import("torch", "PyTorch")
+    x, w, b = (torch.from_numpy(a) for a in (case.x, case.w, case.b))
+    f = torch.nn.functional.conv2d
+    run = lambda: f(x, w, b, stride=case.stride, padding=case.pad, groups=case.groups)  # noqa: E731
+    return _no_grad(torch, run), (lambda y: y.numpy())
+
+
+def _torch_static_conv(case: ConvCase):
+    torch = _torch()
+    q = torch.ao.nn.quantized.Conv2d(case.c, case.cout, case.ksize, stride=case.stride,
+                                     padding=case.pad, groups=case.groups)
+    q.set_weight_bias(_torch_qweight(torch, case.wq), torch.from_numpy(case.b))
+    q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
+    # channels_last (NHWC) input is PyTorch's fast path: no layout conversion per call.
+    qx = _torch_qinput(torch, case, channels_last=True)
+    return _no_grad(torch, lambda: q(qx)), (lambda y: y.dequantize().numpy())
+
+
+# ONNX Runtime ------------------------------------------------------------------
+
+_ORT_THREADS = 1
+
+
+def _ort_session(model):
+    ort = _import("onnxruntime", "ONNX Runtime")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = _ORT_THREADS
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_runner(sess, feeds: dict):
+    out = sess.get_outputs()[0].name
+    return lambda: sess.run([out], feeds)[0]
+
+
+def _onnx_model(nodes, inputs, outputs, inits):
+    onnx = _import("onnx", "onnx")
+    graph = onnx.helper.make_graph(nodes, "bench", inputs, outputs, inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 8)  # readable by older runtimes too
+    return model
+
+
+def _ort_dynamic(case: LinearCase):
+    _import("onnxruntime", "ONNX Runtime")
+    onnx = _import("onnx", "onnx")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = _onnx_model(
+        [helper.make_node("MatMul", ["x", "wt"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [case.m, case.k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [case.m, case.n])],
+        [numpy_helper.from_array(np.ascontiguousarray(case.w.T), "wt"),
+         numpy_helper.from_array(case.b, "b")])
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d, "f32.onnx"), Path(d, "int8.onnx")
+        onnx.save(model, src)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        sess = _ort_session(dst.read_bytes())
+    return _ort_runner(sess, {"x": case.x}), (lambda y: y)
+
+
+def _ort_qlinear_matmul(case: LinearCase):
+    from onnx import TensorProto, helper, numpy_helper
+
+    _import("onnxruntime", "ONNX Runtime")
+    f = lambda v, name: numpy_helper.from_array(np.asarray(v), name)  # noqa: E731
+    inits = [f(np.float32(case.xq.scale), "xs"), f(np.uint8(case.xq.zero_point), "xz"),
+             f(np.ascontiguousarray(case.wq.q.T), "w"), f(case.wq.scales, "ws"),
+             f(np.zeros(case.n, np.int8), "wz"),
+             f(np.float32(case.yq.scale), "ys"), f(np.uint8(case.yq.zero_point), "yz")]
+    model = _onnx_model(
+        [helper.make_node("QLinearMatMul", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])],
+        [helper.make_tensor_value_info("xq", TensorProto.UINT8, [case.m, case.k])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [case.m, case.n])], inits)
+    sess = _ort_session(model)
+    xq = _quantize_u8(case.x, case.xq)
+    # QLinearMatMul has no bias input: the float reference minus the bias is what it computes.
+    return _ort_runner(sess, {"xq": xq}), (lambda y: _dequantize_u8(y, case.yq) + case.b)
+
+
+def _ort_qlinear_conv(case: ConvCase):
+    from onnx import TensorProto, helper, numpy_helper
+
+    _import("onnxruntime", "ONNX Runtime")
+    f = lambda v, name: numpy_helper.from_array(np.asarray(v), name)  # noqa: E731
+    bias_q = np.rint(case.b / (case.xq.scale * case.wq.scales)).astype(np.int32)
+    inits = [f(np.float32(case.xq.scale), "xs"), f(np.uint8(case.xq.zero_point), "xz"),
+             f(case.wq.q, "w"), f(case.wq.scales, "ws"), f(np.zeros(case.cout, np.int8), "wz"),
+             f(np.float32(case.yq.scale), "ys"), f(np.uint8(case.yq.zero_point), "yz"),
+             f(bias_q, "b")]
+    k, p = case.ksize, case.pad
+    node = helper.make_node("QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], kernel_shape=[k, k], pads=[p, p, p, p],
+                            strides=[case.stride, case.stride], group=case.groups)
+    model = _onnx_model(
+        [node], [helper.make_tensor_value_info("xq", TensorProto.UINT8, list(case.x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, list(case.y_ref.shape))], inits)
+    sess = _ort_session(model)
+    xq = _quantize_u8(case.x, case.xq)
+    return _ort_runner(sess, {"xq": xq}), (lambda y: _dequantize_u8(y, case.yq))
+
+
+def _quantize_u8(x: np.ndarray, qp: QParams) -> np.ndarray:
+    return np.clip(np.rint(x / qp.scale) + qp.zero_point, 0, 255).astype(np.uint8)
+
+
+def _dequantize_u8(q: np.ndarray, qp: QParams) -> np.ndarray:
+    return (q.astype(np.float64) - qp.zero_point) * qp.scale
+
+
+def linear_impls() -> list:
+    """The Linear columns, in table order."""
+    return [
+        Impl("NumPy fp32", "fp32", "numpy", _numpy_linear),
+        Impl("npquant dyn", "dynamic", "npquant", _npquant_dynamic),
+        Impl("PyTorch dyn", "dynamic", "torch", _torch_dynamic),
+        Impl("ORT dyn", "dynamic", "ort", _ort_dynamic),
+        Impl("npquant static", "static", "npquant", _npquant_static_linear),
+        Impl("PyTorch static", "static", "torch", _torch_static_linear),
+        Impl("ORT QLinearMatMul", "static", "ort", _ort_qlinear_matmul),
+    ]
+
+
+def conv_impls() -> list:
+    """The Conv2d columns, in table order."""
+    return [
+        Impl("PyTorch fp32", "fp32", "torch", _torch_fp32_conv),
+        Impl("npquant static", "static", "npquant", _npquant_static_conv),
+        Impl("PyTorch static", "static", "torch", _torch_static_conv),
+        Impl("ORT QLinearConv", "static", "ort", _ort_qlinear_conv),
+    ]
+
+
+# ----------------------------------------------------------------------------- threads
+
+@contextlib.contextmanager
+def limited_threads(n: int, notes: list):
+    """Runs every library with n intra-op threads: npquant, torch, ORT (per session) and
+    NumPy's BLAS (through threadpoolctl when installed)."""
+    global _ORT_THREADS
+    _ORT_THREADS = n
+    with contextlib.suppress(Skip):
+        _npquant().set_num_threads(n)
+    with contextlib.suppress(Skip):
+        _import("torch", "PyTorch").set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        notes.append("threadpoolctl is not installed: NumPy's BLAS threads are not limited")
+        yield
+        return
+    with threadpool_limits(limits=n):
+        yield
+
+
+# ----------------------------------------------------------------------------- timing
+
+def _progress(total: int, desc: str, enabled: bool):
+    if enabled:
+        try:
+            from tqdm import tqdm
+            return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+        except ImportError:
+            pass
+    return None
+
+
+def time_interleaved(runs: dict, repeat: int, warmup: int, min_sample: float, bar=None) -> dict:
+    """Median seconds per call of each run(), sampled round robin.
+
+    Each sample times `number` calls, chosen per implementation so a sample lasts about
+    `min_sample` seconds. Round r starts at implementation r (mod count), so no one
+    always runs right after the same neighbour."""
+    number = {}
+    for name, fn in runs.items():
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        once = time.perf_counter() - t0
+        number[name] = max(1, int(min_sample / max(once, 1e-9)))
+    samples = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, n = runs[name], number[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+        if bar is not None:
+            bar.update(1)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def relative_error(y, ref: np.ndarray) -> float:
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != ref.shape:
+        return float("inf")
+    return float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+@dataclass
+class Row:
+    """One shape: GMAC/s per implementation, or the note saying why there is none."""
+    shape: str
+    macs: int
+    gmacs: dict = field(default_factory=dict)   # impl name -> GMAC/s
+    error: dict = field(default_factory=dict)   # impl name -> relative L2 error
+    notes: dict = field(default_factory=dict)   # impl name -> why skipped / failed
+
+
+def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
+                min_sample: float = 0.02, progress: bool = True, desc: str = "") -> list:
+    """Builds, checks and times every implementation on every case; returns Rows."""
+    rows = []
+    bar = _progress(len(cases) * repeat, desc, progress)
+    for case in cases:
+        row = Row(case.label, case.macs)
+        runs = {}
+        for impl in impls:
+            try:
+                with _quiet():
+                    run, to_float = impl.build(case)
+                    err = relative_error(to_float(run()), case.y_ref)
+            except Skip as e:
+                row.notes[impl.name] = str(e)
+                continue
+            except Exception as e:  # a peer that fails to build or run: report, go on
+                row.notes[impl.name] = f"failed: {type(e).__name__}: {e}"
+                continue
+            row.error[impl.name] = err
+            if not err <= TOLERANCE[impl.kind]:
+                row.notes[impl.name] = (f"wrong result (relative error {err:.3g} > "
+                                        f"{TOLERANCE[impl.kind]}): not timed")
+                continue
+            runs[impl.name] = run
+        if runs:
+            for name, sec in time_interleaved(runs, repeat, warmup, min_sample, bar).items():
+                row.gmacs[name] = case.macs / sec * 1e-9
+        elif bar is not None:
+            bar.update(repeat)
+        rows.append(row)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+# ----------------------------------------------------------------------------- peak
+
+def find_bench_binary() -> Optional[Path]:
+    """The native npquant_bench, if built (NPQUANT_BENCH_BIN, or build/*/bench/ in the repo)."""
+    env = os.environ.get("NPQUANT_BENCH_BIN")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    repo = Path(__file__).resolve().parent.parent
+    found = sorted(repo.glob("build/*/bench/npquant_bench"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else (Path(shutil.which("npquant_bench"))
+                                    if shutil.which("npquant_bench") else None)
+
+
+def measure_peak(binary: Path, threads: int) -> dict:
+    """Runs the native probes; returns {isa: (GMAC/s, probe name)} for the probes that are
+    an ISA's peak (label "peak of <isa>"); stand-in encodings are left out."""
+    out = subprocess.run([str(binary), "--benchmark_filter=^probe/", "--benchmark_format=json",
+                          f"--threads={threads}", "--benchmark_min_time=0.2"],
+                         check=True, capture_output=True, text=True, timeout=600)
+    peaks = {}
+    for b in json.loads(out.stdout)["benchmarks"]:
+        label = b.get("label", "")
+        if label.startswith("peak of ") and "stand-in" not in label:
+            isa = label[len("peak of "):]
+            peaks[isa] = (b["GMAC/s"], b["name"].split("/")[2])
+    return peaks
+
+
+# ----------------------------------------------------------------------------- report
+
+def _fmt(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def ratio_columns(rows: list, impls: list, peak: Optional[float]) -> list:
+    """(title, function of a row, unit) for each npquant column: its speed over the best
+    peer of its kind, over fp32 (dynamic columns), and as % of the probe peak."""
+    cols = []
+    fp32 = [i.name for i in impls if i.kind == "fp32"]
+    for npq in (i for i in impls if i.family == "npquant"):
+        short = npq.name.replace("npquant ", "")
+        peers = [i.name for i in impls if i.kind == npq.kind and i.family != "npquant"]
+
+        def vs_peers(row, npq=npq.name, peers=peers):
+            best = max((row.gmacs[p] for p in peers if p in row.gmacs), default=None)
+            v = row.gmacs.get(npq)
+            return None if v is None or best is None else v / best
+        cols.append((f"{short} / best peer", vs_peers, "x"))
+        if npq.kind == "dynamic" and fp32:
+            def vs_fp32(row, npq=npq.name, ref=fp32[0]):
+                v, r = row.gmacs.get(npq), row.gmacs.get(ref)
+                return None if v is None or r is None else v / r
+            cols.append((f"{short} / {fp32[0]}", vs_fp32, "x"))
+        if peak and not npq.name.endswith("]"):
+            cols.append((f"{short} % peak",
+                         lambda row, npq=npq.name: (row.gmacs[npq] / peak * 100
+                                                    if npq in row.gmacs else None), "%"))
+    return cols
+
+
+def markdown_table(rows: list, impls: list, first: str, peak: Optional[float] = None) -> str:
+    """GMAC/s per implementation (— where skipped or failed), then the ratio columns."""
+    names = [i.name for i in impls]
+    ratios = ratio_columns(rows, impls, peak)
+    head = [first] + names + [t for t, _, _ in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row.shape] + [_fmt(row.gmacs.get(n)) for n in names]
+        for _, f, unit in ratios:
+            v = f(row)
+            cells.append("—" if v is None else f"{v:.2f}x" if unit == "x" else f"{v:.0f}%")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = {}
+    for row in rows:
+        for name, note in row.notes.items():
+            notes.setdefault((name, note), []).append(row.shape)
+    for (name, note), shapes in notes.items():
+        where = "all shapes" if len(shapes) == len(rows) else "; ".join(shapes)
+        lines.append(f"\n- {name}: {note} ({where})")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- ISA subprocess
+
+def run_npquant_under_isa(isa: str, args) -> dict:
+    """Re-runs the npquant columns in a child process with NPQUANT_ISA=isa (the ISA is fixed
+    at import). Returns the child's JSON report."""
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d, "isa.json")
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "npquant", "--no-peak",
+               "--threads", str(args.threads), "--repeat", str(args.repeat),
+               "--warmup", str(args.warmup), "--json", str(out), "--no-progress"]
+        cmd += ["--linear-shapes", ";".join(",".join(map(str, s)) for s in args.linear_shapes),
+                "--conv-shapes", ";".join(",".join(map(str, s)) for s in args.conv_shapes),
+                "--min-sample", str(args.min_sample)]
+        if args.no_conv:
+            cmd.append("--no-conv")
+        if args.no_linear:
+            cmd.append("--no-linear")
+        env = dict(os.environ, NPQUANT_ISA=isa)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"NPQUANT_ISA={isa} run failed:\n{proc.stderr.strip()[-2000:]}")
+        return json.loads(out.read_text())
+
+
+def merge_isa_rows(rows: list, child_rows: list, isa: str) -> None:
+    """Adds the child's npquant columns to `rows` as '<name> [isa]'."""
+    by_shape = {r["shape"]: r for r in child_rows}
+    for row in rows:
+        child = by_shape.get(row.shape, {})
+        for key in ("gmacs", "error", "notes"):
+            for name, v in child.get(key, {}).items():
+                getattr(row, key)[f"{name} [{isa}]"] = v
+
+
+# ----------------------------------------------------------------------------- main
+
+def versions() -> dict:
+    v = {"python": sys.version.split()[0], "numpy": np.__version__}
+    for mod in ("npquant", "torch", "onnxruntime", "onnx"):
+        try:
+            v[mod] = __import__(mod).__version__
+        except ImportError:
+            v[mod] = None
+    return v
+
+
+def _shape_list(arity: int):
+    def parse(text: str) -> list:
+        shapes = [tuple(int(v) for v in part.split(",")) for part in text.split(";") if part]
+        if not shapes or any(len(s) != arity or min(s) < 1 for s in shapes):
+            raise argparse.ArgumentTypeError(
+                f"expected ';'-separated groups of {arity} positive integers, got {text!r}")
+        return shapes
+    return parse
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads for every library")
+    p.add_argument("--repeat", type=int, default=7, help="timed samples per implementation")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    p.add_argument("--min-sample", type=float, default=0.02,
+                   help="seconds per sample (fast calls are repeated within a sample)")
+    p.add_argument("--quick", action="store_true", help="--repeat 3 --warmup 1")
+    p.add_argument("--isa", action="append", default=[],
+                   help="also run npquant under NPQUANT_ISA=X (repeatable, or comma list)")
+    p.add_argument("--only", default="",
+                   help="comma list of families to run: numpy, npquant, torch, ort")
+    p.add_argument("--no-linear", action="store_true")
+    p.add_argument("--no-conv", action="store_true")
+    p.add_argument("--linear-shapes", type=_shape_list(3), default=LINEAR_SHAPES,
+                   metavar="M,K,N;...", help="Linear shapes (default: the issue's)")
+    p.add_argument("--conv-shapes", type=_shape_list(8), default=CONV_SHAPES,
+                   metavar="N,C,H,W,Cout,k,stride,groups;...", help="Conv2d shapes")
+    p.add_argument("--peak", default=None,
+                   help="peak GMAC/s of npquant's ISA, or the path of npquant_bench to probe it "
+                        "(default: a built npquant_bench, if any)")
+    p.add_argument("--no-peak", action="store_true", help="do not run the peak probe")
+    p.add_argument("--json", default=None, help="also write the results as JSON here")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    if args.quick:
+        args.repeat, args.warmup = 3, 1
+    args.isa = [s for a in args.isa for s in a.split(",") if s]
+    return args
+
+
+def _select(impls: list, only: str) -> list:
+    fams = {s.strip() for s in only.split(",") if s.strip()}
+    return [i for i in impls if not fams or i.family in fams]
+
+
+def resolve_peak(args, isa: Optional[str], threads: int, notes: list):
+    """(GMAC/s, source) of the peak of the ISA npquant runs, or (None, why not)."""
+    if args.no_peak:
+        return None, "not measured (--no-peak)"
+    if args.peak:
+        try:
+            return float(args.peak), "given with --peak"
+        except ValueError:
+            binary = Path(args.peak)
+    else:
+        binary = find_bench_binary()
+    if binary is None:
+        return None, ("not measured: build the native bench (cmake -DNPQUANT_BUILD_BENCH=ON) "
+                      "or pass --peak GMACS")
+    try:
+        peaks = measure_peak(binary, threads)
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        return None, f"probe failed ({binary}): {e}"
+    if isa not in peaks:
+        return None, f"no peak probe for ISA {isa} (probes: {', '.join(sorted(peaks)) or 'none'})"
+    gmacs, probe = peaks[isa]
+    return gmacs, f"{probe} probe, {threads} thread(s), {binary}"
+
+
+def run(args) -> dict:
+    """Everything main() prints, as data: {'meta', 'linear', 'conv'} (rows as dicts)."""
+    notes: list = []
+    meta: dict = {"threads": args.threads, "versions": versions(), "notes": notes}
+    try:
+        info = _npquant().cpu_info()
+        meta["npquant_isa"] = info["isa"]
+        meta["npquant_kernel"] = info["kernels"]["gemm"]["name"]
+        small = info["kernels"]["gemm_small_m"]["name"]
+        if small != meta["npquant_kernel"]:
+            meta["npquant_kernel"] += f"; {small} for M < {info['small_m']}"
+        meta["cpu"] = f"{info.get('vendor', '')} {info.get('brand', '')}".strip()
+        meta["cpu_features"] = info["features"]
+    except Skip as e:
+        meta["npquant_isa"] = None
+        notes.append(str(e))
+    result = {"meta": meta, "linear": [], "conv": []}
+    progress = not args.no_progress
+    with limited_threads(args.threads, notes):
+        if not args.no_linear:
+            impls = _select(linear_impls(), args.only)
+            cases = [make_linear_case(*s) for s in args.linear_shapes]
+            result["linear"] = bench_cases(cases, impls, args.repeat, args.warmup,
+                                           args.min_sample, progress, "linear")
+        if not args.no_conv:
+            impls = _select(conv_impls(), args.only)
+            cases = [make_conv_case(s) for s in args.conv_shapes]
+            result["conv"] = bench_cases(cases, impls, args.repeat, args.warmup,
+                                         args.min_sample, progress, "conv")
+    for isa in args.isa:
+        try:
+            child = run_npquant_under_isa(isa, args)
+        except RuntimeError as e:
+            notes.append(str(e))
+            continue
+        for key in ("linear", "conv"):
+            merge_isa_rows(result[key], child[key], isa)
+    meta["peak_gmacs"], meta["peak_source"] = resolve_peak(args, meta.get("npquant_isa"),
+                                                           args.threads, notes)
+    result["linear"] = [r.__dict__ for r in result["linear"]]
+    result["conv"] = [r.__dict__ for r in result["conv"]]
+    return result
+
+
+def _rows(dicts: list) -> list:
+    return [Row(**d) for d in dicts]
+
+
+def _with_isa_columns(impls: list, rows: list) -> list:
+    """The table's columns: impls, then any '<npquant column> [isa]' found in rows."""
+    extra = []
+    for row in rows:
+        for name in list(row.gmacs) + list(row.notes):
+            if name.endswith("]") and name not in [i.name for i in extra]:
+                base = next(i for i in impls if name.startswith(i.name + " ["))
+                extra.append(Impl(name, base.kind, base.family, base.build))
+    return impls + extra
+
+
+def report(result: dict, args) -> str:
+    meta = result["meta"]
+    v = meta["versions"]
+    out = [f"npquant {v.get('npquant')} ISA **{meta.get('npquant_isa')}** "
+           f"(kernel {meta.get('npquant_kernel')}), {meta['threads']} thread(s), "
+           f"CPU {meta.get('cpu', '?')}; NumPy {v['numpy']}, PyTorch {v.get('torch')}, "
+           f"ONNX Runtime {v.get('onnxruntime')}. GMAC/s (higher is better), median of "
+           f"{args.repeat} interleaved samples.",
+           f"Peak of {meta.get('npquant_isa')}: "
+           + (f"{meta['peak_gmacs']:.0f} GMAC/s ({meta['peak_source']})"
+              if meta.get("peak_gmacs") else meta.get("peak_source", "?"))]
+    peak = meta.get("peak_gmacs")
+    if result["linear"]:
+        rows = _rows(result["linear"])
+        impls = _with_isa_columns(_select(linear_impls(), args.only), rows)
+        out += ["", "### Linear (M,K,N)", "", markdown_table(rows, impls, "M,K,N", peak)]
+    if result["conv"]:
+        rows = _rows(result["conv"])
+        impls = _with_isa_columns(_select(conv_impls(), args.only), rows)
+        out += ["", "### Conv2d (N,C,H,W,Cout,k,stride,groups), padding k//2", "",
+                markdown_table(rows, impls, "N,C,H,W,Cout,k,s,g", peak)]
+    if meta["notes"]:
+        out += [""] + [f"- {n}" for n in meta["notes"]]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    print(report(result, args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
