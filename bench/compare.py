@@ -58,7 +58,8 @@ class Skip(Exception):
 
 @dataclass
 class LinearCase:
-    """y = x @ w.T + b, with the qparams a calibrated static model would have."""
+    """y = x @ w.T + b, with the qparams a calibrated static model would have. The static
+    implementations all get the same uint8 input (x_u8) and int8 weights (wq.q)."""
     m: int
     k: int
     n: int
@@ -69,6 +70,10 @@ class LinearCase:
     xq: "QParams" = None
     wq: "PerChannel" = None
     yq: "QParams" = None
+
+    @property
+    def x_u8(self) -> np.ndarray:
+        return _quantize_u8(self.x, self.xq)
 
     @property
     def macs(self) -> int:
@@ -104,6 +109,10 @@ class ConvCase:
     def groups(self): return self.shape[7]
     @property
     def pad(self): return self.shape[5] // 2
+
+    @property
+    def x_u8(self) -> np.ndarray:
+        return _quantize_u8(self.x, self.xq)
 
     @property
     def macs(self) -> int:
@@ -237,13 +246,20 @@ def _npquant_dynamic(case: LinearCase):
     return (lambda: q(x)), (lambda y: y)
 
 
+def _npquant_qweight(npq, wq: "PerChannel"):
+    return npq.QTensor(wq.q, wq.scales, np.zeros(len(wq.scales), np.int64), npq.qint8, axis=0)
+
+
+def _npquant_qinput(npq, case):
+    return npq.QTensor(case.x_u8, case.xq.scale, case.xq.zero_point, npq.quint8)
+
+
 def _npquant_static_linear(case: LinearCase):
     npq = _npquant()
     q = npq.nn.quantized.Linear(case.k, case.n)
-    q.set_weight_bias(npq.quantize_per_channel(case.w, case.wq.scales, np.zeros(case.n, np.int64),
-                                               0, npq.qint8), case.b)
+    q.set_weight_bias(_npquant_qweight(npq, case.wq), case.b)
     q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
-    qx = npq.quantize_per_tensor(case.x, case.xq.scale, case.xq.zero_point, npq.quint8)
+    qx = _npquant_qinput(npq, case)
     return (lambda: q(qx)), (lambda y: y.dequantize())
 
 
@@ -254,11 +270,9 @@ def _npquant_static_conv(case: ConvCase):
         raise Skip("npquant.nn.quantized.Conv2d is not in this build yet")
     q = conv_cls(case.c, case.cout, case.ksize, stride=case.stride, padding=case.pad,
                  groups=case.groups)
-    q.set_weight_bias(npq.quantize_per_channel(case.w, case.wq.scales,
-                                               np.zeros(case.cout, np.int64), 0, npq.qint8),
-                      case.b)
+    q.set_weight_bias(_npquant_qweight(npq, case.wq), case.b)
     q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
-    qx = npq.quantize_per_tensor(case.x, case.xq.scale, case.xq.zero_point, npq.quint8)
+    qx = _npquant_qinput(npq, case)
     return (lambda: q(qx)), (lambda y: y.dequantize())
 
 
@@ -298,8 +312,8 @@ def _torch_qweight(torch, wq: PerChannel):
 
 
 def _torch_qinput(torch, case, channels_last: bool = False):
-    qx = torch.quantize_per_tensor(torch.from_numpy(case.x), case.xq.scale, case.xq.zero_point,
-                                   torch.quint8)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(case.x_u8), case.xq.scale,
+                                                 case.xq.zero_point)
     return qx.contiguous(memory_format=torch.channels_last) if channels_last else qx
 
 
@@ -394,7 +408,7 @@ def _ort_qlinear_matmul(case: LinearCase):
         [helper.make_tensor_value_info("xq", TensorProto.UINT8, [case.m, case.k])],
         [helper.make_tensor_value_info("y", TensorProto.UINT8, [case.m, case.n])], inits)
     sess = _ort_session(model)
-    xq = _quantize_u8(case.x, case.xq)
+    xq = case.x_u8
     # QLinearMatMul has no bias input: the float reference minus the bias is what it computes.
     return _ort_runner(sess, {"xq": xq}), (lambda y: _dequantize_u8(y, case.yq) + case.b)
 
@@ -417,8 +431,7 @@ def _ort_qlinear_conv(case: ConvCase):
         [node], [helper.make_tensor_value_info("xq", TensorProto.UINT8, list(case.x.shape))],
         [helper.make_tensor_value_info("y", TensorProto.UINT8, list(case.y_ref.shape))], inits)
     sess = _ort_session(model)
-    xq = _quantize_u8(case.x, case.xq)
-    return _ort_runner(sess, {"xq": xq}), (lambda y: _dequantize_u8(y, case.yq))
+    return _ort_runner(sess, {"xq": case.x_u8}), (lambda y: _dequantize_u8(y, case.yq))
 
 
 def _quantize_u8(x: np.ndarray, qp: QParams) -> np.ndarray:

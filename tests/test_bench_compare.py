@@ -1,0 +1,167 @@
+"""bench/compare.py: its cases, correctness checks and report (no timing assertions)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_compare():
+    spec = importlib.util.spec_from_file_location("npq_bench_compare", ROOT / "bench" / "compare.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+compare = _load_compare()
+FAST = dict(repeat=1, warmup=0, min_sample=0.0, progress=False)
+
+
+def _installed(module):
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(not _installed("torch"), reason="PyTorch not installed")
+@pytest.mark.parametrize("shape", [(2, 6, 9, 7, 4, 3, 1, 1), (1, 8, 10, 10, 8, 3, 2, 8),
+                                   (1, 6, 5, 5, 9, 1, 1, 3), (3, 4, 7, 6, 4, 5, 3, 2)])
+def test_conv_reference_matches_torch(shape):
+    import torch
+
+    case = compare.make_conv_case(shape, seed=1)
+    y = torch.nn.functional.conv2d(torch.from_numpy(case.x), torch.from_numpy(case.w),
+                                   torch.from_numpy(case.b), stride=case.stride,
+                                   padding=case.pad, groups=case.groups).numpy()
+    np.testing.assert_allclose(case.y_ref, y, rtol=1e-4, atol=1e-4)
+
+
+def test_qparams_and_weights_roundtrip():
+    x = np.array([-1.0, 0.5, 3.0], np.float32)
+    qp = compare.QParams.of(x)
+    assert qp.scale == pytest.approx(4.0 / 255) and qp.zero_point == 64
+    w = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
+    pc = compare.PerChannel.of(w)
+    assert pc.q.dtype == np.int8
+    np.testing.assert_allclose(pc.q * pc.scales[:, None], w, atol=pc.scales.max())
+
+
+def _families_here():
+    fams = {"numpy", "npquant"}
+    if _installed("torch"):
+        fams.add("torch")
+    if _installed("onnxruntime") and _installed("onnx"):
+        fams.add("ort")
+    return fams
+
+
+def test_every_linear_impl_agrees_with_fp32():
+    """Each installed implementation computes the layer it is timed on (checked before timing);
+    the missing ones are skipped with a note naming what is missing."""
+    case = compare.make_linear_case(5, 40, 24, seed=2)
+    [row] = compare.bench_cases([case], compare.linear_impls(), **FAST)
+    for impl in compare.linear_impls():
+        if impl.family in _families_here():
+            assert impl.name in row.gmacs, row.notes.get(impl.name)
+            assert row.error[impl.name] <= compare.TOLERANCE[impl.kind]
+        else:
+            assert "not installed" in row.notes[impl.name]
+
+
+def test_every_conv_impl_agrees_with_fp32():
+    import npquant
+
+    case = compare.make_conv_case((1, 8, 9, 9, 8, 3, 1, 1), seed=3)
+    [row] = compare.bench_cases([case], compare.conv_impls(), **FAST)
+    for impl in compare.conv_impls():
+        if impl.family == "npquant" and not hasattr(npquant.nn.quantized, "Conv2d"):
+            assert "not in this build" in row.notes[impl.name]
+        elif impl.family in _families_here():
+            assert impl.name in row.gmacs, row.notes.get(impl.name)
+
+
+@pytest.mark.skipif(not _installed("torch"), reason="PyTorch not installed")
+def test_static_linear_same_work_as_torch():
+    """npquant and PyTorch static Linear get the same qparams: identical u8 outputs."""
+    case = compare.make_linear_case(7, 33, 20, seed=4)
+    npq_run, _ = compare._npquant_static_linear(case)
+    torch_run, _ = compare._torch_static_linear(case)
+    np.testing.assert_array_equal(npq_run().int_repr(), torch_run().int_repr().numpy())
+
+
+def test_wrong_result_is_reported_not_timed():
+    def transposed(case):  # a broken "peer": right shape, wrong values
+        y = (case.x @ case.w.T).T.copy()
+        return (lambda: y.T[::-1]), (lambda v: v)
+
+    bad = compare.Impl("broken", "dynamic", "test", transposed)
+    case = compare.make_linear_case(6, 16, 6)
+    [row] = compare.bench_cases([case], [bad], **FAST)
+    assert "broken" not in row.gmacs and "wrong result" in row.notes["broken"]
+
+
+def test_missing_or_failing_peer_is_a_note():
+    def missing(case):
+        compare._import("no_such_module_npq", "NoSuchPeer")
+
+    def crashing(case):
+        raise RuntimeError("boom")
+
+    impls = [compare.Impl("missing", "fp32", "x", missing),
+             compare.Impl("crashing", "fp32", "x", crashing)]
+    [row] = compare.bench_cases([compare.make_linear_case(2, 8, 4)], impls, **FAST)
+    assert "NoSuchPeer is not installed" in row.notes["missing"]
+    assert "boom" in row.notes["crashing"] and not row.gmacs
+
+
+def test_markdown_ratios():
+    impls = compare.linear_impls()
+    row = compare.Row("8,8,8", 512, gmacs={"NumPy fp32": 10.0, "npquant dyn": 30.0,
+                                           "PyTorch dyn": 12.0, "ORT dyn": 15.0,
+                                           "npquant static": 8.0, "PyTorch static": 16.0},
+                      notes={"ORT QLinearMatMul": "ONNX Runtime is not installed (onnxruntime)"})
+    table = compare.markdown_table([row], impls, "M,K,N", peak=100.0)
+    cells = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    head = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    got = dict(zip(head, cells))
+    assert got["dyn / best peer"] == "2.00x" and got["dyn / NumPy fp32"] == "3.00x"
+    assert got["static / best peer"] == "0.50x" and got["dyn % peak"] == "30%"
+    assert got["ORT QLinearMatMul"] == "—"
+    assert "ONNX Runtime is not installed" in table
+
+
+def test_shape_arguments():
+    args = compare.parse_args(["--linear-shapes", "1,2,3;4,5,6", "--quick"])
+    assert args.linear_shapes == [(1, 2, 3), (4, 5, 6)] and args.repeat == 3
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--linear-shapes", "1,2"])
+
+
+def test_isa_columns_from_subprocess(tmp_path, capsys):
+    """--isa re-runs npquant under NPQUANT_ISA in a child and adds its columns."""
+    out = tmp_path / "r.json"
+    assert compare.main(["--only", "npquant", "--no-conv", "--linear-shapes", "3,16,8",
+                         "--repeat", "1", "--warmup", "0", "--min-sample", "0", "--isa", "scalar",
+                         "--no-peak", "--no-progress", "--json", str(out)]) == 0
+    import json
+
+    [row] = json.loads(out.read_text())["linear"]
+    assert {"npquant dyn [scalar]", "npquant static [scalar]"} <= set(row["gmacs"])
+    assert "| 3,16,8 |" in capsys.readouterr().out
+
+
+def test_native_probe_peaks():
+    binary = compare.find_bench_binary()
+    if binary is None:
+        pytest.skip("native bench not built (cmake -DNPQUANT_BUILD_BENCH=ON)")
+    import npquant
+
+    peaks = compare.measure_peak(binary, threads=1)
+    feats = npquant.cpu_info()["features"]
+    if "avx2" in feats:
+        assert peaks["avx2"][0] > 0
+    if "avx512_vnni" in feats:
+        assert peaks["avx512vnni"][1] == "vpdpbusd_zmm"
