@@ -272,7 +272,13 @@ def _npquant_static_conv(case: ConvCase):
                  groups=case.groups)
     q.set_weight_bias(_npquant_qweight(npq, case.wq), case.b)
     q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
-    qx = _npquant_qinput(npq, case)
+    # NHWC storage is how quantized activations flow between npquant's layers (like
+    # PyTorch's channels_last below): no layout conversion per call.
+    if hasattr(npq.QTensor, "from_nhwc"):
+        qx = npq.QTensor.from_nhwc(np.ascontiguousarray(case.x_u8.transpose(0, 2, 3, 1)),
+                                   case.xq.scale, case.xq.zero_point, npq.quint8)
+    else:
+        qx = _npquant_qinput(npq, case)
     return (lambda: q(qx)), (lambda y: y.dequantize())
 
 
