@@ -670,6 +670,34 @@ def markdown_table(rows: list, impls: list, first: str, peak: Optional[float] = 
     return "\n".join(lines)
 
 
+def plot(result: dict, path: str) -> None:
+    """Grouped bars of GMAC/s per shape and implementation (Linear and Conv2d panels),
+    written to `path` (PNG). Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, t) for k, t in (("linear", "Linear (M,K,N)"), ("conv", "Conv2d")) if result[k]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(14, 4.5 * len(panels)), squeeze=False)
+    for ax, (key, title) in zip(axes[:, 0], panels):
+        rows = _rows(result[key])
+        names = [n for n in dict.fromkeys(n for r in rows for n in r.gmacs)]
+        width = 0.8 / max(len(names), 1)
+        for j, name in enumerate(names):
+            xs = [i + j * width for i in range(len(rows))]
+            ax.bar(xs, [r.gmacs.get(name, 0.0) for r in rows], width, label=name)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))])
+        ax.set_xticklabels([r.shape for r in rows], fontsize=8)
+        ax.set_ylabel("GMAC/s (higher is better)")
+        meta = result["meta"]
+        ax.set_title(f"{title}: npquant ISA {meta.get('npquant_isa')}, {meta['threads']} thread(s)")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- ISA subprocess
 
 def run_npquant_under_isa(isa: str, args) -> dict:
@@ -750,6 +778,7 @@ def parse_args(argv=None):
                         "(default: a built npquant_bench, if any)")
     p.add_argument("--no-peak", action="store_true", help="do not run the peak probe")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
+    p.add_argument("--plot", default=None, help="also draw a bar chart here (PNG, matplotlib)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -880,6 +909,12 @@ def main(argv=None) -> int:
     print(report(result, args))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+    if args.plot:
+        try:
+            plot(result, args.plot)
+        except ImportError:
+            print("\n--plot needs matplotlib (pip install matplotlib); no plot written",
+                  file=sys.stderr)
     return 0
 
 

@@ -165,3 +165,13 @@ def test_native_probe_peaks():
         assert peaks["avx2"][0] > 0
     if "avx512_vnni" in feats:
         assert peaks["avx512vnni"][1] == "vpdpbusd_zmm"
+
+
+@pytest.mark.skipif(not _installed("matplotlib"), reason="matplotlib not installed")
+def test_plot_writes_png(tmp_path):
+    case = compare.make_linear_case(2, 8, 4)
+    rows = compare.bench_cases([case], compare.linear_impls()[:2], **FAST)
+    result = {"meta": {"npquant_isa": "x", "threads": 1}, "linear": [r.__dict__ for r in rows],
+              "conv": []}
+    compare.plot(result, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
