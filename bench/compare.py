@@ -353,7 +353,13 @@ def _torch_static_conv(case: ConvCase):
 
 # ONNX Runtime ------------------------------------------------------------------
 
-_ORT_THREADS = 1
+_ORT_THREADS = 1  # set by limited_threads(); read when a session is created
+
+
+def _onnx():
+    """The onnx module, once both onnx (to build models) and onnxruntime are importable."""
+    _import("onnxruntime", "ONNX Runtime")
+    return _import("onnx", "onnx")
 
 
 def _ort_session(model):
@@ -372,72 +378,71 @@ def _ort_runner(sess, feeds: dict):
     return lambda: sess.run([out], feeds)[0]
 
 
-def _onnx_model(nodes, inputs, outputs, inits):
-    onnx = _import("onnx", "onnx")
-    graph = onnx.helper.make_graph(nodes, "bench", inputs, outputs, inits)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+def _onnx_model(onnx, node, inputs: dict, outputs: dict, inits: dict, extra_nodes=()):
+    """A one-node (plus extra_nodes) ONNX model; inputs/outputs map name -> (elem type, shape),
+    inits map name -> NumPy array."""
+    h = onnx.helper
+    graph = h.make_graph(
+        [node, *extra_nodes], "bench",
+        [h.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+        [h.make_tensor_value_info(n, t, s) for n, (t, s) in outputs.items()],
+        [onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 8)  # readable by older runtimes too
     return model
 
 
 def _ort_dynamic(case: LinearCase):
-    _import("onnxruntime", "ONNX Runtime")
-    onnx = _import("onnx", "onnx")
+    onnx = _onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnx import TensorProto, helper, numpy_helper
 
+    f32 = onnx.TensorProto.FLOAT
     model = _onnx_model(
-        [helper.make_node("MatMul", ["x", "wt"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [case.m, case.k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [case.m, case.n])],
-        [numpy_helper.from_array(np.ascontiguousarray(case.w.T), "wt"),
-         numpy_helper.from_array(case.b, "b")])
+        onnx, onnx.helper.make_node("MatMul", ["x", "wt"], ["xw"]),
+        {"x": (f32, [case.m, case.k])}, {"y": (f32, [case.m, case.n])},
+        {"wt": np.ascontiguousarray(case.w.T), "b": case.b},
+        extra_nodes=[onnx.helper.make_node("Add", ["xw", "b"], ["y"])])
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d, "f32.onnx"), Path(d, "int8.onnx")
         onnx.save(model, src)
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)  # ORT's defaults otherwise
         sess = _ort_session(dst.read_bytes())
     return _ort_runner(sess, {"x": case.x}), (lambda y: y)
 
 
-def _ort_qlinear_matmul(case: LinearCase):
-    from onnx import TensorProto, helper, numpy_helper
+def _qlinear_inits(case, w_q: np.ndarray) -> dict:
+    """Scales and zero points of the QLinear* ops: per-tensor u8 in/out, per-channel s8 w."""
+    return {"xs": np.float32(case.xq.scale), "xz": np.uint8(case.xq.zero_point),
+            "w": w_q, "ws": case.wq.scales, "wz": np.zeros(len(case.wq.scales), np.int8),
+            "ys": np.float32(case.yq.scale), "yz": np.uint8(case.yq.zero_point)}
 
-    _import("onnxruntime", "ONNX Runtime")
-    f = lambda v, name: numpy_helper.from_array(np.asarray(v), name)  # noqa: E731
-    inits = [f(np.float32(case.xq.scale), "xs"), f(np.uint8(case.xq.zero_point), "xz"),
-             f(np.ascontiguousarray(case.wq.q.T), "w"), f(case.wq.scales, "ws"),
-             f(np.zeros(case.n, np.int8), "wz"),
-             f(np.float32(case.yq.scale), "ys"), f(np.uint8(case.yq.zero_point), "yz")]
-    model = _onnx_model(
-        [helper.make_node("QLinearMatMul", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])],
-        [helper.make_tensor_value_info("xq", TensorProto.UINT8, [case.m, case.k])],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, [case.m, case.n])], inits)
-    sess = _ort_session(model)
-    xq = case.x_u8
-    # QLinearMatMul has no bias input: the float reference minus the bias is what it computes.
-    return _ort_runner(sess, {"xq": xq}), (lambda y: _dequantize_u8(y, case.yq) + case.b)
+
+def _ort_qlinear_matmul(case: LinearCase):
+    onnx = _onnx()
+    u8 = onnx.TensorProto.UINT8
+    node = onnx.helper.make_node("QLinearMatMul", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"],
+                                 ["y"])
+    model = _onnx_model(onnx, node, {"xq": (u8, [case.m, case.k])}, {"y": (u8, [case.m, case.n])},
+                        _qlinear_inits(case, np.ascontiguousarray(case.wq.q.T)))
+    # QLinearMatMul has no bias input: the check adds the bias after dequantizing.
+    return (_ort_runner(_ort_session(model), {"xq": case.x_u8}),
+            (lambda y: _dequantize_u8(y, case.yq) + case.b))
 
 
 def _ort_qlinear_conv(case: ConvCase):
-    from onnx import TensorProto, helper, numpy_helper
-
-    _import("onnxruntime", "ONNX Runtime")
-    f = lambda v, name: numpy_helper.from_array(np.asarray(v), name)  # noqa: E731
-    bias_q = np.rint(case.b / (case.xq.scale * case.wq.scales)).astype(np.int32)
-    inits = [f(np.float32(case.xq.scale), "xs"), f(np.uint8(case.xq.zero_point), "xz"),
-             f(case.wq.q, "w"), f(case.wq.scales, "ws"), f(np.zeros(case.cout, np.int8), "wz"),
-             f(np.float32(case.yq.scale), "ys"), f(np.uint8(case.yq.zero_point), "yz"),
-             f(bias_q, "b")]
+    onnx = _onnx()
+    u8 = onnx.TensorProto.UINT8
     k, p = case.ksize, case.pad
-    node = helper.make_node("QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
-                            ["y"], kernel_shape=[k, k], pads=[p, p, p, p],
-                            strides=[case.stride, case.stride], group=case.groups)
-    model = _onnx_model(
-        [node], [helper.make_tensor_value_info("xq", TensorProto.UINT8, list(case.x.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, list(case.y_ref.shape))], inits)
-    sess = _ort_session(model)
-    return _ort_runner(sess, {"xq": case.x_u8}), (lambda y: _dequantize_u8(y, case.yq))
+    node = onnx.helper.make_node(
+        "QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
+        kernel_shape=[k, k], pads=[p, p, p, p], strides=[case.stride, case.stride],
+        group=case.groups)
+    inits = _qlinear_inits(case, case.wq.q)
+    inits["b"] = np.rint(case.b / (case.xq.scale * case.wq.scales)).astype(np.int32)
+    model = _onnx_model(onnx, node, {"xq": (u8, list(case.x.shape))},
+                        {"y": (u8, list(case.y_ref.shape))}, inits)
+    return (_ort_runner(_ort_session(model), {"xq": case.x_u8}),
+            (lambda y: _dequantize_u8(y, case.yq)))
 
 
 def _quantize_u8(x: np.ndarray, qp: QParams) -> np.ndarray:
@@ -794,7 +799,7 @@ def _select(impls: list, only: str) -> list:
     return [i for i in impls if not fams or i.family in fams]
 
 
-def resolve_peak(args, isa: Optional[str], threads: int, notes: list):
+def resolve_peak(args, isa: Optional[str], threads: int):
     """(GMAC/s, source) of the peak of the ISA npquant runs, or (None, why not)."""
     if args.no_peak:
         return None, "not measured (--no-peak)"
@@ -856,7 +861,7 @@ def run(args) -> dict:
         for key in ("linear", "conv"):
             merge_isa_rows(result[key], child[key], isa)
     meta["peak_gmacs"], meta["peak_source"] = resolve_peak(args, meta.get("npquant_isa"),
-                                                           args.threads, notes)
+                                                           args.threads)
     result["linear"] = [r.__dict__ for r in result["linear"]]
     result["conv"] = [r.__dict__ for r in result["conv"]]
     return result
