@@ -49,7 +49,8 @@ uint64_t probe_fma_f32_ymm(uint64_t iters) {
       "vzeroupper\n\t"
       : [n] "+r"(n)
       : [ab] "r"(ab)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
   return iters * 12 * 8;
 }
 
@@ -94,7 +95,8 @@ uint64_t probe_maddubs_madd_ymm(uint64_t iters) {
       "vzeroupper\n\t"
       : [n] "+r"(n)
       : [ab] "r"(ab)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
   return iters * 6 * 32;
 }
 
@@ -130,7 +132,8 @@ uint64_t probe_madd_s16_ymm(uint64_t iters) {
       "vzeroupper\n\t"
       : [n] "+r"(n)
       : [ab] "r"(ab)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
   return iters * 6 * 16;
 }
 

@@ -51,7 +51,8 @@ uint64_t probe_dpbusd_zmm(uint64_t iters) {
       "vzeroupper\n\t"
       : [n] "+r"(n)
       : [ab] "r"(ab)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm30", "xmm31");
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm30", "xmm31");
   return iters * 12 * 64;
 }
 
@@ -93,7 +94,8 @@ uint64_t probe_dpbusd_ymm_evex(uint64_t iters) {
       "vzeroupper\n\t"
       : [n] "+r"(n)
       : [ab] "r"(ab)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm30", "xmm31");
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm30", "xmm31");
   return iters * 12 * 32;
 }
 
@@ -135,7 +137,8 @@ uint64_t probe_fma_f32_zmm(uint64_t iters) {
       "vzeroupper\n\t"
       : [n] "+r"(n)
       : [ab] "r"(ab)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm30", "xmm31");
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm30", "xmm31");
   return iters * 12 * 16;
 }
 

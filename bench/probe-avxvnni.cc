@@ -48,7 +48,8 @@ uint64_t probe_dpbusd_ymm_vex(uint64_t iters) {
       "vzeroupper\n\t"
       : [n] "+r"(n)
       : [ab] "r"(ab)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
   return iters * 12 * 32;
 }
 

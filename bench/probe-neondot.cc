@@ -46,7 +46,8 @@ uint64_t probe_sdot(uint64_t iters) {
       "b.ne 1b\n\t"
       : [n] "+r"(n)
       :
-      : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v30", "v31");
+      : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11",
+        "v30", "v31");
   return iters * 12 * 16;
 }
 
