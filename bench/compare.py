@@ -627,9 +627,15 @@ def _fmt(v: Optional[float]) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
-def ratio_columns(rows: list, impls: list, peak: Optional[float]) -> list:
+def _column_isa(name: str, default_isa: Optional[str]) -> Optional[str]:
+    """'npquant dyn [avx2]' ran under avx2; unbracketed npquant columns under default_isa."""
+    return name[name.rindex("[") + 1:-1] if name.endswith("]") else default_isa
+
+
+def ratio_columns(rows: list, impls: list, peaks: dict, default_isa: Optional[str]) -> list:
     """(title, function of a row, unit) for each npquant column: its speed over the best
-    peer of its kind, over fp32 (dynamic columns), and as % of the probe peak."""
+    peer of its kind, over fp32 (dynamic columns), and as % of its ISA's probe peak
+    (peaks: isa -> GMAC/s)."""
     cols = []
     fp32 = [i.name for i in impls if i.kind == "fp32"]
     for npq in (i for i in impls if i.family == "npquant"):
@@ -646,17 +652,20 @@ def ratio_columns(rows: list, impls: list, peak: Optional[float]) -> list:
                 v, r = row.gmacs.get(npq), row.gmacs.get(ref)
                 return None if v is None or r is None else v / r
             cols.append((f"{short} / {fp32[0]}", vs_fp32, "x"))
-        if peak and not npq.name.endswith("]"):
+        peak = peaks.get(_column_isa(npq.name, default_isa))
+        if peak:
             cols.append((f"{short} % peak",
-                         lambda row, npq=npq.name: (row.gmacs[npq] / peak * 100
-                                                    if npq in row.gmacs else None), "%"))
+                         lambda row, npq=npq.name, peak=peak: (row.gmacs[npq] / peak * 100
+                                                               if npq in row.gmacs else None),
+                         "%"))
     return cols
 
 
-def markdown_table(rows: list, impls: list, first: str, peak: Optional[float] = None) -> str:
+def markdown_table(rows: list, impls: list, first: str, peaks: Optional[dict] = None,
+                   default_isa: Optional[str] = None) -> str:
     """GMAC/s per implementation (— where skipped or failed), then the ratio columns."""
     names = [i.name for i in impls]
-    ratios = ratio_columns(rows, impls, peak)
+    ratios = ratio_columns(rows, impls, peaks or {}, default_isa)
     head = [first] + names + [t for t, _, _ in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -799,28 +808,28 @@ def _select(impls: list, only: str) -> list:
     return [i for i in impls if not fams or i.family in fams]
 
 
-def resolve_peak(args, isa: Optional[str], threads: int):
-    """(GMAC/s, source) of the peak of the ISA npquant runs, or (None, why not)."""
+def resolve_peaks(args, isa: Optional[str], threads: int):
+    """({isa: GMAC/s}, where they come from): the probe peaks of every ISA the native bench
+    can probe here, or the one --peak number for the ISA npquant runs."""
     if args.no_peak:
-        return None, "not measured (--no-peak)"
+        return {}, "not measured (--no-peak)"
     if args.peak:
         try:
-            return float(args.peak), "given with --peak"
+            return {isa: float(args.peak)}, "given with --peak"
         except ValueError:
             binary = Path(args.peak)
     else:
         binary = find_bench_binary()
     if binary is None:
-        return None, ("not measured: build the native bench (cmake -DNPQUANT_BUILD_BENCH=ON) "
-                      "or pass --peak GMACS")
+        return {}, ("not measured: build the native bench (cmake -DNPQUANT_BUILD_BENCH=ON) "
+                    "or pass --peak GMACS")
     try:
-        peaks = measure_peak(binary, threads)
+        found = measure_peak(binary, threads)
     except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
-        return None, f"probe failed ({binary}): {e}"
-    if isa not in peaks:
-        return None, f"no peak probe for ISA {isa} (probes: {', '.join(sorted(peaks)) or 'none'})"
-    gmacs, probe = peaks[isa]
-    return gmacs, f"{probe} probe, {threads} thread(s), {binary}"
+        return {}, f"probe failed ({binary}): {e}"
+    probes = ", ".join(f"{i} {g:.0f} ({p})" for i, (g, p) in sorted(found.items()))
+    return ({i: g for i, (g, _) in found.items()},
+            f"npquant_bench probes, {threads} thread(s): {probes or 'none'}")
 
 
 def run(args) -> dict:
@@ -860,8 +869,8 @@ def run(args) -> dict:
             continue
         for key in ("linear", "conv"):
             merge_isa_rows(result[key], child[key], isa)
-    meta["peak_gmacs"], meta["peak_source"] = resolve_peak(args, meta.get("npquant_isa"),
-                                                           args.threads)
+    meta["peaks"], meta["peak_source"] = resolve_peaks(args, meta.get("npquant_isa"),
+                                                       args.threads)
     result["linear"] = [r.__dict__ for r in result["linear"]]
     result["conv"] = [r.__dict__ for r in result["conv"]]
     return result
@@ -890,19 +899,17 @@ def report(result: dict, args) -> str:
            f"CPU {meta.get('cpu', '?')}; NumPy {v['numpy']}, PyTorch {v.get('torch')}, "
            f"ONNX Runtime {v.get('onnxruntime')}. GMAC/s (higher is better), median of "
            f"{args.repeat} interleaved samples.",
-           f"Peak of {meta.get('npquant_isa')}: "
-           + (f"{meta['peak_gmacs']:.0f} GMAC/s ({meta['peak_source']})"
-              if meta.get("peak_gmacs") else meta.get("peak_source", "?"))]
-    peak = meta.get("peak_gmacs")
+           f"Peaks (GMAC/s): {meta.get('peak_source', '?')}."]
+    peaks, isa = meta.get("peaks") or {}, meta.get("npquant_isa")
     if result["linear"]:
         rows = _rows(result["linear"])
         impls = _with_isa_columns(_select(linear_impls(), args.only), rows)
-        out += ["", "### Linear (M,K,N)", "", markdown_table(rows, impls, "M,K,N", peak)]
+        out += ["", "### Linear (M,K,N)", "", markdown_table(rows, impls, "M,K,N", peaks, isa)]
     if result["conv"]:
         rows = _rows(result["conv"])
         impls = _with_isa_columns(_select(conv_impls(), args.only), rows)
         out += ["", "### Conv2d (N,C,H,W,Cout,k,stride,groups), padding k//2", "",
-                markdown_table(rows, impls, "N,C,H,W,Cout,k,s,g", peak)]
+                markdown_table(rows, impls, "N,C,H,W,Cout,k,s,g", peaks, isa)]
     if meta["notes"]:
         out += [""] + [f"- {n}" for n in meta["notes"]]
     return "\n".join(out)

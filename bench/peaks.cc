@@ -92,8 +92,8 @@ double peak_macs(Isa isa, bool standin, int threads) {
   double best = 0;
   for (const Probe& p : built_probes()) {
     if (!p.is_peak || p.peak_of != isa || p.standin != standin || !can_run(p)) continue;
-    const uint64_t iters = 20 * probe_iters(p);  // about 20 ms per run
-    for (int rep = 0; rep < 5; ++rep) {
+    const uint64_t iters = 2 * probe_iters(p);  // about 2 ms per run
+    for (int rep = 0; rep < 50; ++rep) {  // the best run: preemption only lowers a sample
       const auto t0 = std::chrono::steady_clock::now();
       const uint64_t macs = run_probe(p, threads, iters);
       best = std::max(best, macs / seconds_since(t0));

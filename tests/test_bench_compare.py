@@ -123,13 +123,16 @@ def test_markdown_ratios():
                                            "PyTorch dyn": 12.0, "ORT dyn": 15.0,
                                            "npquant static": 8.0, "PyTorch static": 16.0},
                       notes={"ORT QLinearMatMul": "ONNX Runtime is not installed (onnxruntime)"})
-    table = compare.markdown_table([row], impls, "M,K,N", peak=100.0)
+    row.gmacs["npquant dyn [avx2]"] = 5.0
+    impls = compare._with_isa_columns(impls, [row])
+    table = compare.markdown_table([row], impls, "M,K,N", {"avx512vnni": 100.0, "avx2": 50.0},
+                                   "avx512vnni")
     cells = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
     head = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
     got = dict(zip(head, cells))
     assert got["dyn / best peer"] == "2.00x" and got["dyn / NumPy fp32"] == "3.00x"
     assert got["static / best peer"] == "0.50x" and got["dyn % peak"] == "30%"
-    assert got["ORT QLinearMatMul"] == "—"
+    assert got["ORT QLinearMatMul"] == "—" and got["dyn [avx2] % peak"] == "10%"
     assert "ONNX Runtime is not installed" in table
 
 
