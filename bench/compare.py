@@ -4,6 +4,7 @@
     python bench/compare.py                      # 1 thread, Linear and Conv tables
     python bench/compare.py --threads 2 --json out.json
     python bench/compare.py --isa avx2           # adds npquant columns run under NPQUANT_ISA=avx2
+                                                 # (in a worker process, samples interleaved)
     python bench/compare.py --quick --no-conv    # fewer repeats, Linear only
 
 Every implementation computes the same layer on the same data; before timing, each output is
@@ -71,6 +72,12 @@ class LinearCase:
     wq: "PerChannel" = None
     yq: "QParams" = None
 
+    kind = "linear"
+
+    @property
+    def spec(self) -> tuple:  # make_linear_case(*spec) rebuilds it (in --isa workers)
+        return (self.m, self.k, self.n)
+
     @property
     def x_u8(self) -> np.ndarray:
         return _quantize_u8(self.x, self.xq)
@@ -109,6 +116,12 @@ class ConvCase:
     def groups(self): return self.shape[7]
     @property
     def pad(self): return self.shape[5] // 2
+
+    kind = "conv"
+
+    @property
+    def spec(self) -> tuple:  # make_conv_case(spec) rebuilds it
+        return self.shape
 
     @property
     def x_u8(self) -> np.ndarray:
@@ -221,7 +234,9 @@ def _import(module: str, what: str):
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as e:
-        raise Skip(f"{what} is not installed ({e.name})") from None
+        if e.name and module.startswith(e.name):
+            raise Skip(f"{what} is not installed ({e.name})") from None
+        raise Skip(f"{what} could not be imported: {e}") from None
 
 
 # NumPy -----------------------------------------------------------------------
@@ -510,29 +525,41 @@ def _progress(total: int, desc: str, enabled: bool):
     return None
 
 
-def time_interleaved(runs: dict, repeat: int, warmup: int, min_sample: float, bar=None) -> dict:
-    """Median seconds per call of each run(), sampled round robin.
+class LocalRunner:
+    """Times one built implementation in this process."""
 
-    Each sample times `number` calls, chosen per implementation so a sample lasts about
-    `min_sample` seconds. Round r starts at implementation r (mod count), so no one
-    always runs right after the same neighbour."""
-    number = {}
-    for name, fn in runs.items():
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+
+    def calibrate(self, warmup: int, min_sample: float) -> int:
+        """Runs the warmup calls; returns how many calls make a sample of ~min_sample s."""
         for _ in range(warmup):
-            fn()
+            self.fn()
         t0 = time.perf_counter()
-        fn()
-        once = time.perf_counter() - t0
-        number[name] = max(1, int(min_sample / max(once, 1e-9)))
-    samples = {name: [] for name in runs}
-    names = list(runs)
-    for r in range(repeat):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            fn, n = runs[name], number[name]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / n)
+        self.fn()
+        return max(1, int(min_sample / max(time.perf_counter() - t0, 1e-9)))
+
+    def sample(self, number: int) -> float:
+        """Seconds per call, over `number` back-to-back calls."""
+        fn = self.fn
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - t0) / number
+
+
+def time_interleaved(runners: dict, repeat: int, warmup: int, min_sample: float,
+                     bar=None) -> dict:
+    """Median seconds per call of each runner, sampled round robin.
+
+    Round r starts at runner r (mod count), so none always runs right after the same
+    neighbour; runners in --isa worker processes take their turns like local ones."""
+    number = {name: r.calibrate(warmup, min_sample) for name, r in runners.items()}
+    samples = {name: [] for name in runners}
+    names = list(runners)
+    for i in range(repeat):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            samples[name].append(runners[name].sample(number[name]))
         if bar is not None:
             bar.update(1)
     return {name: statistics.median(s) for name, s in samples.items()}
@@ -545,6 +572,22 @@ def relative_error(y, ref: np.ndarray) -> float:
     return float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
+def build_checked(impl: Impl, case):
+    """(run, relative error, note): builds impl on case and checks its output against the
+    float64 reference. run is None (and note says why) if it is skipped, fails or is wrong."""
+    try:
+        with _quiet():
+            run, to_float = impl.build(case)
+            err = relative_error(to_float(run()), case.y_ref)
+    except Skip as e:
+        return None, None, str(e)
+    except Exception as e:  # a peer that fails to build or run: report, go on
+        return None, None, f"failed: {type(e).__name__}: {e}"
+    if not err <= TOLERANCE[impl.kind]:
+        return None, err, f"wrong result (relative error {err:.3g} > {TOLERANCE[impl.kind]}): not timed"
+    return run, err, None
+
+
 @dataclass
 class Row:
     """One shape: GMAC/s per implementation, or the note saying why there is none."""
@@ -555,33 +598,101 @@ class Row:
     notes: dict = field(default_factory=dict)   # impl name -> why skipped / failed
 
 
+class IsaWorker:
+    """A child process running npquant under NPQUANT_ISA=isa (the ISA is fixed at import),
+    driven by JSON lines over its stdin/stdout. It builds the same cases (same seeds) and
+    times samples on request, so its samples interleave with this process's: the child
+    waits on its pipe while others run."""
+
+    def __init__(self, isa: str, threads: int):
+        self.isa = isa
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", "--threads", str(threads)],
+            env=dict(os.environ, NPQUANT_ISA=isa), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._stderr, text=True)
+        hello = self.request({"cmd": "hello"})
+        self.npquant_isa, self.kernel = hello["npquant_isa"], hello["kernel"]
+
+    def request(self, msg: dict) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            self._stderr.seek(0)
+            raise RuntimeError(f"NPQUANT_ISA={self.isa} worker died: "
+                               f"{self._stderr.read().strip()[-1500:]}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"NPQUANT_ISA={self.isa} worker: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.request({"cmd": "quit"})
+        self.proc.wait(timeout=60)
+        self._stderr.close()
+
+
+class RemoteRunner:
+    """An implementation built inside an IsaWorker."""
+
+    def __init__(self, worker: IsaWorker, name: str):
+        self.worker, self.name = worker, name
+
+    def calibrate(self, warmup: int, min_sample: float) -> int:
+        return self.worker.request({"cmd": "calibrate", "name": self.name, "warmup": warmup,
+                                    "min_sample": min_sample})["number"]
+
+    def sample(self, number: int) -> float:
+        return self.worker.request({"cmd": "sample", "name": self.name,
+                                    "number": number})["seconds"]
+
+
+def _isa_name(name: str, isa: str) -> str:
+    return f"{name} [{isa}]"
+
+
 def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
-                min_sample: float = 0.02, progress: bool = True, desc: str = "") -> list:
-    """Builds, checks and times every implementation on every case; returns Rows."""
+                min_sample: float = 0.02, progress: bool = True, desc: str = "",
+                workers: tuple = ()) -> list:
+    """Builds, checks and times every implementation on every case; returns Rows.
+    Each IsaWorker in `workers` adds the npquant implementations as '<name> [isa]'."""
     rows = []
     bar = _progress(len(cases) * repeat, desc, progress)
+    npq_names = [i.name for i in impls if i.family == "npquant"]
     for case in cases:
         row = Row(case.label, case.macs)
-        runs = {}
+        runners = {}
         for impl in impls:
+            run, err, note = build_checked(impl, case)
+            if err is not None:
+                row.error[impl.name] = err
+            if note:
+                row.notes[impl.name] = note
+            else:
+                runners[impl.name] = LocalRunner(run)
+        for w in workers if npq_names else ():
             try:
-                with _quiet():
-                    run, to_float = impl.build(case)
-                    err = relative_error(to_float(run()), case.y_ref)
-            except Skip as e:
-                row.notes[impl.name] = str(e)
+                built = w.request({"cmd": "build", "kind": case.kind, "spec": list(case.spec),
+                                   "impls": npq_names})
+            except RuntimeError as e:
+                for name in npq_names:
+                    row.notes[_isa_name(name, w.isa)] = str(e)
                 continue
-            except Exception as e:  # a peer that fails to build or run: report, go on
-                row.notes[impl.name] = f"failed: {type(e).__name__}: {e}"
-                continue
-            row.error[impl.name] = err
-            if not err <= TOLERANCE[impl.kind]:
-                row.notes[impl.name] = (f"wrong result (relative error {err:.3g} > "
-                                        f"{TOLERANCE[impl.kind]}): not timed")
-                continue
-            runs[impl.name] = run
-        if runs:
-            for name, sec in time_interleaved(runs, repeat, warmup, min_sample, bar).items():
+            for name in npq_names:
+                full = _isa_name(name, w.isa)
+                if name in built["errors"]:
+                    row.error[full] = built["errors"][name]
+                if name in built["notes"]:
+                    row.notes[full] = built["notes"][name]
+                else:
+                    runners[full] = RemoteRunner(w, name)
+        if runners:
+            for name, sec in time_interleaved(runners, repeat, warmup, min_sample, bar).items():
                 row.gmacs[name] = case.macs / sec * 1e-9
         elif bar is not None:
             bar.update(repeat)
@@ -589,6 +700,55 @@ def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
     if bar is not None:
         bar.close()
     return rows
+
+
+def worker_main(threads: int) -> int:
+    """The --worker loop (see IsaWorker): one JSON request per line in, one reply out."""
+    proto = sys.stdout
+    sys.stdout = sys.stderr  # anything a library prints must not corrupt the protocol
+    runners: dict = {}
+
+    def handle(msg: dict) -> dict:
+        cmd = msg["cmd"]
+        if cmd == "hello":
+            info = _npquant().cpu_info()
+            return {"npquant_isa": info["isa"], "kernel": info["kernels"]["gemm"]["name"]}
+        if cmd == "build":
+            runners.clear()
+            if msg["kind"] == "linear":
+                case, impls = make_linear_case(*msg["spec"]), linear_impls()
+            else:
+                case, impls = make_conv_case(tuple(msg["spec"])), conv_impls()
+            reply = {"errors": {}, "notes": {}}  # relative errors; "error" means failure
+            for impl in (i for i in impls if i.name in msg["impls"]):
+                run, err, note = build_checked(impl, case)
+                if err is not None:
+                    reply["errors"][impl.name] = err
+                if note:
+                    reply["notes"][impl.name] = note
+                else:
+                    runners[impl.name] = LocalRunner(run)
+            return reply
+        if cmd == "calibrate":
+            return {"number": runners[msg["name"]].calibrate(msg["warmup"], msg["min_sample"])}
+        if cmd == "sample":
+            return {"seconds": runners[msg["name"]].sample(msg["number"])}
+        if cmd == "quit":
+            return {}
+        raise ValueError(f"unknown command {cmd!r}")
+
+    with limited_threads(threads, []):
+        for line in sys.stdin:
+            msg = json.loads(line)
+            try:
+                reply = handle(msg)
+            except Exception as e:
+                reply = {"error": f"{type(e).__name__}: {e}"}
+            proto.write(json.dumps(reply) + "\n")
+            proto.flush()
+            if msg["cmd"] == "quit":
+                break
+    return 0
 
 
 # ----------------------------------------------------------------------------- peak
@@ -712,40 +872,6 @@ def plot(result: dict, path: str) -> None:
     plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- ISA subprocess
-
-def run_npquant_under_isa(isa: str, args) -> dict:
-    """Re-runs the npquant columns in a child process with NPQUANT_ISA=isa (the ISA is fixed
-    at import). Returns the child's JSON report."""
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d, "isa.json")
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "npquant", "--no-peak",
-               "--threads", str(args.threads), "--repeat", str(args.repeat),
-               "--warmup", str(args.warmup), "--json", str(out), "--no-progress"]
-        cmd += ["--linear-shapes", ";".join(",".join(map(str, s)) for s in args.linear_shapes),
-                "--conv-shapes", ";".join(",".join(map(str, s)) for s in args.conv_shapes),
-                "--min-sample", str(args.min_sample)]
-        if args.no_conv:
-            cmd.append("--no-conv")
-        if args.no_linear:
-            cmd.append("--no-linear")
-        env = dict(os.environ, NPQUANT_ISA=isa)
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"NPQUANT_ISA={isa} run failed:\n{proc.stderr.strip()[-2000:]}")
-        return json.loads(out.read_text())
-
-
-def merge_isa_rows(rows: list, child_rows: list, isa: str) -> None:
-    """Adds the child's npquant columns to `rows` as '<name> [isa]'."""
-    by_shape = {r["shape"]: r for r in child_rows}
-    for row in rows:
-        child = by_shape.get(row.shape, {})
-        for key in ("gmacs", "error", "notes"):
-            for name, v in child.get(key, {}).items():
-                getattr(row, key)[f"{name} [{isa}]"] = v
-
-
 # ----------------------------------------------------------------------------- main
 
 def versions() -> dict:
@@ -794,6 +920,7 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     p.add_argument("--plot", default=None, help="also draw a bar chart here (PNG, matplotlib)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # see IsaWorker
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
@@ -832,6 +959,26 @@ def resolve_peaks(args, isa: Optional[str], threads: int):
             f"npquant_bench probes, {threads} thread(s): {probes or 'none'}")
 
 
+@contextlib.contextmanager
+def _isa_workers(isas: list, threads: int, meta: dict):
+    """One IsaWorker per --isa; a worker that cannot start is a note, not a crash."""
+    workers = []
+    meta["isa_workers"] = {}
+    try:
+        for isa in isas:
+            try:
+                w = IsaWorker(isa, threads)
+            except (RuntimeError, OSError) as e:
+                meta["notes"].append(str(e))
+                continue
+            workers.append(w)
+            meta["isa_workers"][isa] = f"{w.npquant_isa} ({w.kernel})"
+        yield tuple(workers)
+    finally:
+        for w in workers:
+            w.close()
+
+
 def run(args) -> dict:
     """Everything main() prints, as data: {'meta', 'linear', 'conv'} (rows as dicts)."""
     notes: list = []
@@ -850,25 +997,17 @@ def run(args) -> dict:
         notes.append(str(e))
     result = {"meta": meta, "linear": [], "conv": []}
     progress = not args.no_progress
-    with limited_threads(args.threads, notes):
+    with limited_threads(args.threads, notes), _isa_workers(args.isa, args.threads, meta) as ws:
+        common = dict(repeat=args.repeat, warmup=args.warmup, min_sample=args.min_sample,
+                      progress=progress, workers=ws)
         if not args.no_linear:
-            impls = _select(linear_impls(), args.only)
             cases = [make_linear_case(*s) for s in args.linear_shapes]
-            result["linear"] = bench_cases(cases, impls, args.repeat, args.warmup,
-                                           args.min_sample, progress, "linear")
+            result["linear"] = bench_cases(cases, _select(linear_impls(), args.only),
+                                           desc="linear", **common)
         if not args.no_conv:
-            impls = _select(conv_impls(), args.only)
             cases = [make_conv_case(s) for s in args.conv_shapes]
-            result["conv"] = bench_cases(cases, impls, args.repeat, args.warmup,
-                                         args.min_sample, progress, "conv")
-    for isa in args.isa:
-        try:
-            child = run_npquant_under_isa(isa, args)
-        except RuntimeError as e:
-            notes.append(str(e))
-            continue
-        for key in ("linear", "conv"):
-            merge_isa_rows(result[key], child[key], isa)
+            result["conv"] = bench_cases(cases, _select(conv_impls(), args.only),
+                                         desc="conv", **common)
     meta["peaks"], meta["peak_source"] = resolve_peaks(args, meta.get("npquant_isa"),
                                                        args.threads)
     result["linear"] = [r.__dict__ for r in result["linear"]]
@@ -900,6 +1039,9 @@ def report(result: dict, args) -> str:
            f"ONNX Runtime {v.get('onnxruntime')}. GMAC/s (higher is better), median of "
            f"{args.repeat} interleaved samples.",
            f"Peaks (GMAC/s): {meta.get('peak_source', '?')}."]
+    for isa, ran in (meta.get("isa_workers") or {}).items():
+        out.append(f"Columns '[{isa}]': npquant in a worker process under NPQUANT_ISA={isa} "
+                   f"(ran {ran}), its samples interleaved with the others.")
     peaks, isa = meta.get("peaks") or {}, meta.get("npquant_isa")
     if result["linear"]:
         rows = _rows(result["linear"])
@@ -917,6 +1059,8 @@ def report(result: dict, args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.worker:
+        return worker_main(args.threads)
     result = run(args)
     print(report(result, args))
     if args.json:
