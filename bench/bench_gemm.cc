@@ -1,11 +1,12 @@
 // npquant native benchmark: peak probes per ISA, then every runnable GEMM
 // kernel through the Linear drivers (static u8 -> u8 and dynamic f32 -> f32)
 // on the shapes of bench/compare.py. Reports GMAC/s and % of the kernel ISA's
-// probe peak. Single thread unless --threads=N.
+// probe peak. Single thread unless --threads=N (or a list, --threads=1,2, to
+// see the scaling in one run).
 //
 //   npquant_bench                                   # everything
 //   npquant_bench --benchmark_filter='^probe/'      # peaks only
-//   npquant_bench --threads=2 --benchmark_format=json
+//   npquant_bench --threads=1,2 --benchmark_format=json
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -111,6 +112,7 @@ void set_counters(benchmark::State& st, const Shape& s, const npq::QGemmKernel& 
 }
 
 void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
+  npq::set_num_threads(threads);
   const Weights w = Weights::make(s, k);
   Rng rng;
   std::vector<uint8_t> x(s.m * s.k), y(s.m * s.n);
@@ -134,6 +136,7 @@ void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads
 }
 
 void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
+  npq::set_num_threads(threads);
   const Weights w = Weights::make(s, k);
   const npq::QuantizeKernel& q = quantize_kernel_for(k);
   Rng rng;
@@ -174,31 +177,39 @@ std::string shape_name(const Shape& s) {
   return "M:" + std::to_string(s.m) + "/K:" + std::to_string(s.k) + "/N:" + std::to_string(s.n);
 }
 
-void register_all(int threads) {
-  const std::string t = "/threads:" + std::to_string(threads);
-  for (const npqbench::Probe& p : npqbench::built_probes()) {
-    if (!npqbench::can_run(p)) continue;
-    const std::string name = std::string("probe/") + npq::isa_name(p.needs) + "/" + p.name + t;
-    benchmark::RegisterBenchmark(name.c_str(), bench_probe, p, threads)->UseRealTime();
+void register_all(const std::vector<int>& thread_counts) {
+  for (int threads : thread_counts) {
+    const std::string t = "/threads:" + std::to_string(threads);
+    for (const npqbench::Probe& p : npqbench::built_probes()) {
+      if (!npqbench::can_run(p)) continue;
+      const std::string name = std::string("probe/") + npq::isa_name(p.needs) + "/" + p.name + t;
+      benchmark::RegisterBenchmark(name.c_str(), bench_probe, p, threads)->UseRealTime();
+    }
   }
   for (const npq::QGemmKernel& k : npq::runnable_gemm_kernels()) {
     for (const Shape& s : kShapes) {
-      const std::string tail = std::string("/") + k.name + "/" + shape_name(s) + t;
-      benchmark::RegisterBenchmark(("linear_static" + tail).c_str(), bench_static, k, s, threads)
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark(("linear_dynamic" + tail).c_str(), bench_dynamic, k, s, threads)
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
+      for (int threads : thread_counts) {
+        const std::string tail = std::string("/") + k.name + "/" + shape_name(s) +
+                                 "/threads:" + std::to_string(threads);
+        for (bool dynamic : {false, true}) {
+          const std::string name = (dynamic ? "linear_dynamic" : "linear_static") + tail;
+          benchmark::RegisterBenchmark(name.c_str(), dynamic ? bench_dynamic : bench_static, k, s,
+                                       threads)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
     }
   }
 }
 
-// Removes --threads=N (or --threads N) from argv; returns N (default 1).
-int take_threads_flag(int* argc, char** argv) {
-  int threads = 1, out = 1;
+// Removes --threads=N[,N...] (or --threads N[,N...]) from argv; returns the
+// thread counts (default: 1).
+std::vector<int> take_threads_flag(int* argc, char** argv) {
+  std::vector<int> counts;
+  int out = 1;
   for (int i = 1; i < *argc; ++i) {
-    const char* v = nullptr;
+    std::string v;
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
       v = argv[i] + 10;
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < *argc) {
@@ -207,32 +218,39 @@ int take_threads_flag(int* argc, char** argv) {
       argv[out++] = argv[i];
       continue;
     }
-    threads = std::atoi(v);
-    if (threads < 1) {
-      std::fprintf(stderr, "--threads expects a positive integer, got '%s'\n", v);
-      std::exit(2);
+    counts.clear();
+    size_t pos = 0;
+    while (pos <= v.size()) {
+      const size_t comma = std::min(v.find(',', pos), v.size());
+      const int n = std::atoi(v.substr(pos, comma - pos).c_str());
+      if (n < 1) {
+        std::fprintf(stderr, "--threads expects positive integers (e.g. 2 or 1,2), got '%s'\n",
+                     v.c_str());
+        std::exit(2);
+      }
+      counts.push_back(n);
+      pos = comma + 1;
     }
   }
   *argc = out;
-  return threads;
+  if (counts.empty()) counts.push_back(1);
+  return counts;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int threads = take_threads_flag(&argc, argv);
+  const std::vector<int> thread_counts = take_threads_flag(&argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
   try {
-    npq::set_num_threads(threads);
-    benchmark::AddCustomContext("npquant_threads", std::to_string(threads));
     benchmark::AddCustomContext("npquant_isa", npq::isa_name(npq::kernels().cap));
     benchmark::AddCustomContext("cpu_brand", npq::cpu_features().brand);
   } catch (const std::exception& e) {  // e.g. a bad NPQUANT_ISA
     std::fprintf(stderr, "npquant_bench: %s\n", e.what());
     return 2;
   }
-  register_all(threads);
+  register_all(thread_counts);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

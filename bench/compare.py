@@ -13,8 +13,9 @@ a failed check instead of a fast number. Timings are medians of repeated samples
 with the implementations interleaved (round robin, rotating order) so that a noisy machine
 slows all of them alike. Peers that are not installed are skipped with a note.
 
-The functions here (linear_impls, conv_impls, bench_cases, measure_peak, markdown_table, run)
-take and return plain data so that a command-line front end (`npquant bench`) can reuse them.
+The functions here (linear_impls, conv_impls, make_linear_case, make_conv_case, bench_cases,
+resolve_peaks, markdown_table, plot, run) take and return plain data, so that a command-line
+front end (`npquant bench`) can reuse them.
 """
 
 from __future__ import annotations
