@@ -540,18 +540,26 @@ class LocalRunner:
         self.fn()
         return max(1, int(min_sample / max(time.perf_counter() - t0, 1e-9)))
 
-    def sample(self, number: int) -> float:
-        """Seconds per call, over `number` back-to-back calls."""
+    def sample(self, number: int) -> tuple:
+        """(wall, CPU) seconds per call, over `number` back-to-back calls. CPU time is
+        this process's (all its threads), which preemption by other processes does not
+        inflate."""
         fn = self.fn
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(number):
             fn()
-        return (time.perf_counter() - t0) / number
+        t1, c1 = time.perf_counter(), time.process_time()
+        return (t1 - t0) / number, (c1 - c0) / number
+
+
+CLOCKS = ("wall", "cpu")
+STATS = {"median": statistics.median, "min": min}
 
 
 def time_interleaved(runners: dict, repeat: int, warmup: int, min_sample: float,
-                     bar=None) -> dict:
-    """Median seconds per call of each runner, sampled round robin.
+                     bar=None, clock: str = "wall", stat: str = "median") -> dict:
+    """Seconds per call of each runner (the median, or min, of `repeat` samples on the
+    wall or CPU clock), sampled round robin.
 
     Round r starts at runner r (mod count), so none always runs right after the same
     neighbour; runners in --isa worker processes take their turns like local ones."""
@@ -560,10 +568,10 @@ def time_interleaved(runners: dict, repeat: int, warmup: int, min_sample: float,
     names = list(runners)
     for i in range(repeat):
         for name in names[i % len(names):] + names[:i % len(names)]:
-            samples[name].append(runners[name].sample(number[name]))
+            samples[name].append(runners[name].sample(number[name])[CLOCKS.index(clock)])
         if bar is not None:
             bar.update(1)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return {name: STATS[stat](s) for name, s in samples.items()}
 
 
 def relative_error(y, ref: np.ndarray) -> float:
@@ -648,9 +656,9 @@ class RemoteRunner:
         return self.worker.request({"cmd": "calibrate", "name": self.name, "warmup": warmup,
                                     "min_sample": min_sample})["number"]
 
-    def sample(self, number: int) -> float:
-        return self.worker.request({"cmd": "sample", "name": self.name,
-                                    "number": number})["seconds"]
+    def sample(self, number: int) -> tuple:
+        return tuple(self.worker.request({"cmd": "sample", "name": self.name,
+                                          "number": number})["seconds"])
 
 
 def _isa_name(name: str, isa: str) -> str:
@@ -659,9 +667,11 @@ def _isa_name(name: str, isa: str) -> str:
 
 def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
                 min_sample: float = 0.02, progress: bool = True, desc: str = "",
-                workers: tuple = ()) -> list:
+                workers: tuple = (), clock: str = "wall", stat: str = "median") -> list:
     """Builds, checks and times every implementation on every case; returns Rows.
-    Each IsaWorker in `workers` adds the npquant implementations as '<name> [isa]'."""
+    Each IsaWorker in `workers` adds the npquant implementations as '<name> [isa]'.
+    GMAC/s come from the `stat` ("median" or "min") of the samples on the `clock`
+    ("wall", or "cpu": this process's CPU time, for single-threaded runs on a busy machine)."""
     rows = []
     bar = _progress(len(cases) * repeat, desc, progress)
     npq_names = [i.name for i in impls if i.family == "npquant"]
@@ -693,7 +703,8 @@ def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
                 else:
                     runners[full] = RemoteRunner(w, name)
         if runners:
-            for name, sec in time_interleaved(runners, repeat, warmup, min_sample, bar).items():
+            times = time_interleaved(runners, repeat, warmup, min_sample, bar, clock, stat)
+            for name, sec in times.items():
                 row.gmacs[name] = case.macs / sec * 1e-9
         elif bar is not None:
             bar.update(repeat)
@@ -904,6 +915,11 @@ def parse_args(argv=None):
     p.add_argument("--min-sample", type=float, default=0.02,
                    help="seconds per sample (fast calls are repeated within a sample)")
     p.add_argument("--quick", action="store_true", help="--repeat 3 --warmup 1")
+    p.add_argument("--stat", choices=sorted(STATS), default="median",
+                   help="statistic of the samples (min: the least disturbed, on a busy machine)")
+    p.add_argument("--clock", choices=CLOCKS, default="wall",
+                   help="wall time, or the process's CPU time (not inflated by other "
+                        "processes; meaningful with --threads 1 only)")
     p.add_argument("--isa", action="append", default=[],
                    help="also run npquant under NPQUANT_ISA=X (repeatable, or comma list)")
     p.add_argument("--only", default="",
@@ -980,10 +996,20 @@ def _isa_workers(isas: list, threads: int, meta: dict):
             w.close()
 
 
+def _loadavg() -> Optional[float]:
+    """The 1-minute load average (how busy the machine was), where the OS tells it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def run(args) -> dict:
     """Everything main() prints, as data: {'meta', 'linear', 'conv'} (rows as dicts)."""
     notes: list = []
-    meta: dict = {"threads": args.threads, "versions": versions(), "notes": notes}
+    meta: dict = {"threads": args.threads, "versions": versions(), "notes": notes,
+                  "timing": f"{args.stat} of {args.repeat} interleaved samples, {args.clock} clock",
+                  "load_before": _loadavg()}
     try:
         info = _npquant().cpu_info()
         meta["npquant_isa"] = info["isa"]
@@ -1000,7 +1026,7 @@ def run(args) -> dict:
     progress = not args.no_progress
     with limited_threads(args.threads, notes), _isa_workers(args.isa, args.threads, meta) as ws:
         common = dict(repeat=args.repeat, warmup=args.warmup, min_sample=args.min_sample,
-                      progress=progress, workers=ws)
+                      progress=progress, workers=ws, clock=args.clock, stat=args.stat)
         if not args.no_linear:
             cases = [make_linear_case(*s) for s in args.linear_shapes]
             result["linear"] = bench_cases(cases, _select(linear_impls(), args.only),
@@ -1009,6 +1035,7 @@ def run(args) -> dict:
             cases = [make_conv_case(s) for s in args.conv_shapes]
             result["conv"] = bench_cases(cases, _select(conv_impls(), args.only),
                                          desc="conv", **common)
+    meta["load_after"] = _loadavg()
     meta["peaks"], meta["peak_source"] = resolve_peaks(args, meta.get("npquant_isa"),
                                                        args.threads)
     result["linear"] = [r.__dict__ for r in result["linear"]]
@@ -1037,8 +1064,9 @@ def report(result: dict, args) -> str:
     out = [f"npquant {v.get('npquant')} ISA **{meta.get('npquant_isa')}** "
            f"(kernel {meta.get('npquant_kernel')}), {meta['threads']} thread(s), "
            f"CPU {meta.get('cpu', '?')}; NumPy {v['numpy']}, PyTorch {v.get('torch')}, "
-           f"ONNX Runtime {v.get('onnxruntime')}. GMAC/s (higher is better), median of "
-           f"{args.repeat} interleaved samples.",
+           f"ONNX Runtime {v.get('onnxruntime')}. GMAC/s (higher is better), "
+           f"{meta['timing']}; load average {meta['load_before']} before, "
+           f"{meta['load_after']} after.",
            f"Peaks (GMAC/s): {meta.get('peak_source', '?')}."]
     for isa, ran in (meta.get("isa_workers") or {}).items():
         out.append(f"Columns '[{isa}]': npquant in a worker process under NPQUANT_ISA={isa} "

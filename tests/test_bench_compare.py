@@ -178,3 +178,15 @@ def test_plot_writes_png(tmp_path):
               "conv": []}
     compare.plot(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("clock,stat", [("wall", "median"), ("cpu", "min")])
+def test_time_interleaved_clocks(clock, stat):
+    calls = []
+    runners = {"a": compare.LocalRunner(lambda: calls.append("a")),
+               "b": compare.LocalRunner(lambda: calls.append("b"))}
+    times = compare.time_interleaved(runners, repeat=4, warmup=1, min_sample=0.0,
+                                     clock=clock, stat=stat)
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+    # warmup + calibration, then 4 rounds alternating which one goes first
+    assert calls[4:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
