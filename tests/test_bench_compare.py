@@ -156,6 +156,22 @@ def test_isa_columns_from_subprocess(tmp_path, capsys):
     assert "| 3,16,8 |" in capsys.readouterr().out
 
 
+def test_measure_peak_reads_probe_labels(tmp_path):
+    """The peaks come from npquant_bench's JSON: probes labelled 'peak of <isa>' only."""
+    import json
+
+    bench = [{"name": "probe/avx512vnni/vpdpbusd_zmm/threads:1/real_time",
+              "label": "peak of avx512vnni", "GMAC/s": 230.0},
+             {"name": "probe/avx512vnni/vpdpbusd_ymm_evex/threads:1/real_time",
+              "label": "peak of avxvnni (stand-in)", "GMAC/s": 229.0},
+             {"name": "probe/avx2/fma_f32_ymm/threads:1/real_time", "label": "reference",
+              "GMAC/s": 58.0}]
+    fake = tmp_path / "npquant_bench"
+    fake.write_text(f"#!{sys.executable}\nprint({json.dumps(json.dumps({'benchmarks': bench}))})\n")
+    fake.chmod(0o755)
+    assert compare.measure_peak(fake, threads=1) == {"avx512vnni": (230.0, "vpdpbusd_zmm")}
+
+
 def test_native_probe_peaks():
     binary = compare.find_bench_binary()
     if binary is None:
