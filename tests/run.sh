@@ -14,8 +14,9 @@ echo "== pytest"
 # Run from tests/ so the installed package (not the source tree) is imported.
 (cd tests && $PY -m pytest -q -p no:cacheprovider .)
 
-echo "== native tests (ctest)"
-cmake -S . -B build/native-tests -DNPQUANT_BUILD_PYTHON=OFF -DNPQUANT_BUILD_TESTS=ON >/dev/null
+echo "== native tests and the bench smoke test (ctest)"
+cmake -S . -B build/native-tests -DNPQUANT_BUILD_PYTHON=OFF -DNPQUANT_BUILD_TESTS=ON \
+  -DNPQUANT_BUILD_BENCH=ON >/dev/null
 cmake --build build/native-tests -j2
 ctest --test-dir build/native-tests --output-on-failure
 
