@@ -40,6 +40,7 @@ def get_num_threads() -> int:
 from . import nn  # noqa: E402
 from . import observers, quantization  # noqa: E402
 from . import ao  # noqa: E402  (npquant.ao.quantization, as torch.ao.quantization)
+from . import onnx  # noqa: E402  (export / load; imports the onnx package only when called)
 from .observers import (per_channel_affine, per_channel_symmetric, per_tensor_affine,  # noqa: E402
                         per_tensor_symmetric)
 from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dynamic_qconfig,  # noqa: E402
@@ -49,7 +50,7 @@ from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dyn
 __all__ = [
     "QDType", "QTensor", "quint8", "qint8", "qint32",
     "quantize_per_tensor", "quantize_per_channel", "dequantize",
-    "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization", "ao",
+    "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization", "ao", "onnx",
     "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
     "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
     "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "fuse_modules", "prepare", "convert",
