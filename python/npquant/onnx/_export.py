@@ -19,6 +19,7 @@ from ..nn import quantized as nnq
 from ..nn.quantized import dynamic as nnqd
 from ..qtensor import QTensor
 from ._errors import ExportError
+from ._modules import Reshape, Scalar
 from ._trace import Call, trace
 
 OPSET = 17          # HardSwish needs 14, per-channel QuantizeLinear axis 13
@@ -354,6 +355,16 @@ def _functional(g, call, base):
         g.bind(call.output, y)
 
 
+def _scalar(g, call, base):
+    """npquant.onnx.Scalar (from load): x + c or x * c, requantized when x is a QTensor."""
+    c = g.const(base + "_c", np.float32(call.module.c))
+    y = g.node("Add" if call.module.op == "add" else "Mul", [g.float_of(call.inputs[0], base), c], base)
+    if isinstance(call.output, QTensor):
+        g.quantize_to(y, call.output, base)
+    else:
+        g.bind(call.output, y)
+
+
 def _converters() -> dict:
     """Exact module type -> converter. Subclasses are not assumed to behave alike."""
     relu = lambda g, x, c, b: g.node("Relu", [x], b)  # noqa: E731
@@ -378,7 +389,7 @@ def _converters() -> dict:
         nnq.AdaptiveAvgPool2d: _quant_unary(adap),
         nnq.BatchNorm2d: _quant_unary(bn), nnq.BNReLU2d: _quant_unary(bn, relu=True),
         nnq.Dropout: _alias, nnq.Flatten: _flatten_call, nnq.QFunctional: _functional,
-        nnqd.Linear: _dynamic_linear,
+        nnqd.Linear: _dynamic_linear, Reshape: _flatten_call, Scalar: _scalar,
     }
     if hasattr(nn, "Conv2d"):
         table[nn.Conv2d] = _float_unary(_float_conv)

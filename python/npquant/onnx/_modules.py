@@ -1,0 +1,109 @@
+"""Modules npquant.onnx.load builds that npquant.nn has no counterpart for."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn.module import Module
+from ..qtensor import QTensor
+
+__all__ = ["Reshape", "Scalar", "GraphModule"]
+
+
+class Reshape(Module):
+    """ONNX Reshape with a constant target: 0 copies the input's dimension, -1 is
+    inferred. Works on float arrays and on per-tensor QTensors (logical order), so
+    it stays valid in a converted model."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(int(d) for d in shape)
+
+    def target(self, in_shape: tuple) -> tuple:
+        out = []
+        for i, d in enumerate(self.shape):
+            if d == 0:
+                if i >= len(in_shape):
+                    raise ValueError(f"Reshape{self.shape}: 0 at position {i} copies a dimension the "
+                                     f"{len(in_shape)}-D input does not have")
+                d = in_shape[i]
+            out.append(d)
+        return tuple(out)
+
+    def forward(self, x):
+        shape = self.target(tuple(x.shape))
+        if isinstance(x, QTensor):
+            return x.reshape(*shape)
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Reshape expects a numpy array or a QTensor, got {type(x).__name__}")
+        return x.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+class Scalar(Module):
+    """x + c or x * c for a constant scalar c, on float arrays or QTensors (PyTorch's
+    quantized add_scalar / mul_scalar rules, which derive the output qparams from the
+    input's, so no observer is needed)."""
+
+    def __init__(self, op: str, c: float):
+        super().__init__()
+        if op not in ("add", "mul"):
+            raise ValueError(f"Scalar op must be 'add' or 'mul', got {op!r}")
+        self.op, self.c = op, float(c)
+
+    def forward(self, x):
+        if isinstance(x, QTensor):
+            from ..nn.quantized import QFunctional
+
+            f = QFunctional()
+            return f.add_scalar(x, self.c) if self.op == "add" else f.mul_scalar(x, self.c)
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            raise TypeError(f"Scalar({self.op}) expects a float numpy array or a QTensor, got {type(x).__name__}")
+        c = np.float32(self.c)
+        return (x + c) if self.op == "add" else (x * c)
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, c={self.c}"
+
+
+class Step:
+    """One node of a GraphModule: out = child(*inputs) or child.method(*inputs, **kwargs)."""
+
+    __slots__ = ("child", "method", "inputs", "output", "kwargs", "listed")
+
+    def __init__(self, child: str, inputs: list, output: str, method=None, kwargs=None, listed=False):
+        self.child, self.inputs, self.output = child, list(inputs), output
+        self.method, self.kwargs, self.listed = method, dict(kwargs or {}), listed
+
+    def __reduce__(self):
+        return (Step, (self.child, self.inputs, self.output, self.method, self.kwargs, self.listed))
+
+
+class GraphModule(Module):
+    """A model imported from ONNX: each node is a child module, run in the file's order.
+
+    Inputs pass through QuantStubs (``quant``, or ``quant_0``, ``quant_1``, ...) and
+    outputs through DeQuantStubs (``dequant``...), identities in float, so
+    ``model.qconfig = ...; npquant.prepare / calibrate / npquant.convert`` quantize
+    it like a hand-written model; ``fuse_modules`` works on the children's names.
+    """
+
+    def __init__(self, input_names, output_names, steps):
+        super().__init__()
+        self.input_names, self.output_names, self.steps = list(input_names), list(output_names), list(steps)
+
+    def forward(self, *xs):
+        if len(xs) != len(self.input_names):
+            raise TypeError(f"this model takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), "
+                            f"got {len(xs)}")
+        env = dict(zip(self.input_names, xs))
+        for st in self.steps:
+            args = [env[n] for n in st.inputs]
+            child = getattr(self, st.child)
+            if st.listed:
+                args = [args]
+            env[st.output] = getattr(child, st.method)(*args, **st.kwargs) if st.method else child(*args)
+        outs = tuple(env[n] for n in self.output_names)
+        return outs[0] if len(outs) == 1 else outs
