@@ -182,27 +182,37 @@ def _pool_attrs(geom) -> dict:
 
 
 def _adaptive_pool(g: _Graph, x: str, mod, shape, base: str) -> str:
+    """GlobalAveragePool, AveragePool when the bins are equal, else one ReduceMean per
+    bin (PyTorch's bin bounds) joined by Concat."""
+    from ..nn._pool import adaptive_bounds
     from ..nn.pooling import adaptive_output_hw
 
     h, w = shape[2], shape[3]
     oh, ow = adaptive_output_hw(mod.output_size, h, w)
     if (oh, ow) == (1, 1):
         return g.node("GlobalAveragePool", [x], base)
-    if h % oh or w % ow:
-        raise ExportError(f"'{base}': AdaptiveAvgPool2d from {h}x{w} to {oh}x{ow} has unequal bins, "
-                          "which no ONNX pooling op expresses; use sizes that divide the input")
-    k = [h // oh, w // ow]
-    return g.node("AveragePool", [x], base, kernel_shape=k, strides=k)
+    if h % oh == 0 and w % ow == 0:
+        k = [h // oh, w // ow]
+        return g.node("AveragePool", [x], base, kernel_shape=k, strides=k)
+    hs, he = adaptive_bounds(h, oh)
+    ws, we = adaptive_bounds(w, ow)
+    axes = g.const(base + "_axes", np.array([2, 3], np.int64))
+    rows = []
+    for i in range(oh):
+        cells = []
+        for j in range(ow):
+            box = g.node("Slice", [x, g.const(base + "_starts", np.array([hs[i], ws[j]], np.int64)),
+                                   g.const(base + "_ends", np.array([he[i], we[j]], np.int64)), axes], base)
+            cells.append(g.node("ReduceMean", [box], base, axes=[2, 3], keepdims=1))
+        rows.append(cells[0] if ow == 1 else g.node("Concat", cells, base, axis=3))
+    return rows[0] if oh == 1 else g.node("Concat", rows, base, axis=2)
 
 
 def _avg_pool(g: _Graph, x: str, mod, base: str) -> str:
     if mod.divisor_override is not None:
         raise ExportError(f"'{base}': AvgPool2d(divisor_override=...) has no ONNX equivalent")
-    if mod.geometry.ceil_mode:
-        raise ExportError(f"'{base}': AvgPool2d(ceil_mode=True) averages the last windows differently "
-                          "in ONNX Runtime than in PyTorch/npquant; use ceil_mode=False")
     return g.node("AveragePool", [x], base, count_include_pad=int(bool(mod.count_include_pad)),
-                  **_pool_attrs(mod.geometry))
+                  ceil_mode=int(mod.geometry.ceil_mode), **_pool_attrs(mod.geometry))
 
 
 def _max_pool(g: _Graph, x: str, mod, base: str) -> str:

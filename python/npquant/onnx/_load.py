@@ -62,7 +62,7 @@ class _Builder:
 
     # ---- naming and bookkeeping
     def child_name(self, node) -> str:
-        base = re.sub(r"\W+", "_", node.name.strip("/")).strip("_") or node.op_type.lower()
+        base = re.sub(r"\W+", "_", (node.name or node.output[0]).strip("/")).strip("_") or node.op_type.lower()
         if base[0].isdigit() or base in _RESERVED or re.fullmatch(r"(de)?quant(_\d+)?", base):
             base = f"n_{base}"
         name, i = base, 1

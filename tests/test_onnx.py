@@ -1,0 +1,402 @@
+"""npquant.onnx: QDQ export run in ONNX Runtime, float import, and the errors.
+
+Numerics. ONNX Runtime (at every optimization level above DISABLE_ALL) adds an
+int32 bias rounded to the scale x_scale * w_scale[n], where npquant (as PyTorch)
+adds the exact float bias / s; and QuantizeLinear divides by the scale where
+npquant multiplies by its reciprocal. Each moves a result only when it sits
+within a hair of a rounding tie, so each layer, given the same input codes,
+agrees within one step (tested layer by layer below). Through a model those
+one-step differences feed later layers and can grow; the whole-model tests
+report and bound them.
+"""
+
+import numpy as np
+import pytest
+
+import npquant
+from npquant import nn
+from npquant.onnx import ExportError, UnsupportedOnnxError
+
+import onnx_models as om
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+def run_ort(path_or_proto, *inputs, level=None):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if level is not None:
+        so.graph_optimization_level = level
+    src = path_or_proto if isinstance(path_or_proto, str) else path_or_proto.SerializeToString()
+    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    feeds = {i.name: (x.int_repr() if isinstance(x, npquant.QTensor) else x)
+             for i, x in zip(sess.get_inputs(), inputs)}
+    outs = sess.run(None, feeds)
+    return outs[0] if len(outs) == 1 else outs
+
+
+LEVELS = [ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL]
+
+
+def steps(ort_out, npq_out, scale):
+    return np.abs(ort_out.astype(np.float64) - npq_out.astype(np.float64)) / scale
+
+
+# ------------------------------------------------------------------ layer by layer
+def layer_inputs(model, x):
+    """Each leaf module's first call: (name, module, input QTensor)."""
+    seen, handles = {}, []
+
+    def hook(name):
+        def record(mod, args, out):
+            seen.setdefault(name, (mod, args[0]))  # returns None: the output is kept
+        return record
+
+    for name, m in model.named_modules():
+        if name and not list(m.children()):
+            handles.append(m.register_forward_hook(hook(name)))
+    model(x)
+    for h in handles:
+        h.remove()
+    return [(n, m, a) for n, (m, a) in seen.items() if isinstance(a, npquant.QTensor)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_quantized_layer_alone_within_one_step(seed, tmp_path):
+    """Each quantized layer exported alone and fed npquant's input codes: ONNX Runtime's
+    codes within one step of npquant's, at both ends of ORT's optimization levels."""
+    rng = np.random.default_rng(seed)
+    models = [(om.quantized_mlp(rng, act=act), rng.normal(0, 1, (32, 24)).astype(np.float32))
+              for act in ("relu6", "hardswish")]
+    models.append((om.quantized_poolnet(rng, hw=11, ceil_mode=bool(seed % 2)),
+                   rng.normal(0, 2, (3, 3, 11, 11)).astype(np.float32)))
+    gemm_total = gemm_differ = 0
+    for model, x in models:
+        for name, layer, xq in layer_inputs(model, x):
+            expect = layer(xq)
+            if not isinstance(expect, npquant.QTensor):
+                continue
+            path = str(tmp_path / f"{name}.onnx")
+            npquant.onnx.export(layer, xq, path)
+            for level in LEVELS:
+                got = run_ort(path, xq, level=level)
+                d = np.abs(got.astype(np.int64) - expect.int_repr().astype(np.int64))
+                assert d.max() <= 1, f"{type(layer).__name__} '{name}': {d.max()} steps"
+                if isinstance(layer, npquant.nn.quantized.Linear):
+                    gemm_total, gemm_differ = gemm_total + d.size, gemm_differ + int(np.count_nonzero(d))
+    # Linear differs only through the int32 bias rounding, at near-ties: rare. (Average
+    # pooling differs at exact ties, often: PyTorch rounds after adding the zero point,
+    # ONNX before; those are one step too.)
+    assert gemm_total > 5_000
+    assert gemm_differ / gemm_total < 0.01, f"{gemm_differ} of {gemm_total} Linear codes differ by one step"
+
+
+@pytest.mark.parametrize("op", ["add", "add_relu", "mul", "cat"])
+def test_qfunctional_alone_within_one_step(op, rng, tmp_path):
+    class Join(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = npquant.nn.quantized.QFunctional()
+            self.f.scale, self.f.zero_point = 0.07, 90
+
+        def forward(self, a, b):
+            return self.f.cat([a, b], 1) if op == "cat" else getattr(self.f, op)(a, b)
+
+    m = Join()
+    a = npquant.quantize_per_tensor(rng.normal(0, 2, (16, 30)).astype(np.float32), 0.03, 120, npquant.quint8)
+    b = npquant.quantize_per_tensor(rng.normal(1, 2, (16, 30)).astype(np.float32), 0.05, 60, npquant.quint8)
+    npquant.onnx.export(m, (a, b), tmp_path / "j.onnx")
+    got = run_ort(str(tmp_path / "j.onnx"), a, b)
+    d = np.abs(got.astype(int) - m(a, b).int_repr().astype(int))
+    assert d.max() <= 1
+
+
+# ------------------------------------------------------------------ whole models
+def check_model(q, x, out_scale, tmp_path, max_steps=3, max_frac=0.02):
+    path = str(tmp_path / "model.onnx")
+    npquant.onnx.export(q, x[:2], path)  # a smaller batch: the batch dimension is symbolic
+    y = q(x)
+    for level in LEVELS:
+        s = steps(run_ort(path, x, level=level), y, out_scale)
+        assert s.max() <= max_steps + 1e-3, f"{s.max()} steps"
+        assert np.mean(s > 0.5) <= max_frac, f"{np.mean(s > 0.5):.2%} of outputs differ"
+    return s
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("act,join,rank3", [("relu", "add", False), ("relu6", "add_relu", True),
+                                           ("hardswish", "mul", False), ("dropout", "cat", True)])
+def test_quantized_mlp_in_onnxruntime(seed, act, join, rank3, tmp_path):
+    rng = np.random.default_rng(seed)
+    shape = (6, 5, 24) if rank3 else (40, 24)  # rank 3 exports MatMul + Add instead of Gemm
+    q = om.quantized_mlp(rng, act=act, join=join, in_shape=shape)
+    x = rng.normal(0, 1, shape).astype(np.float32)
+    check_model(q, x, q.fc4.scale, tmp_path)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_quantized_pooling_model_in_onnxruntime(seed, ceil_mode, tmp_path):
+    rng = np.random.default_rng(seed)
+    q = om.quantized_poolnet(rng, hw=13, ceil_mode=ceil_mode)
+    x = rng.normal(0, 2, (5, 3, 13, 13)).astype(np.float32)
+    # pooling's ties round differently (see test_every_quantized_layer_alone...), so many
+    # outputs move by a step; the bound is on the size of the move
+    check_model(q, x, q.fc.scale, tmp_path, max_frac=1.0)
+
+
+def test_qtensor_reshape_in_forward(rng, tmp_path):
+    model = om.ReshapeNet(rng)
+    q = om.calibrated(model, [rng.normal(0, 1, (8, 3, 8, 8)).astype(np.float32)])
+    x = rng.normal(0, 1, (7, 3, 8, 8)).astype(np.float32)
+    proto = npquant.onnx.export(q, x[:1], tmp_path / "r.onnx")
+    assert "Flatten" in [n.op_type for n in proto.graph.node]
+    assert steps(run_ort(str(tmp_path / "r.onnx"), x), q(x), q.fc.scale).max() <= 1 + 1e-3
+
+
+def test_quantized_in_and_out(rng, tmp_path):
+    """A QTensor input and output become uint8 tensors carrying the codes."""
+    lin = npquant.nn.quantized.LinearReLU(12, 7)
+    w = npquant.quantize_per_channel(rng.normal(0, 0.1, (7, 12)).astype(np.float32),
+                                     np.full(7, 0.002, np.float32), np.zeros(7, int), 0, npquant.qint8)
+    lin.set_weight_bias(w, rng.normal(0, 0.1, 7).astype(np.float32))
+    lin.scale, lin.zero_point = 0.01, 20
+    xq = npquant.quantize_per_tensor(rng.normal(0, 1, (9, 12)).astype(np.float32), 0.02, 128, npquant.quint8)
+    proto = npquant.onnx.export(lin, xq, tmp_path / "l.onnx")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    got = run_ort(str(tmp_path / "l.onnx"), xq)
+    assert np.abs(got.astype(int) - lin(xq).int_repr().astype(int)).max() <= 1
+
+
+def test_qdq_structure(rng, tmp_path):
+    """Per-channel int8 weights (axis 0), int32 bias, uint8 activations: the QDQ layout."""
+    q = om.quantized_mlp(rng)
+    proto = npquant.onnx.export(q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx")
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Gemm") == 4 and "QuantizeLinear" in ops
+    w = inits["fc2_weight"]
+    assert w.dtype == np.int8 and w.shape == (40, 40)
+    assert np.array_equal(w, q.fc2.weight().int_repr())
+    assert inits["fc2_bias"].dtype == np.int32
+    assert inits["fc2_weight_scale"].shape == (40,)
+    assert "fc3_bias" not in inits  # fc3 has no bias
+    dq_w = next(n for n in proto.graph.node if n.input and n.input[0] == "fc2_weight")
+    assert dq_w.op_type == "DequantizeLinear" and dq_w.attribute[0].i == 0
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+
+
+def test_ort_fuses_to_integer_kernels(rng, tmp_path):
+    """ONNX Runtime recognizes the QDQ units and runs integer kernels (QGemm / QLinear*)."""
+    q = om.quantized_mlp(rng)
+    npquant.onnx.export(q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(tmp_path / "m.onnx"), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert ops.count("QGemm") == 4, ops
+
+
+def test_dynamic_linear_export(rng, tmp_path):
+    """DynamicQuantizeLinear + int8 weights: ORT's per-call activation qparams differ slightly
+    from PyTorch's choose_qparams, so the outputs agree to the activation quantization error."""
+    lin = nn.Linear(64, 32, rng=rng)
+    model = npquant.quantize_dynamic(nn.Sequential(lin, nn.ReLU()), {nn.Linear})
+    x = rng.normal(0, 1, (20, 64)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "d.onnx")
+    got, expect = run_ort(str(tmp_path / "d.onnx"), x), model(x)
+    ref = lin(x).clip(0)
+    err_npq = np.abs(expect - ref).max()
+    assert np.abs(got - expect).max() <= 2 * err_npq + 1e-6
+    with pytest.raises(ExportError, match="per_row"):
+        npquant.onnx.export(npquant.nn.quantized.dynamic.Linear.from_float(lin, per_row=True), x,
+                            tmp_path / "e.onnx")
+
+
+def test_float_model_export(rng, tmp_path):
+    model = om.PoolNet(rng).eval()
+    x = rng.normal(0, 1, (4, 3, 12, 12)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "f.onnx")
+    np.testing.assert_allclose(run_ort(str(tmp_path / "f.onnx"), x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_export_leaves_model_untouched(rng, tmp_path):
+    q = om.quantized_mlp(rng)
+    x = rng.normal(0, 1, (3, 24)).astype(np.float32)
+    before = q(x)
+    npquant.onnx.export(q, x, tmp_path / "m.onnx")
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in q.modules())
+    assert "add" not in q.skip.__dict__
+    np.testing.assert_array_equal(q(x), before)
+    assert npquant.QTensor.reshape.__name__ == "reshape" and "traced" not in repr(npquant.QTensor.reshape)
+
+
+# ------------------------------------------------------------------ export errors
+class Custom(nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+class NumpyInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.fc(x) + 1.0)
+
+
+class CustomLeaf(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.odd = Custom()
+
+    def forward(self, x):
+        return self.odd(self.fc(x))
+
+
+def test_export_errors_name_the_module(tmp_path):
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(ExportError, match="'odd' \\(Custom\\)"):
+        npquant.onnx.export(CustomLeaf(), x, tmp_path / "a.onnx")
+    with pytest.raises(ExportError, match="input of module 'relu'"):
+        npquant.onnx.export(NumpyInForward(), x, tmp_path / "b.onnx")
+    m = nn.Sequential(nn.Linear(4, 4))
+    m[0].register_forward_hook(lambda *a: None)
+    with pytest.raises(ExportError, match="'0' \\(Linear\\) has forward hooks"):
+        npquant.onnx.export(m, x, tmp_path / "c.onnx")
+    with pytest.raises(ExportError, match="divisor_override"):
+        npquant.onnx.export(nn.AvgPool2d(2, divisor_override=3), np.ones((1, 1, 4, 4), np.float32),
+                            tmp_path / "d.onnx")
+    with pytest.raises(ExportError, match="example input 0"):
+        npquant.onnx.export(nn.Linear(4, 4), np.ones((2, 4), np.int32), tmp_path / "e.onnx")
+
+
+def test_npquant_imports_without_onnx():
+    from conftest import run_python
+
+    code = ("import sys; sys.modules['onnx'] = None\n"
+            "import numpy as np, npquant\n"
+            "assert 'onnx' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+            "try:\n"
+            "    npquant.onnx.export(npquant.nn.Linear(2, 2), np.ones((1, 2), np.float32), 'x.onnx')\n"
+            "except ImportError as e:\n"
+            "    assert 'pip install onnx' in str(e); print('ok')\n")
+    r = run_python(code)
+    assert r.stdout.strip() == "ok", r.stderr
+
+
+# ------------------------------------------------------------------ load
+def make_onnx(nodes, inits, in_shape, opset=17):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def test_load_handwritten_graph_equals_onnxruntime(rng):
+    """Gemm(transB=0, alpha), MatMul + Add, BatchNormalization, Clip, pools, Add/Mul/Concat,
+    Reshape, HardSwish: the imported model's float outputs equal ORT's on the same file."""
+    from onnx import helper
+
+    f = lambda *s: rng.normal(0, 0.3, s).astype(np.float32)  # noqa: E731
+    inits = {"bn_s": f(3) + 1, "bn_b": f(3), "bn_m": f(3), "bn_v": np.abs(f(3)) + 0.5,
+             "zero": np.float32(0), "six": np.float32(6), "shape": np.array([0, -1], np.int64),
+             "w1": f(75, 20), "b1": f(20), "w2": f(20, 20), "b2": f(20), "half": np.float32(0.5),
+             "shape2": np.array([-1, 4, 10], np.int64)}
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "bn_s", "bn_b", "bn_m", "bn_v"], ["a"], epsilon=1e-3),
+        helper.make_node("Clip", ["a", "zero", "six"], ["b"]),
+        helper.make_node("MaxPool", ["b"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["c"], ["d"], kernel_shape=[2, 2], pads=[1, 1, 1, 1],
+                         count_include_pad=1),
+        helper.make_node("GlobalAveragePool", ["d"], ["g"]),
+        helper.make_node("Reshape", ["d", "shape"], ["e"]),
+        helper.make_node("Gemm", ["e", "w1", "b1"], ["h"], alpha=0.5),
+        helper.make_node("HardSwish", ["h"], ["i"]),
+        helper.make_node("MatMul", ["i", "w2"], ["j0"]),
+        helper.make_node("Add", ["j0", "b2"], ["j"]),
+        helper.make_node("Add", ["i", "j"], ["k"]),
+        helper.make_node("Mul", ["k", "half"], ["l"]),
+        helper.make_node("Relu", ["l"], ["m"]),
+        helper.make_node("Concat", ["m", "j"], ["n"], axis=1),
+        helper.make_node("Reshape", ["n", "shape2"], ["y"]),
+    ]
+    model = make_onnx(nodes, inits, ["N", 3, 8, 8])
+    net = npquant.onnx.load(model)
+    assert isinstance(net.j0, nn.Linear) and net.j0.bias is not None  # MatMul + Add folded
+    x = rng.normal(0, 1, (5, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(net(x), run_ort(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_load_torch_export_matches_torch_and_quantizes(rng, tmp_path):
+    torch = pytest.importorskip("torch")
+    import io
+    import warnings
+
+    class T(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = torch.nn.Linear(20, 32), torch.nn.Linear(32, 32), torch.nn.Linear(32, 8)
+
+        def forward(self, x):
+            y = torch.relu(self.fc1(x))
+            y = y + torch.nn.functional.relu6(self.fc2(y))
+            return self.fc3(y * 0.5)
+
+    torch.manual_seed(int(rng.integers(1 << 30)))
+    t = T().eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(t, (torch.randn(4, 20),), buf, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "N"}})
+    net = npquant.onnx.load(buf.getvalue())
+    x = rng.normal(0, 1, (50, 20)).astype(np.float32)
+    np.testing.assert_allclose(net(x), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+    # the imported model quantizes with the eager workflow and exports back to ONNX
+    q = om.calibrated(net, [x])
+    assert isinstance(q.quant, npquant.nn.quantized.Quantize)
+    rel = np.linalg.norm(q(x) - net(x)) / np.linalg.norm(net(x))
+    assert rel < 0.05
+    npquant.onnx.export(q, x, tmp_path / "q.onnx")
+    out_scale = next(m.scale for n, m in q.named_modules() if n.startswith("fc3"))
+    assert steps(run_ort(str(tmp_path / "q.onnx"), x), q(x), out_scale).max() <= 4
+
+
+def test_float_round_trip(rng, tmp_path):
+    model = om.MLP(rng, join="cat").eval()
+    x = rng.normal(0, 1, (6, 24)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "m.onnx")
+    back = npquant.onnx.load(str(tmp_path / "m.onnx"))
+    np.testing.assert_allclose(back(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def test_load_errors_name_the_op():
+    from onnx import helper
+
+    w = np.ones((4, 4), np.float32)
+    cases = [
+        ([helper.make_node("Sigmoid", ["x"], ["y"], name="act")], {}, "Sigmoid node 'act': op Sigmoid"),
+        ([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], {"lo": np.float32(-1), "hi": np.float32(1)},
+         "Clip\\(-1.0, 1.0\\)"),
+        ([helper.make_node("Gemm", ["x", "w"], ["y"], transA=1)], {"w": w}, "transA"),
+        ([helper.make_node("MatMul", ["w", "x"], ["y"])], {"w": w}, "MatMul\\(activation"),
+        ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1])], {},
+         "not symmetric"),
+        ([helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], {"s": np.float32(1)}, "QDQ"),
+        ([helper.make_node("Add", ["x", "w"], ["y"])], {"w": w}, "constant of shape"),
+    ]
+    for nodes, inits, pattern in cases:
+        with pytest.raises(UnsupportedOnnxError, match=pattern):
+            npquant.onnx.load(make_onnx(nodes, inits, [2, 4]))
