@@ -105,9 +105,13 @@ class AdaptiveAvgPool2d(Module):
         sums, kh, kw = adaptive_sums(q, axes, out_hw, np.int64)
         size = _grid(np.outer(kh, kw), axes, q.ndim)
         zp = x.q_zero_point()
-        if nhwc:  # channels-last kernel: nearbyint(fl(fl((sum - zp * size) * fl(1 / size)) + zp))
-            v = (sums - size * zp).astype(np.float32) * (np.float32(1) / size.astype(np.float32))
-            out = np.clip(np.rint(v + np.float32(zp)), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
+        if nhwc:  # channels-last kernel: quantize_vec at scale fl(1 / fl(1 / size)), i.e.
+            # nearbyint(fmaf(sum - zp * size, fl(1 / fl(1 / fl(1 / size))), zp)); the fma is exact
+            # in float64 (a float32 product fits), then rounded once to float32
+            one = np.float32(1)
+            inv = one / (one / (one / size.astype(np.float32)))
+            v = ((sums - size * zp).astype(np.float64) * inv.astype(np.float64) + zp).astype(np.float32)
+            out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
         else:     # NCHW kernel: nearbyint(sum of codes * fl(fl(1 / kh) / kw)); stays in range
             recip = np.outer(np.float32(1) / kh.astype(np.float32), np.ones(len(kw), np.float32))
             recip = (recip / kw.astype(np.float32)).astype(np.float32)
