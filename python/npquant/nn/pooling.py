@@ -65,6 +65,8 @@ class AvgPool2d(Module):
 
 def adaptive_output_hw(output_size, h: int, w: int) -> tuple:
     """(oh, ow) from an int, a pair, or a pair with None (keep that input size)."""
+    if h < 1 or w < 1:  # empty bins would divide by zero (PyTorch refuses these inputs too)
+        raise ValueError(f"adaptive average pooling needs a non-empty spatial input, got H={h}, W={w}")
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
             raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
