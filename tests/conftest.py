@@ -6,6 +6,18 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# HYPOTHESIS_PROFILE=sanitize (tests/native/run_sanitizers.sh): few examples, as every
+# call is several times slower under AddressSanitizer.
+settings.register_profile("sanitize", max_examples=25, deadline=None)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
+
+def max_examples(n: int) -> int:
+    """n, or the profile's cap when one is loaded (explicit settings override profiles)."""
+    return min(n, 25) if os.environ.get("HYPOTHESIS_PROFILE") == "sanitize" else n
 
 sys.path.insert(0, os.path.dirname(__file__))
 

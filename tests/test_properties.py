@@ -9,9 +9,10 @@ from hypothesis.extra import numpy as hnp
 
 import npquant
 import npref
+from conftest import max_examples
 from npquant import _C
 
-SETTINGS = dict(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = dict(max_examples=max_examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KERNELS = [k["name"] for k in _C.runnable_gemm_kernels()]
 
 

@@ -16,6 +16,7 @@ import npquant
 import npquant.nn as nn
 import npquant.nn.quantized as nnq
 import npref
+from conftest import max_examples
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 CLEAN = (TypeError, ValueError)
@@ -62,7 +63,7 @@ def _linear(k, n, bias, relu, seed=0):
     return layer
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=max_examples(300), **SETTINGS)
 @given(data=st.data(), k=st.integers(1, 20), n=st.integers(1, 12), bias=st.booleans(), relu=st.booleans(),
        scale=any_scale, zp=any_zp)
 def test_static_linear_exact_or_clean(data, k, n, bias, relu, scale, zp):
@@ -89,7 +90,7 @@ def test_static_linear_exact_or_clean(data, k, n, bias, relu, scale, zp):
     np.testing.assert_array_equal(y.int_repr().reshape(-1, n), expect)
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=max_examples(200), **SETTINGS)
 @given(data=st.data(), n=st.integers(1, 6), k=st.integers(1, 6))
 def test_set_weight_bias_exact_or_clean(data, n, k):
     """Weights of any dtype / qscheme / zero point / shape and biases with NaN or the wrong
@@ -129,7 +130,7 @@ pool_geometry = st.fixed_dictionaries(dict(kernel_size=st.integers(1, 4), stride
                                            padding=st.integers(0, 2), ceil_mode=st.booleans()))
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=max_examples(300), **SETTINGS)
 @given(x=st.one_of(qtensor(min_dims=4, max_dims=4, max_side=10), qtensor(min_dims=1, max_dims=5)),
        geom=pool_geometry, dilation=st.integers(1, 2))
 def test_maxpool_exact_or_clean(x, geom, dilation):
@@ -150,7 +151,7 @@ def test_maxpool_exact_or_clean(x, geom, dilation):
     np.testing.assert_array_equal(y.int_repr(), f(codes).astype(np.uint8))
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=max_examples(300), **SETTINGS)
 @given(x=st.one_of(qtensor(min_dims=4, max_dims=4, max_side=10), qtensor(min_dims=1, max_dims=5)),
        geom=pool_geometry, cip=st.booleans())
 def test_avgpool_within_half_a_code_or_clean(x, geom, cip):
@@ -174,7 +175,7 @@ def test_avgpool_within_half_a_code_or_clean(x, geom, cip):
     assert np.all(np.abs(y.int_repr().astype(np.float64) - np.clip(ref, 0, 255)) <= 0.5 + 1e-3)
 
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=max_examples(200), **SETTINGS)
 @given(x=qtensor(shape=None, min_dims=4, max_dims=4, max_side=9),
        out=st.one_of(st.integers(0, 5), st.tuples(st.integers(1, 5), st.one_of(st.none(), st.integers(1, 5)))))
 def test_adaptive_avgpool_within_half_a_code_or_clean(x, out):
@@ -194,7 +195,7 @@ def test_adaptive_avgpool_within_half_a_code_or_clean(x, out):
 
 
 # ------------------------------------------------------------------ QFunctional
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=max_examples(300), **SETTINGS)
 @given(data=st.data(), op=st.sampled_from(["add", "add_relu", "mul", "cat"]), scale=any_scale, zp=any_zp)
 def test_qfunctional_close_or_clean(data, op, scale, zp):
     """add / add_relu / mul / cat of random QTensors (broadcasting, mismatched shapes, NHWC,
@@ -221,7 +222,7 @@ def test_qfunctional_close_or_clean(data, op, scale, zp):
 
 
 # ------------------------------------------------------------------ QTensor construction
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=max_examples(300), **SETTINGS)
 @given(arr=hnp.arrays(st.sampled_from([np.uint8, np.int8, np.int32, np.float32, np.bool_]),
                       hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
        dtype=st.sampled_from([npquant.quint8, npquant.qint8]), scale=any_scale, zp=st.integers(-300, 300),
@@ -269,7 +270,7 @@ def _conv_acc(x_codes, xz, w, stride, padding, dilation, groups):
 
 
 @needs_conv
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=max_examples(150), **SETTINGS)
 @given(data=st.data(), groups=st.integers(1, 3), cg=st.integers(1, 4), og=st.integers(1, 4),
        k=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 2), dilation=st.integers(1, 2),
        bias=st.booleans(), relu=st.booleans(), scale=any_scale, zp=any_zp)
