@@ -400,3 +400,38 @@ def test_load_errors_name_the_op():
     for nodes, inits, pattern in cases:
         with pytest.raises(UnsupportedOnnxError, match=pattern):
             npquant.onnx.load(make_onnx(nodes, inits, [2, 4]))
+
+
+class TwoHeads(nn.Module):
+    """Two inputs, a shared layer called twice, two outputs (one float, one quantized)."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.qa, self.qb = nn.QuantStub(), nn.QuantStub()
+        self.shared = nn.Linear(8, 8, rng=rng)
+        self.cat = nn.FloatFunctional()
+        self.head = nn.Linear(16, 3, rng=rng)
+        self.dequant = nn.DeQuantStub()
+
+    def forward(self, a, b):
+        ya, yb = self.shared(self.qa(a)), self.shared(self.qb(b))
+        y = self.head(self.cat.cat([ya, yb], 1))
+        return self.dequant(y), y
+
+
+def test_multiple_inputs_outputs_and_shared_layers(rng, tmp_path):
+    model = TwoHeads(rng).eval()
+    model.qconfig = npquant.get_default_qconfig("x86")
+    prepared = npquant.prepare(model)
+    a, b = (rng.normal(0, 1, (16, 8)).astype(np.float32) for _ in range(2))
+    prepared(a, b)
+    q = npquant.convert(prepared)
+    proto = npquant.onnx.export(q, (a, b), tmp_path / "two.onnx")
+    assert [i.name for i in proto.graph.input] == ["input_0", "input_1"]
+    assert [o.name for o in proto.graph.output] == ["output_0", "output_1"]
+    weights = [t.name for t in proto.graph.initializer if t.dims == [8, 8]]
+    assert weights == ["shared_weight"]  # the layer called twice stores its weight once
+    yf, yq = q(a, b)
+    of, oq = run_ort(str(tmp_path / "two.onnx"), a, b)
+    assert steps(of, yf, q.head.scale).max() <= 1 + 1e-3
+    assert np.abs(oq.astype(int) - yq.int_repr().astype(int)).max() <= 1

@@ -43,6 +43,7 @@ class _Graph:
         self.onnx, self.h = onnx, onnx.helper
         self.nodes, self.inits, self.used = [], [], set()
         self.values: dict = {}  # id(array or QTensor) -> _Value
+        self.weights: dict = {}  # (id(weight QTensor), transposed) -> its DequantizeLinear inputs
 
     def unique(self, base: str) -> str:
         base = base.replace(".", "_") or "model"
@@ -100,20 +101,24 @@ def _quantized_input(call: Call) -> QTensor:
 
 # ------------------------------------------------------------------ weights
 def _weight_dq(g: _Graph, qw: QTensor, base: str, transpose: bool = False) -> str:
-    """DequantizeLinear of an int8 weight (per channel along the output axis)."""
-    q = qw.int_repr()
-    if qw.qscheme() == "per_tensor_affine":
-        scale, zp, axis = np.float32(qw.q_scale()), np.int8(qw.q_zero_point()), None
-    else:
-        if qw.q_per_channel_axis() != 0:
-            raise ExportError(f"'{base}': per-channel weights must be quantized along axis 0")
-        scale = qw.q_per_channel_scales().astype(np.float32)
-        zp, axis = qw.q_per_channel_zero_points().astype(np.int8), 0
-    if transpose:  # MatMul takes (K, N): the channel axis becomes 1
-        q, axis = np.ascontiguousarray(q.T), (None if axis is None else 1)
-    ins = [g.const(f"{base}_weight", q), g.const(f"{base}_weight_scale", scale),
-           g.const(f"{base}_weight_zero_point", zp)]
-    attrs = {} if axis is None else {"axis": axis}
+    """DequantizeLinear of an int8 weight (per channel along the output axis). A module
+    called more than once stores its weight once."""
+    key = (id(qw), transpose)
+    if key not in g.weights:
+        q = qw.int_repr()
+        if qw.qscheme() == "per_tensor_affine":
+            scale, zp, axis = np.float32(qw.q_scale()), np.int8(qw.q_zero_point()), None
+        else:
+            if qw.q_per_channel_axis() != 0:
+                raise ExportError(f"'{base}': per-channel weights must be quantized along axis 0")
+            scale = qw.q_per_channel_scales().astype(np.float32)
+            zp, axis = qw.q_per_channel_zero_points().astype(np.int8), 0
+        if transpose:  # MatMul takes (K, N): the channel axis becomes 1
+            q, axis = np.ascontiguousarray(q.T), (None if axis is None else 1)
+        ins = [g.const(f"{base}_weight", q), g.const(f"{base}_weight_scale", scale),
+               g.const(f"{base}_weight_zero_point", zp)]
+        g.weights[key] = (ins, {} if axis is None else {"axis": axis}, qw)  # qw kept: its id stays valid
+    ins, attrs, _ = g.weights[key]
     return g.node("DequantizeLinear", ins, base + "_weight", **attrs)
 
 
