@@ -44,6 +44,8 @@ class Geometry:
             raise ValueError(f"padding {self.p} must be at most half the kernel size {self.k}")
 
     def output_hw(self, h: int, w: int) -> tuple:
+        if h < 1 or w < 1:  # windows over padding alone would average nothing (0 / 0)
+            raise ValueError(f"pooling needs a non-empty spatial input, got H={h}, W={w}")
         oh = out_size(h, self.k[0], self.s[0], self.p[0], self.d[0], self.ceil_mode)
         ow = out_size(w, self.k[1], self.s[1], self.p[1], self.d[1], self.ceil_mode)
         if oh < 1 or ow < 1:
