@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # AddressSanitizer + UndefinedBehaviorSanitizer runs (any report is fatal):
-#   1. the native test binary (tests/native: every ukernel and driver against the
+#   1. the native test binaries (tests/native: ukernels and drivers against the
 #      reference, canary-guarded output buffers), built with -fsanitize=address,undefined;
 #   2. the Python extension built the same way, loaded with LD_PRELOAD=libasan into a
 #      small pytest subset (Python-level bad input, exactness, threads, hypothesis).
@@ -37,9 +37,10 @@ run_native() {
   fi
   echo "== native tests under ASan+UBSan"
   configure build/sanitize-native -DNPQUANT_BUILD_PYTHON=OFF -DNPQUANT_BUILD_TESTS=ON
-  cmake --build build/sanitize-native -j"$JOBS" --target npq_native_tests
+  cmake --build build/sanitize-native -j"$JOBS"
+  # every native test binary (ctest runs what tests/native/CMakeLists.txt registers)
   ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1" \
-    build/sanitize-native/tests/native/npq_native_tests
+    ctest --test-dir build/sanitize-native --output-on-failure --verbose
 }
 
 run_python() {
