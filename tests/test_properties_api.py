@@ -22,8 +22,12 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Heal
 CLEAN = (TypeError, ValueError)
 
 # qparams a user might type, good and bad
-any_scale = st.one_of(st.floats(float(np.float32(1e-6)), 10.0, width=32), st.sampled_from([0.0, -1.0, np.nan, np.inf, 1e-45, 1e38]))
-any_zp = st.one_of(st.integers(0, 255), st.sampled_from([-1, 256, 3.5, 1e9]))
+# (valid values are listed three times: one_of picks a branch uniformly, so 3 in 4 draws are valid)
+_good_scale = st.floats(float(np.float32(1e-6)), 10.0, width=32)
+any_scale = st.one_of(_good_scale, _good_scale, _good_scale,
+                      st.sampled_from([0.0, -1.0, np.nan, np.inf, 1e-45, 1e38]))
+any_zp = st.one_of(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255),
+                   st.sampled_from([-1, 256, 3.5, 1e9]))
 
 
 def ok_qparams(scale, zp, dtype=npquant.quint8) -> bool:
@@ -71,7 +75,7 @@ def test_static_linear_exact_or_clean(data, k, n, bias, relu, scale, zp):
     layer.scale, layer.zero_point = scale, zp
     last = data.draw(st.sampled_from([k, k, k + 1, max(k - 1, 0)]))
     lead = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=5))
-    x = data.draw(st.one_of(qtensor(shape=lead + (last,)),
+    x = data.draw(st.one_of(qtensor(shape=lead + (last,)), qtensor(shape=lead + (last,)), qtensor(shape=lead + (last,)),
                             hnp.arrays(st.sampled_from([np.float32, np.uint8]), lead + (last,))))
     try:
         y = layer(x)
@@ -148,7 +152,8 @@ def test_maxpool_exact_or_clean(x, geom, dilation):
         return
     event("computed")
     assert y.is_nhwc == x.is_nhwc and y.q_scale() == x.q_scale() and y.q_zero_point() == x.q_zero_point()
-    np.testing.assert_array_equal(y.int_repr(), f(codes).astype(np.uint8))
+    # a dilated window can miss the input entirely: -inf in float, the lowest code quantized
+    np.testing.assert_array_equal(y.int_repr(), np.clip(f(codes), 0, 255).astype(np.uint8))
 
 
 @settings(max_examples=max_examples(300), **SETTINGS)
