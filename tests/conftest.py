@@ -6,13 +6,22 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import settings
 
-# HYPOTHESIS_PROFILE=sanitize (tests/native/run_sanitizers.sh): few examples, as every
-# call is several times slower under AddressSanitizer.
-settings.register_profile("sanitize", max_examples=25, deadline=None)
-if os.environ.get("HYPOTHESIS_PROFILE"):
-    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+try:  # hypothesis is absent from the arm64 Python used under qemu (tests/arm/python_qemu.sh)
+    from hypothesis import settings
+except ImportError:
+    settings = None
+
+if settings is not None:
+    # HYPOTHESIS_PROFILE=sanitize (tests/native/run_sanitizers.sh): few examples, as every
+    # call is several times slower under AddressSanitizer.
+    settings.register_profile("sanitize", max_examples=25, deadline=None)
+    # CI (CI=true, set by .ci/run): a fixed sequence of examples, so a merge is never
+    # blocked by a case drawn for the first time; developers' runs keep exploring.
+    settings.register_profile("ci", derandomize=True, deadline=None)
+    profile = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else None)
+    if profile:
+        settings.load_profile(profile)
 
 
 def max_examples(n: int) -> int:

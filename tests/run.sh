@@ -20,6 +20,9 @@ cmake -S . -B build/native-tests -DNPQUANT_BUILD_PYTHON=OFF -DNPQUANT_BUILD_TEST
 cmake --build build/native-tests -j2
 ctest --test-dir build/native-tests --output-on-failure
 
+echo "== native tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+bash tests/native/run_sanitizers.sh native
+
 echo "== aarch64: native kernel tests and the extension's exactness tests under qemu"
 # Needs g++-aarch64-linux-gnu, qemu-user and the arm64 dpkg architecture (.ci/run
 # sets them up); a developer machine without them skips this step, CI fails.
