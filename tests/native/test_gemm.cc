@@ -90,6 +90,8 @@ RequantParams make_requant(size_t idx, size_t n_padded, size_t k, Rng& rng) {
     p.mult[j] = mult;
     p.bias_s[j] = rng.coin() ? 0.0f : rng.uniform(-3e5f, 3e5f);
     if ((idx + j) % 7 == 0) p.bias_s[j] = 0.5f;  // more ties
+    // Huge but finite bias: fl(acc + bias_s) stays finite, v may reach +-Inf.
+    if ((idx + j) % 11 == 0) p.bias_s[j] = (j % 2 ? 3.0e38f : -1.0e30f);
   }
   return p;
 }

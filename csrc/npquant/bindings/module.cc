@@ -106,6 +106,20 @@ void check_scale(float s, const char* what) {
     throw ValueError(std::string(what) + " must be a positive finite float32 whose reciprocal "
                      "is finite, got " + std::to_string(s));
 }
+// Per-call checks of weight scales and bias, in branch-free loops the compiler
+// vectorizes (a per-element check with a division cost ~1 us at N = 768, a
+// tenth of a batch-1 Linear); the slow path only names the bad value.
+void check_scales(const std::vector<float>& v, const char* what) {
+  int ok = 1;
+  for (float s : v) ok &= (s > 0.0f) & (s <= 3.40282347e38f) & (1.0f / s <= 3.40282347e38f);
+  if (!ok)
+    for (float s : v) check_scale(s, what);
+}
+void check_finite(const std::vector<float>& v, const char* what) {
+  int ok = 1;
+  for (float x : v) ok &= std::fabs(x) <= 3.40282347e38f;
+  if (!ok) throw ValueError(std::string(what) + " must be finite");
+}
 void check_zp(int32_t z, const char* what) {
   if (z < 0 || z > 255)
     throw ValueError(std::string(what) + " must be in [0, 255] for quint8, got " +
@@ -126,9 +140,8 @@ py::array_t<uint8_t> linear_static(const py::handle& x_obj, const PackedLinear& 
   check_zp(yz, "output zero_point");
   std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
   std::vector<float> b = float_vector(bias, "bias", n, true);
-  for (float s : ws) check_scale(s, "weight scale");
-  for (float v : b)
-    if (!std::isfinite(v)) throw ValueError("bias must be finite");
+  check_scales(ws, "weight scale");
+  check_finite(b, "bias");
   py::array_t<uint8_t> y({m, n});
   npq::StaticLinearArgs a{m,        x.data(), k,  xs,   xz,       ws.data(), b.empty() ? nullptr : b.data(),
                           ys,       yz,       relu ? yz : 0, 255, y.mutable_data(), n};
@@ -150,9 +163,8 @@ py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p
                      std::to_string(p.w->k()));
   std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
   std::vector<float> b = float_vector(bias, "bias", n, true);
-  for (float s : ws) check_scale(s, "weight scale");
-  for (float v : b)
-    if (!std::isfinite(v)) throw ValueError("bias must be finite");
+  check_scales(ws, "weight scale");
+  check_finite(b, "bias");
   py::array_t<float> y({m, n});
   npq::DynamicLinearArgs a{m, x.data(), k, ws.data(), b.empty() ? nullptr : b.data(), per_row,
                            y.mutable_data(), n};
