@@ -100,14 +100,19 @@ void set_rate_counters(benchmark::State& st, double macs, double seconds, double
   if (peak > 0) st.counters["%peak"] = 100.0 * rate / peak;
 }
 
-// GMAC/s and %peak over all iterations (GB's usual mean), and best_GMAC/s of
-// the fastest iteration, which preemption on a shared machine cannot inflate.
+// GMAC/s and %peak over all iterations (GB's usual mean), and best_GMAC/s and
+// best_%peak of the fastest iteration, which preemption on a shared machine
+// cannot slow down.
 void set_counters(benchmark::State& st, const Shape& s, const npq::QGemmKernel& k, int threads,
                   double seconds, double best_seconds) {
   const double macs = static_cast<double>(s.m) * s.k * s.n;
   set_rate_counters(st, macs * st.iterations(), seconds,
                     npqbench::peak_macs(k.isa, k.standin, threads));
-  if (best_seconds > 0) st.counters["best_GMAC/s"] = macs / best_seconds * 1e-9;
+  if (best_seconds > 0) {
+    st.counters["best_GMAC/s"] = macs / best_seconds * 1e-9;
+    const double peak = npqbench::peak_macs(k.isa, k.standin, threads);
+    if (peak > 0) st.counters["best_%peak"] = 100.0 * macs / best_seconds / peak;
+  }
   st.SetLabel(std::string(npq::isa_name(k.isa)) + (k.standin ? " (stand-in)" : ""));
 }
 
