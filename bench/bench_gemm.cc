@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -93,6 +94,35 @@ class WallClock {
   std::chrono::steady_clock::time_point t0_;
 };
 
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct Timing {
+  double wall = 0;  // all iterations
+  double best = 0;  // the fastest iteration
+  double cpu = 0;   // process CPU time, all iterations
+};
+
+// Runs the benchmark loop over fn(), timing each iteration.
+template <class Fn>
+Timing time_loop(benchmark::State& st, const Fn& fn) {
+  Timing t;
+  const WallClock clock;
+  const double cpu0 = process_cpu_seconds();
+  for (auto _ : st) {
+    const WallClock once;
+    fn();
+    const double s = once.seconds();
+    t.best = t.best == 0 ? s : std::min(t.best, s);
+  }
+  t.cpu = process_cpu_seconds() - cpu0;
+  t.wall = clock.seconds();
+  return t;
+}
+
 void set_rate_counters(benchmark::State& st, double macs, double seconds, double peak) {
   if (seconds <= 0) return;
   const double rate = macs / seconds;
@@ -100,19 +130,21 @@ void set_rate_counters(benchmark::State& st, double macs, double seconds, double
   if (peak > 0) st.counters["%peak"] = 100.0 * rate / peak;
 }
 
-// GMAC/s and %peak over all iterations (GB's usual mean), and best_GMAC/s and
+// GMAC/s and %peak over all iterations (GB's usual mean); best_GMAC/s and
 // best_%peak of the fastest iteration, which preemption on a shared machine
-// cannot slow down.
+// cannot slow down; with one thread, cpu_GMAC/s from the process's CPU time,
+// which other processes do not inflate either (better than the best iteration
+// when every iteration is long enough to be preempted).
 void set_counters(benchmark::State& st, const Shape& s, const npq::QGemmKernel& k, int threads,
-                  double seconds, double best_seconds) {
+                  const Timing& t) {
   const double macs = static_cast<double>(s.m) * s.k * s.n;
-  set_rate_counters(st, macs * st.iterations(), seconds,
-                    npqbench::peak_macs(k.isa, k.standin, threads));
-  if (best_seconds > 0) {
-    st.counters["best_GMAC/s"] = macs / best_seconds * 1e-9;
-    const double peak = npqbench::peak_macs(k.isa, k.standin, threads);
-    if (peak > 0) st.counters["best_%peak"] = 100.0 * macs / best_seconds / peak;
+  const double peak = npqbench::peak_macs(k.isa, k.standin, threads);
+  set_rate_counters(st, macs * st.iterations(), t.wall, peak);
+  if (t.best > 0) {
+    st.counters["best_GMAC/s"] = macs / t.best * 1e-9;
+    if (peak > 0) st.counters["best_%peak"] = 100.0 * macs / t.best / peak;
   }
+  if (threads == 1 && t.cpu > 0) st.counters["cpu_GMAC/s"] = macs * st.iterations() / t.cpu * 1e-9;
   st.SetLabel(std::string(npq::isa_name(k.isa)) + (k.standin ? " (stand-in)" : ""));
 }
 
@@ -127,17 +159,12 @@ void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads
   const float xs = 0.02f, ys = xs * w.scale[0] * 74.0f * 74.0f * std::sqrt(float(s.k)) / 40.0f;
   npq::StaticLinearArgs a{s.m, x.data(), s.k, xs, 128, w.scale.data(), w.bias.data(),
                           ys, 100, 0, 255, y.data(), s.n};
-  const WallClock clock;
-  double best = 0;
-  for (auto _ : st) {
-    const WallClock once;
+  const Timing t = time_loop(st, [&] {
     npq::linear_static(w.packed, a, k);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
-    const double t = once.seconds();
-    best = best == 0 ? t : std::min(best, t);
-  }
-  set_counters(st, s, k, threads, clock.seconds(), best);
+  });
+  set_counters(st, s, k, threads, t);
 }
 
 void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
@@ -149,17 +176,12 @@ void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int thread
   for (auto& v : x) v = rng.normalish();
   npq::DynamicLinearArgs a{s.m, x.data(), s.k, w.scale.data(), w.bias.data(), false,
                            y.data(), s.n};
-  const WallClock clock;
-  double best = 0;
-  for (auto _ : st) {
-    const WallClock once;
+  const Timing t = time_loop(st, [&] {
     npq::linear_dynamic(w.packed, a, k, q);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
-    const double t = once.seconds();
-    best = best == 0 ? t : std::min(best, t);
-  }
-  set_counters(st, s, k, threads, clock.seconds(), best);
+  });
+  set_counters(st, s, k, threads, t);
 }
 
 // Reports the best iteration's rate: a peak is a maximum, and on a shared
