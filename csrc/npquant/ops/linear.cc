@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,6 +35,7 @@ const QGemmKernel& pick_gemm(size_t m) {
 // block (at most ~256 KiB) streams from L2 once per MR rows.
 struct Tiling {
   size_t mb, nb, m_tasks, n_tasks;
+  bool serial;  // too little work to pay for waking other threads
   size_t tasks() const { return m_tasks * n_tasks; }
 };
 
@@ -43,11 +45,14 @@ Tiling choose_tiling(size_t m, size_t n_padded, size_t kp, size_t mr, size_t nr)
   t.nb = std::min(n_padded, round_up(std::max<size_t>(nr, (256 * 1024) / std::max<size_t>(kp, 1)), nr));
   t.m_tasks = (m + t.mb - 1) / t.mb;
   t.n_tasks = (n_padded + t.nb - 1) / t.nb;
+  // Below ~1M MACs (a few microseconds) handing tasks to other threads costs
+  // about as much as the work, and far more when those threads are busy.
+  t.serial = m * n_padded * kp < (size_t{1} << 20);
   // With several threads, cut N finer until every thread gets a few tasks
   // (dynamic scheduling then evens out imbalance), as long as a task keeps
   // at least ~256k MACs so the per-task overhead stays negligible.
   const size_t threads = static_cast<size_t>(get_num_threads());
-  if (threads > 1) {
+  if (threads > 1 && !t.serial) {
     const size_t rows = std::min(m, t.mb);
     while (t.tasks() < 4 * threads && t.nb > nr && rows * (t.nb / 2) * kp >= 256 * 1024) {
       t.nb = round_up(t.nb / 2, nr);
@@ -114,8 +119,15 @@ void run_gemm(size_t m, size_t n, const Tiling& t, size_t mr_max, const FillRow*
     const size_t m0 = mi * t.mb, m1 = std::min(m, m0 + t.mb), nc = std::min(t.nb, n - n0);
     for (size_t r = m0; r < m1; r += mr_max) tile(r, std::min(mr_max, m1 - r), n0, nc);
   };
-  if (t.m_tasks >= 2 * static_cast<size_t>(get_num_threads())) {
-    parallel_for(t.m_tasks, [&](size_t mi) {
+  const auto run = [&](size_t ntasks, const std::function<void(size_t)>& fn) {
+    if (t.serial) {
+      for (size_t i = 0; i < ntasks; ++i) fn(i);
+    } else {
+      parallel_for(ntasks, fn);
+    }
+  };
+  if (t.serial || t.m_tasks >= 2 * static_cast<size_t>(get_num_threads())) {
+    run(t.m_tasks, [&](size_t mi) {
       if (fill_row)
         for (size_t r = mi * t.mb; r < std::min(m, (mi + 1) * t.mb); ++r) (*fill_row)(r);
       for (size_t n0 = 0; n0 < n; n0 += t.nb) block(mi, n0);
@@ -123,7 +135,7 @@ void run_gemm(size_t m, size_t n, const Tiling& t, size_t mr_max, const FillRow*
     return;
   }
   ActivationRows rows(m, t.mb);
-  parallel_for(t.tasks(), [&](size_t task) {
+  run(t.tasks(), [&](size_t task) {
     const size_t mi = task / t.n_tasks, n0 = (task % t.n_tasks) * t.nb;
     if (n0 >= n) return;
     if (fill_row) rows.ensure(mi, *fill_row);
