@@ -70,6 +70,31 @@ std::vector<QuantizeKernel> make_quantize_table() {
   return t;
 }
 
+std::vector<QIGemmKernel> make_igemm_table() {
+  std::vector<QIGemmKernel> t;
+#if defined(NPQ_BUILT_AVX512VNNI)
+  t.push_back({"qu8_igemm_6x64c4__avx512vnni", Isa::avx512vnni, 6, {16, 4, 4},
+               qu8_igemm_6x64c4__avx512vnni_requant});
+#endif
+  return t;
+}
+
+std::vector<DwconvKernel> make_dwconv_table() {
+  std::vector<DwconvKernel> t;
+  t.push_back({"qu8_dwconv_1c1__scalar", Isa::scalar, 1, 1, qu8_dwconv_1c1__scalar_pack,
+               qu8_dwconv_1c1__scalar_transform, qu8_dwconv_1c1__scalar_row});
+#if defined(NPQ_BUILT_AVX2)
+  t.push_back({"qu8_dwconv_16c2__avx2", Isa::avx2, 16, 2, qu8_dwconv_16c2__avx2_pack,
+               qu8_dwconv_16c2__avx2_transform, qu8_dwconv_16c2__avx2_row});
+#endif
+#if defined(NPQ_BUILT_AVX512VNNI)
+  t.push_back({"qu8_dwconv_32c4__avx512vnni", Isa::avx512vnni, 32, 4,
+               qu8_dwconv_32c4__avx512vnni_pack, qu8_dwconv_32c4__avx512vnni_transform,
+               qu8_dwconv_32c4__avx512vnni_row});
+#endif
+  return t;
+}
+
 std::string join_isas(const std::vector<Isa>& v) {
   std::string s;
   for (Isa i : v) {
@@ -90,6 +115,18 @@ const K* pick(const std::vector<K>& t, Isa cap) {
     if (!best || static_cast<int>(k.isa) > static_cast<int>(best->isa)) best = &k;
   }
   return best;
+}
+
+// Conv kernels to go with the GEMM kernel `gemm` under cap: the indirect GEMM of
+// the same ISA (if built), and the best depthwise kernel not above cap.
+ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
+  ConvKernels c{};
+  c.gemm = gemm;
+  c.igemm = QIGemmKernel{nullptr, Isa::scalar, 0, {0, 0, 0}, nullptr};
+  for (const QIGemmKernel& k : built_igemm_kernels())
+    if (k.isa == gemm.isa && can_run(k)) c.igemm = k;
+  c.dwconv = *pick(built_dwconv_kernels(), cap);
+  return c;
 }
 
 // The kernel set for one ISA (which must be runnable).
@@ -115,6 +152,7 @@ KernelSet make_set(Isa isa) {
       }
   }
   s.quant = *pick(built_quantize_kernels(), isa);
+  s.conv = conv_kernels_with(isa, s.gemm);
   return s;
 }
 
@@ -325,6 +363,32 @@ std::vector<Isa> built_isas() {
   for (const auto& k : built_gemm_kernels())
     if (std::find(v.begin(), v.end(), k.isa) == v.end()) v.push_back(k.isa);
   return v;
+}
+
+const std::vector<QIGemmKernel>& built_igemm_kernels() {
+  static const std::vector<QIGemmKernel> t = make_igemm_table();
+  return t;
+}
+
+const std::vector<DwconvKernel>& built_dwconv_kernels() {
+  static const std::vector<DwconvKernel> t = make_dwconv_table();
+  return t;
+}
+
+bool can_run(const QIGemmKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const DwconvKernel& k) { return cpu_features().supports(k.isa); }
+
+ConvKernels conv_kernels_for(Isa cap) {
+  // The GEMM kernel choose() would take for this cap (real encodings before stand-ins).
+  const QGemmKernel* g = nullptr;
+  for (const QGemmKernel& k : built_gemm_kernels()) {
+    if (k.isa != cap || !can_run(k)) continue;
+    if (!g || (g->standin && !k.standin)) g = &k;
+  }
+  if (!g)
+    throw std::runtime_error(std::string("no GEMM kernel for ISA ") + isa_name(cap) +
+                             " can run here");
+  return conv_kernels_with(cap, *g);
 }
 
 const KernelSet& kernels() {

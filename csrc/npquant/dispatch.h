@@ -27,6 +27,33 @@ struct QuantizeKernel {
   quantize_u8_fn quantize;
 };
 
+// Indirect GEMM for convolution (see ukernel.h).
+struct QIGemmKernel {
+  const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
+  Isa isa;
+  uint32_t mr;
+  PackedLayout layout;
+  qigemm_requant_fn requant;
+};
+
+// Depthwise convolution: channel tile ct, taps grouped in g (see ukernel.h).
+struct DwconvKernel {
+  const char* name;
+  Isa isa;
+  uint32_t ct;
+  uint32_t g;
+  qu8_dw_pack_fn pack;
+  qu8_dw_transform_fn transform;
+  qu8_dw_row_fn row;
+};
+
+// The kernels a convolution runs on.
+struct ConvKernels {
+  QGemmKernel gemm;    // 1x1 convolutions, and the gathered path
+  QIGemmKernel igemm;  // same ISA as gemm, or none
+  DwconvKernel dwconv;
+};
+
 struct KernelSet {
   Isa cap;                 // the ISA the process runs at (NPQUANT_ISA or the best, after
                            // any self-check fallback)
@@ -37,6 +64,7 @@ struct KernelSet {
   // "passed", or which kernel differed from the reference and where the set
   // fell back to (see docs/dispatch.md).
   std::string self_check;
+  ConvKernels conv;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -65,5 +93,13 @@ bool layout_compatible(const PackedLayout& packed, const PackedLayout& kernel);
 // difference. Costs well under a millisecond.
 std::string self_check(const QGemmKernel& k, const PackedLayout& layout);
 std::string self_check(const QuantizeKernel& k);
+const std::vector<QIGemmKernel>& built_igemm_kernels();
+const std::vector<DwconvKernel>& built_dwconv_kernels();
+bool can_run(const QIGemmKernel& k);
+bool can_run(const DwconvKernel& k);
+// The conv kernels the process would use if NPQUANT_ISA were `cap` (for tests
+// and benchmarks that run every ISA in one process). Throws std::runtime_error
+// if no GEMM kernel of that ISA can run here.
+ConvKernels conv_kernels_for(Isa cap);
 
 }  // namespace npq

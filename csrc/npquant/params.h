@@ -60,4 +60,30 @@ struct DequantEpilogue {
   const float* bias;
 };
 
+// 2-D convolution geometry (everything but the batch and the input height/width).
+// Activations are NHWC; weights are given as PyTorch's OIHW
+// (out_c, in_c / groups, kh, kw). Padding may be asymmetric; padded input reads
+// as the input zero point, so it contributes exactly 0 to the accumulator.
+struct ConvGeometry {
+  size_t in_c, out_c, groups;
+  size_t kh, kw;
+  size_t stride_h, stride_w;
+  size_t dil_h, dil_w;
+  size_t pad_top, pad_left, pad_bottom, pad_right;
+};
+
+// One output row of a depthwise convolution, as the depthwise transform sees it:
+// output column ox, tap group q (taps q*G .. q*G+G-1 of the kernel row) reads input
+// columns ox*stride - pad_left + tap*dil of an input row `w` pixels wide.
+struct DwRowGeometry {
+  size_t channels;  // channels of the input row (= output channels of the conv)
+  size_t w;         // input row width in pixels
+  size_t ow;        // output columns
+  size_t kw;        // taps per kernel row
+  size_t nq;        // tap groups per kernel row: ceil(kw / G)
+  size_t stride;
+  size_t dil;
+  size_t pad_left;
+};
+
 }  // namespace npq

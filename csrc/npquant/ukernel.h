@@ -30,6 +30,40 @@ typedef void (*qgemm_dequant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t*
                                  size_t a_stride, const void* w, const int32_t* a_zp,
                                  float* c, size_t c_stride, const DequantEpilogue* ep);
 
+// Indirect GEMM tile (convolution), requantized to u8. Row r of A is the
+// concatenation over taps s < ks of the kc bytes at a[s*MR + r] (MR: the kernel's
+// tile height), plus a_offset unless that pointer equals `zero` (the zero-point
+// row of padding, which is never offset). kc is a multiple of the layout's kr and
+// w is packed for K = ks*kc (tap-major). The kernel computes MR rows and stores
+// mr; the caller fills the pointers of rows mr..MR-1 with any readable row.
+//   acc[m][n] = sum_k a[m][k] * w[n][k] - a_zp * colsum[n]   (exact int32)
+typedef void (*qigemm_requant_fn)(size_t mr, size_t nc, size_t kc, size_t ks,
+                                  const uint8_t* const* a, size_t a_offset,
+                                  const uint8_t* zero, const void* w, int32_t a_zp, uint8_t* c,
+                                  size_t c_stride, const RequantEpilogue* ep);
+
+// Depthwise convolution (one input channel per output channel), one output row
+// at a time, in three parts that share a kernel-private layout:
+//  pack       weights w[c][kh][kw] (int8) -> packed blocks of ct channels:
+//             int32 wsum per channel, then kh * nq groups of G taps per channel.
+//             Size: round_up(channels, ct) * (4 + kh * nq * G) bytes.
+//  transform  one input row (channels bytes per pixel) -> its tap groups for every
+//             output column: for column ox and group q, the G values of input columns
+//             ox*stride - pad_left + (q*G + i)*dil (i < G), in ct-channel blocks.
+//             Columns outside the row, and taps q*G+i >= kw, read as the zero point xz;
+//             x_row == nullptr means the whole row is padding.
+//             Size: ow * nq * round_up(channels, ct) * G bytes.
+//  row        out[ox][c] = requant(sum over kh transformed rows and nq groups of the
+//             products with the packed weights - xz * wsum[c]), as the GEMM's epilogue
+//             (bias_s/mult in natural channel order, padded to a multiple of ct).
+typedef void (*qu8_dw_pack_fn)(size_t channels, size_t kh, size_t kw, const int8_t* w,
+                               void* packed);
+typedef void (*qu8_dw_transform_fn)(const DwRowGeometry* g, const uint8_t* x_row, uint8_t xz,
+                                    uint8_t* t);
+typedef void (*qu8_dw_row_fn)(size_t channels, size_t ow, size_t kh, size_t nq,
+                              const uint8_t* const* t_rows, const void* packed, int32_t xz,
+                              uint8_t* y, size_t y_stride, const RequantEpilogue* ep);
+
 // Min and max of n floats (n >= 1). Returns false if any value is NaN or
 // infinite (min/max are then unspecified).
 typedef bool (*minmax_f32_fn)(size_t n, const float* x, float* out_min, float* out_max);
@@ -51,6 +85,23 @@ NPQ_DECLARE_QGEMM(qu8_gemm_6x16c4__avxvnni)
 NPQ_DECLARE_QGEMM(qu8_gemm_6x16c4__avxvnni_evex)  // same source, EVEX encoding (test stand-in)
 NPQ_DECLARE_QGEMM(qu8_gemm_8x32c4__avx512vnni)
 NPQ_DECLARE_QGEMM(qu8_gemm_32x32c4__amx)
+
+#define NPQ_DECLARE_QIGEMM(name)                                                       \
+  void name##_requant(size_t, size_t, size_t, size_t, const uint8_t* const*, size_t,   \
+                      const uint8_t*, const void*, int32_t, uint8_t*, size_t,          \
+                      const RequantEpilogue*);
+
+NPQ_DECLARE_QIGEMM(qu8_igemm_6x64c4__avx512vnni)
+
+#define NPQ_DECLARE_DWCONV(name)                                                       \
+  void name##_pack(size_t, size_t, size_t, const int8_t*, void*);                      \
+  void name##_transform(const DwRowGeometry*, const uint8_t*, uint8_t, uint8_t*);      \
+  void name##_row(size_t, size_t, size_t, size_t, const uint8_t* const*, const void*,  \
+                  int32_t, uint8_t*, size_t, const RequantEpilogue*);
+
+NPQ_DECLARE_DWCONV(qu8_dwconv_1c1__scalar)
+NPQ_DECLARE_DWCONV(qu8_dwconv_16c2__avx2)
+NPQ_DECLARE_DWCONV(qu8_dwconv_32c4__avx512vnni)
 
 bool f32_minmax__scalar(size_t, const float*, float*, float*);
 bool f32_minmax__avx2(size_t, const float*, float*, float*);

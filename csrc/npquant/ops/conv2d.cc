@@ -1,0 +1,324 @@
+#include "conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "../qmath.h"
+#include "threadpool.h"
+
+namespace npq {
+
+namespace {
+
+constexpr size_t kMaxMultiplier = 16;  // depthwise channel multipliers the dwconv path takes
+
+std::string sz(size_t v) { return std::to_string(v); }
+
+bool is_depthwise(const ConvGeometry& g) {
+  const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups;
+  // One input channel per group. A single-input-channel conv with many outputs
+  // (groups == 1) is a better GEMM than a depthwise conv with a huge multiplier.
+  return cg == 1 && og <= kMaxMultiplier && (g.groups > 1 || g.out_c == 1);
+}
+
+bool is_pointwise(const ConvGeometry& g) {
+  return g.groups == 1 && g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 &&
+         g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+}
+
+// A grow-only per-thread scratch buffer (64-byte aligned).
+struct Scratch {
+  AlignedBuffer buf;
+  size_t size = 0;
+  uint8_t* get(size_t bytes) {
+    if (bytes > size) {
+      buf = aligned_zeros(bytes);
+      size = bytes;
+    }
+    return buf.get();
+  }
+};
+
+// Requantization constants for all output channels, padded with a neutral
+// tail so kernels may read whole tiles past the last channel.
+struct Epilogue {
+  std::vector<float> bias_s, mult;
+  RequantEpilogue at(size_t c0, const Conv2dArgs& a) const {
+    return RequantEpilogue{bias_s.data() + c0, mult.data() + c0, a.yz, a.out_min, a.out_max};
+  }
+};
+
+Epilogue make_epilogue(size_t out_c, const Conv2dArgs& a) {
+  const size_t padded = out_c + 64;
+  std::vector<float> ws(padded, 1.0f);
+  std::copy(a.w_scale, a.w_scale + out_c, ws.begin());
+  Epilogue e{std::vector<float>(padded, 0.0f), std::vector<float>(padded, 0.0f)};
+  if (!requant_constants(out_c, a.xs, ws.data(), a.ys, a.bias, e.bias_s.data(), e.mult.data()))
+    throw ValueError("requantization constants are not finite: check the input scale, weight "
+                     "scales, output scale and bias (scales must be > 0 and finite, and "
+                     "|bias| / (input_scale * weight_scale) < 2^30)");
+  return e;
+}
+
+}  // namespace
+
+void check_conv_geometry(const ConvGeometry& g) {
+  if (g.in_c == 0 || g.out_c == 0 || g.groups == 0)
+    throw ValueError("in_channels, out_channels and groups must be >= 1, got " + sz(g.in_c) +
+                     ", " + sz(g.out_c) + ", " + sz(g.groups));
+  if (g.in_c % g.groups || g.out_c % g.groups)
+    throw ValueError("in_channels (" + sz(g.in_c) + ") and out_channels (" + sz(g.out_c) +
+                     ") must both be divisible by groups (" + sz(g.groups) + ")");
+  if (g.kh == 0 || g.kw == 0) throw ValueError("kernel_size must be >= 1");
+  if (g.stride_h == 0 || g.stride_w == 0) throw ValueError("stride must be >= 1");
+  if (g.dil_h == 0 || g.dil_w == 0) throw ValueError("dilation must be >= 1");
+  const size_t k = g.kh * g.kw * (g.in_c / g.groups);
+  if (k > kMaxK)
+    throw ValueError("the reduction length (in_channels/groups * kh * kw = " + sz(k) +
+                     ") exceeds npquant's exact int32 accumulation bound " + sz(kMaxK) +
+                     "; use more groups or a smaller kernel");
+}
+
+size_t conv_out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0, size_t pad1,
+                     const char* dim) {
+  const size_t span = dil * (k - 1) + 1;
+  if (in + pad0 + pad1 < span)
+    throw ValueError(std::string("kernel ") + dim + " " + sz(span) + " (dilated) is larger than " +
+                     "the padded input " + dim + " " + sz(in + pad0 + pad1) + " (input " + sz(in) +
+                     " + padding " + sz(pad0 + pad1) + "); use a larger input or more padding");
+  return (in + pad0 + pad1 - span) / stride + 1;
+}
+
+PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k,
+                           bool use_igemm)
+    : g_(g), k_(k), kc_(0) {
+  check_conv_geometry(g);
+  const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups, ks = g.kh * g.kw;
+  if (is_depthwise(g)) {
+    path_ = Path::dwconv;
+    const size_t nq = (g.kw + k.dwconv.g - 1) / k.dwconv.g;
+    dw_bytes_ = round_up(g.out_c, k.dwconv.ct) * (4 + g.kh * nq * k.dwconv.g);
+    dw_ = aligned_zeros(dw_bytes_);
+    // OIHW with one input channel is exactly [channel][kh][kw].
+    k.dwconv.pack(g.out_c, g.kh, g.kw, w, dw_.get());
+    return;
+  }
+  if (is_pointwise(g)) {
+    path_ = Path::gemm;
+    grp_.emplace_back(w, g.out_c, g.in_c, g.in_c, k.gemm.layout);
+    return;
+  }
+  const bool igemm = use_igemm && k.igemm.requant && cg % k.igemm.layout.kr == 0;
+  path_ = igemm ? Path::igemm : Path::gather;
+  kc_ = cg;
+  // Per group, the (og, ks*cg) matrix with k = tap*cg + c (taps in NHWC reading order).
+  std::vector<int8_t> m(og * ks * cg);
+  for (size_t grp = 0; grp < g.groups; ++grp) {
+    for (size_t o = 0; o < og; ++o)
+      for (size_t c = 0; c < cg; ++c)
+        for (size_t t = 0; t < ks; ++t)
+          m[(o * ks + t) * cg + c] = w[(((grp * og + o) * cg + c) * ks) + t];
+    grp_.emplace_back(m.data(), og, ks * cg, ks * cg,
+                      igemm ? k.igemm.layout : k.gemm.layout);
+  }
+}
+
+const char* PackedConv2d::path_name() const {
+  switch (path_) {
+    case Path::gemm: return "gemm";
+    case Path::igemm: return "igemm";
+    case Path::gather: return "gather";
+    case Path::dwconv: return "dwconv";
+  }
+  return "";
+}
+
+const char* PackedConv2d::kernel_name() const {
+  switch (path_) {
+    case Path::igemm: return k_.igemm.name;
+    case Path::dwconv: return k_.dwconv.name;
+    default: return k_.gemm.name;
+  }
+}
+
+size_t PackedConv2d::bytes() const {
+  size_t b = dw_bytes_;
+  for (const PackedWeights& p : grp_) b += p.bytes();
+  return b;
+}
+
+// Runs one call; a struct so it can reach PackedConv2d's internals.
+struct ConvRunner {
+  const PackedConv2d& p;
+  const Conv2dArgs& a;
+  const ConvGeometry& g;
+  size_t oh, ow;
+  Epilogue ep;
+
+  ConvRunner(const PackedConv2d& pw, const Conv2dArgs& args)
+      : p(pw), a(args), g(pw.g_),
+        oh(conv_out_size(args.h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom, "height")),
+        ow(conv_out_size(args.w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width")),
+        ep(make_epilogue(g.out_c, args)) {}
+
+  void run() {
+    switch (p.path_) {
+      case PackedConv2d::Path::gemm: return run_gemm();
+      case PackedConv2d::Path::dwconv: return run_dwconv();
+      default: return run_indirect();
+    }
+  }
+
+  void run_gemm() {
+    StaticLinearArgs la{a.batch * a.h * a.w, a.x, g.in_c, a.xs, a.xz, a.w_scale, a.bias,
+                        a.ys, a.yz, a.out_min, a.out_max, a.y, g.out_c};
+    linear_static(p.grp_[0], la, p.k_.gemm);
+  }
+
+  // Row pointers of output pixels [m0, m0 + rows) of one image, in tiles of mr:
+  // ind[(tile*ks + tap)*mr + r]. Rows past the strip repeat its last pixel.
+  // Pointers are relative to image 0 and group 0 (the caller adds the offset),
+  // except `zero`, which stands for padding.
+  void build_indirection(size_t m0, size_t rows, size_t mr, const uint8_t* zero,
+                         const uint8_t** ind) const {
+    const size_t ks = g.kh * g.kw, tiles = (rows + mr - 1) / mr;
+    for (size_t t = 0; t < tiles; ++t)
+      for (size_t r = 0; r < mr; ++r) {
+        const size_t m = m0 + std::min(t * mr + r, rows - 1);
+        const size_t oy = m / ow, ox = m % ow;
+        for (size_t ky = 0; ky < g.kh; ++ky) {
+          // Unsigned wrap-around: rows above the image become huge and fail `< h`.
+          const size_t iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
+          for (size_t kx = 0; kx < g.kw; ++kx) {
+            const size_t ix = ox * g.stride_w + kx * g.dil_w - g.pad_left;
+            const bool inside = iy < a.h && ix < a.w;
+            ind[(t * ks + ky * g.kw + kx) * mr + r] =
+                inside ? a.x + (iy * a.w + ix) * g.in_c : zero;
+          }
+        }
+      }
+  }
+
+  // igemm and gather: tasks over (image, strip of output pixels, group).
+  void run_indirect() {
+    const bool igemm = p.path_ == PackedConv2d::Path::igemm;
+    const size_t mr = igemm ? p.k_.igemm.mr : p.k_.gemm.mr;
+    const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups, ks = g.kh * g.kw;
+    const size_t kp = p.grp_[0].kp();
+    const size_t m_img = oh * ow;
+    const size_t mb = mr * std::max<size_t>(1, 64 / mr);  // strip rows
+    const size_t strips = (m_img + mb - 1) / mb;
+    // Columns per pass: enough to amortize the strip, few enough that the
+    // group's weight block stays in L2.
+    const size_t nb = std::min(og, round_up(std::max<size_t>(64, (256 * 1024) / kp), 64));
+    // The zero-point row: padding reads it (at least kc readable bytes).
+    std::vector<uint8_t> zero(round_up(g.in_c, 64) + 64, static_cast<uint8_t>(a.xz));
+    const size_t tasks = a.batch * strips * g.groups;
+    parallel_for(tasks, [&](size_t task) {
+      const size_t grp = task % g.groups, s = (task / g.groups) % strips;
+      const size_t n = task / (g.groups * strips);
+      const size_t m0 = s * mb, rows = std::min(mb, m_img - m0);
+      const size_t tiles = (rows + mr - 1) / mr;
+      thread_local Scratch ind_buf, a_buf;
+      const uint8_t** ind = reinterpret_cast<const uint8_t**>(
+          ind_buf.get(tiles * ks * mr * sizeof(const uint8_t*)));
+      build_indirection(m0, rows, mr, zero.data(), ind);
+      const size_t offset = n * a.h * a.w * g.in_c + grp * cg;
+      uint8_t* y0 = a.y + (n * m_img + m0) * g.out_c + grp * og;
+      const PackedWeights& w = p.grp_[grp];
+      if (igemm) {
+        for (size_t n0 = 0; n0 < og; n0 += nb) {
+          const RequantEpilogue e = ep.at(grp * og + n0, a);
+          for (size_t t = 0; t < tiles; ++t)
+            p.k_.igemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), cg, ks,
+                               ind + t * ks * mr, offset, zero.data(), w.panel(n0), a.xz,
+                               y0 + t * mr * g.out_c + n0, g.out_c, &e);
+        }
+        return;
+      }
+      // Gather the strip's rows (kp bytes each; the tail past ks*cg stays zero).
+      uint8_t* abuf = a_buf.get(mb * kp);
+      for (size_t r = 0; r < rows; ++r) {
+        uint8_t* dst = abuf + r * kp;
+        const uint8_t* const* tp = ind + (r / mr) * ks * mr + r % mr;
+        for (size_t tap = 0; tap < ks; ++tap, dst += cg) {
+          const uint8_t* src = tp[tap * mr];
+          std::memcpy(dst, src == zero.data() ? src : src + offset, cg);
+        }
+        std::memset(dst, 0, kp - ks * cg);
+      }
+      int32_t zps[64];
+      std::fill(zps, zps + 64, a.xz);
+      for (size_t n0 = 0; n0 < og; n0 += nb) {
+        const RequantEpilogue e = ep.at(grp * og + n0, a);
+        for (size_t t = 0; t < tiles; ++t)
+          p.k_.gemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), kp,
+                            abuf + t * mr * kp, kp, w.panel(n0), zps,
+                            y0 + t * mr * g.out_c + n0, g.out_c, &e);
+      }
+    });
+  }
+
+  // Depthwise: tasks over (image, band of output rows). Each task keeps the
+  // transformed input rows it needs in a small cache keyed by input row.
+  void run_dwconv() {
+    const DwconvKernel& k = p.k_.dwconv;
+    const size_t c = g.out_c, mult = g.out_c / g.in_c;
+    const size_t nq = (g.kw + k.g - 1) / k.g;
+    const size_t t_bytes = ow * nq * round_up(c, k.ct) * k.g;
+    const size_t slots = (g.kh - 1) * g.dil_h + 1;  // rows one output row spans
+    const DwRowGeometry rg{c, a.w, ow, g.kw, nq, g.stride_w, g.dil_w, g.pad_left};
+    const size_t per_image = std::min(oh, std::max<size_t>(
+        1, (4 * static_cast<size_t>(get_num_threads()) + a.batch - 1) / a.batch));
+    const size_t band = (oh + per_image - 1) / per_image;
+    const RequantEpilogue e = ep.at(0, a);
+    parallel_for(a.batch * per_image, [&](size_t task) {
+      const size_t n = task / per_image, oy0 = (task % per_image) * band;
+      const size_t oy1 = std::min(oh, oy0 + band);
+      if (oy0 >= oy1) return;
+      thread_local Scratch t_buf, x_buf;
+      thread_local std::vector<size_t> tag;
+      thread_local std::vector<const uint8_t*> rows;
+      uint8_t* tb = t_buf.get((slots + 1) * t_bytes);
+      uint8_t* pad_row = tb + slots * t_bytes;
+      uint8_t* expanded = mult > 1 ? x_buf.get(a.w * c) : nullptr;
+      tag.assign(slots, SIZE_MAX);
+      rows.resize(g.kh);
+      k.transform(&rg, nullptr, static_cast<uint8_t>(a.xz), pad_row);
+      for (size_t oy = oy0; oy < oy1; ++oy) {
+        for (size_t ky = 0; ky < g.kh; ++ky) {
+          const size_t iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;  // wraps if above
+          if (iy >= a.h) {
+            rows[ky] = pad_row;
+            continue;
+          }
+          uint8_t* slot = tb + (iy % slots) * t_bytes;
+          if (tag[iy % slots] != iy) {
+            const uint8_t* src = a.x + (n * a.h + iy) * a.w * g.in_c;
+            if (mult > 1) src = expand_row(src, mult, expanded);
+            k.transform(&rg, src, static_cast<uint8_t>(a.xz), slot);
+            tag[iy % slots] = iy;
+          }
+          rows[ky] = slot;
+        }
+        k.row(c, ow, g.kh, nq, rows.data(), p.dw_.get(), a.xz, a.y + (n * oh + oy) * ow * c, c,
+              &e);
+      }
+    });
+  }
+
+  // Channel multiplier m: output channel ci*m + j reads input channel ci, so
+  // repeat each input channel m times and run the multiplier-1 kernel.
+  const uint8_t* expand_row(const uint8_t* src, size_t m, uint8_t* dst) const {
+    for (size_t i = 0; i < a.w * g.in_c; ++i) std::memset(dst + i * m, src[i], m);
+    return dst;
+  }
+};
+
+void conv2d_static(const PackedConv2d& w, const Conv2dArgs& a) {
+  if (a.batch == 0) return;
+  ConvRunner(w, a).run();
+}
+
+}  // namespace npq

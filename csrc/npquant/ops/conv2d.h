@@ -1,0 +1,84 @@
+// Quantized Conv2d driver: NHWC u8 in, NHWC u8 out, per-channel requantization.
+//
+// Four paths, chosen once when the weights are packed (never by ISA):
+//  gemm    1x1, stride 1, no padding, one group: the activation matrix is the
+//          input itself (M = N*H*W rows of C bytes), so the GEMM runs directly.
+//  igemm   other shapes, when the ISA has an indirect-GEMM kernel and C/groups is
+//          a multiple of its kr: the kernel reads A through an indirection buffer
+//          of row pointers (one per output pixel and tap; padding points at a row
+//          of zero points), so no activation bytes are copied.
+//  gather  other shapes otherwise: the same indirection buffer, but the taps of a
+//          strip of output pixels are copied into a small buffer (64 rows, L1/L2
+//          sized) that the ordinary GEMM kernel reads. Memory stays O(strip).
+//  dwconv  depthwise (one input channel per group): dedicated kernels that turn
+//          each input row into groups of G taps once and reuse it for every output
+//          row that reads it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../dispatch.h"
+#include "linear.h"
+#include "pack.h"
+
+namespace npq {
+
+// Checks a geometry (sizes >= 1, groups dividing both channel counts, the
+// reduction length within kMaxK). Throws ValueError with the fix.
+void check_conv_geometry(const ConvGeometry& g);
+
+// Output size along one dimension; throws ValueError when the dilated kernel
+// is larger than the padded input. `dim` names the dimension in the message.
+size_t conv_out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0, size_t pad1,
+                     const char* dim);
+
+// Conv weights packed for one set of kernels. Immutable; safe to share between threads.
+class PackedConv2d {
+ public:
+  enum class Path { gemm, igemm, gather, dwconv };
+
+  // w: OIHW int8 weights (out_c, in_c/groups, kh, kw), C-contiguous.
+  // use_igemm = false forces the gather path where igemm would run (for tests).
+  PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k,
+               bool use_igemm = true);
+
+  const ConvGeometry& geometry() const { return g_; }
+  const ConvKernels& kernels() const { return k_; }
+  Path path() const { return path_; }
+  const char* path_name() const;
+  // The kernel doing the arithmetic on this path.
+  const char* kernel_name() const;
+  size_t bytes() const;
+
+ private:
+  friend struct ConvRunner;
+  ConvGeometry g_;
+  ConvKernels k_;
+  Path path_;
+  size_t kc_;                       // bytes per tap in A rows (gather/igemm)
+  std::vector<PackedWeights> grp_;  // one per group (gemm/igemm/gather)
+  AlignedBuffer dw_;                // dwconv
+  size_t dw_bytes_ = 0;
+};
+
+struct Conv2dArgs {
+  size_t batch, h, w;  // input NHWC: batch x h x w x in_c
+  const uint8_t* x;
+  float xs;
+  int32_t xz;
+  const float* w_scale;  // out_c values
+  const float* bias;     // out_c values or null
+  float ys;
+  int32_t yz;
+  int32_t out_min;  // 0, or yz for fused ReLU
+  int32_t out_max;  // 255
+  uint8_t* y;       // NHWC: batch x out_h x out_w x out_c
+};
+
+// y = requant(conv(x - xz, w)) per output channel, the numerics of the static GEMM.
+// Throws ValueError for an input the geometry does not fit.
+void conv2d_static(const PackedConv2d& w, const Conv2dArgs& a);
+
+}  // namespace npq
