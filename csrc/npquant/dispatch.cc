@@ -81,14 +81,14 @@ std::vector<QIGemmKernel> make_igemm_table() {
 
 std::vector<DwconvKernel> make_dwconv_table() {
   std::vector<DwconvKernel> t;
-  t.push_back({"qu8_dwconv_1c1__scalar", Isa::scalar, 1, 1, qu8_dwconv_1c1__scalar_pack,
+  t.push_back({"qu8_dwconv_1c1__scalar", Isa::scalar, 1, 1, 1, 1, qu8_dwconv_1c1__scalar_pack,
                qu8_dwconv_1c1__scalar_transform, qu8_dwconv_1c1__scalar_row});
 #if defined(NPQ_BUILT_AVX2)
-  t.push_back({"qu8_dwconv_16c2__avx2", Isa::avx2, 16, 2, qu8_dwconv_16c2__avx2_pack,
+  t.push_back({"qu8_dwconv_16c2__avx2", Isa::avx2, 16, 2, 4, 4, qu8_dwconv_16c2__avx2_pack,
                qu8_dwconv_16c2__avx2_transform, qu8_dwconv_16c2__avx2_row});
 #endif
 #if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"qu8_dwconv_32c4__avx512vnni", Isa::avx512vnni, 32, 4,
+  t.push_back({"qu8_dwconv_32c4__avx512vnni", Isa::avx512vnni, 32, 4, 4, 4,
                qu8_dwconv_32c4__avx512vnni_pack, qu8_dwconv_32c4__avx512vnni_transform,
                qu8_dwconv_32c4__avx512vnni_row});
 #endif

@@ -36,12 +36,15 @@ struct QIGemmKernel {
   qigemm_requant_fn requant;
 };
 
-// Depthwise convolution: channel tile ct, taps grouped in g (see ukernel.h).
+// Depthwise convolution: channel tile ct, taps grouped in g; tb and wb bytes per
+// channel and tap group in the transformed rows and packed weights (see ukernel.h).
 struct DwconvKernel {
   const char* name;
   Isa isa;
   uint32_t ct;
   uint32_t g;
+  uint32_t tb;
+  uint32_t wb;
   qu8_dw_pack_fn pack;
   qu8_dw_transform_fn transform;
   qu8_dw_row_fn row;

@@ -45,14 +45,15 @@ typedef void (*qigemm_requant_fn)(size_t mr, size_t nc, size_t kc, size_t ks,
 // Depthwise convolution (one input channel per output channel), one output row
 // at a time, in three parts that share a kernel-private layout:
 //  pack       weights w[c][kh][kw] (int8) -> packed blocks of ct channels:
-//             int32 wsum per channel, then kh * nq groups of G taps per channel.
-//             Size: round_up(channels, ct) * (4 + kh * nq * G) bytes.
+//             int32 wsum per channel, then kh * nq groups of G taps per channel
+//             (wb bytes per channel and group: G int8, or G int16).
+//             Size: round_up(channels, ct) * (4 + kh * nq * wb) bytes.
 //  transform  one input row (channels bytes per pixel) -> its tap groups for every
 //             output column: for column ox and group q, the G values of input columns
-//             ox*stride - pad_left + (q*G + i)*dil (i < G), in ct-channel blocks.
-//             Columns outside the row, and taps q*G+i >= kw, read as the zero point xz;
-//             x_row == nullptr means the whole row is padding.
-//             Size: ow * nq * round_up(channels, ct) * G bytes.
+//             ox*stride - pad_left + (q*G + i)*dil (i < G), in ct-channel blocks
+//             (tb bytes per channel and group). Columns outside the row, and taps
+//             q*G+i >= kw, read as the zero point xz; x_row == nullptr means the whole
+//             row is padding. Size: ow * nq * round_up(channels, ct) * tb bytes.
 //  row        out[ox][c] = requant(sum over kh transformed rows and nq groups of the
 //             products with the packed weights - xz * wsum[c]), as the GEMM's epilogue
 //             (bias_s/mult in natural channel order, padded to a multiple of ct).

@@ -98,7 +98,7 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
   if (is_depthwise(g)) {
     path_ = Path::dwconv;
     const size_t nq = (g.kw + k.dwconv.g - 1) / k.dwconv.g;
-    dw_bytes_ = round_up(g.out_c, k.dwconv.ct) * (4 + g.kh * nq * k.dwconv.g);
+    dw_bytes_ = round_up(g.out_c, k.dwconv.ct) * (4 + g.kh * nq * k.dwconv.wb);
     dw_ = aligned_zeros(dw_bytes_);
     // OIHW with one input channel is exactly [channel][kh][kw].
     k.dwconv.pack(g.out_c, g.kh, g.kw, w, dw_.get());
@@ -266,7 +266,7 @@ struct ConvRunner {
     const DwconvKernel& k = p.k_.dwconv;
     const size_t c = g.out_c, mult = g.out_c / g.in_c;
     const size_t nq = (g.kw + k.g - 1) / k.g;
-    const size_t t_bytes = ow * nq * round_up(c, k.ct) * k.g;
+    const size_t t_bytes = ow * nq * round_up(c, k.ct) * k.tb;
     const size_t slots = (g.kh - 1) * g.dil_h + 1;  // rows one output row spans
     const DwRowGeometry rg{c, a.w, ow, g.kw, nq, g.stride_w, g.dil_w, g.pad_left};
     const size_t per_image = std::min(oh, std::max<size_t>(

@@ -1,0 +1,107 @@
+// AVX-512 VNNI indirect GEMM for convolution: 6 rows x 64 columns per tile,
+// vpdpbusd (u8 x s8, 4 products summed exactly into int32 lanes).
+// Layout: PackedLayout{nr=16, kr=4, k_align=4} (the avx512vnni GEMM's), K = ks*kc
+// tap-major; a 64-column tile walks 4 consecutive panels.
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own
+// `_mm512_undefined_*` self-initialization (GCC bug 105593); nothing here is.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "../ukernel.h"
+
+namespace npq {
+namespace {
+
+constexpr size_t kMR = 6, kNR = 16;
+
+int32_t load_u32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// One tile of 16*NP columns (NP panels); `cols` of them are stored.
+template <int NP>
+void tile(size_t mr, size_t cols, size_t kc, size_t ks, const uint8_t* const* a,
+          size_t a_offset, const uint8_t* zero, const int8_t* w, size_t panel_stride,
+          int32_t a_zp, uint8_t* c, size_t c_stride, const float* bias_s, const float* mult,
+          const RequantEpilogue* ep) {
+  __m512i acc[kMR][NP];
+  const __m512i neg_zp = _mm512_set1_epi32(-a_zp);
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p) {
+    const __m512i init = _mm512_mullo_epi32(
+        _mm512_load_si512(reinterpret_cast<const __m512i*>(w + p * panel_stride)), neg_zp);
+#pragma GCC unroll 6
+    for (size_t r = 0; r < kMR; ++r) acc[r][p] = init;
+  }
+  const int8_t* wk = w + kNR * sizeof(int32_t);
+  for (size_t s = 0; s < ks; ++s, a += kMR) {
+    const uint8_t* ar[kMR];
+#pragma GCC unroll 6
+    for (size_t r = 0; r < kMR; ++r) ar[r] = a[r] == zero ? zero : a[r] + a_offset;
+    for (size_t k = 0; k < kc; k += 4, wk += kNR * 4) {
+      __m512i wv[NP];
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p)
+        wv[p] = _mm512_load_si512(reinterpret_cast<const __m512i*>(wk + p * panel_stride));
+#pragma GCC unroll 6
+      for (size_t r = 0; r < kMR; ++r) {
+        const __m512i av = _mm512_set1_epi32(load_u32(ar[r] + k));
+#pragma GCC unroll 4
+        for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, wv[p]);
+      }
+    }
+  }
+  // Requantize: clamping v to [lo - zp, hi - zp] before rounding equals clamping
+  // nearbyint(v) + zp to [lo, hi] (rounding is monotone and fixes integers).
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(ep->out_min - ep->out_zp));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(ep->out_max - ep->out_zp));
+  const __m512i zp = _mm512_set1_epi32(ep->out_zp);
+  __m512 bias[NP], mul[NP];
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p) {
+    bias[p] = _mm512_loadu_ps(bias_s + p * kNR);
+    mul[p] = _mm512_loadu_ps(mult + p * kNR);
+  }
+  for (size_t r = 0; r < mr; ++r, c += c_stride) {
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p) {
+      __m512 v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc[r][p]), bias[p]), mul[p]);
+      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+      const size_t n = p * kNR;
+      if (n + kNR <= cols) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(c + n), _mm512_cvtepi32_epi8(q));
+      } else if (n < cols) {
+        _mm512_mask_cvtepi32_storeu_epi8(c + n, static_cast<__mmask16>((1u << (cols - n)) - 1), q);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void qu8_igemm_6x64c4__avx512vnni_requant(size_t mr, size_t nc, size_t kc, size_t ks,
+                                          const uint8_t* const* a, size_t a_offset,
+                                          const uint8_t* zero, const void* w, int32_t a_zp,
+                                          uint8_t* c, size_t c_stride,
+                                          const RequantEpilogue* ep) {
+  const size_t panel_stride = kNR * sizeof(int32_t) + ks * kc * kNR;
+  const int8_t* wp = static_cast<const int8_t*>(w);
+  for (size_t n0 = 0; n0 < nc; n0 += 4 * kNR, wp += 4 * panel_stride) {
+    const size_t cols = nc - n0 < 4 * kNR ? nc - n0 : 4 * kNR;
+    const float* b = ep->bias_s + n0;
+    const float* m = ep->mult + n0;
+    switch ((cols + kNR - 1) / kNR) {
+      case 4: tile<4>(mr, cols, kc, ks, a, a_offset, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
+      case 3: tile<3>(mr, cols, kc, ks, a, a_offset, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
+      case 2: tile<2>(mr, cols, kc, ks, a, a_offset, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
+      default: tile<1>(mr, cols, kc, ks, a, a_offset, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
+    }
+  }
+}
+
+}  // namespace npq
