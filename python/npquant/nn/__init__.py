@@ -3,6 +3,7 @@
 from .activation import Dropout, Flatten, Hardswish, Identity, ReLU, ReLU6
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import Sequential
+from .conv import Conv2d
 from .linear import Linear
 from .module import Module
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -11,6 +12,6 @@ from .stubs import DeQuantStub, FloatFunctional, QuantStub
 from . import intrinsic  # noqa: E402  (fused float modules made by fuse_modules)
 from . import quantized  # noqa: E402  (npquant.nn.quantized, npquant.nn.quantized.dynamic)
 
-__all__ = ["Module", "Sequential", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6",
+__all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6",
            "Hardswish", "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "QuantStub", "DeQuantStub", "FloatFunctional", "intrinsic", "quantized"]

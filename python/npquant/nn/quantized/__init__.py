@@ -3,11 +3,12 @@
 from . import dynamic
 from .activation import Dropout, Flatten, Hardswish, ReLU, ReLU6
 from .batchnorm import BatchNorm2d, BNReLU2d
+from .conv import Conv2d, ConvReLU2d
 from .functional_modules import QFunctional
 from .linear import Linear, LinearReLU
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .stubs import DeQuantize, Quantize
 
-__all__ = ["Linear", "LinearReLU", "ReLU", "ReLU6", "Hardswish", "Dropout", "Flatten",
-           "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "BNReLU2d",
+__all__ = ["Linear", "LinearReLU", "Conv2d", "ConvReLU2d", "ReLU", "ReLU6", "Hardswish", "Dropout",
+           "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "BNReLU2d",
            "QFunctional", "Quantize", "DeQuantize", "dynamic"]

@@ -1,0 +1,198 @@
+"""Static quantized Conv2d / ConvReLU2d: quint8 QTensor in, quint8 QTensor out
+(like torch.ao.nn.quantized.Conv2d and torch.ao.nn.intrinsic.quantized.ConvReLU2d).
+
+Activations run NHWC inside: the output QTensor is stored NHWC (its public
+accessors show PyTorch's NCHW), so a chain of quantized conv layers never
+transposes. Weights are symmetric int8, per output channel or per tensor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ... import _C
+from ..._dtypes import qint8, quint8
+from ...qtensor import QTensor, _check_scale, _check_zp, quantize_per_tensor
+from ..conv import _conv_geometry, _pair
+from ..module import Module
+from ._packed import quantize_weight_symmetric
+
+__all__ = ["Conv2d", "ConvReLU2d"]
+
+
+def _weight_scales(qweight: QTensor, out_channels: int) -> np.ndarray:
+    """Per-output-channel float32 scales of a symmetric qint8 conv weight."""
+    if not isinstance(qweight, QTensor):
+        raise TypeError(f"weight must be a QTensor of npquant.qint8 (use npquant.quantize_per_channel "
+                        f"or quantize_per_tensor), got {type(qweight).__name__}")
+    if qweight.dtype is not qint8:
+        raise TypeError(f"conv weight must be npquant.qint8, got {qweight.dtype}")
+    if qweight.qscheme() == "per_tensor_affine":
+        zps = np.array([qweight.q_zero_point()])
+        scales = np.full(out_channels, qweight.q_scale(), dtype=np.float32)
+    else:
+        if qweight.q_per_channel_axis() != 0:
+            raise ValueError("per-channel conv weights must be quantized along axis 0 (output channels), "
+                             f"got axis {qweight.q_per_channel_axis()}")
+        zps = qweight.q_per_channel_zero_points()
+        scales = qweight.q_per_channel_scales().astype(np.float32)
+    if np.any(zps != 0):
+        raise ValueError("npquant needs symmetric int8 weights (zero_point 0): quantize them with a "
+                         "symmetric qscheme (per_tensor_symmetric or per_channel_symmetric)")
+    return np.ascontiguousarray(scales)
+
+
+def _bias_array(bias, out_channels: int):
+    if bias is None:
+        return None
+    if hasattr(bias, "detach"):
+        bias = bias.detach().cpu().numpy()
+    b = np.asarray(bias)
+    if b.shape != (out_channels,):
+        raise ValueError(f"bias must have shape ({out_channels},), got {b.shape}")
+    if not np.all(np.isfinite(b)):
+        raise ValueError("bias contains NaN or Inf")
+    return np.ascontiguousarray(b, dtype=np.float32)
+
+
+class Conv2d(Module):
+    """int8 Conv2d with requantization: y_q = requant(conv(x_q - zp, w_q) + bias).
+
+    Constructed like ``torch.ao.nn.quantized.Conv2d`` (weights start at zero; load
+    them with ``set_weight_bias(qweight, bias)``, set ``.scale``/``.zero_point`` for
+    the output), or from a float ``npquant.nn.Conv2d`` with ``from_float``.
+    Called on a 4-D quint8 QTensor of logical shape (N, C, H, W), stored NCHW or
+    NHWC; returns an NHWC-stored QTensor. Exact: every output equals npquant's
+    reference convolution bit for bit, on every ISA.
+    """
+
+    _FUSED_RELU = False
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device=None, dtype=None):
+        super().__init__()
+        if padding_mode != "zeros":
+            raise ValueError(f"quantized Conv2d supports padding_mode='zeros' only (as PyTorch), got {padding_mode!r}")
+        kernel, st, pad4, dil = _conv_geometry(in_channels, out_channels, kernel_size, stride, padding,
+                                               dilation, groups)
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride, self.dilation = kernel, st, dil
+        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        self.padding_mode = padding_mode
+        self._pad4 = pad4
+        self.scale = 1.0
+        self.zero_point = 0
+        w = quantize_per_tensor(np.zeros((out_channels, in_channels // groups, *kernel), np.float32),
+                                1.0, 0, qint8)
+        self.set_weight_bias(w, np.zeros(out_channels, np.float32) if bias else None)
+
+    # ---- weights
+    def set_weight_bias(self, w: QTensor, b) -> None:
+        """Sets int8 weights (out, in/groups, kh, kw) and a float bias (or None), and packs them."""
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        scales = _weight_scales(w, self.out_channels)
+        if tuple(w.shape) != shape:
+            raise ValueError(f"weight shape {tuple(w.shape)} does not match {shape} "
+                             "(out_channels, in_channels/groups, kh, kw)")
+        bias = _bias_array(b, self.out_channels)
+        packed = _C.PackedConv2dWeight(np.ascontiguousarray(w.int_repr()), self.stride, self._pad4,
+                                       self.dilation, self.groups)
+        self._qweight, self._w_scale, self._bias, self._packed = w, scales, bias, packed
+
+    def weight(self) -> QTensor:
+        return self._qweight
+
+    def bias(self):
+        return self._bias
+
+    def _weight_bias(self):
+        return self._qweight, self._bias
+
+    # ---- forward
+    def forward(self, x) -> QTensor:
+        name = type(self).__name__
+        if not isinstance(x, QTensor):
+            raise TypeError(f"quantized {name} expects a QTensor (quint8), got {type(x).__name__}; quantize "
+                            "the input first (npquant.quantize_per_tensor, or a QuantStub)")
+        if x.dtype is not quint8 or x.qscheme() != "per_tensor_affine":
+            raise TypeError(f"quantized {name} expects a per-tensor quint8 QTensor, got {x!r}")
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"quantized {name} expects a 4-D QTensor of shape (N, {self.in_channels}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        scale = _check_scale(self.scale)
+        zp = _check_zp(self.zero_point, quint8)
+        y = _C.conv2d_static(np.ascontiguousarray(x.nhwc()), self._packed, x.q_scale(), x.q_zero_point(),
+                             self._w_scale, self._bias, np.float32(scale), zp, self._FUSED_RELU)
+        return QTensor.from_nhwc(y, scale, zp, quint8)
+
+    # ---- construction from a float module
+    @classmethod
+    def from_float(cls, mod, weight: QTensor | None = None, output_scale=None, output_zero_point=None):
+        """The quantized twin of a float ``npquant.nn.Conv2d``.
+
+        mod: the float Conv2d, or a fused Conv+ReLU container whose first element is
+        the Conv2d (``mod[0]``).
+        weight: its int8 weight as a QTensor; if None, ``mod.qconfig.weight()`` (an
+        observer) quantizes ``conv.weight`` when a qconfig is set, otherwise it is
+        quantized per output channel, symmetric, from its min/max.
+        output_scale, output_zero_point: the output qparams; if None they come from
+        ``mod.activation_post_process.calculate_qparams()`` (a calibrated observer,
+        as after ``prepare`` and calibration). Raises if neither is available.
+        """
+        from ..conv import Conv2d as FloatConv2d
+
+        conv = mod if isinstance(mod, FloatConv2d) else mod[0] if hasattr(mod, "__getitem__") else None
+        if not isinstance(conv, FloatConv2d):
+            raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.Conv2d (or a fused Conv+ReLU "
+                            f"whose first module is one), got {type(mod).__name__}")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"quantized Conv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}")
+        if output_scale is None or output_zero_point is None:
+            obs = getattr(mod, "activation_post_process", None)
+            if obs is None:
+                raise ValueError("from_float needs output_scale and output_zero_point, or a module "
+                                 "calibrated through npquant.prepare (with an activation_post_process)")
+            s, z = obs.calculate_qparams()
+            output_scale = float(np.asarray(s).reshape(-1)[0])
+            output_zero_point = int(np.asarray(z).reshape(-1)[0])
+        if weight is None:
+            weight = _quantize_conv_weight(conv.weight, getattr(mod, "qconfig", None))
+        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                conv.dilation, conv.groups, conv.bias is not None)
+        q.set_weight_bias(weight, None if conv.bias is None else conv.bias.copy())
+        q.scale = float(_check_scale(output_scale))
+        q.zero_point = _check_zp(output_zero_point, quint8)
+        return q
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}, padding={self.padding}")
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self._bias is None:
+            s += ", bias=False"
+        return s
+
+
+class ConvReLU2d(Conv2d):
+    """Conv2d followed by ReLU, fused into the requantization clamp (lower bound = zero_point)."""
+
+    _FUSED_RELU = True
+
+
+def _quantize_conv_weight(w: np.ndarray, qconfig) -> QTensor:
+    """int8 conv weights from the qconfig's weight observer, else per-channel symmetric min/max."""
+    if qconfig is None or getattr(qconfig, "weight", None) is None:
+        return quantize_weight_symmetric(w, per_channel=True)
+    from ...qtensor import quantize_per_channel
+
+    obs = qconfig.weight()
+    obs(w)
+    scale, zp = obs.calculate_qparams()
+    scale, zp = np.asarray(scale, np.float32).reshape(-1), np.asarray(zp).reshape(-1)
+    if scale.size == 1:
+        return quantize_per_tensor(w, float(scale[0]), int(zp[0]), qint8)
+    return quantize_per_channel(w, scale, zp, getattr(obs, "ch_axis", 0), qint8)

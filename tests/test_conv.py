@@ -1,0 +1,396 @@
+"""Conv2d: native paths vs the reference on every ISA, the reference and modules vs
+PyTorch, the float module, and bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import npquant
+from npquant import _C
+
+RUNNABLE_ISAS = _C.cpu_info()["runnable_isas"]
+
+
+def random_config(rng, max_macs=3_000_000):
+    """A random conv problem: mostly small, sometimes wide or deep (sizes shrink until
+    the reference's MAC count fits max_macs)."""
+    kind = rng.choice(["dense", "grouped", "depthwise", "pointwise"], p=[0.4, 0.15, 0.3, 0.15])
+    if kind == "depthwise":
+        groups = int(rng.integers(1, 300))
+        cg, og = 1, int(rng.choice([1, 1, 1, 2, 3]))
+    elif kind == "grouped":
+        groups = int(rng.integers(2, 9))
+        cg, og = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+    else:
+        groups = 1
+        cg = int(rng.choice([int(rng.integers(1, 17)), int(rng.integers(1, 301))]))
+        og = int(rng.choice([int(rng.integers(1, 17)), int(rng.integers(1, 301))]))
+    cin, cout = cg * groups, og * groups
+    while cin > 300 or cout > 300:  # keep C <= 300
+        groups = max(1, groups // 2)
+        cin, cout = cg * groups, og * groups
+    if kind == "pointwise":
+        kh = kw = 1
+        stride, pad, dil = (1, 1), (0, 0, 0, 0), (1, 1)
+    else:
+        kh, kw = (int(v) for v in rng.integers(1, 8, 2))
+        if rng.random() < 0.5:
+            kw = kh
+        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        pad = tuple(int(v) for v in rng.integers(0, 4, 4))
+        if rng.random() < 0.6:
+            pad = (pad[0], pad[1], pad[0], pad[1])
+        dil = tuple(int(v) for v in rng.integers(1, 3, 2))
+    n = int(rng.choice([1, 1, 2, int(rng.integers(1, 9))]))
+    h, w = (int(v) for v in rng.integers(1, 65, 2))
+    if rng.random() < 0.7:
+        h, w = (int(v) for v in rng.integers(1, 17, 2))
+    # The (dilated) kernel must fit the padded input.
+    h = max(h, dil[0] * (kh - 1) + 1 - pad[0] - pad[2])
+    w = max(w, dil[1] * (kw - 1) + 1 - pad[1] - pad[3])
+
+    def macs():
+        oh = (h + pad[0] + pad[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+        ow = (w + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+        return n * oh * ow * cout * cg * kh * kw
+
+    while macs() > max_macs:
+        before = (n, h, w)
+        n, h, w = max(1, n // 2), max(1, h * 3 // 4), max(1, w * 3 // 4)
+        h = max(h, dil[0] * (kh - 1) + 1 - pad[0] - pad[2])
+        w = max(w, dil[1] * (kw - 1) + 1 - pad[1] - pad[3])
+        if (n, h, w) == before:  # the kernel needs this much input
+            break
+    return dict(n=n, h=h, w=w, cin=cin, cout=cout, groups=groups, k=(kh, kw), stride=stride, pad=pad, dil=dil)
+
+
+def random_data(rng, c):
+    x = rng.integers(0, 256, (c["n"], c["h"], c["w"], c["cin"]), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (c["cout"], c["cin"] // c["groups"], *c["k"]), dtype=np.int8)
+    if rng.random() < 0.2:  # extremes: every weight -128 or 127, inputs 0 or 255
+        wt = np.where(rng.random(wt.shape) < 0.5, -128, 127).astype(np.int8)
+        x = np.where(rng.random(x.shape) < 0.5, 0, 255).astype(np.uint8)
+    xz = int(rng.choice([0, 255, int(rng.integers(0, 256))]))
+    yz = int(rng.choice([0, 255, int(rng.integers(0, 256))]))
+    xs = np.float32(rng.uniform(0.005, 0.1))
+    # Output scale near the accumulator's spread, so outputs are mostly inside [0, 255].
+    k = wt[0].size
+    ys = np.float32(xs * 0.01 * np.sqrt(k) * 128 * rng.uniform(0.2, 3))
+    ws = rng.uniform(0.005, 0.015, c["cout"]).astype(np.float32)
+    bias = rng.normal(0, 1, c["cout"]).astype(np.float32) if rng.random() < 0.7 else None
+    relu = bool(rng.random() < 0.3)
+    return x, wt, xs, xz, ws, bias, ys, yz, relu
+
+
+def reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu):
+    return _C.reference.conv2d_static(x, xz, wt, c["stride"], c["pad"], c["dil"], c["groups"], xs, ws, bias,
+                                      ys, yz, relu)
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_every_path_bit_exact_with_reference(isa):
+    """>= 1000 random configs per ISA; where the ISA has an indirect GEMM, the gathered
+    path runs too. Every output must equal the reference bit for bit."""
+    rng = np.random.default_rng(1000 + RUNNABLE_ISAS.index(isa))
+    paths = {}
+    for _ in range(1000):
+        c = random_config(rng)
+        x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+        ref = reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)
+        for igemm in (True, False):
+            p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"], isa=isa, igemm=igemm)
+            y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+            if not np.array_equal(y, ref):
+                bad = np.argwhere(y != ref)[0]
+                pytest.fail(f"{isa} {p.path} {p.kernel} differs from the reference for {c} at {tuple(bad)}: "
+                            f"{y[tuple(bad)]} vs {ref[tuple(bad)]} ({np.count_nonzero(y != ref)} outputs)")
+            paths[p.path] = paths.get(p.path, 0) + 1
+            if p.path not in ("igemm", "gather"):
+                break  # igemm=False changes nothing on the other paths
+    # Every path of this ISA was exercised.
+    expected = {"gemm", "gather", "dwconv"} | ({"igemm"} if _C.PackedConv2dWeight(
+        np.zeros((8, 8, 3, 3), np.int8), isa=isa).path == "igemm" else set())
+    assert expected <= set(paths), paths
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_dispatch_under_npquant_isa(isa):
+    """NPQUANT_ISA=<isa> in a fresh process: the default conv kernels are that ISA's,
+    and the default path equals the reference."""
+    code = textwrap.dedent("""
+        import sys, numpy as np
+        sys.path[:0] = [p for p in sys.argv[1:] if p]
+        from test_conv import random_config, random_data, reference
+        from npquant import _C
+        rng = np.random.default_rng(7)
+        for _ in range(60):
+            c = random_config(rng, 500_000)
+            x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+            p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"])
+            y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+            assert np.array_equal(y, reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)), (c, p.kernel)
+        print(_C.conv_kernels()["gemm"], _C.conv_kernels()["dwconv"])
+    """)
+    env = dict(os.environ, NPQUANT_ISA=isa)
+    r = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    gemm, dw = r.stdout.split()
+    assert gemm.split("__")[1].startswith(isa)
+    assert dw.split("__")[1] in ("scalar", "avx2", "avx512vnni")
+
+
+def test_threads_give_identical_results():
+    rng = np.random.default_rng(3)
+    before = npquant.get_num_threads()
+    try:
+        for _ in range(20):
+            c = random_config(rng)
+            x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+            p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"])
+            outs = []
+            for t in (1, 2, 3):
+                npquant.set_num_threads(t)
+                outs.append(_C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu))
+            assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+    finally:
+        npquant.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- PyTorch agreement
+@pytest.fixture(scope="module")
+def torch_x86():
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
+    torch.backends.quantized.engine = "x86"
+    return torch
+
+
+def torch_qconv(torch, cls, c, wq, ws, bias, ys, yz):
+    m = cls(c["cin"], c["cout"], c["k"], c["stride"], (c["pad"][0], c["pad"][1]), c["dil"], c["groups"])
+    tw = torch._make_per_channel_quantized_tensor(torch.from_numpy(wq), torch.from_numpy(ws.astype(np.float64)),
+                                                  torch.zeros(c["cout"], dtype=torch.long), 0)
+    m.set_weight_bias(tw, None if bias is None else torch.from_numpy(bias))
+    m.scale, m.zero_point = float(ys), yz
+    return m
+
+
+def test_reference_within_one_step_of_pytorch(torch_x86):
+    torch = torch_x86
+    rng = np.random.default_rng(11)
+    total = differ = 0
+    for _ in range(150):
+        c = random_config(rng, 400_000)
+        c["pad"] = (c["pad"][0], c["pad"][1], c["pad"][0], c["pad"][1])  # torch pads symmetrically
+        h_min = c["dil"][0] * (c["k"][0] - 1) + 1 - 2 * c["pad"][0]
+        w_min = c["dil"][1] * (c["k"][1] - 1) + 1 - 2 * c["pad"][1]
+        c["h"], c["w"] = max(c["h"], h_min), max(c["w"], w_min)
+        x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+        cls = torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else torch.ao.nn.quantized.Conv2d
+        m = torch_qconv(torch, cls, c, wt, ws, bias, ys, yz)
+        qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), float(xs), xz)
+        yt = m(qx).int_repr().numpy().transpose(0, 2, 3, 1)
+        ref = reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)
+        d = np.abs(yt.astype(np.int32) - ref)
+        assert d.max() <= 1, (c, d.max())
+        total += d.size
+        differ += np.count_nonzero(d)
+    # Measured with torch 2.13: 0 of these differ; allow rare ties rounded the other way.
+    assert differ <= total // 10000, (differ, total)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_quantized_module_matches_pytorch(torch_x86, relu, per_channel):
+    torch = torch_x86
+    rng = np.random.default_rng(5 + relu + 2 * per_channel)
+    for cin, cout, k, s, p, d, g in [(3, 16, 3, 1, 1, 1, 1), (16, 16, 3, 2, 1, 1, 16), (32, 64, 1, 1, 0, 1, 1),
+                                     (8, 12, (3, 5), (2, 1), (1, 2), (1, 2), 2), (24, 24, 5, 1, 2, 1, 24)]:
+        fm = npquant.nn.Conv2d(cin, cout, k, s, p, d, g, rng=rng)
+        w = fm.weight
+        if per_channel:
+            wsc = np.abs(w.reshape(cout, -1)).max(1).astype(np.float32) / 127
+            qw = npquant.quantize_per_channel(w, wsc, np.zeros(cout, np.int64), 0, npquant.qint8)
+            tw = torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(wsc.astype(np.float64)),
+                                            torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+        else:
+            wsc = float(np.abs(w).max() / 127)
+            qw = npquant.quantize_per_tensor(w, wsc, 0, npquant.qint8)
+            tw = torch.quantize_per_tensor(torch.from_numpy(w), wsc, 0, torch.qint8)
+        cls = npquant.nn.quantized.ConvReLU2d if relu else npquant.nn.quantized.Conv2d
+        qm = cls.from_float(fm, qw, output_scale=0.04, output_zero_point=90)
+        tcls = torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else torch.ao.nn.quantized.Conv2d
+        tm = tcls(cin, cout, k, s, p, d, g)
+        tm.set_weight_bias(tw, torch.from_numpy(fm.bias))
+        tm.scale, tm.zero_point = 0.04, 90
+        xf = rng.standard_normal((2, cin, 17, 19)).astype(np.float32)
+        qx = npquant.quantize_per_tensor(xf, 0.02, 130, npquant.quint8)
+        tx = torch.quantize_per_tensor(torch.from_numpy(xf), 0.02, 130, torch.quint8)
+        assert np.array_equal(qx.int_repr(), tx.int_repr().numpy())
+        y = qm(qx)
+        yt = tm(tx)
+        assert y.shape == tuple(yt.shape) and y.is_nhwc
+        assert np.abs(y.int_repr().astype(np.int32) - yt.int_repr().numpy()).max() <= 1
+        assert np.allclose(y.dequantize(), yt.dequantize().numpy(), atol=0.04 + 1e-6)
+        # An NHWC-stored input (the previous layer's output) gives the same result.
+        qx_nhwc = npquant.QTensor.from_nhwc(np.ascontiguousarray(qx.nhwc()), 0.02, 130)
+        assert np.array_equal(qm(qx_nhwc).int_repr(), y.int_repr())
+
+
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")
+def test_float_conv_matches_pytorch(torch_x86):
+    torch = torch_x86
+    rng = np.random.default_rng(2)
+    cases = [(3, 8, 3, 1, 1, 1, 1, "zeros"), (8, 8, 3, 2, 0, 2, 4, "zeros"), (6, 12, (3, 5), (2, 1), (1, 2), 1, 3, "zeros"),
+             (4, 4, 3, 1, "same", 2, 2, "zeros"), (4, 6, 4, 1, "same", 1, 1, "zeros"), (4, 4, 3, 1, "valid", 1, 1, "zeros"),
+             (5, 5, 3, 1, 2, 1, 5, "reflect"), (5, 5, 3, 2, 1, 1, 1, "replicate"), (5, 5, 3, 1, 1, 1, 1, "circular")]
+    for cin, cout, k, s, p, d, g, mode in cases:
+        m = npquant.nn.Conv2d(cin, cout, k, s, p, d, g, padding_mode=mode, rng=rng)
+        t = torch.nn.Conv2d(cin, cout, k, s, p, d, g, padding_mode=mode)
+        missing, unexpected = m.load_state_dict(t.state_dict())
+        assert not missing and not unexpected
+        x = rng.standard_normal((2, cin, 11, 13)).astype(np.float32)
+        with torch.no_grad():
+            ref = t(torch.from_numpy(x)).numpy()
+        assert m(x).shape == ref.shape
+        np.testing.assert_allclose(m(x), ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(m(x[0]), ref[0], rtol=1e-4, atol=1e-5)  # unbatched
+
+
+# ---------------------------------------------------------------- modules without torch
+def test_module_api_and_nhwc_chain():
+    rng = np.random.default_rng(9)
+    conv1 = npquant.nn.Conv2d(3, 8, 3, padding=1, rng=rng)
+    conv2 = npquant.nn.Conv2d(8, 8, 3, padding=1, groups=8, rng=rng)
+    q1 = npquant.nn.quantized.ConvReLU2d.from_float(conv1, output_scale=0.05, output_zero_point=0)
+    q2 = npquant.nn.quantized.Conv2d.from_float(conv2, output_scale=0.05, output_zero_point=128)
+    assert q1.weight().q_per_channel_scales().shape == (8,) and q1.bias().shape == (8,)
+    x = npquant.quantize_per_tensor(rng.standard_normal((2, 3, 10, 12)).astype(np.float32), 0.03, 128, npquant.quint8)
+    y1 = q1(x)
+    y2 = q2(y1)
+    assert y1.is_nhwc and y2.is_nhwc and y2.shape == (2, 8, 10, 12)
+    # The chain equals the reference applied layer by layer (exact).
+    r1 = _C.reference.conv2d_static(np.ascontiguousarray(x.nhwc()), 128, q1.weight().int_repr(), (1, 1), (1, 1, 1, 1),
+                                    (1, 1), 1, x.q_scale(), q1.weight().q_per_channel_scales().astype(np.float32),
+                                    q1.bias(), np.float32(0.05), 0, True)
+    r2 = _C.reference.conv2d_static(r1, 0, q2.weight().int_repr(), (1, 1), (1, 1, 1, 1), (1, 1), 8, np.float32(0.05),
+                                    q2.weight().q_per_channel_scales().astype(np.float32), q2.bias(),
+                                    np.float32(0.05), 128, False)
+    assert np.array_equal(y2.nhwc(), r2)
+    # ReLU fused: nothing below the zero point.
+    assert y1.int_repr().min() >= 0 and np.all(y1.dequantize() >= 0)
+    # Close to float (a few quantization steps).
+    assert np.abs(y2.dequantize() - conv2(np.maximum(conv1(x.dequantize()), 0))).max() < 0.3
+    # set_weight_bias with a per-tensor weight and no bias.
+    w = npquant.quantize_per_tensor(conv2.weight, 0.01, 0, npquant.qint8)
+    q2.set_weight_bias(w, None)
+    assert q2.bias() is None and q2(y1).shape == (2, 8, 10, 12)
+
+
+def test_from_float_with_observers():
+    class Obs:
+        def __init__(self, scale, zp, per_channel=False):
+            self.scale, self.zp, self.ch_axis = scale, zp, 0 if per_channel else None
+            self.seen = None
+
+        def __call__(self, x):
+            self.seen = x
+            return x
+
+        def calculate_qparams(self):
+            return np.float32(self.scale), np.int64(self.zp)
+
+    class QConfig:
+        weight = staticmethod(lambda: Obs(0.01, 0))
+
+    conv = npquant.nn.Conv2d(4, 4, 3)
+    conv.activation_post_process = Obs(0.07, 33)
+    conv.qconfig = QConfig()
+    q = npquant.nn.quantized.Conv2d.from_float(conv)
+    assert (q.scale, q.zero_point) == (pytest.approx(0.07), 33)
+    assert q.weight().qscheme() == "per_tensor_affine" and q.weight().q_scale() == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="output_scale"):
+        npquant.nn.quantized.Conv2d.from_float(npquant.nn.Conv2d(4, 4, 3))
+    with pytest.raises(TypeError, match="npquant.nn.Conv2d"):
+        npquant.nn.quantized.Conv2d.from_float(npquant.nn.Linear(4, 4), output_scale=1.0, output_zero_point=0)
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_geometry_raises_clear_errors():
+    w = np.zeros((8, 4, 3, 3), np.int8)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        _C.conv2d_static(np.zeros((1, 2, 2, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
+                         np.ones(8, np.float32), None, 1.0, 0)
+    with pytest.raises(ValueError, match="divisible by groups"):
+        _C.PackedConv2dWeight(np.zeros((6, 4, 3, 3), np.int8), groups=4)
+    with pytest.raises(ValueError, match="divisible by groups"):
+        npquant.nn.quantized.Conv2d(6, 8, 3, groups=4)
+    with pytest.raises(ValueError, match="divisible by groups"):
+        npquant.nn.Conv2d(6, 8, 3, groups=4)
+    with pytest.raises(ValueError, match="NHWC"):  # an NCHW array given to the native NHWC op
+        _C.conv2d_static(np.zeros((1, 4, 9, 9), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
+                         np.ones(8, np.float32), None, 1.0, 0)
+    with pytest.raises(ValueError, match="4-D"):
+        _C.conv2d_static(np.zeros((4, 9, 9), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
+                         np.ones(8, np.float32), None, 1.0, 0)
+    with pytest.raises(TypeError, match="uint8"):
+        _C.conv2d_static(np.zeros((1, 9, 9, 4), np.float32), _C.PackedConv2dWeight(w), 1.0, 0,
+                         np.ones(8, np.float32), None, 1.0, 0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.conv2d_static(np.zeros((1, 9, 9, 8), np.uint8)[..., ::2], _C.PackedConv2dWeight(w), 1.0, 0,
+                         np.ones(8, np.float32), None, 1.0, 0)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        _C.PackedConv2dWeight(w, stride=(0, 1))
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        _C.PackedConv2dWeight(w, padding=(-1, 0, 0, 0))
+    with pytest.raises(ValueError, match="accumulation bound"):
+        _C.PackedConv2dWeight(np.zeros((1, 8192, 3, 3), np.int8))
+    with pytest.raises(ValueError, match="weight scales must have 8"):
+        _C.conv2d_static(np.zeros((1, 9, 9, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
+                         np.ones(7, np.float32), None, 1.0, 0)
+    with pytest.raises(ValueError, match="zero_point"):
+        _C.conv2d_static(np.zeros((1, 9, 9, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 300,
+                         np.ones(8, np.float32), None, 1.0, 0)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        npquant.nn.Conv2d(3, 3, 5)(np.zeros((1, 3, 4, 4), np.float32))
+
+
+def test_bad_module_input_raises_clear_errors():
+    q = npquant.nn.quantized.Conv2d(4, 8, 3)
+    xf = np.zeros((1, 4, 8, 8), np.float32)
+    with pytest.raises(TypeError, match="QTensor"):
+        q(xf)
+    with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
+        q(npquant.quantize_per_tensor(np.zeros((1, 3, 8, 8), np.float32), 0.1, 0, npquant.quint8))
+    with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
+        q(npquant.quantize_per_tensor(np.zeros((4, 8, 8), np.float32), 0.1, 0, npquant.quint8))
+    with pytest.raises(TypeError, match="quint8"):
+        q(npquant.quantize_per_tensor(xf, 0.1, 0, npquant.qint8))
+    w = np.ones((8, 4, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="symmetric"):
+        q.set_weight_bias(npquant.quantize_per_tensor(w, 0.1, 3, npquant.qint8), None)
+    with pytest.raises(ValueError, match="axis 0"):
+        q.set_weight_bias(npquant.quantize_per_channel(w, np.ones(4), np.zeros(4), 1, npquant.qint8), None)
+    with pytest.raises(TypeError, match="qint8"):
+        q.set_weight_bias(npquant.quantize_per_tensor(w, 0.1, 0, npquant.quint8), None)
+    with pytest.raises(ValueError, match="does not match"):
+        q.set_weight_bias(npquant.quantize_per_tensor(np.ones((8, 4, 5, 5), np.float32), 0.1, 0, npquant.qint8), None)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        q.set_weight_bias(npquant.quantize_per_tensor(w, 0.1, 0, npquant.qint8), np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="padding_mode='zeros'"):
+        npquant.nn.quantized.Conv2d(4, 8, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="'same' is not supported for strided"):
+        npquant.nn.Conv2d(4, 8, 3, stride=2, padding="same")
+    with pytest.raises(TypeError, match="kernel_size"):
+        npquant.nn.Conv2d(4, 8, (3, 3, 3))
+    q.scale = 0.0
+    with pytest.raises(ValueError, match="scale"):
+        q(npquant.quantize_per_tensor(xf, 0.1, 0, npquant.quint8))
