@@ -269,8 +269,12 @@ struct ConvRunner {
     const size_t t_bytes = ow * nq * round_up(c, k.ct) * k.tb;
     const size_t slots = (g.kh - 1) * g.dil_h + 1;  // rows one output row spans
     const DwRowGeometry rg{c, a.w, ow, g.kw, nq, g.stride_w, g.dil_w, g.pad_left};
-    const size_t per_image = std::min(oh, std::max<size_t>(
-        1, (4 * static_cast<size_t>(get_num_threads()) + a.batch - 1) / a.batch));
+    // Bands per image: enough tasks for the threads; each band re-transforms the
+    // (kh - 1) * dil_h input rows it shares with the band above, so one thread
+    // takes whole images.
+    const size_t threads = static_cast<size_t>(get_num_threads());
+    const size_t per_image =
+        threads == 1 ? 1 : std::min(oh, std::max<size_t>(1, (4 * threads + a.batch - 1) / a.batch));
     const size_t band = (oh + per_image - 1) / per_image;
     const RequantEpilogue e = ep.at(0, a);
     parallel_for(a.batch * per_image, [&](size_t task) {

@@ -82,6 +82,25 @@ struct Taps<0, 0> {
   }
 };
 
+// Requantizes one column's two accumulators to 32 int16 (lane-mixed, see above),
+// zero point added.
+__m512i requant_pair(__m512i a0, __m512i a1, __m512 bias0, __m512 bias1, __m512 mult0,
+                     __m512 mult1, __m512 hi_f, __m512i zp16) {
+  __m512 v0 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a0), bias0), mult0);
+  __m512 v1 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a1), bias1), mult1);
+  v0 = _mm512_min_ps(v0, hi_f);
+  v1 = _mm512_min_ps(v1, hi_f);
+  return _mm512_adds_epi16(_mm512_packs_epi32(_mm512_cvtps_epi32(v0), _mm512_cvtps_epi32(v1)), zp16);
+}
+
+void store32(uint8_t* y, __m256i q, bool full, __mmask32 mask) {
+  if (full) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), q);
+  } else {
+    _mm256_mask_storeu_epi8(y, mask, q);
+  }
+}
+
 template <int KH, int NQ>
 void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* const* rows,
               const uint8_t* packed, int32_t xz, uint8_t* y, size_t y_stride,
@@ -90,16 +109,17 @@ void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* c
   const size_t block_bytes = kBlock + kh * nq * kBlock;
   const __m512i idx0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(8));
-  // After packs + packus, natural dword k of the 32 outputs sits at this index.
-  const __m512i out_idx = _mm512_setr_epi32(0, 8, 1, 9, 4, 12, 5, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+  // After packs of each column and packus of two columns (p, r), natural dword k
+  // of column p's 32 outputs sits at index out_idx2[k], column r's at out_idx2[8 + k].
+  const __m512i out_idx2 = _mm512_setr_epi32(0, 8, 1, 9, 4, 12, 5, 13, 2, 10, 3, 11, 6, 14, 7, 15);
   // q = clamp(nearbyint(v) + zp, lo, hi) with one float op: v is first capped at
   // hi - zp (rounding is monotone and fixes integers, so this equals capping the
   // result at hi, and keeps cvtps2dq from overflowing upwards); below, cvtps2dq's
   // INT_MIN for v < -2^31 and the saturating packs only ever saturate values whose
   // result is < 0 <= lo, and the final byte max/min apply lo and hi.
   const __m512 hi_f = _mm512_set1_ps(static_cast<float>(ep->out_max - ep->out_zp));
-  const __m256i lo8 = _mm256_set1_epi8(static_cast<char>(ep->out_min));
-  const __m256i hi8 = _mm256_set1_epi8(static_cast<char>(ep->out_max));
+  const __m512i lo8 = _mm512_set1_epi8(static_cast<char>(ep->out_min));
+  const __m512i hi8 = _mm512_set1_epi8(static_cast<char>(ep->out_max));
   const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(ep->out_zp));
   const __m512i neg_xz = _mm512_set1_epi32(-xz);
   for (size_t b = 0; b < blocks; ++b) {
@@ -117,21 +137,32 @@ void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* c
     const __m512 mult0 = _mm512_permutex2var_ps(mlo, idx0, mhi);
     const __m512 mult1 = _mm512_permutex2var_ps(mlo, idx1, mhi);
     const __mmask32 store_mask = tail_mask(channels - b * kCT);
+    const bool full = channels - b * kCT >= kCT;
     Taps<KH, NQ> taps;
     taps.load(pb + kBlock, kh, nq);
+    const size_t t_off = b * kBlock, t_step = nq * pos_stride;
     uint8_t* yb = y + b * kCT;
-    for (size_t ox = 0; ox < ow; ++ox, yb += y_stride) {
+    size_t ox = 0;
+    // Two output columns per step: independent chains for the scheduler, and one
+    // packus + permute for both.
+    for (; ox + 1 < ow; ox += 2, yb += 2 * y_stride) {
+      __m512i a0 = init0, a1 = init1, c0 = init0, c1 = init1;
+      taps.run(rows, ox * t_step + t_off, pos_stride, kh, nq, a0, a1);
+      taps.run(rows, (ox + 1) * t_step + t_off, pos_stride, kh, nq, c0, c1);
+      const __m512i p = requant_pair(a0, a1, bias0, bias1, mult0, mult1, hi_f, zp16);
+      const __m512i r = requant_pair(c0, c1, bias0, bias1, mult0, mult1, hi_f, zp16);
+      const __m512i u = _mm512_min_epu8(
+          _mm512_max_epu8(_mm512_permutexvar_epi32(out_idx2, _mm512_packus_epi16(p, r)), lo8), hi8);
+      store32(yb, _mm512_castsi512_si256(u), full, store_mask);
+      store32(yb + y_stride, _mm512_extracti64x4_epi64(u, 1), full, store_mask);
+    }
+    if (ox < ow) {
       __m512i a0 = init0, a1 = init1;
-      taps.run(rows, ox * nq * pos_stride + b * kBlock, pos_stride, kh, nq, a0, a1);
-      __m512 v0 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a0), bias0), mult0);
-      __m512 v1 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a1), bias1), mult1);
-      v0 = _mm512_min_ps(v0, hi_f);
-      v1 = _mm512_min_ps(v1, hi_f);
-      __m512i p = _mm512_packs_epi32(_mm512_cvtps_epi32(v0), _mm512_cvtps_epi32(v1));
-      p = _mm512_adds_epi16(p, zp16);
-      const __m512i u = _mm512_permutexvar_epi32(out_idx, _mm512_packus_epi16(p, p));
-      const __m256i q = _mm256_min_epu8(_mm256_max_epu8(_mm512_castsi512_si256(u), lo8), hi8);
-      _mm256_mask_storeu_epi8(yb, store_mask, q);
+      taps.run(rows, ox * t_step + t_off, pos_stride, kh, nq, a0, a1);
+      const __m512i p = requant_pair(a0, a1, bias0, bias1, mult0, mult1, hi_f, zp16);
+      const __m512i u = _mm512_min_epu8(
+          _mm512_max_epu8(_mm512_permutexvar_epi32(out_idx2, _mm512_packus_epi16(p, p)), lo8), hi8);
+      store32(yb, _mm512_castsi512_si256(u), full, store_mask);
     }
   }
 }
@@ -171,14 +202,20 @@ void transform_span(const uint8_t* x, size_t n, size_t step, size_t tap, size_t 
   for (size_t i = 0; i < n; ++i, x += step, t += t_step) {
     const uint8_t* p = x;
     uint8_t* o = t;
-    for (size_t b = 0; b < blocks; ++b, p += kCT, o += kBlock) {
-      const __mmask32 m = b + 1 == blocks ? last : ~__mmask32(0);
-      const __m256i v0 = _mm256_maskz_loadu_epi8(m, p);
-      const __m256i v1 = NT > 1 ? _mm256_maskz_loadu_epi8(m, p + tap) : pad;
-      const __m256i v2 = NT > 2 ? _mm256_maskz_loadu_epi8(m, p + 2 * tap) : pad;
-      const __m256i v3 = NT > 3 ? _mm256_maskz_loadu_epi8(m, p + 3 * tap) : pad;
+    size_t b = 0;
+    for (; b + 1 < blocks; ++b, p += kCT, o += kBlock) {
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      const __m256i v1 = NT > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + tap)) : pad;
+      const __m256i v2 = NT > 2 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * tap)) : pad;
+      const __m256i v3 = NT > 3 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * tap)) : pad;
       interleave_store(v0, v1, v2, v3, o);
     }
+    // The last block may be partial: masked loads never touch bytes past the row.
+    const __m256i v0 = _mm256_maskz_loadu_epi8(last, p);
+    const __m256i v1 = NT > 1 ? _mm256_maskz_loadu_epi8(last, p + tap) : pad;
+    const __m256i v2 = NT > 2 ? _mm256_maskz_loadu_epi8(last, p + 2 * tap) : pad;
+    const __m256i v3 = NT > 3 ? _mm256_maskz_loadu_epi8(last, p + 3 * tap) : pad;
+    interleave_store(v0, v1, v2, v3, o);
   }
 }
 

@@ -120,11 +120,19 @@ class Conv2d(Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"quantized {name} expects a 4-D QTensor of shape (N, {self.in_channels}, H, W), "
                              f"got shape {tuple(x.shape)}")
-        scale = _check_scale(self.scale)
-        zp = _check_zp(self.zero_point, quint8)
+        scale, zp = self._output_qparams()
         y = _C.conv2d_static(np.ascontiguousarray(x.nhwc()), self._packed, x.q_scale(), x.q_zero_point(),
-                             self._w_scale, self._bias, np.float32(scale), zp, self._FUSED_RELU)
-        return QTensor.from_nhwc(y, scale, zp, quint8)
+                             self._w_scale, self._bias, scale, zp, self._FUSED_RELU)
+        return _wrap_nhwc(y, scale, zp)
+
+    def _output_qparams(self):
+        """(scale as float32, zero_point), validated once per value (the checks cost
+        microseconds, which matter for small layers)."""
+        key = (self.scale, self.zero_point)
+        if self.__dict__.get("_qparams_key") != key:
+            self._qparams = (np.float32(_check_scale(self.scale)), _check_zp(self.zero_point, quint8))
+            self._qparams_key = key
+        return self._qparams
 
     # ---- construction from a float module
     @classmethod
@@ -175,6 +183,13 @@ class Conv2d(Module):
         if self._bias is None:
             s += ", bias=False"
         return s
+
+
+def _wrap_nhwc(y: np.ndarray, scale, zp: int) -> QTensor:
+    """QTensor.from_nhwc without re-validating qparams this module already checked."""
+    t = object.__new__(QTensor)
+    t._q, t._dtype, t._scale, t._zp, t._axis, t._nhwc = y, quint8, float(scale), zp, None, True
+    return t
 
 
 class ConvReLU2d(Conv2d):
