@@ -146,6 +146,23 @@ def test_dispatch_under_npquant_isa(isa):
     assert dw.split("__")[1] in ("scalar", "avx2", "avx512vnni")
 
 
+def test_packed_weights_reused_across_input_sizes():
+    """One packed layer called with varying batch, height and width (its cached
+    indirection table must follow the input size)."""
+    rng = np.random.default_rng(4)
+    for cin, cout, k, groups in [(16, 32, 3, 1), (8, 8, 5, 8), (12, 24, 3, 3), (16, 16, 1, 1)]:
+        wt = rng.integers(-128, 128, (cout, cin // groups, k, k), dtype=np.int8)
+        ws = rng.uniform(0.005, 0.015, cout).astype(np.float32)
+        for isa in RUNNABLE_ISAS:
+            p = _C.PackedConv2dWeight(wt, (1, 2), (1, 2, 2, 1), (1, 1), groups, isa=isa)
+            for n, h, w in [(1, 9, 9), (2, 9, 9), (1, 30, 7), (3, 5, 40), (1, 9, 9)]:
+                x = rng.integers(0, 256, (n, h, w, cin), dtype=np.uint8)
+                y = _C.conv2d_static(x, p, 0.02, 77, ws, None, 0.5, 100)
+                ref = _C.reference.conv2d_static(x, 77, wt, (1, 2), (1, 2, 2, 1), (1, 1), groups, 0.02, ws, None,
+                                                 0.5, 100)
+                assert np.array_equal(y, ref), (isa, p.path, cin, cout, k, groups, n, h, w)
+
+
 def test_threads_give_identical_results():
     rng = np.random.default_rng(3)
     before = npquant.get_num_threads()

@@ -31,14 +31,14 @@ typedef void (*qgemm_dequant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t*
                                  float* c, size_t c_stride, const DequantEpilogue* ep);
 
 // Indirect GEMM tile (convolution), requantized to u8. Row r of A is the
-// concatenation over taps s < ks of the kc bytes at a[s*MR + r] (MR: the kernel's
-// tile height), plus a_offset unless that pointer equals `zero` (the zero-point
-// row of padding, which is never offset). kc is a multiple of the layout's kr and
-// w is packed for K = ks*kc (tap-major). The kernel computes MR rows and stores
-// mr; the caller fills the pointers of rows mr..MR-1 with any readable row.
+// concatenation over taps s < ks of kc bytes: at a[s*MR + r] + a_offset, or at
+// `zero` (kc bytes of the input zero point) where a[s*MR + r] == pad (padding).
+// MR is the kernel's tile height; kc is a multiple of the layout's kr, and w is
+// packed for K = ks*kc (tap-major). The kernel computes MR rows and stores mr;
+// the caller fills the entries of rows mr..MR-1 with any readable row.
 //   acc[m][n] = sum_k a[m][k] * w[n][k] - a_zp * colsum[n]   (exact int32)
 typedef void (*qigemm_requant_fn)(size_t mr, size_t nc, size_t kc, size_t ks,
-                                  const uint8_t* const* a, size_t a_offset,
+                                  const uint8_t* const* a, size_t a_offset, const uint8_t* pad,
                                   const uint8_t* zero, const void* w, int32_t a_zp, uint8_t* c,
                                   size_t c_stride, const RequantEpilogue* ep);
 
@@ -89,8 +89,8 @@ NPQ_DECLARE_QGEMM(qu8_gemm_32x32c4__amx)
 
 #define NPQ_DECLARE_QIGEMM(name)                                                       \
   void name##_requant(size_t, size_t, size_t, size_t, const uint8_t* const*, size_t,   \
-                      const uint8_t*, const void*, int32_t, uint8_t*, size_t,          \
-                      const RequantEpilogue*);
+                      const uint8_t*, const uint8_t*, const void*, int32_t, uint8_t*,  \
+                      size_t, const RequantEpilogue*);
 
 NPQ_DECLARE_QIGEMM(qu8_igemm_6x64c4__avx512vnni)
 

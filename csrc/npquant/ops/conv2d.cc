@@ -12,6 +12,15 @@ namespace npq {
 namespace {
 
 constexpr size_t kMaxMultiplier = 16;  // depthwise channel multipliers the dwconv path takes
+constexpr size_t kMaxIndirectionBytes = 8 << 20;  // larger tables are not cached
+
+// Indirection entries are byte offsets from the input's first pixel, stored as
+// pointers so the kernels add the call's base (and batch/group offset) to them;
+// kPad marks padding, which reads the zero-point row instead.
+const uint8_t* offset_entry(size_t offset) {
+  return reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(offset));
+}
+const uint8_t* const kPad = reinterpret_cast<const uint8_t*>(UINTPTR_MAX);
 
 std::string sz(size_t v) { return std::to_string(v); }
 
@@ -176,28 +185,44 @@ struct ConvRunner {
     linear_static(p.grp_[0], la, p.k_.gemm);
   }
 
-  // Row pointers of output pixels [m0, m0 + rows) of one image, in tiles of mr:
-  // ind[(tile*ks + tap)*mr + r]. Rows past the strip repeat its last pixel.
-  // Pointers are relative to image 0 and group 0 (the caller adds the offset),
-  // except `zero`, which stands for padding.
-  void build_indirection(size_t m0, size_t rows, size_t mr, const uint8_t* zero,
-                         const uint8_t** ind) const {
-    const size_t ks = g.kh * g.kw, tiles = (rows + mr - 1) / mr;
-    for (size_t t = 0; t < tiles; ++t)
+  // Entries for tiles [t0, t1) of mr output pixels of one image:
+  // ind[((t - t0)*ks + tap)*mr + r] for pixel t*mr + r (past the last pixel, the
+  // last pixel again). Offsets are from the image's first pixel, channel 0.
+  void build_indirection(size_t t0, size_t t1, size_t mr, const uint8_t** ind) const {
+    const size_t ks = g.kh * g.kw, m_img = oh * ow;
+    for (size_t t = t0; t < t1; ++t)
       for (size_t r = 0; r < mr; ++r) {
-        const size_t m = m0 + std::min(t * mr + r, rows - 1);
+        const size_t m = std::min(t * mr + r, m_img - 1);
         const size_t oy = m / ow, ox = m % ow;
         for (size_t ky = 0; ky < g.kh; ++ky) {
           // Unsigned wrap-around: rows above the image become huge and fail `< h`.
           const size_t iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
           for (size_t kx = 0; kx < g.kw; ++kx) {
             const size_t ix = ox * g.stride_w + kx * g.dil_w - g.pad_left;
-            const bool inside = iy < a.h && ix < a.w;
-            ind[(t * ks + ky * g.kw + kx) * mr + r] =
-                inside ? a.x + (iy * a.w + ix) * g.in_c : zero;
+            ind[((t - t0) * ks + ky * g.kw + kx) * mr + r] =
+                iy < a.h && ix < a.w ? offset_entry((iy * a.w + ix) * g.in_c) : kPad;
           }
         }
       }
+  }
+
+  // The whole image's table, from the cache or built (and cached) now; null if
+  // it is too large to keep.
+  std::shared_ptr<const PackedConv2d::Indirection> cached_indirection(size_t mr) const {
+    const size_t tiles = (oh * ow + mr - 1) / mr, ks = g.kh * g.kw;
+    if (tiles * mr * ks * sizeof(const uint8_t*) > kMaxIndirectionBytes) return nullptr;
+    {
+      std::lock_guard<std::mutex> lock(p.ind_mu_);
+      if (p.ind_ && p.ind_->h == a.h && p.ind_->w == a.w) return p.ind_;
+    }
+    auto ind = std::make_shared<PackedConv2d::Indirection>();
+    ind->h = a.h;
+    ind->w = a.w;
+    ind->entries.resize(tiles * mr * ks);
+    build_indirection(0, tiles, mr, ind->entries.data());
+    std::lock_guard<std::mutex> lock(p.ind_mu_);
+    p.ind_ = ind;
+    return ind;
   }
 
   // igemm and gather: tasks over (image, strip of output pixels, group).
@@ -207,24 +232,29 @@ struct ConvRunner {
     const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups, ks = g.kh * g.kw;
     const size_t kp = p.grp_[0].kp();
     const size_t m_img = oh * ow;
-    const size_t mb = mr * std::max<size_t>(1, 64 / mr);  // strip rows
+    const size_t mb = mr * std::max<size_t>(1, 64 / mr);  // strip rows, whole tiles
     const size_t strips = (m_img + mb - 1) / mb;
     // Columns per pass: enough to amortize the strip, few enough that the
     // group's weight block stays in L2.
     const size_t nb = std::min(og, round_up(std::max<size_t>(64, (256 * 1024) / kp), 64));
     // The zero-point row: padding reads it (at least kc readable bytes).
     std::vector<uint8_t> zero(round_up(g.in_c, 64) + 64, static_cast<uint8_t>(a.xz));
+    const std::shared_ptr<const PackedConv2d::Indirection> cached = cached_indirection(mr);
     const size_t tasks = a.batch * strips * g.groups;
     parallel_for(tasks, [&](size_t task) {
       const size_t grp = task % g.groups, s = (task / g.groups) % strips;
       const size_t n = task / (g.groups * strips);
       const size_t m0 = s * mb, rows = std::min(mb, m_img - m0);
-      const size_t tiles = (rows + mr - 1) / mr;
+      const size_t tiles = (rows + mr - 1) / mr, t0 = m0 / mr;
+      const uint8_t** ind;
       thread_local Scratch ind_buf, a_buf;
-      const uint8_t** ind = reinterpret_cast<const uint8_t**>(
-          ind_buf.get(tiles * ks * mr * sizeof(const uint8_t*)));
-      build_indirection(m0, rows, mr, zero.data(), ind);
-      const size_t offset = n * a.h * a.w * g.in_c + grp * cg;
+      if (cached) {
+        ind = const_cast<const uint8_t**>(cached->entries.data()) + t0 * ks * mr;
+      } else {
+        ind = reinterpret_cast<const uint8_t**>(ind_buf.get(tiles * ks * mr * sizeof(void*)));
+        build_indirection(t0, t0 + tiles, mr, ind);
+      }
+      const size_t offset = reinterpret_cast<uintptr_t>(a.x) + n * a.h * a.w * g.in_c + grp * cg;
       uint8_t* y0 = a.y + (n * m_img + m0) * g.out_c + grp * og;
       const PackedWeights& w = p.grp_[grp];
       if (igemm) {
@@ -232,7 +262,7 @@ struct ConvRunner {
           const RequantEpilogue e = ep.at(grp * og + n0, a);
           for (size_t t = 0; t < tiles; ++t)
             p.k_.igemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), cg, ks,
-                               ind + t * ks * mr, offset, zero.data(), w.panel(n0), a.xz,
+                               ind + t * ks * mr, offset, kPad, zero.data(), w.panel(n0), a.xz,
                                y0 + t * mr * g.out_c + n0, g.out_c, &e);
         }
         return;
@@ -244,7 +274,7 @@ struct ConvRunner {
         const uint8_t* const* tp = ind + (r / mr) * ks * mr + r % mr;
         for (size_t tap = 0; tap < ks; ++tap, dst += cg) {
           const uint8_t* src = tp[tap * mr];
-          std::memcpy(dst, src == zero.data() ? src : src + offset, cg);
+          std::memcpy(dst, src == kPad ? zero.data() : src + offset, cg);
         }
         std::memset(dst, 0, kp - ks * cg);
       }

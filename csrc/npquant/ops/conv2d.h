@@ -6,7 +6,10 @@
 //  igemm   other shapes, when the ISA has an indirect-GEMM kernel and C/groups is
 //          a multiple of its kr: the kernel reads A through an indirection buffer
 //          of row pointers (one per output pixel and tap; padding points at a row
-//          of zero points), so no activation bytes are copied.
+//          of zero points), so no activation bytes are copied. The buffer holds
+//          offsets from the input's start, so it is built once per input size and
+//          kept with the weights (up to kMaxIndirectionBytes; larger ones are
+//          built strip by strip on every call).
 //  gather  other shapes otherwise: the same indirection buffer, but the taps of a
 //          strip of output pixels are copied into a small buffer (64 rows, L1/L2
 //          sized) that the ordinary GEMM kernel reads. Memory stays O(strip).
@@ -17,6 +20,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../dispatch.h"
@@ -52,8 +57,16 @@ class PackedConv2d {
   const char* kernel_name() const;
   size_t bytes() const;
 
+  // Row offsets of one input size (see ConvRunner::build_indirection).
+  struct Indirection {
+    size_t h, w;
+    std::vector<const uint8_t*> entries;
+  };
+
  private:
   friend struct ConvRunner;
+  mutable std::mutex ind_mu_;
+  mutable std::shared_ptr<const Indirection> ind_;  // the last input size's table
   ConvGeometry g_;
   ConvKernels k_;
   Path path_;
