@@ -312,6 +312,20 @@ def test_module_api_and_nhwc_chain():
     assert q2.bias() is None and q2(y1).shape == (2, 8, 10, 12)
 
 
+def test_pickle_and_deepcopy_repack():
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(12)
+    q = npquant.nn.quantized.ConvReLU2d.from_float(npquant.nn.Conv2d(6, 9, 3, stride=2, padding=1, groups=3, rng=rng),
+                                                   output_scale=0.02, output_zero_point=7)
+    x = npquant.quantize_per_tensor(rng.standard_normal((2, 6, 9, 11)).astype(np.float32), 0.05, 128, npquant.quint8)
+    for clone in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):
+        assert clone._packed_params.packed is not q._packed_params.packed
+        assert np.array_equal(clone(x).int_repr(), q(x).int_repr())
+        assert (clone.scale, clone.zero_point) == (q.scale, q.zero_point)
+
+
 def test_from_float_with_observers():
     class Obs:
         def __init__(self, scale, zp, per_channel=False):

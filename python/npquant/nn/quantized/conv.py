@@ -15,6 +15,7 @@ from ..._dtypes import qint8, quint8
 from ...qtensor import QTensor, _check_scale, _check_zp, quantize_per_tensor
 from ..conv import _conv_geometry, _pair
 from ..module import Module
+from ._convert import activation_qparams, quantize_weight, weight_observer
 from ._packed import quantize_weight_symmetric
 
 __all__ = ["Conv2d", "ConvReLU2d"]
@@ -55,6 +56,25 @@ def _bias_array(bias, out_channels: int):
     return np.ascontiguousarray(b, dtype=np.float32)
 
 
+class PackedConvParams:
+    """int8 conv weights (kept plain, as given), their scales, bias, and the native
+    packed form for this CPU's kernels. Pickled (and deep-copied) as the plain
+    weights: loading packs them again for whatever CPU loads them."""
+
+    __slots__ = ("qweight", "w_scale", "bias", "geometry", "packed")
+
+    def __init__(self, qweight: QTensor, bias, stride, pad4, dilation, groups):
+        out_channels = qweight.shape[0] if isinstance(qweight, QTensor) else 0
+        self.w_scale = _weight_scales(qweight, out_channels)
+        self.bias = _bias_array(bias, out_channels)
+        self.qweight = qweight
+        self.geometry = (tuple(stride), tuple(pad4), tuple(dilation), int(groups))
+        self.packed = _C.PackedConv2dWeight(np.ascontiguousarray(qweight.int_repr()), *self.geometry)
+
+    def __reduce__(self):
+        return (PackedConvParams, (self.qweight, self.bias, *self.geometry))
+
+
 class Conv2d(Module):
     """int8 Conv2d with requantization: y_q = requant(conv(x_q - zp, w_q) + bias).
 
@@ -91,23 +111,20 @@ class Conv2d(Module):
     def set_weight_bias(self, w: QTensor, b) -> None:
         """Sets int8 weights (out, in/groups, kh, kw) and a float bias (or None), and packs them."""
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
-        scales = _weight_scales(w, self.out_channels)
+        _weight_scales(w, self.out_channels)  # type and qscheme first: clearer errors
         if tuple(w.shape) != shape:
             raise ValueError(f"weight shape {tuple(w.shape)} does not match {shape} "
                              "(out_channels, in_channels/groups, kh, kw)")
-        bias = _bias_array(b, self.out_channels)
-        packed = _C.PackedConv2dWeight(np.ascontiguousarray(w.int_repr()), self.stride, self._pad4,
-                                       self.dilation, self.groups)
-        self._qweight, self._w_scale, self._bias, self._packed = w, scales, bias, packed
+        self._packed_params = PackedConvParams(w, b, self.stride, self._pad4, self.dilation, self.groups)
 
     def weight(self) -> QTensor:
-        return self._qweight
+        return self._packed_params.qweight
 
     def bias(self):
-        return self._bias
+        return self._packed_params.bias
 
     def _weight_bias(self):
-        return self._qweight, self._bias
+        return self.weight(), self.bias()
 
     # ---- forward
     def forward(self, x) -> QTensor:
@@ -121,8 +138,9 @@ class Conv2d(Module):
             raise ValueError(f"quantized {name} expects a 4-D QTensor of shape (N, {self.in_channels}, H, W), "
                              f"got shape {tuple(x.shape)}")
         scale, zp = self._output_qparams()
-        y = _C.conv2d_static(np.ascontiguousarray(x.nhwc()), self._packed, x.q_scale(), x.q_zero_point(),
-                             self._w_scale, self._bias, scale, zp, self._FUSED_RELU)
+        p = self._packed_params
+        y = _C.conv2d_static(np.ascontiguousarray(x.nhwc()), p.packed, x.q_scale(), x.q_zero_point(),
+                             p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
         return _wrap_nhwc(y, scale, zp)
 
     def _output_qparams(self):
@@ -157,15 +175,15 @@ class Conv2d(Module):
         if conv.padding_mode != "zeros":
             raise ValueError(f"quantized Conv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}")
         if output_scale is None or output_zero_point is None:
-            obs = getattr(mod, "activation_post_process", None)
-            if obs is None:
+            if getattr(mod, "activation_post_process", None) is None:
                 raise ValueError("from_float needs output_scale and output_zero_point, or a module "
                                  "calibrated through npquant.prepare (with an activation_post_process)")
-            s, z = obs.calculate_qparams()
-            output_scale = float(np.asarray(s).reshape(-1)[0])
-            output_zero_point = int(np.asarray(z).reshape(-1)[0])
+            output_scale, output_zero_point = activation_qparams(mod)
         if weight is None:
-            weight = _quantize_conv_weight(conv.weight, getattr(mod, "qconfig", None))
+            if getattr(getattr(mod, "qconfig", None), "weight", None) is not None:
+                weight = quantize_weight(conv.weight, weight_observer(mod))
+            else:
+                weight = quantize_weight_symmetric(conv.weight, per_channel=True)
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                 conv.dilation, conv.groups, conv.bias is not None)
         q.set_weight_bias(weight, None if conv.bias is None else conv.bias.copy())
@@ -180,7 +198,7 @@ class Conv2d(Module):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
-        if self._bias is None:
+        if self.bias() is None:
             s += ", bias=False"
         return s
 
@@ -197,17 +215,3 @@ class ConvReLU2d(Conv2d):
 
     _FUSED_RELU = True
 
-
-def _quantize_conv_weight(w: np.ndarray, qconfig) -> QTensor:
-    """int8 conv weights from the qconfig's weight observer, else per-channel symmetric min/max."""
-    if qconfig is None or getattr(qconfig, "weight", None) is None:
-        return quantize_weight_symmetric(w, per_channel=True)
-    from ...qtensor import quantize_per_channel
-
-    obs = qconfig.weight()
-    obs(w)
-    scale, zp = obs.calculate_qparams()
-    scale, zp = np.asarray(scale, np.float32).reshape(-1), np.asarray(zp).reshape(-1)
-    if scale.size == 1:
-        return quantize_per_tensor(w, float(scale[0]), int(zp[0]), qint8)
-    return quantize_per_channel(w, scale, zp, getattr(obs, "ch_axis", 0), qint8)
