@@ -104,9 +104,8 @@ std::pair<std::vector<float>, std::vector<float>> check_qparams(
   check_zp(yz, "output zero_point");
   std::vector<float> ws = float_vector(w_scale, "weight scales", g.out_c, false);
   std::vector<float> b = float_vector(bias, "bias", g.out_c, true);
-  for (float s : ws) check_scale(s, "weight scale");
-  for (float v : b)
-    if (!std::isfinite(v)) throw ValueError("bias must be finite");
+  check_scales(ws, "weight scale");
+  check_finite(b, "bias");
   return {ws, b};
 }
 
