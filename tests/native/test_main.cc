@@ -13,6 +13,7 @@ void test_gemm_kernels(Tally& t);
 void test_quantize_kernels(Tally& t);
 void test_linear_drivers(Tally& t);
 void test_dispatch(Tally& t);
+void test_conv(Tally& t);
 }  // namespace npqtest
 
 int main() {
@@ -31,7 +32,8 @@ int main() {
   } suites[] = {{"gemm ukernels (edge grid + random tiles)", npqtest::test_gemm_kernels},
                 {"quantize / minmax ukernels", npqtest::test_quantize_kernels},
                 {"linear drivers (explicit kernels)", npqtest::test_linear_drivers},
-                {"dispatch and self-check", npqtest::test_dispatch}};
+                {"dispatch and self-check", npqtest::test_dispatch},
+                {"conv2d paths with every ISA's conv kernels", npqtest::test_conv}};
   size_t failures = 0;
   for (const auto& s : suites) {
     npqtest::Tally t;

@@ -1,0 +1,180 @@
+// Conv2d (ops/conv2d.h) with the conv kernels of every runnable ISA, on every
+// path (gemm, igemm and the gathered GEMM, dwconv), against ref::conv2d_requant
+// bit for bit. Inputs end at a guard page (an over-read faults), outputs are
+// canary-guarded (an out-of-bounds write fails the check).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "npquant/dispatch.h"
+#include "npquant/ops/conv2d.h"
+#include "npquant/qmath.h"
+#include "npquant/reference/reference.h"
+
+namespace npqtest {
+namespace {
+
+// `bytes` readable bytes that end exactly where an inaccessible page begins.
+class EndOfPage {
+ public:
+  explicit EndOfPage(size_t bytes) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    map_ = (bytes + page - 1) / page * page + page;
+    void* p = mmap(nullptr, map_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
+    base_ = static_cast<uint8_t*>(p);
+    if (mprotect(base_ + map_ - page, page, PROT_NONE) != 0) throw std::runtime_error("mprotect");
+    data_ = base_ + map_ - page - bytes;
+  }
+  ~EndOfPage() { munmap(base_, map_); }
+  EndOfPage(const EndOfPage&) = delete;
+  EndOfPage& operator=(const EndOfPage&) = delete;
+  uint8_t* data() { return data_; }
+
+ private:
+  uint8_t* base_;
+  uint8_t* data_;
+  size_t map_;
+};
+
+struct Case {
+  npq::ConvGeometry g;
+  size_t n, h, w;
+};
+
+std::string describe(const Case& c) {
+  const npq::ConvGeometry& g = c.g;
+  auto s = [](size_t v) { return std::to_string(v); };
+  return "N,H,W,C=" + s(c.n) + "," + s(c.h) + "," + s(c.w) + "," + s(g.in_c) + " out=" +
+         s(g.out_c) + " groups=" + s(g.groups) + " k=" + s(g.kh) + "x" + s(g.kw) + " stride=" +
+         s(g.stride_h) + "," + s(g.stride_w) + " dil=" + s(g.dil_h) + "," + s(g.dil_w) +
+         " pad=" + s(g.pad_top) + "," + s(g.pad_left) + "," + s(g.pad_bottom) + "," +
+         s(g.pad_right);
+}
+
+size_t out_size(size_t in, size_t k, size_t s, size_t d, size_t p0, size_t p1) {
+  return (in + p0 + p1 - d * (k - 1) - 1) / s + 1;
+}
+
+void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Tally& t) {
+  const npq::ConvGeometry& g = c.g;
+  const size_t oh = out_size(c.h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom);
+  const size_t ow = out_size(c.w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right);
+  const size_t x_bytes = c.n * c.h * c.w * g.in_c, y_bytes = c.n * oh * ow * g.out_c;
+  EndOfPage x(x_bytes);
+  const bool extremes = rng.range(0, 4) == 0;  // all inputs 0/255, all weights -128/127
+  for (size_t i = 0; i < x_bytes; ++i)
+    x.data()[i] = extremes ? (rng.coin() ? 255 : 0) : static_cast<uint8_t>(rng.next());
+  std::vector<int8_t> w(g.out_c * (g.in_c / g.groups) * g.kh * g.kw);
+  for (auto& v : w) v = extremes ? (rng.coin() ? 127 : -128) : static_cast<int8_t>(rng.next());
+  std::vector<float> ws(g.out_c), bias(g.out_c);
+  for (auto& v : ws) v = rng.uniform(5e-3f, 1.5e-2f);
+  for (auto& v : bias) v = rng.uniform(-2.0f, 2.0f);
+  const bool with_bias = rng.coin(), relu = rng.range(0, 3) == 0;
+  const int32_t zps[] = {0, 255, static_cast<int32_t>(rng.range(0, 255))};
+  const int32_t xz = zps[rng.range(0, 2)], yz = zps[rng.range(0, 2)];
+  const float xs = rng.uniform(5e-3f, 0.1f);
+  const float ys = xs * 0.01f * 128 * std::sqrt(float(w.size() / g.out_c)) * rng.uniform(0.2f, 3);
+
+  const npq::PackedConv2d packed(w.data(), g, k, igemm);
+  const std::string label = std::string(packed.path_name()) + " " + packed.kernel_name();
+  Guarded y(y_bytes);
+  y.allow(0, y_bytes);
+  const npq::Conv2dArgs a{c.n,  c.h, c.w, x.data(), xs, xz, ws.data(), with_bias ? bias.data() : nullptr,
+                          ys,   yz,  relu ? yz : 0, 255, y.data()};
+  npq::conv2d_static(packed, a);
+
+  std::vector<float> bias_s(g.out_c), mult(g.out_c);
+  npq::requant_constants(g.out_c, xs, ws.data(), ys, with_bias ? bias.data() : nullptr,
+                         bias_s.data(), mult.data());
+  std::vector<uint8_t> want(y_bytes);
+  npq::ref::conv2d_requant(g, c.n, c.h, c.w, x.data(), xz, w.data(), bias_s.data(), mult.data(),
+                           yz, relu ? yz : 0, 255, want.data());
+  std::string msg;
+  if (!y.intact(&msg)) {
+    t.fail(label, describe(c) + ": " + msg);
+    return;
+  }
+  for (size_t i = 0; i < y_bytes; ++i)
+    if (y.data()[i] != want[i]) {
+      t.fail(label, describe(c) + " at output " + std::to_string(i) + ": got " +
+                        std::to_string(y.data()[i]) + " want " + std::to_string(want[i]));
+      return;
+    }
+  t.pass(label);
+}
+
+template <size_t N>
+size_t pick(Rng& rng, const size_t (&v)[N]) {
+  return v[rng.range(0, N - 1)];
+}
+
+// Geometries around every kernel's edges: channel counts at and around the
+// channel tiles (16, 32, 64) and the 4-channel K groups, 1..7 taps, strides,
+// dilations, asymmetric padding, tiny and wide images.
+Case edge_case(Rng& rng) {
+  static const size_t dw_channels[] = {1, 2, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 100};
+  static const size_t channels[] = {1, 3, 4, 5, 8, 12, 16, 64, 68};
+  static const size_t outs[] = {1, 5, 16, 17, 48, 64, 65, 130};
+  static const size_t ks[] = {1, 2, 3, 3, 4, 5, 7};
+  static const size_t sizes[] = {1, 2, 3, 5, 9, 13, 40};
+  npq::ConvGeometry g{};
+  const int kind = static_cast<int>(rng.range(0, 3));
+  if (kind == 0) {  // depthwise, multiplier 1..3
+    g.groups = pick(rng, dw_channels);
+    g.in_c = g.groups;
+    g.out_c = g.groups * static_cast<size_t>(rng.range(1, 3));
+  } else if (kind == 1) {  // grouped
+    g.groups = static_cast<size_t>(rng.range(2, 4));
+    g.in_c = g.groups * pick(rng, channels);
+    g.out_c = g.groups * pick(rng, outs);
+  } else {  // dense (kind 3: pointwise)
+    g.groups = 1;
+    g.in_c = pick(rng, channels);
+    g.out_c = pick(rng, outs);
+  }
+  if (kind == 3) {
+    g.kh = g.kw = g.stride_h = g.stride_w = g.dil_h = g.dil_w = 1;
+  } else {
+    g.kh = pick(rng, ks);
+    g.kw = rng.coin() ? g.kh : pick(rng, ks);
+    g.stride_h = static_cast<size_t>(rng.range(1, 3));
+    g.stride_w = static_cast<size_t>(rng.range(1, 3));
+    g.dil_h = static_cast<size_t>(rng.range(1, 2));
+    g.dil_w = static_cast<size_t>(rng.range(1, 2));
+    g.pad_top = static_cast<size_t>(rng.range(0, 3));
+    g.pad_left = static_cast<size_t>(rng.range(0, 3));
+    g.pad_bottom = static_cast<size_t>(rng.range(0, 3));
+    g.pad_right = static_cast<size_t>(rng.range(0, 3));
+  }
+  Case c{g, static_cast<size_t>(rng.range(1, 3)), pick(rng, sizes), pick(rng, sizes)};
+  // The dilated kernel must fit the padded input.
+  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
+  if (c.h + g.pad_top + g.pad_bottom < span_h) c.h = span_h - g.pad_top - g.pad_bottom;
+  if (c.w + g.pad_left + g.pad_right < span_w) c.w = span_w - g.pad_left - g.pad_right;
+  return c;
+}
+
+}  // namespace
+
+void test_conv(Tally& t) {
+  Rng rng(2024);
+  std::vector<npq::Isa> isas;
+  for (const auto& k : npq::runnable_gemm_kernels())
+    if (isas.empty() || isas.back() != k.isa) isas.push_back(k.isa);
+  for (npq::Isa isa : isas) {
+    const npq::ConvKernels k = npq::conv_kernels_for(isa);
+    for (int i = 0; i < 600; ++i) {
+      const Case c = edge_case(rng);
+      run_case(k, true, c, rng, t);
+      if (k.igemm.requant) run_case(k, false, c, rng, t);  // the gathered path too
+    }
+  }
+}
+
+}  // namespace npqtest
