@@ -31,16 +31,18 @@ typedef void (*qgemm_dequant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t*
                                  float* c, size_t c_stride, const DequantEpilogue* ep);
 
 // Indirect GEMM tile (convolution), requantized to u8. Row r of A is the
-// concatenation over taps s < ks of kc bytes: at a[s*MR + r] + a_offset, or at
+// concatenation over taps s < ks of kc bytes: at a_base + a[s*MR + r], or at
 // `zero` (kc bytes of the input zero point) where a[s*MR + r] == pad (padding).
-// MR is the kernel's tile height; kc is a multiple of the layout's kr, and w is
-// packed for K = ks*kc (tap-major). The kernel computes MR rows and stores mr;
-// the caller fills the entries of rows mr..MR-1 with any readable row.
+// The entries are byte offsets, so one indirection table serves any input
+// address, batch item and group. MR is the kernel's tile height; kc is a
+// multiple of the layout's kr, and w is packed for K = ks*kc (tap-major). The
+// kernel computes MR rows and stores mr; the caller fills the entries of rows
+// mr..MR-1 with any readable row.
 //   acc[m][n] = sum_k a[m][k] * w[n][k] - a_zp * colsum[n]   (exact int32)
-typedef void (*qigemm_requant_fn)(size_t mr, size_t nc, size_t kc, size_t ks,
-                                  const uint8_t* const* a, size_t a_offset, const uint8_t* pad,
-                                  const uint8_t* zero, const void* w, int32_t a_zp, uint8_t* c,
-                                  size_t c_stride, const RequantEpilogue* ep);
+typedef void (*qigemm_requant_fn)(size_t mr, size_t nc, size_t kc, size_t ks, const size_t* a,
+                                  const uint8_t* a_base, size_t pad, const uint8_t* zero,
+                                  const void* w, int32_t a_zp, uint8_t* c, size_t c_stride,
+                                  const RequantEpilogue* ep);
 
 // Depthwise convolution (one input channel per output channel), one output row
 // at a time, in three parts that share a kernel-private layout:
@@ -88,9 +90,9 @@ NPQ_DECLARE_QGEMM(qu8_gemm_8x32c4__avx512vnni)
 NPQ_DECLARE_QGEMM(qu8_gemm_32x32c4__amx)
 
 #define NPQ_DECLARE_QIGEMM(name)                                                       \
-  void name##_requant(size_t, size_t, size_t, size_t, const uint8_t* const*, size_t,   \
-                      const uint8_t*, const uint8_t*, const void*, int32_t, uint8_t*,  \
-                      size_t, const RequantEpilogue*);
+  void name##_requant(size_t, size_t, size_t, size_t, const size_t*, const uint8_t*,  \
+                      size_t, const uint8_t*, const void*, int32_t, uint8_t*, size_t,  \
+                      const RequantEpilogue*);
 
 NPQ_DECLARE_QIGEMM(qu8_igemm_6x64c4__avx512vnni)
 

@@ -14,13 +14,10 @@ namespace {
 constexpr size_t kMaxMultiplier = 16;  // depthwise channel multipliers the dwconv path takes
 constexpr size_t kMaxIndirectionBytes = 8 << 20;  // larger tables are not cached
 
-// Indirection entries are byte offsets from the input's first pixel, stored as
-// pointers so the kernels add the call's base (and batch/group offset) to them;
-// kPad marks padding, which reads the zero-point row instead.
-const uint8_t* offset_entry(size_t offset) {
-  return reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(offset));
-}
-const uint8_t* const kPad = reinterpret_cast<const uint8_t*>(UINTPTR_MAX);
+// Indirection entries are byte offsets from the first pixel of an image's
+// group (the kernels add that address); kPad marks padding, which reads the
+// zero-point row instead.
+constexpr size_t kPad = SIZE_MAX;
 
 std::string sz(size_t v) { return std::to_string(v); }
 
@@ -188,7 +185,7 @@ struct ConvRunner {
   // Entries for tiles [t0, t1) of mr output pixels of one image:
   // ind[((t - t0)*ks + tap)*mr + r] for pixel t*mr + r (past the last pixel, the
   // last pixel again). Offsets are from the image's first pixel, channel 0.
-  void build_indirection(size_t t0, size_t t1, size_t mr, const uint8_t** ind) const {
+  void build_indirection(size_t t0, size_t t1, size_t mr, size_t* ind) const {
     const size_t ks = g.kh * g.kw, m_img = oh * ow;
     for (size_t t = t0; t < t1; ++t)
       for (size_t r = 0; r < mr; ++r) {
@@ -200,7 +197,7 @@ struct ConvRunner {
           for (size_t kx = 0; kx < g.kw; ++kx) {
             const size_t ix = ox * g.stride_w + kx * g.dil_w - g.pad_left;
             ind[((t - t0) * ks + ky * g.kw + kx) * mr + r] =
-                iy < a.h && ix < a.w ? offset_entry((iy * a.w + ix) * g.in_c) : kPad;
+                iy < a.h && ix < a.w ? (iy * a.w + ix) * g.in_c : kPad;
           }
         }
       }
@@ -210,7 +207,7 @@ struct ConvRunner {
   // it is too large to keep.
   std::shared_ptr<const PackedConv2d::Indirection> cached_indirection(size_t mr) const {
     const size_t tiles = (oh * ow + mr - 1) / mr, ks = g.kh * g.kw;
-    if (tiles * mr * ks * sizeof(const uint8_t*) > kMaxIndirectionBytes) return nullptr;
+    if (tiles * mr * ks * sizeof(size_t) > kMaxIndirectionBytes) return nullptr;
     {
       std::lock_guard<std::mutex> lock(p.ind_mu_);
       if (p.ind_ && p.ind_->h == a.h && p.ind_->w == a.w) return p.ind_;
@@ -246,15 +243,16 @@ struct ConvRunner {
       const size_t n = task / (g.groups * strips);
       const size_t m0 = s * mb, rows = std::min(mb, m_img - m0);
       const size_t tiles = (rows + mr - 1) / mr, t0 = m0 / mr;
-      const uint8_t** ind;
+      const size_t* ind;
       thread_local Scratch ind_buf, a_buf;
       if (cached) {
-        ind = const_cast<const uint8_t**>(cached->entries.data()) + t0 * ks * mr;
+        ind = cached->entries.data() + t0 * ks * mr;
       } else {
-        ind = reinterpret_cast<const uint8_t**>(ind_buf.get(tiles * ks * mr * sizeof(void*)));
-        build_indirection(t0, t0 + tiles, mr, ind);
+        size_t* built = reinterpret_cast<size_t*>(ind_buf.get(tiles * ks * mr * sizeof(size_t)));
+        build_indirection(t0, t0 + tiles, mr, built);
+        ind = built;
       }
-      const size_t offset = reinterpret_cast<uintptr_t>(a.x) + n * a.h * a.w * g.in_c + grp * cg;
+      const uint8_t* base = a.x + n * a.h * a.w * g.in_c + grp * cg;
       uint8_t* y0 = a.y + (n * m_img + m0) * g.out_c + grp * og;
       const PackedWeights& w = p.grp_[grp];
       if (igemm) {
@@ -262,7 +260,7 @@ struct ConvRunner {
           const RequantEpilogue e = ep.at(grp * og + n0, a);
           for (size_t t = 0; t < tiles; ++t)
             p.k_.igemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), cg, ks,
-                               ind + t * ks * mr, offset, kPad, zero.data(), w.panel(n0), a.xz,
+                               ind + t * ks * mr, base, kPad, zero.data(), w.panel(n0), a.xz,
                                y0 + t * mr * g.out_c + n0, g.out_c, &e);
         }
         return;
@@ -271,10 +269,10 @@ struct ConvRunner {
       uint8_t* abuf = a_buf.get(mb * kp);
       for (size_t r = 0; r < rows; ++r) {
         uint8_t* dst = abuf + r * kp;
-        const uint8_t* const* tp = ind + (r / mr) * ks * mr + r % mr;
+        const size_t* tp = ind + (r / mr) * ks * mr + r % mr;
         for (size_t tap = 0; tap < ks; ++tap, dst += cg) {
-          const uint8_t* src = tp[tap * mr];
-          std::memcpy(dst, src == kPad ? zero.data() : src + offset, cg);
+          const size_t e = tp[tap * mr];
+          std::memcpy(dst, e == kPad ? zero.data() : base + e, cg);
         }
         std::memset(dst, 0, kp - ks * cg);
       }

@@ -60,7 +60,7 @@ class PackedConv2d {
   // Row offsets of one input size (see ConvRunner::build_indirection).
   struct Indirection {
     size_t h, w;
-    std::vector<const uint8_t*> entries;
+    std::vector<size_t> entries;
   };
 
  private:
