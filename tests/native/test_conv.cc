@@ -85,8 +85,8 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   const std::string label = std::string(packed.path_name()) + " " + packed.kernel_name();
   Guarded y(y_bytes);
   y.allow(0, y_bytes);
-  const npq::Conv2dArgs a{c.n,  c.h, c.w, x.data(), xs, xz, ws.data(), with_bias ? bias.data() : nullptr,
-                          ys,   yz,  relu ? yz : 0, 255, y.data()};
+  const npq::Conv2dArgs a{c.n, c.h, c.w, x.data(), xs, xz, ws.data(),
+                          with_bias ? bias.data() : nullptr, ys, yz, relu ? yz : 0, 255, y.data()};
   npq::conv2d_static(packed, a);
 
   std::vector<float> bias_s(g.out_c), mult(g.out_c);

@@ -121,8 +121,9 @@ py::array_t<uint8_t> conv2d_static(const py::handle& x_obj, const PackedConv& p,
   const size_t ow =
       npq::conv_out_size(w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width");
   py::array_t<uint8_t> y({n, oh, ow, g.out_c});
-  npq::Conv2dArgs a{n,  h,  w,       x.data(),       xs,  xz, ws.data(), b.empty() ? nullptr : b.data(),
-                    ys, yz, relu ? yz : 0, 255, y.mutable_data()};
+  const npq::Conv2dArgs a{n,  h,  w,  x.data(),      xs,  xz,
+                          ws.data(), b.empty() ? nullptr : b.data(),
+                          ys, yz, relu ? yz : 0, 255, y.mutable_data()};
   {
     py::gil_scoped_release nogil;
     npq::conv2d_static(*p.w, a);
@@ -179,9 +180,12 @@ void register_conv(py::module_& m, py::module_& ref) {
            "padding is (top, left, bottom, right). isa: kernels dispatch would pick under "
            "NPQUANT_ISA=isa (default: this process's). igemm=False forces the gathered "
            "GEMM where the indirect GEMM would run (for tests).")
-      .def_property_readonly("in_channels", [](const PackedConv& p) { return p.w->geometry().in_c; })
-      .def_property_readonly("out_channels", [](const PackedConv& p) { return p.w->geometry().out_c; })
-      .def_property_readonly("groups", [](const PackedConv& p) { return p.w->geometry().groups; })
+      .def_property_readonly("in_channels",
+                             [](const PackedConv& p) { return p.w->geometry().in_c; })
+      .def_property_readonly("out_channels",
+                             [](const PackedConv& p) { return p.w->geometry().out_c; })
+      .def_property_readonly("groups",
+                             [](const PackedConv& p) { return p.w->geometry().groups; })
       .def_property_readonly("path", [](const PackedConv& p) { return p.w->path_name(); })
       .def_property_readonly("kernel", [](const PackedConv& p) { return p.w->kernel_name(); })
       .def_property_readonly("nbytes", [](const PackedConv& p) { return p.w->bytes(); });

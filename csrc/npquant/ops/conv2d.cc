@@ -1,6 +1,7 @@
 #include "conv2d.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -98,7 +99,7 @@ size_t conv_out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0
 
 PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k,
                            bool use_igemm)
-    : g_(g), k_(k), kc_(0) {
+    : g_(g), k_(k) {
   check_conv_geometry(g);
   const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups, ks = g.kh * g.kw;
   if (is_depthwise(g)) {
@@ -117,7 +118,6 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
   }
   const bool igemm = use_igemm && k.igemm.requant && cg % k.igemm.layout.kr == 0;
   path_ = igemm ? Path::igemm : Path::gather;
-  kc_ = cg;
   // Per group, the (og, ks*cg) matrix with k = tap*cg + c (taps in NHWC reading order).
   std::vector<int8_t> m(og * ks * cg);
   for (size_t grp = 0; grp < g.groups; ++grp) {

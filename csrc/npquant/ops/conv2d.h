@@ -70,7 +70,6 @@ class PackedConv2d {
   ConvGeometry g_;
   ConvKernels k_;
   Path path_;
-  size_t kc_;                       // bytes per tap in A rows (gather/igemm)
   std::vector<PackedWeights> grp_;  // one per group (gemm/igemm/gather)
   AlignedBuffer dw_;                // dwconv
   size_t dw_bytes_ = 0;

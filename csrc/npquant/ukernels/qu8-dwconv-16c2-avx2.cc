@@ -101,9 +101,10 @@ void qu8_dwconv_16c2__avx2_row(size_t channels, size_t ow, size_t kh, size_t nq,
         for (size_t q = 0; q < nq; ++q, t += pos_stride, w += kBlock) {
           const __m256i* tv = reinterpret_cast<const __m256i*>(t);
           const __m256i* wv = reinterpret_cast<const __m256i*>(w);
-          a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_load_si256(tv), _mm256_load_si256(wv)));
-          a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_load_si256(tv + 1),
-                                                       _mm256_load_si256(wv + 1)));
+          a0 = _mm256_add_epi32(
+              a0, _mm256_madd_epi16(_mm256_load_si256(tv), _mm256_load_si256(wv)));
+          a1 = _mm256_add_epi32(
+              a1, _mm256_madd_epi16(_mm256_load_si256(tv + 1), _mm256_load_si256(wv + 1)));
         }
       }
       __m256 v0 = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(a0), bias0), mult0);

@@ -90,7 +90,8 @@ __m512i requant_pair(__m512i a0, __m512i a1, __m512 bias0, __m512 bias1, __m512 
   __m512 v1 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a1), bias1), mult1);
   v0 = _mm512_min_ps(v0, hi_f);
   v1 = _mm512_min_ps(v1, hi_f);
-  return _mm512_adds_epi16(_mm512_packs_epi32(_mm512_cvtps_epi32(v0), _mm512_cvtps_epi32(v1)), zp16);
+  const __m512i p = _mm512_packs_epi32(_mm512_cvtps_epi32(v0), _mm512_cvtps_epi32(v1));
+  return _mm512_adds_epi16(p, zp16);
 }
 
 void store32(uint8_t* y, __m256i q, bool full, __mmask32 mask) {
@@ -167,6 +168,8 @@ void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* c
   }
 }
 
+__m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
 // Interleaves the 4 taps of one 32-channel block and stores the 128-byte block.
 void interleave_store(__m256i v0, __m256i v1, __m256i v2, __m256i v3, uint8_t* t) {
   const __m256i a = _mm256_unpacklo_epi8(v0, v1);
@@ -204,10 +207,10 @@ void transform_span(const uint8_t* x, size_t n, size_t step, size_t tap, size_t 
     uint8_t* o = t;
     size_t b = 0;
     for (; b + 1 < blocks; ++b, p += kCT, o += kBlock) {
-      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-      const __m256i v1 = NT > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + tap)) : pad;
-      const __m256i v2 = NT > 2 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * tap)) : pad;
-      const __m256i v3 = NT > 3 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * tap)) : pad;
+      const __m256i v0 = load32(p);
+      const __m256i v1 = NT > 1 ? load32(p + tap) : pad;
+      const __m256i v2 = NT > 2 ? load32(p + 2 * tap) : pad;
+      const __m256i v3 = NT > 3 ? load32(p + 3 * tap) : pad;
       interleave_store(v0, v1, v2, v3, o);
     }
     // The last block may be partial: masked loads never touch bytes past the row.
@@ -288,9 +291,11 @@ void qu8_dwconv_32c4__avx512vnni_row(size_t channels, size_t ow, size_t kh, size
                                      int32_t xz, uint8_t* y, size_t y_stride,
                                      const RequantEpilogue* ep) {
   const uint8_t* p = static_cast<const uint8_t*>(packed);
-  if (kh == 3 && nq == 1) return row_impl<3, 1>(channels, ow, kh, nq, t_rows, p, xz, y, y_stride, ep);
-  if (kh == 5 && nq == 2) return row_impl<5, 2>(channels, ow, kh, nq, t_rows, p, xz, y, y_stride, ep);
-  row_impl<0, 0>(channels, ow, kh, nq, t_rows, p, xz, y, y_stride, ep);
+  // 3x3 and 5x5 keep their weights in registers.
+  auto row = kh == 3 && nq == 1   ? row_impl<3, 1>
+             : kh == 5 && nq == 2 ? row_impl<5, 2>
+                                  : row_impl<0, 0>;
+  row(channels, ow, kh, nq, t_rows, p, xz, y, y_stride, ep);
 }
 
 }  // namespace npq

@@ -97,10 +97,14 @@ void qu8_igemm_6x64c4__avx512vnni_requant(size_t mr, size_t nc, size_t kc, size_
     const float* b = ep->bias_s + n0;
     const float* m = ep->mult + n0;
     switch ((cols + kNR - 1) / kNR) {
-      case 4: tile<4>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
-      case 3: tile<3>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
-      case 2: tile<2>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
-      default: tile<1>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b, m, ep); break;
+      case 4: tile<4>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
+                      c_stride, b, m, ep); break;
+      case 3: tile<3>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
+                      c_stride, b, m, ep); break;
+      case 2: tile<2>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
+                      c_stride, b, m, ep); break;
+      default: tile<1>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
+                       c_stride, b, m, ep); break;
     }
   }
 }
