@@ -163,6 +163,24 @@ def test_packed_weights_reused_across_input_sizes():
                 assert np.array_equal(y, ref), (isa, p.path, cin, cout, k, groups, n, h, w)
 
 
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_largest_reduction_is_exact(isa):
+    """K = in_channels/groups * kh * kw = 65,536 (the documented bound) with the
+    extremes that push int32 furthest: every path's accumulator must not saturate."""
+    for cin, k, groups in [(4096, 4, 1), (16384, 2, 1), (65536, 1, 1)]:
+        for x_val, xz, w_val in [(255, 0, -128), (0, 255, -128), (255, 0, 127)]:
+            x = np.full((1, 4, 4, cin), x_val, np.uint8)
+            wt = np.full((16, cin // groups, k, k), w_val, np.int8)
+            wt[1::2] = 127 if w_val == -128 else -128  # the other extreme in odd channels
+            ws = np.full(16, 1e-7, np.float32)  # |v| <= ~110: outputs inside 0..255
+            p = _C.PackedConv2dWeight(wt, isa=isa)
+            y = _C.conv2d_static(x, p, 0.5, xz, ws, None, 1.0, 128)
+            ref = _C.reference.conv2d_static(x, xz, wt, (1, 1), (0, 0, 0, 0), (1, 1), groups, 0.5, ws, None,
+                                             1.0, 128)
+            assert np.array_equal(y, ref), (isa, p.path, cin, k)
+            assert len(np.unique(ref)) > 1  # the extremes really are far apart
+
+
 def test_threads_give_identical_results():
     rng = np.random.default_rng(3)
     before = npquant.get_num_threads()
