@@ -162,11 +162,27 @@ struct ConvRunner {
   size_t oh, ow;
   Epilogue ep;
 
+  size_t threads;  // 1 when the problem is too small to pay for waking other threads
+
   ConvRunner(const PackedConv2d& pw, const Conv2dArgs& args)
       : p(pw), a(args), g(pw.g_),
         oh(conv_out_size(args.h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom, "height")),
         ow(conv_out_size(args.w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width")),
-        ep(make_epilogue(g.out_c, args)) {}
+        ep(make_epilogue(g.out_c, args)) {
+    // Below ~1M MACs (a few microseconds) handing tasks to busy threads costs more
+    // than it saves (as in the Linear drivers).
+    const size_t macs = a.batch * oh * ow * g.out_c * (g.in_c / g.groups) * g.kh * g.kw;
+    threads = macs < (size_t{1} << 20) ? 1 : static_cast<size_t>(get_num_threads());
+  }
+
+  template <class Fn>
+  void for_tasks(size_t ntasks, const Fn& fn) const {
+    if (threads == 1) {
+      for (size_t t = 0; t < ntasks; ++t) fn(t);
+    } else {
+      parallel_for(ntasks, fn);
+    }
+  }
 
   void run() {
     switch (p.path_) {
@@ -238,7 +254,7 @@ struct ConvRunner {
     std::vector<uint8_t> zero(round_up(g.in_c, 64) + 64, static_cast<uint8_t>(a.xz));
     const std::shared_ptr<const PackedConv2d::Indirection> cached = cached_indirection(mr);
     const size_t tasks = a.batch * strips * g.groups;
-    parallel_for(tasks, [&](size_t task) {
+    for_tasks(tasks, [&](size_t task) {
       const size_t grp = task % g.groups, s = (task / g.groups) % strips;
       const size_t n = task / (g.groups * strips);
       const size_t m0 = s * mb, rows = std::min(mb, m_img - m0);
@@ -300,12 +316,11 @@ struct ConvRunner {
     // Bands per image: enough tasks for the threads; each band re-transforms the
     // (kh - 1) * dil_h input rows it shares with the band above, so one thread
     // takes whole images.
-    const size_t threads = static_cast<size_t>(get_num_threads());
     const size_t per_image =
         threads == 1 ? 1 : std::min(oh, std::max<size_t>(1, (4 * threads + a.batch - 1) / a.batch));
     const size_t band = (oh + per_image - 1) / per_image;
     const RequantEpilogue e = ep.at(0, a);
-    parallel_for(a.batch * per_image, [&](size_t task) {
+    for_tasks(a.batch * per_image, [&](size_t task) {
       const size_t n = task / per_image, oy0 = (task % per_image) * band;
       const size_t oy1 = std::min(oh, oy0 + band);
       if (oy0 >= oy1) return;
