@@ -98,6 +98,14 @@ class QTensor:
         t._nhwc = True
         return t
 
+    @classmethod
+    def _trusted(cls, q: np.ndarray, scale: float, zero_point: int, dtype=quint8, nhwc: bool = False) -> "QTensor":
+        """A per-tensor QTensor from values and qparams the caller has already
+        validated (the quantized layers' outputs): no checks, no copies."""
+        t = object.__new__(cls)
+        t._q, t._dtype, t._scale, t._zp, t._axis, t._nhwc = q, dtype, scale, zero_point, None, nhwc
+        return t
+
     def nhwc(self) -> np.ndarray:
         """The 4-D integer values in NHWC order (a view when already stored NHWC)."""
         if self._q.ndim != 4:

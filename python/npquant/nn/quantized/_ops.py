@@ -28,6 +28,28 @@ def q_input(x, name: str) -> QTensor:
     return x
 
 
+def quint8_input(x, name: str) -> QTensor:
+    """The activation of a quantized GEMM layer (Linear, Conv2d): a per-tensor quint8 QTensor."""
+    x = q_input(x, name)
+    if x.dtype is not quint8:
+        raise TypeError(f"quantized {name} expects a per-tensor quint8 QTensor, got {x!r}")
+    return x
+
+
+class OutputQParams:
+    """Mixin for layers with output qparams in ``.scale`` / ``.zero_point``
+    (set freely, as in PyTorch): validated once per value, not per call (the
+    checks cost microseconds, which matter for small layers)."""
+
+    def _output_qparams(self):
+        """(scale as float32, zero_point)."""
+        key = (self.scale, self.zero_point)
+        if self.__dict__.get("_qparams_key") != key:
+            self._qparams = (np.float32(_check_scale(self.scale)), _check_zp(self.zero_point, quint8))
+            self._qparams_key = key
+        return self._qparams
+
+
 def storage(x: QTensor):
     """(integer array in storage order, spatial axes or None, is_nhwc)."""
     if x.is_nhwc:

@@ -16,6 +16,7 @@ from ...qtensor import QTensor, _check_scale, _check_zp, quantize_per_tensor
 from ..conv import _conv_geometry, _pair
 from ..module import Module
 from ._convert import activation_qparams, quantize_weight, weight_observer
+from ._ops import OutputQParams, quint8_input
 from ._packed import quantize_weight_symmetric
 
 __all__ = ["Conv2d", "ConvReLU2d"]
@@ -75,7 +76,7 @@ class PackedConvParams:
         return (PackedConvParams, (self.qweight, self.bias, *self.geometry))
 
 
-class Conv2d(Module):
+class Conv2d(OutputQParams, Module):
     """int8 Conv2d with requantization: y_q = requant(conv(x_q - zp, w_q) + bias).
 
     Constructed like ``torch.ao.nn.quantized.Conv2d`` (weights start at zero; load
@@ -129,11 +130,7 @@ class Conv2d(Module):
     # ---- forward
     def forward(self, x) -> QTensor:
         name = type(self).__name__
-        if not isinstance(x, QTensor):
-            raise TypeError(f"quantized {name} expects a QTensor (quint8), got {type(x).__name__}; quantize "
-                            "the input first (npquant.quantize_per_tensor, or a QuantStub)")
-        if x.dtype is not quint8 or x.qscheme() != "per_tensor_affine":
-            raise TypeError(f"quantized {name} expects a per-tensor quint8 QTensor, got {x!r}")
+        x = quint8_input(x, name)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"quantized {name} expects a 4-D QTensor of shape (N, {self.in_channels}, H, W), "
                              f"got shape {tuple(x.shape)}")
@@ -141,16 +138,7 @@ class Conv2d(Module):
         p = self._packed_params
         y = _C.conv2d_static(np.ascontiguousarray(x.nhwc()), p.packed, x.q_scale(), x.q_zero_point(),
                              p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
-        return _wrap_nhwc(y, scale, zp)
-
-    def _output_qparams(self):
-        """(scale as float32, zero_point), validated once per value (the checks cost
-        microseconds, which matter for small layers)."""
-        key = (self.scale, self.zero_point)
-        if self.__dict__.get("_qparams_key") != key:
-            self._qparams = (np.float32(_check_scale(self.scale)), _check_zp(self.zero_point, quint8))
-            self._qparams_key = key
-        return self._qparams
+        return QTensor._trusted(y, float(scale), zp, nhwc=True)
 
     # ---- construction from a float module
     @classmethod
@@ -201,13 +189,6 @@ class Conv2d(Module):
         if self.bias() is None:
             s += ", bias=False"
         return s
-
-
-def _wrap_nhwc(y: np.ndarray, scale, zp: int) -> QTensor:
-    """QTensor.from_nhwc without re-validating qparams this module already checked."""
-    t = object.__new__(QTensor)
-    t._q, t._dtype, t._scale, t._zp, t._axis, t._nhwc = y, quint8, float(scale), zp, None, True
-    return t
 
 
 class ConvReLU2d(Conv2d):

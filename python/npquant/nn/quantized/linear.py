@@ -5,27 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _C
-from ..._dtypes import qint8, quint8
-from ...qtensor import QTensor, _check_scale, _check_zp, quantize_per_tensor
+from ..._dtypes import qint8
+from ...qtensor import QTensor, quantize_per_tensor
 from ..container import Sequential
 from ..module import Module
+from ._ops import OutputQParams, quint8_input
 from ._packed import PackedLinearParams
 
 __all__ = ["Linear", "LinearReLU"]
 
 
-def _quantized_input(x, layer: str) -> QTensor:
-    if not isinstance(x, QTensor):
-        raise TypeError(
-            f"quantized {layer} expects a QTensor (quint8), got {type(x).__name__}; quantize the input "
-            "first (npquant.quantize_per_tensor, or a QuantStub at the start of the model)"
-        )
-    if x.dtype is not quint8 or x.qscheme() != "per_tensor_affine":
-        raise TypeError(f"quantized {layer} expects a per-tensor quint8 QTensor, got {x!r}")
-    return x
-
-
-class Linear(Module):
+class Linear(OutputQParams, Module):
     """int8 Linear with requantization: y_q = requant(x_q @ w_q.T + bias)."""
 
     _FUSED_RELU = False
@@ -69,17 +59,15 @@ class Linear(Module):
         return q
 
     def forward(self, x) -> QTensor:
-        x = _quantized_input(x, type(self).__name__)
+        x = quint8_input(x, type(self).__name__)
         if x.shape[-1] != self.in_features:
             raise ValueError(f"{type(self).__name__} expects last dimension {self.in_features}, got shape {x.shape}")
-        scale = _check_scale(self.scale)
-        zp = _check_zp(self.zero_point, quint8)
-        lead = x.shape[:-1]
-        x2 = np.ascontiguousarray(x.int_repr().reshape(-1, self.in_features))
+        scale, zp = self._output_qparams()
+        q = x.int_repr()
         p = self._packed_params
-        y = _C.linear_static(x2, p.packed, x.q_scale(), x.q_zero_point(), p.w_scale, p.bias,
-                             np.float32(scale), zp, self._FUSED_RELU)
-        return QTensor(y.reshape(*lead, self.out_features), scale, zp, quint8)
+        y = _C.linear_static(np.ascontiguousarray(q.reshape(-1, self.in_features)), p.packed, x.q_scale(),
+                             x.q_zero_point(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
+        return QTensor._trusted(y.reshape(q.shape[:-1] + (self.out_features,)), float(scale), zp)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
