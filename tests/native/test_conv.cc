@@ -169,7 +169,7 @@ void test_conv(Tally& t) {
     if (isas.empty() || isas.back() != k.isa) isas.push_back(k.isa);
   for (npq::Isa isa : isas) {
     const npq::ConvKernels k = npq::conv_kernels_for(isa);
-    for (int i = 0; i < 600; ++i) {
+    for (int i = 0; i < 250; ++i) {
       const Case c = edge_case(rng);
       run_case(k, true, c, rng, t);
       if (k.igemm.requant) run_case(k, false, c, rng, t);  // the gathered path too
