@@ -1,0 +1,399 @@
+"""``npquant.save`` / ``npquant.load``: models as a zip of .npy arrays plus a JSON manifest.
+
+The format is documented in docs/file-format.md. In short: ``manifest.json``
+describes the module tree (type names from a fixed registry, plain attributes,
+parameters, buffers, quantized weights) and every array is a separate
+``arrays/<n>.npy`` entry. Loading never unpickles and never imports anything
+named by the file: types are looked up in the registry below, arrays are
+parsed from their .npy header with an allow-list of dtypes.
+
+Quantized layers are saved through PyTorch's ``weight()`` / ``bias()`` /
+``set_weight_bias()`` protocol: the file holds their plain int8 weights and
+float bias, and loading calls ``set_weight_bias``, which packs the weights for
+the kernel of the CPU that loads the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+from ._dtypes import QDType, as_qdtype
+from .qtensor import QTensor
+
+__all__ = ["save", "load", "ModelFileError", "supported_module_types", "FORMAT_VERSION"]
+
+FORMAT_NAME = "npquant-model"
+# Bump on any change a previous loader would misread; keep reading older versions.
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+# The registry of savable module types: every npquant.nn.Module subclass exported
+# by these namespaces, named "<namespace>.<ClassName>" in files. A type is found
+# by that name on load, never by importing a path written in the file.
+_NAMESPACES = ("nn", "nn.quantized", "nn.quantized.dynamic")
+
+# Attributes never written: the Module machinery itself (rebuilt by
+# Module.__init__) and qconfig (prepare-time configuration, not model state).
+_MACHINERY = frozenset({"_modules", "_parameters", "_buffers", "training"})
+_NOT_SAVED = frozenset({"qconfig"})
+
+# dtypes an array in a model file may have. Anything else (object arrays above all)
+# is refused before its data is read.
+_ARRAY_DTYPES = frozenset(np.dtype(t).str for t in (
+    np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_))
+
+
+class ModelFileError(ValueError):
+    """The file is not a model npquant can load (corrupt, truncated, wrong version,
+    unknown module type) or the model holds something npquant cannot save."""
+
+
+# --------------------------------------------------------------------------- registry
+
+def _packed_types() -> tuple:
+    """Types holding weights packed for one CPU; saved as plain int8 via weight()/bias()."""
+    from .nn.quantized._packed import PackedLinearParams
+
+    return (PackedLinearParams,)
+
+
+def supported_module_types() -> dict:
+    """{file type name: class} for every module type ``npquant.save`` writes and
+    ``npquant.load`` reads (besides ``custom_modules`` passed to load)."""
+    import importlib
+
+    from .nn.module import Module
+
+    types: dict = {}
+    for ns in _NAMESPACES:
+        mod = importlib.import_module(f"npquant.{ns}")
+        for attr in getattr(mod, "__all__", dir(mod)):
+            obj = getattr(mod, attr, None)
+            if isinstance(obj, type) and issubclass(obj, Module) and obj not in types.values():
+                types[f"{ns}.{attr}"] = obj
+    return types
+
+
+def _type_name(cls, registry: dict) -> tuple:
+    """(name, custom) for a class: its registry name, or its __qualname__ for a
+    user-defined class (which load needs passed in custom_modules)."""
+    for name, c in registry.items():
+        if c is cls:
+            return name, False
+    if cls.__module__.split(".")[0] == "npquant":
+        raise ModelFileError(
+            f"npquant.save does not support {cls.__module__}.{cls.__qualname__}; save a float "
+            "model, or a converted one (prepare()d models hold observers: call convert() first)")
+    return cls.__qualname__, True
+
+
+# --------------------------------------------------------------------------- writing
+
+class _Writer:
+    def __init__(self):
+        self.arrays: list = []
+
+    def array(self, a: np.ndarray) -> dict:
+        a = np.asarray(a)
+        if a.dtype.str not in _ARRAY_DTYPES:
+            raise ModelFileError(f"arrays of dtype {a.dtype} cannot be saved")
+        self.arrays.append(np.ascontiguousarray(a))
+        return {"$array": len(self.arrays) - 1}
+
+    def value(self, v, where: str):
+        """A JSON value for an attribute; tagged objects for everything JSON lacks."""
+        if v is None or isinstance(v, (bool, str)):
+            return v
+        if isinstance(v, int) and not isinstance(v, np.integer):
+            return v
+        if isinstance(v, float):
+            return v if np.isfinite(v) else {"$float": repr(v)}
+        if isinstance(v, (np.floating, np.integer, np.bool_)):
+            return {"$scalar": np.dtype(type(v)).str, "value": self.value(v.item(), where)}
+        if isinstance(v, np.ndarray):
+            return self.array(v)
+        if isinstance(v, QDType):
+            return {"$qdtype": v.name}
+        if isinstance(v, QTensor):
+            return self.qtensor(v)
+        if isinstance(v, tuple):
+            return {"$tuple": [self.value(x, where) for x in v]}
+        if isinstance(v, list):
+            return [self.value(x, where) for x in v]
+        if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+            return {"$dict": {k: self.value(x, f"{where}[{k!r}]") for k, x in v.items()}}
+        raise ModelFileError(f"cannot save {where}: values of type {type(v).__name__} are not "
+                             "part of npquant's file format (docs/file-format.md)")
+
+    def qtensor(self, t: QTensor) -> dict:
+        out = {"$qtensor": t.dtype.name, "int_repr": self.array(t.int_repr())}
+        if t.qscheme() == "per_tensor_affine":
+            out.update(scale=t.q_scale(), zero_point=t.q_zero_point(), axis=None)
+        else:
+            out.update(scale=self.array(t.q_per_channel_scales()),
+                       zero_point=self.array(t.q_per_channel_zero_points()),
+                       axis=t.q_per_channel_axis())
+        return out
+
+    def module(self, m, path: str, registry: dict, seen: dict) -> dict:
+        if id(m) in seen:
+            raise ModelFileError(f"module at '{path or '<root>'}' is the same object as at "
+                                 f"'{seen[id(m)] or '<root>'}'; shared submodules cannot be saved")
+        seen[id(m)] = path
+        type_name, custom = _type_name(type(m), registry)
+        where = path or "<root>"
+        node = {"type": type_name, "training": bool(m.training)}
+        if custom:
+            node["custom"] = True
+        attrs, packed = {}, _packed_types()
+        has_packed = False
+        for name, v in vars(m).items():
+            if name in _MACHINERY or name in _NOT_SAVED:
+                continue
+            if isinstance(v, packed):
+                has_packed = True
+                continue
+            attrs[name] = self.value(v, f"{where}.{name}")
+        node["attributes"] = attrs
+        node["parameters"] = {k: None if p is None else self.array(p) for k, p in m._parameters.items()}
+        node["buffers"] = {k: self.value(b, f"{where}.{k}") for k, b in m._buffers.items()}
+        if has_packed:
+            node["weight_bias"] = {"weight": self.value(m.weight(), f"{where}.weight()"),
+                                   "bias": self.value(m.bias(), f"{where}.bias()")}
+        node["children"] = [
+            [name, None if c is None else self.module(c, f"{path}.{name}" if path else name, registry, seen)]
+            for name, c in m._modules.items()]
+        return node
+
+
+def save(model, path) -> None:
+    """Writes ``model`` (an npquant.nn.Module, float or quantized) to ``path``.
+
+    The file is a zip: ``manifest.json`` plus one ``.npy`` per array, plain int8
+    weights (never packed bytes), no pickle. See docs/file-format.md. User-defined
+    Module subclasses are saved by class name; pass them to ``load`` in
+    ``custom_modules``. ``qconfig`` attributes are not saved.
+    """
+    from .nn.module import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"npquant.save expects an npquant.nn.Module, got {type(model).__name__}")
+    w = _Writer()
+    manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+                "root": w.module(model, "", supported_module_types(), {})}
+    from . import __version__
+
+    manifest["npquant_version"] = __version__
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _write_zip(f, manifest, w.arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    else:
+        _write_zip(path, manifest, w.arrays)
+
+
+def _write_zip(f, manifest: dict, arrays: list) -> None:
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(MANIFEST, json.dumps(manifest, indent=1, allow_nan=False))
+        for i, a in enumerate(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, a, allow_pickle=False)
+            zf.writestr(f"arrays/{i}.npy", buf.getvalue())
+
+
+# --------------------------------------------------------------------------- reading
+
+def _fail(msg: str):
+    raise ModelFileError(msg)
+
+
+def _expect(cond, msg: str) -> None:
+    if not cond:
+        _fail(msg)
+
+
+def _parse_npy(data: bytes, name: str) -> np.ndarray:
+    """An array from .npy bytes, checking dtype and size before touching the data."""
+    f = io.BytesIO(data)
+    major, _ = np.lib.format.read_magic(f)
+    read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+    _expect(read_header is not None, f"{name}: unsupported .npy version {major}")
+    shape, fortran, dtype = read_header(f)
+    _expect(dtype.str in _ARRAY_DTYPES and dtype.fields is None and dtype.subdtype is None,
+            f"{name}: arrays of dtype {dtype} are not allowed in npquant model files")
+    count = 1
+    for d in shape:
+        count *= d
+    _expect(len(data) - f.tell() == count * dtype.itemsize,
+            f"{name}: header says shape {shape} ({count * dtype.itemsize} bytes) but the entry "
+            f"holds {len(data) - f.tell()} bytes of data")
+    a = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+    return a.reshape(shape, order="F" if fortran else "C").copy(order="C")
+
+
+class _Reader:
+    def __init__(self, zf: zipfile.ZipFile, registry: dict, custom: dict):
+        self.zf = zf
+        self.names = set(zf.namelist())
+        self.registry = registry
+        self.custom = custom
+        self.cache: dict = {}
+
+    def array(self, idx) -> np.ndarray:
+        _expect(isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0,
+                f"bad array reference {idx!r}")
+        if idx not in self.cache:
+            name = f"arrays/{idx}.npy"
+            _expect(name in self.names, f"the manifest refers to {name}, which the file lacks")
+            self.cache[idx] = _parse_npy(self.zf.read(name), name)
+        return self.cache[idx]
+
+    def value(self, v):
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, list):
+            return [self.value(x) for x in v]
+        _expect(isinstance(v, dict), f"unexpected value {v!r}")
+        if "$array" in v:
+            return self.array(v["$array"])
+        if "$float" in v:
+            _expect(v["$float"] in ("inf", "-inf", "nan"), f"bad float {v!r}")
+            return float(v["$float"])
+        if "$scalar" in v:
+            dt = v["$scalar"]
+            _expect(isinstance(dt, str) and dt in _ARRAY_DTYPES, f"bad scalar dtype {dt!r}")
+            return np.dtype(dt).type(self.value(v.get("value")))
+        if "$qdtype" in v:
+            return as_qdtype(v["$qdtype"])
+        if "$qtensor" in v:
+            return self.qtensor(v)
+        if "$tuple" in v:
+            _expect(isinstance(v["$tuple"], list), f"bad tuple {v!r}")
+            return tuple(self.value(x) for x in v["$tuple"])
+        if "$dict" in v:
+            _expect(isinstance(v["$dict"], dict), f"bad dict {v!r}")
+            return {k: self.value(x) for k, x in v["$dict"].items()}
+        _fail(f"unknown value tag in {sorted(v)!r}")
+
+    def qtensor(self, v: dict) -> QTensor:
+        dtype = as_qdtype(v["$qtensor"])
+        q = self.value(v.get("int_repr"))
+        _expect(isinstance(q, np.ndarray), "QTensor without int_repr array")
+        axis = v.get("axis")
+        scale, zp = self.value(v.get("scale")), self.value(v.get("zero_point"))
+        return QTensor(q, scale, zp, dtype, axis=axis)
+
+    def module(self, node, path: str):
+        from .nn.module import Module
+
+        where = path or "<root>"
+        _expect(isinstance(node, dict) and isinstance(node.get("type"), str),
+                f"module entry at '{where}' has no type")
+        cls = self._class(node, where)
+        m = cls.__new__(cls)
+        Module.__init__(m)
+        attrs = node.get("attributes", {})
+        _expect(isinstance(attrs, dict), f"'{where}': attributes must be an object")
+        for name, v in attrs.items():
+            _expect(isinstance(name, str) and name.isidentifier() and not name.startswith("__")
+                    and name not in _MACHINERY, f"'{where}': bad attribute name {name!r}")
+            object.__setattr__(m, name, self.value(v))
+        object.__setattr__(m, "training", bool(node.get("training", False)))
+        for store, key in (("_parameters", "parameters"), ("_buffers", "buffers")):
+            entries = node.get(key, {})
+            _expect(isinstance(entries, dict), f"'{where}': {key} must be an object")
+            for name, v in entries.items():
+                val = self.value(v)
+                if store == "_parameters":
+                    m.register_parameter(name, val)
+                else:
+                    m.register_buffer(name, val)
+        if "weight_bias" in node:
+            wb = node["weight_bias"]
+            _expect(isinstance(wb, dict) and hasattr(m, "set_weight_bias"),
+                    f"'{where}': weight_bias given for a {node['type']} without set_weight_bias")
+            m.set_weight_bias(self.value(wb.get("weight")), self.value(wb.get("bias")))
+        children = node.get("children", [])
+        _expect(isinstance(children, list), f"'{where}': children must be a list")
+        for entry in children:
+            _expect(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
+                    f"'{where}': bad child entry")
+            name, sub = entry
+            child = None if sub is None else self.module(sub, f"{path}.{name}" if path else name)
+            m._modules[name] = child
+        return m
+
+    def _class(self, node: dict, where: str):
+        name = node["type"]
+        if node.get("custom"):
+            cls = self.custom.get(name)
+            _expect(cls is not None,
+                    f"'{where}' is a user-defined module '{name}'; load it with "
+                    f"npquant.load(path, custom_modules={{'{name}': {name}}})")
+            return cls
+        cls = self.registry.get(name)
+        _expect(cls is not None, f"'{where}' has module type '{name}', which this npquant does not "
+                                 f"know (supported: {', '.join(sorted(self.registry))})")
+        return cls
+
+
+# Exceptions a damaged file can raise while being parsed; load turns them into
+# ModelFileError so callers need to catch one type.
+_PARSE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, KeyError, ValueError,
+                 TypeError, IndexError, AttributeError, OverflowError, RecursionError,
+                 UnicodeDecodeError, NotImplementedError, MemoryError)
+
+
+def load(path, custom_modules: dict | None = None):
+    """Reads a model written by ``npquant.save``; quantized weights are packed for this CPU.
+
+    ``custom_modules``: {class name: class} for user-defined Module subclasses in
+    the file. A corrupt, truncated, wrong-version or unknown-type file raises
+    ``npquant.ModelFileError``; nothing in the file is executed or imported.
+    """
+    from .nn.module import Module
+
+    custom = dict(custom_modules or {})
+    for k, c in custom.items():
+        if not (isinstance(c, type) and issubclass(c, Module)):
+            raise TypeError(f"custom_modules[{k!r}] must be an npquant.nn.Module subclass, got {c!r}")
+    src = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
+    label = src if isinstance(src, str) else "<file object>"
+    try:
+        with zipfile.ZipFile(src, "r") as zf:
+            return _load_zip(zf, custom)
+    except ModelFileError as e:
+        raise ModelFileError(f"{label}: {e}") from None
+    except FileNotFoundError:
+        raise
+    except _PARSE_ERRORS as e:
+        raise ModelFileError(f"{label} is not a valid npquant model file "
+                             f"({type(e).__name__}: {e})") from e
+
+
+def _load_zip(zf: zipfile.ZipFile, custom: dict):
+    _expect(MANIFEST in zf.namelist(), f"no {MANIFEST}: not a file written by npquant.save")
+    manifest = json.loads(zf.read(MANIFEST).decode("utf-8"))
+    _expect(isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME,
+            f"{MANIFEST} does not describe an npquant model (format must be '{FORMAT_NAME}')")
+    version = manifest.get("version")
+    _expect(isinstance(version, int) and not isinstance(version, bool), "the manifest has no format version")
+    _expect(version <= FORMAT_VERSION,
+            f"format version {version} was written by a newer npquant "
+            f"({manifest.get('npquant_version', '?')}); this one reads up to version {FORMAT_VERSION}: upgrade npquant")
+    _expect(version >= 1, f"format version {version} does not exist")
+    return _Reader(zf, supported_module_types(), custom).module(manifest.get("root"), "")
