@@ -47,6 +47,7 @@ from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dyn
                            default_qconfig, fuse_modules, get_default_qconfig, per_channel_dynamic_qconfig,
                            prepare, propagate_qconfig_, quantize, quantize_dynamic)
 from .serialization import ModelFileError, load, save  # noqa: E402
+from .report import compare  # noqa: E402
 
 __all__ = [
     "QDType", "QTensor", "quint8", "qint8", "qint32",
@@ -56,5 +57,5 @@ __all__ = [
     "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
     "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "fuse_modules", "prepare", "convert",
     "quantize", "quantize_dynamic", "propagate_qconfig_",
-    "save", "load", "ModelFileError",
+    "save", "load", "ModelFileError", "compare",
 ]
