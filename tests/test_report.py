@@ -51,7 +51,7 @@ def test_compare_dynamic_layers():
     rep = npquant.compare(f, q, _x())
     assert [r.name for r in rep] == ["fc1", "fc2", "fc3"]
     for r in rep:
-        assert r.float_type == "Linear" and r.quantized_type == "Linear"
+        assert r.float_type == "Linear" and r.quantized_type == "quantized.dynamic.Linear"
         assert 25 < r.layer_sqnr_db < 60 and 20 < r.sqnr_db < 60 and 0.99 < r.cosine <= 1.0
         assert r.max_abs_error > 0
     # errors accumulate: end-to-end SQNR at the last layer is below its SQNR alone
@@ -81,7 +81,7 @@ def test_compare_leaves_models_untouched_and_skips_float_layers():
     x = _x()
     before = q(x)
     rep = npquant.compare(f, q, x)
-    assert rep["fc2"].sqnr_db > 20 and rep["fc2"].quantized_type == "Linear"
+    assert rep["fc2"].sqnr_db > 20 and rep["fc2"].quantized_type == "Linear" and rep["fc1"].quantized_type == "quantized.dynamic.Linear"
     assert "forward" not in f.fc1.__dict__ and "forward" not in q.fc1.__dict__
     assert np.array_equal(q(x), before)
 

@@ -236,11 +236,22 @@ def _db(v: float) -> str:
     return "inf" if v == math.inf else f"{v:.1f}"
 
 
+def _type_label(m) -> str:
+    """'Linear', 'quantized.Linear', 'quantized.dynamic.Linear', ...: the registry
+    name without its 'nn.' prefix, so float and quantized types read apart."""
+    from .serialization import supported_module_types
+
+    for name, cls in supported_module_types().items():
+        if cls is type(m):
+            return name[3:] if name.startswith("nn.") else name
+    return type(m).__name__
+
+
 def _row(name, fm, qm, f_outs, q_outs, alone) -> LayerComparison:
     ref = np.concatenate([_flat(o) for o in f_outs])
     test = np.concatenate([_flat(o) for o in q_outs])
     return LayerComparison(
-        name=name, float_type=type(fm).__name__, quantized_type=type(qm).__name__,
+        name=name, float_type=_type_label(fm), quantized_type=_type_label(qm),
         sqnr_db=sqnr_db(ref, test), layer_sqnr_db=alone,
         max_abs_error=float(np.max(np.abs(ref - test))) if ref.size else 0.0,
         cosine=cosine(ref, test), numel=int(ref.size))

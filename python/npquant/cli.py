@@ -1,0 +1,95 @@
+"""The ``npquant`` command: ``npquant demo``, ``npquant info``, ``npquant bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_info(args) -> int:
+    import npquant
+
+    info = npquant.cpu_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(format_info(info, npquant.__version__))
+    return 0
+
+
+def format_info(info: dict, version: str) -> str:
+    lines = [
+        f"npquant {version}",
+        f"cpu          {info.get('brand', '?')} ({info.get('vendor', '?')}, {info.get('arch', '?')})",
+        f"features     {' '.join(info.get('features', [])) or '-'}",
+        f"built ISAs   {' '.join(info.get('built_isas', []))}",
+        f"runnable     {' '.join(info.get('runnable_isas', []))}",
+        f"chosen ISA   {info.get('isa')}   (cap it with NPQUANT_ISA=<isa>)",
+        f"threads      {info.get('num_threads', '?')}   (npquant.set_num_threads)",
+        "kernels",
+    ]
+    for family, k in info.get("kernels", {}).items():
+        if not isinstance(k, dict):
+            lines.append(f"  {family:<14} {k}")
+            continue
+        tile = ", ".join(f"{key} {k[key]}" for key in ("mr", "nr", "kr") if key in k)
+        extra = "  (stand-in)" if k.get("standin") else ""
+        lines.append(f"  {family:<14} {k.get('name')}  [{k.get('isa')}{'; ' + tile if tile else ''}]{extra}")
+    known = {"brand", "vendor", "arch", "features", "built_isas", "runnable_isas", "isa", "num_threads", "kernels"}
+    for key, v in info.items():
+        if key not in known:
+            lines.append(f"{key:<12} {v}")
+    return "\n".join(lines)
+
+
+def _cmd_demo(args) -> int:
+    import npquant
+    from .demo import format_demo, run_demo
+
+    if args.threads:
+        npquant.set_num_threads(args.threads)
+    result = run_demo(quick=args.quick, show_progress=not args.no_progress)
+    print(format_demo(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2, default=float)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from . import benchmark
+
+    return benchmark.main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="npquant", description="Exact int8 inference for NumPy.")
+    sub = p.add_subparsers(dest="command", metavar="{demo,info,bench}")
+    sub.required = True
+
+    d = sub.add_parser("demo", help="quantize the bundled digits CNN; accuracy, per-layer error, speed")
+    d.add_argument("--quick", action="store_true", help="fewer images and timing repeats (seconds, rougher)")
+    d.add_argument("--threads", type=int, default=0, help="kernel threads (default: all cores)")
+    d.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_demo)
+
+    i = sub.add_parser("info", help="CPU features, built ISAs and the kernels chosen")
+    i.add_argument("--json", action="store_true", help="print the raw dict as JSON")
+    i.set_defaults(func=_cmd_info)
+
+    b = sub.add_parser("bench", help="npquant against NumPy, PyTorch, ONNX Runtime (those installed)",
+                       add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
