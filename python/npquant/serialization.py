@@ -38,12 +38,19 @@ MANIFEST = "manifest.json"
 # The registry of savable module types: every npquant.nn.Module subclass exported
 # by these namespaces, named "<namespace>.<ClassName>" in files. A type is found
 # by that name on load, never by importing a path written in the file.
-_NAMESPACES = ("nn", "nn.quantized", "nn.quantized.dynamic")
+_NAMESPACES = ("nn", "nn.intrinsic", "nn.quantized", "nn.quantized.dynamic", "models", "report")
 
-# Attributes never written: the Module machinery itself (rebuilt by
-# Module.__init__) and qconfig (prepare-time configuration, not model state).
-_MACHINERY = frozenset({"_modules", "_parameters", "_buffers", "training"})
+# Attributes never written as such: the Module machinery (whatever Module.__init__
+# sets up: children, parameters, buffers, hook tables, the training flag), which
+# has its own manifest entries, and qconfig (prepare-time configuration, not
+# model state).
 _NOT_SAVED = frozenset({"qconfig"})
+
+
+def _machinery() -> frozenset:
+    from .nn.module import Module
+
+    return frozenset(vars(Module()))
 
 # dtypes an array in a model file may have. Anything else (object arrays above all)
 # is refused before its data is read.
@@ -74,7 +81,12 @@ def supported_module_types() -> dict:
 
     types: dict = {}
     for ns in _NAMESPACES:
-        mod = importlib.import_module(f"npquant.{ns}")
+        try:
+            mod = importlib.import_module(f"npquant.{ns}")
+        except ModuleNotFoundError as e:
+            if e.name != f"npquant.{ns}":
+                raise
+            continue  # a namespace this build does not have
         for attr in getattr(mod, "__all__", dir(mod)):
             obj = getattr(mod, attr, None)
             if isinstance(obj, type) and issubclass(obj, Module) and obj not in types.values():
@@ -153,10 +165,13 @@ class _Writer:
         node = {"type": type_name, "training": bool(m.training)}
         if custom:
             node["custom"] = True
-        attrs, packed = {}, _packed_types()
+        attrs, packed, machinery = {}, _packed_types(), _machinery()
         has_packed = False
         for name, v in vars(m).items():
-            if name in _MACHINERY or name in _NOT_SAVED:
+            if name in machinery and name not in ("_modules", "_parameters", "_buffers", "training") and v:
+                raise ModelFileError(f"cannot save {where}: it has {name} registered (functions are not "
+                                     "saved); remove the hooks first")
+            if name in machinery or name in _NOT_SAVED:
                 continue
             if isinstance(v, packed):
                 has_packed = True
@@ -304,13 +319,14 @@ class _Reader:
         _expect(isinstance(node, dict) and isinstance(node.get("type"), str),
                 f"module entry at '{where}' has no type")
         cls = self._class(node, where)
+        machinery = _machinery()
         m = cls.__new__(cls)
         Module.__init__(m)
         attrs = node.get("attributes", {})
         _expect(isinstance(attrs, dict), f"'{where}': attributes must be an object")
         for name, v in attrs.items():
             _expect(isinstance(name, str) and name.isidentifier() and not name.startswith("__")
-                    and name not in _MACHINERY, f"'{where}': bad attribute name {name!r}")
+                    and name not in machinery, f"'{where}': bad attribute name {name!r}")
             object.__setattr__(m, name, self.value(v))
         object.__setattr__(m, "training", bool(node.get("training", False)))
         for store, key in (("_parameters", "parameters"), ("_buffers", "buffers")):
