@@ -316,6 +316,12 @@ def test_hostile_attributes_and_references():
         "array out of range": lambda m: child(m)["weight_bias"]["weight"].update(int_repr={"$array": 999}),
         "negative array": lambda m: child(m)["weight_bias"]["weight"].update(int_repr={"$array": -1}),
         "unknown tag": lambda m: m["root"]["attributes"].update(in_scale={"$pickle": "x"}),
+        "object outside npquant.nn": lambda m: m["root"]["attributes"].update(
+            in_scale={"$object": "os.path.join", "state": {}}),
+        "object that is a Module": lambda m: m["root"]["attributes"].update(
+            in_scale={"$object": "npquant.nn.linear.Linear", "state": {}}),
+        "object with a dunder in its state": lambda m: m["root"]["attributes"].update(
+            in_scale={"$object": "npquant.nn.linear.Linear", "state": {"__class__": 1}}),
         "bad scalar dtype": lambda m: m["root"]["attributes"].update(in_scale={"$scalar": "|O", "value": 1}),
         "bad qdtype": lambda m: child(m)["weight_bias"]["weight"].update({"$qtensor": "float"}),
         "weight of wrong dtype": lambda m: child(m)["weight_bias"]["weight"].update({"$qtensor": "quint8"}),

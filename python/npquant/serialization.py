@@ -107,6 +107,28 @@ def _type_name(cls, registry: dict) -> tuple:
     return cls.__qualname__, True
 
 
+def _helper_class(cls) -> bool:
+    """Plain helper objects of npquant.nn modules (e.g. pooling geometry): classes
+    defined in an npquant.nn module, not Modules, holding their state in __dict__.
+    Saved as their attributes; rebuilt without calling __init__."""
+    from .nn.module import Module
+
+    return (isinstance(cls, type) and cls.__module__.startswith("npquant.nn.")
+            and not issubclass(cls, (Module, BaseException)) and "." not in cls.__qualname__
+            and "__dict__" in getattr(cls, "__dict__", {}) and "__slots__" not in cls.__dict__)
+
+
+def _find_helper_class(path: str):
+    """The helper class named ``module.Class``, looked up among npquant.nn modules
+    already imported (nothing is imported because a file names it)."""
+    import sys
+
+    modname, _, clsname = path.rpartition(".")
+    mod = sys.modules.get(modname) if modname.startswith("npquant.nn.") else None
+    cls = getattr(mod, clsname, None) if mod is not None else None
+    return cls if cls is not None and cls.__module__ == modname and _helper_class(cls) else None
+
+
 # --------------------------------------------------------------------------- writing
 
 class _Writer:
@@ -142,6 +164,9 @@ class _Writer:
             return [self.value(x, where) for x in v]
         if isinstance(v, dict) and all(isinstance(k, str) for k in v):
             return {"$dict": {k: self.value(x, f"{where}[{k!r}]") for k, x in v.items()}}
+        if _helper_class(type(v)):
+            return {"$object": f"{type(v).__module__}.{type(v).__qualname__}",
+                    "state": {k: self.value(x, f"{where}.{k}") for k, x in vars(v).items()}}
         raise ModelFileError(f"cannot save {where}: values of type {type(v).__name__} are not "
                              "part of npquant's file format (docs/file-format.md)")
 
@@ -302,7 +327,21 @@ class _Reader:
         if "$dict" in v:
             _expect(isinstance(v["$dict"], dict), f"bad dict {v!r}")
             return {k: self.value(x) for k, x in v["$dict"].items()}
+        if "$object" in v:
+            return self.helper(v)
         _fail(f"unknown value tag in {sorted(v)!r}")
+
+    def helper(self, v: dict):
+        cls = _find_helper_class(v["$object"]) if isinstance(v["$object"], str) else None
+        _expect(cls is not None, f"unknown object type {v['$object']!r}")
+        state = v.get("state")
+        _expect(isinstance(state, dict) and all(isinstance(k, str) and k.isidentifier()
+                                                and not k.startswith("__") for k in state),
+                f"bad state for {v['$object']}")
+        obj = cls.__new__(cls)
+        for k, x in state.items():
+            object.__setattr__(obj, k, self.value(x))
+        return obj
 
     def qtensor(self, v: dict) -> QTensor:
         dtype = as_qdtype(v["$qtensor"])
