@@ -92,3 +92,96 @@ def test_compare_input_errors():
         npquant.compare(f, f, [])
     with pytest.raises(TypeError, match="npquant.nn.Module"):
         npquant.compare(f, lambda x: x, _x())
+
+
+# ------------------------------------------------------------------- static models, keep_float
+
+needs_workflow = pytest.mark.skipif(not hasattr(npquant, "prepare"),
+                                    reason="needs npquant.prepare/convert (workflow branch)")
+
+
+class StaticMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.quant = nn.QuantStub()
+        self.fc1, self.relu1 = nn.Linear(64, 96, rng=rng), nn.ReLU()
+        self.fc2, self.relu2 = nn.Linear(96, 96, rng=rng), nn.ReLU()
+        self.fc3 = nn.Linear(96, 10, rng=rng)
+        self.dequant = nn.DeQuantStub()
+
+    def forward(self, x):
+        x = self.relu1(self.fc1(self.quant(x)))
+        return self.dequant(self.fc3(self.relu2(self.fc2(x))))
+
+
+def _calibrate(model, batches):
+    for b in batches:
+        model(b)
+
+
+def _fused():
+    m = npquant.fuse_modules(StaticMLP().eval(), [["fc1", "relu1"], ["fc2", "relu2"]])
+    m.qconfig = npquant.get_default_qconfig("x86")
+    return m
+
+
+@needs_workflow
+def test_compare_labels_fused_groups():
+    f = StaticMLP().eval()
+    q = npquant.quantize(_fused(), _calibrate, [[_x(32, s) for s in range(4)]])
+    rep = npquant.compare(f, q, _x(64, 9))
+    assert [r.name for r in rep] == ["quant", "fc1+relu1", "fc2+relu2", "fc3", "dequant"]
+    assert rep["fc1"].quantized_type == "quantized.LinearReLU" and rep["fc1"].float_type == "Linear"
+    assert all(r.sqnr_db > 25 for r in rep) and rep.output.sqnr_db > 25
+
+
+@needs_workflow
+def test_keep_float_leaves_named_layers_in_float(tmp_path):
+    from npquant.report import FloatIsland, quantize
+
+    data = [[_x(32, s) for s in range(4)]]
+    fused = _fused()
+    q = quantize(fused, _calibrate, data, keep_float=["fc2"])
+    assert isinstance(q.fc2, FloatIsland) and type(q.fc2.module).__name__ == "LinearReLU"
+    assert type(q.fc2.module[0]) is nn.Linear  # still the float layer
+    assert type(q.fc1).__name__ == "LinearReLU" and type(q.fc1) is not type(fused.fc1)
+    assert type(fused.fc2) is not FloatIsland  # the input model is untouched
+    x = _x(64, 9)
+    full = quantize(fused, _calibrate, data)
+    f = StaticMLP().eval()
+    assert sqnr_db(f(x), q(x)) > 25
+    assert npquant.compare(f, q, x)["fc2"].quantized_type == "report.FloatIsland"
+    path = tmp_path / "kept.npq"
+    npquant.save(q, path)
+    back = npquant.load(path, custom_modules={"StaticMLP": StaticMLP})
+    assert isinstance(back.fc2, FloatIsland) and np.array_equal(back(x), q(x))
+    assert not np.array_equal(full(x), q(x))
+
+
+@needs_workflow
+def test_min_sqnr_keeps_every_weak_layer_in_float():
+    from npquant.report import FloatIsland, quantize
+
+    data = [[_x(32, s) for s in range(4)]]
+    x = _x(64, 9)
+    f = StaticMLP().eval()
+    full = quantize(_fused(), _calibrate, data)
+    alone = {r.name.split("+")[0]: r.layer_sqnr_db for r in npquant.compare(f, full, x)
+             if r.name.startswith("fc")}
+    ranked = sorted(alone, key=alone.get)
+    threshold = (alone[ranked[0]] + alone[ranked[1]]) / 2  # only the weakest layer is below
+    q = quantize(_fused(), _calibrate, data, min_sqnr_db=threshold, eval_inputs=x)
+    kept = {n for n in ("fc1", "fc2", "fc3") if isinstance(getattr(q, n), FloatIsland)}
+    assert kept == {ranked[0]}
+    assert not isinstance(q.quant, FloatIsland)  # stubs are never "kept in float"
+
+
+@needs_workflow
+def test_keep_float_errors():
+    from npquant.report import quantize
+
+    with pytest.raises(KeyError, match="no submodule 'fc9'"):
+        quantize(_fused(), _calibrate, [[_x()]], keep_float=["fc9"])
+    with pytest.raises(ValueError, match="eval_inputs"):
+        quantize(_fused(), _calibrate, [[_x()]], min_sqnr_db=30)
