@@ -96,10 +96,6 @@ def test_compare_input_errors():
 
 # ------------------------------------------------------------------- static models, keep_float
 
-needs_workflow = pytest.mark.skipif(not hasattr(npquant, "prepare"),
-                                    reason="needs npquant.prepare/convert (workflow branch)")
-
-
 class StaticMLP(nn.Module):
     def __init__(self):
         super().__init__()
@@ -126,7 +122,6 @@ def _fused():
     return m
 
 
-@needs_workflow
 def test_compare_labels_fused_groups():
     f = StaticMLP().eval()
     q = npquant.quantize(_fused(), _calibrate, [[_x(32, s) for s in range(4)]])
@@ -136,19 +131,18 @@ def test_compare_labels_fused_groups():
     assert all(r.sqnr_db > 25 for r in rep) and rep.output.sqnr_db > 25
 
 
-@needs_workflow
 def test_keep_float_leaves_named_layers_in_float(tmp_path):
-    from npquant.report import FloatIsland, quantize
+    from npquant.report import FloatIsland
 
     data = [[_x(32, s) for s in range(4)]]
     fused = _fused()
-    q = quantize(fused, _calibrate, data, keep_float=["fc2"])
+    q = npquant.quantize(fused, _calibrate, data, keep_float=["fc2"])
     assert isinstance(q.fc2, FloatIsland) and type(q.fc2.module).__name__ == "LinearReLU"
     assert type(q.fc2.module[0]) is nn.Linear  # still the float layer
     assert type(q.fc1).__name__ == "LinearReLU" and type(q.fc1) is not type(fused.fc1)
     assert type(fused.fc2) is not FloatIsland  # the input model is untouched
     x = _x(64, 9)
-    full = quantize(fused, _calibrate, data)
+    full = npquant.quantize(fused, _calibrate, data)
     f = StaticMLP().eval()
     assert sqnr_db(f(x), q(x)) > 25
     assert npquant.compare(f, q, x)["fc2"].quantized_type == "report.FloatIsland"
@@ -159,29 +153,26 @@ def test_keep_float_leaves_named_layers_in_float(tmp_path):
     assert not np.array_equal(full(x), q(x))
 
 
-@needs_workflow
 def test_min_sqnr_keeps_every_weak_layer_in_float():
-    from npquant.report import FloatIsland, quantize
+    from npquant.report import FloatIsland
 
     data = [[_x(32, s) for s in range(4)]]
     x = _x(64, 9)
     f = StaticMLP().eval()
-    full = quantize(_fused(), _calibrate, data)
+    full = npquant.quantize(_fused(), _calibrate, data)
     alone = {r.name.split("+")[0]: r.layer_sqnr_db for r in npquant.compare(f, full, x)
              if r.name.startswith("fc")}
     ranked = sorted(alone, key=alone.get)
     threshold = (alone[ranked[0]] + alone[ranked[1]]) / 2  # only the weakest layer is below
-    q = quantize(_fused(), _calibrate, data, min_sqnr_db=threshold, eval_inputs=x)
+    q = npquant.quantize(_fused(), _calibrate, data, min_sqnr_db=threshold, eval_inputs=x)
     kept = {n for n in ("fc1", "fc2", "fc3") if isinstance(getattr(q, n), FloatIsland)}
     assert kept == {ranked[0]}
     assert not isinstance(q.quant, FloatIsland)  # stubs are never "kept in float"
 
 
-@needs_workflow
 def test_keep_float_errors():
-    from npquant.report import quantize
-
+    
     with pytest.raises(KeyError, match="no submodule 'fc9'"):
-        quantize(_fused(), _calibrate, [[_x()]], keep_float=["fc9"])
+        npquant.quantize(_fused(), _calibrate, [[_x()]], keep_float=["fc9"])
     with pytest.raises(ValueError, match="eval_inputs"):
-        quantize(_fused(), _calibrate, [[_x()]], min_sqnr_db=30)
+        npquant.quantize(_fused(), _calibrate, [[_x()]], min_sqnr_db=30)

@@ -28,7 +28,7 @@ import numpy as np
 from .nn.module import Module
 from .qtensor import QTensor, quantize_per_tensor
 
-__all__ = ["compare", "ComparisonReport", "LayerComparison", "quantize", "FloatIsland"]
+__all__ = ["compare", "ComparisonReport", "LayerComparison", "quantize_keeping_float", "FloatIsland"]
 
 # Methods besides forward through which modules produce outputs (FloatFunctional
 # / QFunctional are called as .add(a, b), .cat([...]), ...).
@@ -350,7 +350,7 @@ def _keep_in_float(model: Module, names) -> None:
 
 
 def _quantize_once(model, run_fn, run_args, mapping, keep) -> Module:
-    from .quantization import convert, prepare
+    from .quantize import convert, prepare
 
     work = copy.deepcopy(model)
     work.eval()
@@ -360,15 +360,17 @@ def _quantize_once(model, run_fn, run_args, mapping, keep) -> Module:
     return convert(work, mapping=mapping, inplace=True)
 
 
-def quantize(model: Module, run_fn, run_args, mapping=None, inplace: bool = False, *,
-             keep_float=(), min_sqnr_db: float | None = None, eval_inputs=None) -> Module:
-    """Static quantization in one call, as ``torch.ao.quantization.quantize``:
-    copy (unless inplace), prepare, ``run_fn(model, *run_args)`` to calibrate, convert.
+def quantize_keeping_float(model: Module, run_fn, run_args, mapping=None, inplace: bool = False, *,
+                           keep_float=(), min_sqnr_db: float | None = None, eval_inputs=None) -> Module:
+    """``npquant.quantize`` with layers left in float (it calls this when given
+    ``keep_float`` or ``min_sqnr_db``): copy, prepare, ``run_fn(model, *run_args)``
+    to calibrate, convert.
 
-    ``keep_float``: names of submodules to leave in float; each is wrapped so its
-    input is dequantized and its output quantized again.
+    ``keep_float``: names of submodules to leave in float; each is wrapped in a
+    FloatIsland, which dequantizes its input and quantizes its output again.
     ``min_sqnr_db``: also keep in float every layer whose SQNR alone (see
-    ``compare``) is below this many dB on ``eval_inputs`` (required then).
+    ``compare``) on ``eval_inputs`` is below this many dB; the model is then
+    calibrated and converted a second time with those layers in float.
     """
     keep = list(keep_float)
     q = _quantize_once(model, run_fn, run_args, mapping, keep)
