@@ -65,11 +65,12 @@ class ModelFileError(ValueError):
 
 # --------------------------------------------------------------------------- registry
 
-def _packed_types() -> tuple:
-    """Types holding weights packed for one CPU; saved as plain int8 via weight()/bias()."""
+def _is_packed(v) -> bool:
+    """Weights packed for one CPU's kernel (a native object, or npquant's wrapper of
+    one): never written; rebuilt from weight()/bias() by set_weight_bias on load."""
     from .nn.quantized._packed import PackedLinearParams
 
-    return (PackedLinearParams,)
+    return type(v).__module__ == "npquant._C" or isinstance(v, PackedLinearParams)
 
 
 def supported_module_types() -> dict:
@@ -190,16 +191,22 @@ class _Writer:
         node = {"type": type_name, "training": bool(m.training)}
         if custom:
             node["custom"] = True
-        attrs, packed, machinery = {}, _packed_types(), _machinery()
-        has_packed = False
+        attrs, machinery = {}, _machinery()
+        has_packed = any(_is_packed(v) for v in vars(m).values())
+        if has_packed and not callable(getattr(m, "set_weight_bias", None)):
+            raise ModelFileError(f"cannot save {where}: it holds packed weights but has no "
+                                 "weight()/bias()/set_weight_bias() to save them through")
+        # set_weight_bias sets these again on load: the weight and bias objects
+        # themselves are written once, under weight_bias.
+        derived = {id(m.weight()), id(m.bias())} if has_packed else set()
+        derived.discard(id(None))
         for name, v in vars(m).items():
             if name in machinery and name not in ("_modules", "_parameters", "_buffers", "training") and v:
                 raise ModelFileError(f"cannot save {where}: it has {name} registered (functions are not "
                                      "saved); remove the hooks first")
             if name in machinery or name in _NOT_SAVED:
                 continue
-            if isinstance(v, packed):
-                has_packed = True
+            if _is_packed(v) or id(v) in derived:
                 continue
             attrs[name] = self.value(v, f"{where}.{name}")
         node["attributes"] = attrs
