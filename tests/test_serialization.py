@@ -365,3 +365,75 @@ def test_hostile_arrays():
         with pytest.raises(ModelFileError):
             _load_bytes(_zip(e2))
             pytest.fail(f"{what} loaded")
+
+
+# ------------------------------------------------------------------- the workflow's modules
+
+class PoolNet(nn.Module):
+    """Stubs, BatchNorm2d, both poolings, a residual add, adaptive pooling, flatten, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(8)
+        self.quant = nn.QuantStub()
+        self.bn = nn.BatchNorm2d(3)
+        self.bn.running_mean = rng.standard_normal(3).astype(np.float32)
+        self.bn.running_var = rng.uniform(0.5, 2, 3).astype(np.float32)
+        self.maxpool, self.avgpool = nn.MaxPool2d(2), nn.AvgPool2d(2, ceil_mode=True)
+        self.add = nn.FloatFunctional()
+        self.relu = nn.ReLU()
+        self.adapt = nn.AdaptiveAvgPool2d((2, 3))
+        self.flatten = nn.Flatten()
+        self.seq = nn.Sequential(nn.Linear(18, 12, rng=rng), nn.ReLU(), nn.Dropout(0.2), nn.Linear(12, 4, rng=rng))
+        self.dequant = nn.DeQuantStub()
+
+    def forward(self, x):
+        x = self.bn(self.quant(x))
+        x = self.relu(self.add.add(self.maxpool(x), self.avgpool(x)))
+        return self.dequant(self.seq(self.flatten(self.adapt(x))))
+
+
+CUSTOM["PoolNet"] = PoolNet
+
+
+def _poolnet_int8():
+    m = PoolNet().eval()
+    m.qconfig = npquant.get_default_qconfig("x86")
+    m = npquant.fuse_modules(m, [["seq.0", "seq.1"]])
+    return npquant.quantize(m, lambda mm, xs: [mm(x) for x in xs], [[_x((8, 3, 10, 12), s) for s in range(3)]])
+
+
+def test_workflow_float_model_roundtrip(tmp_path):
+    m = PoolNet().eval()
+    back = _roundtrip(m, tmp_path)
+    x = _x((5, 3, 10, 12))
+    assert np.array_equal(m(x), back(x))
+    assert back.avgpool.ceil_mode and type(back.maxpool.geometry) is type(m.maxpool.geometry)
+
+
+def test_workflow_quantized_model_roundtrip(tmp_path):
+    q = _poolnet_int8()
+    assert type(q.add).__name__ == "QFunctional" and type(q.seq[0]).__name__ == "LinearReLU"
+    back = npquant.load(_save(q, tmp_path), custom_modules={"PoolNet": PoolNet})
+    x = _x((5, 3, 10, 12), 11)
+    assert np.array_equal(q(x).view(np.uint32), back(x).view(np.uint32))
+    for name, mod in q.named_modules():
+        other = back.get_submodule(name)
+        assert type(other) is type(mod)
+        for attr in ("scale", "zero_point"):
+            if hasattr(mod, attr):
+                assert getattr(other, attr) == getattr(mod, attr), (name, attr)
+
+
+def test_prepared_model_is_refused(tmp_path):
+    m = PoolNet().eval()
+    m.qconfig = npquant.get_default_qconfig("x86")
+    p = npquant.prepare(m)
+    with pytest.raises(ModelFileError, match="convert"):
+        npquant.save(p, tmp_path / "p.npq")
+
+
+def _save(m, tmp_path):
+    path = tmp_path / "m.npq"
+    npquant.save(m, path)
+    return path

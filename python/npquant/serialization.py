@@ -202,8 +202,9 @@ class _Writer:
         derived.discard(id(None))
         for name, v in vars(m).items():
             if name in machinery and name not in ("_modules", "_parameters", "_buffers", "training") and v:
-                raise ModelFileError(f"cannot save {where}: it has {name} registered (functions are not "
-                                     "saved); remove the hooks first")
+                raise ModelFileError(f"cannot save {where}: it has forward hooks ({name}), which are "
+                                     "functions; a prepare()d model's observers are: convert() it first, "
+                                     "or remove your hooks")
             if name in machinery or name in _NOT_SAVED:
                 continue
             if _is_packed(v) or id(v) in derived:
