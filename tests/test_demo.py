@@ -180,6 +180,9 @@ def test_run_demo_quick():
     assert [t["batch"] for t in r["latency"]] == [1, 256]
     assert all(t["fp32_ms"] > 0 and t["int8_ms"] > 0 for t in r["latency"])
     assert r["reload_bit_identical"] and r["int8_bytes"] < r["fp32_bytes"]
+    others = npquant.cpu_info()["runnable_isas"]
+    assert sorted(o["isa"] for o in r["other_isas"]) == sorted(i for i in others if i != r["isa"])
+    assert all(o["bit_identical"] for o in r["other_isas"]), r["other_isas"]
     text = format_demo(r)
     for needle in ("accuracy", "SQNR", "speedup", r["isa"], "conv2+bn2+relu2"):
         assert needle in text
@@ -201,11 +204,11 @@ def test_cli_info():
 
 def test_cli_demo_quick(tmp_path):
     out = tmp_path / "demo.json"
-    r = _cli("demo", "--quick", "--no-progress", "--json", str(out))
+    r = _cli("demo", "--quick", "--no-progress", "--no-isas", "--json", str(out))
     assert r.returncode == 0, r.stderr
     assert "int8" in r.stdout and "speedup" in r.stdout
     result = json.loads(out.read_text())
-    assert result["reload_bit_identical"] is True
+    assert result["reload_bit_identical"] is True and result["other_isas"] == []
 
 
 def test_cli_usage_errors():

@@ -49,7 +49,7 @@ def _cmd_demo(args) -> int:
 
     if args.threads:
         npquant.set_num_threads(args.threads)
-    result = run_demo(quick=args.quick, show_progress=not args.no_progress)
+    result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas)
     print(format_demo(result))
     if args.json:
         with open(args.json, "w") as f:
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=0, help="kernel threads (default: all cores)")
     d.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--no-isas", action="store_true",
+                   help="skip re-running the int8 model under the other ISAs of this CPU")
     d.set_defaults(func=_cmd_demo)
 
     i = sub.add_parser("info", help="CPU features, built ISAs and the kernels chosen")

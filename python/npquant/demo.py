@@ -72,6 +72,53 @@ def _latency(float_model, q_model, x: np.ndarray, repeats: int) -> dict:
     return {"batch": len(x), "fp32_ms": fp32, "int8_ms": int8, "speedup": fp32 / int8, "repeats": repeats}
 
 
+# Runs in a child process with NPQUANT_ISA set (the ISA is fixed at import):
+# loads the saved int8 model, runs it, saves outputs and the median latency.
+_ISA_CHILD = """
+import sys, time, statistics, numpy as np, npquant
+model, x = npquant.load(sys.argv[1]), np.load(sys.argv[2])
+y = model(x)
+times = []
+for _ in range(int(sys.argv[4])):
+    t0 = time.perf_counter(); model(x); times.append(time.perf_counter() - t0)
+np.save(sys.argv[3], y)
+print(npquant.cpu_info()["isa"], 1e3 * statistics.median(times))
+"""
+
+
+def _other_isas(q_model, x: np.ndarray, repeats: int) -> list:
+    """The int8 model under every other ISA this CPU runs: are the outputs the same
+    bits, and how fast is it there? One child process per ISA."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import npquant
+
+    here = npquant.cpu_info()
+    expect = q_model(x)
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        mpath, xpath = os.path.join(d, "m.npq"), os.path.join(d, "x.npy")
+        npquant.save(q_model, mpath)
+        np.save(xpath, x)
+        for isa in here["runnable_isas"]:
+            if isa == here["isa"]:
+                continue
+            ypath = os.path.join(d, f"y-{isa}.npy")
+            r = subprocess.run([sys.executable, "-c", _ISA_CHILD, mpath, xpath, ypath, str(repeats)],
+                               env=dict(os.environ, NPQUANT_ISA=isa), capture_output=True, text=True)
+            if r.returncode != 0:
+                out.append({"isa": isa, "error": r.stderr.strip().splitlines()[-1:]})
+                continue
+            ran, ms = r.stdout.split()
+            y = np.load(ypath)
+            out.append({"isa": ran, "int8_ms": float(ms),
+                        "bit_identical": bool(np.array_equal(y.view(np.uint32), expect.view(np.uint32)))})
+    return out
+
+
 def _model_bytes(model) -> int:
     import npquant
 
@@ -80,9 +127,12 @@ def _model_bytes(model) -> int:
     return len(buf.getvalue())
 
 
-def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x86") -> dict:
+def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x86",
+             other_isas: bool = True) -> dict:
     """Everything ``npquant demo`` reports, as plain data. ``quick`` trims the data and
-    timing repeats (for tests); the numbers are then rougher."""
+    timing repeats (for tests); the numbers are then rougher. ``other_isas``: also run
+    the int8 model under every other ISA this CPU has (child processes) and check
+    that its outputs are the same bits."""
     import npquant
     from .data import load_digits
     from .models.digits import digits_cnn
@@ -108,6 +158,7 @@ def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x8
     big = np.resize(test_x, (256,) + test_x.shape[1:])  # batch 256 even in quick mode
     timings = [_latency(float_model, q_model, test_x[:1], 5 if quick else 200),
                _latency(float_model, q_model, big, 2 if quick else 20)]
+    other_isas = _other_isas(q_model, big, 2 if quick else 10) if other_isas else []
     info = npquant.cpu_info()
     return {
         "isa": info["isa"],
@@ -125,6 +176,7 @@ def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x8
         "fp32_bytes": _model_bytes(float_model),
         "int8_bytes": buf.getbuffer().nbytes,
         "reload_bit_identical": same,
+        "other_isas": other_isas,
     }
 
 
@@ -150,6 +202,14 @@ def format_demo(r: dict) -> str:
     ]
     for t in r["latency"]:
         lines.append(f"  {t['batch']:>5}  {t['fp32_ms']:9.3f}  {t['int8_ms']:9.3f}  {t['speedup']:6.2f}x")
+    if r["other_isas"]:
+        lines += ["", f"the same int8 model under the other ISAs of this CPU (batch {r['latency'][-1]['batch']}):"]
+        for o in r["other_isas"]:
+            if "error" in o:
+                lines.append(f"  {o['isa']:<11} failed: {' '.join(o['error'])}")
+                continue
+            same = "bit-identical outputs" if o["bit_identical"] else "outputs DIFFER (bug: please report)"
+            lines.append(f"  {o['isa']:<11} {o['int8_ms']:9.3f} ms   {same}")
     lines += [
         "",
         f"model file (npquant.save): fp32 {r['fp32_bytes'] / 1024:.0f} KiB, int8 {r['int8_bytes'] / 1024:.0f} KiB; "
