@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -155,6 +156,19 @@ def test_int8_model_loads_bit_identical_under_each_isa(int8_model, digits, tmp_p
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == isa
     assert np.array_equal(np.load(out).view(np.uint32), int8_model(x).view(np.uint32))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_int8_model_semantic_fuzz(int8_model):
+    from test_serialization import _saved_bytes, semantic_mutations
+
+    raised = 0
+    for blob in semantic_mutations(_saved_bytes(int8_model), 200, seed=5):
+        try:
+            npquant.load(io.BytesIO(blob))
+        except npquant.ModelFileError:
+            raised += 1
+    assert raised > 20
 
 
 def test_compare_reports_every_layer(float_model, int8_model, digits):

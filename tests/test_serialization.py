@@ -437,3 +437,52 @@ def _save(m, tmp_path):
     path = tmp_path / "m.npq"
     npquant.save(m, path)
     return path
+
+
+# ------------------------------------------------------------------- semantic fuzzing
+
+_FUZZ_VALUES = [0, -1, 1, 7, 2**31, -2**40, 1e308, -0.0, 3.5, "x", None, True, [], {}, [1, 2],
+                {"$array": 0}, {"$tuple": [1]}, {"$tuple": [0, 0]}, {"$qdtype": "qint32"}]
+
+
+def _leaf_paths(o, path=()):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield from _leaf_paths(v, path + (k,))
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            yield from _leaf_paths(v, path + (i,))
+    else:
+        yield path
+
+
+def semantic_mutations(data: bytes, n: int, seed: int):
+    """Files whose manifest has one leaf replaced by an odd value (wrong type, zero,
+    negative, huge, a dangling reference...)."""
+    entries = _entries(data)
+    manifest = json.loads(entries["manifest.json"])
+    paths = list(_leaf_paths(manifest))
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        man = json.loads(entries["manifest.json"])
+        path = paths[rng.integers(len(paths))]
+        node = man
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = _FUZZ_VALUES[rng.integers(len(_FUZZ_VALUES))]
+        yield _zip({**entries, "manifest.json": json.dumps(man).encode()})
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # e.g. a scale of 1e308 overflowing float32
+@pytest.mark.parametrize("make", [QuantMLP, _poolnet_int8, MLP], ids=["linear", "poolnet", "float"])
+def test_semantic_fuzz_loads_or_raises_model_file_error(make):
+    """Every mutated file either loads or raises ModelFileError (never another
+    exception, never a crash). A loaded model may still reject inputs when run."""
+    outcomes = {"loaded": 0, "raised": 0}
+    for blob in semantic_mutations(_saved_bytes(make()), 300, seed=3):
+        try:
+            _load_bytes(blob)
+            outcomes["loaded"] += 1
+        except ModelFileError:
+            outcomes["raised"] += 1
+    assert outcomes["raised"] > 30 and outcomes["loaded"] > 30, outcomes

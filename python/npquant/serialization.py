@@ -417,7 +417,7 @@ class _Reader:
 # Exceptions a damaged file can raise while being parsed; load turns them into
 # ModelFileError so callers need to catch one type.
 _PARSE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, KeyError, ValueError,
-                 TypeError, IndexError, AttributeError, OverflowError, RecursionError,
+                 TypeError, IndexError, AttributeError, ArithmeticError, RecursionError,
                  UnicodeDecodeError, NotImplementedError, MemoryError)
 
 
