@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import npquant
+from conftest import LAUNCHER
 from npquant.data import data_path, load_digits, upscale_digits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,7 +152,7 @@ def test_int8_model_loads_bit_identical_under_each_isa(int8_model, digits, tmp_p
     np.save(xpath, x)
     code = ("import sys, numpy as np, npquant; m = npquant.load(sys.argv[1]); "
             "np.save(sys.argv[3], m(np.load(sys.argv[2]))); print(npquant.cpu_info()['isa'])")
-    r = subprocess.run([sys.executable, "-c", code, str(path), str(xpath), str(out)],
+    r = subprocess.run([*LAUNCHER, sys.executable, "-c", code, str(path), str(xpath), str(out)],
                        env=dict(os.environ, NPQUANT_ISA=isa), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == isa
@@ -203,7 +204,7 @@ def test_run_demo_quick():
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "npquant", *args], capture_output=True, text=True,
+    return subprocess.run([*LAUNCHER, sys.executable, "-m", "npquant", *args], capture_output=True, text=True,
                           timeout=600, **kw)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import npquant
+from conftest import LAUNCHER
 from npquant import nn
 from npquant.serialization import FORMAT_VERSION, ModelFileError
 
@@ -167,7 +168,7 @@ def test_load_under_each_isa_gives_identical_outputs(tmp_path, isa, kind):
     npquant.save(m, path)
     np.save(xpath, x)
     env = dict(os.environ, NPQUANT_ISA=isa)
-    r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, kind, str(path), str(xpath), str(out)],
+    r = subprocess.run([*LAUNCHER, sys.executable, "-c", _ISA_SCRIPT, kind, str(path), str(xpath), str(out)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == isa
