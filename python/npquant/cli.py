@@ -44,12 +44,12 @@ def format_info(info: dict, version: str) -> str:
 
 
 def _cmd_demo(args) -> int:
-    import npquant
     from .demo import format_demo, run_demo
 
-    if args.threads:
-        npquant.set_num_threads(args.threads)
-    result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas)
+    if args.threads < 0:
+        raise SystemExit("npquant demo: --threads must be >= 1")
+    result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas,
+                      threads=args.threads or None)
     print(format_demo(result))
     if args.json:
         with open(args.json, "w") as f:
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="quantize the bundled digits CNN; accuracy, per-layer error, speed")
     d.add_argument("--quick", action="store_true", help="fewer images and timing repeats (seconds, rougher)")
-    d.add_argument("--threads", type=int, default=0, help="kernel threads (default: all cores)")
+    d.add_argument("--threads", type=int, default=0, help="threads for npquant's kernels and NumPy's BLAS alike (default: all cores)")
     d.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--no-isas", action="store_true",

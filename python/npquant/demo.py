@@ -8,6 +8,7 @@ kernels ran. ``run_demo`` returns the numbers as a dict; the CLI prints them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import statistics
@@ -54,6 +55,30 @@ def quantize_digits(float_model, calib_x: np.ndarray, backend: str = "x86", show
     for b in progress(chunks, "calibrating", len(chunks), show_progress):
         m(b)
     return npquant.convert(m)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None, notes: list):
+    """n threads for npquant's kernels and NumPy's BLAS alike (BLAS through
+    threadpoolctl, when installed), so fp32 and int8 are timed on equal terms."""
+    import npquant
+
+    if not n:
+        yield
+        return
+    before = npquant.get_num_threads()
+    npquant.set_num_threads(n)
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            notes.append("threadpoolctl is not installed: NumPy's BLAS threads were not limited")
+            yield
+            return
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        npquant.set_num_threads(before)
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -128,11 +153,20 @@ def _model_bytes(model) -> int:
 
 
 def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x86",
-             other_isas: bool = True) -> dict:
+             other_isas: bool = True, threads: int | None = None) -> dict:
     """Everything ``npquant demo`` reports, as plain data. ``quick`` trims the data and
     timing repeats (for tests); the numbers are then rougher. ``other_isas``: also run
     the int8 model under every other ISA this CPU has (child processes) and check
-    that its outputs are the same bits."""
+    that its outputs are the same bits. ``threads``: kernel and BLAS threads (default:
+    each library's own default, all cores)."""
+    notes: list = []
+    with _threads(threads, notes):
+        result = _run(quick, show_progress, backend, other_isas)
+    result["notes"] = notes
+    return result
+
+
+def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool) -> dict:
     import npquant
     from .data import load_digits
     from .models.digits import digits_cnn
@@ -215,4 +249,5 @@ def format_demo(r: dict) -> str:
         f"model file (npquant.save): fp32 {r['fp32_bytes'] / 1024:.0f} KiB, int8 {r['int8_bytes'] / 1024:.0f} KiB; "
         f"reloaded int8 outputs {'bit-identical' if r['reload_bit_identical'] else 'DIFFER (bug)'}",
     ]
+    lines += [f"note: {n}" for n in r.get("notes", [])]
     return "\n".join(lines)
