@@ -219,8 +219,10 @@ def test_cli_info():
 
 def test_cli_demo_quick(tmp_path):
     out = tmp_path / "demo.json"
-    r = _cli("demo", "--quick", "--no-progress", "--no-isas", "--json", str(out))
+    saved = tmp_path / "digits_int8.npq"
+    r = _cli("demo", "--quick", "--no-progress", "--no-isas", "--json", str(out), "--save", str(saved))
     assert r.returncode == 0, r.stderr
+    assert type(npquant.load(saved).conv1).__name__ == "ConvReLU2d"
     assert "int8" in r.stdout and "speedup" in r.stdout
     result = json.loads(out.read_text())
     assert result["reload_bit_identical"] is True and result["other_isas"] == []

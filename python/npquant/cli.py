@@ -51,6 +51,14 @@ def _cmd_demo(args) -> int:
     result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas,
                       threads=args.threads or None)
     print(format_demo(result))
+    if args.save:
+        import npquant
+        from .demo import quantize_digits
+        from .data import load_digits
+        from .models import digits_cnn
+
+        npquant.save(quantize_digits(digits_cnn(), load_digits()["calib_x"], show_progress=False), args.save)
+        print(f"\nint8 model saved to {args.save}: npquant.load({args.save!r}) runs it")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, default=float)
@@ -73,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=0, help="threads for npquant's kernels and NumPy's BLAS alike (default: all cores)")
     d.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--save", metavar="PATH", help="also save the int8 model (npquant.save) to PATH")
     d.add_argument("--no-isas", action="store_true",
                    help="skip re-running the int8 model under the other ISAs of this CPU")
     d.set_defaults(func=_cmd_demo)
