@@ -49,15 +49,9 @@ def _cmd_demo(args) -> int:
     if args.threads < 0:
         raise SystemExit("npquant demo: --threads must be >= 1")
     result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas,
-                      threads=args.threads or None)
+                      threads=args.threads or None, save=args.save)
     print(format_demo(result))
     if args.save:
-        import npquant
-        from .demo import quantize_digits
-        from .data import load_digits
-        from .models import digits_cnn
-
-        npquant.save(quantize_digits(digits_cnn(), load_digits()["calib_x"], show_progress=False), args.save)
         print(f"\nint8 model saved to {args.save}: npquant.load({args.save!r}) runs it")
     if args.json:
         with open(args.json, "w") as f:

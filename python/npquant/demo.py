@@ -153,20 +153,20 @@ def _model_bytes(model) -> int:
 
 
 def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x86",
-             other_isas: bool = True, threads: int | None = None) -> dict:
+             other_isas: bool = True, threads: int | None = None, save: str | None = None) -> dict:
     """Everything ``npquant demo`` reports, as plain data. ``quick`` trims the data and
     timing repeats (for tests); the numbers are then rougher. ``other_isas``: also run
     the int8 model under every other ISA this CPU has (child processes) and check
     that its outputs are the same bits. ``threads``: kernel and BLAS threads (default:
-    each library's own default, all cores)."""
+    each library's own default, all cores). ``save``: a path to write the int8 model to."""
     notes: list = []
     with _threads(threads, notes):
-        result = _run(quick, show_progress, backend, other_isas)
+        result = _run(quick, show_progress, backend, other_isas, save)
     result["notes"] = notes
     return result
 
 
-def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool) -> dict:
+def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save: str | None) -> dict:
     import npquant
     from .data import load_digits
     from .models.digits import digits_cnn
@@ -182,6 +182,8 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool) -> di
     report = npquant.compare(float_model, q_model, test_x[:256])
 
     # The saved file reloads into a model with bit-identical outputs.
+    if save:
+        npquant.save(q_model, save)
     buf = io.BytesIO()
     npquant.save(q_model, buf)
     buf.seek(0)
