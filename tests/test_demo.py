@@ -240,3 +240,43 @@ def test_console_script_is_declared():
 
     eps = [e for e in entry_points(group="console_scripts") if e.name == "npquant"]
     assert eps and eps[0].value == "npquant.cli:main"
+
+
+def _peers_installed() -> list:
+    import importlib.util
+
+    return [m for m in ("torch", "onnxruntime") if importlib.util.find_spec(m) is not None]
+
+
+def test_cli_bench_table_json_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png, js = tmp_path / "bench.png", tmp_path / "bench.json"
+    r = _cli("bench", "--quick", "--no-conv", "--no-peak", "--no-progress", "--linear-shapes", "4,64,32",
+             "--plot", str(png), "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    assert "| 4,64,32 |" in r.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    [row] = json.loads(js.read_text())["linear"]
+    columns = set(row["gmacs"])
+    assert {"NumPy fp32", "npquant dyn", "npquant static"} <= columns
+    if "torch" in _peers_installed():
+        assert {"PyTorch dyn", "PyTorch static"} <= columns
+    if "onnxruntime" in _peers_installed():
+        assert {"ORT dyn", "ORT QLinearMatMul"} <= columns
+
+
+def test_bench_compare_script_is_the_same_benchmark():
+    r = subprocess.run([*LAUNCHER, sys.executable, os.path.join(REPO, "bench", "compare.py"), "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--plot" in r.stdout
+    r = _cli("bench", "--help")
+    assert r.returncode == 0 and "usage: npquant bench" in r.stdout
+
+
+def test_package_never_imports_torch():
+    code = ("import sys, npquant, npquant.cli, npquant.demo, npquant.benchmark, npquant.models, "
+            "npquant.report, npquant.serialization; print(sorted(m for m in ('torch', 'onnxruntime', "
+            "'sklearn', 'matplotlib') if m in sys.modules))")
+    r = subprocess.run([*LAUNCHER, sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

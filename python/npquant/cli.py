@@ -59,10 +59,10 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _cmd_bench(args) -> int:
+def _cmd_bench(argv: list) -> int:
     from . import benchmark
 
-    return benchmark.main(args.rest)
+    return benchmark.main(argv, prog="npquant bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,14 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the raw dict as JSON")
     i.set_defaults(func=_cmd_info)
 
-    b = sub.add_parser("bench", help="npquant against NumPy, PyTorch, ONNX Runtime (those installed)",
-                       add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=_cmd_bench)
+    # `npquant bench ARGS` is handed to npquant.benchmark's own parser (see main).
+    sub.add_parser("bench", help="npquant against NumPy, PyTorch, ONNX Runtime (those installed); "
+                                 "npquant bench --help for its options")
     return p
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -65,12 +65,23 @@ class ModelFileError(ValueError):
 
 # --------------------------------------------------------------------------- registry
 
-def _is_packed(v) -> bool:
-    """Weights packed for one CPU's kernel (a native object, or npquant's wrapper of
-    one): never written; rebuilt from weight()/bias() by set_weight_bias on load."""
-    from .nn.quantized._packed import PackedLinearParams
+def _is_native(v) -> bool:
+    return type(v).__module__ == "npquant._C"
 
-    return type(v).__module__ == "npquant._C" or isinstance(v, PackedLinearParams)
+
+def _is_packed(v) -> bool:
+    """Weights packed for one CPU's kernel: a native npquant._C object, or an object
+    holding one (PackedLinearParams, ...). Never written; set_weight_bias rebuilds
+    them on load from weight() and bias()."""
+    if _is_native(v):
+        return True
+    if isinstance(v, (str, bytes, int, float, np.ndarray, QTensor, list, tuple, dict)) or v is None:
+        return False
+    names = list(getattr(v, "__dict__", {}))
+    for cls in type(v).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    return any(_is_native(getattr(v, n, None)) for n in names)
 
 
 def supported_module_types() -> dict:
