@@ -218,10 +218,15 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
 
 def format_demo(r: dict) -> str:
     """The human-readable report of run_demo's result."""
-    kernels = ", ".join(f"{fam}: {name}" for fam, name in r["kernels"].items())
+    seen, shown = set(), []
+    for fam, name in r["kernels"].items():  # gemm_small_m is often the gemm kernel itself
+        if name not in seen:
+            seen.add(name)
+            shown.append(f"{fam} {name}")
+    kernels = ", ".join(shown)
     lines = [
         "npquant demo: a CNN for handwritten digits (scikit-learn's 8x8 digits upscaled to 32x32)",
-        f"kernels: {r['isa']} ({kernels}), {r['threads']} thread(s)",
+        f"ISA {r['isa']} (kernels: {kernels}), {r['threads']} thread(s)",
         "",
         f"accuracy on {r['test_images']} held-out test images "
         f"(int8 calibrated on {r['calibration_images']} training images):",
