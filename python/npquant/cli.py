@@ -47,7 +47,7 @@ def _cmd_demo(args) -> int:
     from .demo import format_demo, run_demo
 
     if args.threads < 0:
-        raise SystemExit("npquant demo: --threads must be >= 1")
+        raise SystemExit("npquant demo: --threads must be >= 0")
     result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas,
                       threads=args.threads or None, save=args.save)
     print(format_demo(result))
@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="quantize the bundled digits CNN; accuracy, per-layer error, speed")
     d.add_argument("--quick", action="store_true", help="fewer images and timing repeats (seconds, rougher)")
-    d.add_argument("--threads", type=int, default=0, help="threads for npquant's kernels and NumPy's BLAS alike (default: all cores)")
+    d.add_argument("--threads", type=int, default=1,
+                   help="threads for npquant's kernels and NumPy's BLAS alike (default 1, the most "
+                        "repeatable comparison; 0: each library's default, all cores)")
     d.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--save", metavar="PATH", help="also save the int8 model (npquant.save) to PATH")
