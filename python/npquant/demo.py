@@ -101,6 +101,7 @@ def _latency(float_model, q_model, x: np.ndarray, repeats: int) -> dict:
 # loads the saved int8 model, runs it, saves outputs and the median latency.
 _ISA_CHILD = """
 import sys, time, statistics, numpy as np, npquant
+npquant.set_num_threads(int(sys.argv[5]))
 model, x = npquant.load(sys.argv[1]), np.load(sys.argv[2])
 y = model(x)
 times = []
@@ -132,7 +133,8 @@ def _other_isas(q_model, x: np.ndarray, repeats: int) -> list:
             if isa == here["isa"]:
                 continue
             ypath = os.path.join(d, f"y-{isa}.npy")
-            r = subprocess.run([sys.executable, "-c", _ISA_CHILD, mpath, xpath, ypath, str(repeats)],
+            r = subprocess.run([sys.executable, "-c", _ISA_CHILD, mpath, xpath, ypath, str(repeats),
+                                str(npquant.get_num_threads())],
                                env=dict(os.environ, NPQUANT_ISA=isa), capture_output=True, text=True)
             if r.returncode != 0:
                 out.append({"isa": isa, "error": r.stderr.strip().splitlines()[-1:]})
