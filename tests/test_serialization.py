@@ -487,3 +487,80 @@ def test_semantic_fuzz_loads_or_raises_model_file_error(make):
         except ModelFileError:
             outcomes["raised"] += 1
     assert outcomes["raised"] > 30 and outcomes["loaded"] > 30, outcomes
+
+
+# ------------------------------------------------------------------- every registered type
+
+needs_conv = pytest.mark.skipif(not hasattr(nn, "Conv2d"),
+                                reason="npquant.nn.Conv2d (the conv branch) is not merged yet")
+
+
+class Zoo(nn.Module):
+    """One of every float layer type, in one forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(12)
+        self.quant, self.dequant = nn.QuantStub(), nn.DeQuantStub()
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 8, 3, padding=1, rng=rng), nn.BatchNorm2d(8), nn.ReLU()
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2, bias=False, rng=rng), \
+            nn.BatchNorm2d(8)
+        self.relu6, self.hswish = nn.ReLU6(), nn.Hardswish()
+        self.bn3 = nn.BatchNorm2d(8)
+        self.bn4, self.relu4 = nn.BatchNorm2d(8), nn.ReLU()
+        for bn in (self.bn1, self.bn2, self.bn3, self.bn4):
+            bn.running_mean = rng.standard_normal(8).astype(np.float32) * 0.1
+            bn.running_var = rng.uniform(0.5, 2, 8).astype(np.float32)
+        self.maxpool, self.avgpool = nn.MaxPool2d(2), nn.AvgPool2d(3, stride=2, padding=1)
+        self.skip = nn.FloatFunctional()
+        self.adapt, self.dropout, self.flatten = nn.AdaptiveAvgPool2d((2, 2)), nn.Dropout(0.1), nn.Flatten()
+        self.seq = nn.Sequential(nn.Linear(32, 16, rng=rng), nn.BatchNorm1d(16), nn.ReLU())
+        self.fc2, self.relu5 = nn.Linear(16, 8, rng=rng), nn.ReLU()
+        self.fc3, self.identity = nn.Linear(8, 4, rng=rng), nn.Identity()
+        self.unused = nn.Module()
+
+    def forward(self, x):
+        x = self.relu1(self.bn1(self.conv1(self.quant(x))))
+        x = self.hswish(self.relu6(self.bn2(self.conv2(x))))
+        x = self.relu4(self.bn4(self.bn3(x)))
+        x = self.skip.add(self.maxpool(x), self.avgpool(x))
+        x = self.seq(self.flatten(self.dropout(self.adapt(x))))
+        return self.dequant(self.identity(self.fc3(self.relu5(self.fc2(x)))))
+
+
+ZOO_FUSE = [["conv1", "bn1", "relu1"], ["conv2", "bn2"], ["bn4", "relu4"], ["seq.0", "seq.1"], ["fc2", "relu5"]]
+CUSTOM["Zoo"] = Zoo
+
+
+def _zoo_models():
+    """{label: model} covering every registered module type."""
+    from npquant.models import digits_cnn
+
+    zoo = Zoo().eval()
+    fused = npquant.fuse_modules(zoo, ZOO_FUSE)
+    fused.qconfig = npquant.get_default_qconfig("x86")
+    calib = [_x((4, 3, 12, 12), s) for s in range(3)]
+    run = (lambda m, xs: [m(x) for x in xs])
+    return {
+        "float": zoo,
+        "fused": fused,
+        "int8": npquant.quantize(fused, run, [calib]),
+        "int8 keep_float": npquant.quantize(fused, run, [calib], keep_float=["fc3"]),
+        "dynamic": npquant.quantize_dynamic(MLP().eval(), {nn.Linear}, dtype=npquant.qint8),
+        "digits": digits_cnn(),
+    }
+
+
+@needs_conv
+def test_every_registered_type_round_trips(tmp_path):
+    registry = npquant.serialization.supported_module_types()
+    models = _zoo_models()
+    covered = {name for name, cls in registry.items()
+               for m in models.values() for mod in m.modules() if type(mod) is cls}
+    assert covered == set(registry), f"no round-trip test for {sorted(set(registry) - covered)}"
+    x = _x((2, 3, 12, 12), 21)
+    for label, m in models.items():
+        back = npquant.load(_save(m, tmp_path), custom_modules=CUSTOM)
+        assert [type(a) for a in m.modules()] == [type(b) for b in back.modules()], label
+        inp = {"dynamic": _x((3, 24)), "digits": _x((2, 1, 32, 32))}.get(label, x)
+        assert np.array_equal(m(inp).view(np.uint32), back(inp).view(np.uint32)), label
