@@ -338,6 +338,21 @@ def test_hostile_attributes_and_references():
             pytest.fail(f"{what} loaded")
 
 
+def test_decompression_bomb_is_refused():
+    data = _saved_bytes(_dynamic())
+    e = _entries(data)
+    man = json.loads(e["manifest.json"])
+    ref = man["root"]["weight_bias"]["weight"]["int_repr"]["$array"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for n, b in e.items():
+            if n == f"arrays/{ref}.npy":
+                b = _npy(np.zeros((64, 1 << 20), np.int8))  # 64 MiB of zeros deflate ~1000x
+            zf.writestr(n, b)
+    with pytest.raises(ModelFileError, match="decompression bomb"):
+        _load_bytes(buf.getvalue())
+
+
 def _npy(a) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.asarray(a), allow_pickle=True)

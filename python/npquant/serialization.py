@@ -304,6 +304,24 @@ def _parse_npy(data: bytes, name: str) -> np.ndarray:
     return a.reshape(shape, order="F" if fortran else "C").copy(order="C")
 
 
+# Decompression-bomb guard: an entry is read into memory whole, and its size in the
+# zip directory bounds that. Real manifests are kilobytes; real arrays compress by a
+# few x at most (int8 weights), so a big entry claiming a huge ratio is refused.
+_MAX_MANIFEST_BYTES = 64 << 20
+_BIG_ENTRY_BYTES = 16 << 20
+_MAX_RATIO = 200
+
+
+def _read_entry(zf: zipfile.ZipFile, name: str) -> bytes:
+    info = zf.getinfo(name)
+    _expect(name != MANIFEST or info.file_size <= _MAX_MANIFEST_BYTES,
+            f"{name} claims {info.file_size} bytes; a manifest is far smaller")
+    _expect(info.file_size <= _BIG_ENTRY_BYTES or info.file_size <= _MAX_RATIO * max(info.compress_size, 1),
+            f"{name} claims to expand {info.compress_size} bytes to {info.file_size}: refused "
+            "(a decompression bomb, or a corrupt file)")
+    return zf.read(name)
+
+
 class _Reader:
     def __init__(self, zf: zipfile.ZipFile, registry: dict, custom: dict):
         self.zf = zf
@@ -318,7 +336,7 @@ class _Reader:
         if idx not in self.cache:
             name = f"arrays/{idx}.npy"
             _expect(name in self.names, f"the manifest refers to {name}, which the file lacks")
-            self.cache[idx] = _parse_npy(self.zf.read(name), name)
+            self.cache[idx] = _parse_npy(_read_entry(self.zf, name), name)
         return self.cache[idx]
 
     def value(self, v):
@@ -461,7 +479,7 @@ def load(path, custom_modules: dict | None = None):
 
 def _load_zip(zf: zipfile.ZipFile, custom: dict):
     _expect(MANIFEST in zf.namelist(), f"no {MANIFEST}: not a file written by npquant.save")
-    manifest = json.loads(zf.read(MANIFEST).decode("utf-8"))
+    manifest = json.loads(_read_entry(zf, MANIFEST).decode("utf-8"))
     _expect(isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME,
             f"{MANIFEST} does not describe an npquant model (format must be '{FORMAT_NAME}')")
     version = manifest.get("version")
