@@ -1,24 +1,14 @@
-"""bench/compare.py: its cases, correctness checks and report (no timing assertions)."""
+"""npquant.benchmark (npquant bench, bench/compare.py): its cases, correctness checks and
+report (no timing assertions)."""
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+import npquant.benchmark as compare
 
-
-def _load_compare():
-    spec = importlib.util.spec_from_file_location("npq_bench_compare", ROOT / "bench" / "compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
-
-
-compare = _load_compare()
 FAST = dict(repeat=1, warmup=0, min_sample=0.0, progress=False)
 
 

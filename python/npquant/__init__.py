@@ -46,6 +46,8 @@ from .observers import (per_channel_affine, per_channel_symmetric, per_tensor_af
 from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dynamic_qconfig,  # noqa: E402
                            default_qconfig, fuse_modules, get_default_qconfig, per_channel_dynamic_qconfig,
                            prepare, propagate_qconfig_, quantize, quantize_dynamic)
+from .serialization import ModelFileError, load, save  # noqa: E402
+from .report import compare  # noqa: E402
 
 __all__ = [
     "QDType", "QTensor", "quint8", "qint8", "qint32",
@@ -55,4 +57,5 @@ __all__ = [
     "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
     "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "fuse_modules", "prepare", "convert",
     "quantize", "quantize_dynamic", "propagate_qconfig_",
+    "save", "load", "ModelFileError", "compare",
 ]

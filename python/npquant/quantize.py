@@ -198,8 +198,18 @@ def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = 
     return module
 
 
-def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False):
-    """prepare, ``run_fn(model, *run_args)`` to calibrate, convert."""
+def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
+             keep_float=(), min_sqnr_db=None, eval_inputs=None):
+    """prepare, ``run_fn(model, *run_args)`` to calibrate, convert.
+
+    ``keep_float=[names]`` leaves those submodules in float (input dequantized,
+    output quantized again); ``min_sqnr_db`` also leaves in float every layer whose
+    SQNR alone on ``eval_inputs`` is below it (see npquant.compare)."""
+    if keep_float or min_sqnr_db is not None:
+        from .report import quantize_keeping_float
+
+        return quantize_keeping_float(model, run_fn, run_args, mapping, inplace, keep_float=keep_float,
+                                      min_sqnr_db=min_sqnr_db, eval_inputs=eval_inputs)
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
