@@ -80,3 +80,21 @@ def quantize_weight_symmetric(w: np.ndarray, per_channel: bool = True) -> QTenso
         scale, zp = calculate_qparams(w.min(), w.max(), -128, 127, symmetric=True)
         scale, zp = np.full(w.shape[0], scale, np.float32), np.zeros(w.shape[0], np.int64)
     return quantize_per_channel(w, scale, zp, 0, qint8)
+
+
+class LinearWeights:
+    """Mixin of the quantized Linear layers (static and dynamic): int8 weights and
+    float bias held as PackedLinearParams, with PyTorch's accessors."""
+
+    def set_weight_bias(self, w: QTensor, b) -> None:
+        params = PackedLinearParams(w, b)
+        if params.qweight.shape != (self.out_features, self.in_features):
+            raise ValueError(f"weight shape {params.qweight.shape} does not match "
+                             f"({self.out_features}, {self.in_features})")
+        self._packed_params = params
+
+    def weight(self) -> QTensor:
+        return self._packed_params.qweight
+
+    def bias(self):
+        return self._packed_params.bias

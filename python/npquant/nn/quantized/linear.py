@@ -10,12 +10,12 @@ from ...qtensor import QTensor, quantize_per_tensor
 from ..container import Sequential
 from ..module import Module
 from ._ops import OutputQParams, quint8_input
-from ._packed import PackedLinearParams
+from ._packed import LinearWeights
 
 __all__ = ["Linear", "LinearReLU"]
 
 
-class Linear(OutputQParams, Module):
+class Linear(LinearWeights, OutputQParams, Module):
     """int8 Linear with requantization: y_q = requant(x_q @ w_q.T + bias)."""
 
     _FUSED_RELU = False
@@ -30,19 +30,6 @@ class Linear(OutputQParams, Module):
         self.zero_point = 0
         w = quantize_per_tensor(np.zeros((out_features, in_features), np.float32), 1.0, 0, qint8)
         self.set_weight_bias(w, np.zeros(out_features, np.float32) if bias_ else None)
-
-    def set_weight_bias(self, w: QTensor, b) -> None:
-        params = PackedLinearParams(w, b)
-        if params.qweight.shape != (self.out_features, self.in_features):
-            raise ValueError(f"weight shape {params.qweight.shape} does not match "
-                             f"({self.out_features}, {self.in_features})")
-        self._packed_params = params
-
-    def weight(self) -> QTensor:
-        return self._packed_params.qweight
-
-    def bias(self):
-        return self._packed_params.bias
 
     @classmethod
     def from_float(cls, mod):

@@ -6,16 +6,15 @@ import numpy as np
 
 from .... import _C
 from ...._dtypes import qint8
-from ....qtensor import QTensor
 from ...linear import Linear as FloatLinear, _float_input
 from ...module import Module
 from .._convert import quantize_weight
-from .._packed import PackedLinearParams, quantize_weight_symmetric
+from .._packed import LinearWeights, quantize_weight_symmetric
 
 __all__ = ["Linear"]
 
 
-class Linear(Module):
+class Linear(LinearWeights, Module):
     """Activations are quantized per call (full 8-bit range, PyTorch's choose_qparams
     rule; ``per_row=True`` for one scale per row), weights are int8 symmetric."""
 
@@ -29,19 +28,6 @@ class Linear(Module):
         self.per_row = bool(per_row)
         w = quantize_weight_symmetric(np.zeros((out_features, in_features), np.float32))
         self.set_weight_bias(w, np.zeros(out_features, np.float32) if bias_ else None)
-
-    def set_weight_bias(self, w: QTensor, b) -> None:
-        params = PackedLinearParams(w, b)
-        if params.qweight.shape != (self.out_features, self.in_features):
-            raise ValueError(f"weight shape {params.qweight.shape} does not match "
-                             f"({self.out_features}, {self.in_features})")
-        self._packed_params = params
-
-    def weight(self) -> QTensor:
-        return self._packed_params.qweight
-
-    def bias(self):
-        return self._packed_params.bias
 
     @classmethod
     def from_float(cls, mod, per_channel: bool = True, per_row: bool = False):
