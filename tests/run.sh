@@ -10,15 +10,16 @@ PY=${PYTHON:-python3}
 echo "== install npquant with test extras"
 $PY -m pip install --quiet ".[test]"
 
-echo "== pytest"
-# Run from tests/ so the installed package (not the source tree) is imported.
-(cd tests && $PY -m pytest -q -p no:cacheprovider .)
-
 echo "== native tests and the bench smoke test (ctest)"
 cmake -S . -B build/native-tests -DNPQUANT_BUILD_PYTHON=OFF -DNPQUANT_BUILD_TESTS=ON \
   -DNPQUANT_BUILD_BENCH=ON >/dev/null
 cmake --build build/native-tests -j2
 ctest --test-dir build/native-tests --output-on-failure
+
+echo "== pytest"
+# After the native build: the bench tests probe the built npquant_bench.
+# Run from tests/ so the installed package (not the source tree) is imported.
+(cd tests && $PY -m pytest -q -p no:cacheprovider .)
 
 echo "== native tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 bash tests/native/run_sanitizers.sh native
