@@ -491,3 +491,28 @@ def test_float_functional_and_pools_convert(rng):
     x = rng.standard_normal((4, 8)).astype(np.float32)
     ref, y = m(x), q(x)
     assert y.shape == (4, 16) and np.linalg.norm(y - ref) / np.linalg.norm(ref) < 0.05
+
+
+def test_floatfunctional_used_only_for_scalar_ops_converts(rng):
+    """add_scalar / mul_scalar are not observed (as in PyTorch); convert must not call
+    such a FloatFunctional uncalibrated, and its unobserved ops say why when called."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant, self.ff = nn.QuantStub(), nn.FloatFunctional()
+            self.fc, self.dequant = nn.Linear(4, 4, rng=np.random.default_rng(1)), nn.DeQuantStub()
+
+        def forward(self, x):
+            return self.dequant(self.fc(self.ff.mul_scalar(self.ff.add_scalar(self.quant(x), 1.0), 0.5)))
+
+    m = M().eval()
+    m.qconfig = npquant.get_default_qconfig("x86")
+    p = npquant.prepare(m)
+    p(rng.standard_normal((16, 4)).astype(np.float32))
+    q = npquant.convert(p)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    ref = m(x)
+    assert np.linalg.norm(q(x) - ref) / np.linalg.norm(ref) < 0.05
+    with pytest.raises(RuntimeError, match="only add_scalar/mul_scalar"):
+        q.ff.add(q.quant(x), q.quant(x))

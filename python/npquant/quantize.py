@@ -139,8 +139,11 @@ def _uncalibrated(model, mapping) -> list:
     names = []
     for name, m in model.named_modules():
         obs = m._modules.get("activation_post_process")
+        # A FloatFunctional used only for add_scalar / mul_scalar is never observed
+        # (as in PyTorch): its quantized ops take their qparams from the input.
         if (isinstance(obs, ObserverBase) and not isinstance(obs, PlaceholderObserver)
-                and getattr(m, "qconfig", None) is not None and type(m) in mapping and not obs.has_data):
+                and getattr(m, "qconfig", None) is not None and type(m) in mapping and not obs.has_data
+                and not isinstance(m, nn.FloatFunctional)):
             names.append(name or "<root>")
     return names
 

@@ -39,6 +39,11 @@ class QFunctional(Module):
                            "(add, add_relu, mul, cat, add_scalar, mul_scalar)")
 
     def _out(self, dtype):
+        if self.scale is None:
+            raise RuntimeError(
+                "this QFunctional has no output qparams: during calibration its FloatFunctional ran "
+                "only add_scalar/mul_scalar (which are not observed). Call add/mul/cat on the float "
+                "model during calibration, or set .scale and .zero_point")
         return out_qparams(self.scale, self.zero_point, dtype)
 
     def _add(self, x, y, relu: bool, op: str):
@@ -130,6 +135,12 @@ class QFunctional(Module):
         from ._convert import activation_qparams
 
         q = cls()
+        obs = mod._modules.get("activation_post_process")
+        if obs is not None and not getattr(obs, "has_data", True):
+            # Only add_scalar / mul_scalar ran during calibration (they are not
+            # observed): the other ops have no output qparams and say so when called.
+            q.scale = q.zero_point = None
+            return q
         q.scale, q.zero_point = activation_qparams(mod)
         return q
 
