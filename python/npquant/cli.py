@@ -43,11 +43,33 @@ def format_info(info: dict, version: str) -> str:
     return "\n".join(lines)
 
 
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def _limit_blas_threads_by_reexec(threads: int) -> None:
+    """Without threadpoolctl, NumPy's BLAS thread count is fixed when NumPy loads
+    (already done: npquant imports it), so the demo restarts itself once with the
+    BLAS environment variables set. Otherwise multi-threaded BLAS on a busy machine
+    can make fp32 look 10x slower than it is."""
+    import importlib.util
+    import os
+
+    if not threads or importlib.util.find_spec("threadpoolctl") is not None:
+        return
+    if all(os.environ.get(v) == str(threads) for v in _BLAS_THREAD_VARS):
+        return
+    env = dict(os.environ, **{v: str(threads) for v in _BLAS_THREAD_VARS})
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "npquant", *sys.argv[1:]], env)
+
+
 def _cmd_demo(args) -> int:
     from .demo import format_demo, run_demo
 
     if args.threads < 0:
         raise SystemExit("npquant demo: --threads must be >= 0")
+    if args.argv_is_process:
+        _limit_blas_threads_by_reexec(args.threads)
     result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas,
                       threads=args.threads or None, save=args.save)
     print(format_demo(result))
@@ -93,10 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # Only a process's own command line may be re-run (see _limit_blas_threads_by_reexec).
+    argv_is_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
+    args.argv_is_process = argv_is_process
     return args.func(args)
 
 

@@ -72,7 +72,10 @@ def _threads(n: int | None, notes: list):
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
-            notes.append("threadpoolctl is not installed: NumPy's BLAS threads were not limited")
+            import os
+
+            if os.environ.get("OPENBLAS_NUM_THREADS") != str(n):
+                notes.append("threadpoolctl is not installed: NumPy's BLAS threads were not limited")
             yield
             return
         with threadpool_limits(limits=n):

@@ -52,7 +52,7 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         x, q, axes, nhwc = _spatial(x, "MaxPool2d")
-        out = self.geometry.windows(q, axes, x.dtype.qmin).max(axis=(-2, -1))
+        out = self.geometry.window_max(q, axes, x.dtype.qmin)
         return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
 
     @classmethod
@@ -76,7 +76,7 @@ class AvgPool2d(Module):
         if self.divisor_override is not None:
             divisor = np.full_like(divisor, int(self.divisor_override))
         zp = x.q_zero_point()
-        acc = self.geometry.windows(q, axes, 0).sum(axis=(-2, -1), dtype=np.int64)
+        acc = self.geometry.window_sum_int(q, axes)
         acc = acc - _grid(size, axes, q.ndim) * zp
         div = _grid(divisor, axes, q.ndim)
         if nhwc:  # channels-last kernel: requantize_from_int with fl(1 / divisor)
