@@ -33,6 +33,9 @@ def format_info(info: dict, version: str) -> str:
         if not isinstance(k, dict):
             lines.append(f"  {family:<14} {k}")
             continue
+        if k.get("name") is None:  # e.g. no indirect GEMM for this ISA: conv gathers rows
+            lines.append(f"  {family:<14} none")
+            continue
         tile = ", ".join(f"{key} {k[key]}" for key in ("mr", "nr", "kr") if key in k)
         extra = "  (stand-in)" if k.get("standin") else ""
         lines.append(f"  {family:<14} {k.get('name')}  [{k.get('isa')}{'; ' + tile if tile else ''}]{extra}")

@@ -200,6 +200,14 @@ py::dict cpu_info() {
   q["name"] = ks.quant.name;
   q["isa"] = npq::isa_name(ks.quant.isa);
   fam["quantize"] = q;
+  const auto name_isa = [](const char* name, npq::Isa isa) {
+    py::dict k;
+    k["name"] = name ? py::object(py::str(name)) : py::object(py::none());
+    k["isa"] = name ? py::object(py::str(npq::isa_name(isa))) : py::object(py::none());
+    return k;
+  };
+  fam["conv_igemm"] = name_isa(ks.conv.igemm.name, ks.conv.igemm.isa);  // name None: rows gathered
+  fam["dwconv"] = name_isa(ks.conv.dwconv.name, ks.conv.dwconv.isa);
   d["kernels"] = fam;
   d["small_m"] = ks.small_m;
   d["self_check"] = ks.self_check;
