@@ -109,6 +109,12 @@ std::pair<std::vector<float>, std::vector<float>> check_qparams(
   return {ws, b};
 }
 
+// Output height and width; a kernel larger than the padded input is a ValueError.
+std::pair<size_t, size_t> output_hw(size_t h, size_t w, const npq::ConvGeometry& g) {
+  return {npq::conv_out_size(h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom, "height"),
+          npq::conv_out_size(w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width")};
+}
+
 py::array_t<uint8_t> conv2d_static(const py::handle& x_obj, const PackedConv& p, float xs,
                                    int32_t xz, const py::handle& w_scale,
                                    const py::handle& bias, float ys, int32_t yz, bool relu) {
@@ -116,10 +122,7 @@ py::array_t<uint8_t> conv2d_static(const py::handle& x_obj, const PackedConv& p,
   const npq::ConvGeometry& g = p.w->geometry();
   auto [n, h, w] = input_shape(x, g);
   auto [ws, b] = check_qparams(g, xs, xz, w_scale, bias, ys, yz);
-  const size_t oh =
-      npq::conv_out_size(h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom, "height");
-  const size_t ow =
-      npq::conv_out_size(w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width");
+  const auto [oh, ow] = output_hw(h, w, g);
   py::array_t<uint8_t> y({n, oh, ow, g.out_c});
   const npq::Conv2dArgs a{n,  h,  w,  x.data(),      xs,  xz,
                           ws.data(), b.empty() ? nullptr : b.data(),
@@ -141,10 +144,7 @@ py::array_t<uint8_t> ref_conv2d_static(const py::handle& x_obj, int32_t xz,
   const npq::ConvGeometry g = geometry(wt, stride, padding, dilation, groups);
   auto [n, h, w] = input_shape(x, g);
   auto [ws, b] = check_qparams(g, xs, xz, w_scale, bias, ys, yz);
-  const size_t oh =
-      npq::conv_out_size(h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom, "height");
-  const size_t ow =
-      npq::conv_out_size(w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width");
+  const auto [oh, ow] = output_hw(h, w, g);
   std::vector<float> bias_s(g.out_c), mult(g.out_c);
   if (!npq::requant_constants(g.out_c, xs, ws.data(), ys, b.empty() ? nullptr : b.data(),
                               bias_s.data(), mult.data()))

@@ -56,6 +56,19 @@ def _conv_geometry(in_channels, out_channels, kernel_size, stride, padding, dila
     return kernel, stride, pad4, dilation
 
 
+def _init_conv_attributes(mod, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                          groups, padding_mode) -> None:
+    """Validates the arguments and sets PyTorch's attribute names (in_channels, ...,
+    padding_mode) plus _pad4 = (top, left, bottom, right) on a float or quantized conv."""
+    kernel, st, pad4, dil = _conv_geometry(in_channels, out_channels, kernel_size, stride, padding,
+                                           dilation, groups)
+    mod.in_channels, mod.out_channels, mod.groups = int(in_channels), int(out_channels), int(groups)
+    mod.kernel_size, mod.stride, mod.dilation = kernel, st, dil
+    mod.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+    mod.padding_mode = padding_mode
+    mod._pad4 = pad4
+
+
 def _out_size(size, k, s, d, p0, p1, dim):
     span = d * (k - 1) + 1
     if size + p0 + p1 < span:
@@ -102,18 +115,13 @@ class Conv2d(Module):
         super().__init__()
         if padding_mode not in _NP_PAD_MODES:
             raise ValueError(f"padding_mode must be one of {sorted(_NP_PAD_MODES)}, got {padding_mode!r}")
-        kernel, st, pad4, dil = _conv_geometry(in_channels, out_channels, kernel_size, stride, padding,
-                                               dilation, groups)
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size, self.stride, self.dilation = kernel, st, dil
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
-        self.padding_mode = padding_mode
-        self._pad4 = pad4
+        _init_conv_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                              groups, padding_mode)
         rng = np.random.default_rng() if rng is None else rng
-        fan_in = in_channels // groups * kernel[0] * kernel[1]
+        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Conv2d's default init range (weight and bias)
         self.register_parameter("weight", rng.uniform(
-            -bound, bound, (out_channels, in_channels // groups, *kernel)).astype(np.float32))
+            -bound, bound, (out_channels, in_channels // groups, *self.kernel_size)).astype(np.float32))
         self.register_parameter("bias", rng.uniform(-bound, bound, out_channels).astype(np.float32)
                                 if bias else None)
 

@@ -13,7 +13,7 @@ import numpy as np
 from ... import _C
 from ..._dtypes import qint8, quint8
 from ...qtensor import QTensor, _check_scale, _check_zp, quantize_per_tensor
-from ..conv import _conv_geometry, _pair
+from ..conv import _init_conv_attributes
 from ..module import Module
 from ._convert import activation_qparams, quantize_weight, weight_observer
 from ._ops import OutputQParams, quint8_input
@@ -95,16 +95,11 @@ class Conv2d(OutputQParams, Module):
         super().__init__()
         if padding_mode != "zeros":
             raise ValueError(f"quantized Conv2d supports padding_mode='zeros' only (as PyTorch), got {padding_mode!r}")
-        kernel, st, pad4, dil = _conv_geometry(in_channels, out_channels, kernel_size, stride, padding,
-                                               dilation, groups)
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size, self.stride, self.dilation = kernel, st, dil
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
-        self.padding_mode = padding_mode
-        self._pad4 = pad4
+        _init_conv_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                              groups, padding_mode)
         self.scale = 1.0
         self.zero_point = 0
-        w = quantize_per_tensor(np.zeros((out_channels, in_channels // groups, *kernel), np.float32),
+        w = quantize_per_tensor(np.zeros((out_channels, in_channels // groups, *self.kernel_size), np.float32),
                                 1.0, 0, qint8)
         self.set_weight_bias(w, np.zeros(out_channels, np.float32) if bias else None)
 
