@@ -159,8 +159,10 @@ void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads
   const float xs = 0.02f, ys = xs * w.scale[0] * 74.0f * 74.0f * std::sqrt(float(s.k)) / 40.0f;
   npq::StaticLinearArgs a{s.m, x.data(), s.k, xs, 128, w.scale.data(), w.bias.data(),
                           ys, 100, 0, 255, y.data(), s.n};
+  // As the Python layer does: constants made once per (input, output) scale pair.
+  const npq::RequantConstants c = npq::requant_constants(w.packed, xs, a.w_scale, ys, a.bias);
   const Timing t = time_loop(st, [&] {
-    npq::linear_static(w.packed, a, k);
+    npq::linear_static(w.packed, a, c, k);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   });

@@ -103,7 +103,7 @@ def test_k_beyond_exact_bound():
     with pytest.raises(ValueError, match="accumulation bound"):
         q.set_weight_bias(w, None)
     with pytest.raises(ValueError, match="accumulation bound"):
-        _C.PackedLinearWeight(np.zeros((1, k), np.int8))
+        _C.PackedLinearWeight(np.zeros((1, k), np.int8), np.ones(1, np.float32))
 
 
 def test_weight_needs_symmetric_int8():
@@ -154,19 +154,28 @@ def test_qtensor_is_not_silently_a_float_array():
 
 
 def test_native_layer_rejects_bad_arrays():
-    p = _C.PackedLinearWeight(np.zeros((4, 8), np.int8))
     ws = np.ones(4, np.float32)
+    w = np.zeros((4, 8), np.int8)
+    p = _C.PackedLinearWeight(w, ws)
     with pytest.raises(TypeError, match="uint8"):
-        _C.linear_static(np.zeros((2, 8), np.int8), p, 0.1, 0, ws, None, 0.1, 0)
+        _C.linear_static(np.zeros((2, 8), np.int8), p, 0.1, 0, 0.1, 0)
     with pytest.raises(ValueError, match="C-contiguous"):
-        _C.linear_static(np.zeros((8, 2), np.uint8).T, p, 0.1, 0, ws, None, 0.1, 0)
+        _C.linear_static(np.zeros((8, 2), np.uint8).T, p, 0.1, 0, 0.1, 0)
     with pytest.raises(ValueError, match="features"):
-        _C.linear_static(np.zeros((2, 7), np.uint8), p, 0.1, 0, ws, None, 0.1, 0)
+        _C.linear_static(np.zeros((2, 7), np.uint8), p, 0.1, 0, 0.1, 0)
+    with pytest.raises(ValueError, match="zero_point"):
+        _C.linear_static(np.zeros((2, 8), np.uint8), p, 0.1, 256, 0.1, 0)
     with pytest.raises(ValueError, match="4 elements"):
-        _C.linear_static(np.zeros((2, 8), np.uint8), p, 0.1, 0, ws[:3], None, 0.1, 0)
+        _C.PackedLinearWeight(w, ws[:3])
     with pytest.raises(ValueError, match="scale"):
-        _C.linear_static(np.zeros((2, 8), np.uint8), p, 0.1, 0, ws * 0, None, 0.1, 0)
+        _C.PackedLinearWeight(w, ws * 0)
+    with pytest.raises(ValueError, match="bias must be finite"):
+        _C.PackedLinearWeight(w, ws, np.full(4, np.inf, np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        _C.PackedLinearWeight(w, ws.astype(np.float64))
+    # Constants that overflow float32 are caught per (input scale, output scale) pair.
+    tiny = _C.PackedLinearWeight(w, ws * 1e-30, np.full(4, 1e30, np.float32))
     with pytest.raises(ValueError, match="finite"):
-        _C.linear_static(np.zeros((2, 8), np.uint8), p, 1e-30, 0, ws * 1e-30, np.full(4, 1e30, np.float32), 0.1, 0)
+        _C.linear_static(np.zeros((2, 8), np.uint8), tiny, 1e-30, 0, 0.1, 0)
     with pytest.raises(TypeError, match="ndarray"):
-        _C.linear_dynamic([1, 2], p, ws, None)
+        _C.linear_dynamic([1, 2], p)

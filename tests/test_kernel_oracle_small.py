@@ -42,8 +42,8 @@ def test_static_linear_vs_oracle(kernel, rng):
         xz, yz, relu = zero_point(rng), zero_point(rng), bool(i % 4 == 0)
         xs = np.float32(0.02)
         ys = np.float32(xs * ws.mean() * np.sqrt(k) * 128 * rng.uniform(0.05, 1))
-        p = _C.PackedLinearWeight(w, kernel=kernel)
-        y = _C.linear_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+        p = _C.PackedLinearWeight(w, ws, bias, kernel=kernel)
+        y = _C.linear_static(x, p, xs, xz, ys, yz, relu)
         r = _C.reference.linear_static(x, xz, w, xs, ws, bias, ys, yz, relu)
         assert np.array_equal(y, r), (kernel, m, k, n, i)
 
@@ -58,6 +58,6 @@ def test_dynamic_linear_vs_oracle(kernel, per_row, rng):
         bias = rng.normal(0, 2, n).astype(np.float32) if i % 3 else None
         x = rng.normal(rng.choice([0.0, 3.0, -3.0]), np.exp(rng.uniform(-6, 6)), (m, k))
         x = x.astype(np.float32)
-        p = _C.PackedLinearWeight(w, kernel=kernel)
-        y = _C.linear_dynamic(x, p, ws, bias, per_row)
+        p = _C.PackedLinearWeight(w, ws, bias, kernel=kernel)
+        y = _C.linear_dynamic(x, p, per_row)
         assert np.array_equal(y, oracle_dynamic(x, w, ws, bias, per_row)), (kernel, m, k, n, i)

@@ -48,8 +48,8 @@ def test_static_linear_2000_shapes(kernel, rng):
         m, k, n = random_shape(rng)
         x, w, xs, ws, bias, ys = random_problem(rng, m, k, n)
         xz, yz, relu = random_zp(rng), random_zp(rng), bool(rng.random() < 0.3)
-        p = _C.PackedLinearWeight(w, kernel=kernel)
-        y = _C.linear_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+        p = _C.PackedLinearWeight(w, ws, bias, kernel=kernel)
+        y = _C.linear_static(x, p, xs, xz, ys, yz, relu)
         expect = npref.linear_static(x, xs, xz, w, ws, bias, ys, yz, relu)
         assert np.array_equal(y, expect), f"{kernel} shape {(m, k, n)} case {i}: {np.sum(y != expect)} differ"
         if m * k * n <= 2e5:  # the C++ oracle too, where it is quick
@@ -72,8 +72,8 @@ def test_dynamic_linear_2000_shapes(kernel, per_row, rng):
         x = (rng.normal(shift, scale, (m, k))).astype(np.float32)
         if rng.random() < 0.1:
             x[:] = np.abs(x) if rng.random() < 0.5 else -np.abs(x)  # one-sided ranges
-        p = _C.PackedLinearWeight(w, kernel=kernel)
-        y = _C.linear_dynamic(x, p, ws, bias, per_row)
+        p = _C.PackedLinearWeight(w, ws, bias, kernel=kernel)
+        y = _C.linear_dynamic(x, p, per_row)
         expect = npref.linear_dynamic(x, w, ws, bias, per_row)
         assert np.array_equal(y, expect), f"{kernel} shape {(m, k, n)} case {i}"
 
@@ -124,9 +124,9 @@ def test_edge_tiles_every_kernel():
                     w = rng.integers(-128, 128, (n, k), dtype=np.int8)
                     w.flat[0] = -128
                     ws = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
-                    p = _C.PackedLinearWeight(w, kernel=kinfo["name"])
+                    p = _C.PackedLinearWeight(w, ws, kernel=kinfo["name"])
                     for xz, yz in ((0, 255), (128, 128), (255, 0)):
-                        y = _C.linear_static(x, p, 0.05, xz, ws, None, 0.01, yz, yz == 128)
+                        y = _C.linear_static(x, p, 0.05, xz, 0.01, yz, yz == 128)
                         r = _C.reference.linear_static(x, xz, w, 0.05, ws, None, 0.01, yz, yz == 128)
                         assert np.array_equal(y, r), (kinfo["name"], m, n, k, xz)
                         checked += 1
@@ -137,13 +137,13 @@ def test_threads_give_identical_results(rng):
     x = rng.integers(0, 256, (300, 500), dtype=np.uint8)
     w = rng.integers(-128, 128, (700, 500), dtype=np.int8)
     ws = rng.uniform(1e-3, 1e-2, 700).astype(np.float32)
-    p = _C.PackedLinearWeight(w)
+    p = _C.PackedLinearWeight(w, ws)
     old = npquant.get_num_threads()
     try:
         outs = []
         for t in (1, 2, 3):
             npquant.set_num_threads(t)
-            outs.append(_C.linear_static(x, p, 0.02, 3, ws, None, 0.3, 100, False))
+            outs.append(_C.linear_static(x, p, 0.02, 3, 0.3, 100, False))
         assert all(np.array_equal(outs[0], o) for o in outs[1:])
     finally:
         npquant.set_num_threads(old)

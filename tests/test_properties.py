@@ -37,8 +37,8 @@ def static_problem(draw):
 @given(static_problem())
 def test_static_kernel_equals_contract(p):
     x, w, xs, ws, bias, ys, xz, yz, relu, kernel = p
-    packed = _C.PackedLinearWeight(w, kernel=kernel)
-    y = _C.linear_static(x, packed, xs, xz, ws, bias, ys, yz, relu)
+    packed = _C.PackedLinearWeight(w, ws, bias, kernel=kernel)
+    y = _C.linear_static(x, packed, xs, xz, ys, yz, relu)
     assert np.array_equal(y, npref.linear_static(x, xs, xz, w, ws, bias, ys, yz, relu))
 
 
@@ -50,8 +50,8 @@ def test_dynamic_kernel_equals_contract(m, k, n, data, per_row):
     w = data.draw(hnp.arrays(np.int8, (n, k)))
     ws = data.draw(hnp.arrays(np.float32, (n,), elements=st.floats(9.999999747378752e-06, 0.10000000149011612, width=32)))
     kernel = data.draw(st.sampled_from(KERNELS))
-    packed = _C.PackedLinearWeight(w, kernel=kernel)
-    y = _C.linear_dynamic(x, packed, ws, None, per_row)
+    packed = _C.PackedLinearWeight(w, ws, kernel=kernel)
+    y = _C.linear_dynamic(x, packed, per_row)
     assert np.array_equal(y, npref.linear_dynamic(x, w, ws, None, per_row))
 
 

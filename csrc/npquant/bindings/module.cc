@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -48,17 +49,39 @@ const npq::QuantizeKernel& quantize_kernel_for(const npq::QGemmKernel& g) {
   return *best;
 }
 
-// Packed weights plus the kernel they were packed for.
+// A quantized Linear's weights as the kernels read them: packed int8 weights,
+// the kernel they were packed for, and the per-channel weight scales and bias
+// (checked once here, so calls only check the activation). The static path's
+// requantization constants are kept for the last (input scale, output scale)
+// pair: a layer sees the same pair on every call once calibrated.
 struct PackedLinear {
   std::shared_ptr<const npq::PackedWeights> w;
   npq::QGemmKernel kernel;
   bool explicit_kernel;
+  std::vector<float> w_scale, bias;  // n values; bias empty when absent
+  mutable std::shared_ptr<const npq::RequantConstants> constants;  // atomic access only
+
+  const float* bias_or_null() const { return bias.empty() ? nullptr : bias.data(); }
+
+  std::shared_ptr<const npq::RequantConstants> requant(float xs, float ys) const {
+    auto c = std::atomic_load(&constants);
+    if (c && c->xs == xs && c->ys == ys) return c;
+    c = std::make_shared<const npq::RequantConstants>(
+        npq::requant_constants(*w, xs, w_scale.data(), ys, bias_or_null()));
+    std::atomic_store(&constants, c);
+    return c;
+  }
 };
 
-PackedLinear make_packed(const py::handle& weight, const py::object& kernel) {
+PackedLinear make_packed(const py::handle& weight, const py::handle& w_scale,
+                         const py::handle& bias, const py::object& kernel) {
   auto w = checked<int8_t>(weight, "weight", 2);
   const size_t n = w.shape(0), k = w.shape(1);
   PackedLinear p;
+  p.w_scale = float_vector(w_scale, "weight scales", n, false);
+  p.bias = float_vector(bias, "bias", n, true);
+  check_scales(p.w_scale, "weight scale");
+  check_finite(p.bias, "bias");
   p.explicit_kernel = !kernel.is_none();
   p.kernel = p.explicit_kernel ? gemm_kernel_by_name(kernel.cast<std::string>())
                                : npq::kernels().gemm;
@@ -68,47 +91,41 @@ PackedLinear make_packed(const py::handle& weight, const py::object& kernel) {
   return p;
 }
 
+// The activation of a Linear call: a 2-D C-contiguous array of the layer's K.
+template <class T>
+py::array_t<T> linear_input(const py::handle& x_obj, const PackedLinear& p) {
+  auto x = checked<T>(x_obj, "input", 2);
+  if (static_cast<size_t>(x.shape(1)) != p.w->k())
+    throw ValueError("input has " + std::to_string(x.shape(1)) +
+                     " features but the layer expects " + std::to_string(p.w->k()));
+  return x;
+}
+
 py::array_t<uint8_t> linear_static(const py::handle& x_obj, const PackedLinear& p, float xs,
-                                   int32_t xz, const py::handle& w_scale,
-                                   const py::handle& bias, float ys, int32_t yz, bool relu) {
-  auto x = checked<uint8_t>(x_obj, "input", 2);
-  const size_t m = x.shape(0), k = x.shape(1), n = p.w->n();
-  if (k != p.w->k())
-    throw ValueError("input has " + std::to_string(k) + " features but the layer expects " +
-                     std::to_string(p.w->k()));
+                                   int32_t xz, float ys, int32_t yz, bool relu) {
+  auto x = linear_input<uint8_t>(x_obj, p);
+  const size_t m = x.shape(0), n = p.w->n();
   check_scale(xs, "input scale");
   check_scale(ys, "output scale");
   check_zp(xz, "input zero_point");
   check_zp(yz, "output zero_point");
-  std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
-  std::vector<float> b = float_vector(bias, "bias", n, true);
-  check_scales(ws, "weight scale");
-  check_finite(b, "bias");
+  const auto constants = p.requant(xs, ys);
   py::array_t<uint8_t> y({m, n});
-  npq::StaticLinearArgs a{m,        x.data(), k,  xs,   xz,       ws.data(), b.empty() ? nullptr : b.data(),
-                          ys,       yz,       relu ? yz : 0, 255, y.mutable_data(), n};
+  npq::StaticLinearArgs a{m,  x.data(), p.w->k(), xs,   xz, p.w_scale.data(), p.bias_or_null(),
+                          ys, yz,       relu ? yz : 0, 255, y.mutable_data(), n};
   {
     py::gil_scoped_release nogil;
-    if (p.explicit_kernel) npq::linear_static(*p.w, a, p.kernel);
-    else npq::linear_static(*p.w, a);
+    npq::linear_static(*p.w, a, *constants,
+                       p.explicit_kernel ? p.kernel : npq::gemm_kernel_for_rows(m));
   }
   return y;
 }
 
-py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p,
-                                  const py::handle& w_scale, const py::handle& bias,
-                                  bool per_row) {
-  auto x = checked<float>(x_obj, "input", 2);
-  const size_t m = x.shape(0), k = x.shape(1), n = p.w->n();
-  if (k != p.w->k())
-    throw ValueError("input has " + std::to_string(k) + " features but the layer expects " +
-                     std::to_string(p.w->k()));
-  std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
-  std::vector<float> b = float_vector(bias, "bias", n, true);
-  check_scales(ws, "weight scale");
-  check_finite(b, "bias");
+py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p, bool per_row) {
+  auto x = linear_input<float>(x_obj, p);
+  const size_t m = x.shape(0), n = p.w->n();
   py::array_t<float> y({m, n});
-  npq::DynamicLinearArgs a{m, x.data(), k, ws.data(), b.empty() ? nullptr : b.data(), per_row,
+  npq::DynamicLinearArgs a{m, x.data(), p.w->k(), p.w_scale.data(), p.bias_or_null(), per_row,
                            y.mutable_data(), n};
   {
     py::gil_scoped_release nogil;
@@ -293,18 +310,20 @@ PYBIND11_MODULE(_C, m) {
   m.def("runnable_gemm_kernels", &runnable_gemm_kernels);
 
   py::class_<PackedLinear>(m, "PackedLinearWeight")
-      .def(py::init(&make_packed), py::arg("weight"), py::arg("kernel") = py::none(),
-           "Packs an int8 (out_features, in_features) weight for the selected kernel.")
+      .def(py::init(&make_packed), py::arg("weight"), py::arg("w_scale"),
+           py::arg("bias") = py::none(), py::arg("kernel") = py::none(),
+           "Packs an int8 (out_features, in_features) weight with its per-channel float32 "
+           "scales and optional float32 bias for the selected kernel.")
       .def_property_readonly("out_features", [](const PackedLinear& p) { return p.w->n(); })
       .def_property_readonly("in_features", [](const PackedLinear& p) { return p.w->k(); })
       .def_property_readonly("kernel", [](const PackedLinear& p) { return p.kernel.name; })
       .def_property_readonly("nbytes", [](const PackedLinear& p) { return p.w->bytes(); });
 
   m.def("linear_static", &linear_static, py::arg("x"), py::arg("packed"), py::arg("x_scale"),
-        py::arg("x_zero_point"), py::arg("w_scale"), py::arg("bias"), py::arg("y_scale"),
-        py::arg("y_zero_point"), py::arg("relu") = false);
-  m.def("linear_dynamic", &linear_dynamic, py::arg("x"), py::arg("packed"), py::arg("w_scale"),
-        py::arg("bias"), py::arg("per_row") = false);
+        py::arg("x_zero_point"), py::arg("y_scale"), py::arg("y_zero_point"),
+        py::arg("relu") = false);
+  m.def("linear_dynamic", &linear_dynamic, py::arg("x"), py::arg("packed"),
+        py::arg("per_row") = false);
   m.def("quantize_u8", &quantize_u8, py::arg("x"), py::arg("scale"), py::arg("zero_point"));
   m.def("minmax", &minmax, py::arg("x"));
   m.def("choose_qparams", &choose_qparams, py::arg("min"), py::arg("max"), py::arg("qmin") = 0,

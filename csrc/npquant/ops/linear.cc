@@ -24,11 +24,6 @@ void check_layout(const PackedWeights& w, const QGemmKernel& k) {
                      "; repack them (weights are packed for the ISA chosen at import)");
 }
 
-const QGemmKernel& pick_gemm(size_t m) {
-  const KernelSet& ks = kernels();
-  return m < ks.small_m ? ks.gemm_small : ks.gemm;
-}
-
 // How the GEMM is cut into tasks. A task is rows [m0, m0 + mb) x columns
 // [n0, n0 + nb); inside it the kernel runs MR rows at a time across all nb
 // columns, so the MR x kp activation rows stay in L1 while the nb x kp weight
@@ -154,6 +149,11 @@ const float* padded(const float* v, size_t n, size_t n_padded, float fill,
 
 }  // namespace
 
+const QGemmKernel& gemm_kernel_for_rows(size_t m) {
+  const KernelSet& ks = kernels();
+  return m < ks.small_m ? ks.gemm_small : ks.gemm;
+}
+
 PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride) {
   return pack_weights(w, n, k, w_stride, kernels().gemm);
 }
@@ -168,20 +168,36 @@ PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride,
 }
 
 void linear_static(const PackedWeights& w, const StaticLinearArgs& a) {
-  linear_static(w, a, pick_gemm(a.m));
+  linear_static(w, a, gemm_kernel_for_rows(a.m));
 }
 
-void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const QGemmKernel& k) {
-  check_layout(w, k);
-  const size_t n = w.n(), np = w.n_padded(), kk = w.k(), kp = w.kp();
-  if (a.m == 0 || n == 0) return;
+RequantConstants requant_constants(const PackedWeights& w, float xs, const float* w_scale,
+                                   float ys, const float* bias) {
+  const size_t n = w.n(), np = w.n_padded();
   std::vector<float> ws_store;
-  const float* ws = padded(a.w_scale, n, np, 1.0f, &ws_store);
-  std::vector<float> bias_s(np), mult(np);
-  if (!requant_constants(n, a.xs, ws, a.ys, a.bias, bias_s.data(), mult.data()))
+  const float* ws = padded(w_scale, n, np, 1.0f, &ws_store);
+  std::vector<float> bias_store;
+  const float* b = bias ? padded(bias, n, np, 0.0f, &bias_store) : nullptr;
+  RequantConstants c{xs, ys, std::vector<float>(np), std::vector<float>(np)};
+  if (!requant_constants(np, xs, ws, ys, b, c.bias_s.data(), c.mult.data()))
     throw ValueError("requantization constants are not finite: check the input scale, weight "
                      "scales, output scale and bias (scales must be > 0 and finite, and "
                      "bias / (input_scale * weight_scale) must be finite in float32)");
+  return c;
+}
+
+void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const QGemmKernel& k) {
+  if (a.m == 0 || w.n() == 0) return;
+  linear_static(w, a, requant_constants(w, a.xs, a.w_scale, a.ys, a.bias), k);
+}
+
+void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const RequantConstants& c,
+                   const QGemmKernel& k) {
+  check_layout(w, k);
+  const size_t n = w.n(), np = w.n_padded(), kk = w.k(), kp = w.kp();
+  if (a.m == 0 || n == 0) return;
+  if (c.xs != a.xs || c.ys != a.ys || c.mult.size() != np)
+    throw ValueError("requantization constants were made for other scales or another layer");
   const Tiling t = choose_tiling(a.m, np, kp, k.mr, w.layout().nr);
   // Rows are read in place when they already hold kp bytes; otherwise each M
   // block is copied with zero K padding.
@@ -194,7 +210,7 @@ void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const QGem
   };
   int32_t zp[kMaxMR];
   std::fill(zp, zp + kMaxMR, a.xz);
-  const RequantEpilogue base{bias_s.data(), mult.data(), a.yz, a.out_min, a.out_max};
+  const RequantEpilogue base{c.bias_s.data(), c.mult.data(), a.yz, a.out_min, a.out_max};
   run_gemm(a.m, n, t, k.mr, copy ? &copy_row : nullptr,
            [&](size_t m0, size_t mr, size_t n0, size_t nc) {
     RequantEpilogue ep = base;
@@ -206,7 +222,7 @@ void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const QGem
 }
 
 void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a) {
-  linear_dynamic(w, a, pick_gemm(a.m), kernels().quant);
+  linear_dynamic(w, a, gemm_kernel_for_rows(a.m), kernels().quant);
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <vector>
 
 #include "../dispatch.h"
 #include "pack.h"
@@ -21,6 +22,9 @@ struct ValueError : std::invalid_argument {
 PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride);
 PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride,
                            const QGemmKernel& kernel);
+
+// The dispatched kernel for m rows (small M may have its own; same layout).
+const QGemmKernel& gemm_kernel_for_rows(size_t m);
 
 // Static Linear: y[m][n] = requant(sum_k (x[m][k] - xz) * w[n][k]) with the
 // constants of qmath.h requant_constants(xs, ws, ys, bias). bias may be null.
@@ -41,6 +45,22 @@ struct StaticLinearArgs {
 };
 void linear_static(const PackedWeights& w, const StaticLinearArgs& args);
 void linear_static(const PackedWeights& w, const StaticLinearArgs& args, const QGemmKernel& k);
+
+// The per-channel requantization constants of a static Linear (qmath.h
+// requant_constants), padded to the packed width. They depend only on the
+// weights' scales, the bias and the input/output scales, so callers that keep
+// the layer (the Python binding) compute them once per (xs, ys) pair.
+struct RequantConstants {
+  float xs, ys;
+  std::vector<float> bias_s, mult;
+};
+// Throws ValueError if a constant is not finite.
+RequantConstants requant_constants(const PackedWeights& w, float xs, const float* w_scale,
+                                   float ys, const float* bias);
+// As above, with constants made by requant_constants for args.xs / args.ys
+// (args.w_scale and args.bias are not read).
+void linear_static(const PackedWeights& w, const StaticLinearArgs& args,
+                   const RequantConstants& c, const QGemmKernel& k);
 
 // Dynamic Linear: fp32 x -> u8 with qparams chosen per tensor (or per row) by
 // choose_qparams over [min(x,0), max(x,0)] -> GEMM -> fp32 y with dequant+bias.

@@ -194,6 +194,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)  # the common case, kept cheap for small layers
         for hook in list(self._forward_pre_hooks.values()):
             new = hook(self, args)
             if new is not None:

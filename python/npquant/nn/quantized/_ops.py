@@ -30,6 +30,8 @@ def q_input(x, name: str) -> QTensor:
 
 def quint8_input(x, name: str) -> QTensor:
     """The activation of a quantized GEMM layer (Linear, Conv2d): a per-tensor quint8 QTensor."""
+    if type(x) is QTensor and x._axis is None and x._dtype is quint8:
+        return x  # the common case first: it runs on every call
     x = q_input(x, name)
     if x.dtype is not quint8:
         raise TypeError(f"quantized {name} expects a per-tensor quint8 QTensor, got {x!r}")
@@ -42,10 +44,11 @@ class OutputQParams:
     checks cost microseconds, which matter for small layers)."""
 
     def _output_qparams(self):
-        """(scale as float32, zero_point)."""
+        """(scale as float32, zero_point, scale as a Python float for the output QTensor)."""
         key = (self.scale, self.zero_point)
         if self.__dict__.get("_qparams_key") != key:
-            self._qparams = (np.float32(_check_scale(self.scale)), _check_zp(self.zero_point, quint8))
+            scale = np.float32(_check_scale(self.scale))
+            self._qparams = (scale, _check_zp(self.zero_point, quint8), float(scale))
             self._qparams_key = key
         return self._qparams
 

@@ -52,7 +52,7 @@ class PackedLinearParams:
         self.qweight = qweight
         self.w_scale = np.ascontiguousarray(scales)
         self.bias = bias
-        self.packed = _C.PackedLinearWeight(np.ascontiguousarray(qweight.int_repr()))
+        self.packed = _C.PackedLinearWeight(np.ascontiguousarray(qweight.int_repr()), self.w_scale, bias)
 
     def __reduce__(self):
         # Saved as the plain int8 weights; unpickling (or deepcopy) packs them again

@@ -129,11 +129,11 @@ class Conv2d(OutputQParams, Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"quantized {name} expects a 4-D QTensor of shape (N, {self.in_channels}, H, W), "
                              f"got shape {tuple(x.shape)}")
-        scale, zp = self._output_qparams()
+        scale, zp, fscale = self._output_qparams()
         p = self._packed_params
         y = _C.conv2d_static(np.ascontiguousarray(x.nhwc()), p.packed, x.q_scale(), x.q_zero_point(),
                              p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
-        return QTensor._trusted(y, float(scale), zp, nhwc=True)
+        return QTensor._trusted(y, fscale, zp, nhwc=True)
 
     # ---- construction from a float module
     @classmethod

@@ -47,14 +47,14 @@ class Linear(LinearWeights, OutputQParams, Module):
 
     def forward(self, x) -> QTensor:
         x = quint8_input(x, type(self).__name__)
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"{type(self).__name__} expects last dimension {self.in_features}, got shape {x.shape}")
-        scale, zp = self._output_qparams()
         q = x.int_repr()
-        p = self._packed_params
-        y = _C.linear_static(np.ascontiguousarray(q.reshape(-1, self.in_features)), p.packed, x.q_scale(),
-                             x.q_zero_point(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
-        return QTensor._trusted(y.reshape(q.shape[:-1] + (self.out_features,)), float(scale), zp)
+        if q.shape[-1] != self.in_features:
+            raise ValueError(f"{type(self).__name__} expects last dimension {self.in_features}, got shape {x.shape}")
+        scale, zp, fscale = self._output_qparams()
+        q2 = q if q.ndim == 2 else q.reshape(-1, self.in_features)
+        y = _C.linear_static(np.ascontiguousarray(q2), self._packed_params.packed, x.q_scale(),
+                             x.q_zero_point(), scale, zp, self._FUSED_RELU)
+        return QTensor._trusted(y if q.ndim == 2 else y.reshape(q.shape[:-1] + (self.out_features,)), fscale, zp)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -46,14 +46,13 @@ class Linear(LinearWeights, Module):
 
     def forward(self, x):
         x = _float_input(x, "dynamic quantized Linear")
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
+        shape = x.shape
+        if not shape or shape[-1] != self.in_features:
             raise ValueError(f"dynamic quantized Linear expects last dimension {self.in_features}, "
-                             f"got shape {x.shape}")
-        lead = x.shape[:-1]
-        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
-        p = self._packed_params
-        y = _C.linear_dynamic(x2, p.packed, p.w_scale, p.bias, self.per_row)
-        return y.reshape(*lead, self.out_features)
+                             f"got shape {shape}")
+        x2 = x if x.ndim == 2 else x.reshape(-1, self.in_features)
+        y = _C.linear_dynamic(np.ascontiguousarray(x2), self._packed_params.packed, self.per_row)
+        return y if x.ndim == 2 else y.reshape(shape[:-1] + (self.out_features,))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, per_row={self.per_row}"
