@@ -204,9 +204,9 @@ void check_problem(const QGemmKernel& kk, const Problem& pr, size_t idx, bool al
     }
 }
 
-void edge_grid(const QGemmKernel& kk, Tally& t) {
+void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
   const size_t mr = kk.mr, nr = kk.layout.nr, kr = kk.layout.kr;
-  std::vector<size_t> ks = {1, kr - 1, kr, kr + 1, 7, 13, 61, 127, 257, 4096};
+  std::vector<size_t> ks = {1, kr - 1, kr, kr + 1, 7, 13, 61, 127, 257, max_k};
   Rng rng(0x5EED0000 + mr * 131 + nr);
   size_t idx = 0;
   for (size_t k : ks) {
@@ -217,6 +217,15 @@ void edge_grid(const QGemmKernel& kk, Tally& t) {
       Problem pr = make_problem(mr, 2 * nr + 1, k, kk.layout.k_align, a_extra, pat, rng);
       check_problem(kk, pr, idx, true, rng, t);
     }
+  }
+}
+
+// One K value of the edge grid, every data pattern.
+void edge_grid_k(const QGemmKernel& kk, Tally& t, size_t k) {
+  Rng rng(0x5EED1000 + k);
+  for (int p = 0; p < kNumPatterns; ++p) {
+    Problem pr = make_problem(kk.mr, 2 * kk.layout.nr + 1, k, kk.layout.k_align, 1 + p, static_cast<Pattern>(p), rng);
+    check_problem(kk, pr, p, true, rng, t);
   }
 }
 
@@ -233,11 +242,26 @@ void random_tiles(const QGemmKernel& kk, Tally& t) {
 
 }  // namespace
 
+#if defined(NPQ_TEST_AMX_EMULATED)
+npq::QGemmKernel amx_emulated_kernel();  // test_amx_emulated.cc
+#endif
+
 void test_gemm_kernels(Tally& t) {
   for (const QGemmKernel& kk : npq::runnable_gemm_kernels()) {
     edge_grid(kk, t);
     random_tiles(kk, t);
   }
+#if defined(NPQ_TEST_AMX_EMULATED)
+  // Also its K-tile boundaries (64 +- 1, 128 +- 1); K stops at 300 because
+  // the tile model is scalar and the grid runs every sub-tile up to 32 x 65;
+  // random_tiles reaches K = 3000.
+  const QGemmKernel amx = amx_emulated_kernel();
+  if (npq::can_run(amx)) {
+    edge_grid(amx, t, 300);
+    for (size_t k : {63, 64, 65, 127, 128, 129}) edge_grid_k(amx, t, k);
+    random_tiles(amx, t);
+  }
+#endif
 }
 
 }  // namespace npqtest

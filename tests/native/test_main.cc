@@ -25,6 +25,9 @@ int main() {
   for (const auto& k : npq::built_gemm_kernels())
     if (!npq::can_run(k)) std::printf(" %s", k.name);
   std::printf("\n");
+#if defined(NPQ_TEST_AMX_EMULATED)
+  std::printf("(the AMX kernel's source also runs below with its tile instructions emulated)\n");
+#endif
 
   struct Suite {
     const char* name;

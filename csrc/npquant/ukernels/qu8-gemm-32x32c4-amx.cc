@@ -1,10 +1,14 @@
 // AMX-INT8 GEMM, 32 rows x 32 columns, K in steps of 64 (tdpbusd).
 //
-// NOT VERIFIED ON HARDWARE: written from Intel's ISA reference (TDPBUSD,
-// LDTILECFG, TILELOADD) on a machine without AMX and without an emulator. It
-// compiles; the run-time self-check in dispatch.cc compares it with the
-// reference before it is ever chosen, and falls back to AVX-512 VNNI on any
-// mismatch (cpu_info()["self_check"] says why).
+// NOT YET RUN ON AMX HARDWARE: written from Intel's ISA reference (TDPBUSD,
+// LDTILECFG, TILELOADD) on machines without AMX. Its logic (tile shapes,
+// addressing, partial row blocks, the panel layout) is tested bit for bit on
+// the GEMM edge grid by tests/native/test_amx_emulated.cc, which builds this
+// file with the tile instructions replaced by a software model of them
+// (tests/native/amx_emulator.h). The encodings themselves are checked on AMX
+// hardware only by the run-time self-check in dispatch.cc, which compares the
+// kernel with the reference before it is ever chosen and falls back to
+// AVX-512 VNNI on any mismatch (cpu_info()["self_check"] says why).
 //
 // Layout: PackedLayout{nr=32, kr=4, k_align=64}, the AVX-512 VNNI kernel's
 // layout with K padded to 64 so every B tile is whole. One K group of a panel
