@@ -16,7 +16,7 @@ from .._dtypes import qint8, quint8
 from ..nn import quantized as nnq
 from ..qtensor import QTensor
 from ._errors import ExportError
-from ._graph import Graph, _Value, reshape
+from ._graph import Graph, Value, reshape
 from ._integer import integer_converters
 from ._modules import Reshape
 from ._qdq import float_converters, qdq_converters
@@ -35,7 +35,7 @@ def _flatten_call(g, call, base):
     """Flatten / QTensor.reshape: on the integer codes directly (qparams unchanged)."""
     v = g.value(call.inputs[0])
     name = reshape(g, v.name, v.shape, tuple(call.output.shape), base)
-    g.values[id(call.output)] = _Value(name, v.qparams, call.output.shape)
+    g.values[id(call.output)] = Value(name, v.qparams, call.output.shape)
 
 
 def check_format(fmt) -> None:

@@ -2,7 +2,7 @@
 
 Quantized activations are integer tensors (uint8, or int8 for qint8
 activations) in PyTorch's logical order, whatever npquant's storage order;
-each _Value remembers its qparams, so the formats differ only in the nodes
+each Value remembers its qparams, so the formats differ only in the nodes
 they write for a quantized op.
 """
 
@@ -14,7 +14,7 @@ from ..qtensor import QTensor
 from ._errors import ExportError
 
 
-class _Value:
+class Value:
     """An ONNX tensor name and, for a quantized activation, its qparams."""
 
     __slots__ = ("name", "qparams", "shape")
@@ -29,7 +29,7 @@ class Graph:
     def __init__(self, onnx):
         self.onnx, self.h = onnx, onnx.helper
         self.nodes, self.inits, self.used = [], [], set()
-        self.values: dict = {}  # id(array or QTensor) -> _Value
+        self.values: dict = {}  # id(array or QTensor) -> Value
         self._cache: dict = {}  # key -> (initializer names, the object the key's id belongs to)
 
     def unique(self, base: str) -> str:
@@ -64,12 +64,12 @@ class Graph:
         return self.node("Cast", [x], base, to=self.h.np_dtype_to_tensor_dtype(np.dtype(dtype)))
 
     # ---- values
-    def value(self, v) -> _Value:
+    def value(self, v) -> Value:
         return self.values[id(v)]
 
     def bind(self, v, name: str) -> None:
         qp = (v.q_scale(), v.q_zero_point(), v.dtype) if isinstance(v, QTensor) else None
-        self.values[id(v)] = _Value(name, qp, v.shape)
+        self.values[id(v)] = Value(name, qp, v.shape)
 
     def qparams_inputs(self, base: str, scale, zp, dtype) -> list:
         return [self.const(f"{base}_scale", np.float32(scale)),

@@ -46,7 +46,7 @@ def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False) -> str:
     return g.node("DequantizeLinear", ins, base + "_weight", **attrs)
 
 
-def weight_scales(qw: QTensor, n: int) -> np.ndarray:
+def _weight_scales(qw: QTensor, n: int) -> np.ndarray:
     if qw.qscheme() == "per_tensor_affine":
         return np.full(n, qw.q_scale(), np.float32)
     return qw.q_per_channel_scales().astype(np.float32)
@@ -58,7 +58,7 @@ def _bias(g, bias, x_scale, qw: QTensor, base: str):
     if bias is None:
         return None
     b = np.asarray(bias, np.float32)
-    s = (np.float32(x_scale) * weight_scales(qw, b.shape[0])).astype(np.float32)
+    s = (np.float32(x_scale) * _weight_scales(qw, b.shape[0])).astype(np.float32)
     bq = np.rint(b.astype(np.float64) / s.astype(np.float64))
     if np.all(np.abs(bq) <= INT32_MAX):
         ins = [g.const(f"{base}_bias", bq.astype(np.int32)), g.const(f"{base}_bias_scale", s),
