@@ -207,22 +207,16 @@ def _x_zero_point(g, xq: QTensor, base: str) -> str:
     return g.const(base + "_x_zero_point", np.array(xq.q_zero_point(), xq.dtype.storage))
 
 
-def _linear(relu: bool):
+def _gemm(op: str, relu: bool):
+    """Linear (MatMulInteger on a (K, N) weight, channels last) or Conv2d (ConvInteger,
+    channels on axis 1), then npquant's requantization."""
     def convert(g, call, base):
         xq = quantized_input(call)
-        w = _int8_weight(g, call.module.weight(), base, transpose=True)
-        acc = g.node("MatMulInteger", [g.value(xq).name, w, _x_zero_point(g, xq, base)], base)
-        _requantize(g, call, acc, len(xq.shape), -1, base, relu)
-    return convert
-
-
-def _conv(relu: bool):
-    def convert(g, call, base):
-        xq = quantized_input(call)
-        w = _int8_weight(g, call.module.weight(), base, transpose=False)
-        acc = g.node("ConvInteger", [g.value(xq).name, w, _x_zero_point(g, xq, base)], base,
-                     **conv_attrs(call.module, base))
-        _requantize(g, call, acc, 4, 1, base, relu)
+        linear = op == "MatMulInteger"
+        w = _int8_weight(g, call.module.weight(), base, transpose=linear)
+        attrs = {} if linear else conv_attrs(call.module, base)
+        acc = g.node(op, [g.value(xq).name, w, _x_zero_point(g, xq, base)], base, **attrs)
+        _requantize(g, call, acc, len(xq.shape), -1 if linear else 1, base, relu)
     return convert
 
 
@@ -345,8 +339,8 @@ def integer_converters() -> dict:
     """Quantized module type -> its integer-format converter."""
     return {
         nnq.Quantize: _quantize, nnq.DeQuantize: _dequantize,
-        nnq.Linear: _linear(False), nnq.LinearReLU: _linear(True),
-        nnq.Conv2d: _conv(False), nnq.ConvReLU2d: _conv(True),
+        nnq.Linear: _gemm("MatMulInteger", False), nnq.LinearReLU: _gemm("MatMulInteger", True),
+        nnq.Conv2d: _gemm("ConvInteger", False), nnq.ConvReLU2d: _gemm("ConvInteger", True),
         nnq.ReLU: _code_map, nnq.ReLU6: _code_map, nnq.Hardswish: _code_map,
         nnq.MaxPool2d: _max_pool, nnq.AvgPool2d: _avg_pool, nnq.AdaptiveAvgPool2d: _adaptive_pool,
         nnq.BatchNorm2d: _batchnorm(False), nnq.BNReLU2d: _batchnorm(True),
