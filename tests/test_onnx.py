@@ -1,6 +1,9 @@
-"""npquant.onnx: QDQ export run in ONNX Runtime, float import, and the errors.
+"""npquant.onnx: export in both formats run in ONNX Runtime, float import, and the errors.
 
-Numerics. ONNX Runtime (at every optimization level above DISABLE_ALL) adds an
+format="integer" writes npquant's arithmetic step by step: ONNX Runtime's outputs
+must EQUAL npquant's, layer by layer and through whole models.
+
+format="qdq" numerics. ONNX Runtime (at every optimization level above DISABLE_ALL) adds an
 int32 bias rounded to the scale x_scale * w_scale[n], where npquant (as PyTorch)
 adds the exact float bias / s; and QuantizeLinear divides by the scale where
 npquant multiplies by its reciprocal. Each moves a result only when it sits
@@ -37,6 +40,20 @@ def run_ort(path_or_proto, *inputs, level=None):
 
 
 LEVELS = [ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL]
+FORMATS = ["qdq", "integer"]
+
+
+def codes(v):
+    """A QTensor's integer codes, or a float array as is."""
+    return v.int_repr() if isinstance(v, npquant.QTensor) else v
+
+
+def assert_exact(got, expect, what=""):
+    """ONNX Runtime's output equals npquant's: the same codes, or bit-identical floats."""
+    got, expect = np.asarray(got), codes(expect)
+    assert got.dtype == expect.dtype and got.shape == expect.shape, (what, got.dtype, got.shape, expect.shape)
+    n = int(np.count_nonzero(got.view(np.uint8) != expect.view(np.uint8)))
+    assert n == 0, f"{what}: {n} bytes differ from npquant"
 
 
 def steps(ort_out, npq_out, scale):
@@ -62,10 +79,12 @@ def layer_inputs(model, x):
     return [(n, m, a) for n, (m, a) in seen.items() if isinstance(a, npquant.QTensor)]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("seed", range(4))
-def test_every_quantized_layer_alone_within_one_step(seed, tmp_path):
+def test_every_quantized_layer_alone(fmt, seed, tmp_path):
     """Each quantized layer exported alone and fed npquant's input codes: ONNX Runtime's
-    codes within one step of npquant's, at both ends of ORT's optimization levels."""
+    codes equal npquant's (integer) or are within one step (qdq), at both ends of ORT's
+    optimization levels."""
     rng = np.random.default_rng(seed)
     models = [(om.quantized_mlp(rng, act=act), rng.normal(0, 1, (32, 24)).astype(np.float32))
               for act in ("relu6", "hardswish")]
@@ -78,13 +97,18 @@ def test_every_quantized_layer_alone_within_one_step(seed, tmp_path):
             if not isinstance(expect, npquant.QTensor):
                 continue
             path = str(tmp_path / f"{name}.onnx")
-            npquant.onnx.export(layer, xq, path)
+            npquant.onnx.export(layer, xq, path, format=fmt)
             for level in LEVELS:
                 got = run_ort(path, xq, level=level)
+                if fmt == "integer":
+                    assert_exact(got, expect, f"{type(layer).__name__} '{name}'")
+                    continue
                 d = np.abs(got.astype(np.int64) - expect.int_repr().astype(np.int64))
                 assert d.max() <= 1, f"{type(layer).__name__} '{name}': {d.max()} steps"
                 if isinstance(layer, npquant.nn.quantized.Linear):
                     gemm_total, gemm_differ = gemm_total + d.size, gemm_differ + int(np.count_nonzero(d))
+    if fmt == "integer":
+        return
     # Linear differs only through the int32 bias rounding, at near-ties: rare. (Average
     # pooling differs at exact ties, often: PyTorch rounds after adding the zero point,
     # ONNX before; those are one step too.)
@@ -113,49 +137,143 @@ def test_qfunctional_alone_within_one_step(op, rng, tmp_path):
 
 
 # ------------------------------------------------------------------ whole models
-def check_model(q, x, out_scale, tmp_path, max_steps=3, max_frac=0.02):
+def check_model(q, x, out_scale, tmp_path, max_steps=3, max_frac=0.02, fmt="qdq"):
+    """ONNX Runtime against npquant on a whole model: equal in the integer format; in QDQ
+    at most max_steps output steps apart, on at most max_frac of the outputs."""
     path = str(tmp_path / "model.onnx")
-    npquant.onnx.export(q, x[:2], path)  # a smaller batch: the batch dimension is symbolic
+    npquant.onnx.export(q, x[:2], path, format=fmt)  # a smaller batch: the batch dimension is symbolic
     y = q(x)
     for level in LEVELS:
+        if fmt == "integer":
+            assert_exact(run_ort(path, x, level=level), y, str(level))
+            continue
         s = steps(run_ort(path, x, level=level), y, out_scale)
         assert s.max() <= max_steps + 1e-3, f"{s.max()} steps"
         assert np.mean(s > 0.5) <= max_frac, f"{np.mean(s > 0.5):.2%} of outputs differ"
-    return s
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("act,join,rank3", [("relu", "add", False), ("relu6", "add_relu", True),
                                            ("hardswish", "mul", False), ("dropout", "cat", True)])
-def test_quantized_mlp_in_onnxruntime(seed, act, join, rank3, tmp_path):
+def test_quantized_mlp_in_onnxruntime(fmt, seed, act, join, rank3, tmp_path):
     rng = np.random.default_rng(seed)
-    shape = (6, 5, 24) if rank3 else (40, 24)  # rank 3 exports MatMul + Add instead of Gemm
+    shape = (6, 5, 24) if rank3 else (40, 24)  # rank 3 exports MatMul(Integer) instead of Gemm
     q = om.quantized_mlp(rng, act=act, join=join, in_shape=shape)
     x = rng.normal(0, 1, shape).astype(np.float32)
-    check_model(q, x, q.fc4.scale, tmp_path)
+    check_model(q, x, q.fc4.scale, tmp_path, fmt=fmt)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("ceil_mode", [False, True])
-def test_quantized_pooling_model_in_onnxruntime(seed, ceil_mode, tmp_path):
+def test_quantized_pooling_model_in_onnxruntime(fmt, seed, ceil_mode, tmp_path):
     rng = np.random.default_rng(seed)
     q = om.quantized_poolnet(rng, hw=13, ceil_mode=ceil_mode)
     x = rng.normal(0, 2, (5, 3, 13, 13)).astype(np.float32)
-    # pooling's ties round differently (see test_every_quantized_layer_alone...), so many
+    # QDQ: pooling's ties round differently (see test_every_quantized_layer_alone), so many
     # outputs move by a step; the bound is on the size of the move
-    check_model(q, x, q.fc.scale, tmp_path, max_frac=1.0)
+    check_model(q, x, q.fc.scale, tmp_path, max_frac=1.0, fmt=fmt)
 
 
-def test_qtensor_reshape_in_forward(rng, tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_qtensor_reshape_in_forward(fmt, rng, tmp_path):
     model = om.ReshapeNet(rng)
     q = om.calibrated(model, [rng.normal(0, 1, (8, 3, 8, 8)).astype(np.float32)])
     x = rng.normal(0, 1, (7, 3, 8, 8)).astype(np.float32)
-    proto = npquant.onnx.export(q, x[:1], tmp_path / "r.onnx")
+    proto = npquant.onnx.export(q, x[:1], tmp_path / "r.onnx", format=fmt)
     assert "Flatten" in [n.op_type for n in proto.graph.node]
-    assert steps(run_ort(str(tmp_path / "r.onnx"), x), q(x), q.fc.scale).max() <= 1 + 1e-3
+    check_model(q, x, q.fc.scale, tmp_path, max_steps=1, max_frac=1.0, fmt=fmt)
 
 
-def test_quantized_in_and_out(rng, tmp_path):
+@pytest.mark.parametrize("seed", range(3))
+def test_integer_qfunctional_and_activations_exact(seed, tmp_path):
+    """Every QFunctional method (add_scalar inside and outside the code range, mul_scalar
+    of each sign, cat with and without requantization, broadcasting) and the unary
+    activations, on quint8 and qint8 codes: equal to npquant in ONNX Runtime."""
+    rng = np.random.default_rng(seed)
+    nnq = npquant.nn.quantized
+
+    class Ops(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = nnq.QFunctional()
+            self.f.scale, self.f.zero_point = 0.07, 90
+            self.hs, self.relu, self.relu6 = nnq.Hardswish(0.02, 40), nnq.ReLU(), nnq.ReLU6()
+
+        def forward(self, a, b, c):
+            return (self.f.add(a, b), self.f.add_relu(a, c), self.f.mul(a, b), self.f.cat([a, b, a], 1),
+                    self.f.add_scalar(a, 0.4), self.f.add_scalar(b, -300.0), self.f.mul_scalar(a, 1.5),
+                    self.f.mul_scalar(b, -0.7), self.f.mul_scalar(a, 0.0), self.hs(b), self.relu(a), self.relu6(c))
+
+    m = Ops()
+    for dtype, zps in ((npquant.quint8, (120, 60, 3)), (npquant.qint8, (-8, 30, 0))):
+        a, b = (npquant.quantize_per_tensor(rng.normal(mu, 2, (16, 30)).astype(np.float32), s, z, dtype)
+                for mu, s, z in ((0, 0.03, zps[0]), (1, 0.05, zps[1])))
+        c = npquant.quantize_per_tensor(rng.normal(0, 3, (1, 30)).astype(np.float32), 0.04, zps[2], dtype)
+        npquant.onnx.export(m, (a, b, c), tmp_path / "ops.onnx", format="integer", dynamic_batch=False)
+        for level in LEVELS:
+            for i, (got, expect) in enumerate(zip(run_ort(str(tmp_path / "ops.onnx"), a, b, c, level=level),
+                                                  m(a, b, c))):
+                assert_exact(got, expect, f"{dtype} output {i}")
+
+
+@pytest.mark.parametrize("dtype", [npquant.quint8, npquant.qint8])
+def test_integer_quantize_exact_at_every_threshold(dtype, rng, tmp_path):
+    """npquant quantizes with an fma ONNX does not have; the integer format's thresholds make
+    ONNX Runtime agree on every float, including each code's boundary and its neighbours."""
+    from npquant.onnx._integer import quantize_thresholds
+
+    for scale, zp in ((0.0123, 0 if dtype is npquant.qint8 else 128), (3.1e-5, 7), (0.1, dtype.qmin)):
+        stub = npquant.nn.quantized.Quantize(scale, zp, dtype)
+        t = quantize_thresholds(scale, zp, dtype)[1:-1]
+        x = np.concatenate([t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf), [0.0, -0.0, 3e38, -3e38],
+                            rng.normal(0, 300 * scale, 5000)]).astype(np.float32)
+        npquant.onnx.export(stub, x, tmp_path / "q.onnx", format="integer")
+        for level in LEVELS:
+            assert_exact(run_ort(str(tmp_path / "q.onnx"), x, level=level), stub(x), f"scale {scale} zp {zp}")
+
+
+def test_integer_avgpool_divisor_override_and_dynamic_warning(rng, tmp_path):
+    pool = npquant.nn.quantized.AvgPool2d(3, 2, 1, ceil_mode=True, divisor_override=5)
+    xq = npquant.quantize_per_tensor(rng.normal(0, 1, (2, 3, 9, 9)).astype(np.float32), 0.02, 77, npquant.quint8)
+    npquant.onnx.export(pool, xq, tmp_path / "p.onnx", format="integer")
+    assert_exact(run_ort(str(tmp_path / "p.onnx"), xq), pool(xq))
+    lin = npquant.nn.quantized.dynamic.Linear.from_float(nn.Linear(8, 4, rng=rng))
+    with pytest.warns(UserWarning, match="dynamic Linear .* not bit-exact"):
+        npquant.onnx.export(lin, np.ones((2, 8), np.float32), tmp_path / "d.onnx", format="integer")
+
+
+def test_unknown_format_names_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="'qdq', 'integer'.*'int8'"):
+        npquant.onnx.export(nn.Linear(2, 2), np.ones((1, 2), np.float32), tmp_path / "x.onnx", format="int8")
+
+
+def test_integer_structure_and_no_fusion(rng, tmp_path):
+    """The integer graph holds MatMulInteger, float requantization and QuantizeLinear(scale 1),
+    no DequantizeLinear; ONNX Runtime's optimizer keeps MatMulInteger (no fusion into a kernel
+    with other arithmetic)."""
+    q = om.quantized_mlp(rng)
+    proto = npquant.onnx.export(q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx",
+                                format="integer")
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("MatMulInteger") == 4 and "DequantizeLinear" not in ops and "Gemm" not in ops
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    p = q.fc1._packed_params
+    bias_s, mult = npquant.qparams.requant_constants(q.quant.scale, p.w_scale, q.fc1.scale, p.bias)
+    assert np.array_equal(inits["fc1_bias_s"].reshape(-1), bias_s)
+    assert np.array_equal(inits["fc1_multiplier"].reshape(-1), mult)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(tmp_path / "m.onnx"), so, providers=["CPUExecutionProvider"])
+    opt = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert opt.count("MatMulInteger") == 4, opt
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_quantized_in_and_out(fmt, rng, tmp_path):
     """A QTensor input and output become uint8 tensors carrying the codes."""
     lin = npquant.nn.quantized.LinearReLU(12, 7)
     w = npquant.quantize_per_channel(rng.normal(0, 0.1, (7, 12)).astype(np.float32),
@@ -163,10 +281,12 @@ def test_quantized_in_and_out(rng, tmp_path):
     lin.set_weight_bias(w, rng.normal(0, 0.1, 7).astype(np.float32))
     lin.scale, lin.zero_point = 0.01, 20
     xq = npquant.quantize_per_tensor(rng.normal(0, 1, (9, 12)).astype(np.float32), 0.02, 128, npquant.quint8)
-    proto = npquant.onnx.export(lin, xq, tmp_path / "l.onnx")
+    proto = npquant.onnx.export(lin, xq, tmp_path / "l.onnx", format=fmt)
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     got = run_ort(str(tmp_path / "l.onnx"), xq)
+    if fmt == "integer":
+        assert_exact(got, lin(xq))
     assert np.abs(got.astype(int) - lin(xq).int_repr().astype(int)).max() <= 1
 
 
@@ -372,6 +492,7 @@ def test_load_torch_export_matches_torch_and_quantizes(rng, tmp_path):
     npquant.onnx.export(q, x, tmp_path / "q.onnx")
     out_scale = next(m.scale for n, m in q.named_modules() if n.startswith("fc3"))
     assert steps(run_ort(str(tmp_path / "q.onnx"), x), q(x), out_scale).max() <= 4
+    check_model(q, x, out_scale, tmp_path, fmt="integer")
 
 
 def test_float_round_trip(rng, tmp_path):
@@ -419,19 +540,23 @@ class TwoHeads(nn.Module):
         return self.dequant(y), y
 
 
-def test_multiple_inputs_outputs_and_shared_layers(rng, tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_multiple_inputs_outputs_and_shared_layers(fmt, rng, tmp_path):
     model = TwoHeads(rng).eval()
     model.qconfig = npquant.get_default_qconfig("x86")
     prepared = npquant.prepare(model)
     a, b = (rng.normal(0, 1, (16, 8)).astype(np.float32) for _ in range(2))
     prepared(a, b)
     q = npquant.convert(prepared)
-    proto = npquant.onnx.export(q, (a, b), tmp_path / "two.onnx")
+    proto = npquant.onnx.export(q, (a, b), tmp_path / "two.onnx", format=fmt)
     assert [i.name for i in proto.graph.input] == ["input_0", "input_1"]
     assert [o.name for o in proto.graph.output] == ["output_0", "output_1"]
     weights = [t.name for t in proto.graph.initializer if t.dims == [8, 8]]
     assert weights == ["shared_weight"]  # the layer called twice stores its weight once
     yf, yq = q(a, b)
     of, oq = run_ort(str(tmp_path / "two.onnx"), a, b)
+    if fmt == "integer":
+        assert_exact(of, yf)
+        assert_exact(oq, yq)
     assert steps(of, yf, q.head.scale).max() <= 1 + 1e-3
     assert np.abs(oq.astype(int) - yq.int_repr().astype(int)).max() <= 1

@@ -16,7 +16,7 @@ import npquant.nn.quantized as nnq
 import npref
 
 import onnx_models as om
-from test_onnx import layer_inputs, run_ort, steps
+from test_onnx import FORMATS, LEVELS, assert_exact, check_model, layer_inputs, run_ort, steps
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -150,8 +150,10 @@ def _quantized_cnn(Conv2d, rng):
     return om.calibrated(C(), [rng.normal(0, 1, (4, 3, 14, 14)).astype(np.float32) for _ in range(2)])
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("seed", range(3))
-def test_conv_layers_alone_within_one_step(conv_modules, seed, tmp_path):
+def test_conv_layers_alone(conv_modules, fmt, seed, tmp_path):
+    """Each layer of the CNN alone: equal to npquant (integer), within one step (qdq)."""
     rng = np.random.default_rng(seed)
     q = _quantized_cnn(conv_modules, rng)
     x = rng.normal(0, 1, (3, 3, 14, 14)).astype(np.float32)
@@ -160,8 +162,10 @@ def test_conv_layers_alone_within_one_step(conv_modules, seed, tmp_path):
         expect = layer(xq)
         if not isinstance(expect, npquant.QTensor):
             continue
-        npquant.onnx.export(layer, xq, tmp_path / f"{name}.onnx")
+        npquant.onnx.export(layer, xq, tmp_path / f"{name}.onnx", format=fmt)
         got = run_ort(str(tmp_path / f"{name}.onnx"), xq)
+        if fmt == "integer":
+            assert_exact(got, expect, name)
         d = np.abs(got.astype(int) - expect.int_repr().astype(int))
         assert d.max() <= 1, (name, d.max())
         if isinstance(layer, nnq.Conv2d):
@@ -182,6 +186,54 @@ def test_quantized_cnn_in_onnxruntime(conv_modules, seed, tmp_path):
     assert len(dq_w) == 5 and all(a.i == 0 for n in dq_w for a in n.attribute if a.name == "axis")
     s = steps(run_ort(str(tmp_path / "cnn.onnx"), x), q(x), q.fc.scale)
     assert s.max() <= 3 + 1e-3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_quantized_cnn_integer_exact(conv_modules, seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    q = _quantized_cnn(conv_modules, rng)
+    x = rng.normal(0, 1, (5, 3, 14, 14)).astype(np.float32)
+    proto = npquant.onnx.export(q, x[:1], tmp_path / "cnn.onnx", format="integer")
+    assert [n.op_type for n in proto.graph.node].count("ConvInteger") == 4
+    check_model(q, x, q.fc.scale, tmp_path, fmt="integer")
+
+
+class NhwcZoo(nn.Module):
+    """Quantized ops on conv outputs (stored NHWC, where npquant's pooling and cat round
+    as PyTorch's channels-last kernels): BatchNorm, Hardswish, ceil-mode average pooling
+    without the padding in the count, cat along channels, mul, unequal adaptive bins."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.quant, self.dequant = nn.QuantStub(), nn.DeQuantStub()
+        self.conv1, self.bn, self.hs = nn.Conv2d(3, 8, 3, padding="same", rng=rng), nn.BatchNorm2d(8), nn.Hardswish()
+        self.bn.running_mean = rng.normal(0, 0.3, 8).astype(np.float32)
+        self.bn.running_var = rng.uniform(0.5, 2, 8).astype(np.float32)
+        self.pool = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+        self.conv2, self.relu = nn.Conv2d(8, 4, 1, rng=rng), nn.ReLU()
+        self.cat, self.mul = nn.FloatFunctional(), nn.FloatFunctional()
+        self.gap = nn.AdaptiveAvgPool2d((3, 2))
+        self.flatten, self.fc = nn.Flatten(), nn.Linear(12 * 3 * 2, 5, rng=rng)
+
+    def forward(self, x):
+        x = self.pool(self.hs(self.bn(self.conv1(self.quant(x)))))
+        x = self.cat.cat([x, self.relu(self.conv2(x))], 1)
+        x = self.mul.mul(x, x)
+        return self.dequant(self.fc(self.flatten(self.gap(x))))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nhwc_model_integer_exact(conv_modules, seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    q = om.calibrated(NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)],
+                      fuse=[["conv2", "relu"]])
+    x = rng.normal(0, 1, (5, 3, 15, 15)).astype(np.float32)
+    assert q.pool(q.hs(q.bn(q.conv1(q.quant(x))))).is_nhwc
+    check_model(q, x, q.fc.scale, tmp_path, fmt="integer")
+    for name, layer, xq in layer_inputs(q, x):
+        npquant.onnx.export(layer, xq, tmp_path / "layer.onnx", format="integer")
+        for level in LEVELS:
+            assert_exact(run_ort(str(tmp_path / "layer.onnx"), xq, level=level), layer(xq), name)
 
 
 def test_load_torch_cnn(conv_modules, rng, tmp_path):
@@ -217,3 +269,7 @@ def test_load_torch_cnn(conv_modules, rng, tmp_path):
     assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 2
     x = rng.normal(0, 1, (3, 3, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(net(x), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+    # quantized with the eager workflow, exported bit-exact
+    q = om.calibrated(net, [rng.normal(0, 1, (4, 3, 16, 16)).astype(np.float32) for _ in range(2)])
+    assert sum(isinstance(m, nnq.Conv2d) for m in q.modules()) == 2
+    check_model(q, x, 1.0, tmp_path, fmt="integer")

@@ -7,6 +7,10 @@ Two rules exist, as in PyTorch:
   function agree by construction);
 * ``calculate_qparams`` -- the observers' rule (``torch.ao.quantization``
   observers' ``_calculate_qparams``), float32 arithmetic, affine or symmetric.
+
+``requant_constants`` restates the static layers' per-channel constants (C++
+``npq::requant_constants``) for code that writes the arithmetic elsewhere (the
+ONNX integer export).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 
 from . import _C
 
-__all__ = ["choose_qparams", "calculate_qparams", "quant_range", "EPS"]
+__all__ = ["choose_qparams", "calculate_qparams", "quant_range", "requant_constants", "EPS"]
 
 EPS = np.float32(np.finfo(np.float32).eps)
 
@@ -72,3 +76,13 @@ def calculate_qparams(min_val, max_val, qmin: int, qmax: int, symmetric: bool,
         zp = qmin - np.round(mn / scale).astype(np.int64)
         zp = np.clip(zp, qmin, qmax)
     return scale, zp
+
+
+def requant_constants(x_scale, w_scales, y_scale, bias):
+    """(bias_s, mult), float32 per output channel, exactly as the static kernels use them:
+    ``s = fl(x_scale * w_scale[n])``, ``mult = fl(s / y_scale)``, ``bias_s = fl(bias / s)``
+    (0 without a bias), so that ``v = fl(fl(float(acc) + bias_s) * mult)``."""
+    s = (np.float32(x_scale) * np.asarray(w_scales, np.float32)).astype(np.float32)
+    mult = (s / np.float32(y_scale)).astype(np.float32)
+    bias_s = np.zeros_like(s) if bias is None else (np.asarray(bias, np.float32) / s).astype(np.float32)
+    return bias_s, mult

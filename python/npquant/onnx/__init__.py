@@ -1,10 +1,13 @@
-"""ONNX interop: export quantized npquant models as QDQ ONNX, import float ONNX models.
+"""ONNX interop: export quantized npquant models to ONNX, import float ONNX models.
 
-``export(model, example_input, path)`` traces ``model(example_input)`` and writes
-a QDQ-format ONNX file (QuantizeLinear / DequantizeLinear around Conv, Gemm and
-MatMul, per-channel int8 weights, int32 biases, uint8 activations) that ONNX
-Runtime runs within one quantization step of npquant. ``load(path)`` builds an
-``npquant.nn`` model from a float ONNX file, ready for ``prepare``/``convert``.
+``export(model, example_input, path, format=...)`` traces ``model(example_input)``
+and writes an ONNX file in one of two formats: ``"qdq"`` (QuantizeLinear /
+DequantizeLinear around Conv, Gemm and MatMul, per-channel int8 weights, int32
+biases: the standard form runtimes fuse into int8 kernels; each layer within one
+step of npquant) or ``"integer"`` (MatMulInteger / ConvInteger and npquant's own
+requantization arithmetic: ONNX Runtime gives npquant's codes bit for bit).
+``load(path)`` builds an ``npquant.nn`` model from a float ONNX file, ready for
+``prepare``/``convert``.
 
 The ``onnx`` package is imported only when these functions run (npquant itself
 needs only NumPy).
@@ -24,8 +27,15 @@ def _need_onnx():
         raise ImportError("npquant.onnx needs the onnx package: pip install onnx") from None
 
 
-def export(model, example_input, path, dynamic_batch: bool = True):
-    """Writes ``model`` as a QDQ ONNX model to ``path`` and returns the ``onnx.ModelProto``.
+def export(model, example_input, path, dynamic_batch: bool = True, format: str = "qdq"):  # noqa: A002
+    """Writes ``model`` as an ONNX model to ``path`` and returns the ``onnx.ModelProto``.
+
+    ``format``: ``"qdq"`` (default) writes the standard QDQ form every runtime fuses
+    into its int8 kernels; each layer is within one quantization step of npquant, and
+    whole models can drift by a few steps (docs/onnx.md says why). ``"integer"``
+    writes npquant's arithmetic with integer ONNX ops (MatMulInteger, ConvInteger) and
+    float ops in npquant's order, so ONNX Runtime's output equals npquant's bit for bit
+    (dynamic Linear excepted: it warns). Anything else raises ValueError.
 
     ``example_input``: what the model is called with (a float array, a QTensor, or a
     tuple of them); the graph records the npquant modules that call runs, so any
@@ -38,12 +48,15 @@ def export(model, example_input, path, dynamic_batch: bool = True):
     Dimension 0 is symbolic ("N") unless ``dynamic_batch=False``; other dimensions are
     those of the example.
     """
+    from ._export import check_format
+
+    check_format(format)
     _need_onnx()
     import onnx
 
     from ._export import build_model
 
-    proto = build_model(model, example_input, dynamic_batch)
+    proto = build_model(model, example_input, dynamic_batch, format)
     onnx.save(proto, str(path))
     return proto
 

@@ -72,10 +72,14 @@ def dequant(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
     return (np.float64(s) * q.astype(np.float64) + premul).astype(np.float32)
 
 
+def reciprocal(scale) -> np.float32:
+    """fl(1 / scale): the multiplier ``quant`` uses."""
+    return np.float32(1) / np.float32(scale)
+
+
 def quant(v: np.ndarray, scale: float, zp: int, dtype: QDType) -> np.ndarray:
     """clamp(nearbyint(fl(v * fl(1 / scale))) + zp) (round half to even)."""
-    inv = np.float32(1) / np.float32(scale)
-    t = np.minimum(np.asarray(v, np.float32) * inv, np.float32(2**31 - 128))
+    t = np.minimum(np.asarray(v, np.float32) * reciprocal(scale), np.float32(2**31 - 128))
     r = np.rint(t).astype(np.int64) + zp
     return np.clip(r, dtype.qmin, dtype.qmax).astype(dtype.storage)
 

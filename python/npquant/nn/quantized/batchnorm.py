@@ -33,15 +33,20 @@ class BatchNorm2d(Module):
                              f"{self.num_features} channels, got shape {x.shape}")
         q, _, nhwc = storage(x)
         s, zp = out_qparams(self.scale, self.zero_point, x.dtype)
-        inv_sigma = (np.float32(1) / np.sqrt(self.running_var + np.float32(self.eps))).astype(np.float32)
-        wv = inv_sigma * self.weight
-        alpha = (wv * np.float32(x.q_scale() / s)).astype(np.float32)
-        beta = ((self.bias - self.running_mean * wv) / np.float32(s)).astype(np.float32)
+        alpha, beta = self.affine(x.q_scale(), s)
         shape = (1, 1, 1, -1) if nhwc else (1, -1, 1, 1)
         y = (q.astype(np.float32) - np.float32(x.q_zero_point())) * alpha.reshape(shape) + beta.reshape(shape)
         lo = zp if self._RELU else x.dtype.qmin
         out = np.clip(np.rint(y).astype(np.int64) + zp, lo, x.dtype.qmax).astype(x.dtype.storage)
         return wrap(out, s, zp, x.dtype, nhwc)
+
+    def affine(self, in_scale: float, out_scale: float):
+        """(alpha, beta), float32 per channel, for input scale in_scale and output scale out_scale."""
+        inv_sigma = (np.float32(1) / np.sqrt(self.running_var + np.float32(self.eps))).astype(np.float32)
+        wv = inv_sigma * self.weight
+        alpha = (wv * np.float32(in_scale / out_scale)).astype(np.float32)
+        beta = ((self.bias - self.running_mean * wv) / np.float32(out_scale)).astype(np.float32)
+        return alpha, beta
 
     @classmethod
     def from_float(cls, mod):

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...qtensor import quantize_per_tensor
 from ..module import Module
-from ._ops import dequant, out_qparams, q_input, quant, requant_int, storage, wrap
+from ._ops import dequant, out_qparams, q_input, quant, reciprocal, requant_int, storage, wrap
 
 __all__ = ["QFunctional"]
 
@@ -23,6 +23,11 @@ def _operands(x, y, op: str):
     if x.is_nhwc and y.is_nhwc and x.shape == y.shape:
         return x, y, x.nhwc(), y.nhwc(), True
     return x, y, x.int_repr(), y.int_repr(), False
+
+
+def mul_multiplier(x_scale, y_scale, out_scale) -> np.float32:
+    """mul's requantization multiplier fl(fl(x_scale * y_scale) * fl(1 / out_scale))."""
+    return np.float32(x_scale) * np.float32(y_scale) * reciprocal(out_scale)
 
 
 class QFunctional(Module):
@@ -65,7 +70,7 @@ class QFunctional(Module):
         x, y, a, b, nhwc = _operands(x, y, "mul")
         s, zp = self._out(x.dtype)
         acc = (a.astype(np.int32) - x.q_zero_point()) * (b.astype(np.int32) - y.q_zero_point())
-        mult = np.float32(x.q_scale()) * np.float32(y.q_scale()) * (np.float32(1) / np.float32(s))
+        mult = mul_multiplier(x.q_scale(), y.q_scale(), s)
         return wrap(requant_int(acc, mult, zp, x.dtype), s, zp, x.dtype, nhwc)
 
     def cat(self, xs, dim: int = 0):
@@ -112,7 +117,7 @@ class QFunctional(Module):
         else:
             out_s, out_zp = (zp - c_q - dt.qmin) / span * s, dt.qmax
         out_s, _ = out_qparams(out_s, out_zp, dt)
-        mult = np.float32(s) * (np.float32(1) / np.float32(out_s))
+        mult = np.float32(s) * reciprocal(out_s)
         acc = q.astype(np.int32) - zp + c_q
         return wrap(requant_int(acc, mult, out_zp, dt), out_s, out_zp, dt, nhwc)
 

@@ -72,26 +72,43 @@ class AvgPool2d(Module):
     def forward(self, x):
         x, q, axes, nhwc = _spatial(x, "AvgPool2d")
         h, w = _hw(q, axes)
-        divisor, size = self.geometry.divisors(h, w, self.count_include_pad)
-        if self.divisor_override is not None:
-            divisor = np.full_like(divisor, int(self.divisor_override))
+        mult, size = self.multipliers(h, w, nhwc)
         zp = x.q_zero_point()
         acc = self.geometry.window_sum_int(q, axes)
         acc = acc - _grid(size, axes, q.ndim) * zp
-        div = _grid(divisor, axes, q.ndim)
+        mult = _grid(mult, axes, q.ndim)
         if nhwc:  # channels-last kernel: requantize_from_int with fl(1 / divisor)
-            mult = (np.float32(1) / div.astype(np.float32))
             out = requant_int(acc, mult, zp, x.dtype)
         else:     # NCHW kernel: nearbyint(fl(sum * fl(1.0 / divisor)) + zp)
-            mult = (1.0 / div.astype(np.float64)).astype(np.float32)
             v = acc.astype(np.float32) * mult + np.float32(zp)
             out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
         return wrap(out, x.q_scale(), zp, x.dtype, nhwc)
+
+    def multipliers(self, h: int, w: int, nhwc: bool):
+        """Per output position (oh, ow): the float32 multiplier 1 / divisor (rounded as the
+        NHWC or the NCHW kernel rounds it) and the count of real (not padding) elements."""
+        divisor, size = self.geometry.divisors(h, w, self.count_include_pad)
+        if self.divisor_override is not None:
+            divisor = np.full_like(divisor, int(self.divisor_override))
+        if nhwc:
+            return np.float32(1) / divisor.astype(np.float32), size
+        return (1.0 / divisor.astype(np.float64)).astype(np.float32), size
 
     @classmethod
     def from_float(cls, mod):
         return cls(mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
                    mod.count_include_pad, mod.divisor_override)
+
+
+def adaptive_multipliers(kh: np.ndarray, kw: np.ndarray, nhwc: bool) -> np.ndarray:
+    """The float32 (oh, ow) multipliers of adaptive average pooling with bin heights kh
+    and widths kw. Channels-last kernel: quantize_vec at scale fl(1 / fl(1 / size)), i.e.
+    multiplier fl(1 / fl(1 / fl(1 / size))); NCHW kernel: fl(fl(1 / kh) / kw)."""
+    one = np.float32(1)
+    if nhwc:
+        return one / (one / (one / np.outer(kh, kw).astype(np.float32)))
+    recip = np.outer(one / kh.astype(np.float32), np.ones(len(kw), np.float32))
+    return (recip / kw.astype(np.float32)).astype(np.float32)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -104,18 +121,14 @@ class AdaptiveAvgPool2d(Module):
         out_hw = adaptive_output_hw(self.output_size, *_hw(q, axes))
         sums, kh, kw = adaptive_sums(q, axes, out_hw, np.int64)
         size = _grid(np.outer(kh, kw), axes, q.ndim)
+        mult = _grid(adaptive_multipliers(kh, kw, nhwc), axes, q.ndim)
         zp = x.q_zero_point()
-        if nhwc:  # channels-last kernel: quantize_vec at scale fl(1 / fl(1 / size)), i.e.
-            # nearbyint(fmaf(sum - zp * size, fl(1 / fl(1 / fl(1 / size))), zp)); the fma is exact
-            # in float64 (a float32 product fits), then rounded once to float32
-            one = np.float32(1)
-            inv = one / (one / (one / size.astype(np.float32)))
-            v = ((sums - size * zp).astype(np.float64) * inv.astype(np.float64) + zp).astype(np.float32)
+        if nhwc:  # nearbyint(fmaf(sum - zp * size, mult, zp)); the fma is exact in float64
+            # (a float32 product fits), then rounded once to float32
+            v = ((sums - size * zp).astype(np.float64) * mult.astype(np.float64) + zp).astype(np.float32)
             out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
-        else:     # NCHW kernel: nearbyint(sum of codes * fl(fl(1 / kh) / kw)); stays in range
-            recip = np.outer(np.float32(1) / kh.astype(np.float32), np.ones(len(kw), np.float32))
-            recip = (recip / kw.astype(np.float32)).astype(np.float32)
-            out = np.rint(sums.astype(np.float32) * _grid(recip, axes, q.ndim)).astype(x.dtype.storage)
+        else:     # NCHW kernel: nearbyint(sum of codes * mult); stays in range
+            out = np.rint(sums.astype(np.float32) * mult).astype(x.dtype.storage)
         return wrap(out, x.q_scale(), zp, x.dtype, nhwc)
 
     @classmethod

@@ -1,0 +1,266 @@
+"""Float modules, and the QDQ format of the quantized ones.
+
+A float module becomes its float ONNX op. In the QDQ format a quantized module
+becomes the same float op between DequantizeLinear (of each quantized input)
+and QuantizeLinear (to the output's qparams), the layout ONNX Runtime and other
+QDQ-aware runtimes fuse into integer kernels; Linear/Conv weights are int8
+initializers with per-channel DequantizeLinear (axis 0 of the ONNX weight),
+biases int32 at scale fl(x_scale * w_scale[n]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import nn
+from ..nn import quantized as nnq
+from ..nn.quantized import dynamic as nnqd
+from ..qtensor import QTensor
+from ._errors import ExportError
+from ._graph import (adaptive_bins, conv_attrs, functional_dim, functional_scalar, pool_attrs,
+                     quantized_input)
+from ._modules import Scalar
+
+INT32_MAX = 2**31 - 1
+
+
+# ------------------------------------------------------------------ weights
+def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False) -> str:
+    """DequantizeLinear of an int8 weight (per channel along the output axis)."""
+    def make():
+        q = qw.int_repr()
+        if qw.qscheme() == "per_tensor_affine":
+            scale, zp, axis = np.float32(qw.q_scale()), np.int8(qw.q_zero_point()), None
+        else:
+            if qw.q_per_channel_axis() != 0:
+                raise ExportError(f"'{base}': per-channel weights must be quantized along axis 0")
+            scale = qw.q_per_channel_scales().astype(np.float32)
+            zp, axis = qw.q_per_channel_zero_points().astype(np.int8), 0
+        if transpose:  # MatMul takes (K, N): the channel axis becomes 1
+            q, axis = np.ascontiguousarray(q.T), (None if axis is None else 1)
+        ins = [g.const(f"{base}_weight", q), g.const(f"{base}_weight_scale", scale),
+               g.const(f"{base}_weight_zero_point", zp)]
+        return ins, ({} if axis is None else {"axis": axis})
+
+    ins, attrs = g.cached((id(qw), "dq", transpose), qw, make)
+    return g.node("DequantizeLinear", ins, base + "_weight", **attrs)
+
+
+def _weight_scales(qw: QTensor, n: int) -> np.ndarray:
+    if qw.qscheme() == "per_tensor_affine":
+        return np.full(n, qw.q_scale(), np.float32)
+    return qw.q_per_channel_scales().astype(np.float32)
+
+
+def _bias(g, bias, x_scale, qw: QTensor, base: str):
+    """int32 bias at scale fl(x_scale * w_scale[n]) through DequantizeLinear (the QDQ
+    convention), or the float bias when some value does not fit in int32."""
+    if bias is None:
+        return None
+    b = np.asarray(bias, np.float32)
+    s = (np.float32(x_scale) * _weight_scales(qw, b.shape[0])).astype(np.float32)
+    bq = np.rint(b.astype(np.float64) / s.astype(np.float64))
+    if np.all(np.abs(bq) <= INT32_MAX):
+        ins = [g.const(f"{base}_bias", bq.astype(np.int32)), g.const(f"{base}_bias_scale", s),
+               g.const(f"{base}_bias_zero_point", np.zeros(b.shape[0], np.int32))]
+        return g.node("DequantizeLinear", ins, base + "_bias", axis=0)
+    return g.const(f"{base}_bias", b)
+
+
+def _linear(g, x: str, rank: int, weight, b, base: str) -> str:
+    """Gemm for 2-D inputs, MatMul (+ Add) otherwise. weight(transposed) gives the
+    weight as (N, K) or, transposed, (K, N)."""
+    if rank == 2:
+        return g.node("Gemm", [x, weight(False)] + ([b] if b is not None else []), base, transB=1)
+    y = g.node("MatMul", [x, weight(True)], base)
+    return y if b is None else g.node("Add", [y, b], base)
+
+
+# ------------------------------------------------------------------ float ops
+# Each make(g, x, call, base) returns the float result of the op on float tensor x.
+
+def _relu(g, x, call, base):
+    return g.node("Relu", [x], base)
+
+
+def _relu6(g, x, call, base):
+    return g.node("Clip", [x, g.const(base + "_min", np.float32(0)), g.const(base + "_max", np.float32(6))], base)
+
+
+def _hardswish(g, x, call, base):
+    return g.node("HardSwish", [x], base)
+
+
+def max_pool(g, x, call, base):
+    geom = call.module.geometry
+    return g.node("MaxPool", [x], base, dilations=list(geom.d), ceil_mode=int(geom.ceil_mode),
+                  **pool_attrs(geom))
+
+
+def _avg_pool(g, x, call, base):
+    mod = call.module
+    if mod.divisor_override is not None:
+        raise ExportError(f"'{base}': AvgPool2d(divisor_override=...) has no ONNX equivalent in float or "
+                          "QDQ form (format='integer' exports it)")
+    return g.node("AveragePool", [x], base, count_include_pad=int(bool(mod.count_include_pad)),
+                  ceil_mode=int(mod.geometry.ceil_mode), **pool_attrs(mod.geometry))
+
+
+def _adaptive_pool(g, x, call, base):
+    """GlobalAveragePool, AveragePool when the bins are equal, else ReduceMean per bin."""
+    h, w = call.inputs[0].shape[2:4]
+
+    def equal(x, k):
+        if k == (h, w):
+            return g.node("GlobalAveragePool", [x], base)
+        return g.node("AveragePool", [x], base, kernel_shape=list(k), strides=list(k))
+
+    return adaptive_bins(g, x, call.module, call.inputs[0].shape, base, equal,
+                         lambda box: g.node("ReduceMean", [box], base, axes=[2, 3], keepdims=1))
+
+
+def _batchnorm(g, x, call, base):
+    bn = call.module
+    n = bn.num_features
+    w = np.ones(n, np.float32) if bn.weight is None else bn.weight
+    b = np.zeros(n, np.float32) if bn.bias is None else bn.bias
+    ins = [x] + [g.const(f"{base}_{k}", np.asarray(v, np.float32))
+                 for k, v in (("weight", w), ("bias", b), ("running_mean", bn.running_mean),
+                              ("running_var", bn.running_var))]
+    return g.node("BatchNormalization", ins, base, epsilon=float(bn.eps))
+
+
+def _float_linear(g, x, call, base):
+    lin = call.module
+    w = np.asarray(lin.weight, np.float32)
+    b = None if lin.bias is None else g.const(base + "_bias", np.asarray(lin.bias, np.float32))
+    weight = lambda t: g.const(base + "_weight", np.ascontiguousarray(w.T) if t else w)  # noqa: E731
+    return _linear(g, x, len(call.inputs[0].shape), weight, b, base)
+
+
+def _float_conv(g, x, call, base):
+    conv = call.module
+    ins = [x, g.const(base + "_weight", np.asarray(conv.weight, np.float32))]
+    if conv.bias is not None:
+        ins.append(g.const(base + "_bias", np.asarray(conv.bias, np.float32)))
+    return g.node("Conv", ins, base, **conv_attrs(conv, base))
+
+
+def _quant_linear(g, x, call, base):
+    mod, xq = call.module, quantized_input(call)
+    qw = mod.weight()
+    b = _bias(g, mod.bias(), xq.q_scale(), qw, base)
+    return _linear(g, x, len(xq.shape), lambda t: _weight_dq(g, qw, base, transpose=t), b, base)
+
+
+def _quant_conv(g, x, call, base):
+    mod, xq = call.module, quantized_input(call)
+    qw = mod.weight()
+    ins = [x, _weight_dq(g, qw, base)]
+    b = _bias(g, mod.bias(), xq.q_scale(), qw, base)
+    if b is not None:
+        ins.append(b)
+    return g.node("Conv", ins, base, **conv_attrs(mod, base))
+
+
+def _functional_float(g, call, base) -> str:
+    """The float result of a FloatFunctional / QFunctional method (operands through float_of)."""
+    op = call.op
+    if op == "cat":
+        xs = [g.float_of(v, f"{base}_{i}") for i, v in enumerate(call.inputs)]
+        return g.node("Concat", xs, base, axis=functional_dim(call))
+    if op in ("add_scalar", "mul_scalar"):
+        x = g.float_of(call.inputs[0], base)
+        c = g.const(base + "_c", np.float32(functional_scalar(call)))
+        return g.node("Add" if op == "add_scalar" else "Mul", [x, c], base)
+    if len(call.inputs) != 2:
+        raise ExportError(f"'{base}.{op}' needs two array / QTensor operands")
+    a, b = (g.float_of(v, f"{base}_{i}") for i, v in enumerate(call.inputs))
+    y = g.node("Mul" if op == "mul" else "Add", [a, b], base)
+    return g.node("Relu", [y], base) if op == "add_relu" else y
+
+
+def scalar_float(g, call, base) -> str:
+    """npquant.onnx.Scalar (from load): x + c or x * c."""
+    c = g.const(base + "_c", np.float32(call.module.c))
+    return g.node("Add" if call.module.op == "add" else "Mul", [g.float_of(call.inputs[0], base), c], base)
+
+
+# ------------------------------------------------------------------ converters
+# Each takes (graph, call, base) and binds call.output.
+
+def _float(make):
+    """A float module computing out = make(g, x, call, base)."""
+    def convert(g, call, base):
+        g.bind(call.output, make(g, g.float_of(call.inputs[0], base), call, base))
+    return convert
+
+
+def _qdq(make, relu: bool = False):
+    """A quantized module: DequantizeLinear, the float op, QuantizeLinear to the output's qparams."""
+    def convert(g, call, base):
+        quantized_input(call)
+        y = make(g, g.float_of(call.inputs[0], base), call, base)
+        if relu:
+            y = g.node("Relu", [y], base)
+        g.quantize_to(y, call.output, base)
+    return convert
+
+
+def float_or_qdq(result):
+    """result(g, call, base) in float, requantized when the output is a QTensor."""
+    def convert(g, call, base):
+        y = result(g, call, base)
+        if isinstance(call.output, QTensor):
+            g.quantize_to(y, call.output, base)
+        else:
+            g.bind(call.output, y)
+    return convert
+
+
+def _quantize(g, call, base):
+    g.quantize_to(g.float_of(call.inputs[0], base), call.output, base)
+
+
+def _dequantize(g, call, base):
+    g.bind(call.output, g.float_of(quantized_input(call), base))
+
+
+def dynamic_linear(g, call, base):
+    """DynamicQuantizeLinear (per tensor, range including 0) feeding the int8 weights."""
+    mod, xv = call.module, call.inputs[0]
+    if mod.per_row:
+        raise ExportError(f"'{base}': dynamic Linear with per_row=True has no ONNX equivalent "
+                          "(DynamicQuantizeLinear is per tensor)")
+    q, s, zp = g.node("DynamicQuantizeLinear", [g.float_of(xv, base)], base, n_out=3)
+    x = g.node("DequantizeLinear", [q, s, zp], base)
+    qw = mod.weight()
+    b = None if mod.bias() is None else g.const(base + "_bias", np.asarray(mod.bias(), np.float32))
+    g.bind(call.output, _linear(g, x, len(xv.shape), lambda t: _weight_dq(g, qw, base, transpose=t), b, base))
+
+
+def float_converters() -> dict:
+    """Float module type -> converter (the same in every format)."""
+    return {
+        nn.Linear: _float(_float_linear), nn.Conv2d: _float(_float_conv),
+        nn.ReLU: _float(_relu), nn.ReLU6: _float(_relu6), nn.Hardswish: _float(_hardswish),
+        nn.MaxPool2d: _float(max_pool), nn.AvgPool2d: _float(_avg_pool),
+        nn.AdaptiveAvgPool2d: _float(_adaptive_pool),
+        nn.BatchNorm1d: _float(_batchnorm), nn.BatchNorm2d: _float(_batchnorm),
+        nn.FloatFunctional: float_or_qdq(_functional_float),
+    }
+
+
+def qdq_converters() -> dict:
+    """Quantized module type -> its QDQ converter."""
+    return {
+        nnq.Quantize: _quantize, nnq.DeQuantize: _dequantize,
+        nnq.Linear: _qdq(_quant_linear), nnq.LinearReLU: _qdq(_quant_linear, relu=True),
+        nnq.Conv2d: _qdq(_quant_conv), nnq.ConvReLU2d: _qdq(_quant_conv, relu=True),
+        nnq.ReLU: _qdq(_relu), nnq.ReLU6: _qdq(_relu6), nnq.Hardswish: _qdq(_hardswish),
+        nnq.MaxPool2d: _qdq(max_pool), nnq.AvgPool2d: _qdq(_avg_pool),
+        nnq.AdaptiveAvgPool2d: _qdq(_adaptive_pool),
+        nnq.BatchNorm2d: _qdq(_batchnorm), nnq.BNReLU2d: _qdq(_batchnorm, relu=True),
+        nnq.QFunctional: float_or_qdq(_functional_float), Scalar: float_or_qdq(scalar_float),
+        nnqd.Linear: dynamic_linear,
+    }
