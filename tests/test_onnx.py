@@ -263,13 +263,18 @@ def test_integer_structure_and_no_fusion(rng, tmp_path):
     bias_s, mult = npquant.qparams.requant_constants(q.quant.scale, p.w_scale, q.fc1.scale, p.bias)
     assert np.array_equal(inits["fc1_bias_s"].reshape(-1), bias_s)
     assert np.array_equal(inits["fc1_multiplier"].reshape(-1), mult)
+    opt = optimized_ops(tmp_path / "m.onnx", tmp_path, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    assert opt.count("MatMulInteger") == 4, opt
+
+
+def optimized_ops(path, tmp_path, level) -> list:
+    """The op types of the graph ONNX Runtime runs after its optimizations at `level`."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = level
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
-    ort.InferenceSession(str(tmp_path / "m.onnx"), so, providers=["CPUExecutionProvider"])
-    opt = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
-    assert opt.count("MatMulInteger") == 4, opt
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -312,12 +317,7 @@ def test_ort_fuses_to_integer_kernels(rng, tmp_path):
     """ONNX Runtime recognizes the QDQ units and runs integer kernels (QGemm / QLinear*)."""
     q = om.quantized_mlp(rng)
     npquant.onnx.export(q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx")
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
-    ort.InferenceSession(str(tmp_path / "m.onnx"), so, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    ops = optimized_ops(tmp_path / "m.onnx", tmp_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     assert ops.count("QGemm") == 4, ops
 
 
