@@ -49,12 +49,18 @@ def random_pool(rng):
     return dict(kernel_size=k, stride=s, padding=p, ceil_mode=bool(rng.integers(2)))
 
 
+# Channels per vector step of PyTorch's quantized kernels on this CPU (None: no vector code).
+TORCH_VECTOR_WIDTH = {"AVX512": 16, "AVX2": 8}.get(torch.backends.cpu.get_cpu_capability())
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_quantized_unary_ops_random_qparams(seed):
     """ReLU, ReLU6, MaxPool, AvgPool, AdaptiveAvgPool, Flatten with random scale/zero point,
-    shapes, pooling geometry and storage order: PyTorch's codes exactly (PyTorch's
-    channels-last average pooling, adaptive too, rounds its last C % 16 channels
-    differently: one code at most, there only)."""
+    shapes, pooling geometry and storage order: PyTorch's codes exactly. (PyTorch's
+    channels-last average pools round their last C % 16 channels in a scalar loop when it
+    runs its AVX-512 code, C % 8 with AVX2, all of them without vector code; npquant
+    reproduces the AVX-512 split on every CPU, so elsewhere the channels between differ by
+    one code at most.)"""
     rng = np.random.default_rng(seed)
     checked = 0
     for _ in range(8):
@@ -81,8 +87,10 @@ def test_quantized_unary_ops_random_qparams(seed):
                     ours(q)
                 continue
             d = codes_diff(expect, ours(q))
-            if name in ("avgpool", "adaptive") and nhwc:
-                assert d.max() <= 1 and not d[:, : c // 16 * 16].any(), (name, pool, c)
+            if name in ("avgpool", "adaptive") and nhwc and TORCH_VECTOR_WIDTH != 16:
+                split = c // TORCH_VECTOR_WIDTH * TORCH_VECTOR_WIDTH if TORCH_VECTOR_WIDTH else 0
+                lo, hi = min(split, c // 16 * 16), max(split, c // 16 * 16)
+                assert d.max() <= 1 and not d[:, :lo].any() and not d[:, hi:].any(), (name, pool, c)
             else:
                 assert d.max() == 0, (name, pool, nhwc, c, int(d.sum()))
             checked += d.size

@@ -201,19 +201,20 @@ def test_quantized_cnn_integer_exact(conv_modules, seed, tmp_path):
 class NhwcZoo(nn.Module):
     """Quantized ops on conv outputs (stored NHWC, where npquant's pooling and cat round
     as PyTorch's channels-last kernels): BatchNorm, Hardswish, ceil-mode average pooling
-    without the padding in the count, cat along channels, mul, unequal adaptive bins."""
+    without the padding in the count (20 channels: PyTorch's vector and scalar channel
+    loops round differently), cat along channels, mul, unequal adaptive bins."""
 
     def __init__(self, rng):
         super().__init__()
         self.quant, self.dequant = nn.QuantStub(), nn.DeQuantStub()
-        self.conv1, self.bn, self.hs = nn.Conv2d(3, 8, 3, padding="same", rng=rng), nn.BatchNorm2d(8), nn.Hardswish()
-        self.bn.running_mean = rng.normal(0, 0.3, 8).astype(np.float32)
-        self.bn.running_var = rng.uniform(0.5, 2, 8).astype(np.float32)
+        self.conv1, self.bn, self.hs = nn.Conv2d(3, 20, 3, padding="same", rng=rng), nn.BatchNorm2d(20), nn.Hardswish()
+        self.bn.running_mean = rng.normal(0, 0.3, 20).astype(np.float32)
+        self.bn.running_var = rng.uniform(0.5, 2, 20).astype(np.float32)
         self.pool = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
-        self.conv2, self.relu = nn.Conv2d(8, 4, 1, rng=rng), nn.ReLU()
+        self.conv2, self.relu = nn.Conv2d(20, 4, 1, rng=rng), nn.ReLU()
         self.cat, self.mul = nn.FloatFunctional(), nn.FloatFunctional()
         self.gap = nn.AdaptiveAvgPool2d((3, 2))
-        self.flatten, self.fc = nn.Flatten(), nn.Linear(12 * 3 * 2, 5, rng=rng)
+        self.flatten, self.fc = nn.Flatten(), nn.Linear(24 * 3 * 2, 5, rng=rng)
 
     def forward(self, x):
         x = self.pool(self.hs(self.bn(self.conv1(self.quant(x)))))

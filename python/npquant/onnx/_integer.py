@@ -33,7 +33,7 @@ from ..nn.pooling import adaptive_output_hw
 from ..nn.quantized import dynamic as nnqd
 from ..nn.quantized._ops import dequant, reciprocal
 from ..nn.quantized.functional_modules import mul_multiplier
-from ..nn.quantized.pooling import adaptive_multipliers
+from ..nn.quantized.pooling import adaptive_multipliers, scalar_tail
 from ..qparams import requant_constants
 from ..qtensor import QTensor, quantize_per_tensor
 from ._errors import ExportError
@@ -276,24 +276,44 @@ def _window_sums(g, xq: QTensor, geom, out_hw: tuple, base: str) -> str:
                   kernel_shape=list(geom.k), strides=list(geom.s), pads=list(geom.p) + ends, group=c)
 
 
+def _fma_round(g, acc: str, inv: np.ndarray, zp: int, dtype, base: str) -> str:
+    """nearbyint(fmaf(acc, inv, zp)) as npquant's fma_round computes it: exact float64
+    product and sum, rounded once to float32."""
+    v = g.node("Mul", [g.cast(acc, np.float64, base), g.const(base + "_inv", inv.astype(np.float64))], base)
+    v = g.node("Add", [v, g.const(base + "_zp_float", np.float64(zp))], base)
+    return _round(g, g.cast(v, np.float32, base), 0, dtype, base)
+
+
 def _avg_pool(g, call, base):
-    """NHWC input: nearbyint(fl(acc * mult)) + zp; NCHW: nearbyint(fl(fl(acc * mult) + zp))."""
+    """NHWC input: nearbyint(fl(acc * mult)) + zp, and on PyTorch's scalar-loop channels
+    (the last C % 16) nearbyint(fmaf(acc, fl(1 / fl(1 / mult)), zp)); NCHW input:
+    nearbyint(fl(fl(acc * mult) + zp))."""
     xq, mod = quantized_input(call), call.module
-    h, w = xq.shape[2:]
+    c, (h, w) = xq.shape[1], xq.shape[2:]
     out_hw = mod.geometry.output_hw(h, w)
     mult, _ = mod.multipliers(h, w, xq.is_nhwc)
-    acc = g.cast(_window_sums(g, xq, mod.geometry, out_hw, base), np.float32, base)
-    v = g.node("Mul", [acc, g.const(base + "_multiplier", mult.reshape(1, 1, *out_hw))], base)
-    if xq.is_nhwc:
-        _output(g, call, v, base)
+    mult = mult.reshape(1, 1, *out_hw)
+    acc_int = _window_sums(g, xq, mod.geometry, out_hw, base)
+    v = g.node("Mul", [g.cast(acc_int, np.float32, base), g.const(base + "_multiplier", mult)], base)
+    zp = xq.q_zero_point()
+    if not xq.is_nhwc:
+        v = g.node("Add", [v, g.const(base + "_zp_float", np.float32(zp))], base)
+        g.bind(call.output, _round(g, v, 0, xq.dtype, base))
         return
-    v = g.node("Add", [v, g.const(base + "_zp_float", np.float32(xq.q_zero_point()))], base)
-    g.bind(call.output, _round(g, v, 0, xq.dtype, base))
+    out = _round(g, v, zp, xq.dtype, base)
+    tail = scalar_tail(c)
+    if tail.start < c:
+        one = np.float32(1)
+        scalar = _fma_round(g, acc_int, one / (one / mult), zp, xq.dtype, base + "_tail")
+        in_tail = np.zeros((1, c, 1, 1), bool)
+        in_tail[:, tail] = True
+        out = g.node("Where", [g.const(base + "_scalar_channels", in_tail), scalar, out], base)
+    g.bind(call.output, out)
 
 
 def _adaptive_pool(g, call, base):
-    """Sums over PyTorch's bins, then NHWC input: nearbyint(float(fl64(fl64(sum(q - zp) *
-    mult) + zp))); NCHW: nearbyint(fl(sum(q) * mult))."""
+    """Sums over PyTorch's bins, then NHWC input: nearbyint(fmaf(sum(q - zp), mult, zp));
+    NCHW: nearbyint(fl(sum(q) * mult))."""
     xq, mod = quantized_input(call), call.module
     h, w = xq.shape[2:]
     oh, ow = adaptive_output_hw(mod.output_size, h, w)
@@ -310,13 +330,10 @@ def _adaptive_pool(g, call, base):
 
     sums = adaptive_bins(g, x, mod, xq.shape, base, equal, lambda box: reduce(box, [2, 3], 1))
     if xq.is_nhwc:
-        v = g.node("Mul", [g.cast(sums, np.float64, base), g.const(base + "_multiplier", mult.astype(np.float64))],
-                   base)
-        v = g.node("Add", [v, g.const(base + "_zp_float", np.float64(xq.q_zero_point()))], base)
-        v = g.cast(v, np.float32, base)
+        g.bind(call.output, _fma_round(g, sums, mult, xq.q_zero_point(), xq.dtype, base))
     else:
         v = g.node("Mul", [g.cast(sums, np.float32, base), g.const(base + "_multiplier", mult)], base)
-    g.bind(call.output, _round(g, v, 0, xq.dtype, base))
+        g.bind(call.output, _round(g, v, 0, xq.dtype, base))
 
 
 # ------------------------------------------------------------------ the table

@@ -4,9 +4,14 @@ The output keeps the input's qparams and storage order. PyTorch has one
 kernel for contiguous NCHW and another for channels-last tensors, which round
 averages differently; npquant follows the one matching the storage order
 (quantized conv outputs are channels-last in both libraries). PyTorch's
-channels-last average pooling rounds its last C % 16 channels (those its
-vector loop leaves over) slightly differently; npquant applies the vector
-loop's rounding to every channel, so those can differ from PyTorch by one code.
+channels-last AvgPool2d runs a vector loop over whole groups of 16 channels
+(its AVX-512 build) and a scalar loop over the last C % 16, which rounds
+differently (one fused multiply-add with the zero point, at a multiplier
+rounded twice more); npquant reproduces both parts. Its results do not depend
+on the CPU: PyTorch's AVX2 build (groups of 8) and its builds without vector
+code round more channels the scalar way, so on those machines PyTorch's own
+codes can differ from npquant's (and from PyTorch's on AVX-512 machines) by one.
+(Channels-last AdaptiveAvgPool2d rounds the same way in both of its loops.)
 """
 
 from __future__ import annotations
@@ -31,6 +36,24 @@ def _spatial(x, name: str):
 
 def _hw(q: np.ndarray, axes) -> tuple:
     return q.shape[axes[0]], q.shape[axes[1]]
+
+
+# PyTorch's channels-last AvgPool2d: channels [0, C - C % 16) take the vector
+# loop's rounding, the rest the scalar loop's.
+TORCH_VECTOR_CHANNELS = 16
+
+
+def scalar_tail(c: int) -> slice:
+    """The channels PyTorch's channels-last AvgPool2d rounds in its scalar loop."""
+    return slice(c - c % TORCH_VECTOR_CHANNELS, c)
+
+
+def fma_round(acc: np.ndarray, inv: np.ndarray, zp: int, dtype) -> np.ndarray:
+    """clamp(nearbyint(fmaf(float(acc), inv, zp))): PyTorch's quantize_val / quantize_vec at
+    scale 1 / inv. The fma is exact in float64 (a float32 product fits), then rounded once
+    to float32."""
+    v = (acc.astype(np.float64) * inv.astype(np.float64) + zp).astype(np.float32)
+    return np.clip(np.rint(v), dtype.qmin, dtype.qmax).astype(dtype.storage)
 
 
 def _grid(a: np.ndarray, axes, ndim: int) -> np.ndarray:
@@ -77,8 +100,10 @@ class AvgPool2d(Module):
         acc = self.geometry.window_sum_int(q, axes)
         acc = acc - _grid(size, axes, q.ndim) * zp
         mult = _grid(mult, axes, q.ndim)
-        if nhwc:  # channels-last kernel: requantize_from_int with fl(1 / divisor)
+        if nhwc:  # channels-last kernel: requantize_from_int with fl(1 / divisor) ...
             out = requant_int(acc, mult, zp, x.dtype)
+            tail = scalar_tail(out.shape[-1])  # ... and quantize_val at scale fl(1 / mult)
+            out[..., tail] = fma_round(acc[..., tail], np.float32(1) / (np.float32(1) / mult), zp, x.dtype)
         else:     # NCHW kernel: nearbyint(fl(sum * fl(1.0 / divisor)) + zp)
             v = acc.astype(np.float32) * mult + np.float32(zp)
             out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
@@ -123,10 +148,8 @@ class AdaptiveAvgPool2d(Module):
         size = _grid(np.outer(kh, kw), axes, q.ndim)
         mult = _grid(adaptive_multipliers(kh, kw, nhwc), axes, q.ndim)
         zp = x.q_zero_point()
-        if nhwc:  # nearbyint(fmaf(sum - zp * size, mult, zp)); the fma is exact in float64
-            # (a float32 product fits), then rounded once to float32
-            v = ((sums - size * zp).astype(np.float64) * mult.astype(np.float64) + zp).astype(np.float32)
-            out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
+        if nhwc:  # nearbyint(fmaf(sum - zp * size, mult, zp))
+            out = fma_round(sums - size * zp, mult, zp, x.dtype)
         else:     # NCHW kernel: nearbyint(sum of codes * mult); stays in range
             out = np.rint(sums.astype(np.float32) * mult).astype(x.dtype.storage)
         return wrap(out, x.q_scale(), zp, x.dtype, nhwc)
