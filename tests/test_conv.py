@@ -119,6 +119,47 @@ def test_every_path_bit_exact_with_reference(isa):
     assert expected <= set(paths), paths
 
 
+def edge_configs(rng):
+    """Convs with 1..3 input channels per group (kernels 1/3/5/7, strides, padding,
+    dilation, groups; the gathered path's short runs) and depthwise convs with every
+    channel count 1..65 (two 32-channel blocks and one more), odd and even kernels."""
+    for cg in (1, 2, 3):
+        for k in (1, 3, 5, 7):
+            for groups in (1, 2):
+                kw = k if rng.random() < 0.7 else int(rng.choice([1, 3, 5, 7]))
+                stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+                dil = tuple(int(v) for v in rng.choice([1, 1, 2], 2))
+                pad = tuple(int(v) for v in rng.integers(0, 4, 4))
+                h = max(int(rng.integers(1, 24)), dil[0] * (k - 1) + 1 - pad[0] - pad[2])
+                w = max(int(rng.integers(1, 24)), dil[1] * (kw - 1) + 1 - pad[1] - pad[3])
+                cout = groups * (20 if groups > 1 else int(rng.choice([1, 16, 17, 33])))
+                yield dict(n=int(rng.integers(1, 3)), h=h, w=w, cin=cg * groups, cout=cout, groups=groups,
+                           k=(k, kw), stride=stride, pad=pad, dil=dil)
+    for ch in range(1, 66):
+        kh, kw = (int(v) for v in rng.choice([1, 2, 3, 3, 4, 5, 7], 2))
+        stride = tuple(int(v) for v in rng.integers(1, 3, 2))
+        dil = tuple(int(v) for v in rng.choice([1, 1, 2], 2))
+        pad = (kh // 2, kw // 2, kh // 2, kw // 2)
+        h = max(int(rng.integers(1, 12)), dil[0] * (kh - 1) + 1 - 2 * (kh // 2))
+        w = max(int(rng.integers(1, 24)), dil[1] * (kw - 1) + 1 - 2 * (kw // 2))
+        yield dict(n=1, h=h, w=w, cin=ch, cout=ch * int(rng.choice([1, 1, 2])), groups=ch, k=(kh, kw),
+                   stride=stride, pad=pad, dil=dil)
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_small_channel_and_depthwise_edges_bit_exact(isa):
+    rng = np.random.default_rng(2000 + RUNNABLE_ISAS.index(isa))
+    paths = set()
+    for c in edge_configs(rng):
+        x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+        ref = reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)
+        p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"], isa=isa)
+        y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+        paths.add(p.path)
+        assert np.array_equal(y, ref), (isa, p.path, p.kernel, c, np.count_nonzero(y != ref))
+    assert {"gather", "dwconv"} <= paths, paths
+
+
 @pytest.mark.parametrize("isa", RUNNABLE_ISAS)
 def test_dispatch_under_npquant_isa(isa):
     """NPQUANT_ISA=<isa> in a fresh process: the default conv kernels are that ISA's,

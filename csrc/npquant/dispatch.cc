@@ -84,8 +84,8 @@ std::vector<DwconvKernel> make_dwconv_table() {
   t.push_back({"qu8_dwconv_1c1__scalar", Isa::scalar, 1, 1, 1, 1, qu8_dwconv_1c1__scalar_pack,
                qu8_dwconv_1c1__scalar_transform, qu8_dwconv_1c1__scalar_row});
 #if defined(NPQ_BUILT_AVX2)
-  t.push_back({"qu8_dwconv_16c2__avx2", Isa::avx2, 16, 2, 4, 4, qu8_dwconv_16c2__avx2_pack,
-               qu8_dwconv_16c2__avx2_transform, qu8_dwconv_16c2__avx2_row});
+  t.push_back({"qu8_dwconv_32c2__avx2", Isa::avx2, 32, 2, 2, 4, qu8_dwconv_32c2__avx2_pack,
+               qu8_dwconv_32c2__avx2_transform, qu8_dwconv_32c2__avx2_row});
 #endif
 #if defined(NPQ_BUILT_AVX512VNNI)
   t.push_back({"qu8_dwconv_32c4__avx512vnni", Isa::avx512vnni, 32, 4, 4, 4,

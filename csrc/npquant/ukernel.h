@@ -103,7 +103,7 @@ NPQ_DECLARE_QIGEMM(qu8_igemm_6x64c4__avx512vnni)
                   int32_t, uint8_t*, size_t, const RequantEpilogue*);
 
 NPQ_DECLARE_DWCONV(qu8_dwconv_1c1__scalar)
-NPQ_DECLARE_DWCONV(qu8_dwconv_16c2__avx2)
+NPQ_DECLARE_DWCONV(qu8_dwconv_32c2__avx2)
 NPQ_DECLARE_DWCONV(qu8_dwconv_32c4__avx512vnni)
 
 bool f32_minmax__scalar(size_t, const float*, float*, float*);

@@ -160,6 +160,57 @@ Case edge_case(Rng& rng) {
   return c;
 }
 
+// Depthwise geometries for the dwconv kernels' edges: every channel count 1..65
+// (two 32-channel blocks and one more), kernel rows and columns of 1..7 taps
+// (odd and even: the AVX2 kernel pairs the lone last taps of two rows).
+Case depthwise_case(Rng& rng, size_t channels) {
+  static const size_t ks[] = {1, 2, 3, 3, 3, 4, 5, 5, 7};
+  npq::ConvGeometry g{};
+  g.groups = g.in_c = channels;
+  g.out_c = channels * (rng.range(0, 5) == 0 ? 2 : 1);
+  g.kh = pick(rng, ks);
+  g.kw = rng.coin() ? g.kh : pick(rng, ks);
+  g.stride_h = static_cast<size_t>(rng.range(1, 2));
+  g.stride_w = static_cast<size_t>(rng.range(1, 2));
+  g.dil_h = rng.range(0, 3) == 0 ? 2 : 1;
+  g.dil_w = rng.range(0, 3) == 0 ? 2 : 1;
+  g.pad_top = g.pad_bottom = g.kh / 2;
+  g.pad_left = g.pad_right = g.kw / 2;
+  if (rng.range(0, 3) == 0) g.pad_right = static_cast<size_t>(rng.range(0, 3));
+  Case c{g, 1, static_cast<size_t>(rng.range(1, 12)), static_cast<size_t>(rng.range(1, 21))};
+  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
+  if (c.h + g.pad_top + g.pad_bottom < span_h) c.h = span_h - g.pad_top - g.pad_bottom;
+  if (c.w + g.pad_left + g.pad_right < span_w) c.w = span_w - g.pad_left - g.pad_right;
+  return c;
+}
+
+// Convolutions with 1..3 input channels per group (the gathered path's short
+// runs): kernels 1, 3, 5, 7, strides, padding, dilation, and groups.
+Case small_channel_case(Rng& rng) {
+  static const size_t ks[] = {1, 3, 5, 7};
+  static const size_t outs[] = {1, 8, 16, 17, 33};
+  npq::ConvGeometry g{};
+  g.groups = rng.range(0, 3) == 0 ? 2 : 1;
+  g.in_c = g.groups * static_cast<size_t>(rng.range(1, 3));
+  g.out_c = g.groups * (g.groups > 1 ? 20 : pick(rng, outs));  // 20 per group: not depthwise
+  g.kh = pick(rng, ks);
+  g.kw = rng.coin() ? g.kh : pick(rng, ks);
+  g.stride_h = static_cast<size_t>(rng.range(1, 3));
+  g.stride_w = static_cast<size_t>(rng.range(1, 3));
+  g.dil_h = rng.range(0, 3) == 0 ? 2 : 1;
+  g.dil_w = rng.range(0, 3) == 0 ? 2 : 1;
+  g.pad_top = static_cast<size_t>(rng.range(0, 3));
+  g.pad_left = static_cast<size_t>(rng.range(0, 3));
+  g.pad_bottom = static_cast<size_t>(rng.range(0, 3));
+  g.pad_right = static_cast<size_t>(rng.range(0, 3));
+  Case c{g, static_cast<size_t>(rng.range(1, 2)), static_cast<size_t>(rng.range(1, 20)),
+         static_cast<size_t>(rng.range(1, 20))};
+  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
+  if (c.h + g.pad_top + g.pad_bottom < span_h) c.h = span_h - g.pad_top - g.pad_bottom;
+  if (c.w + g.pad_left + g.pad_right < span_w) c.w = span_w - g.pad_left - g.pad_right;
+  return c;
+}
+
 }  // namespace
 
 void test_conv(Tally& t) {
@@ -174,6 +225,9 @@ void test_conv(Tally& t) {
       run_case(k, true, c, rng, t);
       if (k.igemm.requant) run_case(k, false, c, rng, t);  // the gathered path too
     }
+    for (size_t ch = 1; ch <= 65; ++ch)
+      for (int i = 0; i < 3; ++i) run_case(k, true, depthwise_case(rng, ch), rng, t);
+    for (int i = 0; i < 150; ++i) run_case(k, true, small_channel_case(rng), rng, t);
   }
 }
 

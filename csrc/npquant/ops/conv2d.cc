@@ -14,6 +14,7 @@ namespace {
 
 constexpr size_t kMaxMultiplier = 16;  // depthwise channel multipliers the dwconv path takes
 constexpr size_t kMaxIndirectionBytes = 8 << 20;  // larger tables are not cached
+constexpr size_t kGatherSlack = 16;  // short gathered runs are copied as 16-byte moves
 
 // Indirection entries are byte offsets from the first pixel of an image's
 // group (the kernels add that address); kPad marks padding, which reads the
@@ -32,6 +33,23 @@ bool is_depthwise(const ConvGeometry& g) {
 bool is_pointwise(const ConvGeometry& g) {
   return g.groups == 1 && g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 &&
          g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+}
+
+// dst[0, n) = src[0, n) for the short copies of the gathered path, without a
+// library call: two overlapping fixed-size moves cover any n in [k, 2k].
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, size_t n) {
+  auto two = [&](auto word) {
+    decltype(word) a, b;
+    std::memcpy(&a, src, sizeof(a));
+    std::memcpy(&b, src + n - sizeof(b), sizeof(b));
+    std::memcpy(dst, &a, sizeof(a));
+    std::memcpy(dst + n - sizeof(b), &b, sizeof(b));
+  };
+  if (n > 16) std::memcpy(dst, src, n);
+  else if (n >= 8) two(uint64_t{});
+  else if (n >= 4) two(uint32_t{});
+  else if (n >= 2) two(uint16_t{});
+  else if (n == 1) *dst = *src;
 }
 
 // A grow-only per-thread scratch buffer (64-byte aligned).
@@ -252,26 +270,27 @@ struct ConvRunner {
     const size_t nb = std::min(og, round_up(std::max<size_t>(64, (256 * 1024) / kp), 64));
     // The zero-point row: padding reads it (at least kc readable bytes).
     std::vector<uint8_t> zero(round_up(g.in_c, 64) + 64, static_cast<uint8_t>(a.xz));
-    const std::shared_ptr<const PackedConv2d::Indirection> cached = cached_indirection(mr);
+    const std::shared_ptr<const PackedConv2d::Indirection> cached =
+        igemm ? cached_indirection(mr) : nullptr;
     const size_t tasks = a.batch * strips * g.groups;
     for_tasks(tasks, [&](size_t task) {
       const size_t grp = task % g.groups, s = (task / g.groups) % strips;
       const size_t n = task / (g.groups * strips);
       const size_t m0 = s * mb, rows = std::min(mb, m_img - m0);
       const size_t tiles = (rows + mr - 1) / mr, t0 = m0 / mr;
-      const size_t* ind;
       thread_local Scratch ind_buf, a_buf;
-      if (cached) {
-        ind = cached->entries.data() + t0 * ks * mr;
-      } else {
-        size_t* built = reinterpret_cast<size_t*>(ind_buf.get(tiles * ks * mr * sizeof(size_t)));
-        build_indirection(t0, t0 + tiles, mr, built);
-        ind = built;
-      }
       const uint8_t* base = a.x + n * a.h * a.w * g.in_c + grp * cg;
       uint8_t* y0 = a.y + (n * m_img + m0) * g.out_c + grp * og;
       const PackedWeights& w = p.grp_[grp];
       if (igemm) {
+        const size_t* ind;
+        if (cached) {
+          ind = cached->entries.data() + t0 * ks * mr;
+        } else {
+          size_t* built = reinterpret_cast<size_t*>(ind_buf.get(tiles * ks * mr * sizeof(size_t)));
+          build_indirection(t0, t0 + tiles, mr, built);
+          ind = built;
+        }
         for (size_t n0 = 0; n0 < og; n0 += nb) {
           const RequantEpilogue e = ep.at(grp * og + n0, a);
           for (size_t t = 0; t < tiles; ++t)
@@ -281,17 +300,8 @@ struct ConvRunner {
         }
         return;
       }
-      // Gather the strip's rows (kp bytes each; the tail past ks*cg stays zero).
-      uint8_t* abuf = a_buf.get(mb * kp);
-      for (size_t r = 0; r < rows; ++r) {
-        uint8_t* dst = abuf + r * kp;
-        const size_t* tp = ind + (r / mr) * ks * mr + r % mr;
-        for (size_t tap = 0; tap < ks; ++tap, dst += cg) {
-          const size_t e = tp[tap * mr];
-          std::memcpy(dst, e == kPad ? zero.data() : base + e, cg);
-        }
-        std::memset(dst, 0, kp - ks * cg);
-      }
+      uint8_t* abuf = a_buf.get(mb * kp + kGatherSlack);
+      gather_strip(m0, rows, kp, base, zero.data(), abuf);
       int32_t zps[64];
       std::fill(zps, zps + 64, a.xz);
       for (size_t n0 = 0; n0 < og; n0 += nb) {
@@ -302,6 +312,62 @@ struct ConvRunner {
                             y0 + t * mr * g.out_c + n0, g.out_c, &e);
       }
     });
+  }
+
+  // The gathered path's A rows for output pixels [m0, m0 + rows) of one image:
+  // row r (kp bytes) is the concatenation over taps (ky, kx) of the cg bytes the
+  // tap reads (zero points for padding), then zeros up to kp. Positions are
+  // computed here rather than read from the indirection table (8 bytes per tap).
+  // With one group and no horizontal dilation, the kw taps of a kernel row are
+  // adjacent pixels: an in-bounds kernel row is one run of kw*cg bytes. With few
+  // channels (a 1-channel 3x3 conv has 1-byte taps) the copies are most of the
+  // cost, so short runs are copied as one kGatherSlack-byte move when the input
+  // has the bytes: the excess lands where the next run, the zero tail or the
+  // next row is written later (abuf has kGatherSlack bytes past the last row).
+  void gather_strip(size_t m0, size_t rows, size_t kp, const uint8_t* base, const uint8_t* zero,
+                    uint8_t* abuf) const {
+    static const uint8_t zeros[kGatherSlack] = {};
+    // Locals, not members: every byte store may alias g and a, so the compiler
+    // would reload members after each one (it did: 25 instructions per run).
+    const size_t kh = g.kh, kw = g.kw, sh = g.stride_h, sw = g.stride_w, dh = g.dil_h;
+    const size_t dw = g.dil_w, pt = g.pad_top, pl = g.pad_left, h = a.h, w = a.w, c = g.in_c;
+    const size_t cg = c / g.groups, run = kw * cg, tail = kp - kh * kw * cg;
+    const size_t span = (kw - 1) * dw, row_bytes = w * c, out_w = ow;
+    const bool runs = g.groups == 1 && dw == 1, short_runs = run <= kGatherSlack;
+    const uint8_t* end = a.x + a.batch * h * row_bytes;  // the input ends here
+    size_t oy = m0 / out_w, ox = m0 % out_w;
+    for (size_t r = 0; r < rows; ++r) {
+      uint8_t* dst = abuf + r * kp;
+      // Unsigned wrap-around: positions left of / above the image become huge.
+      const size_t ix0 = ox * sw - pl;
+      const bool cols_in = runs && ix0 < w && ix0 + span < w;
+      for (size_t ky = 0; ky < kh; ++ky) {
+        const size_t iy = oy * sh + ky * dh - pt;
+        const uint8_t* row = base + iy * row_bytes;
+        if (iy < h && cols_in) {
+          const uint8_t* src = row + ix0 * c;
+          if (short_runs && end - src >= static_cast<ptrdiff_t>(kGatherSlack))
+            std::memcpy(dst, src, kGatherSlack);
+          else
+            copy_bytes(dst, src, run);
+          dst += run;
+          continue;
+        }
+        for (size_t kx = 0; kx < kw; ++kx, dst += cg) {
+          const size_t ix = ix0 + kx * dw;
+          copy_bytes(dst, iy < h && ix < w ? row + ix * c : zero, cg);
+        }
+      }
+      if (tail <= kGatherSlack) {
+        std::memcpy(dst, zeros, kGatherSlack);
+      } else {
+        std::memset(dst, 0, tail);
+      }
+      if (++ox == out_w) {
+        ox = 0;
+        ++oy;
+      }
+    }
   }
 
   // Depthwise: tasks over (image, band of output rows). Each task keeps the
