@@ -45,6 +45,9 @@ _NAMESPACES = ("nn", "nn.intrinsic", "nn.quantized", "nn.quantized.dynamic", "mo
 # has its own manifest entries, and qconfig (prepare-time configuration, not
 # model state).
 _NOT_SAVED = frozenset({"qconfig"})
+# Attributes named _cache_* hold values a module derives from its other state
+# (constants kept between calls): never written, rebuilt on first use.
+_CACHE_PREFIX = "_cache_"
 
 
 def _machinery() -> frozenset:
@@ -216,7 +219,7 @@ class _Writer:
                 raise ModelFileError(f"cannot save {where}: it has forward hooks ({name}), which are "
                                      "functions; a prepare()d model's observers are: convert() it first, "
                                      "or remove your hooks")
-            if name in machinery or name in _NOT_SAVED:
+            if name in machinery or name in _NOT_SAVED or name.startswith(_CACHE_PREFIX):
                 continue
             if _is_packed(v) or id(v) in derived:
                 continue

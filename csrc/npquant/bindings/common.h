@@ -88,5 +88,7 @@ inline void check_zp(int32_t z, const char* what) {
 
 // Registers the conv classes and functions (bindings/conv.cc).
 void register_conv(py::module_& m, py::module_& reference);
+// Registers the pooling functions (bindings/pool.cc).
+void register_pool(py::module_& m);
 
 }  // namespace npq_bind

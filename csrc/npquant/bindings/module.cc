@@ -339,4 +339,5 @@ PYBIND11_MODULE(_C, m) {
           py::arg("qmin") = 0, py::arg("qmax") = 255);
 
   npq_bind::register_conv(m, ref);
+  npq_bind::register_pool(m);
 }

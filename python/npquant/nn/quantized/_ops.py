@@ -46,11 +46,11 @@ class OutputQParams:
     def _output_qparams(self):
         """(scale as float32, zero_point, scale as a Python float for the output QTensor)."""
         key = (self.scale, self.zero_point)
-        if self.__dict__.get("_qparams_key") != key:
+        cached = self.__dict__.get("_cache_qparams")
+        if cached is None or cached[0] != key:
             scale = np.float32(_check_scale(self.scale))
-            self._qparams = (scale, _check_zp(self.zero_point, quint8), float(scale))
-            self._qparams_key = key
-        return self._qparams
+            cached = self._cache_qparams = (key, (scale, _check_zp(self.zero_point, quint8), float(scale)))
+        return cached[1]
 
 
 def storage(x: QTensor):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import _C
 from .._pool import Geometry, adaptive_sums
 from ..module import Module
 from ..pooling import adaptive_output_hw
@@ -75,6 +76,15 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         x, q, axes, nhwc = _spatial(x, "MaxPool2d")
+        if nhwc:  # quantized conv outputs: the native loop
+            g = self.geometry
+            out = _C.max_pool2d_nhwc(np.ascontiguousarray(q), g.output_hw(*_hw(q, axes)), g.k, g.s, g.p, g.d)
+            return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
+        return self._forward_numpy(x)
+
+    def _forward_numpy(self, x):
+        """The NumPy implementation (any storage order): NCHW input, and the tests' oracle."""
+        x, q, axes, nhwc = _spatial(x, "MaxPool2d")
         out = self.geometry.window_max(q, axes, x.dtype.qmin)
         return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
 
@@ -93,6 +103,27 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, x):
+        x, q, axes, nhwc = _spatial(x, "AvgPool2d")
+        if not nhwc:
+            return self._forward_numpy(x)
+        # Quantized conv outputs: the native loop, with this module's constants for
+        # this input size (kept between calls: they cost more than the pooling).
+        h, w = _hw(q, axes)
+        key = (h, w, self.geometry.k, self.geometry.s, self.geometry.p, self.geometry.ceil_mode,
+               self.count_include_pad, self.divisor_override)
+        cached = self.__dict__.get("_cache_constants")
+        if cached is None or cached[0] != key:
+            mult, size = self.multipliers(h, w, nhwc)
+            inv = np.float32(1) / (np.float32(1) / mult)
+            cached = self._cache_constants = (key, (mult, inv, size.astype(np.int32)))
+        mult, inv, size = cached[1]
+        g = self.geometry
+        out = _C.avg_pool2d_nhwc(np.ascontiguousarray(q), mult.shape, g.k, g.s, g.p, mult, inv, size,
+                                 x.q_zero_point(), scalar_tail(q.shape[-1]).start)
+        return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
+
+    def _forward_numpy(self, x):
+        """The NumPy implementation (any storage order): NCHW input, and the tests' oracle."""
         x, q, axes, nhwc = _spatial(x, "AvgPool2d")
         h, w = _hw(q, axes)
         mult, size = self.multipliers(h, w, nhwc)

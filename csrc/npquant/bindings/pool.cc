@@ -1,0 +1,119 @@
+// Pooling bindings: quantized max / average pooling on NHWC codes. The Python
+// layer (nn/quantized/pooling.py) computes the geometry and the per-position
+// constants; this layer checks them against the arrays and releases the GIL.
+#include <pybind11/stl.h>
+
+#include <string>
+#include <tuple>
+
+#include "../ops/pool2d.h"
+#include "common.h"
+
+namespace npq_bind {
+
+namespace {
+
+using Pair = std::tuple<long, long>;
+
+size_t at_least(long v, long lo, const char* what) {
+  if (v < lo)
+    throw ValueError(std::string(what) + " must be >= " + std::to_string(lo) + ", got " +
+                     std::to_string(v));
+  return static_cast<size_t>(v);
+}
+
+npq::Pool2dGeometry geometry(const py::array& x, Pair out_hw, Pair kernel, Pair stride,
+                             Pair padding, Pair dilation) {
+  npq::Pool2dGeometry g{};
+  g.batch = x.shape(0);
+  g.h = x.shape(1);
+  g.w = x.shape(2);
+  g.c = x.shape(3);
+  g.oh = at_least(std::get<0>(out_hw), 1, "output height");
+  g.ow = at_least(std::get<1>(out_hw), 1, "output width");
+  g.kh = at_least(std::get<0>(kernel), 1, "kernel height");
+  g.kw = at_least(std::get<1>(kernel), 1, "kernel width");
+  g.stride_h = at_least(std::get<0>(stride), 1, "stride");
+  g.stride_w = at_least(std::get<1>(stride), 1, "stride");
+  g.pad_h = at_least(std::get<0>(padding), 0, "padding");
+  g.pad_w = at_least(std::get<1>(padding), 0, "padding");
+  g.dil_h = at_least(std::get<0>(dilation), 1, "dilation");
+  g.dil_w = at_least(std::get<1>(dilation), 1, "dilation");
+  if (g.h == 0 || g.w == 0) throw ValueError("pooling needs a non-empty spatial input");
+  // Every window must start inside the input or its leading padding.
+  if ((g.oh - 1) * g.stride_h >= g.h + g.pad_h || (g.ow - 1) * g.stride_w >= g.w + g.pad_w)
+    throw ValueError("output size too large for the input, stride and padding");
+  return g;
+}
+
+template <class T>
+py::array_t<T> max_pool(const py::array& x_obj, Pair out_hw, Pair kernel, Pair stride,
+                        Pair padding, Pair dilation) {
+  auto x = checked<T>(x_obj, "input (NHWC codes)", 4);
+  const npq::Pool2dGeometry g = geometry(x, out_hw, kernel, stride, padding, dilation);
+  py::array_t<T> y({g.batch, g.oh, g.ow, g.c});
+  const T* xd = x.data();
+  T* yd = y.mutable_data();
+  py::gil_scoped_release nogil;
+  npq::max_pool2d_nhwc<T>(g, xd, yd);
+  return y;
+}
+
+template <class T>
+py::array_t<T> avg_pool(const py::array& x_obj, Pair out_hw, Pair kernel, Pair stride,
+                        Pair padding, const py::handle& mult_obj, const py::handle& inv_obj,
+                        const py::handle& size_obj, int32_t zp, long vector_channels) {
+  auto x = checked<T>(x_obj, "input (NHWC codes)", 4);
+  const npq::Pool2dGeometry g = geometry(x, out_hw, kernel, stride, padding, Pair{1, 1});
+  auto mult = checked<float>(mult_obj, "multipliers", 2);
+  auto inv = checked<float>(inv_obj, "scalar-loop multipliers", 2);
+  auto size = checked<int32_t>(size_obj, "window sizes", 2);
+  for (const py::array* a : {static_cast<const py::array*>(&mult), static_cast<const py::array*>(&inv),
+                             static_cast<const py::array*>(&size)})
+    if (static_cast<size_t>(a->shape(0)) != g.oh || static_cast<size_t>(a->shape(1)) != g.ow)
+      throw ValueError("per-position arrays must have the output's (height, width)");
+  const int32_t qmin = std::is_signed<T>::value ? -128 : 0, qmax = std::is_signed<T>::value ? 127 : 255;
+  if (zp < qmin || zp > qmax) throw ValueError("zero_point out of the dtype's range");
+  const npq::AvgPool2dArgs a{mult.data(), inv.data(), size.data(), zp, qmin, qmax,
+                             at_least(vector_channels, 0, "vector_channels")};
+  py::array_t<T> y({g.batch, g.oh, g.ow, g.c});
+  const T* xd = x.data();
+  T* yd = y.mutable_data();
+  py::gil_scoped_release nogil;
+  npq::avg_pool2d_nhwc<T>(g, a, xd, yd);
+  return y;
+}
+
+// The function for the input's dtype (uint8 or int8 codes).
+template <class U, class S>
+py::object by_dtype(const py::array& x, const U& u8, const S& s8) {
+  if (py::isinstance<py::array_t<uint8_t>>(x)) return u8();
+  if (py::isinstance<py::array_t<int8_t>>(x)) return s8();
+  throw py::type_error("pooling input must be a uint8 or int8 array, got " +
+                       std::string(py::str(x.dtype())));
+}
+
+}  // namespace
+
+void register_pool(py::module_& m) {
+  m.def("max_pool2d_nhwc",
+        [](const py::array& x, Pair out_hw, Pair k, Pair s, Pair p, Pair d) {
+          return by_dtype(x, [&] { return py::object(max_pool<uint8_t>(x, out_hw, k, s, p, d)); },
+                          [&] { return py::object(max_pool<int8_t>(x, out_hw, k, s, p, d)); });
+        },
+        py::arg("x"), py::arg("out_hw"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), "Max pooling of NHWC uint8/int8 codes.");
+  m.def("avg_pool2d_nhwc",
+        [](const py::array& x, Pair out_hw, Pair k, Pair s, Pair p, const py::handle& mult,
+           const py::handle& inv, const py::handle& size, int32_t zp, long vc) {
+          return by_dtype(
+              x, [&] { return py::object(avg_pool<uint8_t>(x, out_hw, k, s, p, mult, inv, size, zp, vc)); },
+              [&] { return py::object(avg_pool<int8_t>(x, out_hw, k, s, p, mult, inv, size, zp, vc)); });
+        },
+        py::arg("x"), py::arg("out_hw"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+        py::arg("mult"), py::arg("inv"), py::arg("size"), py::arg("zero_point"),
+        py::arg("vector_channels"),
+        "Average pooling of NHWC uint8/int8 codes with per-position constants.");
+}
+
+}  // namespace npq_bind
