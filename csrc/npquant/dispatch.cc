@@ -76,6 +76,14 @@ std::vector<QIGemmKernel> make_igemm_table() {
   t.push_back({"qu8_igemm_6x64c4__avx512vnni", Isa::avx512vnni, 6, {16, 4, 4},
                qu8_igemm_6x64c4__avx512vnni_requant});
 #endif
+#if defined(NPQ_BUILT_NEONDOT)
+  t.push_back({"qu8_igemm_4x16c4__neondot", Isa::neondot, 4, {16, 4, 4},
+               qu8_igemm_4x16c4__neondot_requant});
+#endif
+#if defined(NPQ_BUILT_NEONI8MM)
+  t.push_back({"qu8_igemm_4x16c8__neoni8mm", Isa::neoni8mm, 4, {16, 8, 8},
+               qu8_igemm_4x16c8__neoni8mm_requant});
+#endif
   return t;
 }
 
@@ -91,6 +99,16 @@ std::vector<DwconvKernel> make_dwconv_table() {
   t.push_back({"qu8_dwconv_32c4__avx512vnni", Isa::avx512vnni, 32, 4, 4, 4,
                qu8_dwconv_32c4__avx512vnni_pack, qu8_dwconv_32c4__avx512vnni_transform,
                qu8_dwconv_32c4__avx512vnni_row});
+#endif
+#if defined(NPQ_BUILT_NEON)
+  t.push_back({"qu8_dwconv_16c2__neon", Isa::neon, 16, 2, 2, 2, qu8_dwconv_16c2__neon_pack,
+               qu8_dwconv_16c2__neon_transform, qu8_dwconv_16c2__neon_row});
+#endif
+#if defined(NPQ_BUILT_NEONDOT)
+  // Also neoni8mm's: USDOT would save the s8 shift but is no faster than SDOT.
+  t.push_back({"qu8_dwconv_16c4__neondot", Isa::neondot, 16, 4, 4, 4,
+               qu8_dwconv_16c4__neondot_pack, qu8_dwconv_16c4__neondot_transform,
+               qu8_dwconv_16c4__neondot_row});
 #endif
   return t;
 }

@@ -117,6 +117,10 @@ void f32_qu8_quantize__avx512vnni(size_t, const float*, float, int32_t, uint8_t*
 NPQ_DECLARE_QGEMM(qu8_gemm_4x4c8__neon)
 NPQ_DECLARE_QGEMM(qu8_gemm_4x16c4__neondot)
 NPQ_DECLARE_QGEMM(qu8_gemm_4x16c8__neoni8mm)
+NPQ_DECLARE_QIGEMM(qu8_igemm_4x16c4__neondot)
+NPQ_DECLARE_QIGEMM(qu8_igemm_4x16c8__neoni8mm)
+NPQ_DECLARE_DWCONV(qu8_dwconv_16c2__neon)
+NPQ_DECLARE_DWCONV(qu8_dwconv_16c4__neondot)
 bool f32_minmax__neon(size_t, const float*, float*, float*);
 void f32_qu8_quantize__neon(size_t, const float*, float, int32_t, uint8_t*);
 

@@ -1,5 +1,6 @@
-// Every GEMM and quantize kernel this CPU can run, against the oracle
-// (npq::ref), bit for bit, on the edge grid of DESIGN.md:
+// Every GEMM, quantize, depthwise and indirect-GEMM kernel this CPU can run,
+// against the oracle (npq::ref), bit for bit, on the edge grid of DESIGN.md
+// (the conv kernels on their own grid: see test_dwconv_kernel, test_igemm_kernel):
 //   m 1..MR, n 1..2NR+1, k in {1, KR-1, KR, KR+1, primes, 4096},
 //   activation zero points 0/128/255 (per row for the dynamic epilogue),
 //   weights holding -128 and 127, clamps that bind, ties of round-half-even,
@@ -28,6 +29,7 @@
 
 #include "npquant/cpu.h"
 #include "npquant/dispatch.h"
+#include "npquant/ops/conv2d.h"
 #include "npquant/ops/pack.h"
 #include "npquant/qmath.h"
 #include "npquant/reference/reference.h"
@@ -38,18 +40,16 @@ using npq::Isa;
 
 struct Tally {
   size_t passed = 0, failed = 0;
+  void add(bool ok) { ++(ok ? passed : failed); }
 };
-std::map<std::string, Tally> g_tally;  // per ISA
-size_t g_reported = 0;                 // failures printed so far
+std::map<std::string, Tally> g_tally;         // per ISA
+std::map<std::string, Tally> g_kernel_tally;  // per kernel
+size_t g_reported = 0;                        // failures printed so far
 
-void record(Isa isa, bool ok, const std::string& what) {
-  Tally& t = g_tally[npq::isa_name(isa)];
-  if (ok) {
-    ++t.passed;
-    return;
-  }
-  ++t.failed;
-  if (g_reported++ < 20) std::printf("FAIL %s\n", what.c_str());
+void record(Isa isa, const char* kernel, bool ok, const std::string& what) {
+  g_tally[npq::isa_name(isa)].add(ok);
+  g_kernel_tally[kernel].add(ok);
+  if (!ok && g_reported++ < 20) std::printf("FAIL %s\n", what.c_str());
 }
 
 // `bytes` usable bytes that end exactly where a PROT_NONE page begins.
@@ -230,9 +230,9 @@ void test_gemm_kernel(const npq::QGemmKernel& kern, bool quick) {
           const Shape s{m, n, k, static_cast<int>(idx % 3), a_zp};
           GemmCase gc(kern, s);
           const int config = static_cast<int>((idx / 3) % 3);
-          record(kern.isa, gc.requant(config, zps[(idx + 1) % 3]),
+          record(kern.isa, kern.name, gc.requant(config, zps[(idx + 1) % 3]),
                  describe(kern, s, ("requant config " + std::to_string(config)).c_str()));
-          record(kern.isa, gc.dequant(), describe(kern, s, "dequant"));
+          record(kern.isa, kern.name, gc.dequant(), describe(kern, s, "dequant"));
           ++idx;
         }
 }
@@ -262,7 +262,7 @@ void test_quantize_kernel(const npq::QuantizeKernel& qk) {
     float lo, hi, rlo, rhi;
     const bool ok = qk.minmax(n, x, &lo, &hi);
     npq::ref::minmax(n, x, &rlo, &rhi);
-    record(qk.isa, ok && lo == rlo && hi == rhi, std::string(qk.name) + " minmax n=" +
+    record(qk.isa, qk.name, ok && lo == rlo && hi == rhi, std::string(qk.name) + " minmax n=" +
                                                      std::to_string(n));
     if (n > 40) continue;
     const float bad[] = {std::nanf(""), INFINITY, -INFINITY};
@@ -270,7 +270,7 @@ void test_quantize_kernel(const npq::QuantizeKernel& qk) {
       for (size_t p = 0; p < n; ++p) {
         const float keep = x[p];
         x[p] = b;
-        record(qk.isa, !qk.minmax(n, x, &lo, &hi),
+        record(qk.isa, qk.name, !qk.minmax(n, x, &lo, &hi),
                std::string(qk.name) + " minmax misses non-finite, n=" + std::to_string(n) +
                    " at " + std::to_string(p));
         x[p] = keep;
@@ -296,7 +296,197 @@ void test_quantize_kernel(const npq::QuantizeKernel& qk) {
         char what[120];
         std::snprintf(what, sizeof(what), "%s quantize n=%zu scale=%g zp=%d", qk.name, n, scale,
                       zp);
-        record(qk.isa, ok, what);
+        record(qk.isa, qk.name, ok, what);
+      }
+}
+
+// ---- convolution kernels (depthwise, indirect GEMM)
+//
+// Each kernel runs inside the conv driver (ops/conv2d.cc) with the kernel under
+// test plugged into its ISA's ConvKernels, so it is called exactly as in
+// production: row transforms and channel-block tails (depthwise), output-pixel
+// tiles shorter than MR and partial column panels (indirect GEMM), padding rows.
+// The input ends at a PROT_NONE page; the output has sentinels on both sides.
+
+struct ConvCase {
+  npq::ConvGeometry g;
+  size_t n, h, w;
+  int pattern;  // operands, as fill_operands
+  int32_t xz, yz;
+  int clamp;    // 0: [0, 255], 1: fused ReLU [yz, 255], 2: narrow [37, 201]
+};
+
+size_t conv_out(size_t in, size_t k, size_t s, size_t d, size_t p0, size_t p1) {
+  return (in + p0 + p1 - d * (k - 1) - 1) / s + 1;
+}
+
+std::string describe(const char* kernel, const ConvCase& c) {
+  const npq::ConvGeometry& g = c.g;
+  char buf[320];
+  std::snprintf(buf, sizeof(buf),
+                "%s N,H,W=%zu,%zu,%zu in=%zu out=%zu groups=%zu k=%zux%zu stride=%zu,%zu "
+                "dil=%zu,%zu pad=%zu,%zu,%zu,%zu pattern=%d xz=%d yz=%d clamp=%d",
+                kernel, c.n, c.h, c.w, g.in_c, g.out_c, g.groups, g.kh, g.kw, g.stride_h,
+                g.stride_w, g.dil_h, g.dil_w, g.pad_top, g.pad_left, g.pad_bottom, g.pad_right,
+                c.pattern, c.xz, c.yz, c.clamp);
+  return buf;
+}
+
+// Grows the input so the dilated kernel fits the padded input.
+void fit_input(ConvCase* c) {
+  const npq::ConvGeometry& g = c->g;
+  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
+  if (c->h + g.pad_top + g.pad_bottom < span_h) c->h = span_h - g.pad_top - g.pad_bottom;
+  if (c->w + g.pad_left + g.pad_right < span_w) c->w = span_w - g.pad_left - g.pad_right;
+}
+
+// Runs the conv with kernels k (which must take path `want`) and compares every
+// output byte with ref::conv2d_requant. "" on a match, else what differed.
+std::string conv_mismatch(const npq::ConvKernels& k, const ConvCase& c,
+                          npq::PackedConv2d::Path want) {
+  const npq::ConvGeometry& g = c.g;
+  const size_t cg = g.in_c / g.groups, taps = g.kh * g.kw;
+  const size_t oh = conv_out(c.h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom);
+  const size_t ow = conv_out(c.w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right);
+  const size_t x_bytes = c.n * c.h * c.w * g.in_c, y_bytes = c.n * oh * ow * g.out_c;
+  // Operands in the GEMM's patterns: input pixels as rows of in_c bytes, weights
+  // as out_c rows of cg*taps.
+  std::vector<uint8_t> xv, unused_a;
+  std::vector<int8_t> w, unused_w;
+  fill_operands(c.pattern, c.n * c.h * c.w, 1, g.in_c, &xv, &unused_w);
+  fill_operands(c.pattern, 1, g.out_c, cg * taps, &unused_a, &w);
+  GuardedBuffer x(x_bytes);
+  std::memcpy(x.data(), xv.data(), x_bytes);
+
+  // xs = 2^-4 and ys = 1 make mult = fl(xs * ws) = ws / 16 exactly: channel 0
+  // gets 0.5 (odd accumulators are ties), channel 1 a huge multiplier (the
+  // saturating path), the others spread about +-300 so the clamps bind.
+  std::vector<int32_t> acc(y_bytes);
+  npq::ref::conv2d_acc(g, c.n, c.h, c.w, x.data(), c.xz, w.data(), acc.data());
+  std::vector<int64_t> mx(g.out_c, 1);
+  for (size_t i = 0; i < y_bytes; ++i)
+    mx[i % g.out_c] = std::max<int64_t>(mx[i % g.out_c], std::llabs(acc[i]));
+  const float xs = 0.0625f, ys = 1.0f;
+  std::vector<float> ws(g.out_c), bias(g.out_c);
+  for (size_t o = 0; o < g.out_c; ++o) {
+    ws[o] = 16.0f * uniform_f(100.0f, 300.0f) / static_cast<float>(mx[o]);
+    bias[o] = uniform(0, 3) == 0 ? 0.0f : uniform_f(-0.3f, 0.3f) * xs * ws[o] * mx[o];
+  }
+  ws[0] = 8.0f;
+  bias[0] = 0.0f;
+  if (g.out_c > 1) ws[1] = 1.6e7f;
+  const int32_t lo = c.clamp == 0 ? 0 : c.clamp == 1 ? c.yz : 37;
+  const int32_t hi = c.clamp == 2 ? 201 : 255;
+  std::vector<float> bias_s(g.out_c), mult(g.out_c);
+  npq::requant_constants(g.out_c, xs, ws.data(), ys, bias.data(), bias_s.data(), mult.data());
+  std::vector<uint8_t> want_y(y_bytes);
+  npq::ref::conv2d_requant(g, c.n, c.h, c.w, x.data(), c.xz, w.data(), bias_s.data(),
+                           mult.data(), c.yz, lo, hi, want_y.data());
+
+  const npq::PackedConv2d packed(w.data(), g, k);
+  if (packed.path() != want)
+    return std::string("took path ") + packed.path_name() + " (" + packed.kernel_name() + ")";
+  constexpr size_t kGuard = 64;
+  std::vector<uint8_t> y(y_bytes + 2 * kGuard, 0xA5);
+  const npq::Conv2dArgs a{c.n, c.h, c.w, x.data(), xs, c.xz, ws.data(), bias.data(),
+                          ys, c.yz, lo, hi, y.data() + kGuard};
+  npq::conv2d_static(packed, a);
+  for (size_t i = 0; i < y.size(); ++i) {
+    const bool out = i >= kGuard && i < kGuard + y_bytes;
+    const uint8_t expect = out ? want_y[i - kGuard] : 0xA5;
+    if (y[i] != expect)
+      return out ? "output " + std::to_string(i - kGuard) + ": got " + std::to_string(y[i]) +
+                       ", want " + std::to_string(expect)
+                 : "wrote outside the output at byte " + std::to_string(i) + " of the buffer";
+  }
+  return "";
+}
+
+const int32_t kZps[] = {0, 128, 255};
+
+// Operand pattern, zero points and clamp from a case index (all combinations recur).
+void vary(size_t idx, ConvCase* c) {
+  c->xz = kZps[idx % 3];
+  c->pattern = static_cast<int>((idx / 3) % 3);
+  c->clamp = static_cast<int>((idx / 9) % 3);
+  c->yz = kZps[(idx / 27 + idx) % 3];
+}
+
+// Depthwise: channels 1..2*CT+1, kernels 1/3/5 (square and not), strides 1..2,
+// dilations 1..2, no / "same" / asymmetric padding, multipliers 1 and 2.
+void test_dwconv_kernel(const npq::DwconvKernel& dk) {
+  npq::ConvKernels k = npq::conv_kernels_for(dk.isa);
+  k.dwconv = dk;
+  const size_t shapes[][2] = {{1, 1}, {3, 3}, {5, 5}, {3, 5}, {5, 3}, {1, 3}, {3, 1}};
+  size_t idx = 0;
+  for (size_t ch = 1; ch <= 2 * dk.ct + 1; ++ch)
+    for (const auto& kk : shapes)
+      for (size_t stride = 1; stride <= 2; ++stride, ++idx) {
+        ConvCase c{};
+        npq::ConvGeometry& g = c.g;
+        g.groups = g.in_c = ch;
+        g.out_c = ch > 1 && idx % 5 == 4 ? 2 * ch : ch;
+        g.kh = kk[0];
+        g.kw = kk[1];
+        g.stride_h = stride;
+        g.stride_w = idx % 3 == 0 ? 3 - stride : stride;
+        g.dil_h = 1 + idx % 2;
+        g.dil_w = 1 + (idx / 2) % 2;
+        const size_t pad = (idx / 4) % 3;
+        if (pad == 1) {
+          g.pad_top = g.pad_bottom = g.kh / 2 * g.dil_h;
+          g.pad_left = g.pad_right = g.kw / 2 * g.dil_w;
+        } else if (pad == 2) {
+          g.pad_top = 2, g.pad_left = 0, g.pad_bottom = 1, g.pad_right = 3;
+        }
+        c.n = 1 + idx % 2;
+        c.h = 2 + idx % 5;
+        c.w = 3 + idx % 9;
+        vary(idx, &c);
+        fit_input(&c);
+        const std::string why = conv_mismatch(k, c, npq::PackedConv2d::Path::dwconv);
+        record(dk.isa, dk.name, why.empty(), describe(dk.name, c) + ": " + why);
+      }
+}
+
+// Indirect GEMM: output channels 1..2*NR+1, input channels per group KR * {1, 2, 3, 5}
+// (K loop remainders), kernels 1/3/5, 1 or 2 groups, strides, dilations, padding,
+// and output sizes whose pixel count leaves every tail of MR.
+void test_igemm_kernel(const npq::QIGemmKernel& ik) {
+  npq::ConvKernels k = npq::conv_kernels_for(ik.isa);
+  k.igemm = ik;
+  const size_t kr = ik.layout.kr, cms[] = {1, 2, 3, 5};
+  size_t idx = 0;
+  for (size_t oc = 1; oc <= 2 * ik.layout.nr + 1; ++oc)
+    for (size_t ks : {1, 3, 5})
+      for (size_t cm : cms) {
+        ConvCase c{};
+        npq::ConvGeometry& g = c.g;
+        g.groups = idx % 4 == 3 ? 2 : 1;
+        g.in_c = cm * kr * g.groups;
+        g.out_c = oc * g.groups;
+        g.kh = ks;
+        g.kw = idx % 5 == 1 ? 6 - ks : ks;  // 1x5, 3x3, 5x1 among the squares
+        g.stride_h = 1 + idx % 2;
+        g.stride_w = 1 + (idx / 2) % 2;
+        g.dil_h = 1 + (idx / 3) % 2;
+        g.dil_w = g.dil_h;
+        const size_t pad = (idx / 4) % 3;
+        // (1x1, stride 1, no padding is the pointwise GEMM path: pad it.)
+        if (pad == 1 || (g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1)) {
+          g.pad_top = g.pad_bottom = g.kh / 2 * g.dil_h + (g.kh == 1);
+          g.pad_left = g.pad_right = g.kw / 2 * g.dil_w;
+        } else if (pad == 2) {
+          g.pad_top = 0, g.pad_left = 2, g.pad_bottom = 3, g.pad_right = 1;
+        }
+        c.n = 1 + idx % 2;
+        c.h = 1 + idx % 6;
+        c.w = 2 + idx % 7;
+        vary(idx, &c);
+        fit_input(&c);
+        const std::string why = conv_mismatch(k, c, npq::PackedConv2d::Path::igemm);
+        record(ik.isa, ik.name, why.empty(), describe(ik.name, c) + ": " + why);
+        ++idx;
       }
 }
 
@@ -326,6 +516,14 @@ int main(int argc, char** argv) {
 
   for (const auto& k : npq::runnable_gemm_kernels()) test_gemm_kernel(k, quick);
   for (const auto& q : npq::runnable_quantize_kernels()) test_quantize_kernel(q);
+  for (const auto& d : npq::built_dwconv_kernels())
+    if (npq::can_run(d)) test_dwconv_kernel(d);
+  for (const auto& i : npq::built_igemm_kernels())
+    if (npq::can_run(i)) test_igemm_kernel(i);
+
+  for (const auto& kt : g_kernel_tally)
+    std::printf("  %-34s %7zu passed, %zu failed\n", kt.first.c_str(), kt.second.passed,
+                kt.second.failed);
 
   size_t passed = 0, failed = 0;
   for (Isa isa : npq::all_isas()) {
