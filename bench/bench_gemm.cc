@@ -1,6 +1,8 @@
 // npquant native benchmark: peak probes per ISA, then every runnable GEMM
 // kernel through the Linear drivers (static u8 -> u8 and dynamic f32 -> f32)
-// on the shapes of bench/compare.py. Reports GMAC/s and % of the kernel ISA's
+// on the shapes of bench/compare.py, and every runnable ISA's conv kernels
+// (indirect GEMM or gathered GEMM, depthwise) through the Conv2d driver on
+// the conv shapes of docs/conv.md. Reports GMAC/s and % of the kernel ISA's
 // probe peak. Single thread unless --threads=N (or a list, --threads=1,2, to
 // see the scaling in one run).
 //
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "npquant/dispatch.h"
+#include "npquant/ops/conv2d.h"
 #include "npquant/ops/linear.h"
 #include "npquant/ops/threadpool.h"
 #include "peaks.h"
@@ -202,6 +205,76 @@ void bench_probe(benchmark::State& st, npqbench::Probe p, int threads) {
                         : "reference");
 }
 
+// ---- Conv2d (NHWC u8, static requantization)
+
+struct ConvShape {
+  size_t n, c, h, w, out_c, k, stride, groups;
+};
+// docs/conv.md's layers: dense 3x3, pointwise, deep 3x3, depthwise 3x3, a
+// MobileNetV2 stride-2 depthwise, batch 8.
+const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},     {1, 256, 56, 56, 64, 1, 1, 1},
+                                 {1, 256, 14, 14, 256, 3, 1, 1},   {1, 32, 112, 112, 32, 3, 1, 32},
+                                 {1, 144, 56, 56, 144, 3, 2, 144}, {8, 128, 28, 28, 128, 3, 1, 1}};
+
+std::string conv_shape_name(const ConvShape& s) {
+  auto v = [](size_t x) { return std::to_string(x); };
+  return "N:" + v(s.n) + "/C:" + v(s.c) + "/HW:" + v(s.h) + "/Cout:" + v(s.out_c) + "/k:" + v(s.k) +
+         "/s:" + v(s.stride) + "/g:" + v(s.groups);
+}
+
+// One conv layer ("same" padding) on the conv kernels of one ISA.
+void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threads) {
+  npq::set_num_threads(threads);
+  const size_t pad = s.k / 2;
+  const npq::ConvGeometry g{s.c, s.out_c, s.groups, s.k, s.k, s.stride, s.stride, 1, 1,
+                            pad, pad, pad, pad};
+  Rng rng;
+  std::vector<int8_t> w(s.out_c * (s.c / s.groups) * s.k * s.k);
+  for (auto& v : w) v = static_cast<int8_t>(rng.next());
+  std::vector<float> scale(s.out_c), bias(s.out_c);
+  for (size_t i = 0; i < s.out_c; ++i) {
+    scale[i] = (0.5f + (rng.next() % 100) * 0.01f) / 128.0f;
+    bias[i] = rng.normalish();
+  }
+  const npq::PackedConv2d packed(w.data(), g, k);
+  const size_t oh = (s.h + 2 * pad - s.k) / s.stride + 1, ow = (s.w + 2 * pad - s.k) / s.stride + 1;
+  std::vector<uint8_t> x(s.n * s.h * s.w * s.c), y(s.n * oh * ow * s.out_c);
+  for (auto& v : x) v = static_cast<uint8_t>(rng.next());
+  const size_t kk = (s.c / s.groups) * s.k * s.k;
+  const float xs = 0.02f, ys = xs * scale[0] * 74.0f * 74.0f * std::sqrt(float(kk)) / 40.0f;
+  const npq::Conv2dArgs a{s.n, s.h, s.w, x.data(), xs, 128, scale.data(), bias.data(),
+                          ys, 100, 0, 255, y.data()};
+  const Timing t = time_loop(st, [&] {
+    npq::conv2d_static(packed, a);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  });
+  const double macs = static_cast<double>(s.n) * oh * ow * s.out_c * kk;
+  const npq::Isa isa = packed.path() == npq::PackedConv2d::Path::dwconv ? k.dwconv.isa : k.gemm.isa;
+  set_rate_counters(st, macs * st.iterations(), t.wall, npqbench::peak_macs(isa, false, threads));
+  if (t.best > 0) st.counters["best_GMAC/s"] = macs / t.best * 1e-9;
+  if (threads == 1 && t.cpu > 0) st.counters["cpu_GMAC/s"] = macs * st.iterations() / t.cpu * 1e-9;
+  st.SetLabel(std::string(packed.path_name()) + " " + packed.kernel_name());
+}
+
+// Every runnable ISA's conv kernels (what NPQUANT_ISA=<isa> would run).
+void register_conv(const std::vector<int>& thread_counts) {
+  std::vector<npq::Isa> isas;
+  for (const npq::QGemmKernel& k : npq::runnable_gemm_kernels())
+    if (!k.standin && std::find(isas.begin(), isas.end(), k.isa) == isas.end()) isas.push_back(k.isa);
+  for (npq::Isa isa : isas) {
+    const npq::ConvKernels k = npq::conv_kernels_for(isa);
+    for (const ConvShape& s : kConvShapes)
+      for (int threads : thread_counts) {
+        const std::string name = std::string("conv/") + npq::isa_name(isa) + "/" +
+                                 conv_shape_name(s) + "/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), bench_conv, k, s, threads)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+  }
+}
+
 std::string shape_name(const Shape& s) {
   return "M:" + std::to_string(s.m) + "/K:" + std::to_string(s.k) + "/N:" + std::to_string(s.n);
 }
@@ -230,6 +303,7 @@ void register_all(const std::vector<int>& thread_counts) {
       }
     }
   }
+  register_conv(thread_counts);
 }
 
 // Removes --threads=N[,N...] (or --threads N[,N...]) from argv; returns the

@@ -12,9 +12,22 @@ import numpy as np
 import pytest
 
 import npquant
+from conftest import LAUNCHER
 from npquant import _C
 
 RUNNABLE_ISAS = _C.cpu_info()["runnable_isas"]
+
+# Random configurations per ISA in test_every_path_bit_exact_with_reference. An
+# emulated CPU (tests/arm/python_qemu.sh) runs fewer; the native aarch64 tests
+# cover the ARM conv kernels' edge grid in full.
+CONFIGS_PER_ISA = int(os.environ.get("NPQUANT_TEST_CONV_CONFIGS", "1000"))
+
+# The conv kernels each ISA runs: its own indirect GEMM if it has one, and the best
+# depthwise kernel not above it (avxvnni and amx have none of their own; neoni8mm's
+# is the SDOT one).
+EXPECTED_IGEMM = {"avx512vnni": "avx512vnni", "neondot": "neondot", "neoni8mm": "neoni8mm"}
+EXPECTED_DWCONV = {"scalar": "scalar", "avx2": "avx2", "avxvnni": "avx2", "avx512vnni": "avx512vnni",
+                   "amx": "avx512vnni", "neon": "neon", "neondot": "neondot", "neoni8mm": "neondot"}
 
 
 def random_config(rng, max_macs=3_000_000):
@@ -95,11 +108,11 @@ def reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu):
 
 @pytest.mark.parametrize("isa", RUNNABLE_ISAS)
 def test_every_path_bit_exact_with_reference(isa):
-    """>= 1000 random configs per ISA; where the ISA has an indirect GEMM, the gathered
-    path runs too. Every output must equal the reference bit for bit."""
+    """1000 random configs per ISA (CONFIGS_PER_ISA); where the ISA has an indirect GEMM,
+    the gathered path runs too. Every output must equal the reference bit for bit."""
     rng = np.random.default_rng(1000 + RUNNABLE_ISAS.index(isa))
     paths = {}
-    for _ in range(1000):
+    for _ in range(CONFIGS_PER_ISA):
         c = random_config(rng)
         x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
         ref = reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)
@@ -176,15 +189,17 @@ def test_dispatch_under_npquant_isa(isa):
             p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"])
             y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
             assert np.array_equal(y, reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)), (c, p.kernel)
-        print(_C.conv_kernels()["gemm"], _C.conv_kernels()["dwconv"])
+        k = _C.conv_kernels()
+        print(k["gemm"], k["igemm"], k["dwconv"])
     """)
     env = dict(os.environ, NPQUANT_ISA=isa)
-    r = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run([*LAUNCHER, sys.executable, "-c", code, os.path.dirname(__file__)], env=env,
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    gemm, dw = r.stdout.split()
+    gemm, igemm, dw = r.stdout.split()
     assert gemm.split("__")[1].startswith(isa)
-    assert dw.split("__")[1] in ("scalar", "avx2", "avx512vnni")
+    assert (None if igemm == "None" else igemm.split("__")[1]) == EXPECTED_IGEMM.get(isa)
+    assert dw.split("__")[1] == EXPECTED_DWCONV[isa]
 
 
 def test_packed_weights_reused_across_input_sizes():

@@ -96,6 +96,16 @@ void detect_x86(CpuFeatures* f) {
 }
 #endif  // NPQ_X86
 
+#if defined(__aarch64__) && defined(__APPLE__)
+// A boolean hw.optional.* sysctl; false where the key does not exist (the
+// FEAT_* keys arrived with macOS 12: older systems run the plain neon kernels).
+bool sysctl_flag(const char* name) {
+  int v = 0;
+  size_t len = sizeof(v);
+  return sysctlbyname(name, &v, &len, nullptr, 0) == 0 && v != 0;
+}
+#endif
+
 #if defined(__aarch64__)
 void detect_arm(CpuFeatures* f) {
   f->arch = "aarch64";
@@ -106,12 +116,8 @@ void detect_arm(CpuFeatures* f) {
   f->dotprod = (hwcap >> 20) & 1;  // HWCAP_ASIMDDP
   f->i8mm = (hwcap2 >> 13) & 1;    // HWCAP2_I8MM
 #elif defined(__APPLE__)
-  int v = 0;
-  size_t len = sizeof(v);
-  if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, nullptr, 0) == 0) f->dotprod = v;
-  v = 0;
-  len = sizeof(v);
-  if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &v, &len, nullptr, 0) == 0) f->i8mm = v;
+  f->dotprod = sysctl_flag("hw.optional.arm.FEAT_DotProd");
+  f->i8mm = sysctl_flag("hw.optional.arm.FEAT_I8MM");
 #endif
 }
 #endif

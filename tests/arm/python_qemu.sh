@@ -74,8 +74,16 @@ if [ ${#tests[@]} -eq 0 ]; then
   tests=(test_kernel_oracle_small.py test_dispatch.py test_bad_input.py
     test_linear_exact.py::test_edge_tiles_every_kernel
     test_linear_exact.py::test_threads_give_identical_results
-    test_linear_exact.py::test_concurrent_python_threads)
+    test_linear_exact.py::test_concurrent_python_threads
+    test_conv.py::test_every_path_bit_exact_with_reference
+    test_conv.py::test_dispatch_under_npquant_isa
+    test_conv.py::test_packed_weights_reused_across_input_sizes
+    test_conv.py::test_largest_reduction_is_exact
+    test_conv.py::test_threads_give_identical_results)
 fi
+# Random conv configurations per ISA (1000 natively); the native aarch64 tests
+# (run_qemu.sh) check the ARM conv kernels on their full edge grid.
+export NPQUANT_TEST_CONV_CONFIGS="${NPQUANT_TEST_CONV_CONFIGS:-150}"
 
 status=0
 for model in max:neoni8mm neoverse-n1:neondot cortex-a57:neon; do
@@ -83,7 +91,8 @@ for model in max:neoni8mm neoverse-n1:neondot cortex-a57:neon; do
   qemu=(qemu-aarch64 -cpu "$cpu" -L "$root")
   echo "=== arm64 Python under qemu-aarch64 -cpu $cpu (expect $isa)"
   chosen="$(PYTHONPATH="$site" "${qemu[@]}" "$py" -c \
-    "import npquant; i = npquant.cpu_info(); print(i['isa'], i['kernels']['gemm']['name'])")"
+    "import npquant; from npquant import _C; i = npquant.cpu_info(); k = _C.conv_kernels()
+print(i['isa'], i['kernels']['gemm']['name'], 'conv:', k['igemm'], k['dwconv'])")"
   echo "chosen ISA: $chosen"
   [ "${chosen%% *}" = "$isa" ] || { echo "FAIL: expected $isa"; status=1; }
   if ! (cd "$repo/tests" && PYTHONPATH="$site" NPQUANT_TEST_LAUNCHER="${qemu[*]}" \
