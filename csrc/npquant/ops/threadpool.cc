@@ -20,6 +20,16 @@ namespace {
 // without a futex wake-up, which on a busy machine can cost a whole time slice.
 constexpr auto kSpin = std::chrono::microseconds(100);
 
+// tests/native/threadpool_stress.cc builds this file with NPQ_THREADPOOL_STRESS:
+// short sleeps where a slow thread (qemu, a loaded machine) widens the windows
+// between starting workers and publishing a region, and between a worker
+// seeing a region and working on it.
+inline void stress_pause() {
+#if defined(NPQ_THREADPOOL_STRESS)
+  std::this_thread::sleep_for(std::chrono::microseconds(NPQ_THREADPOOL_STRESS));
+#endif
+}
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -62,6 +72,7 @@ class Pool {
       return;
     }
     start_workers();
+    stress_pause();
     {
       std::lock_guard<std::mutex> lk(mu_);
       fn_ = &fn;
@@ -96,8 +107,12 @@ class Pool {
     }
   }
 
-  void worker_loop(size_t index) {
-    uint64_t seen = 0;
+  // seen: the generation when the worker was started. A worker started after
+  // set_threads restarted the pool must not take the last region (long over,
+  // generation_ != 0) for a new one: it would count itself out of the next
+  // region early (active_ reaching 0 while a task still runs, seen as a task
+  // not run when parallel_for returned) or twice (active_ wrapping: a hang).
+  void worker_loop(size_t index, uint64_t seen) {
     for (;;) {
       spin_until([&] { return stop_.load() || generation_.load() != seen; });
       {
@@ -107,17 +122,20 @@ class Pool {
         seen = generation_;
         if (index >= wanted_) continue;  // not needed in this region
       }
+      stress_pause();
       work();
       std::lock_guard<std::mutex> lk(mu_);
       if (--active_ == 0) done_cv_.notify_one();
     }
   }
 
+  // Called by run() holding region_, so generation_ is stable here.
   void start_workers() {
     const size_t want = static_cast<size_t>(threads_.load()) - 1;
+    const uint64_t now = generation_.load();
     while (workers_.size() < want) {
       const size_t i = workers_.size();
-      workers_.emplace_back([this, i] { worker_loop(i); });
+      workers_.emplace_back([this, i, now] { worker_loop(i, now); });
     }
   }
 
