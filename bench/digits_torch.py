@@ -9,6 +9,7 @@ one thread: the best of 3 medians of repeated calls, in ms.
 """
 
 import statistics
+from collections import OrderedDict
 import time
 import warnings
 
@@ -23,33 +24,34 @@ from npquant.models.digits import digits_cnn
 warnings.filterwarnings("ignore")  # torch's deprecation notes on eager quantization
 
 
-class TorchDigits(torch.nn.Module):
-    """DigitsCNN written in PyTorch: same layer names, so the state dict loads as is."""
+def torch_layer(m):
+    """The PyTorch module with the same configuration as an npquant.nn float layer."""
+    nn, q = torch.nn, torch.ao.quantization
+    kind = type(m).__name__
+    if kind == "Conv2d":
+        return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                         m.groups, bias=m.bias is not None)
+    if kind == "Linear":
+        return nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+    if kind == "BatchNorm2d":
+        return nn.BatchNorm2d(m.num_features, m.eps, m.momentum)
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        return getattr(nn, kind)(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode)
+    if kind == "Flatten":
+        return nn.Flatten(m.start_dim, m.end_dim)
+    return {"QuantStub": q.QuantStub, "DeQuantStub": q.DeQuantStub, "ReLU": nn.ReLU}[kind]()
 
-    def __init__(self):
-        super().__init__()
-        nn = torch.nn
-        self.quant, self.dequant = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
-        self.conv1, self.bn1, self.relu1 = nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2, self.bn2, self.relu2 = nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
-        self.conv3, self.bn3, self.relu3 = nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU()
-        self.pool3 = nn.AvgPool2d(2)
-        self.fc1, self.relu4, self.fc2 = nn.Linear(1024, 128), nn.ReLU(), nn.Linear(128, 10)
 
-    def forward(self, x):
-        x = self.quant(x)
-        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
-        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
-        x = self.pool3(self.relu3(self.bn3(self.conv3(x))))
-        return self.dequant(self.fc2(self.relu4(self.fc1(torch.flatten(x, 1)))))
+def torch_twin(model) -> torch.nn.Sequential:
+    """DigitsCNN's children in PyTorch, same names (so the state dict loads as is); its
+    forward() calls them in the order they are declared, so a Sequential reproduces it."""
+    return torch.nn.Sequential(OrderedDict((name, torch_layer(m)) for name, m in model.named_children()))
 
 
 def torch_models(float_model, calib_x):
     """(PyTorch fp32, PyTorch int8) with npquant's float weights."""
     state = {k: torch.from_numpy(np.asarray(v)) for k, v in float_model.state_dict().items()}
-    fp32, int8 = TorchDigits(), TorchDigits()
+    fp32, int8 = torch_twin(float_model), torch_twin(float_model)
     for m in (fp32, int8):
         m.load_state_dict(state)
         m.eval()
