@@ -220,6 +220,7 @@ void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
   }
 }
 
+#if defined(NPQ_TEST_AMX_EMULATED)
 // One K value of the edge grid, every data pattern.
 void edge_grid_k(const QGemmKernel& kk, Tally& t, size_t k) {
   Rng rng(0x5EED1000 + k);
@@ -228,6 +229,7 @@ void edge_grid_k(const QGemmKernel& kk, Tally& t, size_t k) {
     check_problem(kk, pr, p, true, rng, t);
   }
 }
+#endif
 
 void random_tiles(const QGemmKernel& kk, Tally& t) {
   Rng rng(0xABCDEF + kk.mr);
