@@ -412,6 +412,27 @@ void vary(size_t idx, ConvCase* c) {
   c->yz = kZps[(idx / 27 + idx) % 3];
 }
 
+// Padding mode 0: none, 1: "same" (half the dilated kernel on each side),
+// 2: asym = {top, left, bottom, right}.
+void set_padding(size_t mode, const size_t (&asym)[4], npq::ConvGeometry* g) {
+  if (mode == 1) {
+    g->pad_top = g->pad_bottom = g->kh / 2 * g->dil_h;
+    g->pad_left = g->pad_right = g->kw / 2 * g->dil_w;
+  } else if (mode == 2) {
+    g->pad_top = asym[0], g->pad_left = asym[1], g->pad_bottom = asym[2], g->pad_right = asym[3];
+  }
+}
+
+// Varies case idx's operands, fits the input to the kernel, runs the conv (which
+// must take `path`) and records the outcome for kernel `name`.
+void check_conv_case(const npq::ConvKernels& k, npq::PackedConv2d::Path path, Isa isa,
+                     const char* name, size_t idx, ConvCase* c) {
+  vary(idx, c);
+  fit_input(c);
+  const std::string why = conv_mismatch(k, *c, path);
+  record(isa, name, why.empty(), describe(name, *c) + ": " + why);
+}
+
 // Depthwise: channels 1..2*CT+1, kernels 1/3/5 (square and not), strides 1..2,
 // dilations 1..2, no / "same" / asymmetric padding, multipliers 1 and 2.
 void test_dwconv_kernel(const npq::DwconvKernel& dk) {
@@ -432,20 +453,11 @@ void test_dwconv_kernel(const npq::DwconvKernel& dk) {
         g.stride_w = idx % 3 == 0 ? 3 - stride : stride;
         g.dil_h = 1 + idx % 2;
         g.dil_w = 1 + (idx / 2) % 2;
-        const size_t pad = (idx / 4) % 3;
-        if (pad == 1) {
-          g.pad_top = g.pad_bottom = g.kh / 2 * g.dil_h;
-          g.pad_left = g.pad_right = g.kw / 2 * g.dil_w;
-        } else if (pad == 2) {
-          g.pad_top = 2, g.pad_left = 0, g.pad_bottom = 1, g.pad_right = 3;
-        }
+        set_padding((idx / 4) % 3, {2, 0, 1, 3}, &g);
         c.n = 1 + idx % 2;
         c.h = 2 + idx % 5;
         c.w = 3 + idx % 9;
-        vary(idx, &c);
-        fit_input(&c);
-        const std::string why = conv_mismatch(k, c, npq::PackedConv2d::Path::dwconv);
-        record(dk.isa, dk.name, why.empty(), describe(dk.name, c) + ": " + why);
+        check_conv_case(k, npq::PackedConv2d::Path::dwconv, dk.isa, dk.name, idx, &c);
       }
 }
 
@@ -471,21 +483,16 @@ void test_igemm_kernel(const npq::QIGemmKernel& ik) {
         g.stride_w = 1 + (idx / 2) % 2;
         g.dil_h = 1 + (idx / 3) % 2;
         g.dil_w = g.dil_h;
-        const size_t pad = (idx / 4) % 3;
-        // (1x1, stride 1, no padding is the pointwise GEMM path: pad it.)
-        if (pad == 1 || (g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1)) {
-          g.pad_top = g.pad_bottom = g.kh / 2 * g.dil_h + (g.kh == 1);
-          g.pad_left = g.pad_right = g.kw / 2 * g.dil_w;
-        } else if (pad == 2) {
-          g.pad_top = 0, g.pad_left = 2, g.pad_bottom = 3, g.pad_right = 1;
-        }
+        // (1x1, stride 1, no padding is the pointwise GEMM path: pad it, and
+        // every one-row kernel with "same" padding, by one row.)
+        const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1;
+        const size_t pad = pointwise ? 1 : (idx / 4) % 3;
+        set_padding(pad, {0, 2, 3, 1}, &g);
+        if (pad == 1 && g.kh == 1) g.pad_top = g.pad_bottom = 1;
         c.n = 1 + idx % 2;
         c.h = 1 + idx % 6;
         c.w = 2 + idx % 7;
-        vary(idx, &c);
-        fit_input(&c);
-        const std::string why = conv_mismatch(k, c, npq::PackedConv2d::Path::igemm);
-        record(ik.isa, ik.name, why.empty(), describe(ik.name, c) + ": " + why);
+        check_conv_case(k, npq::PackedConv2d::Path::igemm, ik.isa, ik.name, idx, &c);
         ++idx;
       }
 }

@@ -114,6 +114,36 @@ size_t pick(Rng& rng, const size_t (&v)[N]) {
   return v[rng.range(0, N - 1)];
 }
 
+// Kernel shape: kh from ks, kw = kh or another pick, strides 1..max_stride,
+// each dilation 2 one time in four.
+template <size_t N>
+void random_kernel(Rng& rng, const size_t (&ks)[N], int max_stride, npq::ConvGeometry* g) {
+  g->kh = pick(rng, ks);
+  g->kw = rng.coin() ? g->kh : pick(rng, ks);
+  g->stride_h = static_cast<size_t>(rng.range(1, max_stride));
+  g->stride_w = static_cast<size_t>(rng.range(1, max_stride));
+  g->dil_h = rng.range(0, 3) == 0 ? 2 : 1;
+  g->dil_w = rng.range(0, 3) == 0 ? 2 : 1;
+}
+
+// Padding of 0..3 on each side, drawn top, left, bottom, right.
+void random_padding(Rng& rng, npq::ConvGeometry* g) {
+  g->pad_top = static_cast<size_t>(rng.range(0, 3));
+  g->pad_left = static_cast<size_t>(rng.range(0, 3));
+  g->pad_bottom = static_cast<size_t>(rng.range(0, 3));
+  g->pad_right = static_cast<size_t>(rng.range(0, 3));
+}
+
+// c with its input grown where needed so that the dilated kernel fits the
+// padded input.
+Case fit_kernel(Case c) {
+  const npq::ConvGeometry& g = c.g;
+  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
+  if (c.h + g.pad_top + g.pad_bottom < span_h) c.h = span_h - g.pad_top - g.pad_bottom;
+  if (c.w + g.pad_left + g.pad_right < span_w) c.w = span_w - g.pad_left - g.pad_right;
+  return c;
+}
+
 // Geometries around every kernel's edges: channel counts at and around the
 // channel tiles (16, 32, 64) and the 4-channel K groups, 1..7 taps, strides,
 // dilations, asymmetric padding, tiny and wide images.
@@ -147,17 +177,10 @@ Case edge_case(Rng& rng) {
     g.stride_w = static_cast<size_t>(rng.range(1, 3));
     g.dil_h = static_cast<size_t>(rng.range(1, 2));
     g.dil_w = static_cast<size_t>(rng.range(1, 2));
-    g.pad_top = static_cast<size_t>(rng.range(0, 3));
-    g.pad_left = static_cast<size_t>(rng.range(0, 3));
-    g.pad_bottom = static_cast<size_t>(rng.range(0, 3));
-    g.pad_right = static_cast<size_t>(rng.range(0, 3));
+    random_padding(rng, &g);
   }
   Case c{g, static_cast<size_t>(rng.range(1, 3)), pick(rng, sizes), pick(rng, sizes)};
-  // The dilated kernel must fit the padded input.
-  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
-  if (c.h + g.pad_top + g.pad_bottom < span_h) c.h = span_h - g.pad_top - g.pad_bottom;
-  if (c.w + g.pad_left + g.pad_right < span_w) c.w = span_w - g.pad_left - g.pad_right;
-  return c;
+  return fit_kernel(c);
 }
 
 // Depthwise geometries for the dwconv kernels' edges: every channel count 1..65
@@ -168,20 +191,12 @@ Case depthwise_case(Rng& rng, size_t channels) {
   npq::ConvGeometry g{};
   g.groups = g.in_c = channels;
   g.out_c = channels * (rng.range(0, 5) == 0 ? 2 : 1);
-  g.kh = pick(rng, ks);
-  g.kw = rng.coin() ? g.kh : pick(rng, ks);
-  g.stride_h = static_cast<size_t>(rng.range(1, 2));
-  g.stride_w = static_cast<size_t>(rng.range(1, 2));
-  g.dil_h = rng.range(0, 3) == 0 ? 2 : 1;
-  g.dil_w = rng.range(0, 3) == 0 ? 2 : 1;
+  random_kernel(rng, ks, 2, &g);
   g.pad_top = g.pad_bottom = g.kh / 2;
   g.pad_left = g.pad_right = g.kw / 2;
   if (rng.range(0, 3) == 0) g.pad_right = static_cast<size_t>(rng.range(0, 3));
   Case c{g, 1, static_cast<size_t>(rng.range(1, 12)), static_cast<size_t>(rng.range(1, 21))};
-  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
-  if (c.h + g.pad_top + g.pad_bottom < span_h) c.h = span_h - g.pad_top - g.pad_bottom;
-  if (c.w + g.pad_left + g.pad_right < span_w) c.w = span_w - g.pad_left - g.pad_right;
-  return c;
+  return fit_kernel(c);
 }
 
 // Convolutions with 1..3 input channels per group (the gathered path's short
@@ -193,22 +208,11 @@ Case small_channel_case(Rng& rng) {
   g.groups = rng.range(0, 3) == 0 ? 2 : 1;
   g.in_c = g.groups * static_cast<size_t>(rng.range(1, 3));
   g.out_c = g.groups * (g.groups > 1 ? 20 : pick(rng, outs));  // 20 per group: not depthwise
-  g.kh = pick(rng, ks);
-  g.kw = rng.coin() ? g.kh : pick(rng, ks);
-  g.stride_h = static_cast<size_t>(rng.range(1, 3));
-  g.stride_w = static_cast<size_t>(rng.range(1, 3));
-  g.dil_h = rng.range(0, 3) == 0 ? 2 : 1;
-  g.dil_w = rng.range(0, 3) == 0 ? 2 : 1;
-  g.pad_top = static_cast<size_t>(rng.range(0, 3));
-  g.pad_left = static_cast<size_t>(rng.range(0, 3));
-  g.pad_bottom = static_cast<size_t>(rng.range(0, 3));
-  g.pad_right = static_cast<size_t>(rng.range(0, 3));
+  random_kernel(rng, ks, 3, &g);
+  random_padding(rng, &g);
   Case c{g, static_cast<size_t>(rng.range(1, 2)), static_cast<size_t>(rng.range(1, 20)),
          static_cast<size_t>(rng.range(1, 20))};
-  const size_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
-  if (c.h + g.pad_top + g.pad_bottom < span_h) c.h = span_h - g.pad_top - g.pad_bottom;
-  if (c.w + g.pad_left + g.pad_right < span_w) c.w = span_w - g.pad_left - g.pad_right;
-  return c;
+  return fit_kernel(c);
 }
 
 }  // namespace

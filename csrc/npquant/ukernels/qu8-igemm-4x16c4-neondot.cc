@@ -2,73 +2,37 @@
 // panel, SDOT by lane. Layout: PackedLayout{nr=16, kr=4, k_align=4} (the neondot
 // GEMM's), K = ks*kc tap-major; kc is a multiple of 4.
 //
-// The inner loop is qu8-gemm-4x16c4-neondot.cc's, with A read through the
-// indirection table: per tap, each row's kc bytes come from a_base + a[s*MR + r]
-// (or the zero-point row for padding). Activations are shifted to s8
-// (a' = a ^ 0x80 = a - 128) for SDOT, and the shift is undone with the column
-// sums: acc = sum_k a'*w + (128 - a_zp)*colsum. Padding rows hold a_zp, so they
-// contribute (a_zp - 128)*w + 128*w - a_zp*w = 0, exactly. Exact for every u8
-// activation and s8 weight: each SDOT lane adds four s8 x s8 products into int32
-// (|lane| <= K*16384 <= 2^30 for K <= kMaxK); the correction wraps like the
-// reference's int32 result.
+// The K accumulation is the GEMM's (neondot-dot.h: s8 shift, SDOT by lane, 8 k
+// per step), run once per tap on rows read through the indirection table: each
+// row's kc bytes come from a_base + a[s*MR + r], or the zero-point row for
+// padding. The shift is undone with the column sums over all taps,
+// acc = sum_k a'*w + (128 - a_zp)*colsum, so padding rows (holding a_zp)
+// contribute (a_zp - 128)*w + 128*w - a_zp*w = 0, exactly.
 #include <arm_neon.h>
-
-#include <cstring>
 
 #include "../ukernel.h"
 #include "neon-epilogue.h"
+#include "neondot-dot.h"
 
 namespace npq {
 namespace {
 
-constexpr size_t kMR = 4, kNR = 16, kKR = 4;
-constexpr size_t kGroupBytes = kNR * kKR;  // one k-group of a panel: 64 bytes
-
-// s[r][j] += columns 4j..4j+3 of k-group G (at w) times lane G of av[r].
-template <size_t R, int G>
-void dot_group(const int8_t* w, const int8x8_t* av, int32x4_t (*s)[kNR / 4]) {
-  int8x16_t wv[kNR / 4];
-  for (size_t j = 0; j < kNR / 4; ++j) wv[j] = vld1q_s8(w + 16 * j);
-  for (size_t r = 0; r < R; ++r)
-    for (size_t j = 0; j < kNR / 4; ++j) s[r][j] = vdotq_lane_s32(s[r][j], wv[j], av[r], G);
-}
-
 // acc[r][j] = columns 4j..4j+3 of one panel for row r (R rows, R <= kMR).
-// 8 k per step as in the GEMM (16 accumulators, 4 rows, 8 weight vectors).
 template <size_t R>
 void panel_acc(size_t kc, size_t ks, const size_t* a, const uint8_t* a_base, size_t pad,
                const uint8_t* zero, const int8_t* panel, int32_t a_zp,
                int32x4_t (*acc)[kNR / 4]) {
-  const int32_t* colsum = reinterpret_cast<const int32_t*>(panel);
   const int8_t* w = panel + kNR * sizeof(int32_t);
-  const uint8x8_t flip = vdup_n_u8(0x80);
   int32x4_t s[R][kNR / 4];
-  for (size_t r = 0; r < R; ++r)
-    for (size_t j = 0; j < kNR / 4; ++j) s[r][j] = vdupq_n_s32(0);
+  zero_acc<R>(s);
   for (size_t tap = 0; tap < ks; ++tap, a += kMR) {
-    const uint8_t* ar[R];
-    for (size_t r = 0; r < R; ++r) ar[r] = a[r] == pad ? zero : a_base + a[r];
-    size_t k = 0;
-    for (; k + 8 <= kc; k += 8, w += 2 * kGroupBytes) {
-      int8x8_t av[R];
-      for (size_t r = 0; r < R; ++r) av[r] = vreinterpret_s8_u8(veor_u8(vld1_u8(ar[r] + k), flip));
-      dot_group<R, 0>(w, av, s);
-      dot_group<R, 1>(w + kGroupBytes, av, s);
-    }
-    if (k < kc) {  // one remaining k-group: 4 bytes per row (never reads past kc)
-      int8x8_t av[R];
-      for (size_t r = 0; r < R; ++r) {
-        uint32_t bytes;
-        std::memcpy(&bytes, ar[r] + k, sizeof(bytes));
-        av[r] = vreinterpret_s8_u8(veor_u8(vreinterpret_u8_u32(vdup_n_u32(bytes)), flip));
-      }
-      dot_group<R, 0>(w, av, s);
-      w += kGroupBytes;
-    }
+    const uint8_t* rows[R];
+    for (size_t r = 0; r < R; ++r) rows[r] = a[r] == pad ? zero : a_base + a[r];
+    w = dot_rows<R>(kc, rows, w, s);
   }
-  for (size_t r = 0; r < R; ++r)
-    for (size_t j = 0; j < kNR / 4; ++j)
-      acc[r][j] = vmlaq_n_s32(s[r][j], vld1q_s32(colsum + 4 * j), 128 - a_zp);
+  int32_t zp[R];
+  for (size_t r = 0; r < R; ++r) zp[r] = a_zp;
+  undo_shift<R>(s, reinterpret_cast<const int32_t*>(panel), zp, acc);
 }
 
 // Walks ceil(nc/NR) panels for R rows (the rows the caller stores).
