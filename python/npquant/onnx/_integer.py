@@ -33,7 +33,7 @@ from ..nn.pooling import adaptive_output_hw
 from ..nn.quantized import dynamic as nnqd
 from ..nn.quantized._ops import dequant, reciprocal
 from ..nn.quantized.functional_modules import mul_multiplier
-from ..nn.quantized.pooling import adaptive_multipliers, scalar_tail
+from ..nn.quantized.pooling import adaptive_multipliers, scalar_loop_multipliers, scalar_tail
 from ..qparams import requant_constants
 from ..qtensor import QTensor, quantize_per_tensor
 from ._errors import ExportError
@@ -303,8 +303,7 @@ def _avg_pool(g, call, base):
     out = _round(g, v, zp, xq.dtype, base)
     tail = scalar_tail(c)
     if tail.start < c:
-        one = np.float32(1)
-        scalar = _fma_round(g, acc_int, one / (one / mult), zp, xq.dtype, base + "_tail")
+        scalar = _fma_round(g, acc_int, scalar_loop_multipliers(mult), zp, xq.dtype, base + "_tail")
         in_tail = np.zeros((1, c, 1, 1), bool)
         in_tail[:, tail] = True
         out = g.node("Where", [g.const(base + "_scalar_channels", in_tail), scalar, out], base)

@@ -49,6 +49,13 @@ def scalar_tail(c: int) -> slice:
     return slice(c - c % TORCH_VECTOR_CHANNELS, c)
 
 
+def scalar_loop_multipliers(mult: np.ndarray) -> np.ndarray:
+    """fl(1 / fl(1 / mult)): the multiplier PyTorch's quantize_val / quantize_vec use when
+    called at scale fl(1 / mult) (AvgPool2d's scalar loop, AdaptiveAvgPool2d's loops)."""
+    one = np.float32(1)
+    return one / (one / mult)
+
+
 def fma_round(acc: np.ndarray, inv: np.ndarray, zp: int, dtype) -> np.ndarray:
     """clamp(nearbyint(fmaf(float(acc), inv, zp))): PyTorch's quantize_val / quantize_vec at
     scale 1 / inv. The fma is exact in float64 (a float32 product fits), then rounded once
@@ -114,7 +121,7 @@ class AvgPool2d(Module):
         cached = self.__dict__.get("_cache_constants")
         if cached is None or cached[0] != key:
             mult, size = self.multipliers(h, w, nhwc)
-            inv = np.float32(1) / (np.float32(1) / mult)
+            inv = scalar_loop_multipliers(mult)
             cached = self._cache_constants = (key, (mult, inv, size.astype(np.int32)))
         mult, inv, size = cached[1]
         g = self.geometry
@@ -134,7 +141,7 @@ class AvgPool2d(Module):
         if nhwc:  # channels-last kernel: requantize_from_int with fl(1 / divisor) ...
             out = requant_int(acc, mult, zp, x.dtype)
             tail = scalar_tail(out.shape[-1])  # ... and quantize_val at scale fl(1 / mult)
-            out[..., tail] = fma_round(acc[..., tail], np.float32(1) / (np.float32(1) / mult), zp, x.dtype)
+            out[..., tail] = fma_round(acc[..., tail], scalar_loop_multipliers(mult), zp, x.dtype)
         else:     # NCHW kernel: nearbyint(fl(sum * fl(1.0 / divisor)) + zp)
             v = acc.astype(np.float32) * mult + np.float32(zp)
             out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
@@ -162,7 +169,7 @@ def adaptive_multipliers(kh: np.ndarray, kw: np.ndarray, nhwc: bool) -> np.ndarr
     multiplier fl(1 / fl(1 / fl(1 / size))); NCHW kernel: fl(fl(1 / kh) / kw)."""
     one = np.float32(1)
     if nhwc:
-        return one / (one / (one / np.outer(kh, kw).astype(np.float32)))
+        return scalar_loop_multipliers(one / np.outer(kh, kw).astype(np.float32))
     recip = np.outer(one / kh.astype(np.float32), np.ones(len(kw), np.float32))
     return (recip / kw.astype(np.float32)).astype(np.float32)
 
