@@ -58,6 +58,14 @@ inline std::vector<float> float_vector(const py::handle& obj, const char* what, 
   return std::vector<float>(a.data(), a.data() + n);
 }
 
+// v as a size, or a ValueError "<what> must be >= lo, got v".
+inline size_t at_least(long lo, long v, const char* what) {
+  if (v < lo)
+    throw ValueError(std::string(what) + " must be >= " + std::to_string(lo) + ", got " +
+                     std::to_string(v));
+  return static_cast<size_t>(v);
+}
+
 inline void check_scale(float s, const char* what) {
   if (!(s > 0.0f) || !std::isfinite(s) || !std::isfinite(1.0f / s))
     throw ValueError(std::string(what) + " must be a positive finite float32 whose reciprocal "

@@ -20,32 +20,23 @@ namespace {
 using Pair = std::tuple<long, long>;
 using Quad = std::tuple<long, long, long, long>;
 
-size_t positive(long v, const char* what) {
-  if (v < 1) throw ValueError(std::string(what) + " must be >= 1, got " + std::to_string(v));
-  return static_cast<size_t>(v);
-}
-size_t non_negative(long v, const char* what) {
-  if (v < 0) throw ValueError(std::string(what) + " must be >= 0, got " + std::to_string(v));
-  return static_cast<size_t>(v);
-}
-
 // Geometry from OIHW weights (out_c, in_c/groups, kh, kw) and the conv arguments.
 npq::ConvGeometry geometry(const py::array_t<int8_t>& w, Pair stride, Quad padding,
                            Pair dilation, long groups) {
   npq::ConvGeometry g{};
-  g.groups = positive(groups, "groups");
-  g.out_c = positive(w.shape(0), "weight.shape[0] (out_channels)");
-  g.in_c = positive(w.shape(1), "weight.shape[1] (in_channels / groups)") * g.groups;
-  g.kh = positive(w.shape(2), "kernel height");
-  g.kw = positive(w.shape(3), "kernel width");
-  g.stride_h = positive(std::get<0>(stride), "stride");
-  g.stride_w = positive(std::get<1>(stride), "stride");
-  g.dil_h = positive(std::get<0>(dilation), "dilation");
-  g.dil_w = positive(std::get<1>(dilation), "dilation");
-  g.pad_top = non_negative(std::get<0>(padding), "padding");
-  g.pad_left = non_negative(std::get<1>(padding), "padding");
-  g.pad_bottom = non_negative(std::get<2>(padding), "padding");
-  g.pad_right = non_negative(std::get<3>(padding), "padding");
+  g.groups = at_least(1, groups, "groups");
+  g.out_c = at_least(1, w.shape(0), "weight.shape[0] (out_channels)");
+  g.in_c = at_least(1, w.shape(1), "weight.shape[1] (in_channels / groups)") * g.groups;
+  g.kh = at_least(1, w.shape(2), "kernel height");
+  g.kw = at_least(1, w.shape(3), "kernel width");
+  g.stride_h = at_least(1, std::get<0>(stride), "stride");
+  g.stride_w = at_least(1, std::get<1>(stride), "stride");
+  g.dil_h = at_least(1, std::get<0>(dilation), "dilation");
+  g.dil_w = at_least(1, std::get<1>(dilation), "dilation");
+  g.pad_top = at_least(0, std::get<0>(padding), "padding");
+  g.pad_left = at_least(0, std::get<1>(padding), "padding");
+  g.pad_bottom = at_least(0, std::get<2>(padding), "padding");
+  g.pad_right = at_least(0, std::get<3>(padding), "padding");
   npq::check_conv_geometry(g);
   return g;
 }

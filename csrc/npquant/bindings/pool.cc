@@ -15,13 +15,6 @@ namespace {
 
 using Pair = std::tuple<long, long>;
 
-size_t at_least(long v, long lo, const char* what) {
-  if (v < lo)
-    throw ValueError(std::string(what) + " must be >= " + std::to_string(lo) + ", got " +
-                     std::to_string(v));
-  return static_cast<size_t>(v);
-}
-
 npq::Pool2dGeometry geometry(const py::array& x, Pair out_hw, Pair kernel, Pair stride,
                              Pair padding, Pair dilation) {
   npq::Pool2dGeometry g{};
@@ -29,16 +22,16 @@ npq::Pool2dGeometry geometry(const py::array& x, Pair out_hw, Pair kernel, Pair 
   g.h = x.shape(1);
   g.w = x.shape(2);
   g.c = x.shape(3);
-  g.oh = at_least(std::get<0>(out_hw), 1, "output height");
-  g.ow = at_least(std::get<1>(out_hw), 1, "output width");
-  g.kh = at_least(std::get<0>(kernel), 1, "kernel height");
-  g.kw = at_least(std::get<1>(kernel), 1, "kernel width");
-  g.stride_h = at_least(std::get<0>(stride), 1, "stride");
-  g.stride_w = at_least(std::get<1>(stride), 1, "stride");
-  g.pad_h = at_least(std::get<0>(padding), 0, "padding");
-  g.pad_w = at_least(std::get<1>(padding), 0, "padding");
-  g.dil_h = at_least(std::get<0>(dilation), 1, "dilation");
-  g.dil_w = at_least(std::get<1>(dilation), 1, "dilation");
+  g.oh = at_least(1, std::get<0>(out_hw), "output height");
+  g.ow = at_least(1, std::get<1>(out_hw), "output width");
+  g.kh = at_least(1, std::get<0>(kernel), "kernel height");
+  g.kw = at_least(1, std::get<1>(kernel), "kernel width");
+  g.stride_h = at_least(1, std::get<0>(stride), "stride");
+  g.stride_w = at_least(1, std::get<1>(stride), "stride");
+  g.pad_h = at_least(0, std::get<0>(padding), "padding");
+  g.pad_w = at_least(0, std::get<1>(padding), "padding");
+  g.dil_h = at_least(1, std::get<0>(dilation), "dilation");
+  g.dil_w = at_least(1, std::get<1>(dilation), "dilation");
   if (g.h == 0 || g.w == 0) throw ValueError("pooling needs a non-empty spatial input");
   // Every window must start inside the input or its leading padding.
   if ((g.oh - 1) * g.stride_h >= g.h + g.pad_h || (g.ow - 1) * g.stride_w >= g.w + g.pad_w)
@@ -75,7 +68,7 @@ py::array_t<T> avg_pool(const py::array& x_obj, Pair out_hw, Pair kernel, Pair s
   const int32_t qmin = std::is_signed<T>::value ? -128 : 0, qmax = std::is_signed<T>::value ? 127 : 255;
   if (zp < qmin || zp > qmax) throw ValueError("zero_point out of the dtype's range");
   const npq::AvgPool2dArgs a{mult.data(), inv.data(), size.data(), zp, qmin, qmax,
-                             at_least(vector_channels, 0, "vector_channels")};
+                             at_least(0, vector_channels, "vector_channels")};
   py::array_t<T> y({g.batch, g.oh, g.ow, g.c});
   const T* xd = x.data();
   T* yd = y.mutable_data();
