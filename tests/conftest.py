@@ -56,3 +56,21 @@ def runnable_isas():
     import npquant
 
     return npquant.cpu_info()["runnable_isas"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The agreement tests' cases per family and mode (tests/peers.py): which peer
+    arithmetic each comparison asserted on this CPU."""
+    peers = sys.modules.get("peers")
+    if peers is None or not peers.COUNTS:
+        return
+    tr = terminalreporter
+    tr.section("peer agreement: cases per mode on this CPU")
+    features = ", ".join(sorted(f for f in peers.FEATURES if "vnni" in f)) or "no VNNI"
+    tr.write_line(f"CPU: {features}; torch GEMM {peers.TORCH_LINEAR_MODE}; ORT u8s8 "
+                  f"{'exact' if peers.ORT_U8S8_EXACT else 'saturating'}")
+    families = sorted({f for f, _ in peers.COUNTS})
+    modes = sorted({m for _, m in peers.COUNTS})
+    tr.write_line(f"{'family':<36}" + "".join(f"{m:>14}" for m in modes))
+    for fam in families:
+        tr.write_line(f"{fam:<36}" + "".join(f"{peers.COUNTS[(fam, m)]:>14}" for m in modes))

@@ -10,6 +10,8 @@ import pytest
 import npquant
 import npquant.nn as nn
 import npquant.nn.quantized as nnq
+import npref
+import peers
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -133,8 +135,11 @@ def _torch_linear(xq, w: npquant.QTensor, bias, scale, zp, relu):
     return op(tx, packed, scale, zp).int_repr().numpy()
 
 
+@pytest.mark.parametrize("mode", [peers.TORCH_LINEAR_MODE])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_static_linear_per_tensor_weights_and_nd_inputs(seed):
+def test_static_linear_per_tensor_weights_and_nd_inputs(seed, mode):
+    """torch's codes where it is exact; where it saturates, torch's codes are its saturating
+    arithmetic's and npquant's the exact contract's."""
     rng = np.random.default_rng(seed)
     for _ in range(5):
         lead = tuple(int(v) for v in rng.integers(1, 6, int(rng.integers(1, 4))))
@@ -153,7 +158,14 @@ def test_static_linear_per_tensor_weights_and_nd_inputs(seed):
         layer.scale, layer.zero_point = ys, yz
         ours = layer(xq).int_repr()
         assert ours.shape == lead + (n,)
+        if mode == peers.SATURATING:
+            x2, ws = xq.int_repr().reshape(-1, k), np.full(n, wscale, np.float32)
+            exact = npref.linear_static(x2, xs, xz, w.int_repr(), ws, bias, ys, yz, relu)
+            np.testing.assert_array_equal(ours, exact.reshape(ours.shape))
+            ours = peers.requantize(peers.fbgemm_pairs_acc(x2, xz, w.int_repr()), xs, ws, bias, ys, yz,
+                                    relu).reshape(ours.shape)
         np.testing.assert_array_equal(ours, _torch_linear(xq, w, bias, ys, yz, relu))
+    peers.record("torch static Linear", mode, 5)
 
 
 # ------------------------------------------------------------------ whole converted models
@@ -214,14 +226,17 @@ def _convert_both(tm, nm, fuse, batches, observer):
     return torch.ao.quantization.convert(tp), npquant.convert(np_)
 
 
+@pytest.mark.parametrize("mode", [peers.TORCH_LINEAR_MODE])
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("observer", ["minmax", "histogram"])
 @pytest.mark.parametrize("act,join", [("relu", "add"), ("relu6", "add_relu"), ("dropout", "mul"),
                                       ("relu", "cat")])
-def test_converted_mlp_same_qparams_and_codes(seed, observer, act, join):
+def test_converted_mlp_same_qparams_and_codes(seed, observer, act, join, mode):
     """prepare / calibrate / convert in both libraries: every layer gets the same (scale,
     zero point) up to the last bits of the float activations the observers saw (NumPy's
-    and torch's float matmuls round differently), and the outputs agree within one code."""
+    and torch's float matmuls round differently), and the outputs agree within one code.
+    mode 'saturating': torch's model is compared with npquant's model whose Linear layers
+    compute torch's saturating arithmetic (peers.emulate_torch)."""
     rng = np.random.default_rng(seed)
     tm, nm = _mlp_pair(rng, act, join)
     batches = [rng.normal(0, 1, (32, 16)).astype(np.float32) for _ in range(3)]
@@ -237,15 +252,14 @@ def test_converted_mlp_same_qparams_and_codes(seed, observer, act, join):
     x = rng.normal(0, 1.2, (64, 16)).astype(np.float32)
     with torch.no_grad():
         yt = tc(torch.from_numpy(x)).numpy()
-    yn = nc(x)
+    emulated, counts = peers.emulate_torch(nc, "torch converted MLP (layers)")
+    assert counts[mode] == 4
+    yn = emulated(x)
     steps = np.abs(yt - yn) / nc.fc4.scale
     assert steps.max() <= 1 + 1e-4 and np.mean(steps > 0.5) < 0.01, (steps.max(), np.mean(steps > 0.5))
 
 
-# ------------------------------------------------------------------ convolution (once it is in npquant)
-needs_conv = pytest.mark.skipif(not hasattr(nnq, "Conv2d"), reason="npquant.nn.quantized.Conv2d not merged yet")
-
-
+# ------------------------------------------------------------------ convolution
 def _random_conv(rng):
     groups = int(rng.choice([1, 1, 2, 0]))
     cin = int(rng.integers(1, 24))
@@ -258,11 +272,13 @@ def _random_conv(rng):
                 padding=int(rng.integers(0, 3)), dilation=int(rng.integers(1, 3)), groups=groups)
 
 
-@needs_conv
 @pytest.mark.parametrize("seed", SEEDS)
 def test_quantized_conv_random_configs(seed):
     """Conv2d / ConvReLU2d, random geometry (depthwise included), per-channel weights, random
-    qparams, with and without bias: PyTorch's codes."""
+    qparams, with and without bias: PyTorch's codes where torch is exact for the config on
+    this CPU; where it saturates, torch's codes are its saturating arithmetic's
+    (peers.fbgemm_conv_acc) and npquant's the exact reference's. Where torch is broken
+    (peers.BROKEN) torch is not called; npquant must still equal the reference."""
     rng = np.random.default_rng(seed)
     checked = 0
     for _ in range(10):
@@ -280,16 +296,30 @@ def test_quantized_conv_random_configs(seed):
         ys = float(np.float32(xs * float(ws.mean()) * np.sqrt(cfg["in_channels"] // cfg["groups"]
                                                                * cfg["kernel_size"] ** 2) * 50))
         yz = int(rng.integers(0, 256))
-        tq = (torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else torch.ao.nn.quantized.Conv2d)(**cfg)
-        tq.set_weight_bias(tw, bias)
-        tq.scale, tq.zero_point = ys, yz
         ours = (nnq.ConvReLU2d if relu else nnq.Conv2d)(**cfg)
         qw = npquant.QTensor(tw.int_repr().numpy(), tw.q_per_channel_scales().numpy().astype(np.float32),
                              np.zeros(len(ws), np.int64), npquant.qint8, axis=0)
         ours.set_weight_bias(qw, None if bias is None else bias.numpy())
         ours.scale, ours.zero_point = ys, yz
         t, q = qpair(x, xs, xz, False)
-        d = codes_diff(tq(t), ours(q))
-        assert d.max() == 0, (cfg, relu, int(d.sum()))
+        y = ours(q)
+        k, s, p, d = ((cfg[a],) * 2 for a in ("kernel_size", "stride", "padding", "dilation"))
+        mode = peers.torch_conv_mode(cfg["in_channels"], cfg["out_channels"], cfg["groups"], k, s, p, d)
+        peers.record("torch static Conv2d", mode)
+        if mode != peers.EXACT:
+            args = (np.ascontiguousarray(q.nhwc()), xz, qw.int_repr(), s, p + p, d, cfg["groups"])
+            wsc = qw.q_per_channel_scales()
+            b = None if bias is None else bias.numpy()
+            exact = npquant._C.reference.conv2d_static(*args, np.float32(xs), wsc, b, np.float32(ys), yz, relu)
+            np.testing.assert_array_equal(y.nhwc(), exact)
+            if mode == peers.BROKEN:
+                continue
+            emulated = peers.requantize(peers.fbgemm_conv_acc(*args), xs, wsc, b, ys, yz, relu)
+            y = npquant.QTensor.from_nhwc(emulated, y.q_scale(), yz)
+        tq = (torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else torch.ao.nn.quantized.Conv2d)(**cfg)
+        tq.set_weight_bias(tw, bias)
+        tq.scale, tq.zero_point = ys, yz
+        d = codes_diff(tq(t), y)
+        assert d.max() == 0, (cfg, relu, mode, int(d.sum()))
         checked += d.size
     assert checked > 0

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import npquant.benchmark as compare
+import npref
+import peers
 
 FAST = dict(repeat=1, warmup=0, min_sample=0.0, progress=False)
 
@@ -74,12 +76,22 @@ def test_every_conv_impl_agrees_with_fp32():
 
 
 @pytest.mark.skipif(not _installed("torch"), reason="PyTorch not installed")
-def test_static_linear_same_work_as_torch():
-    """npquant and PyTorch static Linear get the same qparams: identical u8 outputs."""
+@pytest.mark.parametrize("mode", [peers.TORCH_LINEAR_MODE])
+def test_static_linear_same_work_as_torch(mode):
+    """npquant and PyTorch static Linear get the same qparams: identical u8 outputs where
+    torch is exact on this CPU; where it saturates, torch's are its saturating arithmetic's
+    and npquant's the exact contract's."""
     case = compare.make_linear_case(7, 33, 20, seed=4)
     npq_run, _ = compare._npquant_static_linear(case)
     torch_run, _ = compare._torch_static_linear(case)
-    np.testing.assert_array_equal(npq_run().int_repr(), torch_run().int_repr().numpy())
+    ours = npq_run().int_repr()
+    args = (case.xq.scale, case.wq.scales, case.b, case.yq.scale, case.yq.zero_point, False)
+    np.testing.assert_array_equal(
+        ours, peers.requantize(npref.acc_int(case.x_u8, case.xq.zero_point, case.wq.q), *args))
+    if mode == peers.SATURATING:
+        ours = peers.requantize(peers.fbgemm_pairs_acc(case.x_u8, case.xq.zero_point, case.wq.q), *args)
+    np.testing.assert_array_equal(ours, torch_run().int_repr().numpy())
+    peers.record("bench: torch static Linear", mode)
 
 
 def test_wrong_result_is_reported_not_timed():

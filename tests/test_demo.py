@@ -17,9 +17,6 @@ from conftest import LAUNCHER
 from npquant.data import data_path, load_digits, upscale_digits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The digits CNN needs npquant.nn.Conv2d (issue 4's branch); until it is merged these skip.
-needs_conv = pytest.mark.skipif(not hasattr(npquant.nn, "Conv2d"),
-                                reason="npquant.nn.Conv2d (the conv branch) is not merged yet")
 
 
 # ------------------------------------------------------------------- bundled files
@@ -101,14 +98,12 @@ def int8_model(float_model, digits):
     return quantize_digits(float_model, digits["calib_x"], show_progress=False)
 
 
-@needs_conv
 def test_fp32_accuracy(float_model, digits):
     from npquant.demo import accuracy
 
     assert accuracy(float_model, digits["test_x"], digits["test_y"]) >= 0.97
 
 
-@needs_conv
 def test_fp32_matches_pytorch(float_model, digits):
     torch = pytest.importorskip("torch")
     sys.path.insert(0, os.path.join(REPO, "examples"))
@@ -125,7 +120,6 @@ def test_fp32_matches_pytorch(float_model, digits):
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-5
 
 
-@needs_conv
 def test_int8_accuracy_within_one_point(float_model, int8_model, digits):
     from npquant.demo import accuracy
 
@@ -134,7 +128,6 @@ def test_int8_accuracy_within_one_point(float_model, int8_model, digits):
     assert int8 >= fp32 - 0.01, (fp32, int8)
 
 
-@needs_conv
 def test_int8_model_is_all_quantized(int8_model):
     kinds = {type(m).__module__.split(".")[2] if type(m).__module__.count(".") >= 2 else "" for _, m in
              int8_model.named_modules() if not any(True for _ in m.children())}
@@ -143,7 +136,6 @@ def test_int8_model_is_all_quantized(int8_model):
     assert "quantized" in kinds
 
 
-@needs_conv
 def test_int8_model_save_load_roundtrip(int8_model, digits, tmp_path):
     path = tmp_path / "digits_int8.npq"
     npquant.save(int8_model, path)
@@ -152,7 +144,6 @@ def test_int8_model_save_load_roundtrip(int8_model, digits, tmp_path):
     assert np.array_equal(int8_model(x).view(np.uint32), back(x).view(np.uint32))
 
 
-@needs_conv
 @pytest.mark.parametrize("isa", npquant.cpu_info()["runnable_isas"])
 def test_int8_model_loads_bit_identical_under_each_isa(int8_model, digits, tmp_path, isa):
     path, xpath, out = tmp_path / "m.npq", tmp_path / "x.npy", tmp_path / "y.npy"
@@ -168,7 +159,6 @@ def test_int8_model_loads_bit_identical_under_each_isa(int8_model, digits, tmp_p
     assert np.array_equal(np.load(out).view(np.uint32), int8_model(x).view(np.uint32))
 
 
-@needs_conv
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_int8_model_semantic_fuzz(int8_model):
     from test_serialization import _saved_bytes, semantic_mutations
@@ -182,7 +172,6 @@ def test_int8_model_semantic_fuzz(int8_model):
     assert raised > 20
 
 
-@needs_conv
 def test_compare_reports_every_layer(float_model, int8_model, digits):
     rep = npquant.compare(float_model, int8_model, digits["test_x"][:64])
     names = [r.name for r in rep]
@@ -197,7 +186,6 @@ def test_compare_reports_every_layer(float_model, int8_model, digits):
 
 # ------------------------------------------------------------------- the demo and the command
 
-@needs_conv
 def test_run_demo_quick():
     from npquant.demo import format_demo, run_demo
 
@@ -229,7 +217,6 @@ def test_cli_info():
     assert json.loads(r.stdout)["isa"] == info["isa"]
 
 
-@needs_conv
 def test_cli_demo_quick(tmp_path):
     out = tmp_path / "demo.json"
     saved = tmp_path / "digits_int8.npq"

@@ -254,7 +254,6 @@ def test_qtensor_constructor_validates(arr, dtype, scale, zp, axis):
 
 
 # ------------------------------------------------------------------ convolution (once merged)
-needs_conv = pytest.mark.skipif(not hasattr(nnq, "Conv2d"), reason="npquant.nn.quantized.Conv2d not merged yet")
 
 
 def _conv_acc(x_codes, xz, w, stride, padding, dilation, groups):
@@ -276,7 +275,6 @@ def _conv_acc(x_codes, xz, w, stride, padding, dilation, groups):
     return acc
 
 
-@needs_conv
 @settings(max_examples=max_examples(150), **SETTINGS)
 @given(data=st.data(), groups=st.integers(1, 3), cg=st.integers(1, 4), og=st.integers(1, 4),
        k=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 2), dilation=st.integers(1, 2),

@@ -506,8 +506,6 @@ def test_semantic_fuzz_loads_or_raises_model_file_error(make):
 
 # ------------------------------------------------------------------- every registered type
 
-needs_conv = pytest.mark.skipif(not hasattr(nn, "Conv2d"),
-                                reason="npquant.nn.Conv2d (the conv branch) is not merged yet")
 
 
 class Zoo(nn.Module):
@@ -566,7 +564,6 @@ def _zoo_models():
     }
 
 
-@needs_conv
 def test_every_registered_type_round_trips(tmp_path):
     registry = npquant.serialization.supported_module_types()
     models = _zoo_models()

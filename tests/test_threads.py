@@ -80,7 +80,6 @@ def test_dynamic_linear_from_8_threads():
     _run_concurrently(model, inputs, _serial(model, inputs), change_threads=True)
 
 
-@pytest.mark.skipif(not hasattr(npquant.nn, "Conv2d"), reason="npquant.nn.Conv2d not merged yet")
 @pytest.mark.parametrize("change_threads", [False, True])
 def test_static_conv_model_from_8_threads(change_threads):
     nn = npquant.nn

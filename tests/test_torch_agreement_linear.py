@@ -1,11 +1,14 @@
-"""npquant against PyTorch 2.13 (engine x86): quantize_per_tensor and static
-Linear bit-identical given the same qparams; dynamic Linear at least as close to
-fp32 as torch's quantize_dynamic on the same weights."""
+"""npquant against PyTorch 2.13 (engine x86): quantize_per_tensor bit-identical; static
+Linear bit-identical given the same qparams where torch is exact on this CPU, and equal to
+torch's own saturating arithmetic (peers.py) where it is not; dynamic Linear at least as
+close to fp32 as torch's quantize_dynamic on the same weights."""
 
 import numpy as np
 import pytest
 
 import npquant
+import npref
+import peers
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -44,9 +47,13 @@ def _torch_qlinear(x_q, xs, xz, w_q, ws, bias, ys, yz, relu):
     return op(tx, packed, ys, yz).int_repr().numpy()
 
 
+@pytest.mark.parametrize("mode", [peers.TORCH_LINEAR_MODE])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
-def test_static_linear_bit_identical(with_bias, relu, rng):
+def test_static_linear_bit_identical(with_bias, relu, mode, rng):
+    """Full-range random codes. mode 'exact' (AVX-512 VNNI): npquant's codes are torch's.
+    mode 'saturating': torch's are FBGEMM's saturating pairs (peers.fbgemm_pairs_acc), and
+    npquant's are the exact contract (npref), so the difference is torch's alone."""
     diffs = total = 0
     for _ in range(60):
         m, k, n = int(rng.integers(1, 200)), int(rng.integers(1, 1500)), int(rng.integers(1, 400))
@@ -64,8 +71,14 @@ def test_static_linear_bit_identical(with_bias, relu, rng):
         layer.scale, layer.zero_point = ys, yz
         ours = layer(xq).int_repr()
         theirs = _torch_qlinear(xq.int_repr(), xs, xz, qw.int_repr(), ws, bias, ys, yz, relu)
+        if mode == peers.SATURATING:
+            np.testing.assert_array_equal(
+                ours, npref.linear_static(xq.int_repr(), xs, xz, qw.int_repr(), ws, bias, ys, yz, relu))
+            ours = peers.requantize(peers.fbgemm_pairs_acc(xq.int_repr(), xz, qw.int_repr()), xs, ws, bias,
+                                    ys, yz, relu)
         diffs += int(np.sum(ours != theirs))
         total += ours.size
+    peers.record("torch static Linear", mode, 60)
     assert total > 100_000 and diffs == 0
 
 

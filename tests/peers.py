@@ -1,0 +1,213 @@
+"""What PyTorch's and ONNX Runtime's int8 kernels compute on this CPU, for the
+agreement tests (docs/peers.md explains the arithmetic).
+
+Both peers multiply uint8 activations by int8 weights. Where the CPU has AVX-512 VNNI
+they use vpdpbusd, which sums four u8*s8 products into int32 exactly. Elsewhere (every
+AVX2-only CPU, and AVX-512 CPUs without VNNI) they use vpmaddubsw, which adds two
+adjacent products in *saturating* int16 before widening: 211*71 + 171*107 = 33,278
+becomes 32,767. npquant is exact on every CPU, so on those CPUs the peers differ from
+npquant wherever a pair saturates.
+
+An agreement test therefore asks this module, from the CPU's features (never from the
+result), whether the peer is exact for the layer at hand:
+- exact: npquant's output must equal the peer's bit for bit;
+- saturating: the peer's output must equal `emulate_torch` / `fbgemm_*_acc` below (its
+  own saturating arithmetic, restated in NumPy), and npquant must equal the exact
+  contract, so the test proves that the whole difference is the peer's.
+
+`record(family, mode, n)` counts the cases each test family ran in each mode; the
+pytest summary prints the table (conftest.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import types
+
+import numpy as np
+
+import npquant
+from npquant.qtensor import QTensor
+
+FEATURES = frozenset(npquant.cpu_info()["features"])
+
+# PyTorch's x86 engine: FBGEMM's GEMM uses vpdpbusd iff cpuinfo reports AVX-512 VNNI
+# (fbgemmHasAvx512VnniSupport; AVX-VNNI alone does not count); its convolutions run on
+# oneDNN when that holds and groups <= 100 (onednn_utils::should_use_onednn_quant),
+# otherwise on FBGEMM, whose depthwise kernels use vpmaddubsw on every CPU.
+TORCH_VNNI = "avx512_vnni" in FEATURES
+# ONNX Runtime's MLAS u8 x s8 kernels: vpdpbusd with AVX-512 VNNI or AVX-VNNI,
+# vpmaddubsw otherwise. Its u8 x u8 kernels widen to int16 (vpmaddwd): exact everywhere.
+ORT_U8S8_EXACT = bool(FEATURES & {"avx512_vnni", "avx_vnni"})
+
+EXACT, SATURATING = "exact", "saturating"
+# Configurations where torch's output is not an arithmetic at all: tests must not call it.
+BROKEN = "torch broken"
+TORCH_LINEAR_MODE = EXACT if TORCH_VNNI else SATURATING
+
+COUNTS: collections.Counter = collections.Counter()
+
+
+def record(family: str, mode: str, n: int = 1) -> None:
+    """Counts n cases of an agreement test family run in this mode (printed at the end)."""
+    COUNTS[(family, mode)] += n
+
+
+# ------------------------------------------------------------------ which path torch takes
+def _fbgemm_depthwise_fast_path(cin, cout, groups, k, stride, pad, dil):
+    """FBGEMM's takeDepthWiseFastPath (src/FbgemmConv.cc), for 2-D convolutions."""
+    kh, kw = k
+    return (groups == cin and cout in (groups, 2 * groups) and groups % 8 == 0
+            and all(s in (1, 2) for s in stride) and kh == kw and kh in (3, 5, 7)
+            and tuple(dil) == (1, 1) and tuple(pad) == ((kh - 1) // 2, (kw - 1) // 2))
+
+
+def _fbgemm_groupwise_fast_path(cin, cout, groups, k, stride, pad, dil):
+    """FBGEMM's fbgemmOptimizedGConv (src/Fbgemm.cc), for 2-D convolutions."""
+    cg = cin // groups
+    return (cg == cout // groups and cg in (2, 4, 8, 16) and tuple(k) == (3, 3) and tuple(pad) == (1, 1)
+            and tuple(dil) == (1, 1) and stride[0] == stride[1] and stride[0] in (1, 2)
+            and groups >= _fbgemm_groups_together(cg))
+
+
+def _fbgemm_groups_together(cg):
+    """PackWeightMatrixForGConv::numOfGroupsTogether: groups per vector register."""
+    width = 64 if "avx512f" in FEATURES else 32
+    return max(width // cg // max(cg, 4), 1)
+
+
+def torch_conv_mode(cin, cout, groups, k, stride, pad, dil) -> str:
+    """EXACT, SATURATING or BROKEN: what torch's x86 engine computes for this
+    (non-transposed, symmetric-weight) 2-D convolution on this CPU. pad is (top, left),
+    symmetric.
+
+    BROKEN: FBGEMM's groupwise kernel when groups is not a multiple of the groups it packs
+    per register. Measured with torch 2.13: on AVX2 (qemu Haswell) wrong outputs even with
+    weights too small to saturate (125 of 432 codes for 12 channels in 3 groups); on
+    AVX-512 (Zen 4, groups > 100, so FBGEMM runs it) wrong outputs for groups 102 and heap
+    corruption ('double free', the process aborts) for groups 101. docs/peers.md."""
+    if TORCH_VNNI and groups <= 100:
+        return EXACT  # oneDNN, vpdpbusd
+    if (_fbgemm_groupwise_fast_path(cin, cout, groups, k, stride, pad, dil)
+            and groups % _fbgemm_groups_together(cin // groups)):
+        return BROKEN
+    if TORCH_VNNI:  # FBGEMM: its GEMM and groupwise kernels use VNNI, its depthwise ones do not
+        return SATURATING if _fbgemm_depthwise_fast_path(cin, cout, groups, k, stride, pad, dil) else EXACT
+    return SATURATING
+
+
+# ------------------------------------------------------------------ the saturating arithmetic
+def _sat16(v):
+    return np.clip(v, -32768, 32767)
+
+
+def fbgemm_pairs_acc(a_u8: np.ndarray, xz, w_s8: np.ndarray) -> np.ndarray:
+    """FBGEMM's u8 x s8 accumulator with vpmaddubsw: A (M, K) raw uint8 codes, W (N, K).
+
+    vpmaddubsw adds the products of k = 2p and 2p + 1 in saturating int16; vpmaddwd with
+    ones and vpaddd sum those exactly in int32; the zero point enters afterwards as the
+    exact int32 column offset xz * sum_k w[n, k] (FBGEMM's epilogue). Exact int64 here."""
+    a = a_u8.astype(np.int64)
+    w = w_s8.astype(np.int64)
+    m, k = a.shape
+    if k % 2:
+        a = np.pad(a, ((0, 0), (0, 1)))
+        w = np.pad(w, ((0, 0), (0, 1)))
+    n = w.shape[0]
+    acc = np.empty((m, n), np.int64)
+    rows = max(1, 4_000_000 // max(1, n * (k // 2 + 1)))  # bounds the (rows, N, K/2) temporaries
+    for r in range(0, m, rows):
+        ae, ao = a[r:r + rows, None, 0::2], a[r:r + rows, None, 1::2]
+        acc[r:r + rows] = _sat16(ae * w[None, :, 0::2] + ao * w[None, :, 1::2]).sum(-1)
+    return acc - np.int64(xz) * w.sum(1)[None, :]
+
+
+def fbgemm_conv_acc(x_nhwc: np.ndarray, xz: int, w: np.ndarray, stride, pad4, dil, groups) -> np.ndarray:
+    """The accumulator of FBGEMM's convolutions with vpmaddubsw, (N, OH, OW, Cout).
+
+    Every FBGEMM conv path pairs adjacent elements of one group's K vector in the order
+    (kh, kw, c) with c fastest: im2col + GEMM and pointwise (the GEMM's pairs), groupwise
+    (channel pairs within one tap; C/G is even there) and depthwise (C/G = 1: pairs of
+    adjacent taps). Padding reads the zero point, as in FBGEMM's im2col.
+    x_nhwc: uint8 codes; w: int8 (Cout, Cin/groups, kh, kw); pad4: (top, left, bottom, right)."""
+    n, h, wd, cin = x_nhwc.shape
+    cout, cg, kh, kw = w.shape
+    og = cout // groups
+    t, l, b, r = pad4
+    xp = np.full((n, h + t + b, wd + l + r, cin), xz, np.int64)
+    xp[:, t:t + h, l:l + wd] = x_nhwc
+    oh = (h + t + b - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd + l + r - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    taps = [xp[:, i * dil[0]:i * dil[0] + (oh - 1) * stride[0] + 1:stride[0],
+               j * dil[1]:j * dil[1] + (ow - 1) * stride[1] + 1:stride[1]] for i in range(kh) for j in range(kw)]
+    cols = np.stack(taps, axis=3)  # (n, oh, ow, kh*kw, cin)
+    out = np.empty((n * oh * ow, cout), np.int64)
+    for g in range(groups):
+        a = cols[..., g * cg:(g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
+        wg = w[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
+        out[:, g * og:(g + 1) * og] = fbgemm_pairs_acc(a, xz, wg)
+    return out.reshape(n, oh, ow, cout)
+
+
+def requantize(acc, xs, ws, bias, ys, yz, relu) -> np.ndarray:
+    """The contract's (and FBGEMM's) float requantization of an int32 accumulator."""
+    s = (np.float32(xs) * np.asarray(ws, np.float32)).astype(np.float32)
+    mult = (s / np.float32(ys)).astype(np.float32)
+    v = acc.astype(np.float32)
+    if bias is not None:
+        v = (v + (np.asarray(bias, np.float32) / s).astype(np.float32)).astype(np.float32)
+    v = (v * mult).astype(np.float32)
+    q = np.rint(v).astype(np.int64) + int(yz)
+    return np.clip(q, int(yz) if relu else 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ whole models
+def _emulated_linear(self, x):
+    q = x.int_repr()
+    scale, zp, fscale = self._output_qparams()
+    p = self._packed_params
+    acc = fbgemm_pairs_acc(q.reshape(-1, q.shape[-1]), x.q_zero_point(), p.qweight.int_repr())
+    y = requantize(acc, x.q_scale(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
+    return QTensor._trusted(y.reshape(q.shape[:-1] + (y.shape[-1],)), fscale, zp)
+
+
+def _emulated_conv(self, x):
+    scale, zp, fscale = self._output_qparams()
+    p = self._packed_params
+    stride, pad4, dil, groups = p.geometry
+    acc = fbgemm_conv_acc(x.nhwc(), x.q_zero_point(), p.qweight.int_repr(), stride, pad4, dil, groups)
+    y = requantize(acc, x.q_scale(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
+    return QTensor._trusted(np.ascontiguousarray(y), fscale, zp, nhwc=True)
+
+
+def emulate_torch(model, family: str | None = None):
+    """(model, counts): `model` itself where torch is exact for all of its GEMM layers on
+    this CPU; otherwise a deep copy whose saturating Linear / Conv2d layers compute
+    FBGEMM's saturating arithmetic, i.e. what torch's converted twin of `model` computes.
+    counts: {EXACT: layers, SATURATING: layers}; with `family`, they are recorded."""
+    import npquant.nn.quantized as nnq
+
+    modes = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nnq.Linear):
+            modes[name] = TORCH_LINEAR_MODE
+        elif isinstance(m, nnq.Conv2d):
+            stride, pad4, dil, groups = m._packed_params.geometry
+            modes[name] = torch_conv_mode(m.in_channels, m.out_channels, groups, m.kernel_size, stride,
+                                          pad4[:2], dil)
+    broken = [name for name, mode in modes.items() if mode == BROKEN]
+    if broken:
+        raise ValueError(f"torch's x86 engine is broken for layers {broken} on this CPU (torch_conv_mode)")
+    counts = collections.Counter(modes.values())
+    if family:
+        for mode, n in counts.items():
+            record(family, mode, n)
+    if not counts[SATURATING]:
+        return model, counts
+    twin = copy.deepcopy(model)
+    for name, m in twin.named_modules():
+        if modes.get(name) == SATURATING:
+            fn = _emulated_conv if isinstance(m, nnq.Conv2d) else _emulated_linear
+            m.forward = types.MethodType(fn, m)
+    return twin, counts
