@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npquant's whole test suite: installs the package with its test extras, then
-# runs pytest (all ISAs this CPU has, PyTorch/ONNX Runtime agreement) and the
-# native C++ tests (every ukernel against the reference).
+# runs pytest (all ISAs this CPU has, PyTorch/ONNX Runtime agreement), the
+# agreement tests again on an AVX2-only CPU under qemu, and the native C++ tests
+# (every ukernel against the reference).
 # Usage: bash tests/run.sh        (from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,20 @@ echo "== pytest"
 # After the native build: the bench tests probe the built npquant_bench.
 # Run from tests/ so the installed package (not the source tree) is imported.
 (cd tests && $PY -m pytest -q -p no:cacheprovider .)
+
+echo "== AVX2-only x86 under qemu-x86_64 -cpu Haswell: peer agreement where the peers saturate"
+# PyTorch and ONNX Runtime saturate int16 without VNNI (tests/peers.py); this runs the
+# agreement tests in that mode on any x86-64 machine. Needs qemu-user (.ci/run installs it).
+if [ "$(uname -m)" = x86_64 ]; then
+  if command -v qemu-x86_64 >/dev/null; then
+    PYTHON=$PY bash tests/x86/run_qemu.sh
+  elif [ "${CI:-}" = true ]; then
+    echo "the AVX2-only tests need qemu-x86_64: apt-get install qemu-user" >&2
+    exit 1
+  else
+    echo "SKIPPED AVX2-only tests under qemu: apt-get install qemu-user"
+  fi
+fi
 
 echo "== native tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 bash tests/native/run_sanitizers.sh native
