@@ -1,8 +1,9 @@
 """The integer format: each quantized op written with ONNX ops whose arithmetic is
 npquant's, step by step, so ONNX Runtime reproduces npquant's codes bit for bit.
 
-- Linear / Conv2d: MatMulInteger / ConvInteger (uint8 x int8, with the input zero
-  point) give the exact int32 accumulator; Cast, Add bias_s[n], Mul mult[n] (the
+- Linear / Conv2d: MatMulInteger / ConvInteger (uint8 activations x uint8 weights
+  128 above npquant's int8 codes, with the input zero point and weight zero point
+  128) give the exact int32 accumulator on every CPU; Cast, Add bias_s[n], Mul mult[n] (the
   float32 constants of npquant's kernels) give v = fl(fl(float(acc) + bias_s) * mult);
   then (Relu and) QuantizeLinear with scale 1 and the output zero point, which
   rounds half to even and saturates: npquant's nearbyint + clamp.
