@@ -132,6 +132,7 @@ def test_every_quantized_layer_alone(fmt, seed, tmp_path):
     assert gemm_differ / gemm_total < 0.01, f"{gemm_differ} of {gemm_total} Linear codes differ by one step"
 
 
+@HASWELL
 @pytest.mark.parametrize("op", ["add", "add_relu", "mul", "cat"])
 def test_qfunctional_alone_within_one_step(op, rng, tmp_path):
     class Join(nn.Module):
@@ -169,7 +170,7 @@ def check_model(q, x, out_scale, tmp_path, max_steps=3, max_frac=0.02, fmt="qdq"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 @pytest.mark.parametrize("act,join,rank3", [("relu", "add", False), ("relu6", "add_relu", True),
                                            ("hardswish", "mul", False), ("dropout", "cat", True)])
 def test_quantized_mlp_in_onnxruntime(fmt, seed, act, join, rank3, tmp_path):
@@ -177,18 +178,20 @@ def test_quantized_mlp_in_onnxruntime(fmt, seed, act, join, rank3, tmp_path):
     shape = (6, 5, 24) if rank3 else (40, 24)  # rank 3 exports MatMul(Integer) instead of Gemm
     q = om.quantized_mlp(rng, act=act, join=join, in_shape=shape)
     x = rng.normal(0, 1, shape).astype(np.float32)
-    check_model(q, x, q.fc4.scale, tmp_path, fmt=fmt)
+    # QDQ measured: at most 1 step over 10 seeds, on VNNI and AVX2-only CPUs alike
+    check_model(q, x, q.fc4.scale, tmp_path, max_steps=2, fmt=fmt)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_quantized_pooling_model_in_onnxruntime(fmt, seed, ceil_mode, tmp_path):
     rng = np.random.default_rng(seed)
     q = om.quantized_poolnet(rng, hw=13, ceil_mode=ceil_mode)
     x = rng.normal(0, 2, (5, 3, 13, 13)).astype(np.float32)
     # QDQ: pooling's ties round differently (see test_every_quantized_layer_alone), so many
-    # outputs move by a step; the bound is on the size of the move
+    # outputs move by a step; the bound is on the size of the move (measured: 3 over 10 seeds
+    # at ORT_DISABLE_ALL, 0 at ORT_ENABLE_ALL, on VNNI and AVX2-only CPUs alike)
     check_model(q, x, q.fc.scale, tmp_path, max_frac=1.0, fmt=fmt)
 
 
@@ -302,6 +305,7 @@ def optimized_ops(path, tmp_path, level) -> list:
     return [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
 
 
+@HASWELL
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_quantized_in_and_out(fmt, rng, tmp_path):
     """A QTensor input and output become uint8 tensors carrying the codes."""

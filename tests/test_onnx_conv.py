@@ -177,7 +177,7 @@ def test_conv_layers_alone(conv_modules, fmt, seed, tmp_path):
     assert n_conv == 4
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 def test_quantized_cnn_in_onnxruntime(conv_modules, seed, tmp_path):
     rng = np.random.default_rng(seed)
     q = _quantized_cnn(conv_modules, rng)
@@ -190,7 +190,7 @@ def test_quantized_cnn_in_onnxruntime(conv_modules, seed, tmp_path):
     # ORT fuses the uint8-weight units into its integer kernels
     opt = optimized_ops(tmp_path / "cnn.onnx", tmp_path, LEVELS[-1])
     assert opt.count("QLinearConv") == 4 and opt.count("QGemm") == 1 and "Conv" not in opt, opt
-    check_model(q, x, q.fc.scale, tmp_path, max_steps=3, max_frac=1.0)
+    check_model(q, x, q.fc.scale, tmp_path, max_steps=2, max_frac=1.0)  # measured: 1 over 10 seeds
 
 
 @pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
@@ -231,7 +231,27 @@ class NhwcZoo(nn.Module):
         return self.dequant(self.fc(self.flatten(self.gap(x))))
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
+def test_nhwc_model_qdq(conv_modules, seed, tmp_path):
+    """QDQ through the NHWC model: every layer within one step (test_every_quantized_layer_alone
+    has the reasons), but mul(x, x) and the pools amplify a step of their input; measured
+    up to 5 output steps over 10 seeds on VNNI and AVX2-only CPUs alike."""
+    rng = np.random.default_rng(seed)
+    q = om.calibrated(NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)],
+                      fuse=[["conv2", "relu"]])
+    x = rng.normal(0, 1, (5, 3, 15, 15)).astype(np.float32)
+    check_model(q, x, q.fc.scale, tmp_path, max_steps=6, max_frac=1.0)
+    for name, layer, xq in layer_inputs(q, x):
+        expect = layer(xq)
+        if not isinstance(expect, npquant.QTensor):
+            continue
+        npquant.onnx.export(layer, xq, tmp_path / "layer.onnx")
+        for level in LEVELS:
+            d = np.abs(run_ort(str(tmp_path / "layer.onnx"), xq, level=level).astype(int) - expect.int_repr().astype(int))
+            assert d.max() <= 1, (name, level, d.max())
+
+
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 def test_nhwc_model_integer_exact(conv_modules, seed, tmp_path):
     rng = np.random.default_rng(seed)
     q = om.calibrated(NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)],
