@@ -16,7 +16,8 @@ import npquant.nn.quantized as nnq
 import npref
 
 import onnx_models as om
-from test_onnx import HASWELL, FORMATS, LEVELS, assert_exact, check_model, layer_inputs, optimized_ops, run_ort, steps
+from test_onnx import (FORMATS, HASWELL, LEVELS, assert_exact, check_model, layer_inputs, optimized_ops,
+                       run_ort)
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -247,7 +248,8 @@ def test_nhwc_model_qdq(conv_modules, seed, tmp_path):
             continue
         npquant.onnx.export(layer, xq, tmp_path / "layer.onnx")
         for level in LEVELS:
-            d = np.abs(run_ort(str(tmp_path / "layer.onnx"), xq, level=level).astype(int) - expect.int_repr().astype(int))
+            got = run_ort(str(tmp_path / "layer.onnx"), xq, level=level)
+            d = np.abs(got.astype(int) - expect.int_repr().astype(int))
             assert d.max() <= 1, (name, level, d.max())
 
 

@@ -203,9 +203,12 @@ def _weight(g, qw: QTensor, base: str, transpose: bool) -> list:
     """The weight as uint8 codes 128 higher, and its zero point 128: MatMulInteger /
     ConvInteger then compute sum (x - xz) * w exactly in ONNX Runtime on every CPU (its
     uint8 x int8 kernels saturate on AVX2 without VNNI; see shifted_weight)."""
-    return list(g.cached((id(qw), "uint8", transpose), qw, lambda: (
-        g.const(base + "_weight", np.ascontiguousarray(shifted_weight(qw.int_repr().T if transpose else qw.int_repr()))),
-        g.const(base + "_weight_zero_point", np.uint8(128)))))
+    def make():
+        q = shifted_weight(qw.int_repr())
+        return (g.const(base + "_weight", np.ascontiguousarray(q.T if transpose else q)),
+                g.const(base + "_weight_zero_point", np.uint8(128)))
+
+    return list(g.cached((id(qw), "uint8", transpose), qw, make))
 
 
 def _x_zero_point(g, xq: QTensor, base: str) -> str:
