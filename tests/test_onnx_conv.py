@@ -16,7 +16,8 @@ import npquant.nn.quantized as nnq
 import npref
 
 import onnx_models as om
-from test_onnx import FORMATS, LEVELS, assert_exact, check_model, layer_inputs, run_ort, steps
+from test_onnx import (FORMATS, HASWELL, LEVELS, assert_exact, check_model, layer_inputs, optimized_ops,
+                       run_ort)
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -151,9 +152,11 @@ def _quantized_cnn(Conv2d, rng):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 def test_conv_layers_alone(conv_modules, fmt, seed, tmp_path):
-    """Each layer of the CNN alone: equal to npquant (integer), within one step (qdq)."""
+    """Each layer of the CNN alone, at both ends of ORT's optimization levels: equal to
+    npquant (integer), within one step (qdq; QLinearConv with uint8 weights is exact in its
+    accumulator on every CPU, so only rounding near ties differs)."""
     rng = np.random.default_rng(seed)
     q = _quantized_cnn(conv_modules, rng)
     x = rng.normal(0, 1, (3, 3, 14, 14)).astype(np.float32)
@@ -163,18 +166,19 @@ def test_conv_layers_alone(conv_modules, fmt, seed, tmp_path):
         if not isinstance(expect, npquant.QTensor):
             continue
         npquant.onnx.export(layer, xq, tmp_path / f"{name}.onnx", format=fmt)
-        got = run_ort(str(tmp_path / f"{name}.onnx"), xq)
-        if fmt == "integer":
-            assert_exact(got, expect, name)
-        d = np.abs(got.astype(int) - expect.int_repr().astype(int))
-        assert d.max() <= 1, (name, d.max())
-        if isinstance(layer, nnq.Conv2d):
-            n_conv += 1
-            assert np.mean(d) < 0.01, (name, np.mean(d))
+        n_conv += isinstance(layer, nnq.Conv2d)
+        for level in LEVELS:
+            got = run_ort(str(tmp_path / f"{name}.onnx"), xq, level=level)
+            if fmt == "integer":
+                assert_exact(got, expect, name)
+            d = np.abs(got.astype(int) - expect.int_repr().astype(int))
+            assert d.max() <= 1, (name, level, d.max())
+            if isinstance(layer, nnq.Conv2d):
+                assert np.mean(d) < 0.01, (name, level, np.mean(d))
     assert n_conv == 4
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 def test_quantized_cnn_in_onnxruntime(conv_modules, seed, tmp_path):
     rng = np.random.default_rng(seed)
     q = _quantized_cnn(conv_modules, rng)
@@ -184,18 +188,23 @@ def test_quantized_cnn_in_onnxruntime(conv_modules, seed, tmp_path):
     assert ops.count("Conv") == 4
     dq_w = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0].endswith("_weight")]
     assert len(dq_w) == 5 and all(a.i == 0 for n in dq_w for a in n.attribute if a.name == "axis")
-    s = steps(run_ort(str(tmp_path / "cnn.onnx"), x), q(x), q.fc.scale)
-    assert s.max() <= 3 + 1e-3
+    # ORT fuses the uint8-weight units into its integer kernels
+    opt = optimized_ops(tmp_path / "cnn.onnx", tmp_path, LEVELS[-1])
+    assert opt.count("QLinearConv") == 4 and opt.count("QGemm") == 1 and "Conv" not in opt, opt
+    check_model(q, x, q.fc.scale, tmp_path, max_steps=2, max_frac=1.0)  # measured: 1 over 10 seeds
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 def test_quantized_cnn_integer_exact(conv_modules, seed, tmp_path):
     rng = np.random.default_rng(seed)
     q = _quantized_cnn(conv_modules, rng)
     x = rng.normal(0, 1, (5, 3, 14, 14)).astype(np.float32)
     proto = npquant.onnx.export(q, x[:1], tmp_path / "cnn.onnx", format="integer")
-    assert [n.op_type for n in proto.graph.node].count("ConvInteger") == 4
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("ConvInteger") == 4 and ops.count("MatMulInteger") == 1
     check_model(q, x, q.fc.scale, tmp_path, fmt="integer")
+    opt = optimized_ops(tmp_path / "cnn.onnx", tmp_path, LEVELS[-1])
+    assert opt.count("ConvInteger") == 4 and opt.count("MatMulInteger") == 1, opt
 
 
 class NhwcZoo(nn.Module):
@@ -223,7 +232,28 @@ class NhwcZoo(nn.Module):
         return self.dequant(self.fc(self.flatten(self.gap(x))))
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
+def test_nhwc_model_qdq(conv_modules, seed, tmp_path):
+    """QDQ through the NHWC model: every layer within one step (test_every_quantized_layer_alone
+    has the reasons), but mul(x, x) and the pools amplify a step of their input; measured
+    up to 5 output steps over 10 seeds on VNNI and AVX2-only CPUs alike."""
+    rng = np.random.default_rng(seed)
+    q = om.calibrated(NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)],
+                      fuse=[["conv2", "relu"]])
+    x = rng.normal(0, 1, (5, 3, 15, 15)).astype(np.float32)
+    check_model(q, x, q.fc.scale, tmp_path, max_steps=6, max_frac=1.0)
+    for name, layer, xq in layer_inputs(q, x):
+        expect = layer(xq)
+        if not isinstance(expect, npquant.QTensor):
+            continue
+        npquant.onnx.export(layer, xq, tmp_path / "layer.onnx")
+        for level in LEVELS:
+            got = run_ort(str(tmp_path / "layer.onnx"), xq, level=level)
+            d = np.abs(got.astype(int) - expect.int_repr().astype(int))
+            assert d.max() <= 1, (name, level, d.max())
+
+
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 def test_nhwc_model_integer_exact(conv_modules, seed, tmp_path):
     rng = np.random.default_rng(seed)
     q = om.calibrated(NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)],

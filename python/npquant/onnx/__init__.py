@@ -2,10 +2,11 @@
 
 ``export(model, example_input, path, format=...)`` traces ``model(example_input)``
 and writes an ONNX file in one of two formats: ``"qdq"`` (QuantizeLinear /
-DequantizeLinear around Conv, Gemm and MatMul, per-channel int8 weights, int32
-biases: the standard form runtimes fuse into int8 kernels; each layer within one
-step of npquant) or ``"integer"`` (MatMulInteger / ConvInteger and npquant's own
-requantization arithmetic: ONNX Runtime gives npquant's codes bit for bit).
+DequantizeLinear around Conv, Gemm and MatMul, per-channel weights as uint8 codes
+with zero point 128, int32 biases: the standard form runtimes fuse into int8
+kernels; each layer within one step of npquant on every CPU) or ``"integer"``
+(MatMulInteger / ConvInteger and npquant's own requantization arithmetic: ONNX
+Runtime gives npquant's codes bit for bit).
 ``load(path)`` builds an ``npquant.nn`` model from a float ONNX file, ready for
 ``prepare``/``convert``.
 
@@ -27,7 +28,8 @@ def _need_onnx():
         raise ImportError("npquant.onnx needs the onnx package: pip install onnx") from None
 
 
-def export(model, example_input, path, dynamic_batch: bool = True, format: str = "qdq"):  # noqa: A002
+def export(model, example_input, path, dynamic_batch: bool = True, format: str = "qdq",  # noqa: A002
+           weight_dtype: str = "uint8"):
     """Writes ``model`` as an ONNX model to ``path`` and returns the ``onnx.ModelProto``.
 
     ``format``: ``"qdq"`` (default) writes the standard QDQ form every runtime fuses
@@ -36,6 +38,13 @@ def export(model, example_input, path, dynamic_batch: bool = True, format: str =
     writes npquant's arithmetic with integer ONNX ops (MatMulInteger, ConvInteger) and
     float ops in npquant's order, so ONNX Runtime's output equals npquant's bit for bit
     (dynamic Linear excepted: it warns). Anything else raises ValueError.
+
+    ``weight_dtype``: Linear / Conv weights are written as ``"uint8"`` codes (npquant's
+    int8 codes + 128, zero point 128) by default, because ONNX Runtime's uint8 x int8
+    kernels saturate on x86 CPUs without VNNI (e.g. AMD Zen 3) and its uint8 x uint8
+    kernels are exact everywhere. ``weight_dtype="int8"`` (QDQ only) writes npquant's
+    int8 codes with zero point 0: faster in ONNX Runtime on CPUs with VNNI, but up to
+    tens of steps off on AVX2-only CPUs (docs/onnx.md has the measurements).
 
     ``example_input``: what the model is called with (a float array, a QTensor, or a
     tuple of them); the graph records the npquant modules that call runs, so any
@@ -50,13 +59,13 @@ def export(model, example_input, path, dynamic_batch: bool = True, format: str =
     """
     from ._export import check_format
 
-    check_format(format)
+    check_format(format, weight_dtype)
     _need_onnx()
     import onnx
 
     from ._export import build_model
 
-    proto = build_model(model, example_input, dynamic_batch, format)
+    proto = build_model(model, example_input, dynamic_batch, format, weight_dtype=weight_dtype)
     onnx.save(proto, str(path))
     return proto
 

@@ -38,9 +38,19 @@ def _flatten_call(g, call, base):
     g.values[id(call.output)] = Value(name, v.qparams, call.output.shape)
 
 
-def check_format(fmt) -> None:
+WEIGHT_DTYPES = ("uint8", "int8")
+
+
+def check_format(fmt, weight_dtype: str = "uint8") -> None:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(repr(f) for f in FORMATS)}, got {fmt!r}")
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight_dtype must be one of {', '.join(repr(w) for w in WEIGHT_DTYPES)}, "
+                         f"got {weight_dtype!r}")
+    if fmt == "integer" and weight_dtype != "uint8":
+        raise ValueError("format='integer' writes uint8 weights (zero point 128): ONNX Runtime's "
+                         "uint8 x int8 kernels saturate on x86 CPUs without VNNI, so int8 weights "
+                         "would not be bit-exact there")
 
 
 def converters(fmt: str) -> dict:
@@ -80,15 +90,17 @@ def _check_input(v, i: int):
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
-def build_model(model, example_input, dynamic_batch: bool = True, fmt: str = "qdq", graph_name: str = "npquant"):
+def build_model(model, example_input, dynamic_batch: bool = True, fmt: str = "qdq", graph_name: str = "npquant",
+                weight_dtype: str = "uint8"):
     """The onnx.ModelProto for model traced on example_input (an array / QTensor or a tuple)."""
     import onnx
 
+    check_format(fmt, weight_dtype)
     table = converters(fmt)
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     inputs = tuple(_check_input(v, i) for i, v in enumerate(inputs))
     tr = trace(model, inputs, lambda m: type(m) in table)
-    g = Graph(onnx)
+    g = Graph(onnx, weight_dtype)
     graph_inputs = []
     for i, v in enumerate(inputs):
         name = g.unique("input" if len(inputs) == 1 else f"input_{i}")

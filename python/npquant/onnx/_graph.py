@@ -26,8 +26,9 @@ class Value:
 class Graph:
     """Nodes and initializers being built, with unique names."""
 
-    def __init__(self, onnx):
+    def __init__(self, onnx, weight_dtype: str = "uint8"):
         self.onnx, self.h = onnx, onnx.helper
+        self.weight_dtype = weight_dtype  # of Linear / Conv weights in the QDQ format
         self.nodes, self.inits, self.used = [], [], set()
         self.values: dict = {}  # id(array or QTensor) -> Value
         self._cache: dict = {}  # key -> (initializer names, the object the key's id belongs to)

@@ -1,8 +1,9 @@
 """The integer format: each quantized op written with ONNX ops whose arithmetic is
 npquant's, step by step, so ONNX Runtime reproduces npquant's codes bit for bit.
 
-- Linear / Conv2d: MatMulInteger / ConvInteger (uint8 x int8, with the input zero
-  point) give the exact int32 accumulator; Cast, Add bias_s[n], Mul mult[n] (the
+- Linear / Conv2d: MatMulInteger / ConvInteger (uint8 activations x uint8 weights
+  128 above npquant's int8 codes, with the input zero point and weight zero point
+  128) give the exact int32 accumulator on every CPU; Cast, Add bias_s[n], Mul mult[n] (the
   float32 constants of npquant's kernels) give v = fl(fl(float(acc) + bias_s) * mult);
   then (Relu and) QuantizeLinear with scale 1 and the output zero point, which
   rounds half to even and saturates: npquant's nearbyint + clamp.
@@ -39,7 +40,7 @@ from ..qtensor import QTensor, quantize_per_tensor
 from ._errors import ExportError
 from ._graph import adaptive_bins, conv_attrs, functional_dim, quantized_input
 from ._modules import Scalar
-from ._qdq import dynamic_linear, float_or_qdq, max_pool, scalar_float
+from ._qdq import dynamic_linear, float_or_qdq, max_pool, scalar_float, shifted_weight
 
 FLT_MAX = np.finfo(np.float32).max
 
@@ -198,9 +199,16 @@ def _requantize(g, call, acc: str, rank: int, axis: int, base: str, relu: bool) 
     _output(g, call, v, base, relu)
 
 
-def _int8_weight(g, qw: QTensor, base: str, transpose: bool) -> str:
-    return g.cached((id(qw), "int8", transpose), qw, lambda: g.const(
-        base + "_weight", np.ascontiguousarray(qw.int_repr().T if transpose else qw.int_repr())))
+def _weight(g, qw: QTensor, base: str, transpose: bool) -> list:
+    """The weight as uint8 codes 128 higher, and its zero point 128: MatMulInteger /
+    ConvInteger then compute sum (x - xz) * w exactly in ONNX Runtime on every CPU (its
+    uint8 x int8 kernels saturate on AVX2 without VNNI; see shifted_weight)."""
+    def make():
+        q = shifted_weight(qw.int_repr())
+        return (g.const(base + "_weight", np.ascontiguousarray(q.T if transpose else q)),
+                g.const(base + "_weight_zero_point", np.uint8(128)))
+
+    return list(g.cached((id(qw), "uint8", transpose), qw, make))
 
 
 def _x_zero_point(g, xq: QTensor, base: str) -> str:
@@ -213,9 +221,9 @@ def _gemm(op: str, relu: bool):
     def convert(g, call, base):
         xq = quantized_input(call)
         linear = op == "MatMulInteger"
-        w = _int8_weight(g, call.module.weight(), base, transpose=linear)
+        w, w_zp = _weight(g, call.module.weight(), base, transpose=linear)
         attrs = {} if linear else conv_attrs(call.module, base)
-        acc = g.node(op, [g.value(xq).name, w, _x_zero_point(g, xq, base)], base, **attrs)
+        acc = g.node(op, [g.value(xq).name, w, _x_zero_point(g, xq, base), w_zp], base, **attrs)
         _requantize(g, call, acc, len(xq.shape), -1 if linear else 1, base, relu)
     return convert
 

@@ -3,9 +3,10 @@
 A float module becomes its float ONNX op. In the QDQ format a quantized module
 becomes the same float op between DequantizeLinear (of each quantized input)
 and QuantizeLinear (to the output's qparams), the layout ONNX Runtime and other
-QDQ-aware runtimes fuse into integer kernels; Linear/Conv weights are int8
-initializers with per-channel DequantizeLinear (axis 0 of the ONNX weight),
-biases int32 at scale fl(x_scale * w_scale[n]).
+QDQ-aware runtimes fuse into integer kernels; Linear/Conv weights are uint8
+initializers (npquant's int8 codes + 128) with per-channel DequantizeLinear
+(zero points 128, axis 0 of the ONNX weight), or int8 ones (zero point 0) with
+weight_dtype="int8"; biases int32 at scale fl(x_scale * w_scale[n]).
 """
 
 from __future__ import annotations
@@ -25,24 +26,37 @@ INT32_MAX = 2**31 - 1
 
 
 # ------------------------------------------------------------------ weights
+def shifted_weight(q: np.ndarray) -> np.ndarray:
+    """int8 weight codes as uint8 codes 128 higher: w_u8 - 128 == w_s8, so with the zero
+    point also 128 higher a runtime computes the same products. ONNX Runtime multiplies
+    uint8 x uint8 exactly on every x86 CPU; its uint8 x int8 kernels on AVX2 without VNNI
+    use vpmaddubsw, which saturates int16 pair sums (docs/onnx.md)."""
+    return (np.asarray(q, np.int16) + 128).astype(np.uint8)
+
+
 def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False) -> str:
-    """DequantizeLinear of an int8 weight (per channel along the output axis)."""
+    """DequantizeLinear of the weight (per channel along the output axis): uint8 codes with
+    the zero point shifted by 128 (shifted_weight), or with g.weight_dtype == "int8" the
+    int8 codes as they are."""
+    shift = g.weight_dtype == "uint8"
+
     def make():
         q = qw.int_repr()
         if qw.qscheme() == "per_tensor_affine":
-            scale, zp, axis = np.float32(qw.q_scale()), np.int8(qw.q_zero_point()), None
+            scale, zp, axis = np.float32(qw.q_scale()), np.array(qw.q_zero_point(), np.int16), None
         else:
             if qw.q_per_channel_axis() != 0:
                 raise ExportError(f"'{base}': per-channel weights must be quantized along axis 0")
             scale = qw.q_per_channel_scales().astype(np.float32)
-            zp, axis = qw.q_per_channel_zero_points().astype(np.int8), 0
+            zp, axis = qw.q_per_channel_zero_points().astype(np.int16), 0
+        q, zp = (shifted_weight(q), shifted_weight(zp)) if shift else (q, zp.astype(np.int8))
         if transpose:  # MatMul takes (K, N): the channel axis becomes 1
             q, axis = np.ascontiguousarray(q.T), (None if axis is None else 1)
         ins = [g.const(f"{base}_weight", q), g.const(f"{base}_weight_scale", scale),
                g.const(f"{base}_weight_zero_point", zp)]
         return ins, ({} if axis is None else {"axis": axis})
 
-    ins, attrs = g.cached((id(qw), "dq", transpose), qw, make)
+    ins, attrs = g.cached((id(qw), "dq", transpose, shift), qw, make)
     return g.node("DequantizeLinear", ins, base + "_weight", **attrs)
 
 
