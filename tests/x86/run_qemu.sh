@@ -7,7 +7,7 @@
 # AMD Zen 3, so the tests' 'saturating' mode (tests/peers.py) runs on every machine.
 #
 # Needs qemu-user (Debian: apt-get install qemu-user; .ci/run installs it) and npquant
-# installed in ${PYTHON:-python3} (tests/run.sh does that first). About 5-8 minutes.
+# installed in ${PYTHON:-python3} (tests/run.sh does that first). About 5 minutes.
 # Usage: tests/x86/run_qemu.sh [pytest args...]   (default: the subset below)
 set -euo pipefail
 
@@ -44,6 +44,9 @@ if [ ${#tests[@]} -eq 0 ]; then
     "test_bench_compare.py::test_static_linear_same_work_as_torch"
     "test_conv.py::test_reference_within_one_step_of_pytorch"
     "test_conv.py::test_quantized_module_matches_pytorch"
+    # ONNX Runtime: npquant's exports (uint8 weights: exact integer format, QDQ within
+    # a step) where MLAS's u8 x s8 kernels saturate (docs/onnx.md).
+    test_onnx.py test_onnx_conv.py
     # npquant's own kernels on this CPU against the contract and the reference.
     test_kernel_oracle_small.py
   )
