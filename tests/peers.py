@@ -31,15 +31,18 @@ import npquant
 from npquant.qtensor import QTensor
 
 FEATURES = frozenset(npquant.cpu_info()["features"])
+X86 = npquant.cpu_info()["arch"] == "x86_64"
 
 # PyTorch's x86 engine: FBGEMM's GEMM uses vpdpbusd iff cpuinfo reports AVX-512 VNNI
 # (fbgemmHasAvx512VnniSupport; AVX-VNNI alone does not count); its convolutions run on
 # oneDNN when that holds and groups <= 100 (onednn_utils::should_use_onednn_quant),
 # otherwise on FBGEMM, whose depthwise kernels use vpmaddubsw on every CPU.
 TORCH_VNNI = "avx512_vnni" in FEATURES
-# ONNX Runtime's MLAS u8 x s8 kernels: vpdpbusd with AVX-512 VNNI or AVX-VNNI,
-# vpmaddubsw otherwise. Its u8 x u8 kernels widen to int16 (vpmaddwd): exact everywhere.
-ORT_U8S8_EXACT = bool(FEATURES & {"avx512_vnni", "avx_vnni"})
+# ONNX Runtime's MLAS u8 x s8 kernels on x86: vpdpbusd with AVX-512 VNNI or AVX-VNNI,
+# vpmaddubsw otherwise (its ARM kernels are exact). Its u8 x u8 kernels widen to int16
+# (vpmaddwd): exact everywhere, hence npquant's uint8-weight ONNX export (docs/onnx.md).
+ORT_U8S8_EXACT = not X86 or bool(FEATURES & {"avx512_vnni", "avx_vnni"})
+ORT_U8S8_MODE = "exact" if ORT_U8S8_EXACT else "saturating"
 
 EXACT, SATURATING = "exact", "saturating"
 # Configurations where torch's output is not an arithmetic at all: tests must not call it.

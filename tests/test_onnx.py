@@ -28,6 +28,7 @@ from npquant import nn
 from npquant.onnx import ExportError, UnsupportedOnnxError
 
 import onnx_models as om
+import peers
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -50,13 +51,6 @@ LEVELS = [ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel
 FORMATS = ["qdq", "integer"]
 # The subset run under qemu-x86_64 -cpu Haswell (ONNX Runtime's AVX2 kernels).
 HASWELL = pytest.mark.x86_haswell
-
-
-def ort_u8s8_exact() -> bool:
-    """Whether ONNX Runtime's uint8 x int8 kernels are exact on this CPU: on x86 only with
-    VNNI (vpdpbusd); without it MLAS uses vpmaddubsw, which saturates int16 pair sums."""
-    info = npquant.cpu_info()
-    return info["arch"] != "x86_64" or bool({"avx512_vnni", "avx_vnni"} & set(info["features"]))
 
 
 def codes(v):
@@ -114,6 +108,7 @@ def test_every_quantized_layer_alone(fmt, seed, tmp_path):
                 continue
             path = str(tmp_path / f"{name}.onnx")
             npquant.onnx.export(layer, xq, path, format=fmt)
+            peers.record(f"ORT {fmt}: layers x levels", peers.ORT_U8S8_MODE, len(LEVELS))
             for level in LEVELS:
                 got = run_ort(path, xq, level=level)
                 if fmt == "integer":
@@ -160,6 +155,8 @@ def check_model(q, x, out_scale, tmp_path, max_steps=3, max_frac=0.02, fmt="qdq"
     path = str(tmp_path / "model.onnx")
     npquant.onnx.export(q, x[:2], path, format=fmt)  # a smaller batch: the batch dimension is symbolic
     y = q(x)
+    # mode: this CPU's ORT u8 x s8 kernels (the export's uint8 weights avoid them)
+    peers.record(f"ORT {fmt}: whole models x levels", peers.ORT_U8S8_MODE, len(LEVELS))
     for level in LEVELS:
         if fmt == "integer":
             assert_exact(run_ort(path, x, level=level), y, str(level))
@@ -386,6 +383,7 @@ def test_uint8_weights_exact_where_int8_saturates(rng, tmp_path):
     weights is within one step at ORT_DISABLE_ALL (float ops) and, fused into QGemm, only
     on CPUs with VNNI: on AVX2-only CPUs it is tens of steps off."""
     lin, xq = saturating_linear(rng)
+    peers.record("ORT saturating Linear: formats x levels", peers.ORT_U8S8_MODE, 3 * len(LEVELS))
     expect = lin(xq).int_repr().astype(int)
     assert np.abs(expect - 128).max() > 60  # the saturating rows are far from the zero point
     for fmt, wd in (("integer", "uint8"), ("qdq", "uint8"), ("qdq", "int8")):
@@ -395,7 +393,7 @@ def test_uint8_weights_exact_where_int8_saturates(rng, tmp_path):
             what = f"{fmt} {wd} {level}: {d.max()} steps"
             if fmt == "integer":
                 assert d.max() == 0, what
-            elif wd == "uint8" or level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL or ort_u8s8_exact():
+            elif wd == "uint8" or level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL or peers.ORT_U8S8_EXACT:
                 assert d.max() <= 1, what
             else:
                 assert d[:4].max() > 10, what  # saturated
