@@ -1,3 +1,5 @@
+from __future__ import annotations  # 'dict | None' below on Python 3.9 (requires-python)
+
 import os
 import shlex
 import subprocess
