@@ -195,6 +195,9 @@ class PerChannelMinMaxObserver(ObserverBase):
         self.register_buffer("min_val", np.zeros(0, np.float32))
         self.register_buffer("max_val", np.zeros(0, np.float32))
 
+    def _resizable(self, name: str) -> bool:
+        return name in ("min_val", "max_val")  # (0,) until it has seen data, as in torch
+
     @property
     def has_data(self) -> bool:
         return self.min_val.size > 0
