@@ -41,6 +41,10 @@ class Module:
             self._modules[name] = value
             self.__dict__.pop(name, None)
             return
+        if name == "qconfig" and value is not None:
+            from ..qconfig import check_qconfig
+
+            check_qconfig(value, f"{type(self).__name__}.qconfig")
         if name in self._modules:
             if value is None:
                 self._modules[name] = None
