@@ -16,13 +16,13 @@ from __future__ import annotations
 import copy
 
 from . import nn
-from ._dtypes import as_qdtype, qint8
+from ._dtypes import as_qdtype, qint8, quint8
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
 from .nn.quantized._convert import from_float
 from .interop import is_torch_object
-from .observers import ObserverBase, PlaceholderObserver
+from .observers import ObserverBase, PlaceholderObserver, make_observer
 from .qconfig import default_dynamic_qconfig
 
 __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
@@ -89,7 +89,7 @@ def _check_type_keys(table, fn: str, what: str) -> None:
             if isinstance(t, type) and is_torch_object(t):
                 name = t.__name__
                 eq = f"npquant.nn.{name}" if hasattr(nn, name) else "the npquant.nn class"
-                raise TypeError(f"{fn}: {what} names torch's {t.__module__}.{name}; npquant models are made "
+                raise TypeError(f"{fn}: {what} names {t.__module__}.{name}; npquant models are made "
                                 f"of npquant classes: use {eq}")
 
 
@@ -123,8 +123,24 @@ def _observe_output(module, args, output):
     return module.activation_post_process(output)
 
 
-def _add_observer(module) -> None:
-    module.activation_post_process = module.qconfig.activation()
+def _activation_observer(module, name: str) -> ObserverBase:
+    """A fresh observer from module.qconfig.activation, checked now rather than at
+    convert or inference: static layers need quint8 activations with qparams."""
+    where = f"the activation observer of '{name or '<root>'}' ({type(module).__name__})"
+    obs = make_observer(module.qconfig.activation, "activation", where)
+    if isinstance(obs, PlaceholderObserver) or obs.is_dynamic:
+        raise ValueError(f"{where} is a dynamic qconfig's placeholder ({type(obs).__name__}): prepare and "
+                         "convert quantize statically and need calibrated activation observers; for dynamic "
+                         "quantization call npquant.quantize_dynamic(model) instead")
+    if obs.dtype is not quint8:
+        raise TypeError(f"{where} has dtype {obs.dtype}, but npquant's static quantized layers take quint8 "
+                        "activations (as torch's x86 and fbgemm engines do); give the activation observer "
+                        "dtype=npquant.quint8, e.g. model.qconfig = npquant.get_default_qconfig('x86')")
+    return obs
+
+
+def _add_observer(module, name: str = "") -> None:
+    module.activation_post_process = _activation_observer(module, name)
     module.register_forward_hook(_observe_output)
 
 
@@ -132,16 +148,17 @@ def _needs_observer(m) -> bool:
     return m.qconfig is not None and m.qconfig.activation is not None
 
 
-def _add_observers(module, observed: tuple) -> None:
-    for child in module.children():
+def _add_observers(module, observed: tuple, prefix: str = "") -> None:
+    for cname, child in module.named_children():
+        name = f"{prefix}.{cname}" if prefix else cname
         if isinstance(child, nn.FloatFunctional):
             if _needs_observer(child):  # FloatFunctional calls its observer itself
-                child.activation_post_process = child.qconfig.activation()
+                child.activation_post_process = _activation_observer(child, name)
         elif isinstance(child, _Fused) or (isinstance(child, observed) and not list(child.children())):
             if _needs_observer(child):
-                _add_observer(child)
+                _add_observer(child, name)
         elif not isinstance(child, ObserverBase):
-            _add_observers(child, observed)
+            _add_observers(child, observed, name)
 
 
 def prepare(model, inplace: bool = False):
