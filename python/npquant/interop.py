@@ -148,6 +148,11 @@ def _qtensor_from_flat(key: str, flat: dict, used: set) -> QTensor:
         raise KeyError(f"state dict entry {key!r} is a quantized tensor but {absent} are missing")
     vals = {s: np.asarray(flat[f"{key}.{s}"]) for s in need}
     used.update([key] + [f"{key}.{s}" for s in need])
+    for s in need[1:]:  # zero points (and the axis): whole numbers, never a silent cast
+        v = vals[s]
+        if v.dtype.kind not in "iuf" or (v.dtype.kind == "f" and not np.all(
+                np.isfinite(v) & (v == np.round(v)) & (np.abs(v) < 2**31))):
+            raise ValueError(f"state dict entry '{key}.{s}' must hold integers, got {v.dtype} {v!r}")
     try:
         if per_channel:
             axis = vals["q_per_channel_axis"]

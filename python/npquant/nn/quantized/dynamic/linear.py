@@ -18,6 +18,8 @@ class Linear(LinearWeights, Module):
     """Activations are quantized per call (full 8-bit range, PyTorch's choose_qparams
     rule; ``per_row=True`` for one scale per row), weights are int8 symmetric."""
 
+    _OUTPUT_QPARAMS = False  # its state dict has torch's scale 1.0 / zero_point 0, unused
+
     def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=qint8,
                  per_row: bool = False):
         super().__init__()
