@@ -444,9 +444,12 @@ class ProtocolObserver(ObserverBase):
         self.observer = observer
         qscheme = str(getattr(observer, "qscheme", ""))
         qscheme = qscheme[len("torch."):] if qscheme.startswith("torch.") else qscheme
+        ch_axis = getattr(observer, "ch_axis", None)
         if qscheme in _PER_TENSOR + _PER_CHANNEL:
             self.qscheme = qscheme
-        self.ch_axis = getattr(observer, "ch_axis", None) if self.qscheme in _PER_CHANNEL else None
+        elif ch_axis is not None:  # no qscheme given: a ch_axis means per channel
+            self.qscheme = per_channel_symmetric if role == "weight" else per_channel_affine
+        self.ch_axis = ch_axis if self.qscheme in _PER_CHANNEL else None
         self._seen = False
 
     @property

@@ -44,10 +44,10 @@ def check_qconfig(qconfig, where: str = "qconfig") -> None:
                         "npquant.get_default_qconfig('x86') (torch's x86 default with the full 8-bit range), "
                         "or npquant.QConfig(activation=npquant.observers.HistogramObserver.with_args(...), "
                         "weight=npquant.observers.default_per_channel_weight_observer)")
-    if not (hasattr(qconfig, "activation") and hasattr(qconfig, "weight")):
+    if not (hasattr(qconfig, "activation") or hasattr(qconfig, "weight")):
         raise TypeError(f"{where} must be an npquant.QConfig (or None), got {type(qconfig).__name__}")
     for role in ("activation", "weight"):
-        f = getattr(qconfig, role)
+        f = getattr(qconfig, role, None)
         if f is not None and is_torch_object(f):
             raise torch_observer_error(f, f"{where}.{role}")
 

@@ -145,7 +145,7 @@ def _add_observer(module, name: str = "") -> None:
 
 
 def _needs_observer(m) -> bool:
-    return m.qconfig is not None and m.qconfig.activation is not None
+    return m.qconfig is not None and getattr(m.qconfig, "activation", None) is not None
 
 
 def _add_observers(module, observed: tuple, prefix: str = "") -> None:

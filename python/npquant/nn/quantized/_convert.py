@@ -40,7 +40,7 @@ def quantize_weight(weight: np.ndarray, observer) -> QTensor:
 
 def weight_observer(mod):
     qconfig = getattr(mod, "qconfig", None)
-    if qconfig is None or qconfig.weight is None:
+    if qconfig is None or getattr(qconfig, "weight", None) is None:
         raise RuntimeError(f"{type(mod).__name__} has no qconfig with a weight observer; set "
                            "model.qconfig = npquant.get_default_qconfig('x86') before prepare")
     from ...observers import make_observer
