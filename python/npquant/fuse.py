@@ -82,16 +82,35 @@ def _set_submodule(model, name: str, module) -> None:
     setattr(model.get_submodule(parent), leaf, module)
 
 
+def _check_eval(names, mods) -> None:
+    """Folding BatchNorm uses its running statistics: inference only. Refuse in
+    training mode rather than fold silently (torch would make QAT modules, which
+    npquant does not have)."""
+    if not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in mods) or (
+            len(mods) == 2 and isinstance(mods[0], nn.BatchNorm2d)):  # bn + relu folds nothing
+        return
+    training = [n for n, m in zip(names, mods) if m.training]
+    if training:
+        raise RuntimeError(
+            f"fuse_modules: {training} {'is' if len(training) == 1 else 'are'} in training mode, but fusing "
+            f"{names} folds BatchNorm with its running statistics, which is for inference only; call "
+            "model.eval() before fuse_modules (npquant has no quantization-aware training)")
+
+
 def _fuse_one(model, names) -> None:
     if len(names) < 2:
         raise ValueError(f"a fuse list needs at least two module names, got {names!r}")
     mods = []
     for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"fuse_modules: module names are strings (dotted paths), got {name!r}")
         try:
             mods.append(model.get_submodule(name))
         except AttributeError as e:
             raise AttributeError(f"fuse_modules: {e}") from None
-    for name, m in zip(names, fuse_known_modules(mods)):
+    fused = fuse_known_modules(mods)  # unsupported patterns and channel mismatches first
+    _check_eval(names, mods)
+    for name, m in zip(names, fused):
         _set_submodule(model, name, m)
 
 
@@ -102,9 +121,14 @@ def fuse_modules(model, modules_to_fuse, inplace: bool = False, fuser_func=None,
     the others Identity. Returns a fused copy unless ``inplace=True``.
 
     Supported: conv-bn, conv-bn-relu, conv-relu, linear-relu, linear-bn(1d),
-    bn-relu. BatchNorm is folded with its running statistics (inference)."""
+    bn-relu. BatchNorm is folded with its running statistics (inference), so the
+    modules folded must be in eval mode: call ``model.eval()`` first (npquant has no
+    quantization-aware training, hence no ``fuse_modules_qat``)."""
     if fuser_func is not None or fuse_custom_config_dict is not None:
         raise NotImplementedError("custom fusers are not supported by npquant")
+    from .quantize import check_model
+
+    check_model(model, "fuse_modules")
     if not inplace:
         model = copy.deepcopy(model)
     groups = modules_to_fuse

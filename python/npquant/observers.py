@@ -29,7 +29,7 @@ __all__ = [
     "MovingAveragePerChannelMinMaxObserver", "HistogramObserver", "PercentileObserver",
     "PlaceholderObserver", "default_observer", "default_weight_observer",
     "default_per_channel_weight_observer", "default_histogram_observer",
-    "default_dynamic_quant_observer", "default_placeholder_observer",
+    "default_dynamic_quant_observer", "default_placeholder_observer", "ProtocolObserver",
 ]
 
 # qschemes, spelled like torch.per_tensor_affine etc. (QTensor.qscheme() returns these strings)
@@ -194,6 +194,9 @@ class PerChannelMinMaxObserver(ObserverBase):
     def reset_min_max_vals(self) -> None:
         self.register_buffer("min_val", np.zeros(0, np.float32))
         self.register_buffer("max_val", np.zeros(0, np.float32))
+
+    def _resizable(self, name: str) -> bool:
+        return name in ("min_val", "max_val")  # (0,) until it has seen data, as in torch
 
     @property
     def has_data(self) -> bool:
@@ -424,6 +427,86 @@ class PlaceholderObserver(ObserverBase):
     def calculate_qparams(self):
         raise RuntimeError("PlaceholderObserver records nothing, so it has no qparams: use a "
                            "MinMaxObserver or HistogramObserver in the qconfig for static quantization")
+
+
+class ProtocolObserver(ObserverBase):
+    """Adapts an observer written to torch's protocol -- any object with ``forward(x)``
+    (observe, return x) and ``calculate_qparams()`` (return scales and zero points) --
+    to npquant's: ``prepare`` wraps such objects made by a QConfig factory.
+
+    Optional attributes of the object are honoured: ``dtype`` (npquant.quint8 for
+    activations and npquant.qint8 for weights by default), ``qscheme``, ``ch_axis``
+    (per-channel weights) and ``has_data`` (default: whether forward saw a non-empty array).
+    """
+
+    def __init__(self, observer, role: str = "activation"):
+        super().__init__(dtype=getattr(observer, "dtype", quint8 if role == "activation" else qint8))
+        self.observer = observer
+        qscheme = str(getattr(observer, "qscheme", ""))
+        qscheme = qscheme[len("torch."):] if qscheme.startswith("torch.") else qscheme
+        ch_axis = getattr(observer, "ch_axis", None)
+        if qscheme in _PER_TENSOR + _PER_CHANNEL:
+            self.qscheme = qscheme
+        elif ch_axis is not None:  # no qscheme given: a ch_axis means per channel
+            self.qscheme = per_channel_symmetric if role == "weight" else per_channel_affine
+        self.ch_axis = ch_axis if self.qscheme in _PER_CHANNEL else None
+        self._seen = False
+
+    @property
+    def has_data(self) -> bool:
+        has = getattr(self.observer, "has_data", None)
+        return self._seen if has is None else bool(has() if callable(has) else has)
+
+    def observe(self, x) -> None:
+        x = _observed_array(x, type(self.observer).__name__)
+        fwd = getattr(self.observer, "forward", None) or self.observer
+        fwd(x)
+        self._seen = self._seen or x.size > 0
+
+    def calculate_qparams(self):
+        from .interop import _to_native
+
+        name = type(self.observer).__name__
+        r = self.observer.calculate_qparams()
+        if not isinstance(r, (tuple, list)) or len(r) != 2:
+            raise TypeError(f"{name}.calculate_qparams() must return (scale, zero_point), got {type(r).__name__}")
+        scale, zp = (np.asarray(_to_native(v, f"{name}.calculate_qparams()")) for v in r)
+        if scale.dtype.kind != "f" or zp.dtype.kind not in "iuf" or scale.size == 0 or scale.size != zp.size:
+            raise TypeError(f"{name}.calculate_qparams() must return float scales and integer zero points "
+                            f"of one size, got {scale.dtype} {scale.shape} and {zp.dtype} {zp.shape}")
+        if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError(f"{name}.calculate_qparams() returned scales that are not positive and finite: {scale}")
+        if np.any(zp != np.round(zp)) or np.any(zp < self.quant_min) or np.any(zp > self.quant_max):
+            raise ValueError(f"{name}.calculate_qparams() returned zero points outside the integers "
+                             f"[{self.quant_min}, {self.quant_max}] of {self.dtype}: {zp}")
+        if scale.size > 1 and self.ch_axis is None:
+            raise ValueError(f"{name}.calculate_qparams() returned {scale.size} scales; a per-channel "
+                             "observer needs qscheme per_channel_symmetric and a ch_axis attribute")
+        return scale.reshape(-1).astype(np.float32), zp.reshape(-1).astype(np.int64)
+
+    def extra_repr(self) -> str:
+        return f"{type(self.observer).__name__}, dtype={self.dtype}"
+
+
+def make_observer(factory, role: str, where: str) -> ObserverBase:
+    """factory() as an npquant observer: npquant's own, or one following torch's
+    protocol (wrapped in ProtocolObserver). Raises naming ``where`` otherwise."""
+    from .interop import is_torch_object
+    from .qconfig import torch_observer_error
+
+    if is_torch_object(factory):
+        raise torch_observer_error(factory, where)
+    obs = factory()
+    if isinstance(obs, ObserverBase):
+        return obs
+    if is_torch_object(obs):
+        raise torch_observer_error(obs, where)
+    has_fwd = callable(getattr(obs, "forward", None)) or callable(obs)
+    if not (has_fwd and callable(getattr(obs, "calculate_qparams", None))):
+        raise TypeError(f"{where} made a {type(obs).__name__}, which is not an observer: an observer needs "
+                        "forward(x) (or __call__) and calculate_qparams(), or subclass "
+                        "npquant.observers.ObserverBase")
+    return ProtocolObserver(obs, role)
 
 
 default_observer = MinMaxObserver.with_args(dtype=quint8)

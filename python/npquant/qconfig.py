@@ -11,13 +11,60 @@ __all__ = ["QConfig", "get_default_qconfig", "default_qconfig", "default_per_cha
            "default_dynamic_qconfig", "per_channel_dynamic_qconfig"]
 
 
+def _torch_observer_name(f) -> str:
+    """The observer class a torch factory makes (``MinMaxObserver`` for
+    ``MinMaxObserver.with_args(...)``), or the object's type name."""
+    obj = f
+    for attr in ("p", "func"):  # torch's _PartialWrapper holds a functools.partial
+        obj = getattr(obj, attr, obj)
+    return obj.__name__ if isinstance(obj, type) else type(f).__name__
+
+
+def torch_observer_error(f, where: str) -> TypeError:
+    """The TypeError for a torch observer (class, factory or instance) given to npquant."""
+    from . import observers
+
+    name = _torch_observer_name(f)
+    fix = (f"npquant.observers.{name}.with_args(...) (same arguments; dtypes npquant.quint8 / npquant.qint8)"
+           if isinstance(getattr(observers, name, None), type) else
+           "an npquant observer (npquant.observers.*), or your own class with forward(x) and calculate_qparams()")
+    return TypeError(f"{where} is torch's {name}, which observes torch tensors; npquant observes NumPy "
+                     f"arrays: use {fix}")
+
+
+def check_qconfig(qconfig, where: str = "qconfig") -> None:
+    """Raises a TypeError naming the npquant equivalent when qconfig is torch's, or is
+    not a QConfig-like pair of observer factories."""
+    if qconfig is None:
+        return
+    from .interop import is_torch_object
+
+    if is_torch_object(qconfig):
+        raise TypeError(f"{where} is a torch {type(qconfig).__name__}; npquant's models take npquant's: "
+                        "npquant.get_default_qconfig('x86') (torch's x86 default with the full 8-bit range), "
+                        "or npquant.QConfig(activation=npquant.observers.HistogramObserver.with_args(...), "
+                        "weight=npquant.observers.default_per_channel_weight_observer)")
+    if not (hasattr(qconfig, "activation") or hasattr(qconfig, "weight")):
+        raise TypeError(f"{where} must be an npquant.QConfig (or None), got {type(qconfig).__name__}")
+    for role in ("activation", "weight"):
+        f = getattr(qconfig, role, None)
+        if f is not None and is_torch_object(f):
+            raise torch_observer_error(f, f"{where}.{role}")
+
+
 class QConfig(namedtuple("QConfig", ["activation", "weight"])):
     """``QConfig(activation=factory, weight=factory)``: observer classes or
     ``Observer.with_args(...)`` factories (not observer instances), one fresh
-    observer per module."""
+    observer per module. A factory may also make any object with ``forward(x)``
+    (observe a float array, return it) and ``calculate_qparams()`` (return scales
+    and zero points), as torch's custom observers do."""
 
     def __new__(cls, activation, weight):
+        from .interop import is_torch_object
+
         for role, f in (("activation", activation), ("weight", weight)):
+            if f is not None and is_torch_object(f):
+                raise torch_observer_error(f, f"QConfig {role}")
             if isinstance(f, ObserverBase):
                 raise TypeError(f"QConfig {role} got an observer instance; pass the class or a factory, "
                                 f"e.g. {type(f).__name__}.with_args(...)")

@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 
 from . import nn
-from ._dtypes import as_qdtype, qint8
+from ._dtypes import as_qdtype, qint8, quint8
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
 from .nn.quantized._convert import from_float
-from .observers import ObserverBase, PlaceholderObserver
+from .interop import is_torch_object
+from .observers import ObserverBase, PlaceholderObserver, make_observer
 from .qconfig import default_dynamic_qconfig
 
 __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
@@ -66,10 +67,39 @@ def _observed_types() -> tuple:
     return types
 
 
+# ------------------------------------------------------------------ arguments
+_FROM_TORCH = ("build the same model with npquant.nn (same attribute names) and load the weights with "
+               "model.load_state_dict(torch_model.state_dict()); a torch-converted model's state dict "
+               "loads into npquant's converted twin (docs/interop.md)")
+
+
+def check_model(model, fn: str) -> None:
+    """TypeError unless model is an npquant.nn.Module, saying what to do with torch's."""
+    if isinstance(model, nn.Module):
+        return
+    if is_torch_object(model):
+        raise TypeError(f"{fn} expects an npquant.nn.Module, got torch's {type(model).__name__}: {_FROM_TORCH}")
+    raise TypeError(f"{fn} expects an npquant.nn.Module, got {type(model).__name__}")
+
+
+def _check_type_keys(table, fn: str, what: str) -> None:
+    """Torch module types as keys (or values) of a mapping / qconfig_spec: TypeError naming npquant's."""
+    for k in table:
+        for t in (k, table[k]) if isinstance(table, dict) else (k,):
+            if isinstance(t, type) and is_torch_object(t):
+                name = t.__name__
+                eq = f"npquant.nn.{name}" if hasattr(nn, name) else "the npquant.nn class"
+                raise TypeError(f"{fn}: {what} names {t.__module__}.{name}; npquant models are made "
+                                f"of npquant classes: use {eq}")
+
+
 # ------------------------------------------------------------------ qconfig
 def propagate_qconfig_(module, qconfig_dict=None) -> None:
     """Gives every submodule a ``qconfig``: its own if set (None included), else
     ``qconfig_dict[name]``, else ``qconfig_dict[type]``, else its parent's."""
+    check_model(module, "propagate_qconfig_")
+    if qconfig_dict:
+        _check_type_keys(qconfig_dict, "propagate_qconfig_", "qconfig_dict")
     _propagate(module, qconfig_dict or {}, None, "")
 
 
@@ -93,25 +123,42 @@ def _observe_output(module, args, output):
     return module.activation_post_process(output)
 
 
-def _add_observer(module) -> None:
-    module.activation_post_process = module.qconfig.activation()
+def _activation_observer(module, name: str) -> ObserverBase:
+    """A fresh observer from module.qconfig.activation, checked now rather than at
+    convert or inference: static layers need quint8 activations with qparams."""
+    where = f"the activation observer of '{name or '<root>'}' ({type(module).__name__})"
+    obs = make_observer(module.qconfig.activation, "activation", where)
+    if isinstance(obs, PlaceholderObserver) or obs.is_dynamic:
+        raise ValueError(f"{where} is a dynamic qconfig's placeholder ({type(obs).__name__}): prepare and "
+                         "convert quantize statically and need calibrated activation observers; for dynamic "
+                         "quantization call npquant.quantize_dynamic(model) instead")
+    if obs.dtype is not quint8:
+        raise TypeError(f"{where} has dtype {obs.dtype}, but npquant's static quantized layers take quint8 "
+                        "activations (as torch's x86 and fbgemm engines do); give the activation observer "
+                        "dtype=npquant.quint8, e.g. model.qconfig = npquant.get_default_qconfig('x86')")
+    return obs
+
+
+def _add_observer(module, name: str = "") -> None:
+    module.activation_post_process = _activation_observer(module, name)
     module.register_forward_hook(_observe_output)
 
 
 def _needs_observer(m) -> bool:
-    return m.qconfig is not None and m.qconfig.activation is not None
+    return m.qconfig is not None and getattr(m.qconfig, "activation", None) is not None
 
 
-def _add_observers(module, observed: tuple) -> None:
-    for child in module.children():
+def _add_observers(module, observed: tuple, prefix: str = "") -> None:
+    for cname, child in module.named_children():
+        name = f"{prefix}.{cname}" if prefix else cname
         if isinstance(child, nn.FloatFunctional):
             if _needs_observer(child):  # FloatFunctional calls its observer itself
-                child.activation_post_process = child.qconfig.activation()
+                child.activation_post_process = _activation_observer(child, name)
         elif isinstance(child, _Fused) or (isinstance(child, observed) and not list(child.children())):
             if _needs_observer(child):
-                _add_observer(child)
+                _add_observer(child, name)
         elif not isinstance(child, ObserverBase):
-            _add_observers(child, observed)
+            _add_observers(child, observed, name)
 
 
 def prepare(model, inplace: bool = False):
@@ -119,6 +166,7 @@ def prepare(model, inplace: bool = False):
     whose qconfig is set and whose output needs qparams: QuantStub, Linear, Conv2d,
     BatchNorm2d, Hardswish, fused layers, FloatFunctional. Run calibration data
     through the returned model, then call ``convert``."""
+    check_model(model, "prepare")
     if not inplace:
         model = copy.deepcopy(model)
     propagate_qconfig_(model)
@@ -184,7 +232,11 @@ def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = 
     """Swaps each prepared, calibrated layer for its ``npquant.nn.quantized``
     counterpart (``mapping``: float type -> quantized class). Returns a new model
     unless ``inplace=True``; raises, naming them, if some observers saw no data."""
-    mapping = get_default_static_quant_module_mappings() if mapping is None else mapping
+    check_model(module, "convert")
+    if mapping is None:
+        mapping = get_default_static_quant_module_mappings()
+    else:
+        _check_type_keys(mapping, "convert", "mapping")
     missing = _uncalibrated(module, mapping)
     if missing:
         raise RuntimeError(
@@ -213,6 +265,7 @@ def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
 
         return quantize_keeping_float(model, run_fn, run_args, mapping, inplace, keep_float=keep_float,
                                       min_sqnr_db=min_sqnr_db, eval_inputs=eval_inputs)
+    check_model(model, "quantize")
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
@@ -225,13 +278,18 @@ def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplac
     """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
     {npquant.nn.Linear}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of types /
     names (default dynamic qconfig), or a dict {type or name: QConfig}."""
+    check_model(model, "quantize_dynamic")
     if as_qdtype(dtype) is not qint8:
         raise TypeError(f"npquant's dynamic quantization is int8: use dtype=npquant.qint8, got {dtype!r}")
     if qconfig_spec is None:
         qconfig_spec = {nn.Linear: default_dynamic_qconfig}
     elif isinstance(qconfig_spec, (set, frozenset, list, tuple)):
         qconfig_spec = dict.fromkeys(qconfig_spec, default_dynamic_qconfig)
-    mapping = get_default_dynamic_quant_module_mappings() if mapping is None else mapping
+    _check_type_keys(qconfig_spec, "quantize_dynamic", "qconfig_spec")
+    if mapping is None:
+        mapping = get_default_dynamic_quant_module_mappings()
+    else:
+        _check_type_keys(mapping, "quantize_dynamic", "mapping")
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()

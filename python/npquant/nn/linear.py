@@ -21,6 +21,9 @@ def _float_input(x, layer: str) -> np.ndarray:
             "or convert the model so this layer is quantized"
         )
     if not isinstance(x, np.ndarray):
+        if hasattr(x, "detach") and type(x).__module__.startswith("torch"):
+            raise TypeError(f"{layer} expects a numpy.ndarray, got a torch.Tensor: pass x.detach().numpy() "
+                            "(npquant computes on NumPy arrays)")
         raise TypeError(f"{layer} expects a numpy.ndarray, got {type(x).__name__}")
     if x.dtype.kind != "f":
         raise TypeError(f"{layer} expects a float array, got dtype {x.dtype}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -41,6 +41,10 @@ class Module:
             self._modules[name] = value
             self.__dict__.pop(name, None)
             return
+        if name == "qconfig" and value is not None:
+            from ..qconfig import check_qconfig
+
+            check_qconfig(value, f"{type(self).__name__}.qconfig")
         if name in self._modules:
             if value is None:
                 self._modules[name] = None
@@ -166,28 +170,67 @@ class Module:
             m._save_to_state_dict(out, f"{prefix}{mname}." if mname else prefix)
         return out
 
-    def load_state_dict(self, state_dict, strict: bool = True):
-        """Loads arrays (NumPy, or anything with .numpy()/.detach()) by PyTorch key names."""
-        own = self.state_dict()
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own and not k.endswith("num_batches_tracked")]
+    def load_state_dict(self, state_dict, strict: bool = True) -> "IncompatibleKeys":
+        """Loads a state dict by PyTorch's key names: this model's own ``state_dict()``,
+        PyTorch's (torch tensors, quantized tensors), or the flat NumPy form of
+        ``npquant.interop.state_dict_to_numpy`` (e.g. ``numpy.load('model.npz')``).
+
+        strict (default): every key the model has must be given and no other, else a
+        KeyError names them; shapes and dtypes are checked (ValueError / TypeError
+        naming the key). Nothing is changed unless everything loads. Returns
+        ``(missing_keys, unexpected_keys)``, as torch does."""
+        from ..interop import state_dict_from_numpy
+
+        sd = state_dict_from_numpy(state_dict)
+        own = [k for k, v in self.state_dict().items() if v is not None]
+        own_set = set(own)
+        given = {k for k, v in sd.items() if v is not None}
+        missing = [k for k in own if k not in given]
+        unexpected = [k for k in sd if k in given and k not in own_set and not k.endswith("num_batches_tracked")]
         if strict and (missing or unexpected):
             raise KeyError(f"state dict mismatch: missing keys {missing}, unexpected keys {unexpected}")
+        commits = []
         for mname, m in self.named_modules():
-            pre = f"{mname}." if mname else ""
-            for store in (m._parameters, m._buffers):
-                for name, cur in list(store.items()):
-                    key = pre + name
-                    if key not in state_dict:
-                        continue
-                    val = _to_numpy(state_dict[key])
-                    if cur is not None and np.shape(cur) != val.shape:
-                        raise ValueError(f"shape mismatch for '{key}': model has {np.shape(cur)}, "
-                                         f"state dict has {val.shape}")
-                    if cur is not None and isinstance(cur, np.ndarray):
-                        val = val.astype(cur.dtype, copy=False)
-                    store[name] = np.array(val, order="C")  # a copy; keeps 0-d buffers 0-d
-        return missing, unexpected
+            commit = m._load_from_state_dict(sd, f"{mname}." if mname else "")
+            if commit is not None:
+                commits.append(commit)
+        for commit in commits:  # everything validated: now change the model
+            commit()
+        return IncompatibleKeys(missing, unexpected)
+
+    def _resizable(self, name: str) -> bool:
+        """Whether buffer ``name`` may take another shape on load (per-channel observers)."""
+        return False
+
+    def _load_from_state_dict(self, state_dict, prefix: str):
+        """Checks this module's own entries (``prefix + name``) in ``state_dict`` (npquant's
+        form: arrays, QTensors, tuples) and returns a function that stores them, or None.
+        Quantized modules override it; absent keys are left alone (strictness is checked
+        before, over the whole model)."""
+        updates = []
+        for store in (self._parameters, self._buffers):
+            for name, cur in store.items():
+                key = prefix + name
+                if cur is None or state_dict.get(key) is None:
+                    continue  # a None parameter (no bias) has no key, as in torch
+                val = state_dict[key]
+                if not isinstance(val, np.ndarray):
+                    raise TypeError(f"state dict entry '{key}' must be an array, got {type(val).__name__}")
+                if np.shape(cur) != val.shape and not self._resizable(name):
+                    raise ValueError(f"shape mismatch for '{key}': model has {np.shape(cur)}, "
+                                     f"state dict has {val.shape}")
+                if isinstance(cur, np.ndarray):
+                    if val.dtype.kind not in "biuf" or (cur.dtype.kind == "f") != (val.dtype.kind == "f"):
+                        raise TypeError(f"dtype mismatch for '{key}': model has {cur.dtype}, state dict has {val.dtype}")
+                    val = val.astype(cur.dtype, copy=False)
+                updates.append((store, name, np.array(val, order="C")))  # a copy; keeps 0-d buffers 0-d
+        if not updates:
+            return None
+
+        def commit():
+            for store, name, val in updates:
+                store[name] = val
+        return commit
 
     # ---- call
     def forward(self, *args, **kwargs):
@@ -227,6 +270,13 @@ class Module:
             sub = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({name}): {sub}")
         return "\n".join(lines) + "\n)"
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict`` returns (torch's ``_IncompatibleKeys``)."""
+
+    missing_keys: list
+    unexpected_keys: list
 
 
 class RemovableHandle:

@@ -40,10 +40,12 @@ def quantize_weight(weight: np.ndarray, observer) -> QTensor:
 
 def weight_observer(mod):
     qconfig = getattr(mod, "qconfig", None)
-    if qconfig is None or qconfig.weight is None:
+    if qconfig is None or getattr(qconfig, "weight", None) is None:
         raise RuntimeError(f"{type(mod).__name__} has no qconfig with a weight observer; set "
                            "model.qconfig = npquant.get_default_qconfig('x86') before prepare")
-    return qconfig.weight()
+    from ...observers import make_observer
+
+    return make_observer(qconfig.weight, "weight", f"the weight observer of {type(mod).__name__}'s qconfig")
 
 
 def conv_from_float(cls, mod):

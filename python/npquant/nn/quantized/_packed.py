@@ -12,6 +12,7 @@ from ... import _C
 from ..._dtypes import qint8
 from ...qtensor import QTensor, quantize_per_channel
 from ...qparams import calculate_qparams
+from ._state import keyed_errors, load_packed_linear, load_qparams, readonly, save_qparams
 
 
 class PackedLinearParams:
@@ -98,3 +99,32 @@ class LinearWeights:
 
     def bias(self):
         return self._packed_params.bias
+
+    # ---- state dict: torch's keys (scale, zero_point, _packed_params.dtype,
+    # _packed_params._packed_params = (weight, bias)); the dynamic layer writes
+    # scale 1.0 / zero_point 0 as torch's does, and ignores them on load.
+    _OUTPUT_QPARAMS = True
+
+    def _save_to_state_dict(self, dest, prefix):
+        super()._save_to_state_dict(dest, prefix)
+        if self._OUTPUT_QPARAMS:
+            save_qparams(dest, prefix, self.scale, self.zero_point)
+        else:
+            save_qparams(dest, prefix, 1.0, 0)
+        dest[prefix + "_packed_params.dtype"] = qint8
+        dest[prefix + "_packed_params._packed_params"] = (readonly(self.weight()), readonly(self.bias()))
+
+    def _load_from_state_dict(self, sd, prefix):
+        qparams = load_qparams(sd, prefix)
+        pair = load_packed_linear(sd, prefix, self.out_features, self.in_features, self.bias() is not None)
+        key = prefix + "_packed_params._packed_params"
+        params = None if pair is None else keyed_errors(key, PackedLinearParams, *pair)
+        if not self._OUTPUT_QPARAMS:
+            qparams = {}
+
+        def commit():
+            if params is not None:
+                self._packed_params = params
+            for name, v in qparams.items():
+                setattr(self, name, v)
+        return commit

@@ -7,6 +7,7 @@ import numpy as np
 from ...qtensor import quantize_per_tensor
 from ..activation import flat_shape
 from ..module import Module
+from ._state import load_qparams, save_qparams
 from ._ops import apply_table, out_qparams, q_input, storage, unary_table, wrap
 
 __all__ = ["ReLU", "ReLU6", "Hardswish", "Dropout", "Flatten"]
@@ -66,6 +67,14 @@ class Hardswish(Module):
         s, zp = out_qparams(self.scale, self.zero_point, x.dtype)
         table = unary_table(_hardswish, x.q_scale(), x.q_zero_point(), x.dtype, s, zp)
         return wrap(apply_table(table, q, x.dtype), s, zp, x.dtype, nhwc)
+
+    def _save_to_state_dict(self, dest, prefix):
+        super()._save_to_state_dict(dest, prefix)
+        save_qparams(dest, prefix, self.scale, self.zero_point)  # torch's keys, 0-d
+
+    def _load_from_state_dict(self, sd, prefix):
+        qparams = load_qparams(sd, prefix, None)
+        return lambda: self.__dict__.update(qparams)
 
     @classmethod
     def from_float(cls, mod):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..module import Module
+from ._state import load_qparams, load_vector, readonly, save_qparams
 from ._ops import out_qparams, q_input, storage, wrap
 
 __all__ = ["BatchNorm2d", "BNReLU2d"]
@@ -47,6 +48,28 @@ class BatchNorm2d(Module):
         alpha = (wv * np.float32(in_scale / out_scale)).astype(np.float32)
         beta = ((self.bias - self.running_mean * wv) / np.float32(out_scale)).astype(np.float32)
         return alpha, beta
+
+    # state dict: torch's keys (weight, bias, running_mean, running_var,
+    # num_batches_tracked, scale, zero_point); num_batches_tracked is read and ignored
+    _VECTORS = ("weight", "bias", "running_mean", "running_var")
+
+    def _save_to_state_dict(self, dest, prefix):
+        super()._save_to_state_dict(dest, prefix)
+        for name in self._VECTORS:
+            dest[prefix + name] = readonly(getattr(self, name))
+        dest[prefix + "num_batches_tracked"] = np.array(0, np.int64)
+        save_qparams(dest, prefix, self.scale, self.zero_point)
+
+    def _load_from_state_dict(self, sd, prefix):
+        new = {}
+        for name in self._VECTORS:
+            v = load_vector(sd, prefix + name, self.num_features)
+            if v is not None:
+                new[name] = v
+        if "running_var" in new and np.any(new["running_var"] < 0):
+            raise ValueError(f"state dict entry '{prefix}running_var' has negative variances")
+        new.update(load_qparams(sd, prefix, None))
+        return lambda: self.__dict__.update(new)
 
     @classmethod
     def from_float(cls, mod):

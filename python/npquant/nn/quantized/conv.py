@@ -18,6 +18,7 @@ from ..module import Module
 from ._convert import activation_qparams, quantize_weight, weight_observer
 from ._ops import OutputQParams, quint8_input
 from ._packed import quantize_weight_symmetric
+from ._state import keyed_errors, load_bias, load_qparams, load_qweight, readonly, save_qparams
 
 __all__ = ["Conv2d", "ConvReLU2d"]
 
@@ -121,6 +122,32 @@ class Conv2d(OutputQParams, Module):
 
     def _weight_bias(self):
         return self.weight(), self.bias()
+
+    # ---- state dict: torch's keys weight (qint8 QTensor), bias, scale, zero_point
+    def _save_to_state_dict(self, dest, prefix):
+        super()._save_to_state_dict(dest, prefix)
+        dest[prefix + "weight"] = readonly(self.weight())
+        dest[prefix + "bias"] = readonly(self.bias())
+        save_qparams(dest, prefix, self.scale, self.zero_point)
+
+    def _load_from_state_dict(self, sd, prefix):
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        w = load_qweight(sd, prefix + "weight", shape)
+        has_b, b = load_bias(sd, prefix + "bias", self.out_channels)
+        if has_b and self.bias() is None:
+            has_b = False  # an unexpected key (strict loads have refused it already)
+        params = None
+        if w is not None or has_b:
+            params = keyed_errors(prefix + "weight", PackedConvParams, self.weight() if w is None else w,
+                                  b if has_b else self.bias(), self.stride, self._pad4, self.dilation, self.groups)
+        qparams = load_qparams(sd, prefix)
+
+        def commit():
+            if params is not None:
+                self._packed_params = params
+            for name, v in qparams.items():
+                setattr(self, name, v)
+        return commit
 
     # ---- forward
     def forward(self, x) -> QTensor:

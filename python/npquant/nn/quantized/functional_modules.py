@@ -135,6 +135,21 @@ class QFunctional(Module):
         flipped = (dt.qmax + dt.qmin - q.astype(np.int32)).astype(dt.storage)
         return wrap(flipped, s * -c, dt.qmax + dt.qmin - zp, dt, nhwc)
 
+    # state dict: torch's keys scale / zero_point (0-d); a QFunctional without output
+    # qparams (only add_scalar / mul_scalar ran in calibration) writes scale NaN.
+    def _save_to_state_dict(self, dest, prefix):
+        from ._state import save_qparams
+
+        super()._save_to_state_dict(dest, prefix)
+        none = self.scale is None
+        save_qparams(dest, prefix, np.nan if none else self.scale, 0 if none else self.zero_point)
+
+    def _load_from_state_dict(self, sd, prefix):
+        from ._state import load_qparams
+
+        qparams = load_qparams(sd, prefix, None, allow_none=True)
+        return lambda: self.__dict__.update(qparams)
+
     @classmethod
     def from_float(cls, mod):
         from ._convert import activation_qparams

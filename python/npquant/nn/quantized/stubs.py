@@ -6,6 +6,7 @@ from ..._dtypes import as_qdtype, quint8
 from ...qtensor import QTensor, quantize_per_tensor
 from ..linear import _float_input
 from ..module import Module
+from ._state import load_qparams, save_qparams
 
 __all__ = ["Quantize", "DeQuantize"]
 
@@ -21,6 +22,15 @@ class Quantize(Module):
         if isinstance(x, QTensor):
             raise TypeError("Quantize got a QTensor: the data is already quantized (two QuantStubs in a row?)")
         return quantize_per_tensor(_float_input(x, "Quantize"), self.scale, self.zero_point, self.dtype)
+
+    # state dict: torch's keys and layout, scale (1,) float32 and zero_point (1,) int64
+    def _save_to_state_dict(self, dest, prefix):
+        super()._save_to_state_dict(dest, prefix)
+        save_qparams(dest, prefix, self.scale, self.zero_point, shape=(1,))
+
+    def _load_from_state_dict(self, sd, prefix):
+        qparams = load_qparams(sd, prefix, self.dtype)
+        return lambda: self.__dict__.update(qparams)
 
     @classmethod
     def from_float(cls, mod):

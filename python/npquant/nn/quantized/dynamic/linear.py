@@ -8,7 +8,7 @@ from .... import _C
 from ...._dtypes import qint8
 from ...linear import Linear as FloatLinear, _float_input
 from ...module import Module
-from .._convert import quantize_weight
+from .._convert import quantize_weight, weight_observer
 from .._packed import LinearWeights, quantize_weight_symmetric
 
 __all__ = ["Linear"]
@@ -17,6 +17,8 @@ __all__ = ["Linear"]
 class Linear(LinearWeights, Module):
     """Activations are quantized per call (full 8-bit range, PyTorch's choose_qparams
     rule; ``per_row=True`` for one scale per row), weights are int8 symmetric."""
+
+    _OUTPUT_QPARAMS = False  # its state dict has torch's scale 1.0 / zero_point 0, unused
 
     def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=qint8,
                  per_row: bool = False):
@@ -37,7 +39,7 @@ class Linear(LinearWeights, Module):
             raise TypeError(f"from_float expects an npquant.nn.Linear, got {type(mod).__name__}")
         qconfig = getattr(mod, "qconfig", None)
         if qconfig is not None and getattr(qconfig, "weight", None) is not None:
-            qw = quantize_weight(mod.weight, qconfig.weight())
+            qw = quantize_weight(mod.weight, weight_observer(mod))
         else:
             qw = quantize_weight_symmetric(mod.weight, per_channel=per_channel)
         q = cls(mod.in_features, mod.out_features, mod.bias is not None, per_row=per_row)

@@ -1,0 +1,218 @@
+"""State dicts as plain NumPy arrays, and torch objects recognised where they do not belong.
+
+``model.state_dict()`` of a quantized npquant model holds what PyTorch's holds, under
+the same keys: arrays, ``QTensor`` weights, ``(weight, bias)`` tuples and the qint8
+dtype. ``state_dict_to_numpy`` turns such a dict -- npquant's, or PyTorch's own, with
+torch tensors, quantized tensors and dtypes -- into a flat ``{key: numpy.ndarray}``
+that ``numpy.savez`` writes and ``numpy.load`` reads back without pickle and without
+torch. ``load_state_dict`` accepts all three forms. The flat form (docs/interop.md):
+
+- an array stays an array; ``None`` (a missing bias) is left out;
+- a quantized tensor at key ``K`` becomes ``K`` (its integer codes: int8 for qint8,
+  uint8 for quint8, in logical order) plus ``K.q_scale`` and ``K.q_zero_point``
+  (per tensor) or ``K.q_per_channel_scales``, ``K.q_per_channel_zero_points`` and
+  ``K.q_per_channel_axis`` (per channel);
+- a tuple at ``K`` becomes ``K.0``, ``K.1``, ... (torch's
+  ``_packed_params._packed_params`` is ``(weight, bias)``);
+- a dtype (``_packed_params.dtype``) becomes a 0-d string array, e.g. ``"qint8"``.
+
+This module never imports torch: torch objects are recognised by their type's module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+import numpy as np
+
+from ._dtypes import QDType
+from .qtensor import QTensor
+
+__all__ = ["state_dict_to_numpy", "torch_state_dict_to_numpy", "state_dict_from_numpy", "is_torch_object"]
+
+_PER_TENSOR_KEYS = ("q_scale", "q_zero_point")
+_PER_CHANNEL_KEYS = ("q_per_channel_scales", "q_per_channel_zero_points", "q_per_channel_axis")
+_QPARAM_SUFFIXES = tuple("." + k for k in _PER_TENSOR_KEYS + _PER_CHANNEL_KEYS)
+_STORAGE_QDTYPE = {np.dtype(np.int8): "qint8", np.dtype(np.uint8): "quint8", np.dtype(np.int32): "qint32"}
+_INDEX = re.compile(r"^(.*)\.(\d+)$")
+
+
+def is_torch_object(obj) -> bool:
+    """True for instances of torch classes (tensors, dtypes, QConfigs, observers, modules)
+    and for torch classes themselves, judged by the module each class in the MRO comes
+    from: torch is never imported here."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return any(c.__module__ == "torch" or c.__module__.startswith("torch.") for c in cls.__mro__)
+
+
+def _torch_dtype_name(v) -> str | None:
+    s = str(v)
+    return s[len("torch."):] if is_torch_object(v) and s.startswith("torch.") else None
+
+
+def _torch_qtensor(t, key: str) -> QTensor:
+    """An npquant QTensor from a torch quantized tensor (duck-typed)."""
+    name = _torch_dtype_name(t.dtype)
+    codes = t.int_repr().detach().cpu().numpy()
+    scheme = str(t.qscheme())
+    if scheme in ("torch.per_tensor_affine", "torch.per_tensor_symmetric"):
+        return QTensor(codes, t.q_scale(), t.q_zero_point(), name)
+    if scheme in ("torch.per_channel_affine", "torch.per_channel_symmetric"):
+        return QTensor(codes, t.q_per_channel_scales().cpu().numpy(), t.q_per_channel_zero_points().cpu().numpy(),
+                       name, axis=int(t.q_per_channel_axis()))
+    raise ValueError(f"state dict entry {key!r}: quantized tensors with qscheme {scheme} are not supported "
+                     "(npquant reads per-tensor and per-channel affine)")
+
+
+def _to_native(v, key: str):
+    """One state dict value as npquant holds it: ndarray, QTensor, tuple, str or None."""
+    if v is None or isinstance(v, (QTensor, str)):
+        return v
+    if isinstance(v, QDType):
+        return v.name
+    if isinstance(v, (tuple, list)):
+        return tuple(_to_native(x, f"{key}.{i}") for i, x in enumerate(v))
+    if isinstance(v, np.ndarray):
+        return v
+    if is_torch_object(v):
+        name = _torch_dtype_name(v)
+        if name is not None and not hasattr(v, "shape"):  # torch.qint8 and friends
+            return name
+        if getattr(v, "is_quantized", False):
+            return _torch_qtensor(v, key)
+        if hasattr(v, "detach") and hasattr(v, "numpy"):
+            return v.detach().cpu().numpy()
+        raise TypeError(f"state dict entry {key!r} is a {type(v).__module__}.{type(v).__name__}, which npquant "
+                        "cannot read; torch's state_dict() of a converted model holds tensors, quantized "
+                        "tensors, dtypes and (weight, bias) tuples")
+    if isinstance(v, (bool, int, float, np.generic)):
+        return np.asarray(v)
+    if hasattr(v, "__array__") and not isinstance(v, (dict, set)):
+        return np.asarray(v)
+    raise TypeError(f"state dict entry {key!r} is a {type(v).__name__}; state dicts hold arrays, "
+                    "QTensors, (weight, bias) tuples and dtype names")
+
+
+def _flatten(key: str, v, out: dict) -> None:
+    v = _to_native(v, key)
+    if v is None:
+        return
+    if isinstance(v, QTensor):
+        out[key] = np.ascontiguousarray(v.int_repr())
+        if v.qscheme() == "per_tensor_affine":
+            out[key + ".q_scale"] = np.array(v.q_scale(), np.float64)
+            out[key + ".q_zero_point"] = np.array(v.q_zero_point(), np.int64)
+        else:
+            out[key + ".q_per_channel_scales"] = np.asarray(v.q_per_channel_scales(), np.float64)
+            out[key + ".q_per_channel_zero_points"] = np.asarray(v.q_per_channel_zero_points(), np.int64)
+            out[key + ".q_per_channel_axis"] = np.array(v.q_per_channel_axis(), np.int64)
+    elif isinstance(v, tuple):
+        for i, x in enumerate(v):
+            _flatten(f"{key}.{i}", x, out)
+    elif isinstance(v, str):
+        out[key] = np.array(v)
+    else:
+        out[key] = v
+
+
+def state_dict_to_numpy(state_dict) -> "OrderedDict[str, np.ndarray]":
+    """A state dict (npquant's, or PyTorch's with torch tensors, quantized tensors and
+    dtypes) as a flat ``{key: numpy.ndarray}`` in the layout this module documents:
+    ``numpy.savez(path, **state_dict_to_numpy(sd))`` writes a file that
+    ``model.load_state_dict(numpy.load(path))`` reads with neither torch nor pickle."""
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"state_dict_to_numpy expects a dict (model.state_dict()), got {type(state_dict).__name__}")
+    out: OrderedDict = OrderedDict()
+    for key, v in state_dict.items():
+        if not isinstance(key, str):
+            raise TypeError(f"state dict keys are strings, got {key!r}")
+        _flatten(key, v, out)
+    return out
+
+
+torch_state_dict_to_numpy = state_dict_to_numpy
+torch_state_dict_to_numpy.__doc__ = state_dict_to_numpy.__doc__
+
+
+def _qtensor_from_flat(key: str, flat: dict, used: set) -> QTensor:
+    codes = np.asarray(flat[key])
+    name = _STORAGE_QDTYPE.get(codes.dtype)
+    if name is None:
+        raise TypeError(f"state dict entry {key!r} holds quantized codes of dtype {codes.dtype}; "
+                        "expected int8 (qint8), uint8 (quint8) or int32 (qint32)")
+    per_channel = key + ".q_per_channel_scales" in flat
+    need = _PER_CHANNEL_KEYS if per_channel else _PER_TENSOR_KEYS
+    absent = [f"{key}.{s}" for s in need if f"{key}.{s}" not in flat]
+    if absent:
+        raise KeyError(f"state dict entry {key!r} is a quantized tensor but {absent} are missing")
+    vals = {s: np.asarray(flat[f"{key}.{s}"]) for s in need}
+    used.update([key] + [f"{key}.{s}" for s in need])
+    for s in need[1:]:  # zero points (and the axis): whole numbers, never a silent cast
+        v = vals[s]
+        if v.dtype.kind not in "iuf" or (v.dtype.kind == "f" and not np.all(
+                np.isfinite(v) & (v == np.round(v)) & (np.abs(v) < 2**31))):
+            raise ValueError(f"state dict entry '{key}.{s}' must hold integers, got {v.dtype} {v!r}")
+    try:
+        if per_channel:
+            axis = vals["q_per_channel_axis"]
+            if axis.size != 1 or axis.dtype.kind not in "iu":
+                raise ValueError(f"q_per_channel_axis must be one integer, got {axis!r}")
+            return QTensor(codes, vals["q_per_channel_scales"], vals["q_per_channel_zero_points"], name,
+                           axis=int(axis.reshape(-1)[0]))
+        sc, zp = vals["q_scale"], vals["q_zero_point"]
+        if sc.size != 1 or zp.size != 1:
+            raise ValueError(f"q_scale and q_zero_point must hold one value each, got shapes {sc.shape} and {zp.shape}")
+        return QTensor(codes, float(sc.reshape(-1)[0]), zp.reshape(-1)[0], name)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"state dict entry {key!r}: {e}") from None
+
+
+def state_dict_from_numpy(flat) -> "OrderedDict":
+    """The inverse of ``state_dict_to_numpy``: QTensors and tuples rebuilt from the flat
+    keys; anything already in npquant's or torch's form passes through (torch objects
+    become NumPy arrays and QTensors). ``load_state_dict`` calls it on what it is given."""
+    if not hasattr(flat, "keys") or not hasattr(flat, "__getitem__"):
+        raise TypeError(f"load_state_dict expects a dict of arrays (model.state_dict(), or numpy.load('x.npz')), "
+                        f"got {type(flat).__name__}")
+    keys = list(flat.keys())
+    for k in keys:
+        if not isinstance(k, str):
+            raise TypeError(f"state dict keys are strings, got {k!r}")
+    values = {k: flat[k] for k in keys}  # reads every array of an NpzFile once
+    used: set = set()
+    native: OrderedDict = OrderedDict()
+    for k in keys:
+        if k in used:
+            continue
+        if k.endswith(_QPARAM_SUFFIXES):
+            base = k.rsplit(".", 1)[0]
+            if base not in values:
+                raise KeyError(f"state dict entry {k!r} has no quantized codes under {base!r}")
+            continue  # handled with its base key
+        if k + ".q_scale" in values or k + ".q_per_channel_scales" in values:
+            native[k] = _qtensor_from_flat(k, values, used)
+        else:
+            native[k] = _to_native(values[k], k)
+            if isinstance(native[k], np.ndarray) and native[k].dtype.kind == "U" and native[k].ndim == 0:
+                native[k] = str(native[k])
+    # K.0, K.1, ... -> the tuple at K (a missing trailing element, a None bias, is None)
+    groups: OrderedDict = OrderedDict()
+    for k in list(native):
+        m = _INDEX.match(k)
+        if m and m.group(1) not in native:
+            groups.setdefault(m.group(1), {})[int(m.group(2))] = native.pop(k)
+    for base, items in groups.items():
+        native[base] = tuple(items.get(i) for i in range(max(items) + 1))
+    return native
+
+
+def qdtype_name(v) -> str | None:
+    """'qint8' for npquant.qint8, torch.qint8 or the string 'qint8'; None if not a dtype."""
+    if isinstance(v, QDType):
+        return v.name
+    if isinstance(v, str):
+        return v[len("torch."):] if v.startswith("torch.") else v
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind == "U":
+        return qdtype_name(str(v))
+    return _torch_dtype_name(v)
