@@ -44,6 +44,7 @@ if [ ${#tests[@]} -eq 0 ]; then
     "test_bench_compare.py::test_static_linear_same_work_as_torch"
     "test_conv.py::test_reference_within_one_step_of_pytorch"
     "test_conv.py::test_quantized_module_matches_pytorch"
+    "test_state_dict.py::test_torch_converted_model_loads_and_agrees"
     # ONNX Runtime: npquant's exports (uint8 weights: exact integer format, QDQ within
     # a step) where MLAS's u8 x s8 kernels saturate (docs/onnx.md).
     test_onnx.py test_onnx_conv.py
