@@ -3,10 +3,16 @@
 //
 // Activations are shifted to s8 (s = a ^ 0x80 = a - 128) and weights are
 // stored in [-127, 127]; per K group and column,
-//   vpsignb     t = sign(w, s)      w where s > 0, -w where s < 0, 0 where s = 0
-//   vpmaddubsw  t = |s| * t         u8 x s8 pairs into int16
-//   vpmaddwd    t = t * 1           int16 pairs into int32 (4 products per column)
-//   vpaddd      acc += t
+//   vpxor+vpsubb t = (w ^ m) - m     m = (s < 0 ? -1 : 0): w takes the sign of s
+//   vpmaddubsw   t = |s| * t         u8 x s8 pairs into int16
+//   vpmaddwd     t = t * 1           int16 pairs into int32 (4 products per column)
+//   vpaddd       acc += t
+// The conditional negation is vpsignb(w, s) (ggml's form) except at s = 0,
+// where |s| = 0 makes the product 0 either way. vpxor+vpsubb is one more op
+// but runs on any vector ALU pipe; on Zen 4 vpsignb competes with the two
+// multiply pipes: probe 93 vs 73 GMAC/s, this kernel 75 vs 69 (M=128,
+// K=N=768). Build with -DNPQ_SIGN_VPSIGNB for the vpsignb form (to measure
+// it on another core, e.g. Zen 3; both forms pass the same tests).
 // |s| <= 128 and |w| <= 127, so each int16 pair sum is at most 2*128*127 =
 // 32,512 < 32,767: vpmaddubsw never saturates (with u8 activations and s8
 // weights it does: 211*71 + 171*107 = 33,278, which is why FBGEMM and MLAS
@@ -23,13 +29,14 @@
 // ymm (columns 0-7 and 8-15, 4 k each), so after vpmaddwd lane j of vector v
 // is column 8v + j and no horizontal fold is needed.
 //
-// Activations: each call writes, per row and K group, s[4] then |s|[4] into a
+// Activations: each call writes, per row and K group, m[4] then |s|[4] into a
 // stack buffer (rows of up to kWholeK values once per call, reused by every
 // panel; longer rows in kKC chunks per panel), so the K loop broadcasts both
 // with two vpbroadcastd loads and does no per-row ALU work.
 //
-// Registers (16 ymm): 4 rows x 2 accumulators + 2 weights + s + |s| + one
-// product + the int16 ones = 14.
+// Registers (16 ymm): 4 rows x 2 accumulators + 2 weights + m + |s| + one
+// product + the int16 ones = 14 (5 rows fit in 16 and measured 2-4% faster;
+// not taken yet).
 #include <immintrin.h>
 
 #include <cstring>
@@ -44,12 +51,18 @@ namespace {
 constexpr size_t kMR = 4, kNR = 16, kKR = 4;
 constexpr size_t kNV = kNR / 8;  // weight vectors (8 columns x 4 k) per K group
 
-// acc += vpmaddwd(vpmaddubsw(|s|, sign(w, s)), 1). Inline asm keeps the
+// acc += vpmaddwd(vpmaddubsw(|s|, (w ^ m) - m), 1), m the sign mask of s
+// (or, with NPQ_SIGN_VPSIGNB, s itself for vpsignb). Inline asm keeps the
 // chain in one temporary and the accumulators in place (GCC 12 copies
 // accumulators between registers around intrinsics, see docs/ukernels.md).
 NPQ_INLINE void dot(__m256i& acc, __m256i s, __m256i u, __m256i w, __m256i ones) {
   __m256i t;
+#if defined(NPQ_SIGN_VPSIGNB)
   __asm__("vpsignb %[s], %[w], %[t]\n\t"
+#else
+  __asm__("vpxor %[s], %[w], %[t]\n\t"
+          "vpsubb %[s], %[t], %[t]\n\t"
+#endif
           "vpmaddubsw %[t], %[u], %[t]\n\t"
           "vpmaddwd %[ones], %[t], %[t]\n\t"
           "vpaddd %[t], %[acc], %[acc]"
@@ -57,7 +70,8 @@ NPQ_INLINE void dot(__m256i& acc, __m256i s, __m256i u, __m256i w, __m256i ones)
           : [s] "x"(s), [u] "x"(u), [w] "x"(w), [ones] "x"(ones));
 }
 
-// Per row, per K group of 4: s[4] (a ^ 0x80) then |s|[4], 8 bytes.
+// Per row, per K group of 4: the sign operand (m, or s for vpsignb) then
+// |s| = |a ^ 0x80|, 4 bytes each.
 constexpr size_t kWholeK = 4096, kKC = 512;
 constexpr size_t kPitch = 2 * kWholeK + 64;  // bytes; rows 8 KiB apart would share L1 sets
 
@@ -69,9 +83,12 @@ NPQ_INLINE void prepare(const uint8_t* const* ar, size_t k0, size_t kc, uint8_t*
     uint8_t* dst = buf + r * kPitch;
     size_t j = 0;
     for (; j + 32 <= kc; j += 32) {
-      const __m256i s =
+      __m256i s =
           _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j)), flip);
       const __m256i u = _mm256_abs_epi8(s);
+#if !defined(NPQ_SIGN_VPSIGNB)
+      s = _mm256_cmpgt_epi8(_mm256_setzero_si256(), s);
+#endif
       // In-lane unpacks give K groups 0 1 4 5 and 2 3 6 7; reorder to 0-3, 4-7.
       const __m256i lo = _mm256_unpacklo_epi32(s, u), hi = _mm256_unpackhi_epi32(s, u);
       _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 2 * j),
@@ -83,8 +100,13 @@ NPQ_INLINE void prepare(const uint8_t* const* ar, size_t k0, size_t kc, uint8_t*
       int32_t v;
       std::memcpy(&v, src + j, 4);
       const __m128i s = _mm_xor_si128(_mm_cvtsi32_si128(v), _mm256_castsi256_si128(flip));
+#if defined(NPQ_SIGN_VPSIGNB)
+      const __m128i sg = s;
+#else
+      const __m128i sg = _mm_cmpgt_epi8(_mm_setzero_si128(), s);
+#endif
       _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 2 * j),
-                       _mm_unpacklo_epi32(s, _mm_abs_epi8(s)));
+                       _mm_unpacklo_epi32(sg, _mm_abs_epi8(s)));
     }
   }
 }
