@@ -20,13 +20,15 @@ using npq::QGemmKernel;
 
 // Data patterns: random (with -128 and 127 forced in), the two extremes of the
 // int32 accumulator, the corners of both ranges, and tiny values.
-enum Pattern { kRandom, kAllMin, kAllMax, kCorners, kTiny, kNumPatterns };
 // Extra patterns for kernels whose layout takes weights in [-127, 127] (w127,
 // the AVX2 sign trick): +-127 with activations 0/255 (|a - 128| = 128, the
 // int16 pair bound 2*128*127 = 32,512 reached), a panel with exactly as many
 // -128 weights as its fix table holds (at activations 0, 127, 128 and 255),
 // and one more (the layer must fall back to the full-range kernel).
-enum SignPattern { kEdge127 = kNumPatterns + 1, kFixFull, kFixOver, kSignEnd };
+enum Pattern {
+  kRandom, kAllMin, kAllMax, kCorners, kTiny, kNumPatterns,
+  kEdge127 = kNumPatterns + 1, kFixFull, kFixOver, kSignEnd  // w127 kernels only
+};
 
 struct Problem {
   size_t m, n, k, kp, a_stride;
