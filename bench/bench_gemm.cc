@@ -72,8 +72,13 @@ struct Weights {
 
   static Weights make(const Shape& s, const npq::QGemmKernel& k) {
     Rng rng;
+    // Like symmetric per-channel quantization (scale = max|w| / 127.5): values
+    // in [-127, 127] and one -128 in every other column (where the extreme was
+    // negative). Kernels that take weights in [-127, 127] (the AVX2 sign trick)
+    // run such layers themselves (docs/ukernels.md); every kernel gets the same data.
     std::vector<int8_t> w(s.n * s.k);
-    for (auto& v : w) v = static_cast<int8_t>(rng.next());  // full range, incl. -128
+    for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng.next() % 255) - 127);
+    for (size_t j = 0; j < s.n; j += 2) w[j * s.k + rng.next() % s.k] = -128;
     std::vector<float> scale(s.n), bias(s.n);
     for (size_t i = 0; i < s.n; ++i) {
       scale[i] = (0.5f + (rng.next() % 100) * 0.01f) / 128.0f;
@@ -151,6 +156,12 @@ void set_counters(benchmark::State& st, const Shape& s, const npq::QGemmKernel& 
   st.SetLabel(std::string(npq::isa_name(k.isa)) + (k.standin ? " (stand-in)" : ""));
 }
 
+// Labels a Linear benchmark whose weights went to the kernel's fallback.
+void note_fallback(benchmark::State& st, const npq::PackedWeights& w, const npq::QGemmKernel& k) {
+  if (!npq::layout_compatible(w.layout(), k.layout))
+    st.SetLabel(std::string("FELL BACK to ") + npq::gemm_fallback(k).name);
+}
+
 void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
   npq::set_num_threads(threads);
   const Weights w = Weights::make(s, k);
@@ -170,6 +181,7 @@ void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads
     benchmark::ClobberMemory();
   });
   set_counters(st, s, k, threads, t);
+  note_fallback(st, w.packed, k);
 }
 
 void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
@@ -187,6 +199,7 @@ void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int thread
     benchmark::ClobberMemory();
   });
   set_counters(st, s, k, threads, t);
+  note_fallback(st, w.packed, k);
 }
 
 // Reports the best iteration's rate: a peak is a maximum, and on a shared
@@ -229,8 +242,11 @@ void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threa
   const npq::ConvGeometry g{s.c, s.out_c, s.groups, s.k, s.k, s.stride, s.stride, 1, 1,
                             pad, pad, pad, pad};
   Rng rng;
-  std::vector<int8_t> w(s.out_c * (s.c / s.groups) * s.k * s.k);
-  for (auto& v : w) v = static_cast<int8_t>(rng.next());
+  // As the Linear weights: [-127, 127] and one -128 in every other output channel.
+  const size_t per_out = (s.c / s.groups) * s.k * s.k;
+  std::vector<int8_t> w(s.out_c * per_out);
+  for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng.next() % 255) - 127);
+  for (size_t o = 0; o < s.out_c; o += 2) w[o * per_out + rng.next() % per_out] = -128;
   std::vector<float> scale(s.out_c), bias(s.out_c);
   for (size_t i = 0; i < s.out_c; ++i) {
     scale[i] = (0.5f + (rng.next() % 100) * 0.01f) / 128.0f;

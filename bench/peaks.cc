@@ -19,6 +19,10 @@ const std::vector<Probe>& built_probes() {
 #if defined(NPQ_BENCH_PROBE_AVX2)
     v.push_back({"maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, true, probe_maddubs_madd_ymm});
     v.push_back({"madd_s16_ymm", Isa::avx2, Isa::avx2, false, false, probe_madd_s16_ymm});
+    v.push_back({"sign_maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, false,
+                 probe_sign_maddubs_madd_ymm});
+    v.push_back({"sign_xor_maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, false,
+                 probe_sign_xor_maddubs_madd_ymm});
     v.push_back({"fma_f32_ymm", Isa::avx2, Isa::avx2, false, false, probe_fma_f32_ymm});
 #endif
 #if defined(NPQ_BENCH_PROBE_AVXVNNI)

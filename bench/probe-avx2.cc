@@ -1,5 +1,6 @@
 // AVX2 peak probes: fp32 FMA (reference), u8*s8 maddubs+madd (the fast but
-// int16-saturating path of FBGEMM and MLAS), s16 madd (the exact widened path).
+// int16-saturating path of FBGEMM and MLAS), s16 madd (the exact widened path),
+// sign+maddubs+madd (the exact sign trick).
 #include <cstdint>
 
 #include "probe-asm.h"
@@ -50,6 +51,56 @@ uint64_t probe_maddubs_madd_ymm(uint64_t iters) {
   asm volatile("vpbroadcastd 0(%[ab]), %%ymm13\n\t"
                "vpbroadcastd 4(%[ab]), %%ymm14\n\t"
                "vpbroadcastd 8(%[ab]), %%ymm15\n\t"
+               NPQ_CHAINS6(NPQ_ZERO_YMM) NPQ_PROBE_LOOP(NPQ_CHAIN_PAIRS6(NPQ_STEP))
+               : [n] "+r"(n)
+               : [ab] "r"(ab)
+               : NPQ_CLOBBERS);
+#undef NPQ_STEP
+  return iters * 6 * 32;
+}
+
+// Per 32 MACs, the sign trick (exact for weights in [-127, 127]; the
+// qu8_gemm_4x16c4__avx2_sign kernel's inner step): vpsignb (weights take the
+// activations' signs), vpmaddubsw (|s8 activations| * signed weights, pairs to
+// int16), vpmaddwd with ones, vpaddd. Six chains, accumulators ymm0-5,
+// temporaries ymm6-11; s in ymm12, |s| in ymm13, weights ymm14, ones ymm15.
+uint64_t probe_sign_maddubs_madd_ymm(uint64_t iters) {
+  if (iters == 0) return 0;
+  const int32_t ab[4] = {static_cast<int32_t>(0x83FD0305), 0x7D030305, 0x05FB7F81, 0x00010001};
+  uint64_t n = iters;
+#define NPQ_STEP(acc, tmp)                                  \
+  NPQ_OP3("vpsignb", "ymm12", "ymm14", "ymm", tmp)          \
+  NPQ_OP3("vpmaddubsw", "ymm" #tmp, "ymm13", "ymm", tmp)    \
+  NPQ_OP3("vpmaddwd", "ymm15", "ymm" #tmp, "ymm", tmp)      \
+  NPQ_OP3("vpaddd", "ymm" #tmp, "ymm" #acc, "ymm", acc)
+  asm volatile("vpbroadcastd 0(%[ab]), %%ymm12\n\t"
+               "vpabsb %%ymm12, %%ymm13\n\t"
+               "vpbroadcastd 8(%[ab]), %%ymm14\n\t"
+               "vpbroadcastd 12(%[ab]), %%ymm15\n\t"
+               NPQ_CHAINS6(NPQ_ZERO_YMM) NPQ_PROBE_LOOP(NPQ_CHAIN_PAIRS6(NPQ_STEP))
+               : [n] "+r"(n)
+               : [ab] "r"(ab)
+               : NPQ_CLOBBERS);
+#undef NPQ_STEP
+  return iters * 6 * 32;
+}
+
+// The same with the negation as vpxor + vpsubb by the sign mask (ymm12; what
+// the kernel runs: on Zen 4 vpsignb shares the two multiply pipes, these do not).
+uint64_t probe_sign_xor_maddubs_madd_ymm(uint64_t iters) {
+  if (iters == 0) return 0;
+  const int32_t ab[4] = {static_cast<int32_t>(0xFF0000FF), 0x7D030305, 0x05FB7F81, 0x00010001};
+  uint64_t n = iters;
+#define NPQ_STEP(acc, tmp)                                  \
+  NPQ_OP3("vpxor", "ymm12", "ymm14", "ymm", tmp)            \
+  NPQ_OP3("vpsubb", "ymm12", "ymm" #tmp, "ymm", tmp)        \
+  NPQ_OP3("vpmaddubsw", "ymm" #tmp, "ymm13", "ymm", tmp)    \
+  NPQ_OP3("vpmaddwd", "ymm15", "ymm" #tmp, "ymm", tmp)      \
+  NPQ_OP3("vpaddd", "ymm" #tmp, "ymm" #acc, "ymm", acc)
+  asm volatile("vpbroadcastd 0(%[ab]), %%ymm12\n\t"
+               "vpbroadcastd 4(%[ab]), %%ymm13\n\t"
+               "vpbroadcastd 8(%[ab]), %%ymm14\n\t"
+               "vpbroadcastd 12(%[ab]), %%ymm15\n\t"
                NPQ_CHAINS6(NPQ_ZERO_YMM) NPQ_PROBE_LOOP(NPQ_CHAIN_PAIRS6(NPQ_STEP))
                : [n] "+r"(n)
                : [ab] "r"(ab)

@@ -16,6 +16,8 @@ namespace npqbench {
 uint64_t probe_fma_f32_ymm(uint64_t iters);
 uint64_t probe_maddubs_madd_ymm(uint64_t iters);
 uint64_t probe_madd_s16_ymm(uint64_t iters);
+uint64_t probe_sign_maddubs_madd_ymm(uint64_t iters);
+uint64_t probe_sign_xor_maddubs_madd_ymm(uint64_t iters);
 // avxvnni: VEX vpdpbusd ymm.
 uint64_t probe_dpbusd_ymm_vex(uint64_t iters);
 // avx512vnni: vpdpbusd zmm and ymm (EVEX), fp32 FMA zmm (reference).

@@ -64,7 +64,9 @@ function(npq_add_isa_kernels target)
   endforeach()
   set(built "")
   foreach(isa IN LISTS NPQ_ISAS)
-    file(GLOB srcs CONFIGURE_DEPENDS ${NPQ_UKERNEL_DIR}/*-${isa}.cc)
+    # <name>-<isa>.cc, and variants of one ISA named <name>-<isa>-<variant>.cc
+    # (qu8-gemm-4x16c4-avx2-sign.cc).
+    file(GLOB srcs CONFIGURE_DEPENDS ${NPQ_UKERNEL_DIR}/*-${isa}.cc ${NPQ_UKERNEL_DIR}/*-${isa}-*.cc)
     if(NOT srcs)
       continue()
     endif()

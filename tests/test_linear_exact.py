@@ -159,3 +159,128 @@ def test_concurrent_python_threads(rng):
     with ThreadPoolExecutor(8) as ex:
         par = list(ex.map(q, xs))
     assert all(np.array_equal(a, b) for a, b in zip(serial, par))
+
+
+# ---- kernels that take weights in [-127, 127] (the AVX2 sign trick, layout w127)
+
+W127_KERNELS = [k["name"] for k in _C.runnable_gemm_kernels() if k.get("w127")]
+FIX_CAPACITY = 31  # -128 weights one panel may hold (params.h kW127FixWords - 1)
+
+
+def sparse_min_weights(rng, n, k, per_panel, nr):
+    """Weights in [-127, 127] plus `per_panel` weights of -128 in every panel of nr
+    columns (as many as fit), placed at random."""
+    w = rng.integers(-127, 128, (n, k), dtype=np.int8)
+    for c0 in range(0, n, nr):
+        cols = min(nr, n - c0)
+        cells = rng.choice(cols * k, size=min(per_panel, cols * k), replace=False)
+        w[c0 + cells // k, cells % k] = -128
+    return w
+
+
+@pytest.mark.parametrize("kernel", W127_KERNELS)
+def test_w127_kernel_runs_and_is_exact(kernel, rng):
+    """Layers whose panels hold at most FIX_CAPACITY weights of -128 run on the w127
+    kernel itself (the -128s through the panel's fix table); both Linear paths exact,
+    activations at 0/128/255 included (|x - 128| = 128 with weights +-127)."""
+    nr = next(k["nr"] for k in _C.runnable_gemm_kernels() if k["name"] == kernel)
+    for i in range(300):
+        m, k, n = random_shape(rng, budget=2e6)
+        w = sparse_min_weights(rng, n, k, int(rng.choice([0, 1, 2, FIX_CAPACITY])), nr)
+        if i % 5 == 0:
+            w = np.where(rng.random(w.shape) < 0.5, -127, 127).astype(np.int8)
+        x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        if i % 4 == 0:
+            x = rng.choice(np.array([0, 128, 255], np.uint8), (m, k))
+        ws = rng.uniform(1e-4, 1e-2, n).astype(np.float32)
+        bias = rng.normal(0, 2, n).astype(np.float32) if i % 3 else None
+        p = _C.PackedLinearWeight(w, ws, bias, kernel=kernel)
+        assert p.kernel == kernel, (m, k, n)
+        xs, xz, yz = np.float32(0.02), random_zp(rng), random_zp(rng)
+        ys = np.float32(xs * float(ws.mean()) * np.sqrt(k) * 128 * rng.uniform(0.05, 2) + 1e-6)
+        y = _C.linear_static(x, p, xs, xz, ys, yz, bool(i % 2))
+        assert np.array_equal(y, npref.linear_static(x, xs, xz, w, ws, bias, ys, yz, bool(i % 2))), (m, k, n)
+        xf = rng.normal(0, 1, (m, k)).astype(np.float32)
+        assert np.array_equal(_C.linear_dynamic(xf, p, bool(i % 2)),
+                              npref.linear_dynamic(xf, w, ws, bias, bool(i % 2))), (m, k, n)
+
+
+@pytest.mark.parametrize("kernel", W127_KERNELS)
+def test_w127_kernel_falls_back_per_layer(kernel, rng):
+    """One weight of -128 more than a panel's fix table holds sends that layer (only)
+    to the full-range kernel of the same ISA, and the result stays exact."""
+    info = {k["name"]: k for k in _C.runnable_gemm_kernels()}
+    nr = info[kernel]["nr"]
+    k, n, m = 300, 3 * nr + 5, 37
+    ok = sparse_min_weights(rng, n, k, FIX_CAPACITY, nr)
+    over = ok.copy()  # panel 1: capacity + 1
+    over_cells = np.argwhere(over[nr:2 * nr] != -128)[0]
+    over[nr + over_cells[0], over_cells[1]] = -128
+    assert np.count_nonzero(over[nr:2 * nr] == -128) == FIX_CAPACITY + 1
+    ws = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    for w, fell_back in ((ok, False), (over, True)):
+        p = _C.PackedLinearWeight(w, ws, kernel=kernel)
+        assert (p.kernel != kernel) == fell_back
+        assert info[p.kernel]["isa"] == info[kernel]["isa"] and not (fell_back and info[p.kernel]["w127"])
+        for xz in (0, 128, 255):
+            y = _C.linear_static(x, p, 0.05, xz, 0.02, 3, False)
+            assert np.array_equal(y, _C.reference.linear_static(x, xz, w, 0.05, ws, None, 0.02, 3, False))
+        xf = rng.normal(0, 1, (m, k)).astype(np.float32)
+        assert np.array_equal(_C.linear_dynamic(xf, p, False), npref.linear_dynamic(xf, w, ws, None, False))
+
+
+def test_avx2_runs_the_sign_kernel_and_falls_back_exactly():
+    """Under NPQUANT_ISA=avx2 the GEMM is the sign-trick kernel; a quantized model whose
+    layers hold -128 weights (PyTorch-style symmetric per-channel quantization produces
+    them) stays exact through Linear (static, dynamic) and 1x1 / 3x3 Conv2d, whichever
+    kernel each layer lands on."""
+    if "avx2" not in runnable_isas():
+        pytest.skip("no AVX2 here")
+    code = f"""
+import numpy as np, npquant, sys
+sys.path.insert(0, {repr(__import__('os').path.dirname(__file__))})
+import npref
+from npquant import _C
+info = npquant.cpu_info()
+assert info['isa'] == 'avx2', info['isa']
+assert info['kernels']['gemm']['name'] == 'qu8_gemm_4x16c4__avx2_sign', info['kernels']['gemm']
+rng = np.random.default_rng(11)
+seen = set()
+for i in range(60):
+    m, k, n = int(rng.integers(1, 200)), int(rng.integers(1, 900)), int(rng.integers(1, 200))
+    w = rng.integers(-127, 128, (n, k), dtype=np.int8)
+    many = i % 3 == 0
+    w.flat[rng.choice(w.size, size=min(w.size, 40 * (n // 16 + 1) if many else n // 8), replace=False)] = -128
+    ws = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
+    p = _C.PackedLinearWeight(w, ws)
+    seen.add(p.kernel)
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    for xz in (0, 128, 255):
+        assert np.array_equal(_C.linear_static(x, p, 0.02, xz, 0.05, 7, False),
+                              npref.linear_static(x, 0.02, xz, w, ws, None, 0.05, 7, False)), (i, p.kernel)
+    xf = rng.normal(0, 1, (m, k)).astype(np.float32)
+    assert np.array_equal(_C.linear_dynamic(xf, p, False), npref.linear_dynamic(xf, w, ws, None, False))
+assert seen == {{'qu8_gemm_4x16c4__avx2_sign', 'qu8_gemm_4x8c4__avx2'}}, seen
+conv_seen = set()
+for i, (kh, cin, cout) in enumerate([(1, 64, 48), (1, 40, 33), (3, 24, 40), (3, 16, 16)] * 2):
+    wt = rng.integers(-127, 128, (cout, cin, kh, kh), dtype=np.int8)
+    if i >= 4:
+        wt[:, :, 0, 0] = -128  # cin weights of -128 per column: over the fix table
+    else:
+        wt[0, 0, 0, 0] = -128
+    x = rng.integers(0, 256, (2, 9, 11, cin), dtype=np.uint8)
+    ws = rng.uniform(0.005, 0.015, cout).astype(np.float32)
+    p = _C.PackedConv2dWeight(wt, (1, 1), (kh // 2,) * 4, (1, 1), 1)
+    conv_seen.add((p.path, p.kernel))
+    for xz in (0, 255):
+        y = _C.conv2d_static(x, p, 0.03, xz, ws, None, 0.4, 9, False)
+        r = _C.reference.conv2d_static(x, xz, wt, (1, 1), (kh // 2,) * 4, (1, 1), 1, 0.03, ws, None, 0.4, 9, False)
+        assert np.array_equal(y, r), (i, p.path, p.kernel)
+assert {{k for _, k in conv_seen}} == {{'qu8_gemm_4x16c4__avx2_sign', 'qu8_gemm_4x8c4__avx2'}}, conv_seen
+assert {{p for p, _ in conv_seen}} == {{'gemm', 'gather'}}, conv_seen
+print('ok')
+"""
+    r = run_python(code, {"NPQUANT_ISA": "avx2"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

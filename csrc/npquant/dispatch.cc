@@ -19,8 +19,12 @@ std::vector<QGemmKernel> make_gemm_table() {
   t.push_back({"qu8_gemm_2x4c4__scalar", Isa::scalar, false, 2, {4, 4, 4},
                qu8_gemm_2x4c4__scalar_requant, qu8_gemm_2x4c4__scalar_dequant});
 #if defined(NPQ_BUILT_AVX2)
+  // Within one ISA, the last runnable entry is preferred (preferred_gemm); a
+  // w127 kernel falls back to the full-range kernel of its ISA per layer.
   t.push_back({"qu8_gemm_4x8c4__avx2", Isa::avx2, false, 4, {8, 4, 4, 1},
                qu8_gemm_4x8c4__avx2_requant, qu8_gemm_4x8c4__avx2_dequant});
+  t.push_back({"qu8_gemm_4x16c4__avx2_sign", Isa::avx2, false, 4, {16, 4, 4, 0, 1},
+               qu8_gemm_4x16c4__avx2_sign_requant, qu8_gemm_4x16c4__avx2_sign_dequant});
 #endif
 #if defined(NPQ_BUILT_AVXVNNI_EVEX)
   t.push_back({"qu8_gemm_6x16c4__avxvnni_evex", Isa::avxvnni, true, 6, {16, 4, 4},
@@ -147,16 +151,23 @@ ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
   return c;
 }
 
+// The GEMM kernel an ISA runs: its last runnable entry in the table that is
+// not a stand-in, else its stand-in (stand-ins only stand in when the real
+// encoding is missing). Null if none can run.
+const QGemmKernel* preferred_gemm(Isa isa) {
+  const QGemmKernel* g = nullptr;
+  for (const QGemmKernel& k : built_gemm_kernels()) {
+    if (k.isa != isa || !can_run(k)) continue;
+    if (!g || g->standin || !k.standin) g = &k;
+  }
+  return g;
+}
+
 // The kernel set for one ISA (which must be runnable).
 KernelSet make_set(Isa isa) {
   KernelSet s{};
   s.cap = isa;
-  // Stand-ins only stand in when the real encoding is missing.
-  const QGemmKernel* g = nullptr;
-  for (const QGemmKernel& k : built_gemm_kernels()) {
-    if (k.isa != isa || !can_run(k)) continue;
-    if (!g || (g->standin && !k.standin)) g = &k;
-  }
+  const QGemmKernel* g = preferred_gemm(isa);
   s.gemm = *g;
   s.gemm_small = *g;
   s.small_m = 0;
@@ -177,6 +188,9 @@ KernelSet make_set(Isa isa) {
 // "" if every kernel of the set matches the reference, else the first mismatch.
 std::string verify(const KernelSet& s) {
   std::string why = self_check(s.gemm, s.gemm.layout);
+  // The kernel layers with weights outside gemm's layout run on.
+  const QGemmKernel& fb = gemm_fallback(s.gemm);
+  if (why.empty() && fb.name != s.gemm.name) why = self_check(fb, fb.layout);
   if (why.empty() && s.small_m) why = self_check(s.gemm_small, s.gemm.layout);
   if (why.empty()) why = self_check(s.quant);
   return why;
@@ -261,7 +275,21 @@ std::string describe(const char* kernel, const char* what, size_t r, size_t c,
 
 bool layout_compatible(const PackedLayout& packed, const PackedLayout& kernel) {
   return packed.nr == kernel.nr && packed.kr == kernel.kr && packed.w16 == kernel.w16 &&
-         packed.k_align % kernel.k_align == 0;
+         packed.w127 == kernel.w127 && packed.k_align % kernel.k_align == 0;
+}
+
+const QGemmKernel& gemm_fallback(const QGemmKernel& k) {
+  if (!k.layout.w127) return k;
+  const QGemmKernel* f = nullptr;
+  for (const QGemmKernel& c : built_gemm_kernels())
+    if (c.isa == k.isa && !c.layout.w127 && (!f || f->standin)) f = &c;
+  if (!f) throw std::logic_error(std::string(k.name) + " has no full-range fallback kernel");
+  return *f;
+}
+
+const QGemmKernel& gemm_kernel_for_weights(const QGemmKernel& k, const int8_t* w, size_t n,
+                                           size_t kk, size_t w_stride) {
+  return weights_fit_layout(w, n, kk, w_stride, k.layout) ? k : gemm_fallback(k);
 }
 
 std::string self_check(const QGemmKernel& k, const PackedLayout& layout) {
@@ -278,6 +306,7 @@ std::string self_check(const QGemmKernel& k, const PackedLayout& layout) {
   a[0] = 255;
   w[0] = -128;
   w[1] = -128;
+  w[(layout.nr + 5) * kk + 7] = -128;  // a second panel, another column
   w[n * kk - 1] = 127;
   const PackedWeights pw(w.data(), n, kk, kk, layout);
   const size_t np = pw.n_padded();
@@ -397,12 +426,8 @@ bool can_run(const QIGemmKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const DwconvKernel& k) { return cpu_features().supports(k.isa); }
 
 ConvKernels conv_kernels_for(Isa cap) {
-  // The GEMM kernel choose() would take for this cap (real encodings before stand-ins).
-  const QGemmKernel* g = nullptr;
-  for (const QGemmKernel& k : built_gemm_kernels()) {
-    if (k.isa != cap || !can_run(k)) continue;
-    if (!g || (g->standin && !k.standin)) g = &k;
-  }
+  // The GEMM kernel choose() would take for this cap.
+  const QGemmKernel* g = preferred_gemm(cap);
   if (!g)
     throw std::runtime_error(std::string("no GEMM kernel for ISA ") + isa_name(cap) +
                              " can run here");

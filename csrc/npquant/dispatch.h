@@ -90,6 +90,16 @@ bool can_run(const QuantizeKernel& k);
 // of what the kernel needs.
 bool layout_compatible(const PackedLayout& packed, const PackedLayout& kernel);
 
+// The kernel for layers whose weights do not fit k's layout (layout.w127 and
+// more than kW127FixWords - 1 weights of -128 in one panel of NR columns): the
+// full-range kernel of k's ISA. k itself when k takes every int8 weight.
+const QGemmKernel& gemm_fallback(const QGemmKernel& k);
+// The kernel a layer with weights w (N rows of K, row n at w + n*w_stride) is
+// packed for and runs on when k is asked for: k, or gemm_fallback(k). Decided
+// once per layer, at pack time.
+const QGemmKernel& gemm_kernel_for_weights(const QGemmKernel& k, const int8_t* w, size_t n,
+                                           size_t kk, size_t w_stride);
+
 // The run-time self-check: runs the kernel once on a small fixed problem (both
 // epilogues; weights packed with `layout`) and compares it bit for bit with
 // reference/. Returns "" on a match, else a description of the first

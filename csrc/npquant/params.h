@@ -28,7 +28,10 @@ struct QuantParams {
 //                                              int8, or int16 when w16 is set
 // Padded columns and padded k are zero, so kernels may run full panels.
 // panel_stride = NR*4 + kp*NR*(w16 ? 2 : 1) bytes (a multiple of 64 for the
-// x86 layouts).
+// x86 layouts), plus kW127FixWords*4 bytes when w127 is set:
+//     uint32_t fix[kW127FixWords]              w127 only: fix[0] = count, then
+//                                              (k << 8) | column of each weight
+//                                              that was -128 (stored as -127)
 struct PackedLayout {
   uint32_t nr;
   uint32_t kr;
@@ -36,7 +39,16 @@ struct PackedLayout {
   // 1: weights stored sign-extended to int16 (the AVX2 kernel feeds them to
   // vpmaddwd without a widening shuffle per K group); 0: int8.
   uint32_t w16 = 0;
+  // 1: the kernel needs weights in [-127, 127] (the AVX2 sign trick). The packer
+  // stores -128 as -127 and lists those weights in the panel's fix table (the
+  // kernel subtracts their activations once more); a layer with more than
+  // kW127FixWords - 1 of them in one panel is packed for the same ISA's
+  // full-range kernel instead (dispatch.h gemm_kernel_for_weights).
+  uint32_t w127 = 0;
 };
+
+// Size of a w127 panel's fix table in uint32 words (count + entries).
+constexpr size_t kW127FixWords = 32;
 
 // Epilogue of the static (requantizing) GEMM, per output column n:
 //   v = fl(fl(float(acc) + bias_s[n]) * mult[n])

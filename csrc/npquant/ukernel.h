@@ -84,6 +84,7 @@ typedef void (*quantize_u8_fn)(size_t n, const float* x, float inv_scale, int32_
 
 NPQ_DECLARE_QGEMM(qu8_gemm_2x4c4__scalar)
 NPQ_DECLARE_QGEMM(qu8_gemm_4x8c4__avx2)
+NPQ_DECLARE_QGEMM(qu8_gemm_4x16c4__avx2_sign)  // layout.w127: the sign trick
 NPQ_DECLARE_QGEMM(qu8_gemm_6x16c4__avxvnni)
 NPQ_DECLARE_QGEMM(qu8_gemm_6x16c4__avxvnni_evex)  // same source, EVEX encoding (test stand-in)
 NPQ_DECLARE_QGEMM(qu8_gemm_8x32c4__avx512vnni)

@@ -2,6 +2,7 @@
 // (m 1..MR, n 1..2NR+1, k in {1, KR-1, KR, KR+1, 7, 13, 61, 127, 257, 4096}),
 // with extreme zero points, weights at -128 and 127, binding clamps, padded
 // strides, junk in A's padding, both epilogues, and random tiles.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -19,7 +20,15 @@ using npq::QGemmKernel;
 
 // Data patterns: random (with -128 and 127 forced in), the two extremes of the
 // int32 accumulator, the corners of both ranges, and tiny values.
-enum Pattern { kRandom, kAllMin, kAllMax, kCorners, kTiny, kNumPatterns };
+// Extra patterns for kernels whose layout takes weights in [-127, 127] (w127,
+// the AVX2 sign trick): +-127 with activations 0/255 (|a - 128| = 128, the
+// int16 pair bound 2*128*127 = 32,512 reached), a panel with exactly as many
+// -128 weights as its fix table holds (at activations 0, 127, 128 and 255),
+// and one more (the layer must fall back to the full-range kernel).
+enum Pattern {
+  kRandom, kAllMin, kAllMax, kCorners, kTiny, kNumPatterns,
+  kEdge127 = kNumPatterns + 1, kFixFull, kFixOver, kSignEnd  // w127 kernels only
+};
 
 struct Problem {
   size_t m, n, k, kp, a_stride;
@@ -54,6 +63,26 @@ Problem make_problem(size_t m, size_t n, size_t k, size_t k_align, size_t a_extr
   if (p == kRandom && n * k >= 2) {
     pr.w[0] = -128;
     pr.w[n * k - 1] = 127;
+  }
+  if (p == kEdge127) {
+    for (size_t r = 0; r < m; ++r)
+      for (size_t i = 0; i < k; ++i) pr.a[r * pr.a_stride + i] = rng.coin() ? 255 : 0;
+    for (auto& x : pr.w) x = rng.coin() ? 127 : -127;
+  }
+  if (p == kFixFull || p == kFixOver) {
+    const uint8_t edges[] = {0, 127, 128, 255};
+    for (auto& x : pr.w) x = static_cast<int8_t>(rng.range(-127, 127));
+    for (auto& x : pr.a) if (rng.coin()) x = edges[rng.range(0, 3)];
+    // The first panel (16 columns) gets the fix table's capacity (+1), placed
+    // at random distinct positions; the second panel, if any, a few.
+    const size_t cols = n < 16 ? n : 16;
+    const size_t want = npq::kW127FixWords - 1 + (p == kFixOver ? 1 : 0);
+    size_t placed = 0;
+    for (size_t tries = 0; placed < want && tries < 100000; ++tries) {
+      int8_t& x = pr.w[rng.range(0, cols - 1) * k + rng.range(0, k - 1)];
+      if (x != -128) x = -128, ++placed;
+    }
+    for (size_t i = 0; i < 3 && n > 16; ++i) pr.w[rng.range(16, n - 1) * k + rng.range(0, k - 1)] = -128;
   }
   return pr;
 }
@@ -182,8 +211,13 @@ void check_dequant(const QGemmKernel& kk, const Problem& pr, const npq::PackedWe
 // One problem of mm x nn (the largest tile the grid asks for) checked on every
 // m <= mm, n <= nn sub-tile: each output depends only on its row and column,
 // so the reference is computed once and sliced.
-void check_problem(const QGemmKernel& kk, const Problem& pr, size_t idx, bool all_subtiles,
+// A kernel whose layout needs weights in [-127, 127] (w127) runs a layer with
+// too many -128 weights in one panel on its fallback, as the drivers do; the
+// fallback is then what is checked (counted apart under "<kernel> fallback").
+void check_problem(const QGemmKernel& asked, const Problem& pr, size_t idx, bool all_subtiles,
                    Rng& rng, Tally& t) {
+  const QGemmKernel& kk = npq::gemm_kernel_for_weights(asked, pr.w.data(), pr.n, pr.k, pr.k);
+  if (&kk != &asked) t.pass(std::string(asked.name) + " fallback");
   const npq::PackedWeights pw(pr.w.data(), pr.n, pr.k, pr.k, kk.layout);
   const size_t np = pw.n_padded(), mm = pr.m, nn = pr.n;
   const RequantParams rp = make_requant(idx, np, pr.k, rng);
@@ -217,6 +251,12 @@ void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
       Problem pr = make_problem(mr, 2 * nr + 1, k, kk.layout.k_align, a_extra, pat, rng);
       check_problem(kk, pr, idx, true, rng, t);
     }
+    if (!kk.layout.w127) continue;
+    for (int p = kEdge127; p < kSignEnd; ++p, ++idx) {
+      Problem pr = make_problem(mr, 2 * nr + 1, k, kk.layout.k_align, 1 + idx % 7,
+                                static_cast<Pattern>(p), rng);
+      check_problem(kk, pr, idx, true, rng, t);
+    }
   }
 }
 
@@ -236,7 +276,8 @@ void random_tiles(const QGemmKernel& kk, Tally& t) {
   for (size_t i = 0; i < 300; ++i) {
     const size_t m = rng.range(1, kk.mr), n = rng.range(1, 5 * kk.layout.nr);
     const size_t k = rng.range(1, i % 10 == 0 ? 3000 : 300);
-    const Pattern pat = static_cast<Pattern>(rng.range(0, kNumPatterns - 1));
+    Pattern pat = static_cast<Pattern>(rng.range(0, kNumPatterns - 1));
+    if (kk.layout.w127 && i % 3 == 0) pat = static_cast<Pattern>(rng.range(kEdge127, kSignEnd - 1));
     Problem pr = make_problem(m, n, k, kk.layout.k_align, rng.range(0, 40), pat, rng);
     check_problem(kk, pr, rng.next() % 1000, false, rng, t);
   }
@@ -248,8 +289,31 @@ void random_tiles(const QGemmKernel& kk, Tally& t) {
 npq::QGemmKernel amx_emulated_kernel();  // test_amx_emulated.cc
 #endif
 
+// The per-layer choice for w127 kernels: a panel may hold kW127FixWords - 1
+// weights of -128 (the count decides, not where they are), one more sends the
+// layer to the full-range kernel of the same ISA; other layouts take anything.
+void w127_layer_choice(const QGemmKernel& kk, Tally& t) {
+  const std::string label = std::string(kk.name) + " per-layer choice";
+  const size_t n = 40, k = 50, cap = npq::kW127FixWords - 1;
+  for (size_t panel : {0, 1, 2})
+    for (size_t extra : {0, 1}) {
+      std::vector<int8_t> w(n * k, 127);
+      const size_t c0 = panel * kk.layout.nr, cols = std::min(n - c0, size_t{kk.layout.nr});
+      for (size_t i = 0; i < cap + extra; ++i) w[(c0 + i % cols) * k + i / cols] = -128;
+      const QGemmKernel& got = npq::gemm_kernel_for_weights(kk, w.data(), n, k, k);
+      const bool fell_back = &got != &kk;
+      const bool want = kk.layout.w127 && extra == 1;
+      t.check(fell_back == want && (!fell_back || !got.layout.w127),
+              label, "panel " + std::to_string(panel) + ", " + std::to_string(cap + extra) +
+                         " weights of -128: chose " + got.name);
+      if (fell_back) t.check(got.isa == kk.isa, label, std::string("fallback ") + got.name +
+                                                           " is not of the same ISA");
+    }
+}
+
 void test_gemm_kernels(Tally& t) {
   for (const QGemmKernel& kk : npq::runnable_gemm_kernels()) {
+    w127_layer_choice(kk, t);
     edge_grid(kk, t);
     random_tiles(kk, t);
   }

@@ -88,6 +88,9 @@ PackedLinear make_packed(const py::handle& weight, const py::handle& w_scale,
   const int8_t* data = w.data();
   py::gil_scoped_release nogil;
   p.w = std::make_shared<npq::PackedWeights>(npq::pack_weights(data, n, k, k, p.kernel));
+  // The kernel the layer runs on (a w127 kernel's fallback for weights it cannot take).
+  if (!npq::layout_compatible(p.w->layout(), p.kernel.layout))
+    p.kernel = npq::gemm_fallback(p.kernel);
   return p;
 }
 
@@ -190,6 +193,7 @@ py::dict kernel_dict(const npq::QGemmKernel& k) {
   d["nr"] = k.layout.nr;
   d["kr"] = k.layout.kr;
   d["k_align"] = k.layout.k_align;
+  d["w127"] = k.layout.w127 != 0;  // weights in [-127, 127], else a per-layer fallback
   return d;
 }
 

@@ -131,11 +131,18 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
   }
   if (is_pointwise(g)) {
     path_ = Path::gemm;
-    grp_.emplace_back(w, g.out_c, g.in_c, g.in_c, k.gemm.layout);
+    k_.gemm = gemm_kernel_for_weights(k.gemm, w, g.out_c, g.in_c, g.in_c);
+    grp_.emplace_back(w, g.out_c, g.in_c, g.in_c, k_.gemm.layout);
     return;
   }
   const bool igemm = use_igemm && k.igemm.requant && cg % k.igemm.layout.kr == 0;
   path_ = igemm ? Path::igemm : Path::gather;
+  // One GEMM kernel for every group: the fallback if any group's weights need it.
+  // A group's matrix below permutes k within each row, so each panel holds the
+  // same weights as the group's OIHW rows.
+  if (!igemm)
+    for (size_t grp = 0; grp < g.groups && k_.gemm.name == k.gemm.name; ++grp)
+      k_.gemm = gemm_kernel_for_weights(k.gemm, w + grp * og * cg * ks, og, cg * ks, cg * ks);
   // Per group, the (og, ks*cg) matrix with k = tap*cg + c (taps in NHWC reading order).
   std::vector<int8_t> m(og * ks * cg);
   for (size_t grp = 0; grp < g.groups; ++grp) {
@@ -144,7 +151,7 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
         for (size_t t = 0; t < ks; ++t)
           m[(o * ks + t) * cg + c] = w[(((grp * og + o) * cg + c) * ks) + t];
     grp_.emplace_back(m.data(), og, ks * cg, ks * cg,
-                      igemm ? k.igemm.layout : k.gemm.layout);
+                      igemm ? k.igemm.layout : k_.gemm.layout);
   }
 }
 

@@ -18,10 +18,15 @@ namespace {
 
 constexpr size_t kMaxMR = 32;
 
-void check_layout(const PackedWeights& w, const QGemmKernel& k) {
-  if (!layout_compatible(w.layout(), k.layout))
-    throw ValueError(std::string("packed weights do not match kernel ") + k.name +
-                     "; repack them (weights are packed for the ISA chosen at import)");
+// The kernel that runs weights w when k is asked for: k, or, for a layer that
+// was packed for k's full-range fallback (w127 kernels with -128 weights, see
+// dispatch.h gemm_kernel_for_weights), that fallback.
+const QGemmKernel& kernel_for(const PackedWeights& w, const QGemmKernel& k) {
+  if (layout_compatible(w.layout(), k.layout)) return k;
+  const QGemmKernel& f = gemm_fallback(k);
+  if (layout_compatible(w.layout(), f.layout)) return f;
+  throw ValueError(std::string("packed weights do not match kernel ") + k.name +
+                   "; repack them (weights are packed for the ISA chosen at import)");
 }
 
 // How the GEMM is cut into tasks. A task is rows [m0, m0 + mb) x columns
@@ -164,7 +169,7 @@ PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride,
     throw ValueError("in_features K=" + std::to_string(k) + " exceeds npquant's exact int32 "
                      "accumulation bound K <= " + std::to_string(kMaxK) +
                      "; split the layer along K");
-  return PackedWeights(w, n, k, w_stride, kernel.layout);
+  return PackedWeights(w, n, k, w_stride, gemm_kernel_for_weights(kernel, w, n, k, w_stride).layout);
 }
 
 void linear_static(const PackedWeights& w, const StaticLinearArgs& a) {
@@ -192,8 +197,8 @@ void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const QGem
 }
 
 void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const RequantConstants& c,
-                   const QGemmKernel& k) {
-  check_layout(w, k);
+                   const QGemmKernel& asked) {
+  const QGemmKernel& k = kernel_for(w, asked);
   const size_t n = w.n(), np = w.n_padded(), kk = w.k(), kp = w.kp();
   if (a.m == 0 || n == 0) return;
   if (c.xs != a.xs || c.ys != a.ys || c.mult.size() != np)
@@ -253,9 +258,9 @@ QuantParams tensor_qparams(const DynamicLinearArgs& a, size_t k, const QuantizeK
 
 }  // namespace
 
-void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a, const QGemmKernel& k,
-                    const QuantizeKernel& qk) {
-  check_layout(w, k);
+void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a,
+                    const QGemmKernel& asked, const QuantizeKernel& qk) {
+  const QGemmKernel& k = kernel_for(w, asked);
   const size_t n = w.n(), np = w.n_padded(), kk = w.k(), kp = w.kp();
   if (a.m == 0 || n == 0) return;
   std::vector<int32_t> zps(a.m);

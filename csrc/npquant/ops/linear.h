@@ -18,7 +18,9 @@ struct ValueError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// Packs for the process's kernel set (or an explicit kernel).
+// Packs for the process's kernel set (or an explicit kernel); a layer whose
+// weights do not fit that kernel's layout (dispatch.h gemm_kernel_for_weights)
+// is packed for its fallback, which the drivers below then run.
 PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride);
 PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride,
                            const QGemmKernel& kernel);

@@ -18,10 +18,17 @@ AlignedBuffer aligned_zeros(size_t bytes);
 
 size_t round_up(size_t x, size_t m);
 
+// Whether the weights (N rows of K, row n at w + n*w_stride) can be packed with
+// `layout`: always, unless layout.w127 is set and some panel of nr columns holds
+// more than kW127FixWords - 1 weights equal to -128.
+bool weights_fit_layout(const int8_t* w, size_t n, size_t k, size_t w_stride,
+                        const PackedLayout& layout);
+
 // Immutable once built; safe to share between threads.
 class PackedWeights {
  public:
-  // w: N rows of K int8 each, row n at w + n*w_stride.
+  // w: N rows of K int8 each, row n at w + n*w_stride. Throws
+  // std::invalid_argument if !weights_fit_layout(w, n, k, w_stride, layout).
   PackedWeights(const int8_t* w, size_t n, size_t k, size_t w_stride, const PackedLayout& layout);
 
   size_t n() const { return n_; }
