@@ -72,6 +72,14 @@ def dequant(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
     return (np.float64(s) * q.astype(np.float64) + premul).astype(np.float32)
 
 
+def _int32_range(t: np.ndarray) -> np.ndarray:
+    """t limited to [-2**31, 2**31 - 128] before rounding, NaN to the lower end: the final
+    clamp to the dtype's range then decides. Without it, values beyond int64 (extreme
+    scales: inf, or |t| >= 2**63) and NaN (0 * inf) would convert to int64 however the
+    CPU does it (x86: INT64_MIN, which adding a negative zero point wraps to the top)."""
+    return np.fmin(np.fmax(t, np.float32(-2**31)), np.float32(2**31 - 128))
+
+
 def reciprocal(scale) -> np.float32:
     """fl(1 / scale): the multiplier ``quant`` uses."""
     return np.float32(1) / np.float32(scale)
@@ -79,14 +87,14 @@ def reciprocal(scale) -> np.float32:
 
 def quant(v: np.ndarray, scale: float, zp: int, dtype: QDType) -> np.ndarray:
     """clamp(nearbyint(fl(v * fl(1 / scale))) + zp) (round half to even)."""
-    t = np.minimum(np.asarray(v, np.float32) * reciprocal(scale), np.float32(2**31 - 128))
+    t = _int32_range(np.asarray(v, np.float32) * reciprocal(scale))
     r = np.rint(t).astype(np.int64) + zp
     return np.clip(r, dtype.qmin, dtype.qmax).astype(dtype.storage)
 
 
 def requant_int(acc: np.ndarray, multiplier, zp: int, dtype: QDType) -> np.ndarray:
     """PyTorch's requantize_from_int: clamp(zp + nearbyint(fl(float(acc) * multiplier)))."""
-    v = acc.astype(np.float32) * np.float32(multiplier)
+    v = _int32_range(acc.astype(np.float32) * np.float32(multiplier))
     return np.clip(np.rint(v).astype(np.int64) + zp, dtype.qmin, dtype.qmax).astype(dtype.storage)
 
 
