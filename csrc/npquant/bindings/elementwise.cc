@@ -1,0 +1,120 @@
+// Elementwise bindings: table lookups on 8-bit codes (ops/elementwise.h). The
+// Python layer builds the tables (nn/quantized/functional_modules.py) and
+// passes int8 data as its uint8 bit pattern; this layer checks shapes and
+// table sizes and releases the GIL.
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "../ops/elementwise.h"
+#include "common.h"
+
+namespace npq_bind {
+
+namespace {
+
+using U8 = py::array_t<uint8_t>;
+
+std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+U8 table_of(const py::handle& obj, py::ssize_t entries) {
+  auto t = checked<uint8_t>(obj, "table", 1);
+  if (t.shape(0) != entries)
+    throw ValueError("table must have " + std::to_string(entries) + " entries, got " +
+                     std::to_string(t.shape(0)));
+  return t;
+}
+
+U8 lookup(const py::handle& x_obj, const py::handle& table_obj) {
+  auto x = checked<uint8_t>(x_obj, "codes", -1);
+  auto t = table_of(table_obj, 256);
+  U8 y(shape_of(x));
+  const uint8_t *xd = x.data(), *td = t.data();
+  uint8_t* yd = y.mutable_data();
+  const size_t n = static_cast<size_t>(x.size());
+  py::gil_scoped_release nogil;
+  npq::lookup_u8(xd, yd, n, td);
+  return y;
+}
+
+U8 lookup2(const py::handle& a_obj, const py::handle& b_obj, const py::handle& table_obj) {
+  auto a = checked<uint8_t>(a_obj, "first operand codes", -1);
+  auto b = checked<uint8_t>(b_obj, "second operand codes", -1);
+  if (shape_of(a) != shape_of(b)) throw ValueError("operands must have the same shape");
+  auto t = table_of(table_obj, 65536);
+  U8 y(shape_of(a));
+  const uint8_t *ad = a.data(), *bd = b.data(), *td = t.data();
+  uint8_t* yd = y.mutable_data();
+  const size_t n = static_cast<size_t>(a.size());
+  py::gil_scoped_release nogil;
+  npq::lookup2_u8(ad, bd, yd, n, td);
+  return y;
+}
+
+U8 lookup2_channel(const py::handle& a_obj, const py::handle& b_obj, const py::handle& table_obj,
+                   bool channels_last) {
+  auto a = checked<uint8_t>(a_obj, "full operand codes", 4);
+  auto b = checked<uint8_t>(b_obj, "per-channel operand codes", 2);
+  auto t = table_of(table_obj, 65536);
+  const size_t batch = a.shape(0);
+  const size_t channels = channels_last ? a.shape(3) : a.shape(1);
+  const size_t spatial = channels_last ? a.shape(1) * a.shape(2) : a.shape(2) * a.shape(3);
+  if (static_cast<size_t>(b.shape(0)) != batch || static_cast<size_t>(b.shape(1)) != channels)
+    throw ValueError("per-channel operand must be (batch, channels) of the full operand");
+  U8 y(shape_of(a));
+  const uint8_t *ad = a.data(), *bd = b.data(), *td = t.data();
+  uint8_t* yd = y.mutable_data();
+  py::gil_scoped_release nogil;
+  npq::lookup2_channel_u8(ad, bd, yd, batch, spatial, channels, channels_last, td);
+  return y;
+}
+
+U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>& tables) {
+  if (xs.empty()) throw ValueError("cat needs at least one array");
+  if (tables.size() != xs.size()) throw ValueError("cat needs one table (or None) per array");
+  std::vector<U8> arrays, keep;
+  std::vector<npq::CatPart> parts;
+  std::vector<py::ssize_t> shape;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    arrays.push_back(checked<uint8_t>(xs[i], "cat operand (NHWC codes)", 4));
+    const U8& x = arrays.back();
+    if (i == 0) {
+      shape = shape_of(x);
+      shape[3] = 0;
+    } else if (x.shape(0) != shape[0] || x.shape(1) != shape[1] || x.shape(2) != shape[2]) {
+      throw ValueError("cat operands must agree in every dimension but channels");
+    }
+    shape[3] += x.shape(3);
+    const uint8_t* table = nullptr;
+    if (!tables[i].is_none()) {
+      keep.push_back(table_of(tables[i], 256));
+      table = keep.back().data();
+    }
+    parts.push_back({x.data(), static_cast<size_t>(x.shape(3)), table});
+  }
+  U8 y(shape);
+  uint8_t* yd = y.mutable_data();
+  const size_t rows = static_cast<size_t>(shape[0] * shape[1] * shape[2]);
+  py::gil_scoped_release nogil;
+  npq::cat_rows_u8(parts.data(), parts.size(), rows, yd);
+  return y;
+}
+
+}  // namespace
+
+void register_elementwise(py::module_& m) {
+  m.def("lookup", &lookup, py::arg("x"), py::arg("table"),
+        "table[x] for uint8 codes and a 256-entry uint8 table.");
+  m.def("lookup2", &lookup2, py::arg("a"), py::arg("b"), py::arg("table"),
+        "table[a << 8 | b] for same-shape uint8 codes and a 65,536-entry table.");
+  m.def("lookup2_channel", &lookup2_channel, py::arg("a"), py::arg("b"), py::arg("table"),
+        py::arg("channels_last"),
+        "table[a << 8 | b] with b (batch, channels) broadcast over a's spatial positions.");
+  m.def("cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
+        "Concatenates NHWC uint8 codes along channels, each through its table or copied.");
+}
+
+}  // namespace npq_bind
