@@ -172,6 +172,20 @@ def test_extreme_scales_saturate_instead_of_wrapping():
     assert f._mul_numpy(x, x).int_repr().tolist() == [-100, 127, 127]
 
 
+def test_hardswish_table_native():
+    rng = np.random.default_rng(5)
+    for dtype in DTYPES:
+        q = rng.integers(dtype.qmin, dtype.qmax + 1, (2, 9, 9, 8)).astype(dtype.storage)
+        x = npquant.QTensor.from_nhwc(q, 0.03, random_zp(rng, dtype), dtype)
+        hs = nnq.Hardswish(0.02, random_zp(rng, dtype))
+        from npquant.nn.quantized._ops import unary_table
+        from npquant.nn.quantized.activation import _hardswish
+        table = unary_table(_hardswish, x.q_scale(), x.q_zero_point(), dtype, hs.scale, hs.zero_point)
+        expect = table[x.nhwc().astype(np.int64) - dtype.qmin]
+        out = hs(x)
+        assert out.is_nhwc and np.array_equal(out.nhwc(), expect)
+
+
 def test_lookup_argument_checks():
     a = np.zeros((2, 3), np.uint8)
     with pytest.raises(ValueError, match="65536 entries"):

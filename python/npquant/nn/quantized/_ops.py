@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import _C
 from ..._dtypes import QDType, quint8
 from ...qtensor import QTensor, _check_scale, _check_zp
 
@@ -105,7 +106,10 @@ def unary_table(fn, scale: float, zp: int, dtype: QDType, out_scale: float, out_
 
 
 def apply_table(table: np.ndarray, q: np.ndarray, dtype: QDType) -> np.ndarray:
-    return table[q.astype(np.int64) - dtype.qmin]
+    """table[q - qmin] (table from unary_table), as a native lookup of the code bytes."""
+    codes = np.arange(256, dtype=np.uint8).view(dtype.storage)  # in the order of their bytes
+    by_byte = np.ascontiguousarray(table[codes.astype(np.int64) - dtype.qmin]).view(np.uint8)
+    return _C.lookup(np.ascontiguousarray(q).view(np.uint8), by_byte).view(dtype.storage)
 
 
 def out_qparams(scale, zero_point, dtype: QDType = quint8):
