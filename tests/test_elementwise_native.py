@@ -3,8 +3,11 @@ the same codes, qparams, shape and dtype on thousands of random configurations (
 qparams including extreme scales and zero points, shapes, NHWC/NCHW storage, per-channel
 broadcasting, quint8 and qint8), and the table lookups' argument checks."""
 
+import os
+
 import numpy as np
 import pytest
+from conftest import run_python, runnable_isas
 
 import npquant
 import npquant.nn.quantized as nnq
@@ -64,11 +67,14 @@ def same(ours, ref):
     return int(np.count_nonzero(ours.int_repr() != ref.int_repr()))
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_binary_ops_equal_numpy_path(seed, always_native):
+def check_binary(seed: int, configs: int):
+    """(cases, differing codes, elements, native paths that ran) of add / add_relu / mul
+    against the NumPy path on random configurations."""
+    fm.NATIVE_MIN_ELEMENTS = 0
     rng = np.random.default_rng(seed)
     cases = differing = elements = 0
-    for _ in range(400):
+    paths = set()
+    for _ in range(configs):
         dtype = DTYPES[int(rng.integers(2))]
         sx, sy = random_operand_shapes(rng)
         x = random_qtensor(rng, sx, dtype, bool(rng.integers(2)))
@@ -80,11 +86,33 @@ def test_binary_ops_equal_numpy_path(seed, always_native):
                     "mul": f._mul_numpy(x, y)}
         for op, ref in refs.items():
             out = getattr(f, op)(x, y)
+            paths.add(f.__dict__.pop("_last_kernel"))  # a native path ran
             differing += same(out, ref)
             cases += 1
             elements += ref.numel()
-        assert len(f._cache_tables) == 3  # the native path ran
+    return cases, differing, elements, paths
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binary_ops_equal_numpy_path(seed, always_native):
+    cases, differing, elements, paths = check_binary(seed, 400)
     assert cases == 1200 and differing == 0 and elements > 100_000
+    add = npquant.cpu_info()["kernels"]["add"]["name"]
+    assert paths == ({"lookup table", add} if add else {"lookup table"})
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "neon"])
+def test_binary_ops_under_forced_isa(isa):
+    """The add kernel each ISA dispatches (none under scalar: tables) on the same grid."""
+    if isa not in runnable_isas():
+        pytest.skip(f"{isa} cannot run here")
+    code = ("import sys; sys.path.insert(0, %r); import test_elementwise_native as t; "
+            "c, d, e, p = t.check_binary(11, 300); print(c, d, sorted(p))") % os.path.dirname(__file__)
+    r = run_python(code, {"NPQUANT_ISA": isa})
+    assert r.returncode == 0, r.stderr[-2000:]
+    cases, differing, paths = r.stdout.split(" ", 2)
+    assert int(cases) == 900 and int(differing) == 0, r.stdout
+    assert ("avx2" in paths) == (isa == "avx2"), paths
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -140,7 +168,7 @@ def test_resnet_shapes_threads_and_first_call(dtype, nhwc):
             f = nnq.QFunctional()
             f.scale, f.zero_point = 0.05, random_zp(rng, dtype)
             out = f.add_relu(x, y)
-            assert out.is_nhwc == nhwc and len(f._cache_tables) == 1
+            assert out.is_nhwc == nhwc and f._last_kernel
             assert same(out, f._add_numpy(x, y, True, "add_relu")) == 0
             assert same(f.mul(x, se), f._mul_numpy(x, se)) == 0
             assert same(f.cat([x, y], 1), f._cat_numpy([x, y], 1)) == 0
@@ -153,12 +181,12 @@ def test_small_tensors_use_numpy_until_a_table_is_cached():
     x, y = (random_qtensor(rng, (1, 4, 3, 3), npquant.quint8, True) for _ in range(2))
     f = nnq.QFunctional()
     f.scale, f.zero_point = 0.1, 5
-    f.add(x, y)
+    f.mul(x, y)
     assert not f.__dict__.get("_cache_tables")
     big = random_qtensor(rng, (1, 4, 64, 64), npquant.quint8, True)
     big = npquant.QTensor.from_nhwc(big.nhwc(), x.q_scale(), x.q_zero_point())
-    f.add(big, big)
-    f.add(x, npquant.QTensor.from_nhwc(x.nhwc(), x.q_scale(), x.q_zero_point()))  # cached now
+    f.mul(big, big)
+    f.mul(x, npquant.QTensor.from_nhwc(x.nhwc(), x.q_scale(), x.q_zero_point()))  # cached now
     assert len(f._cache_tables) == 1
 
 

@@ -86,8 +86,9 @@ def _kernel(mod) -> tuple:
         return (f"{path}: {name}" if isinstance(path, str) else name), isa
     from .nn.quantized import QFunctional
 
-    if isinstance(mod, QFunctional) and mod.__dict__.get("_cache_tables"):
-        return "lookup table (native)", ""
+    last = mod.__dict__.get("_last_kernel") if isinstance(mod, QFunctional) else None
+    if last:
+        return last, (last.rsplit("__", 1)[1] if "__" in last else "")
     return "", ""
 
 

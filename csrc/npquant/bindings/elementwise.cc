@@ -103,6 +103,32 @@ U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>
   return y;
 }
 
+// add / add_relu of same-shape quint8 codes with the dispatched kernel.
+U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t a_zp, float b_scale,
+        int32_t b_zp, float scale, int32_t zp, bool relu) {
+  if (npq::kernels().add.vadd == nullptr)
+    throw ValueError("no native add kernel on this CPU/build (use the lookup tables)");
+  auto a = checked<uint8_t>(a_obj, "first operand codes", -1);
+  auto b = checked<uint8_t>(b_obj, "second operand codes", -1);
+  if (shape_of(a) != shape_of(b)) throw ValueError("operands must have the same shape");
+  check_scale(a_scale, "first operand scale");
+  check_scale(b_scale, "second operand scale");
+  check_scale(scale, "output scale");
+  check_zp(a_zp, "first operand zero_point");
+  check_zp(b_zp, "second operand zero_point");
+  check_zp(zp, "output zero_point");
+  // The NumPy path's constants: fl(s * -zp) and fl(1 / scale), in float32.
+  const npq::QAddParams p{a_scale, a_scale * static_cast<float>(-a_zp), b_scale,
+                          b_scale * static_cast<float>(-b_zp), 1.0f / scale, zp, relu ? 1 : 0};
+  U8 y(shape_of(a));
+  const uint8_t *ad = a.data(), *bd = b.data();
+  uint8_t* yd = y.mutable_data();
+  const size_t n = static_cast<size_t>(a.size());
+  py::gil_scoped_release nogil;
+  npq::qadd_u8(n, ad, bd, yd, p);
+  return y;
+}
+
 }  // namespace
 
 void register_elementwise(py::module_& m) {
@@ -113,6 +139,11 @@ void register_elementwise(py::module_& m) {
   m.def("lookup2_channel", &lookup2_channel, py::arg("a"), py::arg("b"), py::arg("table"),
         py::arg("channels_last"),
         "table[a << 8 | b] with b (batch, channels) broadcast over a's spatial positions.");
+  m.def("qadd_u8", &qadd, py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("a_zero_point"),
+        py::arg("b_scale"), py::arg("b_zero_point"), py::arg("scale"), py::arg("zero_point"),
+        py::arg("relu"),
+        "Quantized add (add_relu) of same-shape quint8 codes with the dispatched kernel "
+        "(cpu_info()['kernels']['add']; None: not available).");
   m.def("cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
         "Concatenates NHWC uint8 codes along channels, each through its table or copied.");
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../dispatch.h"
 #include "threadpool.h"
 
 namespace npq {
@@ -81,6 +82,12 @@ void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t b
         lookup2_column(a + r * spatial, y + r * spatial, spatial, table + b[r]);
     });
   }
+}
+
+void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams& p) {
+  const qu8_vadd_fn vadd = kernels().add.vadd;
+  for_chunks(n, kChunk, 3 * n,
+             [&](size_t i0, size_t i1) { vadd(i1 - i0, a + i0, b + i0, y + i0, &p); });
 }
 
 void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y) {

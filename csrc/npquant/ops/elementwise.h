@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../ukernel.h"
+
 namespace npq {
 
 // y[i] = table[x[i]], table has 256 entries.
@@ -39,5 +41,9 @@ struct CatPart {
   const uint8_t* table;  // nullptr: copy unchanged
 };
 void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y);
+
+// Quantized add / add_relu of n uint8 codes with the process's AddKernel
+// (dispatch.h), in parallel chunks. Requires kernels().add.vadd != nullptr.
+void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams& p);
 
 }  // namespace npq

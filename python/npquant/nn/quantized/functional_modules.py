@@ -1,6 +1,8 @@
 """QFunctional: quantized add / add_relu / mul / cat / add_scalar / mul_scalar.
 
-add, add_relu and mul run natively as lookups: with the qparams fixed, the output
+quint8 add and add_relu of same-shape tensors run in a dispatched SIMD kernel
+(cpu_info()['kernels']['add'], AVX2 / AVX-512) whose fmaf dequantize equals the
+NumPy path's float64 one exactly. Otherwise add, add_relu and mul run natively as lookups: with the qparams fixed, the output
 code is a function of the two input codes, so a 65,536-entry table computed by
 the NumPy arithmetic below (``add_codes`` / ``mul_codes``, applied to every pair of
 codes) and a gather in C++ (``_C.lookup2``) give the NumPy path's codes exactly, on
@@ -15,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _C
-from ..._dtypes import QDType
+from ..._dtypes import QDType, quint8
 from ...qtensor import QTensor, quantize_per_tensor
 from ..module import Module
 from ._ops import dequant, out_qparams, q_input, quant, reciprocal, requant_int, storage, wrap
@@ -81,6 +83,16 @@ def binary_table(op: str, xq, yq, s, zp, dtype: QDType) -> np.ndarray:
     return np.ascontiguousarray(out).view(np.uint8).reshape(-1)
 
 
+_ADD_KERNEL = []
+
+
+def _add_kernel():
+    """The dispatched quint8 add kernel's name (cpu_info()['kernels']['add']), or None."""
+    if not _ADD_KERNEL:
+        _ADD_KERNEL.append(_C.cpu_info()["kernels"]["add"]["name"])
+    return _ADD_KERNEL[0]
+
+
 def _u8(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).view(np.uint8)
 
@@ -138,11 +150,21 @@ class QFunctional(Module):
             big, small, channel = y, x, True
         else:
             return None
+        if not channel and op != "mul" and dtype is quint8 and _add_kernel():
+            # add / add_relu of quint8 codes: the dispatched SIMD kernel computes the
+            # same arithmetic directly (fmaf is the float64 dequantize exactly)
+            nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
+            a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
+            out = _C.qadd_u8(_u8(a), _u8(b), x.q_scale(), x.q_zero_point(), y.q_scale(), y.q_zero_point(),
+                             s, zp, op == "add_relu")
+            self.__dict__["_last_kernel"] = _add_kernel()
+            return QTensor._trusted(out, s, zp, dtype, nhwc)
         n = int(np.prod(shape))
         table = self._table(op, (big.q_scale(), big.q_zero_point()), (small.q_scale(), small.q_zero_point()),
                             s, zp, dtype, n)
         if table is None:
             return None
+        self.__dict__["_last_kernel"] = "lookup table"
         if channel:
             nb, c = big.shape[:2]
             b = np.broadcast_to(small.int_repr().reshape(small.shape[0], c), (nb, c))
