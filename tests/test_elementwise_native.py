@@ -97,8 +97,9 @@ def check_binary(seed: int, configs: int):
 def test_binary_ops_equal_numpy_path(seed, always_native):
     cases, differing, elements, paths = check_binary(seed, 400)
     assert cases == 1200 and differing == 0 and elements > 100_000
-    add = npquant.cpu_info()["kernels"]["add"]["name"]
-    assert paths == ({"lookup table", add} if add else {"lookup table"})
+    kernels = npquant.cpu_info()["kernels"]
+    simd = {kernels[op]["name"] for op in ("add", "mul")} - {None}
+    assert paths == {"lookup table"} | simd
 
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "neon"])
@@ -177,16 +178,17 @@ def test_resnet_shapes_threads_and_first_call(dtype, nhwc):
 
 
 def test_small_tensors_use_numpy_until_a_table_is_cached():
+    """(qint8 mul: no SIMD kernel, a table.)"""
     rng = np.random.default_rng(3)
-    x, y = (random_qtensor(rng, (1, 4, 3, 3), npquant.quint8, True) for _ in range(2))
+    x, y = (random_qtensor(rng, (1, 4, 3, 3), npquant.qint8, True) for _ in range(2))
     f = nnq.QFunctional()
     f.scale, f.zero_point = 0.1, 5
     f.mul(x, y)
     assert not f.__dict__.get("_cache_tables")
-    big = random_qtensor(rng, (1, 4, 64, 64), npquant.quint8, True)
-    big = npquant.QTensor.from_nhwc(big.nhwc(), x.q_scale(), x.q_zero_point())
+    big = random_qtensor(rng, (1, 4, 64, 64), npquant.qint8, True)
+    big = npquant.QTensor.from_nhwc(big.nhwc(), x.q_scale(), x.q_zero_point(), npquant.qint8)
     f.mul(big, big)
-    f.mul(x, npquant.QTensor.from_nhwc(x.nhwc(), x.q_scale(), x.q_zero_point()))  # cached now
+    f.mul(x, npquant.QTensor.from_nhwc(x.nhwc(), x.q_scale(), x.q_zero_point(), npquant.qint8))  # cached now
     assert len(f._cache_tables) == 1
 
 

@@ -35,6 +35,13 @@ struct AddKernel {
   qu8_vadd_fn vadd;
 };
 
+// Quantized mul of uint8 codes (see ukernel.h); name == nullptr: none (tables).
+struct MulKernel {
+  const char* name;
+  Isa isa;
+  qu8_vmul_fn vmul;
+};
+
 // Indirect GEMM for convolution (see ukernel.h).
 struct QIGemmKernel {
   const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
@@ -77,6 +84,7 @@ struct KernelSet {
   std::string self_check;
   ConvKernels conv;
   AddKernel add;
+  MulKernel mul;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -110,6 +118,8 @@ const std::vector<DwconvKernel>& built_dwconv_kernels();
 bool can_run(const QIGemmKernel& k);
 const std::vector<AddKernel>& built_add_kernels();
 bool can_run(const AddKernel& k);
+const std::vector<MulKernel>& built_mul_kernels();
+bool can_run(const MulKernel& k);
 bool can_run(const DwconvKernel& k);
 // The conv kernels the process would use if NPQUANT_ISA were `cap` (for tests
 // and benchmarks that run every ISA in one process). Throws std::runtime_error

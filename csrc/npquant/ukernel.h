@@ -87,6 +87,17 @@ struct QAddParams {
 typedef void (*qu8_vadd_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
                             const QAddParams* p);
 
+// Quantized mul of uint8 codes: y = clamp(nearbyint(fl(float((a - a_zp) * (b - b_zp))
+// * multiplier)) + zero_point, 0, 255), the product clamped to +-65536 first (NaN to
+// the lower end); multiplier = fl(fl(a_scale * b_scale) * fl(1 / scale)).
+struct QMulParams {
+  int32_t a_zero_point, b_zero_point;
+  float multiplier;
+  int32_t zero_point;
+};
+typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                            const QMulParams* p);
+
 // Declarations of every ukernel, one pair per GEMM tile variant.
 #define NPQ_DECLARE_QGEMM(name)                                                       \
   void name##_requant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
@@ -126,6 +137,8 @@ void f32_qu8_quantize__avx2(size_t, const float*, float, int32_t, uint8_t*);
 void f32_qu8_quantize__avx512vnni(size_t, const float*, float, int32_t, uint8_t*);
 void qu8_vadd_minmax__avx2(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
 void qu8_vadd_minmax__avx512vnni(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
+void qu8_vmul_minmax__avx2(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
+void qu8_vmul_minmax__avx512vnni(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
 
 // aarch64 (docs/ukernels-arm.md)
 NPQ_DECLARE_QGEMM(qu8_gemm_4x4c8__neon)

@@ -129,6 +129,43 @@ U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
   return y;
 }
 
+// mul of quint8 codes with the dispatched kernel: same shape, or (channel_last)
+// a 4-D NHWC a with b (batch, channels).
+U8 qmul(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t a_zp, float b_scale,
+        int32_t b_zp, float scale, int32_t zp, bool channel_last) {
+  if (npq::kernels().mul.vmul == nullptr)
+    throw ValueError("no native mul kernel on this CPU/build (use the lookup tables)");
+  auto a = checked<uint8_t>(a_obj, "first operand codes", channel_last ? 4 : -1);
+  auto b = checked<uint8_t>(b_obj, "second operand codes", channel_last ? 2 : -1);
+  if (channel_last) {
+    if (b.shape(0) != a.shape(0) || b.shape(1) != a.shape(3))
+      throw ValueError("per-channel operand must be (batch, channels) of the full operand");
+  } else if (shape_of(a) != shape_of(b)) {
+    throw ValueError("operands must have the same shape");
+  }
+  check_scale(a_scale, "first operand scale");
+  check_scale(b_scale, "second operand scale");
+  check_scale(scale, "output scale");
+  check_zp(a_zp, "first operand zero_point");
+  check_zp(b_zp, "second operand zero_point");
+  check_zp(zp, "output zero_point");
+  // The NumPy path's multiplier: fl(fl(a_scale * b_scale) * fl(1 / scale)).
+  const float mult = (a_scale * b_scale) * (1.0f / scale);
+  const npq::QMulParams p{a_zp, b_zp, mult, zp};
+  U8 y(shape_of(a));
+  const uint8_t *ad = a.data(), *bd = b.data();
+  uint8_t* yd = y.mutable_data();
+  const size_t n = static_cast<size_t>(a.size());
+  const size_t batch = channel_last ? a.shape(0) : 0, channels = channel_last ? a.shape(3) : 0;
+  const size_t spatial = channel_last ? a.shape(1) * a.shape(2) : 0;
+  py::gil_scoped_release nogil;
+  if (channel_last)
+    npq::qmul_channel_u8(batch, spatial, channels, ad, bd, yd, p);
+  else
+    npq::qmul_u8(n, ad, bd, yd, p);
+  return y;
+}
+
 }  // namespace
 
 void register_elementwise(py::module_& m) {
@@ -144,6 +181,11 @@ void register_elementwise(py::module_& m) {
         py::arg("relu"),
         "Quantized add (add_relu) of same-shape quint8 codes with the dispatched kernel "
         "(cpu_info()['kernels']['add']; None: not available).");
+  m.def("qmul_u8", &qmul, py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("a_zero_point"),
+        py::arg("b_scale"), py::arg("b_zero_point"), py::arg("scale"), py::arg("zero_point"),
+        py::arg("channel_last") = false,
+        "Quantized mul of quint8 codes with the dispatched kernel (cpu_info()['kernels']['mul']): "
+        "same shape, or channel_last: NHWC a times b (batch, channels).");
   m.def("cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
         "Concatenates NHWC uint8 codes along channels, each through its table or copied.");
 }

@@ -90,6 +90,24 @@ void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAd
              [&](size_t i0, size_t i1) { vadd(i1 - i0, a + i0, b + i0, y + i0, &p); });
 }
 
+void qmul_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QMulParams& p) {
+  const qu8_vmul_fn vmul = kernels().mul.vmul;
+  for_chunks(n, kChunk, 3 * n,
+             [&](size_t i0, size_t i1) { vmul(i1 - i0, a + i0, b + i0, y + i0, &p); });
+}
+
+void qmul_channel_u8(size_t batch, size_t spatial, size_t channels, const uint8_t* a,
+                     const uint8_t* b, uint8_t* y, const QMulParams& p) {
+  const qu8_vmul_fn vmul = kernels().mul.vmul;
+  const size_t rows = batch * spatial, n = rows * channels;
+  if (n == 0) return;
+  const size_t chunk = std::max<size_t>(1, kChunk / channels);
+  for_chunks(rows, chunk, 2 * n, [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r)
+      vmul(channels, a + r * channels, b + (r / spatial) * channels, y + r * channels, &p);
+  });
+}
+
 void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y) {
   size_t width = 0;
   for (size_t i = 0; i < nparts; ++i) width += parts[i].channels;

@@ -46,4 +46,11 @@ void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y);
 // (dispatch.h), in parallel chunks. Requires kernels().add.vadd != nullptr.
 void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams& p);
 
+// Quantized mul of uint8 codes with the process's MulKernel (requires
+// kernels().mul.vmul): same shape (n codes each), or channels-last with b one
+// code per (batch, channel): a and y (batch, spatial, channels), b (batch, channels).
+void qmul_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QMulParams& p);
+void qmul_channel_u8(size_t batch, size_t spatial, size_t channels, const uint8_t* a,
+                     const uint8_t* b, uint8_t* y, const QMulParams& p);
+
 }  // namespace npq

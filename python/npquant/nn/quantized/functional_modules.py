@@ -1,7 +1,8 @@
 """QFunctional: quantized add / add_relu / mul / cat / add_scalar / mul_scalar.
 
-quint8 add and add_relu of same-shape tensors run in a dispatched SIMD kernel
-(cpu_info()['kernels']['add'], AVX2 / AVX-512) whose fmaf dequantize equals the
+quint8 add and add_relu of same-shape tensors, and mul (also by a (N,C,1,1)
+operand over NHWC codes), run in dispatched SIMD kernels (cpu_info()['kernels']
+['add'] / ['mul'], AVX2 / AVX-512); the add kernel's fmaf dequantize equals the
 NumPy path's float64 one exactly. Otherwise add, add_relu and mul run natively as lookups: with the qparams fixed, the output
 code is a function of the two input codes, so a 65,536-entry table computed by
 the NumPy arithmetic below (``add_codes`` / ``mul_codes``, applied to every pair of
@@ -83,14 +84,15 @@ def binary_table(op: str, xq, yq, s, zp, dtype: QDType) -> np.ndarray:
     return np.ascontiguousarray(out).view(np.uint8).reshape(-1)
 
 
-_ADD_KERNEL = []
+_KERNELS = {}
 
 
-def _add_kernel():
-    """The dispatched quint8 add kernel's name (cpu_info()['kernels']['add']), or None."""
-    if not _ADD_KERNEL:
-        _ADD_KERNEL.append(_C.cpu_info()["kernels"]["add"]["name"])
-    return _ADD_KERNEL[0]
+def _kernel(op: str):
+    """The dispatched quint8 kernel's name for op, 'add' or 'mul'
+    (cpu_info()['kernels'][op]), or None (lookup tables then)."""
+    if op not in _KERNELS:
+        _KERNELS[op] = _C.cpu_info()["kernels"][op]["name"]
+    return _KERNELS[op]
 
 
 def _u8(a: np.ndarray) -> np.ndarray:
@@ -150,14 +152,27 @@ class QFunctional(Module):
             big, small, channel = y, x, True
         else:
             return None
-        if not channel and op != "mul" and dtype is quint8 and _add_kernel():
+        if op == "mul" and dtype is quint8 and _kernel("mul") and (not channel or big.is_nhwc):
+            # the dispatched SIMD kernel: the same integer product and fp32 multiply
+            if channel:
+                nb, c = big.shape[:2]
+                b = np.broadcast_to(small.int_repr().reshape(small.shape[0], c), (nb, c))
+                a, nhwc = big.nhwc(), True
+            else:
+                nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
+                a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
+            out = _C.qmul_u8(_u8(a), _u8(b), big.q_scale(), big.q_zero_point(), small.q_scale(),
+                             small.q_zero_point(), s, zp, channel)
+            self.__dict__["_last_kernel"] = _kernel("mul")
+            return QTensor._trusted(out, s, zp, dtype, nhwc)
+        if not channel and op != "mul" and dtype is quint8 and _kernel("add"):
             # add / add_relu of quint8 codes: the dispatched SIMD kernel computes the
             # same arithmetic directly (fmaf is the float64 dequantize exactly)
             nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
             a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
             out = _C.qadd_u8(_u8(a), _u8(b), x.q_scale(), x.q_zero_point(), y.q_scale(), y.q_zero_point(),
                              s, zp, op == "add_relu")
-            self.__dict__["_last_kernel"] = _add_kernel()
+            self.__dict__["_last_kernel"] = _kernel("add")
             return QTensor._trusted(out, s, zp, dtype, nhwc)
         n = int(np.prod(shape))
         table = self._table(op, (big.q_scale(), big.q_zero_point()), (small.q_scale(), small.q_zero_point()),
