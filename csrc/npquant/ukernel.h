@@ -79,6 +79,7 @@ typedef void (*quantize_u8_fn)(size_t n, const float* x, float inv_scale, int32_
 // a, a_premul), db likewise, v = fl(da + db), v = max(v, 0) if relu:
 // y = clamp(nearbyint(fl(v * inv_scale)) + zero_point, 0, 255), the product
 // clamped to +-65536 first (NaN to the lower end). a_premul = fl(a_scale * -a_zp).
+// b == nullptr: v = da (no b operand): the requantization of a to (1/inv_scale, zero_point).
 struct QAddParams {
   float a_scale, a_premul, b_scale, b_premul, inv_scale;
   int32_t zero_point;

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../ops/elementwise.h"
@@ -72,9 +73,32 @@ U8 lookup2_channel(const py::handle& a_obj, const py::handle& b_obj, const py::h
   return y;
 }
 
-U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>& tables) {
+// requant: None, or per part None or its (scale, zero_point) to requantize from
+// to (scale, zero_point) with the add kernel (uint8 codes only).
+U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>& tables,
+                const py::object& requant, float scale, int32_t zp) {
   if (xs.empty()) throw ValueError("cat needs at least one array");
   if (tables.size() != xs.size()) throw ValueError("cat needs one table (or None) per array");
+  std::vector<npq::QAddParams> params(xs.size());
+  std::vector<bool> use_params(xs.size(), false);
+  if (!requant.is_none()) {
+    const auto qps = requant.cast<std::vector<py::object>>();
+    if (qps.size() != xs.size()) throw ValueError("cat needs one (scale, zero_point) (or None) per array");
+    for (size_t i = 0; i < qps.size(); ++i) {
+      if (qps[i].is_none()) continue;
+      if (npq::kernels().add.vadd == nullptr)
+        throw ValueError("no native add kernel on this CPU/build (use the lookup tables)");
+      const auto qp = qps[i].cast<std::tuple<float, int32_t>>();
+      const float s = std::get<0>(qp);
+      const int32_t z = std::get<1>(qp);
+      check_scale(s, "operand scale");
+      check_scale(scale, "output scale");
+      check_zp(z, "operand zero_point");
+      check_zp(zp, "output zero_point");
+      params[i] = npq::QAddParams{s, s * static_cast<float>(-z), 0.0f, 0.0f, 1.0f / scale, zp, 0};
+      use_params[i] = true;
+    }
+  }
   std::vector<U8> arrays, keep;
   std::vector<npq::CatPart> parts;
   std::vector<py::ssize_t> shape;
@@ -93,7 +117,8 @@ U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>
       keep.push_back(table_of(tables[i], 256));
       table = keep.back().data();
     }
-    parts.push_back({x.data(), static_cast<size_t>(x.shape(3)), table});
+    parts.push_back({x.data(), static_cast<size_t>(x.shape(3)), table,
+                     use_params[i] && table == nullptr ? &params[i] : nullptr});
   }
   U8 y(shape);
   uint8_t* yd = y.mutable_data();
@@ -187,7 +212,9 @@ void register_elementwise(py::module_& m) {
         "Quantized mul of quint8 codes with the dispatched kernel (cpu_info()['kernels']['mul']): "
         "same shape, or channel_last: NHWC a times b (batch, channels).");
   m.def("cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
-        "Concatenates NHWC uint8 codes along channels, each through its table or copied.");
+        py::arg("requant") = py::none(), py::arg("scale") = 1.0f, py::arg("zero_point") = 0,
+        "Concatenates NHWC uint8 codes along channels, each through its table, requantized "
+        "from its requant (scale, zero_point) to (scale, zero_point) by the add kernel, or copied.");
 }
 
 }  // namespace npq_bind

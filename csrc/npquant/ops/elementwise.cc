@@ -113,16 +113,19 @@ void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y) {
   for (size_t i = 0; i < nparts; ++i) width += parts[i].channels;
   if (rows == 0 || width == 0) return;
   const size_t chunk = std::max<size_t>(1, kChunk / width);
+  const qu8_vadd_fn vadd = kernels().add.vadd;
   for_chunks(rows, chunk, 2 * rows * width, [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {
       uint8_t* out = y + r * width;
       for (size_t i = 0; i < nparts; ++i) {
         const CatPart& p = parts[i];
         const uint8_t* in = p.x + r * p.channels;
-        if (p.table == nullptr)
-          std::memcpy(out, in, p.channels);
-        else
+        if (p.table != nullptr)
           lookup_run(in, out, p.channels, p.table);
+        else if (p.requant != nullptr)
+          vadd(p.channels, in, nullptr, out, p.requant);
+        else
+          std::memcpy(out, in, p.channels);
         out += p.channels;
       }
     }

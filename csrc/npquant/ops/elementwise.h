@@ -33,12 +33,14 @@ void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t b
                         const uint8_t* table);
 
 // Concatenation along the innermost axis: part i is a (rows, channels) array,
-// copied (table == nullptr) or mapped through its 256-entry table into
-// columns [offset_i, offset_i + channels) of y, (rows, sum of channels).
+// copied, requantized by the AddKernel (requant, uint8 codes; b = nullptr) or
+// mapped through its 256-entry table into columns [offset_i, offset_i +
+// channels) of y, (rows, sum of channels).
 struct CatPart {
   const uint8_t* x;
   size_t channels;
-  const uint8_t* table;  // nullptr: copy unchanged
+  const uint8_t* table;        // nullptr: see requant
+  const QAddParams* requant;   // nullptr too: copy unchanged
 };
 void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y);
 

@@ -21,8 +21,11 @@ inline __m512 dequant(__m128i q, __m512 s, __m512 p) {
   return _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), p);
 }
 
+// kUnary: no b operand, v = da (a requantization: cat's operands).
+template <bool kUnary>
 inline __m128i add16(__m128i a, __m128i b, const Consts& c) {
-  __m512 v = _mm512_add_ps(dequant(a, c.sa, c.pa), dequant(b, c.sb, c.pb));
+  __m512 v = dequant(a, c.sa, c.pa);
+  if (!kUnary) v = _mm512_add_ps(v, dequant(b, c.sb, c.pb));
   // max_ps returns its second operand when either is NaN: NaN stays NaN here ...
   if (c.relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);
   // ... and becomes the lower bound here.
@@ -32,28 +35,37 @@ inline __m128i add16(__m128i a, __m128i b, const Consts& c) {
   return _mm512_cvtepi32_epi8(q);  // 0..255: the truncating narrow is exact
 }
 
-}  // namespace
-
-void qu8_vadd_minmax__avx512vnni(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
-                                 const QAddParams* p) {
+template <bool kUnary>
+void vadd(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams* p) {
   const Consts c{_mm512_set1_ps(p->a_scale), _mm512_set1_ps(p->a_premul),
                  _mm512_set1_ps(p->b_scale), _mm512_set1_ps(p->b_premul),
                  _mm512_set1_ps(p->inv_scale), _mm512_set1_ps(-65536.0f),
                  _mm512_set1_ps(65536.0f), _mm512_set1_epi32(p->zero_point), p->relu != 0};
+  const __m128i zero = _mm_setzero_si128();
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
     for (size_t j = 0; j < 64; j += 16) {
       const __m128i qa = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + j));
-      const __m128i qb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + j));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i + j), add16(qa, qb, c));
+      const __m128i qb = kUnary ? zero : _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + j));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i + j), add16<kUnary>(qa, qb, c));
     }
   }
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
     const __m128i qa = _mm_maskz_loadu_epi8(m, a + i);
-    const __m128i qb = _mm_maskz_loadu_epi8(m, b + i);
-    _mm_mask_storeu_epi8(y + i, m, add16(qa, qb, c));
+    const __m128i qb = kUnary ? zero : _mm_maskz_loadu_epi8(m, b + i);
+    _mm_mask_storeu_epi8(y + i, m, add16<kUnary>(qa, qb, c));
   }
+}
+
+}  // namespace
+
+void qu8_vadd_minmax__avx512vnni(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                                 const QAddParams* p) {
+  if (b == nullptr)
+    vadd<true>(n, a, b, y, p);
+  else
+    vadd<false>(n, a, b, y, p);
 }
 
 }  // namespace npq

@@ -225,11 +225,19 @@ class QFunctional(Module):
         at those qparams are copied unchanged. Natively: each operand through a
         256-entry table of the same arithmetic (NHWC along channels: in one pass)."""
         xs, dtype, s, zp, dim, nhwc = self._cat_args(xs, dim)
+        same_nhw = nhwc and len({x.shape[:1] + x.shape[2:] for x in xs}) == 1
+        if same_nhw and dtype is quint8 and _kernel("add"):
+            # requantized by the add kernel with no second operand: quant(dequant(q))
+            requant = [None if self._at_output(x, s, zp) else (x.q_scale(), x.q_zero_point()) for x in xs]
+            out = _C.cat_channels([_u8(x.nhwc()) for x in xs], [None] * len(xs), requant, s, zp)
+            self.__dict__["_last_kernel"] = _kernel("add")
+            return QTensor._trusted(out, s, zp, dtype, True)
         try:
             tables = [self._cat_table(x, s, zp, dtype, nhwc) for x in xs]
         except ValueError:  # a code's value overflows float32 (extreme scale): NumPy says
             return self._cat_numpy(xs, dim)  # whether this input's codes reach it
-        if nhwc and len({x.shape[:1] + x.shape[2:] for x in xs}) == 1:
+        self.__dict__["_last_kernel"] = "lookup table"
+        if same_nhw:
             out = _C.cat_channels([_u8(x.nhwc()) for x in xs], tables)
             return QTensor._trusted(out.view(dtype.storage), s, zp, dtype, True)
         parts = []
@@ -261,10 +269,15 @@ class QFunctional(Module):
         return quantize_per_tensor(QTensor(q, x.q_scale(), x.q_zero_point(), dtype).dequantize(),
                                    s, zp, dtype).int_repr()
 
+    @staticmethod
+    def _at_output(x, s, zp) -> bool:
+        """x is at the output qparams already (cat copies it)."""
+        return np.float32(x.q_scale()) == np.float32(s) and x.q_zero_point() == zp
+
     @classmethod
     def _cat_table(cls, x, s, zp, dtype, nhwc):
         """None (copy) when x is at (s, zp) already, else its 256 output codes as bytes."""
-        if np.float32(x.q_scale()) == np.float32(s) and x.q_zero_point() == zp:
+        if cls._at_output(x, s, zp):
             return None
         return np.ascontiguousarray(cls._requant_codes(byte_codes(dtype), x, s, zp, dtype, nhwc)).view(np.uint8)
 
@@ -281,7 +294,7 @@ class QFunctional(Module):
         parts = []
         for x in xs:
             q = x.nhwc() if nhwc else x.int_repr()
-            if np.float32(x.q_scale()) == np.float32(s) and x.q_zero_point() == zp:
+            if self._at_output(x, s, zp):
                 parts.append(q)
             else:
                 parts.append(self._requant_codes(q, x, s, zp, dtype, nhwc))
