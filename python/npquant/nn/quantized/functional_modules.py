@@ -1,9 +1,10 @@
 """QFunctional: quantized add / add_relu / mul / cat / add_scalar / mul_scalar.
 
-quint8 add and add_relu of same-shape tensors, and mul (also by a (N,C,1,1)
-operand over NHWC codes), run in dispatched SIMD kernels (cpu_info()['kernels']
-['add'] / ['mul'], AVX2 / AVX-512); the add kernel's fmaf dequantize equals the
-NumPy path's float64 one exactly. Otherwise add, add_relu and mul run natively as lookups: with the qparams fixed, the output
+quint8 add and add_relu of same-shape tensors, mul (also by a (N,C,1,1) operand
+over NHWC codes) and the channel cat of NHWC codes run in dispatched SIMD kernels
+(cpu_info()['kernels']['add'] / ['mul'], AVX2 / AVX-512); the add kernel's fmaf
+dequantize equals the NumPy path's float64 one exactly (docs/quantization.md).
+Otherwise the ops run natively as lookups: with the qparams fixed, the output
 code is a function of the two input codes, so a 65,536-entry table computed by
 the NumPy arithmetic below (``add_codes`` / ``mul_codes``, applied to every pair of
 codes) and a gather in C++ (``_C.lookup2``) give the NumPy path's codes exactly, on
