@@ -71,9 +71,9 @@ def test_profile_quantized_resnet_like(rng):
         assert r.gmacs is not None and r.gmacs > 0 and r.kernel and r.isa, r
         assert r.kernel.split(": ")[-1] in str(npquant.cpu_info()["kernels"]) or r.isa in r.kernel
     assert rows["layer1.0.add"].gmacs is None
-    # the shares of the leaves and 'other' add up to the whole (medians: approximately)
+    # 'other' is the rest of the median pass: the rows add up to at least the total
     assert all(r.ms >= 0 and 0 <= r.share for r in prof.rows)
-    assert sum(r.share for r in prof.rows) == pytest.approx(1.0, abs=0.5)
+    assert sum(r.ms for r in prof.rows) >= prof.total_ms * (1 - 1e-9)
     text = str(prof)
     assert text.splitlines()[0].split()[:3] == ["module", "type", "calls"] and OTHER in text and "total" in text
     # the model is unchanged afterwards (no timers left behind) and computes the same

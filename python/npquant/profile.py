@@ -173,7 +173,8 @@ def _report(leaves, timer, per_pass, totals, repeat) -> Profile:
         rows.append(ProfileRow(name, type(mod).__name__, calls, ms, ms / calls,
                                ms / total_ms if total_ms else 0.0, gmacs, kernel, isa))
     rows.sort(key=lambda r: -r.ms)
-    other = float(np.median([t - sum(ns.values()) for t, (ns, _) in zip(totals, per_pass)])) / 1e6
-    rows.append(ProfileRow(OTHER, "", 0, max(other, 0.0), 0.0, max(other, 0.0) / total_ms if total_ms else 0.0,
-                           None, "", ""))
+    # the rest of the median pass, so that the rows add up to the total (0 when the
+    # leaves' medians exceed it: noise)
+    other = max(total_ms - sum(r.ms for r in rows), 0.0)
+    rows.append(ProfileRow(OTHER, "", 0, other, 0.0, other / total_ms if total_ms else 0.0, None, "", ""))
     return Profile(rows, total_ms, repeat)
