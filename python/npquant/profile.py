@@ -87,7 +87,7 @@ def _kernel(mod) -> tuple:
     from .nn.quantized import QFunctional
 
     last = mod.__dict__.get("_last_kernel") if isinstance(mod, QFunctional) else None
-    if last:
+    if last:  # the path of its last call: a kernel name, "lookup table" or "numpy"
         return last, (last.rsplit("__", 1)[1] if "__" in last else "")
     return "", ""
 

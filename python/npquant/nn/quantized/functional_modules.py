@@ -198,6 +198,7 @@ class QFunctional(Module):
         return self._add_numpy(x, y, relu, op) if out is None else out
 
     def _add_numpy(self, x, y, relu: bool, op: str):
+        self.__dict__["_last_kernel"] = "numpy"
         x, y, a, b, nhwc = _operands(x, y, op)
         s, zp = self._out(x.dtype)
         out = add_codes(a, b, (x.q_scale(), x.q_zero_point()), (y.q_scale(), y.q_zero_point()), s, zp,
@@ -216,6 +217,7 @@ class QFunctional(Module):
         return self._mul_numpy(x, y) if out is None else out
 
     def _mul_numpy(self, x, y):
+        self.__dict__["_last_kernel"] = "numpy"
         x, y, a, b, nhwc = _operands(x, y, "mul")
         s, zp = self._out(x.dtype)
         out = mul_codes(a, b, (x.q_scale(), x.q_zero_point()), (y.q_scale(), y.q_zero_point()), s, zp, x.dtype)
@@ -291,6 +293,7 @@ class QFunctional(Module):
         return wrap(out, s, zp, dtype, nhwc)
 
     def _cat_numpy(self, xs, dim: int = 0):
+        self.__dict__["_last_kernel"] = "numpy"
         xs, dtype, s, zp, dim, nhwc = self._cat_args(xs, dim)
         parts = []
         for x in xs:
