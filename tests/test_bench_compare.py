@@ -208,3 +208,18 @@ def test_time_interleaved_clocks(clock, stat):
     assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
     # warmup + calibration, then 4 rounds alternating which one goes first
     assert calls[4:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+
+
+def test_elementwise_section_checks_and_reports():
+    """The elementwise table: npquant's native and NumPy paths agree exactly (else the row
+    says so instead of a time), and the report has a row per case."""
+    cases = [("add_relu", (1, 5, 4, 3), (1, 5, 4, 3)), ("mul", (2, 6, 3, 3), (2, 6, 1, 1)),
+             ("cat", (1, 4, 3, 3), (1, 4, 3, 3))]
+    rows = compare.bench_elementwise(cases, repeat=1, warmup=0, min_sample=0.0)
+    assert [r.case.split()[0] for r in rows] == ["add_relu", "mul", "cat"]
+    for r in rows:
+        assert {"npquant", "npquant NumPy path"} <= set(r.ms), r.notes
+        if _installed("torch"):
+            assert "PyTorch" in r.ms, r.notes
+    table = compare.elementwise_table(rows)
+    assert len(table.splitlines()) == 2 + len(cases) and "PyTorch / npquant" in table

@@ -57,6 +57,28 @@ std::vector<QGemmKernel> make_gemm_table() {
   return t;
 }
 
+std::vector<AddKernel> make_add_table() {
+  std::vector<AddKernel> t;
+#if defined(NPQ_BUILT_AVX2)
+  t.push_back({"qu8_vadd_minmax__avx2", Isa::avx2, qu8_vadd_minmax__avx2});
+#endif
+#if defined(NPQ_BUILT_AVX512VNNI)
+  t.push_back({"qu8_vadd_minmax__avx512vnni", Isa::avx512vnni, qu8_vadd_minmax__avx512vnni});
+#endif
+  return t;
+}
+
+std::vector<MulKernel> make_mul_table() {
+  std::vector<MulKernel> t;
+#if defined(NPQ_BUILT_AVX2)
+  t.push_back({"qu8_vmul_minmax__avx2", Isa::avx2, qu8_vmul_minmax__avx2});
+#endif
+#if defined(NPQ_BUILT_AVX512VNNI)
+  t.push_back({"qu8_vmul_minmax__avx512vnni", Isa::avx512vnni, qu8_vmul_minmax__avx512vnni});
+#endif
+  return t;
+}
+
 std::vector<QuantizeKernel> make_quantize_table() {
   std::vector<QuantizeKernel> t;
   t.push_back({"f32_qu8_quantize__scalar", Isa::scalar, f32_minmax__scalar,
@@ -182,6 +204,10 @@ KernelSet make_set(Isa isa) {
   }
   s.quant = *pick(built_quantize_kernels(), isa);
   s.conv = conv_kernels_with(isa, s.gemm);
+  const AddKernel* add = pick(built_add_kernels(), isa);
+  s.add = add ? *add : AddKernel{nullptr, Isa::scalar, nullptr};
+  const MulKernel* mul = pick(built_mul_kernels(), isa);
+  s.mul = mul ? *mul : MulKernel{nullptr, Isa::scalar, nullptr};
   return s;
 }
 
@@ -380,6 +406,18 @@ bool can_run(const QGemmKernel& k) {
 }
 
 bool can_run(const QuantizeKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const AddKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const MulKernel& k) { return cpu_features().supports(k.isa); }
+
+const std::vector<MulKernel>& built_mul_kernels() {
+  static const std::vector<MulKernel> t = make_mul_table();
+  return t;
+}
+
+const std::vector<AddKernel>& built_add_kernels() {
+  static const std::vector<AddKernel> t = make_add_table();
+  return t;
+}
 
 const std::vector<QGemmKernel>& built_gemm_kernels() {
   static const std::vector<QGemmKernel> t = make_gemm_table();

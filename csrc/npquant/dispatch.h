@@ -27,6 +27,21 @@ struct QuantizeKernel {
   quantize_u8_fn quantize;
 };
 
+// Quantized add / add_relu of uint8 codes (see ukernel.h). name == nullptr: none
+// for this ISA (QFunctional then uses its lookup tables, ops/elementwise.h).
+struct AddKernel {
+  const char* name;
+  Isa isa;
+  qu8_vadd_fn vadd;
+};
+
+// Quantized mul of uint8 codes (see ukernel.h); name == nullptr: none (tables).
+struct MulKernel {
+  const char* name;
+  Isa isa;
+  qu8_vmul_fn vmul;
+};
+
 // Indirect GEMM for convolution (see ukernel.h).
 struct QIGemmKernel {
   const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
@@ -68,6 +83,8 @@ struct KernelSet {
   // fell back to (see docs/dispatch.md).
   std::string self_check;
   ConvKernels conv;
+  AddKernel add;
+  MulKernel mul;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -109,6 +126,10 @@ std::string self_check(const QuantizeKernel& k);
 const std::vector<QIGemmKernel>& built_igemm_kernels();
 const std::vector<DwconvKernel>& built_dwconv_kernels();
 bool can_run(const QIGemmKernel& k);
+const std::vector<AddKernel>& built_add_kernels();
+bool can_run(const AddKernel& k);
+const std::vector<MulKernel>& built_mul_kernels();
+bool can_run(const MulKernel& k);
 bool can_run(const DwconvKernel& k);
 // The conv kernels the process would use if NPQUANT_ISA were `cap` (for tests
 // and benchmarks that run every ISA in one process). Throws std::runtime_error

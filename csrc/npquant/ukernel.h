@@ -75,6 +75,30 @@ typedef bool (*minmax_f32_fn)(size_t n, const float* x, float* out_min, float* o
 typedef void (*quantize_u8_fn)(size_t n, const float* x, float inv_scale, int32_t zp,
                                uint8_t* q);
 
+// Quantized add / add_relu of uint8 codes (QFunctional): with da = fmaf(a_scale,
+// a, a_premul), db likewise, v = fl(da + db), v = max(v, 0) if relu:
+// y = clamp(nearbyint(fl(v * inv_scale)) + zero_point, 0, 255), the product
+// clamped to +-65536 first (NaN to the lower end). a_premul = fl(a_scale * -a_zp).
+// b == nullptr: v = da (no b operand): the requantization of a to (1/inv_scale, zero_point).
+struct QAddParams {
+  float a_scale, a_premul, b_scale, b_premul, inv_scale;
+  int32_t zero_point;
+  int32_t relu;
+};
+typedef void (*qu8_vadd_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                            const QAddParams* p);
+
+// Quantized mul of uint8 codes: y = clamp(nearbyint(fl(float((a - a_zp) * (b - b_zp))
+// * multiplier)) + zero_point, 0, 255), the product clamped to +-65536 first (NaN to
+// the lower end); multiplier = fl(fl(a_scale * b_scale) * fl(1 / scale)).
+struct QMulParams {
+  int32_t a_zero_point, b_zero_point;
+  float multiplier;
+  int32_t zero_point;
+};
+typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
+                            const QMulParams* p);
+
 // Declarations of every ukernel, one pair per GEMM tile variant.
 #define NPQ_DECLARE_QGEMM(name)                                                       \
   void name##_requant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
@@ -113,6 +137,10 @@ bool f32_minmax__avx512vnni(size_t, const float*, float*, float*);
 void f32_qu8_quantize__scalar(size_t, const float*, float, int32_t, uint8_t*);
 void f32_qu8_quantize__avx2(size_t, const float*, float, int32_t, uint8_t*);
 void f32_qu8_quantize__avx512vnni(size_t, const float*, float, int32_t, uint8_t*);
+void qu8_vadd_minmax__avx2(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
+void qu8_vadd_minmax__avx512vnni(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
+void qu8_vmul_minmax__avx2(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
+void qu8_vmul_minmax__avx512vnni(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
 
 // aarch64 (docs/ukernels-arm.md)
 NPQ_DECLARE_QGEMM(qu8_gemm_4x4c8__neon)

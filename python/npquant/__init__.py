@@ -48,6 +48,7 @@ from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dyn
                            prepare, propagate_qconfig_, quantize, quantize_dynamic)
 from .serialization import ModelFileError, load, save  # noqa: E402
 from .report import compare  # noqa: E402
+from .profile import profile  # noqa: E402
 
 __all__ = [
     "QDType", "QTensor", "quint8", "qint8", "qint32",
@@ -57,5 +58,5 @@ __all__ = [
     "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
     "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "fuse_modules", "prepare", "convert",
     "quantize", "quantize_dynamic", "propagate_qconfig_",
-    "save", "load", "ModelFileError", "compare",
+    "save", "load", "ModelFileError", "compare", "profile",
 ]

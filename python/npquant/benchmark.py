@@ -495,6 +495,113 @@ def conv_impls() -> list:
     ]
 
 
+# ----------------------------------------------------------------------------- elementwise
+
+# (op, first operand shape, second operand shape): QFunctional ops between the layers of
+# ResNet (add_relu after each block), MobileNetV3 (SE scaling: mul by a (N,C,1,1) tensor)
+# and Inception/DenseNet-style cat; NHWC storage (channels_last in torch), as quantized
+# conv outputs are in both libraries.
+ELEMENTWISE_CASES = [
+    ("add_relu", (8, 256, 56, 56), (8, 256, 56, 56)),
+    ("add_relu", (1, 64, 56, 56), (1, 64, 56, 56)),
+    ("add", (1, 64, 56, 56), (1, 64, 56, 56)),
+    ("mul", (1, 64, 56, 56), (1, 64, 56, 56)),
+    ("add_relu", (1, 2048, 7, 7), (1, 2048, 7, 7)),
+    ("mul", (1, 576, 14, 14), (1, 576, 1, 1)),
+    ("cat", (1, 64, 56, 56), (1, 64, 56, 56)),
+]
+# PyTorch rounds the last C % 16 channels of a few ops in a scalar loop (docs/quantization.md).
+ELEMENTWISE_TORCH_MAX_STEP = 1
+
+
+@dataclass
+class ElementwiseRow:
+    case: str
+    ms: dict = field(default_factory=dict)     # impl -> ms per call
+    notes: dict = field(default_factory=dict)  # impl -> why not timed
+
+
+def _elementwise_inputs(a_shape, b_shape, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    xa = rng.standard_normal(a_shape).astype(np.float32)
+    xb = (rng.standard_normal(b_shape) * 0.7 + 0.2).astype(np.float32)
+    return xa, xb, QParams.of(xa), QParams.of(xb), QParams.of(np.concatenate([xa.ravel(), xb.ravel(), [4.0]]))
+
+
+def elementwise_runners(op: str, a_shape, b_shape, seed: int = 0) -> dict:
+    """{impl: (run, int_repr in NCHW)}: npquant (native), its NumPy path, PyTorch."""
+    npq = _npquant()
+    xa, xb, qa, qb, qo = _elementwise_inputs(a_shape, b_shape, seed)
+
+    def qt(x, qp):
+        q = npq.quantize_per_tensor(x, qp.scale, qp.zero_point, npq.quint8)
+        return npq.QTensor.from_nhwc(np.ascontiguousarray(q.int_repr().transpose(0, 2, 3, 1)), qp.scale,
+                                     qp.zero_point)
+
+    f = npq.nn.quantized.QFunctional()
+    f.scale, f.zero_point = qo.scale, qo.zero_point
+    a, b = qt(xa, qa), qt(xb, qb)
+    args = ([a, b], 1) if op == "cat" else (a, b)
+    numpy_path = {"add": lambda: f._add_numpy(a, b, False, "add"),
+                  "add_relu": lambda: f._add_numpy(a, b, True, "add_relu"),
+                  "mul": lambda: f._mul_numpy(a, b), "cat": lambda: f._cat_numpy([a, b], 1)}[op]
+    out = {"npquant": (lambda: getattr(f, op)(*args)), "npquant NumPy path": numpy_path}
+    try:
+        torch = _torch()
+        tf = torch.ao.nn.quantized.QFunctional()
+        tf.scale, tf.zero_point = qo.scale, qo.zero_point
+
+        def tq(x, qp):
+            t = torch.quantize_per_tensor(torch.from_numpy(x), qp.scale, qp.zero_point, torch.quint8)
+            return t.contiguous(memory_format=torch.channels_last)
+
+        ta, tb = tq(xa, qa), tq(xb, qb)
+        targs = ([ta, tb], 1) if op == "cat" else (ta, tb)
+        out["PyTorch"] = lambda: getattr(tf, op)(*targs)
+    except Skip:
+        pass
+    return out
+
+
+def bench_elementwise(cases=ELEMENTWISE_CASES, repeat: int = 7, warmup: int = 2, min_sample: float = 0.02,
+                      clock: str = "wall", stat: str = "median") -> list:
+    """Times QFunctional's native ops, its NumPy path and PyTorch's on the same codes,
+    after checking them: npquant's two paths equal, PyTorch within one step."""
+    rows = []
+    for op, a_shape, b_shape in cases:
+        label = f"{op} {a_shape}" + ("" if a_shape == b_shape else f" x {b_shape}")
+        row = ElementwiseRow(label)
+        runners = {}
+        with _quiet():
+            fns = elementwise_runners(op, a_shape, b_shape)
+            codes = {name: np.asarray(fn().int_repr().numpy() if name == "PyTorch" else fn().int_repr())
+                     for name, fn in fns.items()}
+        for name, fn in fns.items():
+            ref = codes["npquant NumPy path"]
+            tol = ELEMENTWISE_TORCH_MAX_STEP if name == "PyTorch" else 0
+            diff = np.abs(codes[name].astype(np.int64) - ref) if codes[name].shape == ref.shape else None
+            if diff is None or diff.max() > tol:
+                row.notes[name] = "differs from the NumPy path: not timed"
+                continue
+            runners[name] = LocalRunner(fn)
+        for name, sec in time_interleaved(runners, repeat, warmup, min_sample, None, clock, stat).items():
+            row.ms[name] = sec * 1e3
+        rows.append(row)
+    return rows
+
+
+def elementwise_table(rows: list) -> str:
+    names = ["npquant", "npquant NumPy path", "PyTorch"]
+    head = ["op (NHWC / channels_last)"] + [f"{n} ms" for n in names] + ["PyTorch / npquant", "NumPy path / npquant"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.case] + [f"{r.ms[n]:.3f}" if n in r.ms else r.notes.get(n, "—") for n in names]
+        for other in ("PyTorch", "npquant NumPy path"):
+            cells.append(f"{r.ms[other] / r.ms['npquant']:.2f}x" if other in r.ms and "npquant" in r.ms else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- threads
 
 @contextlib.contextmanager
@@ -931,6 +1038,8 @@ def parse_args(argv=None, prog=None):
                    help="comma list of families to run: numpy, npquant, torch, ort")
     p.add_argument("--no-linear", action="store_true")
     p.add_argument("--no-conv", action="store_true")
+    p.add_argument("--no-elementwise", action="store_true",
+                   help="skip the QFunctional add/add_relu/mul/cat table")
     p.add_argument("--linear-shapes", type=_shape_list(3), default=LINEAR_SHAPES,
                    metavar="M,K,N;...", help="Linear shapes (default: the issue's)")
     p.add_argument("--conv-shapes", type=_shape_list(8), default=CONV_SHAPES,
@@ -1040,6 +1149,10 @@ def run(args) -> dict:
             cases = [make_conv_case(s) for s in args.conv_shapes]
             result["conv"] = bench_cases(cases, _select(conv_impls(), args.only),
                                          desc="conv", **common)
+        if not args.no_elementwise:
+            result["elementwise"] = [r.__dict__ for r in bench_elementwise(
+                repeat=args.repeat, warmup=args.warmup, min_sample=args.min_sample,
+                clock=args.clock, stat=args.stat)]
     meta["load_after"] = _loadavg()
     meta["peaks"], meta["peak_source"] = resolve_peaks(args, meta.get("npquant_isa"),
                                                        args.threads)
@@ -1086,6 +1199,10 @@ def report(result: dict, args) -> str:
         impls = _with_isa_columns(_select(conv_impls(), args.only), rows)
         out += ["", "### Conv2d (N,C,H,W,Cout,k,stride,groups), padding k//2", "",
                 markdown_table(rows, impls, "N,C,H,W,Cout,k,s,g", peaks, isa)]
+    if result.get("elementwise"):
+        rows = [ElementwiseRow(**d) for d in result["elementwise"]]
+        out += ["", "### Quantized elementwise (QFunctional), ms per call (lower is better)", "",
+                elementwise_table(rows)]
     if meta["notes"]:
         out += [""] + [f"- {n}" for n in meta["notes"]]
     return "\n".join(out)

@@ -98,5 +98,7 @@ inline void check_zp(int32_t z, const char* what) {
 void register_conv(py::module_& m, py::module_& reference);
 // Registers the pooling functions (bindings/pool.cc).
 void register_pool(py::module_& m);
+// Registers the elementwise table lookups (bindings/elementwise.cc).
+void register_elementwise(py::module_& m);
 
 }  // namespace npq_bind

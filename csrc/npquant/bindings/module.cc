@@ -229,6 +229,8 @@ py::dict cpu_info() {
   };
   fam["conv_igemm"] = name_isa(ks.conv.igemm.name, ks.conv.igemm.isa);  // name None: rows gathered
   fam["dwconv"] = name_isa(ks.conv.dwconv.name, ks.conv.dwconv.isa);
+  fam["add"] = name_isa(ks.add.name, ks.add.isa);  // name None: lookup tables
+  fam["mul"] = name_isa(ks.mul.name, ks.mul.isa);  // name None: lookup tables
   d["kernels"] = fam;
   d["small_m"] = ks.small_m;
   d["self_check"] = ks.self_check;
@@ -344,4 +346,5 @@ PYBIND11_MODULE(_C, m) {
 
   npq_bind::register_conv(m, ref);
   npq_bind::register_pool(m);
+  npq_bind::register_elementwise(m);
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import _C
 from ..._dtypes import QDType, quint8
 from ...qtensor import QTensor, _check_scale, _check_zp
 
@@ -72,6 +73,14 @@ def dequant(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
     return (np.float64(s) * q.astype(np.float64) + premul).astype(np.float32)
 
 
+def _int32_range(t: np.ndarray) -> np.ndarray:
+    """t limited to [-2**31, 2**31 - 128] before rounding, NaN to the lower end: the final
+    clamp to the dtype's range then decides. Without it, values beyond int64 (extreme
+    scales: inf, or |t| >= 2**63) and NaN (0 * inf) would convert to int64 however the
+    CPU does it (x86: INT64_MIN, which adding a negative zero point wraps to the top)."""
+    return np.fmin(np.fmax(t, np.float32(-2**31)), np.float32(2**31 - 128))
+
+
 def reciprocal(scale) -> np.float32:
     """fl(1 / scale): the multiplier ``quant`` uses."""
     return np.float32(1) / np.float32(scale)
@@ -79,14 +88,14 @@ def reciprocal(scale) -> np.float32:
 
 def quant(v: np.ndarray, scale: float, zp: int, dtype: QDType) -> np.ndarray:
     """clamp(nearbyint(fl(v * fl(1 / scale))) + zp) (round half to even)."""
-    t = np.minimum(np.asarray(v, np.float32) * reciprocal(scale), np.float32(2**31 - 128))
+    t = _int32_range(np.asarray(v, np.float32) * reciprocal(scale))
     r = np.rint(t).astype(np.int64) + zp
     return np.clip(r, dtype.qmin, dtype.qmax).astype(dtype.storage)
 
 
 def requant_int(acc: np.ndarray, multiplier, zp: int, dtype: QDType) -> np.ndarray:
     """PyTorch's requantize_from_int: clamp(zp + nearbyint(fl(float(acc) * multiplier)))."""
-    v = acc.astype(np.float32) * np.float32(multiplier)
+    v = _int32_range(acc.astype(np.float32) * np.float32(multiplier))
     return np.clip(np.rint(v).astype(np.int64) + zp, dtype.qmin, dtype.qmax).astype(dtype.storage)
 
 
@@ -97,7 +106,10 @@ def unary_table(fn, scale: float, zp: int, dtype: QDType, out_scale: float, out_
 
 
 def apply_table(table: np.ndarray, q: np.ndarray, dtype: QDType) -> np.ndarray:
-    return table[q.astype(np.int64) - dtype.qmin]
+    """table[q - qmin] (table from unary_table), as a native lookup of the code bytes."""
+    codes = np.arange(256, dtype=np.uint8).view(dtype.storage)  # in the order of their bytes
+    by_byte = np.ascontiguousarray(table[codes.astype(np.int64) - dtype.qmin]).view(np.uint8)
+    return _C.lookup(np.ascontiguousarray(q).view(np.uint8), by_byte).view(dtype.storage)
 
 
 def out_qparams(scale, zero_point, dtype: QDType = quint8):

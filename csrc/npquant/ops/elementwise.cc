@@ -1,0 +1,135 @@
+#include "elementwise.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "../dispatch.h"
+#include "threadpool.h"
+
+namespace npq {
+
+namespace {
+
+// Below this many output bytes one thread does the whole op (a parallel
+// region costs a few microseconds; a lookup about 0.4 ns per byte).
+constexpr size_t kParallelMin = size_t{1} << 18;
+constexpr size_t kChunk = size_t{1} << 16;
+
+// Calls body(begin, end) over [0, n) in chunks of about `chunk` units, in
+// parallel when the op moves at least kParallelMin bytes.
+template <class Body>
+void for_chunks(size_t n, size_t chunk, size_t bytes, const Body& body) {
+  if (bytes < kParallelMin || get_num_threads() == 1 || n <= chunk) {
+    body(size_t{0}, n);
+    return;
+  }
+  const size_t tasks = (n + chunk - 1) / chunk;
+  parallel_for(tasks, [&](size_t t) { body(t * chunk, std::min(n, (t + 1) * chunk)); });
+}
+
+inline void lookup_run(const uint8_t* __restrict__ x, uint8_t* __restrict__ y, size_t n,
+                       const uint8_t* __restrict__ table) {
+  for (size_t i = 0; i < n; ++i) y[i] = table[x[i]];
+}
+
+inline void lookup2_run(const uint8_t* __restrict__ a, const uint8_t* __restrict__ b,
+                        uint8_t* __restrict__ y, size_t n, const uint8_t* __restrict__ table) {
+  for (size_t i = 0; i < n; ++i) y[i] = table[static_cast<size_t>(a[i]) << 8 | b[i]];
+}
+
+// y[i] = table[a[i] << 8 | b[i]] along a row of channels (b per channel).
+inline void lookup2_row(const uint8_t* __restrict__ a, const uint8_t* __restrict__ b,
+                        uint8_t* __restrict__ y, size_t c, const uint8_t* __restrict__ table) {
+  lookup2_run(a, b, y, c, table);
+}
+
+// y[i] = table[a[i] << 8 | bb]: one b code for a whole run (a column of the table).
+inline void lookup2_column(const uint8_t* __restrict__ a, uint8_t* __restrict__ y, size_t n,
+                           const uint8_t* __restrict__ column) {
+  for (size_t i = 0; i < n; ++i) y[i] = column[static_cast<size_t>(a[i]) << 8];
+}
+
+}  // namespace
+
+void lookup_u8(const uint8_t* x, uint8_t* y, size_t n, const uint8_t* table) {
+  for_chunks(n, kChunk, 2 * n, [&](size_t i0, size_t i1) { lookup_run(x + i0, y + i0, i1 - i0, table); });
+}
+
+void lookup2_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t n, const uint8_t* table) {
+  for_chunks(n, kChunk, 3 * n,
+             [&](size_t i0, size_t i1) { lookup2_run(a + i0, b + i0, y + i0, i1 - i0, table); });
+}
+
+void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t batch,
+                        size_t spatial, size_t channels, bool channels_last,
+                        const uint8_t* table) {
+  const size_t n = batch * spatial * channels;
+  if (n == 0) return;
+  if (channels_last) {
+    // rows of `channels` codes; row r belongs to batch r / spatial
+    const size_t rows = batch * spatial;
+    const size_t chunk = std::max<size_t>(1, kChunk / channels);
+    for_chunks(rows, chunk, 2 * n, [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r)
+        lookup2_row(a + r * channels, b + (r / spatial) * channels, y + r * channels, channels, table);
+    });
+  } else {
+    // runs of `spatial` codes, one b code per run
+    const size_t runs = batch * channels;
+    const size_t chunk = std::max<size_t>(1, kChunk / spatial);
+    for_chunks(runs, chunk, 2 * n, [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r)
+        lookup2_column(a + r * spatial, y + r * spatial, spatial, table + b[r]);
+    });
+  }
+}
+
+void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams& p) {
+  const qu8_vadd_fn vadd = kernels().add.vadd;
+  for_chunks(n, kChunk, 3 * n,
+             [&](size_t i0, size_t i1) { vadd(i1 - i0, a + i0, b + i0, y + i0, &p); });
+}
+
+void qmul_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QMulParams& p) {
+  const qu8_vmul_fn vmul = kernels().mul.vmul;
+  for_chunks(n, kChunk, 3 * n,
+             [&](size_t i0, size_t i1) { vmul(i1 - i0, a + i0, b + i0, y + i0, &p); });
+}
+
+void qmul_channel_u8(size_t batch, size_t spatial, size_t channels, const uint8_t* a,
+                     const uint8_t* b, uint8_t* y, const QMulParams& p) {
+  const qu8_vmul_fn vmul = kernels().mul.vmul;
+  const size_t rows = batch * spatial, n = rows * channels;
+  if (n == 0) return;
+  const size_t chunk = std::max<size_t>(1, kChunk / channels);
+  for_chunks(rows, chunk, 2 * n, [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r)
+      vmul(channels, a + r * channels, b + (r / spatial) * channels, y + r * channels, &p);
+  });
+}
+
+void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y) {
+  size_t width = 0;
+  for (size_t i = 0; i < nparts; ++i) width += parts[i].channels;
+  if (rows == 0 || width == 0) return;
+  const size_t chunk = std::max<size_t>(1, kChunk / width);
+  const qu8_vadd_fn vadd = kernels().add.vadd;
+  for_chunks(rows, chunk, 2 * rows * width, [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      uint8_t* out = y + r * width;
+      for (size_t i = 0; i < nparts; ++i) {
+        const CatPart& p = parts[i];
+        const uint8_t* in = p.x + r * p.channels;
+        if (p.table != nullptr)
+          lookup_run(in, out, p.channels, p.table);
+        else if (p.requant != nullptr)
+          vadd(p.channels, in, nullptr, out, p.requant);
+        else
+          std::memcpy(out, in, p.channels);
+        out += p.channels;
+      }
+    }
+  });
+}
+
+}  // namespace npq

@@ -1,0 +1,58 @@
+// Quantized elementwise ops as table lookups on 8-bit codes.
+//
+// With the input and output qparams fixed, the output code of a unary op
+// (requantize, Hardswish, a cat operand at other qparams) is a function of
+// one input code: a 256-entry table; that of a binary op (add, add_relu, mul)
+// is a function of two: a 65,536-entry table (64 KiB, index a << 8 | b).
+// The caller builds the tables with the NumPy oracle's own arithmetic
+// (python/npquant/nn/quantized/functional_modules.py), so these loops are
+// exact by construction and the same on every ISA: they only gather bytes.
+// Codes are bytes: int8 (qint8) data is passed as its uint8 bit pattern and
+// the tables are indexed by that pattern.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../ukernel.h"
+
+namespace npq {
+
+// y[i] = table[x[i]], table has 256 entries.
+void lookup_u8(const uint8_t* x, uint8_t* y, size_t n, const uint8_t* table);
+
+// y[i] = table[a[i] << 8 | b[i]], table has 65,536 entries.
+void lookup2_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t n, const uint8_t* table);
+
+// One operand per (batch, channel), broadcast over the spatial positions
+// (squeeze-and-excitation scaling): a and y are (batch, spatial, channels)
+// when channels_last, else (batch, channels, spatial); b is (batch, channels).
+// y = table[a << 8 | b].
+void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t batch,
+                        size_t spatial, size_t channels, bool channels_last,
+                        const uint8_t* table);
+
+// Concatenation along the innermost axis: part i is a (rows, channels) array,
+// copied, requantized by the AddKernel (requant, uint8 codes; b = nullptr) or
+// mapped through its 256-entry table into columns [offset_i, offset_i +
+// channels) of y, (rows, sum of channels).
+struct CatPart {
+  const uint8_t* x;
+  size_t channels;
+  const uint8_t* table;        // nullptr: see requant
+  const QAddParams* requant;   // nullptr too: copy unchanged
+};
+void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y);
+
+// Quantized add / add_relu of n uint8 codes with the process's AddKernel
+// (dispatch.h), in parallel chunks. Requires kernels().add.vadd != nullptr.
+void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams& p);
+
+// Quantized mul of uint8 codes with the process's MulKernel (requires
+// kernels().mul.vmul): same shape (n codes each), or channels-last with b one
+// code per (batch, channel): a and y (batch, spatial, channels), b (batch, channels).
+void qmul_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QMulParams& p);
+void qmul_channel_u8(size_t batch, size_t spatial, size_t channels, const uint8_t* a,
+                     const uint8_t* b, uint8_t* y, const QMulParams& p);
+
+}  // namespace npq

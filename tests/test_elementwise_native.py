@@ -1,0 +1,239 @@
+"""QFunctional's native paths (lookup tables in C++) against its NumPy path, the oracle:
+the same codes, qparams, shape and dtype on thousands of random configurations (random
+qparams including extreme scales and zero points, shapes, NHWC/NCHW storage, per-channel
+broadcasting, quint8 and qint8), and the table lookups' argument checks."""
+
+import os
+
+import numpy as np
+import pytest
+from conftest import run_python, runnable_isas
+
+import npquant
+import npquant.nn.quantized as nnq
+from npquant import _C
+from npquant.nn.quantized import functional_modules as fm
+
+DTYPES = [npquant.quint8, npquant.qint8]
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.fixture
+def always_native(monkeypatch):
+    """The native path even for the small tensors these tests use."""
+    monkeypatch.setattr(fm, "NATIVE_MIN_ELEMENTS", 0)
+
+
+def random_scale(rng):
+    r = rng.random()
+    if r < 0.7:  # typical activations
+        return float(np.float32(np.exp(rng.uniform(-9, 2))))
+    if r < 0.9:  # anything with a finite reciprocal, log-uniform
+        return float(np.float32(10.0 ** rng.uniform(-38.5, 38.5)))
+    return float(rng.choice([3e-39, 1.2e-38, 1e-30, 1.0, 1e30, 1.3e36, 1e37, F32_MAX]))
+
+
+def random_zp(rng, dtype):
+    if rng.random() < 0.3:
+        return int(rng.choice([dtype.qmin, dtype.qmax, (dtype.qmin + dtype.qmax + 1) // 2]))
+    return int(rng.integers(dtype.qmin, dtype.qmax + 1))
+
+
+def random_qtensor(rng, shape, dtype, nhwc):
+    q = rng.integers(dtype.qmin, dtype.qmax + 1, shape).astype(dtype.storage)
+    s, zp = random_scale(rng), random_zp(rng, dtype)
+    if nhwc and len(shape) == 4:
+        return npquant.QTensor.from_nhwc(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), s, zp, dtype)
+    return npquant.QTensor(q, s, zp, dtype)
+
+
+def random_operand_shapes(rng):
+    """Two shapes: equal (1-4-D), or 4-D with one (N or 1, C, 1, 1) operand either side."""
+    nd = int(rng.integers(1, 5))
+    if nd == 4 and rng.random() < 0.5:
+        n, c, h, w = (int(v) for v in rng.integers(1, 6, 4))
+        c = int(rng.integers(1, 70))
+        small = (n if rng.random() < 0.7 else 1, c, 1, 1)
+        big = (n, c, h, w)
+        return (big, small) if rng.random() < 0.5 else (small, big)
+    shape = tuple(int(v) for v in rng.integers(1, 9, nd))
+    return shape, shape
+
+
+def same(ours, ref):
+    assert type(ours) is npquant.QTensor
+    assert ours.dtype is ref.dtype and ours.shape == ref.shape
+    assert np.float32(ours.q_scale()) == np.float32(ref.q_scale()) and ours.q_zero_point() == ref.q_zero_point()
+    return int(np.count_nonzero(ours.int_repr() != ref.int_repr()))
+
+
+def check_binary(seed: int, configs: int):
+    """(cases, differing codes, elements, native paths that ran) of add / add_relu / mul
+    against the NumPy path on random configurations."""
+    fm.NATIVE_MIN_ELEMENTS = 0
+    rng = np.random.default_rng(seed)
+    cases = differing = elements = 0
+    paths = set()
+    for _ in range(configs):
+        dtype = DTYPES[int(rng.integers(2))]
+        sx, sy = random_operand_shapes(rng)
+        x = random_qtensor(rng, sx, dtype, bool(rng.integers(2)))
+        y = random_qtensor(rng, sy, dtype, bool(rng.integers(2)))
+        f = nnq.QFunctional()
+        f.scale, f.zero_point = random_scale(rng), random_zp(rng, dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            refs = {"add": f._add_numpy(x, y, False, "add"), "add_relu": f._add_numpy(x, y, True, "add_relu"),
+                    "mul": f._mul_numpy(x, y)}
+        for op, ref in refs.items():
+            out = getattr(f, op)(x, y)
+            paths.add(f.__dict__.pop("_last_kernel"))  # a native path ran
+            differing += same(out, ref)
+            cases += 1
+            elements += ref.numel()
+    return cases, differing, elements, paths
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binary_ops_equal_numpy_path(seed, always_native):
+    cases, differing, elements, paths = check_binary(seed, 400)
+    assert cases == 1200 and differing == 0 and elements > 100_000
+    kernels = npquant.cpu_info()["kernels"]
+    simd = {kernels[op]["name"] for op in ("add", "mul")} - {None}
+    assert paths == {"lookup table"} | simd
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "neon"])
+def test_binary_ops_under_forced_isa(isa):
+    """The add kernel each ISA dispatches (none under scalar: tables) on the same grid."""
+    if isa not in runnable_isas():
+        pytest.skip(f"{isa} cannot run here")
+    code = ("import sys; sys.path.insert(0, %r); import test_elementwise_native as t; "
+            "c, d, e, p = t.check_binary(11, 300); print(c, d, sorted(p))") % os.path.dirname(__file__)
+    r = run_python(code, {"NPQUANT_ISA": isa})
+    assert r.returncode == 0, r.stderr[-2000:]
+    cases, differing, paths = r.stdout.split(" ", 2)
+    assert int(cases) == 900 and int(differing) == 0, r.stdout
+    assert ("avx2" in paths) == (isa == "avx2"), paths
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cat_equals_numpy_path(seed):
+    rng = np.random.default_rng(100 + seed)
+    cases = differing = 0
+    paths = set()
+    for _ in range(300):
+        dtype = DTYPES[int(rng.integers(2))]
+        n, h, w = (int(v) for v in rng.integers(1, 6, 3))
+        nd = 4 if rng.random() < 0.8 else 2
+        f = nnq.QFunctional()
+        f.scale, f.zero_point = random_scale(rng), random_zp(rng, dtype)
+        dim = int(rng.integers(-nd, nd)) if rng.random() < 0.4 else 1
+        all_nhwc = rng.random() < 0.7
+        xs = []
+        for _ in range(int(rng.integers(1, 5))):
+            c = int(rng.integers(1, 40))
+            shape = [n, c, h, w][:nd]
+            if dim % nd != 1:
+                shape[1] = 3
+                shape[dim % nd] = c
+            x = random_qtensor(rng, tuple(shape), dtype, all_nhwc or bool(rng.integers(2)))
+            if rng.random() < 0.3:  # already at the output qparams: copied
+                x = npquant.QTensor(x.int_repr().copy(), f.scale, f.zero_point, dtype) if not x.is_nhwc else \
+                    npquant.QTensor.from_nhwc(x.nhwc().copy(), f.scale, f.zero_point, dtype)
+            xs.append(x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                ref = f._cat_numpy(xs, dim)
+            except ValueError as e:  # a dequantized value overflows float32 (extreme scale)
+                with pytest.raises(ValueError, match=str(e)[:30]):
+                    f.cat(xs, dim)
+                continue
+            out = f.cat(xs, dim)
+        paths.add(f.__dict__.pop("_last_kernel"))
+        differing += same(out, ref)
+        cases += 1
+    assert cases > 250 and differing == 0
+    add = npquant.cpu_info()["kernels"]["add"]["name"]
+    native = {"lookup table", add} - {None}
+    assert native <= paths <= native | {"numpy"}  # numpy: a value overflows float32
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nhwc", [True, False])
+def test_resnet_shapes_threads_and_first_call(dtype, nhwc):
+    """A large tensor takes the native path on its first call (no cached table), with
+    1 and 2 threads, and keeps the storage order (NHWC stays NHWC)."""
+    rng = np.random.default_rng(7)
+    x = random_qtensor(rng, (2, 64, 56, 56), dtype, nhwc)
+    y = random_qtensor(rng, (2, 64, 56, 56), dtype, nhwc)
+    se = random_qtensor(rng, (2, 64, 1, 1), dtype, nhwc)
+    old = npquant.get_num_threads()
+    try:
+        for threads in (1, 2):
+            npquant.set_num_threads(threads)
+            f = nnq.QFunctional()
+            f.scale, f.zero_point = 0.05, random_zp(rng, dtype)
+            out = f.add_relu(x, y)
+            assert out.is_nhwc == nhwc and f._last_kernel
+            assert same(out, f._add_numpy(x, y, True, "add_relu")) == 0
+            assert same(f.mul(x, se), f._mul_numpy(x, se)) == 0
+            assert same(f.cat([x, y], 1), f._cat_numpy([x, y], 1)) == 0
+    finally:
+        npquant.set_num_threads(old)
+
+
+def test_small_tensors_use_numpy_until_a_table_is_cached():
+    """(qint8 mul: no SIMD kernel, a table.)"""
+    rng = np.random.default_rng(3)
+    x, y = (random_qtensor(rng, (1, 4, 3, 3), npquant.qint8, True) for _ in range(2))
+    f = nnq.QFunctional()
+    f.scale, f.zero_point = 0.1, 5
+    f.mul(x, y)
+    assert not f.__dict__.get("_cache_tables")
+    big = random_qtensor(rng, (1, 4, 64, 64), npquant.qint8, True)
+    big = npquant.QTensor.from_nhwc(big.nhwc(), x.q_scale(), x.q_zero_point(), npquant.qint8)
+    f.mul(big, big)
+    f.mul(x, npquant.QTensor.from_nhwc(x.nhwc(), x.q_scale(), x.q_zero_point(), npquant.qint8))  # cached now
+    assert len(f._cache_tables) == 1
+
+
+def test_extreme_scales_saturate_instead_of_wrapping():
+    """Values beyond int64 (here -2e20) clamp to qmin; the NumPy path used to convert them
+    to INT64_MIN and wrap to qmax when adding a negative zero point."""
+    x = npquant.QTensor(np.array([0, -100, 100], np.int8), 1.0, 0, npquant.qint8)
+    f = nnq.QFunctional()
+    f.scale, f.zero_point = 1e-20, -100
+    assert f._add_numpy(x, x, False, "add").int_repr().tolist() == [-100, -128, 127]
+    assert f._mul_numpy(x, x).int_repr().tolist() == [-100, 127, 127]
+
+
+def test_hardswish_table_native():
+    rng = np.random.default_rng(5)
+    for dtype in DTYPES:
+        q = rng.integers(dtype.qmin, dtype.qmax + 1, (2, 9, 9, 8)).astype(dtype.storage)
+        x = npquant.QTensor.from_nhwc(q, 0.03, random_zp(rng, dtype), dtype)
+        hs = nnq.Hardswish(0.02, random_zp(rng, dtype))
+        from npquant.nn.quantized._ops import unary_table
+        from npquant.nn.quantized.activation import _hardswish
+        table = unary_table(_hardswish, x.q_scale(), x.q_zero_point(), dtype, hs.scale, hs.zero_point)
+        expect = table[x.nhwc().astype(np.int64) - dtype.qmin]
+        out = hs(x)
+        assert out.is_nhwc and np.array_equal(out.nhwc(), expect)
+
+
+def test_lookup_argument_checks():
+    a = np.zeros((2, 3), np.uint8)
+    with pytest.raises(ValueError, match="65536 entries"):
+        _C.lookup2(a, a, np.zeros(256, np.uint8))
+    with pytest.raises(ValueError, match="same shape"):
+        _C.lookup2(a, np.zeros((3, 2), np.uint8), np.zeros(65536, np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        _C.lookup(a.astype(np.int8), np.zeros(256, np.uint8))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.lookup(a.T, np.zeros(256, np.uint8))
+    with pytest.raises(ValueError, match="batch, channels"):
+        _C.lookup2_channel(np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.uint8),
+                           np.zeros(65536, np.uint8), True)
+    with pytest.raises(ValueError, match="every dimension but channels"):
+        _C.cat_channels([np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2, 3, 3), np.uint8)], [None, None])
+    assert _C.lookup(np.zeros((0, 4), np.uint8), np.arange(256, dtype=np.uint8)).shape == (0, 4)
