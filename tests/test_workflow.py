@@ -471,8 +471,8 @@ def test_float_functional_and_pools_convert(rng):
         def __init__(self):
             super().__init__()
             self.quant = nn.QuantStub()
-            self.fc1 = nn.Linear(8, 8)
-            self.fc2 = nn.Linear(8, 8)
+            self.fc1 = nn.Linear(8, 8, rng=rng)
+            self.fc2 = nn.Linear(8, 8, rng=rng)
             self.add = nn.FloatFunctional()
             self.cat = nn.FloatFunctional()
             self.hs = nn.Hardswish()

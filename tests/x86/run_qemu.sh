@@ -12,8 +12,9 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# qemu runs an ELF file, not pyenv's shell shims: the interpreter's real path.
-py="$("${PYTHON:-python3}" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
+# qemu runs an ELF file, not pyenv's shell shims: the interpreter's own path (a venv's
+# bin/python symlink keeps the venv).
+py="$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)')"
 # Haswell minus the features qemu's TCG cannot give (it warns about each, and they do
 # not matter here).
 cpu="Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm"
