@@ -121,10 +121,6 @@ class LinearWeights:
         params = None if pair is None else keyed_errors(key, PackedLinearParams, *pair)
         if not self._OUTPUT_QPARAMS:
             qparams = {}
-
-        def commit():
-            if params is not None:
-                self._packed_params = params
-            for name, v in qparams.items():
-                setattr(self, name, v)
-        return commit
+        if params is not None:
+            qparams["_packed_params"] = params
+        return lambda: self.__dict__.update(qparams)

@@ -141,13 +141,9 @@ class Conv2d(OutputQParams, Module):
             params = keyed_errors(prefix + "weight", PackedConvParams, self.weight() if w is None else w,
                                   b if has_b else self.bias(), self.stride, self._pad4, self.dilation, self.groups)
         qparams = load_qparams(sd, prefix)
-
-        def commit():
-            if params is not None:
-                self._packed_params = params
-            for name, v in qparams.items():
-                setattr(self, name, v)
-        return commit
+        if params is not None:
+            qparams["_packed_params"] = params
+        return lambda: self.__dict__.update(qparams)
 
     # ---- forward
     def forward(self, x) -> QTensor:
