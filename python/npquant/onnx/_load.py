@@ -1,11 +1,13 @@
 """float ONNX model -> npquant.nn model (a GraphModule whose children are npquant.nn layers).
 
-Supported ops (default domain): Gemm, MatMul (+ Add of a bias), Conv (2-D),
-Relu, Clip (to [0, 6] or [0, inf)), HardSwish, MaxPool, AveragePool,
-GlobalAveragePool, Flatten (axis 1), Reshape (constant shape), Add / Mul (two
-activations, or an activation and a scalar constant), Concat, BatchNormalization
-(inference), Identity, Dropout, Constant. Weights must be initializers or
-Constant nodes. Anything else raises UnsupportedOnnxError naming the op and node.
+Supported ops (default domain; the table is in docs/onnx.md, Import): Gemm, MatMul
+(+ Add of a bias), Conv (2-D), BatchNormalization (inference), Relu, Clip (0..6, 0..inf),
+HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu, Elu, Gelu, MaxPool, AveragePool,
+GlobalAveragePool, ReduceMean, Flatten (axis 1), Reshape, Transpose, Slice, Split, Add /
+Mul of two activations, Add / Sub / Mul / Div of an activation and a scalar, Concat,
+Identity, Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast,
+arithmetic on constants, ...) are folded at import, once per probe of the inputs' dynamic
+dimensions. Anything else raises UnsupportedOnnxError naming the op and node.
 """
 
 from __future__ import annotations
