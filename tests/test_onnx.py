@@ -586,7 +586,7 @@ def test_load_errors_name_the_op():
 
     w = np.ones((4, 4), np.float32)
     cases = [
-        ([helper.make_node("Sigmoid", ["x"], ["y"], name="act")], {}, "Sigmoid node 'act': op Sigmoid"),
+        ([helper.make_node("Erf", ["x"], ["y"], name="act")], {}, "Erf node 'act': op Erf"),
         ([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], {"lo": np.float32(-1), "hi": np.float32(1)},
          "Clip\\(-1.0, 1.0\\)"),
         ([helper.make_node("Gemm", ["x", "w"], ["y"], transA=1)], {"w": w}, "transA"),

@@ -7,7 +7,7 @@ import numpy as np
 from . import _C
 from ._dtypes import QDType, as_qdtype, qint8, quint8
 
-__all__ = ["QTensor", "quantize_per_tensor", "quantize_per_channel", "dequantize"]
+__all__ = ["QTensor", "quantize_per_tensor", "quantize_per_channel", "dequantize", "channel_shuffle"]
 
 
 def _float_array(x, what: str = "input") -> np.ndarray:
@@ -187,6 +187,98 @@ class QTensor:
         self._need_per_tensor("reshape")
         return QTensor(np.ascontiguousarray(self.int_repr()).reshape(*shape), self._scale, self._zp, self._dtype)
 
+    # ---- shape ops (per-tensor): the codes move, the qparams stay, as in PyTorch
+    def view(self, *shape) -> "QTensor":
+        return self.reshape(*shape)
+
+    def contiguous(self) -> "QTensor":
+        return self
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "QTensor":
+        from .nn.activation import flat_shape
+
+        return self.reshape(flat_shape(tuple(self.shape), start_dim, end_dim))
+
+    def _dim(self, dim: int, what: str) -> int:
+        if not -self.ndim <= dim < self.ndim:
+            raise IndexError(f"{what}: dim {dim} out of range for a {self.ndim}-D QTensor")
+        return dim % self.ndim
+
+    def permute(self, *dims) -> "QTensor":
+        self._need_per_tensor("permute")
+        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        if sorted(d % self.ndim for d in dims) != list(range(self.ndim)) or len(dims) != self.ndim:
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
+        perm = tuple(d % self.ndim for d in dims)
+        return QTensor(np.ascontiguousarray(self.int_repr().transpose(perm)), self._scale, self._zp, self._dtype)
+
+    def transpose(self, dim0: int, dim1: int) -> "QTensor":
+        perm = list(range(self.ndim))
+        a, b = self._dim(dim0, "transpose"), self._dim(dim1, "transpose")
+        perm[a], perm[b] = perm[b], perm[a]
+        return self.permute(perm)
+
+    def narrow(self, dim: int, start: int, length: int) -> "QTensor":
+        """Elements start .. start + length - 1 along dim (a copy; channels-last storage kept)."""
+        self._need_per_tensor("narrow")
+        dim = self._dim(dim, "narrow")
+        n = self.shape[dim]
+        start = start + n if start < 0 else start
+        if not (0 <= start <= n and 0 <= length and start + length <= n):
+            raise IndexError(f"narrow: [{start}, {start + length}) is outside dim {dim} of size {n}")
+        if self._nhwc:
+            phys = (0, 3, 1, 2)[dim]
+            idx = [slice(None)] * 4
+            idx[phys] = slice(start, start + length)
+            return QTensor._trusted(np.ascontiguousarray(self._q[tuple(idx)]), self._scale, self._zp,
+                                    self._dtype, True)
+        idx = [slice(None)] * self.ndim
+        idx[dim] = slice(start, start + length)
+        return QTensor._trusted(np.ascontiguousarray(self._q[tuple(idx)]), self._scale, self._zp, self._dtype)
+
+    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
+        """Like torch.Tensor.split: pieces of split_size (the last may be smaller), or of the given sizes."""
+        dim = self._dim(dim, "split")
+        n = self.shape[dim]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            step = int(split_size_or_sections)
+            if step <= 0:
+                raise ValueError(f"split: split_size must be positive, got {step}")
+            sizes = [min(step, n - i) for i in range(0, n, step)] or [0]
+        else:
+            sizes = [int(v) for v in split_size_or_sections]
+            if sum(sizes) != n or any(v < 0 for v in sizes):
+                raise ValueError(f"split: sizes {sizes} do not add up to dim {dim}'s size {n}")
+        out, start = [], 0
+        for v in sizes:
+            out.append(self.narrow(dim, start, v))
+            start += v
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        """Like torch.Tensor.chunk: pieces of ceil(size / chunks)."""
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[self._dim(dim, "chunk")]
+        return self.split(max(-(-n // chunks), 1), dim)
+
+    def mean(self, dim=None, keepdim: bool = False) -> "QTensor":
+        """Mean over dims, output with the input's qparams (PyTorch's quantized mean). Over the
+        spatial dims (2, 3) of a 4-D tensor it is quantized AdaptiveAvgPool2d(1), which is
+        what PyTorch runs; other dims: nearbyint of the float mean of (q - zp), + zp."""
+        self._need_per_tensor("mean")
+        dims = tuple(range(self.ndim)) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
+        dims = tuple(sorted({self._dim(d, "mean") for d in dims}))
+        if self.ndim == 4 and dims == (2, 3):
+            from .nn.quantized.pooling import AdaptiveAvgPool2d
+
+            y = AdaptiveAvgPool2d(1)(self)
+            return y if keepdim else y.reshape(self.shape[0], self.shape[1])
+        q = self.int_repr().astype(np.float64) - self._zp
+        m = np.rint(q.mean(axis=dims, keepdims=keepdim)) + self._zp
+        m = np.clip(m, self._dtype.qmin, self._dtype.qmax).astype(self._dtype.storage)
+        return QTensor(np.ascontiguousarray(m), self._scale, self._zp, self._dtype)
+
     def __repr__(self) -> str:
         if self._axis is None:
             qp = f"scale={self._scale:.6g}, zero_point={self._zp}"
@@ -257,3 +349,12 @@ def dequantize(q: QTensor) -> np.ndarray:
     if not isinstance(q, QTensor):
         raise TypeError(f"dequantize expects a QTensor, got {type(q).__name__}")
     return q.dequantize()
+
+
+def channel_shuffle(x: QTensor, groups: int) -> QTensor:
+    """torch.nn.functional.channel_shuffle (ShuffleNet) on a 4-D QTensor: the view /
+    transpose(1, 2) / view of torchvision's channel_shuffle, on the codes."""
+    n, c, h, w = x.shape
+    if c % groups:
+        raise ValueError(f"channel_shuffle: {c} channels do not split into {groups} groups")
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)

@@ -41,6 +41,13 @@ def get_default_static_quant_module_mappings() -> dict:
         nn.ReLU: nnq.ReLU,
         nn.ReLU6: nnq.ReLU6,
         nn.Hardswish: nnq.Hardswish,
+        nn.Hardsigmoid: nnq.Hardsigmoid,
+        nn.Sigmoid: nnq.Sigmoid,
+        nn.Tanh: nnq.Tanh,
+        nn.LeakyReLU: nnq.LeakyReLU,
+        nn.ELU: nnq.ELU,
+        nn.SiLU: nnq.SiLU,
+        nn.GELU: nnq.GELU,
         nn.MaxPool2d: nnq.MaxPool2d,
         nn.AvgPool2d: nnq.AvgPool2d,
         nn.AdaptiveAvgPool2d: nnq.AdaptiveAvgPool2d,
@@ -59,9 +66,11 @@ def get_default_dynamic_quant_module_mappings() -> dict:
 
 
 # Layers whose output qparams come from an observer. The others in the static
-# mapping (ReLU, pooling, Flatten, Dropout, DeQuantStub) keep their input's qparams.
+# mapping (ReLU, pooling, Flatten, Dropout, GELU, DeQuantStub) keep their input's qparams;
+# Sigmoid, Hardsigmoid and Tanh have PyTorch's fixed output qparams.
 def _observed_types() -> tuple:
-    types = (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nni.LinearReLU, nni.BNReLU2d)
+    types = (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
+             nni.LinearReLU, nni.BNReLU2d)
     if hasattr(nn, "Conv2d"):
         types += (nn.Conv2d, nni.ConvReLU2d)
     return types

@@ -1,6 +1,7 @@
 """NumPy float modules mirroring torch.nn, plus the quantized ones (npquant.nn.quantized)."""
 
-from .activation import Dropout, Flatten, Hardswish, Identity, ReLU, ReLU6
+from .activation import (ELU, GELU, Dropout, Flatten, Hardsigmoid, Hardswish, Identity, LeakyReLU, ReLU,
+                         ReLU6, Sigmoid, SiLU, Tanh)
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import Sequential
 from .conv import Conv2d
@@ -13,5 +14,5 @@ from . import intrinsic  # noqa: E402  (fused float modules made by fuse_modules
 from . import quantized  # noqa: E402  (npquant.nn.quantized, npquant.nn.quantized.dynamic)
 
 __all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6",
-           "Hardswish", "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d",
+           "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU", "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "QuantStub", "DeQuantStub", "FloatFunctional", "intrinsic", "quantized"]

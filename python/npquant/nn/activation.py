@@ -1,13 +1,17 @@
-"""Float elementwise and shape modules: ReLU, ReLU6, Hardswish, Identity, Dropout, Flatten."""
+"""Float elementwise and shape modules: ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, Tanh,
+LeakyReLU, ELU, SiLU, GELU, Identity, Dropout, Flatten."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .linear import _float_input
 from .module import Module
 
-__all__ = ["ReLU", "ReLU6", "Hardswish", "Identity", "Dropout", "Flatten"]
+__all__ = ["ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU",
+           "GELU", "Identity", "Dropout", "Flatten"]
 
 
 class ReLU(Module):
@@ -38,6 +42,122 @@ class Hardswish(Module):
     def forward(self, x):
         x = _float_input(x, "Hardswish")
         return x * np.clip(x + np.float32(3), np.float32(0), np.float32(6)) / np.float32(6)
+
+
+# The functions, on float32 arrays (the quantized modules evaluate them on the 256
+# dequantized codes, so float and quantized layers share one definition).
+def hardsigmoid(x):
+    return np.clip(x + np.float32(3), np.float32(0), np.float32(6)) / np.float32(6)
+
+
+def sigmoid(x):
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: the result is 0
+        return (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+def leaky_relu(x, negative_slope: float):
+    return np.where(x > 0, x, x * np.float32(negative_slope)).astype(np.float32)
+
+
+def elu(x, alpha: float):
+    with np.errstate(over="ignore"):
+        return np.where(x > 0, x, np.float32(alpha) * np.expm1(np.minimum(x, np.float32(0)))).astype(np.float32)
+
+
+def silu(x):
+    return (x * sigmoid(x)).astype(np.float32)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def gelu(x, approximate: str = "none"):
+    """0.5 x (1 + erf(x / sqrt 2)), erf in float64 (NumPy has none) rounded once; or
+    torch's tanh form 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    x = np.asarray(x, np.float32)
+    if approximate == "tanh":
+        inner = np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x * x * x)
+        return (np.float32(0.5) * x * (np.float32(1) + np.tanh(inner))).astype(np.float32)
+    e = _erf(x.astype(np.float64) * (1 / math.sqrt(2))).astype(np.float64).astype(np.float32)
+    return (np.float32(0.5) * x * (np.float32(1) + e)).astype(np.float32)
+
+
+def _check_gelu(approximate: str) -> str:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
+    return approximate
+
+
+class Hardsigmoid(Module):
+    """relu6(x + 3) / 6."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        return hardsigmoid(_float_input(x, "Hardsigmoid"))
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return sigmoid(_float_input(x, "Sigmoid"))
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return tanh(_float_input(x, "Tanh"))
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, x):
+        return leaky_relu(_float_input(x, "LeakyReLU"), self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(Module):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, x):
+        return elu(_float_input(x, "ELU"), self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class SiLU(Module):
+    """x * sigmoid(x)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        return silu(_float_input(x, "SiLU"))
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = _check_gelu(approximate)
+
+    def forward(self, x):
+        return gelu(_float_input(x, "GELU"), self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
 
 
 class Identity(Module):

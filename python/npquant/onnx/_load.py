@@ -1,11 +1,13 @@
 """float ONNX model -> npquant.nn model (a GraphModule whose children are npquant.nn layers).
 
-Supported ops (default domain): Gemm, MatMul (+ Add of a bias), Conv (2-D),
-Relu, Clip (to [0, 6] or [0, inf)), HardSwish, MaxPool, AveragePool,
-GlobalAveragePool, Flatten (axis 1), Reshape (constant shape), Add / Mul (two
-activations, or an activation and a scalar constant), Concat, BatchNormalization
-(inference), Identity, Dropout, Constant. Weights must be initializers or
-Constant nodes. Anything else raises UnsupportedOnnxError naming the op and node.
+Supported ops (default domain; the table is in docs/onnx.md, Import): Gemm, MatMul
+(+ Add of a bias), Conv (2-D), BatchNormalization (inference), Relu, Clip (0..6, 0..inf),
+HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu, Elu, Gelu, MaxPool, AveragePool,
+GlobalAveragePool, ReduceMean, Flatten (axis 1), Reshape, Transpose, Slice, Split, Add /
+Mul of two activations, Add / Sub / Mul / Div of an activation and a scalar, Concat,
+Identity, Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast,
+arithmetic on constants, ...) are folded at import, once per probe of the inputs' dynamic
+dimensions. Anything else raises UnsupportedOnnxError naming the op and node.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from .. import nn
 from ._errors import UnsupportedOnnxError
-from ._modules import GraphModule, Reshape, Scalar, Step
+from ._modules import GraphModule, Mean, Permute, Reshape, Scalar, Slice, Step
 
 _RESERVED = set(dir(GraphModule)) | {"input_names", "output_names", "steps", "training"}
 
@@ -44,6 +46,12 @@ class _Builder:
         graph = model.graph
         self.graph = graph
         self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        # Shapes of every value for one input shape (static models) or two (inputs with
+        # dynamic dimensions, set to 2 and 3): shape computations (Shape, Gather, Concat, ...)
+        # are folded once per probe, and a value that differs between the probes depends
+        # on the dynamic dimensions (a Reshape's batch, below).
+        self.probes = _probe_shapes(model)
+        self.pconsts = [self.consts] + [dict(self.consts) for _ in self.probes[1:]]
         self.ranks = {}
         for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
             t = vi.type.tensor_type
@@ -82,7 +90,12 @@ class _Builder:
         if name not in self.consts:
             raise UnsupportedOnnxError(f"{_desc(node)}: {what} (input {i}, '{name}') must be a constant "
                                        "(an initializer or a Constant node) for npquant.onnx.load")
-        return self.consts[name]
+        v = self.consts[name]
+        if any(pc[name] is not v and not np.array_equal(pc[name], v) for pc in self.pconsts[1:]):
+            raise UnsupportedOnnxError(f"{_desc(node)}: {what} (input {i}, '{name}') depends on the "
+                                       "input's dynamic dimensions; npquant.onnx.load folds shape "
+                                       "computations only where they give a Reshape's batch dimension")
+        return v
 
     def activation(self, node, i: int) -> str:
         name = node.input[i]
@@ -114,9 +127,10 @@ class _Builder:
             self.steps.append(Step(stub, [name], f"{name}::quantized"))
             steps_in.append(name)
         self.rename = {name: f"{name}::quantized" for name in inputs}
+        self.unrename = {v: k for k, v in self.rename.items()}
         self.available.update(self.rename.values())
         for idx, node in enumerate(self.graph.node):
-            if idx in self.skip:
+            if idx in self.skip or self._fold(node):
                 continue
             node = self._renamed(node)
             handler = getattr(self, "op_" + node.op_type, None)
@@ -162,14 +176,48 @@ class _Builder:
         copy.input.extend(self.rename.get(n, n) for n in node.input)
         return copy
 
+    def _fold(self, node) -> bool:
+        """Shape (of a value with a known shape) and the _FOLD ops on constants: evaluated now,
+        once per shape probe; True when folded."""
+        if node.op_type == "Shape":
+            shapes = [p.get(node.input[0]) for p in self.probes]
+            if any(sh is None for sh in shapes):
+                return False  # op_Shape says why
+            a = _attrs(node)
+            for pc, sh in zip(self.pconsts, shapes):
+                pc[node.output[0]] = np.array(sh[a.get("start", 0):a.get("end", None)], np.int64)
+            return True
+        if node.op_type not in _FOLD or not all(n in self.consts for n in node.input if n):
+            return False
+        for pc in self.pconsts:
+            try:
+                outs = _evaluate(node, [pc[n] if n else None for n in node.input])
+            except Exception as e:
+                raise UnsupportedOnnxError(f"{_desc(node)}: cannot evaluate it on its constant inputs: {e}") from None
+            for name, v in zip(node.output, outs):
+                if name:
+                    pc[name] = v
+        return True
+
+    def op_Shape(self, node, idx):
+        raise UnsupportedOnnxError(f"{_desc(node)}: the shape of '{node.input[0]}' is not known at import "
+                                   "(npquant folds Shape where ONNX shape inference gives it)")
+
     # ---- ops
     def op_Constant(self, node, idx):
         from onnx import numpy_helper
 
         a = _attrs(node)
-        if "value" not in a:
-            raise UnsupportedOnnxError(f"{_desc(node)}: only Constant(value=tensor) is supported")
-        self.consts[node.output[0]] = numpy_helper.to_array(a["value"])
+        if "value" in a:
+            v = numpy_helper.to_array(a["value"])
+        elif a.keys() & {"value_int", "value_ints", "value_float", "value_floats"}:
+            k = next(iter(a.keys() & {"value_int", "value_ints", "value_float", "value_floats"}))
+            v = np.array(a[k], np.int64 if "int" in k else np.float32)
+        else:
+            raise UnsupportedOnnxError(f"{_desc(node)}: only Constant(value / value_int(s) / value_float(s)) "
+                                       "is supported")
+        for pc in self.pconsts:
+            pc[node.output[0]] = v
 
     def _linear(self, node, weight_nk: np.ndarray, bias, output=None):
         n, k = weight_nk.shape
@@ -338,8 +386,32 @@ class _Builder:
     def op_Reshape(self, node, idx):
         if _attrs(node).get("allowzero", 0):
             raise UnsupportedOnnxError(f"{_desc(node)}: allowzero=1 is not supported")
-        shape = [int(d) for d in self.const(node, 1, "shape").reshape(-1)]
+        if node.input[1] not in self.consts:
+            self.const(node, 1, "shape")  # raises: not a constant
+        shapes = [[int(d) for d in pc[node.input[1]].reshape(-1)] for pc in self.pconsts]
+        shape = shapes[0]
+        if any(sh != shape for sh in shapes[1:]):
+            shape = self._dynamic_target(node, shapes)
         self._simple(node, nn.Flatten(1, -1) if shape == [0, -1] else Reshape(shape))
+
+    def _dynamic_target(self, node, shapes) -> list:
+        """A Reshape target computed from the input's shape: a dimension that changes with the
+        dynamic input dimensions becomes 0 (copy) where it equals the input's dimension in
+        every probe, otherwise -1 (inferred; at most one)."""
+        src = self.unrename.get(node.input[0], node.input[0])
+        ins = [p.get(src) for p in self.probes]
+        target = []
+        for i, ds in enumerate(zip(*shapes)):
+            if all(d == ds[0] for d in ds):
+                target.append(ds[0])
+            elif all(s is not None and i < len(s) and s[i] == d for s, d in zip(ins, ds)):
+                target.append(0)
+            else:
+                target.append(-1)
+        if len({len(sh) for sh in shapes}) != 1 or target.count(-1) > 1:
+            raise UnsupportedOnnxError(f"{_desc(node)}: the target shape depends on the input's dynamic "
+                                       f"dimensions in a way npquant cannot express ({shapes})")
+        return target
 
     def _binary(self, node, method: str):
         if len(node.input) != 2:
@@ -355,10 +427,28 @@ class _Builder:
         if c.size != 1:
             raise UnsupportedOnnxError(f"{_desc(node)}: {node.op_type} with a constant of shape {c.shape} is "
                                        "not supported (scalars and two activations are)")
-        self._simple_on(node, Scalar(method, float(c.reshape(-1)[0])), 1 - ci)
+        v = float(c.reshape(-1)[0])
+        if node.op_type in ("Sub", "Div"):
+            if ci == 0:
+                raise UnsupportedOnnxError(f"{_desc(node)}: constant {node.op_type.lower()} activation is "
+                                           "not supported (activation - constant and activation / constant are)")
+            if node.op_type == "Div" and v == 0:
+                raise UnsupportedOnnxError(f"{_desc(node)}: division by zero")
+            v = -v if node.op_type == "Sub" else 1.0 / v
+        self._simple_on(node, Scalar(method, v), 1 - ci)
 
     def op_Add(self, node, idx):
         self._binary(node, "add")
+
+    def op_Sub(self, node, idx):
+        if not self.is_const(node, 1):
+            raise UnsupportedOnnxError(f"{_desc(node)}: Sub of two activations is not supported")
+        self._binary(node, "add")
+
+    def op_Div(self, node, idx):
+        if not self.is_const(node, 1):
+            raise UnsupportedOnnxError(f"{_desc(node)}: Div by an activation is not supported")
+        self._binary(node, "mul")
 
     def op_Mul(self, node, idx):
         self._binary(node, "mul")
@@ -384,10 +474,282 @@ class _Builder:
     def op_Identity(self, node, idx):
         self._simple(node, nn.Identity())
 
+    def op_HardSigmoid(self, node, idx):
+        a = _attrs(node)
+        alpha, beta = np.float32(a.get("alpha", 0.2)), np.float32(a.get("beta", 0.5))
+        if alpha != np.float32(1 / 6) or beta != np.float32(0.5):
+            raise UnsupportedOnnxError(f"{_desc(node)}: HardSigmoid(alpha={alpha}, beta={beta}) is not supported; "
+                                       "npquant has PyTorch's Hardsigmoid (alpha=1/6, beta=0.5)")
+        self._simple(node, nn.Hardsigmoid())
+
+    def op_Sigmoid(self, node, idx):
+        self._simple(node, nn.Sigmoid())
+
+    def op_Tanh(self, node, idx):
+        self._simple(node, nn.Tanh())
+
+    def op_LeakyRelu(self, node, idx):
+        self._simple(node, nn.LeakyReLU(float(_attrs(node).get("alpha", 0.01))))
+
+    def op_Elu(self, node, idx):
+        self._simple(node, nn.ELU(float(_attrs(node).get("alpha", 1.0))))
+
+    def op_Gelu(self, node, idx):
+        approx = _attrs(node).get("approximate", "none")
+        self._simple(node, nn.GELU(approx.decode() if isinstance(approx, bytes) else approx))
+
+    def op_Transpose(self, node, idx):
+        perm = _attrs(node).get("perm")
+        if perm is None:
+            rank = self._rank(node, 0)
+            perm = list(range(rank))[::-1]
+        self._simple(node, Permute(perm))
+
+    def _rank(self, node, i: int) -> int:
+        src = self.unrename.get(node.input[i], node.input[i])
+        s = self.probes[0].get(src)
+        if s is None:
+            raise UnsupportedOnnxError(f"{_desc(node)}: the rank of input {i} is unknown (run "
+                                       "onnx.shape_inference on the model, or give the op its axes)")
+        return len(s)
+
+    def _dim_size(self, node, i: int, axis: int) -> int:
+        src = self.unrename.get(node.input[i], node.input[i])
+        sizes = {p.get(src)[axis] if p.get(src) is not None else None for p in self.probes}
+        if len(sizes) != 1 or None in sizes:
+            raise UnsupportedOnnxError(f"{_desc(node)}: the size of axis {axis} of input {i} is unknown or "
+                                       "dynamic; npquant splits static dimensions only")
+        return sizes.pop()
+
+    def op_Slice(self, node, idx):
+        starts = self.const(node, 1, "starts").reshape(-1)
+        ends = self.const(node, 2, "ends").reshape(-1)
+        axes = (self.const(node, 3, "axes").reshape(-1) if len(node.input) > 3 and node.input[3]
+                else np.arange(len(starts)))
+        steps = (self.const(node, 4, "steps").reshape(-1) if len(node.input) > 4 and node.input[4]
+                 else np.ones(len(starts), np.int64))
+        if len(starts) != 1 or steps[0] != 1:
+            raise UnsupportedOnnxError(f"{_desc(node)}: npquant imports Slice along one axis with step 1, "
+                                       f"got axes {list(axes)}, steps {list(steps)}")
+        big = np.iinfo(np.int64).max // 2
+        start, end = (int(np.clip(v, -big, big)) for v in (starts[0], ends[0]))
+        self._simple(node, Slice(int(axes[0]), start, end))
+
+    def op_Split(self, node, idx):
+        a = _attrs(node)
+        axis = int(a.get("axis", 0))
+        rank = self._rank(node, 0)
+        axis %= rank
+        n = self._dim_size(node, 0, axis)
+        if len(node.input) > 1 and node.input[1]:
+            sizes = [int(v) for v in self.const(node, 1, "split").reshape(-1)]
+        elif "split" in a:
+            sizes = [int(v) for v in a["split"]]
+        else:
+            k = len(node.output)
+            step = -(-n // k)
+            sizes = [min(step, n - i * step) for i in range(k)]
+        if sum(sizes) != n or len(sizes) != len(node.output):
+            raise UnsupportedOnnxError(f"{_desc(node)}: split sizes {sizes} do not cover axis {axis} ({n})")
+        act, start = self.activation(node, 0), 0
+        for out, size in zip(node.output, sizes):
+            if out:
+                self.add(node, Slice(axis, start, start + size), [act], output=out)
+            start += size
+
+    def op_ReduceMean(self, node, idx):
+        a = _attrs(node)
+        if len(node.input) > 1 and node.input[1]:
+            axes = [int(v) for v in self.const(node, 1, "axes").reshape(-1)]
+        else:
+            axes = [int(v) for v in a.get("axes", [])]
+        if not axes:
+            if a.get("noop_with_empty_axes", 0):
+                return self._simple(node, nn.Identity())
+            axes = list(range(self._rank(node, 0)))
+        self._simple(node, Mean(axes, bool(a.get("keepdims", 1))))
+
     def op_Dropout(self, node, idx):
         if len(node.output) > 1 and node.output[1]:
             raise UnsupportedOnnxError(f"{_desc(node)}: the mask output is not supported")
         self._simple(node, nn.Dropout())
+
+
+def _probe_shapes(model) -> list:
+    """[{value name: shape tuple}] for the graph inputs' static shape, or for their dynamic
+    dimensions set to 2 and then 3: ONNX's node-level shape inference, node by node, with
+    the shape computations folded on the way (so a Reshape's computed target, or a Slice's
+    computed bounds, give static shapes downstream)."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    dynamic = any(not d.HasField("dim_value") for i in inputs for d in i.type.tensor_type.shape.dim)
+    return [_probe(model, value) for value in ((2, 3) if dynamic else (None,))]
+
+
+def _probe(model, value) -> dict:
+    from onnx import TypeProto, defs, helper, numpy_helper
+    from onnx.shape_inference import infer_node_outputs
+
+    graph = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    types: dict = {}
+
+    def array_type(v):
+        return helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+
+    for name, v in consts.items():
+        types[name] = array_type(v)
+    for i in graph.input:
+        if i.name in consts:
+            continue
+        t = TypeProto()
+        t.CopyFrom(i.type)
+        for d in t.tensor_type.shape.dim:
+            if not d.HasField("dim_value") and value is not None:
+                d.dim_value = value
+        types[i.name] = t
+    opset = {o.domain: o.version for o in model.opset_import}
+    for node in graph.node:
+        folded = None
+        try:
+            if node.op_type == "Constant":
+                a = _attrs(node)
+                if "value" in a:
+                    folded = [numpy_helper.to_array(a["value"])]
+            elif node.op_type == "Shape":
+                sh = _shape_of(types.get(node.input[0]))
+                if sh is not None:
+                    a = _attrs(node)
+                    folded = [np.array(sh[a.get("start", 0):a.get("end", None)], np.int64)]
+            elif node.op_type in _FOLD and all(n in consts for n in node.input if n):
+                folded = _evaluate(node, [consts[n] if n else None for n in node.input])
+        except Exception:
+            folded = None
+        if folded is not None:
+            for name, v in zip(node.output, folded):
+                if name:
+                    consts[name] = np.asarray(v)
+                    types[name] = array_type(np.asarray(v))
+            continue
+        try:
+            schema = defs.get_schema(node.op_type, opset.get(node.domain or "", opset.get("ai.onnx", 21)),
+                                     node.domain or "")
+            data = {n: numpy_helper.from_array(consts[n], n) for n in node.input
+                    if n in consts and consts[n].size <= 64}
+            out = infer_node_outputs(schema, node, {n: types[n] for n in node.input if n in types}, data,
+                                     opset_imports=list(model.opset_import))
+        except Exception:  # shapes matter only for shape computations; without them those fail clearly
+            continue
+        types.update(out)
+    shapes = {}
+    for name, t in types.items():
+        sh = _shape_of(t)
+        if sh is not None:
+            shapes[name] = sh
+    return shapes
+
+
+def _shape_of(t):
+    if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
+    return None if None in dims else dims
+
+
+def _np_dtype(onnx_type: int):
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(onnx_type))
+
+
+def _axes(node, vals, a) -> list:
+    if len(vals) > 1 and vals[1] is not None:
+        return [int(v) for v in np.asarray(vals[1]).reshape(-1)]
+    return [int(v) for v in a.get("axes", [])]
+
+
+def _int_div(x, y):
+    if x.dtype.kind in "iu" and y.dtype.kind in "iu":
+        q = np.abs(x) // np.abs(y)
+        return (np.sign(x) * np.sign(y) * q).astype(np.result_type(x, y))  # ONNX truncates
+    return (x / y).astype(np.result_type(x, y))
+
+
+def _slice(x, starts, ends, axes, steps):
+    idx = [slice(None)] * x.ndim
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        idx[int(ax)] = slice(int(s), int(e), int(st))
+    return x[tuple(idx)]
+
+
+def _reshape(x, shape, allowzero):
+    shape = [int(d) for d in shape]
+    if not allowzero:
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def _evaluate(node, vals: list) -> list:
+    """A shape-computation node on constant inputs, in NumPy."""
+    a = _attrs(node)
+    op = node.op_type
+    x = vals[0] if vals else None
+    if op == "Gather":
+        return [np.take(x, vals[1], axis=int(a.get("axis", 0)))]
+    if op == "Unsqueeze":
+        return [np.expand_dims(x, tuple(_axes(node, vals, a)))]
+    if op == "Squeeze":
+        ax = _axes(node, vals, a)
+        return [np.squeeze(x, tuple(ax)) if ax else np.squeeze(x)]
+    if op == "Concat":
+        return [np.concatenate([np.atleast_1d(v) if v.ndim == 0 else v for v in vals], axis=int(a["axis"]))]
+    if op == "Cast":
+        return [np.asarray(x).astype(_np_dtype(a["to"]))]
+    if op in ("Add", "Sub", "Mul", "Div", "Min", "Max", "Equal", "Less", "Greater", "Mod"):
+        y = vals[1]
+        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div, "Min": np.minimum,
+             "Max": np.maximum, "Equal": np.equal, "Less": np.less, "Greater": np.greater, "Mod": np.mod}[op]
+        r = np.asarray(f(x, y))
+        return [r if r.dtype == bool or op == "Div" else r.astype(np.result_type(x, y))]
+    if op in ("Floor", "Ceil", "Neg", "Sqrt", "Abs", "Not"):
+        f = {"Floor": np.floor, "Ceil": np.ceil, "Neg": np.negative, "Sqrt": np.sqrt, "Abs": np.abs,
+             "Not": np.logical_not}[op]
+        return [np.asarray(f(x)).astype(x.dtype)]
+    if op == "Where":
+        return [np.where(vals[0], vals[1], vals[2])]
+    if op == "Slice":
+        if len(vals) < 3:  # opset < 10: attributes
+            return [_slice(x, a["starts"], a["ends"], a.get("axes"), None)]
+        axes = vals[3] if len(vals) > 3 and vals[3] is not None else None
+        steps = vals[4] if len(vals) > 4 and vals[4] is not None else None
+        return [_slice(x, vals[1].reshape(-1), vals[2].reshape(-1), axes, steps)]
+    if op in ("Identity", "Dropout"):
+        return [x] + ([np.ones(x.shape, bool)] if len(node.output) > 1 else [])
+    if op == "Reshape":
+        return [_reshape(x, vals[1].reshape(-1), a.get("allowzero", 0))]
+    if op == "Transpose":
+        return [np.transpose(x, a.get("perm"))]
+    if op == "Range":
+        return [np.arange(vals[0], vals[1], vals[2]).astype(np.asarray(vals[0]).dtype)]
+    if op == "ConstantOfShape":
+        from onnx import numpy_helper
+
+        v = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+        return [np.full([int(d) for d in x.reshape(-1)], v.reshape(-1)[0], v.dtype)]
+    if op == "Expand":
+        shape = np.broadcast_shapes(x.shape, tuple(int(d) for d in vals[1].reshape(-1)))
+        return [np.broadcast_to(x, shape).copy()]
+    if op == "Size":
+        return [np.array(x.size, np.int64)]
+    raise AssertionError(op)
+
+
+# Ops evaluated at import when all their inputs are constants (shape computations).
+_FOLD = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Min", "Max", "Equal",
+         "Less", "Greater", "Mod", "Floor", "Ceil", "Neg", "Sqrt", "Abs", "Not", "Where", "Slice", "Identity",
+         "Dropout", "Reshape", "Transpose", "Range", "ConstantOfShape", "Expand", "Size"}
 
 
 def load_model(src) -> GraphModule:

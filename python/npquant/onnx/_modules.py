@@ -7,7 +7,7 @@ import numpy as np
 from ..nn.module import Module
 from ..qtensor import QTensor
 
-__all__ = ["Reshape", "Scalar", "GraphModule"]
+__all__ = ["Reshape", "Scalar", "Permute", "Slice", "Mean", "GraphModule"]
 
 
 class Reshape(Module):
@@ -66,6 +66,70 @@ class Scalar(Module):
 
     def extra_repr(self) -> str:
         return f"op={self.op!r}, c={self.c}"
+
+
+def _array_or_qtensor(x, what: str):
+    if isinstance(x, QTensor):
+        return x
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{what} expects a numpy array or a QTensor, got {type(x).__name__}")
+    return x
+
+
+class Permute(Module):
+    """ONNX Transpose(perm): float arrays or per-tensor QTensors (QTensor.permute)."""
+
+    def __init__(self, perm):
+        super().__init__()
+        self.perm = tuple(int(d) for d in perm)
+
+    def forward(self, x):
+        x = _array_or_qtensor(x, "Permute")
+        return x.permute(self.perm) if isinstance(x, QTensor) else np.ascontiguousarray(x.transpose(self.perm))
+
+    def extra_repr(self) -> str:
+        return f"perm={self.perm}"
+
+
+class Slice(Module):
+    """ONNX Slice / one output of Split with constant bounds: x[start:end] along dim (step 1),
+    with ONNX's (and Python's) clamping of out-of-range bounds. QTensors go through narrow."""
+
+    def __init__(self, dim: int, start: int, end: int):
+        super().__init__()
+        self.dim, self.start, self.end = int(dim), int(start), int(end)
+
+    def forward(self, x):
+        x = _array_or_qtensor(x, "Slice")
+        n = x.shape[self.dim]
+        start, stop, _ = slice(self.start, self.end).indices(n)
+        length = max(stop - start, 0)
+        if isinstance(x, QTensor):
+            return x.narrow(self.dim, start, length)
+        idx = [slice(None)] * x.ndim
+        idx[self.dim] = slice(start, start + length)
+        return np.ascontiguousarray(x[tuple(idx)])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, end={self.end}"
+
+
+class Mean(Module):
+    """ONNX ReduceMean over constant axes: float arrays, or QTensors (QTensor.mean: the
+    input's qparams, as PyTorch's quantized mean)."""
+
+    def __init__(self, dims, keepdim: bool):
+        super().__init__()
+        self.dims, self.keepdim = tuple(int(d) for d in dims), bool(keepdim)
+
+    def forward(self, x):
+        x = _array_or_qtensor(x, "Mean")
+        if isinstance(x, QTensor):
+            return x.mean(self.dims, keepdim=self.keepdim)
+        return x.mean(axis=self.dims, keepdims=self.keepdim, dtype=np.float32)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}, keepdim={self.keepdim}"
 
 
 class Step:

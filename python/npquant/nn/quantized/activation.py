@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...qtensor import quantize_per_tensor
+from .. import activation as F
 from ..activation import flat_shape
 from ..module import Module
 from ._state import load_qparams, save_qparams
 from ._ops import apply_table, out_qparams, q_input, storage, unary_table, wrap
 
-__all__ = ["ReLU", "ReLU6", "Hardswish", "Dropout", "Flatten"]
+__all__ = ["ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU",
+           "Dropout", "Flatten"]
 
 
 class ReLU(Module):
@@ -54,19 +56,42 @@ def _hardswish(v: np.ndarray) -> np.ndarray:
     return v * np.minimum(np.maximum(v + np.float32(3), np.float32(0)), np.float32(6)) / np.float32(6)
 
 
-class Hardswish(Module):
-    """x * relu6(x + 3) / 6, requantized to (scale, zero_point)."""
+class _Table(Module):
+    """A unary op on the codes: the output code of each of the 256 input codes is
+    quantize(f(dequantize(code))), computed once per input qparams, then applied by the
+    native byte lookup. Subclasses define ``_fn`` and ``_out(x)`` -> (scale, zp)."""
+
+    _name = "op"
+
+    def _fn(self, v):
+        raise NotImplementedError
+
+    def _key(self):
+        return ()
+
+    def _out(self, x):
+        s, zp = out_qparams(self.scale, self.zero_point, x.dtype)
+        return s, zp
+
+    def forward(self, x):
+        x = q_input(x, self._name)
+        q, _, nhwc = storage(x)
+        s, zp = self._out(x)
+        key = (x.q_scale(), x.q_zero_point(), x.dtype, s, zp) + self._key()
+        cached = self.__dict__.get("_cache_table")
+        if cached is None or cached[0] != key:
+            table = unary_table(self._fn, x.q_scale(), x.q_zero_point(), x.dtype, s, zp)
+            cached = self._cache_table = (key, table)
+        return wrap(apply_table(cached[1], q, x.dtype), s, zp, x.dtype, nhwc)
+
+
+class _Observed(_Table):
+    """Output qparams (scale, zero_point) from an observer at convert, as torch's
+    quantized Hardswish / LeakyReLU / ELU; saved in the state dict under torch's keys."""
 
     def __init__(self, scale: float = 1.0, zero_point: int = 0):
         super().__init__()
         self.scale, self.zero_point = scale, zero_point
-
-    def forward(self, x):
-        x = q_input(x, "Hardswish")
-        q, _, nhwc = storage(x)
-        s, zp = out_qparams(self.scale, self.zero_point, x.dtype)
-        table = unary_table(_hardswish, x.q_scale(), x.q_zero_point(), x.dtype, s, zp)
-        return wrap(apply_table(table, q, x.dtype), s, zp, x.dtype, nhwc)
 
     def _save_to_state_dict(self, dest, prefix):
         super()._save_to_state_dict(dest, prefix)
@@ -84,6 +109,154 @@ class Hardswish(Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, zero_point={self.zero_point}"
+
+
+class Hardswish(_Observed):
+    """x * relu6(x + 3) / 6, requantized to (scale, zero_point)."""
+
+    _name = "Hardswish"
+
+    def _fn(self, v):
+        return _hardswish(v)
+
+
+class LeakyReLU(_Observed):
+    """torch.ao.nn.quantized.LeakyReLU(scale, zero_point, negative_slope)."""
+
+    _name = "LeakyReLU"
+
+    def __init__(self, scale: float = 1.0, zero_point: int = 0, negative_slope: float = 1e-2, inplace: bool = False):
+        super().__init__(scale, zero_point)
+        self.negative_slope, self.inplace = float(negative_slope), inplace
+
+    def _fn(self, v):
+        return F.leaky_relu(v, self.negative_slope)
+
+    def _key(self):
+        return (self.negative_slope,)
+
+    @classmethod
+    def from_float(cls, mod):
+        from ._convert import activation_qparams
+
+        return cls(*activation_qparams(mod), mod.negative_slope, getattr(mod, "inplace", False))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", negative_slope={self.negative_slope}"
+
+
+class ELU(_Observed):
+    """torch.ao.nn.quantized.ELU(scale, zero_point, alpha)."""
+
+    _name = "ELU"
+
+    def __init__(self, scale: float = 1.0, zero_point: int = 0, alpha: float = 1.0):
+        super().__init__(scale, zero_point)
+        self.alpha = float(alpha)
+
+    def _fn(self, v):
+        return F.elu(v, self.alpha)
+
+    def _key(self):
+        return (self.alpha,)
+
+    @classmethod
+    def from_float(cls, mod):
+        from ._convert import activation_qparams
+
+        return cls(*activation_qparams(mod), mod.alpha)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", alpha={self.alpha}"
+
+
+class SiLU(_Observed):
+    """x * sigmoid(x) with observed output qparams (PyTorch has no quantized SiLU: npquant
+    treats it like Hardswish)."""
+
+    _name = "SiLU"
+
+    def _fn(self, v):
+        return F.silu(v)
+
+
+class _Fixed(_Table):
+    """Ops with fixed output qparams, as PyTorch's quantized kernels: Sigmoid and
+    Hardsigmoid give (1/256, 0) for quint8 ((1/256, -128) for qint8), Tanh
+    (2/256, 128) ((2/256, 0)), whatever the input's qparams; no observer is needed.
+    ``output_scale`` / ``output_zero_point`` (torch.ao.nn.quantized.Sigmoid's
+    arguments) override them for quint8."""
+
+    _fixed = (1.0 / 256, 0)
+
+    def __init__(self, output_scale: float | None = None, output_zero_point: int | None = None):
+        super().__init__()
+        self.output_scale, self.output_zero_point = output_scale, output_zero_point
+
+    def _out(self, x):
+        s, zp = self._fixed
+        if x.dtype.qmin < 0:  # qint8: the same range, codes shifted by 128
+            zp -= 128
+        elif self.output_scale is not None:
+            s = self.output_scale
+            zp = self.output_zero_point if self.output_zero_point is not None else zp
+        return out_qparams(s, zp, x.dtype)
+
+    @classmethod
+    def from_float(cls, mod):
+        return cls()
+
+
+class Sigmoid(_Fixed):
+    _name = "Sigmoid"
+
+    def _fn(self, v):
+        return F.sigmoid(v)
+
+
+class Hardsigmoid(_Fixed):
+    _name = "Hardsigmoid"
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def _fn(self, v):
+        return F.hardsigmoid(v)
+
+
+class Tanh(_Fixed):
+    _name = "Tanh"
+    _fixed = (2.0 / 256, 128)
+
+    def _fn(self, v):
+        return F.tanh(v)
+
+
+class GELU(_Table):
+    """GELU on the codes; the output keeps the input's qparams, as PyTorch's quantized gelu."""
+
+    _name = "GELU"
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = F._check_gelu(approximate)
+
+    def _fn(self, v):
+        return F.gelu(v, self.approximate)
+
+    def _key(self):
+        return (self.approximate,)
+
+    def _out(self, x):
+        return x.q_scale(), x.q_zero_point()
+
+    @classmethod
+    def from_float(cls, mod):
+        return cls(mod.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
 
 
 class Dropout(Module):

@@ -1,0 +1,182 @@
+"""The patterns of torchvision's mobilenet_v3_large and shufflenet_v2 (SE block with
+Hardsigmoid, channel shuffle, chunk, mean, dynamic batch): QTensor shape ops against
+torch's quantized tensors, and npquant.onnx.load of small torch-exported models with
+those patterns (no torchvision needed)."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+import npquant
+from npquant.qtensor import channel_shuffle
+
+torch = pytest.importorskip("torch")
+warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated.*")
+
+
+def _pair(nhwc: bool):
+    x = np.random.RandomState(0).randn(2, 6, 5, 7).astype(np.float32)
+    q = npquant.quantize_per_tensor(x, 0.03, 120, npquant.quint8)
+    if nhwc:
+        q = npquant.QTensor.from_nhwc(np.ascontiguousarray(q.nhwc()), 0.03, 120)
+    return q, torch.quantize_per_tensor(torch.from_numpy(x), 0.03, 120, torch.quint8)
+
+
+def _same(a, b):
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        return all(_same(u, v) for u, v in zip(a, b))
+    assert tuple(a.shape) == tuple(b.shape)
+    assert (np.float32(a.q_scale()), a.q_zero_point()) == (np.float32(b.q_scale()), b.q_zero_point())
+    np.testing.assert_array_equal(a.int_repr(), b.int_repr().numpy())
+    return True
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+@pytest.mark.parametrize("op", [
+    lambda t: t.transpose(1, 2), lambda t: t.permute(0, 2, 3, 1), lambda t: t.chunk(2, 1),
+    lambda t: t.chunk(4, 1), lambda t: t.split([1, 5], 1), lambda t: t.split(4, 3), lambda t: t.mean([2, 3]),
+    lambda t: t.mean([2, 3], keepdim=True), lambda t: t.flatten(1),
+    lambda t: t.view(2, 3, 2, 35).contiguous(),
+])
+def test_qtensor_shape_ops_match_torch(op, nhwc):
+    q, tq = _pair(nhwc)
+    _same(op(q), op(tq))
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+@pytest.mark.parametrize("dim", [1, 3, (1, 2)])
+def test_qtensor_mean_other_dims(dim, nhwc):
+    """Equal to torch 2.13's quantized mean; torch 2.14 rounds a few values differently
+    (2 of 70 measured), so other versions get one step."""
+    q, tq = _pair(nhwc)
+    a, b = q.mean(dim), tq.mean(dim)
+    assert tuple(a.shape) == tuple(b.shape) and a.q_zero_point() == b.q_zero_point()
+    d = np.abs(a.int_repr().astype(int) - b.int_repr().numpy().astype(int))
+    assert d.max() <= (0 if torch.__version__.startswith("2.13") else 1)
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_channel_shuffle_matches_torch(nhwc):
+    q, tq = _pair(nhwc)
+    n, c, h, w = tq.shape
+    ref = tq.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+    _same(channel_shuffle(q, 2), ref)
+    _same(channel_shuffle(q, 3), torch.nn.functional.channel_shuffle(tq, 3))
+
+
+# ---- npquant.onnx.load of small torch-exported models with the vision patterns
+pytest.importorskip("onnx")
+tnn = torch.nn
+
+
+class _SE(tnn.Module):  # torchvision's SqueezeExcitation with Hardsigmoid (mobilenet_v3)
+    def __init__(self, c, squeeze):
+        super().__init__()
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.fc1, self.fc2 = tnn.Conv2d(c, squeeze, 1), tnn.Conv2d(squeeze, c, 1)
+        self.relu, self.scale_activation = tnn.ReLU(), tnn.Hardsigmoid()
+
+    def forward(self, x):
+        s = self.scale_activation(self.fc2(self.relu(self.fc1(self.avgpool(x)))))
+        return s * x
+
+
+class _MobileNetish(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = tnn.Sequential(tnn.Conv2d(3, 16, 3, 2, 1), tnn.BatchNorm2d(16), tnn.Hardswish())
+        self.se1, self.se2 = _SE(16, 8), _SE(16, 8)
+        for se in (self.se1, self.se2):  # equal (zero) biases: the exporter shares them via Identity
+            tnn.init.zeros_(se.fc2.bias)
+        self.head = tnn.Sequential(tnn.AdaptiveAvgPool2d(1), tnn.Flatten(1), tnn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.head(self.se2(self.se1(self.conv(x))))
+
+
+def _channel_shuffle(x, groups: int):  # torchvision's, verbatim in behaviour
+    n, c, h, w = x.size()
+    x = x.view(n, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(n, -1, h, w)
+
+
+class _ShuffleBlock(tnn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.branch2 = tnn.Sequential(tnn.Conv2d(c // 2, c // 2, 1), tnn.BatchNorm2d(c // 2), tnn.ReLU(),
+                                      tnn.Conv2d(c // 2, c // 2, 3, 1, 1, groups=c // 2), tnn.BatchNorm2d(c // 2))
+
+    def forward(self, x):
+        x1, x2 = x.chunk(2, dim=1)
+        return _channel_shuffle(torch.cat((x1, self.branch2(x2)), dim=1), 2)
+
+
+class _ShuffleNetish(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = tnn.Sequential(tnn.Conv2d(3, 24, 3, 2, 1), tnn.ReLU())
+        self.stage = tnn.Sequential(_ShuffleBlock(24), _ShuffleBlock(24))
+        self.fc = tnn.Linear(24, 10)
+
+    def forward(self, x):
+        return self.fc(self.stage(self.conv1(x)).mean([2, 3]))
+
+
+class _Activations(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = tnn.Conv2d(3, 8, 3, padding=1)
+        self.acts = tnn.ModuleList([tnn.Sigmoid(), tnn.Tanh(), tnn.LeakyReLU(0.2), tnn.ELU(0.5), tnn.GELU(),
+                                    tnn.GELU(approximate="tanh")])
+
+    def forward(self, x):
+        x = self.conv(x)
+        return torch.cat([a(x) for a in self.acts], 1).permute(0, 2, 3, 1) - 0.5
+
+
+def _export(model, x, dynamic: bool, opset=None) -> bytes:
+    f = io.BytesIO()
+    kw = dict(input_names=["input"], output_names=["output"], dynamo=False)
+    if dynamic:
+        kw["dynamic_axes"] = {"input": {0: "batch"}, "output": {0: "batch"}}
+    if opset:
+        kw["opset_version"] = opset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), f, **kw)
+    return f.getvalue()
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("make,opset", [(_MobileNetish, None), (_ShuffleNetish, None), (_Activations, 20)])
+def test_load_vision_patterns_match_torch(make, opset, dynamic):
+    import npquant.onnx
+
+    torch.manual_seed(0)
+    model = make().eval()
+    for m in model.modules():
+        if isinstance(m, tnn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 16, 16)
+    loaded = npquant.onnx.load(_export(model, x, dynamic, opset))
+    batches = (2, 1, 5) if dynamic else (2,)
+    for n in batches:
+        xn = torch.randn(n, 3, 16, 16)
+        with torch.no_grad():
+            ref = model(xn).numpy()
+        y = loaded(xn.numpy())
+        assert y.shape == ref.shape
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    # and it quantizes
+    loaded.qconfig = npquant.get_default_qconfig("x86")
+    prepared = npquant.prepare(loaded)
+    prepared(x.numpy())
+    q = npquant.convert(prepared)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(q(x.numpy()) - ref).max() < 0.1 * np.abs(ref).max() + 0.05
