@@ -70,3 +70,51 @@ def test_native_pooling_rejects_bad_arguments():
         _C.avg_pool2d_nhwc(x, (2, 2), (2, 2), (2, 2), (0, 0), ones[:1], ones, np.ones((2, 2), np.int32), 0, 0)
     with pytest.raises(ValueError, match="zero_point"):
         _C.avg_pool2d_nhwc(x, (2, 2), (2, 2), (2, 2), (0, 0), ones, ones, np.ones((2, 2), np.int32), 300, 0)
+
+
+def random_adaptive_case(rng):
+    dt = npquant.quint8 if rng.integers(2) else npquant.qint8
+    c, h, w = int(rng.integers(1, 70)), int(rng.integers(1, 15)), int(rng.integers(1, 15))
+    codes = rng.integers(dt.qmin, dt.qmax + 1, (int(rng.integers(1, 4)), h, w, c)).astype(dt.storage)
+    zp = int(rng.choice([dt.qmin, dt.qmax, rng.integers(dt.qmin, dt.qmax + 1)]))
+    scale = float(rng.choice([0.1, 1e-3, 7.3, rng.uniform(1e-4, 10)]))
+    x = npquant.QTensor.from_nhwc(codes, scale, zp, dt)
+    pick = lambda n: None if rng.random() < 0.15 else int(rng.integers(1, 2 * n + 2))  # noqa: E731
+    r = rng.random()
+    size = 1 if r < 0.3 else (pick(h), pick(w)) if r < 0.9 else int(rng.integers(1, 9))
+    return x, nnq.AdaptiveAvgPool2d(size)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_native_adaptive_avg_pooling_equals_numpy(seed):
+    """Global (1x1) and adaptive bins (overlapping, larger than the input, None = keep)."""
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(1000):
+        x, m = random_adaptive_case(rng)
+        want = m._forward_numpy(x)
+        got = m(x)
+        assert got.is_nhwc and got.dtype is x.dtype and got.shape == want.shape
+        assert (got.q_scale(), got.q_zero_point()) == (x.q_scale(), x.q_zero_point())
+        assert np.array_equal(got.int_repr(), want.int_repr()), (m.output_size, x.shape, x.dtype)
+
+
+def test_native_adaptive_pooling_large_and_cached(rng):
+    """ResNet-like global pools (threaded above the work threshold) and changing sizes."""
+    m = nnq.AdaptiveAvgPool2d((1, 1))
+    for n, h, w, c in [(8, 7, 7, 2048), (8, 7, 7, 2048), (2, 14, 14, 512), (1, 56, 56, 64), (3, 1, 1, 17)]:
+        x = npquant.QTensor.from_nhwc(rng.integers(0, 256, (n, h, w, c)).astype(np.uint8), 0.05, 3)
+        assert np.array_equal(m(x).int_repr(), m._forward_numpy(x).int_repr())
+
+
+def test_native_adaptive_pooling_rejects_bad_bins():
+    x = np.zeros((1, 4, 4, 3), np.uint8)
+    b = lambda *v: np.array(v, np.int32)  # noqa: E731
+    one = np.ones((1, 1), np.float32)
+    with pytest.raises(ValueError, match="inside the input"):
+        _C.adaptive_avg_pool2d_nhwc(x, b(0), b(5), b(0), b(4), one, 0)
+    with pytest.raises(ValueError, match="non-empty"):
+        _C.adaptive_avg_pool2d_nhwc(x, b(2), b(2), b(0), b(4), one, 0)
+    with pytest.raises(ValueError, match="per-position"):
+        _C.adaptive_avg_pool2d_nhwc(x, b(0), b(4), b(0, 2), b(2, 4), one, 0)
+    with pytest.raises(ValueError, match="zero_point"):
+        _C.adaptive_avg_pool2d_nhwc(x, b(0), b(4), b(0), b(4), one, 256)

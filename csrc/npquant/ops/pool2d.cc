@@ -141,9 +141,33 @@ void avg_pool2d_nhwc(const Pool2dGeometry& g, const AvgPool2dArgs& a, const T* x
   });
 }
 
+template <class T>
+void adaptive_avg_pool2d_nhwc(const Pool2dGeometry& g, const AdaptiveAvgPool2dArgs& a, const T* x, T* y) {
+  const float lo = static_cast<float>(a.qmin), hi = static_cast<float>(a.qmax);
+  for_rows(g, [&](size_t n, size_t oy) {
+    std::vector<int32_t> acc(g.c);
+    const size_t y0 = static_cast<size_t>(a.hs[oy]), y1 = static_cast<size_t>(a.he[oy]);
+    for (size_t ox = 0; ox < g.ow; ++ox) {
+      const size_t x0 = static_cast<size_t>(a.ws[ox]), x1 = static_cast<size_t>(a.we[ox]);
+      const size_t p = oy * g.ow + ox;
+      std::fill(acc.begin(), acc.end(), -a.zp * static_cast<int32_t>((y1 - y0) * (x1 - x0)));
+      for (size_t i = y0; i < y1; ++i) {
+        const T* row = x + ((n * g.h + i) * g.w) * g.c;
+        for (size_t j = x0; j < x1; ++j) add_into(acc.data(), row + j * g.c, g.c);
+      }
+      round_scalar_loop(y + ((n * g.oh + oy) * g.ow + ox) * g.c, acc.data(), g.c, a.inv[p], a.zp, lo, hi);
+    }
+  });
+}
+
 template void max_pool2d_nhwc<uint8_t>(const Pool2dGeometry&, const uint8_t*, uint8_t*);
 template void max_pool2d_nhwc<int8_t>(const Pool2dGeometry&, const int8_t*, int8_t*);
 template void avg_pool2d_nhwc<uint8_t>(const Pool2dGeometry&, const AvgPool2dArgs&, const uint8_t*, uint8_t*);
 template void avg_pool2d_nhwc<int8_t>(const Pool2dGeometry&, const AvgPool2dArgs&, const int8_t*, int8_t*);
+
+template void adaptive_avg_pool2d_nhwc<uint8_t>(const Pool2dGeometry&, const AdaptiveAvgPool2dArgs&,
+                                                const uint8_t*, uint8_t*);
+template void adaptive_avg_pool2d_nhwc<int8_t>(const Pool2dGeometry&, const AdaptiveAvgPool2dArgs&,
+                                               const int8_t*, int8_t*);
 
 }  // namespace npq

@@ -35,4 +35,18 @@ struct AvgPool2dArgs {
 template <class T>
 void avg_pool2d_nhwc(const Pool2dGeometry& g, const AvgPool2dArgs& a, const T* x, T* y);
 
+// Adaptive average pooling: output row oy averages input rows [hs[oy], he[oy]),
+// column ox columns [ws[ox], we[ox]) (bins may overlap); acc = sum of (code - zp)
+// over the bin (size[p] = its area), and every channel gets PyTorch's
+// channels-last quantize_vec rounding
+// clamp(nearbyint(float(fl64(fl64(acc * inv[p]) + zp)))) (pooling.py's fma_round).
+// The caller keeps bin areas <= 2^23 so the int32 sums are exact.
+struct AdaptiveAvgPool2dArgs {
+  const int32_t *hs, *he, *ws, *we;  // oh, oh, ow, ow
+  const float* inv;                  // oh*ow
+  int32_t zp, qmin, qmax;
+};
+template <class T>
+void adaptive_avg_pool2d_nhwc(const Pool2dGeometry& g, const AdaptiveAvgPool2dArgs& a, const T* x, T* y);
+
 }  // namespace npq

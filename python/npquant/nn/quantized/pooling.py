@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _C
-from .._pool import Geometry, adaptive_sums
+from .._pool import Geometry, adaptive_bounds, adaptive_sums
 from ..module import Module
 from ..pooling import adaptive_output_hw
 from ._ops import q_input, requant_int, storage, wrap
@@ -163,6 +163,10 @@ class AvgPool2d(Module):
                    mod.count_include_pad, mod.divisor_override)
 
 
+# The native adaptive pooling sums in int32: bins of at most 2^23 codes stay exact.
+_NATIVE_MAX_BIN = 1 << 23
+
+
 def adaptive_multipliers(kh: np.ndarray, kw: np.ndarray, nhwc: bool) -> np.ndarray:
     """The float32 (oh, ow) multipliers of adaptive average pooling with bin heights kh
     and widths kw. Channels-last kernel: quantize_vec at scale fl(1 / fl(1 / size)), i.e.
@@ -180,6 +184,30 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = output_size
 
     def forward(self, x):
+        x, q, axes, nhwc = _spatial(x, "AdaptiveAvgPool2d")
+        if not nhwc:
+            return self._forward_numpy(x)
+        # Quantized conv outputs: the native loop, with the bins and multipliers for this
+        # input size kept between calls (computing them costs more than the pooling).
+        h, w = _hw(q, axes)
+        key = (h, w)
+        cached = self.__dict__.get("_cache_constants")
+        if cached is None or cached[0] != key:
+            out_hw = adaptive_output_hw(self.output_size, h, w)
+            hs, he = adaptive_bounds(h, out_hw[0])
+            ws, we = adaptive_bounds(w, out_hw[1])
+            mult = adaptive_multipliers(he - hs, we - ws, True)
+            area = int((he - hs).max()) * int((we - ws).max())
+            i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
+            consts = None if area > _NATIVE_MAX_BIN else (i32(hs), i32(he), i32(ws), i32(we), mult)
+            cached = self._cache_constants = (key, consts)
+        if cached[1] is None:  # bins too large for exact int32 sums: NumPy sums in int64
+            return self._forward_numpy(x)
+        out = _C.adaptive_avg_pool2d_nhwc(np.ascontiguousarray(q), *cached[1], x.q_zero_point())
+        return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
+
+    def _forward_numpy(self, x):
+        """The NumPy implementation (any storage order): NCHW input, and the tests' oracle."""
         x, q, axes, nhwc = _spatial(x, "AdaptiveAvgPool2d")
         out_hw = adaptive_output_hw(self.output_size, *_hw(q, axes))
         sums, kh, kw = adaptive_sums(q, axes, out_hw, np.int64)
