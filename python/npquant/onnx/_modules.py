@@ -163,11 +163,18 @@ class GraphModule(Module):
             raise TypeError(f"this model takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), "
                             f"got {len(xs)}")
         env = dict(zip(self.input_names, xs))
-        for st in self.steps:
+        # Each value is dropped after the step that reads it last, so a deep network holds
+        # only its live activations, not every intermediate until the end.
+        last_use = {n: i for i, st in enumerate(self.steps) for n in st.inputs}
+        keep = set(self.output_names)
+        for i, st in enumerate(self.steps):
             args = [env[n] for n in st.inputs]
             child = getattr(self, st.child)
             if st.listed:
                 args = [args]
             env[st.output] = getattr(child, st.method)(*args, **st.kwargs) if st.method else child(*args)
+            for n in st.inputs:
+                if last_use[n] == i and n not in keep:
+                    env.pop(n, None)
         outs = tuple(env[n] for n in self.output_names)
         return outs[0] if len(outs) == 1 else outs
