@@ -294,7 +294,8 @@ npq::QGemmKernel amx_emulated_kernel();  // test_amx_emulated.cc
 // layer to the full-range kernel of the same ISA; other layouts take anything.
 void w127_layer_choice(const QGemmKernel& kk, Tally& t) {
   const std::string label = std::string(kk.name) + " per-layer choice";
-  const size_t n = 40, k = 50, cap = npq::kW127FixWords - 1;
+  // Three whole panels and a partial one, whatever the kernel's NR.
+  const size_t n = 3 * kk.layout.nr + 8, k = 50, cap = npq::kW127FixWords - 1;
   for (size_t panel : {0, 1, 2})
     for (size_t extra : {0, 1}) {
       std::vector<int8_t> w(n * k, 127);
