@@ -142,8 +142,12 @@ NPQ_INLINE void sign_requant_store(const RequantEpilogue* ep, uint8_t* c, size_t
     bias[v] = _mm256_loadu_ps(ep->bias_s + n0 + 8 * v);
     mult[v] = _mm256_loadu_ps(ep->mult + n0 + 8 * v);
   }
-  for (size_t r = 0; r < M && r < rows; ++r) {
+  // Fully unrolled (M is a constant): an indexed acc would live on the stack.
+#pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r) {
+    if (r >= rows) break;
     __m256i q[kSignNV];
+#pragma GCC unroll 16
     for (size_t v = 0; v < kSignNV; ++v) {
       __m256 x = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc[r][v]), bias[v]), mult[v]);
       x = _mm256_min_ps(_mm256_max_ps(x, lim_lo), lim_hi);

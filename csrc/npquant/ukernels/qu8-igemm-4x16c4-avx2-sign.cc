@@ -50,6 +50,36 @@ void prepare(const Rows& rows, size_t kc, size_t k0, size_t len, uint8_t* buf) {
   }
 }
 
+// acc += the K groups [0, len) of prepared rows buf against weights wk. No
+// calls inside: the 8 accumulators stay in registers.
+NPQ_INLINE void run_k(const uint8_t* buf, size_t len, const int8_t* wk, __m256i ones,
+                      __m256i (&acc)[kMR][kNV]) {
+  for (size_t k = 0; k < len; k += kKR) sign_step<kMR>(buf, k, wk + k * kNR, ones, acc);
+}
+
+// K = kp beyond kSignWholeK: one panel's sums, prepared in kSignKC chunks. Kept
+// out of line so that its prepare() calls do not push the accumulators of the
+// common (whole) path to the stack.
+__attribute__((noinline)) void accumulate_chunked(const Rows& rows, size_t kc, size_t kp,
+                                                  const int8_t* pw, uint8_t* buf,
+                                                  __m256i (&out)[kMR][kNV]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[kMR][kNV];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < kMR; ++r)
+#pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm256_setzero_si256();
+  for (size_t k0 = 0; k0 < kp; k0 += kSignKC) {
+    const size_t len = kp - k0 < kSignKC ? kp - k0 : kSignKC;
+    prepare(rows, kc, k0, len, buf);
+    run_k(buf, len, pw + k0 * kNR, ones, acc);
+  }
+#pragma GCC unroll 16
+  for (size_t r = 0; r < kMR; ++r)
+#pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) out[r][v] = acc[r][v];
+}
+
 }  // namespace
 
 void qu8_igemm_4x16c4__avx2_sign_requant(size_t mr, size_t nc, size_t kc, size_t ks,
@@ -69,28 +99,35 @@ void qu8_igemm_4x16c4__avx2_sign_requant(size_t mr, size_t nc, size_t kc, size_t
   const __m256i ones = _mm256_set1_epi16(1);
   for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
     __m256i acc[kMR][kNV];
-#pragma GCC unroll 16
-    for (size_t r = 0; r < kMR; ++r)
-#pragma GCC unroll 16
-      for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm256_setzero_si256();
     const int8_t* pw = reinterpret_cast<const int8_t*>(panel + kNR * sizeof(int32_t));
-    const size_t chunk = whole ? kp : kSignKC;
-    for (size_t k0 = 0; k0 < kp; k0 += chunk) {
-      const size_t len = kp - k0 < chunk ? kp - k0 : chunk;
-      if (!whole) prepare(rows, kc, k0, len, buf);
-      const int8_t* wk = pw + k0 * kNR;
-      for (size_t k = 0; k < len; k += kKR) sign_step<kMR>(buf, k, wk + k * kNR, ones, acc);
+    if (whole) {
+#pragma GCC unroll 16
+      for (size_t r = 0; r < kMR; ++r)
+#pragma GCC unroll 16
+        for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm256_setzero_si256();
+      run_k(buf, kp, pw, ones, acc);
+    } else {
+      __m256i out[kMR][kNV];
+      accumulate_chunked(rows, kc, kp, pw, buf, out);
+#pragma GCC unroll 16
+      for (size_t r = 0; r < kMR; ++r)
+#pragma GCC unroll 16
+        for (size_t v = 0; v < kNV; ++v) acc[r][v] = out[r][v];
     }
+#pragma GCC unroll 16
     for (size_t v = 0; v < kNV; ++v) {
       const __m256i colsum = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel) + v);
       const __m256i t = _mm256_mullo_epi32(shift, colsum);
+#pragma GCC unroll 16
       for (size_t r = 0; r < kMR; ++r) acc[r][v] = _mm256_add_epi32(acc[r][v], t);
     }
     // Weights that were -128 ran as -127: subtract s_k = a_k - 128 once more.
     const uint32_t* fix = reinterpret_cast<const uint32_t*>(pw + w_bytes);
     if (fix[0] != 0) {
       alignas(32) int32_t t[kMR][kNR];
+#pragma GCC unroll 16
       for (size_t r = 0; r < kMR; ++r)
+#pragma GCC unroll 16
         for (size_t v = 0; v < kNV; ++v)
           _mm256_store_si256(reinterpret_cast<__m256i*>(&t[r][8 * v]), acc[r][v]);
       for (uint32_t i = 1; i <= fix[0]; ++i) {
@@ -100,7 +137,9 @@ void qu8_igemm_4x16c4__avx2_sign_requant(size_t mr, size_t nc, size_t kc, size_t
           t[r][col] = static_cast<int32_t>(static_cast<uint32_t>(t[r][col]) -
                                            static_cast<uint32_t>(rows.at(s, r)[off] - 128));
       }
+#pragma GCC unroll 16
       for (size_t r = 0; r < kMR; ++r)
+#pragma GCC unroll 16
         for (size_t v = 0; v < kNV; ++v)
           acc[r][v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(&t[r][8 * v]));
     }
