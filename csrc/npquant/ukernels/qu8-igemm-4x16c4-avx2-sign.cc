@@ -130,12 +130,32 @@ void qu8_igemm_4x16c4__avx2_sign_requant(size_t mr, size_t nc, size_t kc, size_t
 #pragma GCC unroll 16
         for (size_t v = 0; v < kNV; ++v)
           _mm256_store_si256(reinterpret_cast<__m256i*>(&t[r][8 * v]), acc[r][v]);
-      for (uint32_t i = 1; i <= fix[0]; ++i) {
-        const size_t k = fix[i] >> 8, col = fix[i] & 0xFF;
-        const size_t s = k / kc, off = k - s * kc;
-        for (size_t r = 0; r < kMR; ++r)
-          t[r][col] = static_cast<int32_t>(static_cast<uint32_t>(t[r][col]) -
-                                           static_cast<uint32_t>(rows.at(s, r)[off] - 128));
+      if (whole) {
+        // s_k from the prepared rows (K group k/4 at byte 8*(k/4): the sign
+        // operand's 4 bytes, then |s|'s): no division, no table lookups.
+        for (uint32_t i = 1; i <= fix[0]; ++i) {
+          const size_t k = fix[i] >> 8, col = fix[i] & 0xFF;
+          const uint8_t* p = buf + 2 * (k & ~size_t{3}) + (k & 3);
+#pragma GCC unroll 16
+          for (size_t r = 0; r < kMR; ++r) {
+            const uint8_t* q = p + r * kSignPitch;
+#if defined(NPQ_SIGN_VPSIGNB)
+            const int8_t sk = static_cast<int8_t>(q[0]);
+#else
+            const int8_t sk = static_cast<int8_t>(static_cast<uint8_t>((q[4] ^ q[0]) - q[0]));
+#endif
+            t[r][col] = static_cast<int32_t>(static_cast<uint32_t>(t[r][col]) -
+                                             static_cast<uint32_t>(int32_t{sk}));
+          }
+        }
+      } else {
+        for (uint32_t i = 1; i <= fix[0]; ++i) {
+          const size_t k = fix[i] >> 8, col = fix[i] & 0xFF;
+          const size_t s = k / kc, off = k - s * kc;
+          for (size_t r = 0; r < kMR; ++r)
+            t[r][col] = static_cast<int32_t>(static_cast<uint32_t>(t[r][col]) -
+                                             static_cast<uint32_t>(rows.at(s, r)[off] - 128));
+        }
       }
 #pragma GCC unroll 16
       for (size_t r = 0; r < kMR; ++r)
