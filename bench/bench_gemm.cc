@@ -236,7 +236,8 @@ std::string conv_shape_name(const ConvShape& s) {
 }
 
 // One conv layer ("same" padding) on the conv kernels of one ISA.
-void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threads) {
+// igemm = false forces the gathered path where the ISA has an indirect GEMM.
+void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threads, bool igemm) {
   npq::set_num_threads(threads);
   const size_t pad = s.k / 2;
   const npq::ConvGeometry g{s.c, s.out_c, s.groups, s.k, s.k, s.stride, s.stride, 1, 1,
@@ -252,7 +253,7 @@ void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threa
     scale[i] = (0.5f + (rng.next() % 100) * 0.01f) / 128.0f;
     bias[i] = rng.normalish();
   }
-  const npq::PackedConv2d packed(w.data(), g, k);
+  const npq::PackedConv2d packed(w.data(), g, k, igemm);
   const size_t oh = (s.h + 2 * pad - s.k) / s.stride + 1, ow = (s.w + 2 * pad - s.k) / s.stride + 1;
   std::vector<uint8_t> x(s.n * s.h * s.w * s.c), y(s.n * oh * ow * s.out_c);
   for (auto& v : x) v = static_cast<uint8_t>(rng.next());
@@ -284,7 +285,24 @@ void register_conv(const std::vector<int>& thread_counts) {
       for (int threads : thread_counts) {
         const std::string name = std::string("conv/") + npq::isa_name(isa) + "/" +
                                  conv_shape_name(s) + "/threads:" + std::to_string(threads);
-        benchmark::RegisterBenchmark(name.c_str(), bench_conv, k, s, threads)
+        benchmark::RegisterBenchmark(name.c_str(), bench_conv, k, s, threads, true)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+        // Dense non-1x1 layers: the gathered path too (what the ISA ran before its
+        // indirect GEMM), and the GEMM kernel on the same M x K x N (conv's target
+        // rate: M = output pixels, K = C*k*k, N = Cout; no tap copies at all).
+        if (s.groups != 1 || s.k == 1) continue;
+        const std::string tail = std::string(npq::isa_name(isa)) + "/" + conv_shape_name(s) +
+                                 "/threads:" + std::to_string(threads);
+        if (k.igemm.requant)
+          benchmark::RegisterBenchmark(("conv_gather/" + tail).c_str(), bench_conv, k, s,
+                                       threads, false)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        const size_t pad = s.k / 2, o = (s.h + 2 * pad - s.k) / s.stride + 1;
+        const Shape gs{s.n * o * o, s.c * s.k * s.k, s.out_c};
+        benchmark::RegisterBenchmark(("conv_as_gemm/" + tail).c_str(), bench_static, k.gemm, gs,
+                                     threads)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }

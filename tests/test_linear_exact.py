@@ -277,8 +277,10 @@ for i, (kh, cin, cout) in enumerate([(1, 64, 48), (1, 40, 33), (3, 24, 40), (3, 
         y = _C.conv2d_static(x, p, 0.03, xz, ws, None, 0.4, 9, False)
         r = _C.reference.conv2d_static(x, xz, wt, (1, 1), (kh // 2,) * 4, (1, 1), 1, 0.03, ws, None, 0.4, 9, False)
         assert np.array_equal(y, r), (i, p.path, p.kernel)
-assert {{k for _, k in conv_seen}} == {{'qu8_gemm_4x16c4__avx2_sign', 'qu8_gemm_4x8c4__avx2'}}, conv_seen
-assert {{p for p, _ in conv_seen}} == {{'gemm', 'gather'}}, conv_seen
+# 1x1: the GEMM; 3x3: the sign igemm, or (weights over the fix table) the
+# gathered path on the full-range GEMM.
+assert conv_seen == {{('gemm', 'qu8_gemm_4x16c4__avx2_sign'), ('gemm', 'qu8_gemm_4x8c4__avx2'),
+                     ('igemm', 'qu8_igemm_4x16c4__avx2_sign'), ('gather', 'qu8_gemm_4x8c4__avx2')}}, conv_seen
 print('ok')
 """
     r = run_python(code, {"NPQUANT_ISA": "avx2"})

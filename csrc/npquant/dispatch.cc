@@ -98,6 +98,12 @@ std::vector<QuantizeKernel> make_quantize_table() {
 
 std::vector<QIGemmKernel> make_igemm_table() {
   std::vector<QIGemmKernel> t;
+#if defined(NPQ_BUILT_AVX2)
+  // The avx2 GEMM's w127 layout: layers with too many -128 weights for it run
+  // the gathered path on the full-range GEMM (PackedConv2d decides per layer).
+  t.push_back({"qu8_igemm_4x16c4__avx2_sign", Isa::avx2, 4, {16, 4, 4, 0, 1},
+               qu8_igemm_4x16c4__avx2_sign_requant});
+#endif
 #if defined(NPQ_BUILT_AVX512VNNI)
   t.push_back({"qu8_igemm_6x64c4__avx512vnni", Isa::avx512vnni, 6, {16, 4, 4},
                qu8_igemm_6x64c4__avx512vnni_requant});

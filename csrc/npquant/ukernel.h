@@ -119,6 +119,7 @@ NPQ_DECLARE_QGEMM(qu8_gemm_32x32c4__amx)
                       size_t, const uint8_t*, const void*, int32_t, uint8_t*, size_t,  \
                       const RequantEpilogue*);
 
+NPQ_DECLARE_QIGEMM(qu8_igemm_4x16c4__avx2_sign)  // layout.w127, as the avx2 GEMM
 NPQ_DECLARE_QIGEMM(qu8_igemm_6x64c4__avx512vnni)
 
 #define NPQ_DECLARE_DWCONV(name)                                                       \

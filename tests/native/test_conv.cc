@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -61,7 +62,17 @@ size_t out_size(size_t in, size_t k, size_t s, size_t d, size_t p0, size_t p1) {
   return (in + p0 + p1 - d * (k - 1) - 1) / s + 1;
 }
 
-void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Tally& t) {
+// How run_case draws weights and the input zero point.
+struct Draw {
+  // -1: random int8 weights (all -128/127 one time in five, with all-0/255 inputs);
+  // n >= 0: weights in [-127, 127] plus n of -128 in every panel of 16 output
+  // channels of each group (the w127 fix table holds 31: n = 32 must fall back).
+  int n128 = -1;
+  int xz = -1;  // -1: 0, 255 or random
+};
+
+void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Tally& t,
+              Draw d = {}) {
   const npq::ConvGeometry& g = c.g;
   const size_t oh = out_size(c.h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom);
   const size_t ow = out_size(c.w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right);
@@ -71,18 +82,50 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   for (size_t i = 0; i < x_bytes; ++i)
     x.data()[i] = extremes ? (rng.coin() ? 255 : 0) : static_cast<uint8_t>(rng.next());
   std::vector<int8_t> w(g.out_c * (g.in_c / g.groups) * g.kh * g.kw);
-  for (auto& v : w) v = extremes ? (rng.coin() ? 127 : -128) : static_cast<int8_t>(rng.next());
+  size_t most128 = 0;  // the most -128s placed in one panel (small panels hold fewer than n128)
+  if (d.n128 < 0) {
+    for (auto& v : w) v = extremes ? (rng.coin() ? 127 : -128) : static_cast<int8_t>(rng.next());
+  } else {
+    // Panels of 16 output channels within each group; n of -128 in each.
+    const size_t og = g.out_c / g.groups, per_out = w.size() / g.out_c;
+    for (auto& v : w) v = extremes ? (rng.coin() ? 127 : -127) : static_cast<int8_t>(rng.range(-127, 127));
+    for (size_t grp = 0; grp < g.groups; ++grp)
+      for (size_t o0 = 0; o0 < og; o0 += 16) {
+        const size_t cols = std::min<size_t>(16, og - o0), cells = cols * per_out;
+        int8_t* p0 = w.data() + (grp * og + o0) * per_out;
+        size_t placed = 0;
+        for (size_t i = 0; i < cells && placed < static_cast<size_t>(d.n128); ++i)
+          if (rng.range(0, static_cast<int64_t>(cells - i) - 1) <
+              static_cast<int64_t>(static_cast<size_t>(d.n128) - placed)) {
+            p0[i] = -128;
+            ++placed;
+          }
+        most128 = std::max(most128, placed);
+      }
+  }
   std::vector<float> ws(g.out_c), bias(g.out_c);
   for (auto& v : ws) v = rng.uniform(5e-3f, 1.5e-2f);
   for (auto& v : bias) v = rng.uniform(-2.0f, 2.0f);
   const bool with_bias = rng.coin(), relu = rng.range(0, 3) == 0;
   const int32_t zps[] = {0, 255, static_cast<int32_t>(rng.range(0, 255))};
-  const int32_t xz = zps[rng.range(0, 2)], yz = zps[rng.range(0, 2)];
+  const int32_t xz = d.xz >= 0 ? d.xz : zps[rng.range(0, 2)], yz = zps[rng.range(0, 2)];
   const float xs = rng.uniform(5e-3f, 0.1f);
   const float ys = xs * 0.01f * 128 * std::sqrt(float(w.size() / g.out_c)) * rng.uniform(0.2f, 3);
 
   const npq::PackedConv2d packed(w.data(), g, k, igemm);
   const std::string label = std::string(packed.path_name()) + " " + packed.kernel_name();
+  // An indirect GEMM must take every layer it can (weights within its fix
+  // table), and a w127 one must hand the others to the full-range gathered path.
+  if (igemm && k.igemm.requant && d.n128 >= 0 && packed.path() != npq::PackedConv2d::Path::dwconv &&
+      packed.path() != npq::PackedConv2d::Path::gemm &&
+      (g.in_c / g.groups) % k.igemm.layout.kr == 0) {
+    const bool fits = !k.igemm.layout.w127 || most128 <= npq::kW127FixWords - 1;
+    if ((packed.path() == npq::PackedConv2d::Path::igemm) != fits) {
+      t.fail(label, describe(c) + ": path " + packed.path_name() + " with " +
+                        std::to_string(d.n128) + " weights of -128 per panel");
+      return;
+    }
+  }
   Guarded y(y_bytes);
   y.allow(0, y_bytes);
   const npq::Conv2dArgs a{c.n, c.h, c.w, x.data(), xs, xz, ws.data(),
@@ -215,6 +258,32 @@ Case small_channel_case(Rng& rng) {
   return fit_kernel(c);
 }
 
+// Dense and grouped convs for the indirect GEMMs' edges: cg input channels per
+// group (1..33 is swept: K groups of 4 and 8, the gathered path for the others),
+// kernels 1x1..5x5 incl. non-square, strides 1..3, dilation, asymmetric padding,
+// output channels around the 16-column panels, zero points 0/128/255.
+Case igemm_case(Rng& rng, size_t cg) {
+  static const size_t outs[] = {1, 5, 16, 17, 31, 33, 48, 64, 65};
+  npq::ConvGeometry g{};
+  g.groups = rng.range(0, 3) == 0 ? 2 : 1;
+  g.in_c = g.groups * cg;
+  g.out_c = g.groups * pick(rng, outs);
+  if (g.groups > 1 && cg == 1 && g.out_c / g.groups <= 16) g.out_c = g.groups * 17;  // not depthwise
+  g.kh = static_cast<size_t>(rng.range(1, 5));
+  g.kw = rng.coin() ? g.kh : static_cast<size_t>(rng.range(1, 5));
+  g.stride_h = static_cast<size_t>(rng.range(1, 3));
+  g.stride_w = rng.coin() ? g.stride_h : static_cast<size_t>(rng.range(1, 3));
+  g.dil_h = rng.range(0, 3) == 0 ? 2 : 1;
+  g.dil_w = rng.range(0, 3) == 0 ? 2 : 1;
+  random_padding(rng, &g);
+  if (g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.groups == 1 &&
+      g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0)
+    g.pad_right = 1;  // not pointwise: the igemm/gather path
+  Case c{g, static_cast<size_t>(rng.range(1, 2)), static_cast<size_t>(rng.range(1, 12)),
+         static_cast<size_t>(rng.range(1, 12))};
+  return fit_kernel(c);
+}
+
 }  // namespace
 
 void test_conv(Tally& t) {
@@ -232,6 +301,32 @@ void test_conv(Tally& t) {
     for (size_t ch = 1; ch <= 65; ++ch)
       for (int i = 0; i < 3; ++i) run_case(k, true, depthwise_case(rng, ch), rng, t);
     for (int i = 0; i < 150; ++i) run_case(k, true, small_channel_case(rng), rng, t);
+    // The indirect GEMM's grid: every cg 1..33, zero points 0/128/255, -128
+    // weights at none, one, the fix table's capacity (31 per panel) and one over.
+    static const int n128s[] = {0, 1, 7, 31, 32};
+    static const int xzs[] = {0, 128, 255};
+    for (size_t cg = 1; cg <= 33; ++cg)
+      for (int i = 0; i < (cg % 4 == 0 ? 36 : 6); ++i) {
+        const Case c = igemm_case(rng, cg);
+        const Draw d{n128s[rng.range(0, 4)], xzs[i % 3]};
+        run_case(k, true, c, rng, t, d);
+        if (k.igemm.requant && i % 3 == 0) run_case(k, false, c, rng, t, d);
+      }
+    // Deep layers: K = taps * cg beyond the AVX2 kernels' whole-row buffer (4096),
+    // prepared in chunks that split a tap; fix entries in late taps.
+    for (const size_t cg : {464, 1028})
+      for (int n128 : {0, 31}) {
+        npq::ConvGeometry g{};
+        g.groups = 1;
+        g.in_c = cg;
+        g.out_c = 33;
+        g.kh = g.kw = 3;
+        g.stride_h = g.stride_w = g.dil_h = g.dil_w = 1;
+        g.pad_top = g.pad_left = 1;
+        g.pad_bottom = 2;
+        g.pad_right = 0;
+        run_case(k, true, Case{g, 1, 5, 6}, rng, t, Draw{n128, 128});
+      }
   }
 }
 

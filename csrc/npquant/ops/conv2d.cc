@@ -135,7 +135,12 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
     grp_.emplace_back(w, g.out_c, g.in_c, g.in_c, k_.gemm.layout);
     return;
   }
-  const bool igemm = use_igemm && k.igemm.requant && cg % k.igemm.layout.kr == 0;
+  bool igemm = use_igemm && k.igemm.requant && cg % k.igemm.layout.kr == 0;
+  // An indirect GEMM with a w127 layout (avx2) takes the layer only if every
+  // group's weights fit it; otherwise the gathered path runs the same ISA's
+  // full-range GEMM kernel (below), exact for any weights.
+  for (size_t grp = 0; igemm && grp < g.groups; ++grp)
+    igemm = weights_fit_layout(w + grp * og * cg * ks, og, cg * ks, cg * ks, k.igemm.layout);
   path_ = igemm ? Path::igemm : Path::gather;
   // One GEMM kernel for every group: the fallback if any group's weights need it.
   // A group's matrix below permutes k within each row, so each panel holds the

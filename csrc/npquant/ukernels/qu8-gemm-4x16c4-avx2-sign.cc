@@ -37,96 +37,19 @@
 // Registers (16 ymm): 4 rows x 2 accumulators + 2 weights + m + |s| + one
 // product + the int16 ones = 14 (5 rows fit in 16 and measured 2-4% faster;
 // not taken yet).
-#include <immintrin.h>
-
-#include <cstring>
-
-#include "../ukernel.h"
+#include "avx2-sign.h"
 
 namespace npq {
 namespace {
 
-#define NPQ_INLINE inline __attribute__((always_inline))
-
-constexpr size_t kMR = 4, kNR = 16, kKR = 4;
-constexpr size_t kNV = kNR / 8;  // weight vectors (8 columns x 4 k) per K group
-
-// acc += vpmaddwd(vpmaddubsw(|s|, (w ^ m) - m), 1), m the sign mask of s
-// (or, with NPQ_SIGN_VPSIGNB, s itself for vpsignb). Inline asm keeps the
-// chain in one temporary and the accumulators in place (GCC 12 copies
-// accumulators between registers around intrinsics, see docs/ukernels.md).
-NPQ_INLINE void dot(__m256i& acc, __m256i s, __m256i u, __m256i w, __m256i ones) {
-  __m256i t;
-#if defined(NPQ_SIGN_VPSIGNB)
-  __asm__("vpsignb %[s], %[w], %[t]\n\t"
-#else
-  __asm__("vpxor %[s], %[w], %[t]\n\t"
-          "vpsubb %[s], %[t], %[t]\n\t"
-#endif
-          "vpmaddubsw %[t], %[u], %[t]\n\t"
-          "vpmaddwd %[ones], %[t], %[t]\n\t"
-          "vpaddd %[t], %[acc], %[acc]"
-          : [acc] "+x"(acc), [t] "=&x"(t)
-          : [s] "x"(s), [u] "x"(u), [w] "x"(w), [ones] "x"(ones));
-}
+constexpr size_t kMR = 4, kNR = kSignNR, kKR = kSignKR, kNV = kSignNV;
+constexpr size_t kWholeK = kSignWholeK, kKC = kSignKC, kPitch = kSignPitch;
 
 // Per row, per K group of 4: the sign operand (m, or s for vpsignb) then
-// |s| = |a ^ 0x80|, 4 bytes each.
-constexpr size_t kWholeK = 4096, kKC = 512;
-constexpr size_t kPitch = 2 * kWholeK + 64;  // bytes; rows 8 KiB apart would share L1 sets
-
+// |s| = |a ^ 0x80|, 4 bytes each (avx2-sign.h).
 template <size_t M>
 NPQ_INLINE void prepare(const uint8_t* const* ar, size_t k0, size_t kc, uint8_t* buf) {
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  for (size_t r = 0; r < M; ++r) {
-    const uint8_t* src = ar[r] + k0;
-    uint8_t* dst = buf + r * kPitch;
-    size_t j = 0;
-    for (; j + 32 <= kc; j += 32) {
-      __m256i s =
-          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j)), flip);
-      const __m256i u = _mm256_abs_epi8(s);
-#if !defined(NPQ_SIGN_VPSIGNB)
-      s = _mm256_cmpgt_epi8(_mm256_setzero_si256(), s);
-#endif
-      // In-lane unpacks give K groups 0 1 4 5 and 2 3 6 7; reorder to 0-3, 4-7.
-      const __m256i lo = _mm256_unpacklo_epi32(s, u), hi = _mm256_unpackhi_epi32(s, u);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 2 * j),
-                         _mm256_permute2x128_si256(lo, hi, 0x20));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 2 * j + 32),
-                         _mm256_permute2x128_si256(lo, hi, 0x31));
-    }
-    for (; j < kc; j += 4) {
-      int32_t v;
-      std::memcpy(&v, src + j, 4);
-      const __m128i s = _mm_xor_si128(_mm_cvtsi32_si128(v), _mm256_castsi256_si128(flip));
-#if defined(NPQ_SIGN_VPSIGNB)
-      const __m128i sg = s;
-#else
-      const __m128i sg = _mm_cmpgt_epi8(_mm_setzero_si128(), s);
-#endif
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 2 * j),
-                       _mm_unpacklo_epi32(sg, _mm_abs_epi8(s)));
-    }
-  }
-}
-
-template <size_t M>
-NPQ_INLINE void step(const uint8_t* buf, size_t k, const int8_t* wk, __m256i ones,
-                     __m256i (&acc)[M][kNV]) {
-  __m256i wv[kNV];
-#pragma GCC unroll 16
-  for (size_t v = 0; v < kNV; ++v)
-    wv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wk) + v);
-#pragma GCC unroll 16
-  for (size_t r = 0; r < M; ++r) {
-    int32_t s4, u4;
-    std::memcpy(&s4, buf + r * kPitch + 2 * k, 4);
-    std::memcpy(&u4, buf + r * kPitch + 2 * k + 4, 4);
-    const __m256i s = _mm256_set1_epi32(s4), u = _mm256_set1_epi32(u4);
-#pragma GCC unroll 16
-    for (size_t v = 0; v < kNV; ++v) dot(acc[r][v], s, u, wv[v], ones);
-  }
+  for (size_t r = 0; r < M; ++r) sign_prepare_run(ar[r] + k0, kc, buf + r * kPitch);
 }
 
 // Per row, the 16 column sums of s * w' over kp, two vectors of 8 columns.
@@ -143,34 +66,8 @@ NPQ_INLINE void accumulate(size_t kp, bool whole, const uint8_t* const* ar, cons
     const size_t kc = kp - k0 < chunk ? kp - k0 : chunk;
     if (!whole) prepare<M>(ar, k0, kc, buf);
     const int8_t* wk = w + k0 * kNR;
-    for (size_t k = 0; k < kc; k += kKR) step<M>(buf, k, wk + k * kNR, ones, acc);
+    for (size_t k = 0; k < kc; k += kKR) sign_step<M>(buf, k, wk + k * kNR, ones, acc);
   }
-}
-
-// Stores the low nn (0..16) bytes of b at p.
-NPQ_INLINE void store_bytes(uint8_t* p, size_t nn, __m128i b) {
-  if (nn == 16) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
-    return;
-  }
-  if (nn & 8) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
-    b = _mm_srli_si128(b, 8);
-    p += 8;
-  }
-  if (nn & 4) {
-    const int32_t v = _mm_cvtsi128_si32(b);
-    std::memcpy(p, &v, 4);
-    b = _mm_srli_si128(b, 4);
-    p += 4;
-  }
-  if (nn & 2) {
-    const int16_t v = static_cast<int16_t>(_mm_extract_epi16(b, 0));
-    std::memcpy(p, &v, 2);
-    b = _mm_srli_si128(b, 2);
-    p += 2;
-  }
-  if (nn & 1) *p = static_cast<uint8_t>(_mm_extract_epi8(b, 0));
 }
 
 // All ones in lanes < n (n clamped to 0..8), for vmaskmovps.
@@ -186,29 +83,7 @@ struct Requant {
 
   template <size_t M>
   NPQ_INLINE void store(size_t n0, size_t nn, const __m256i (&acc)[M][kNV]) const {
-    const __m256 lim_hi = _mm256_set1_ps(1048576.0f), lim_lo = _mm256_set1_ps(-1048576.0f);
-    const __m256i zp = _mm256_set1_epi32(ep->out_zp);
-    const __m256i lo = _mm256_set1_epi32(ep->out_min), hi = _mm256_set1_epi32(ep->out_max);
-    __m256 bias[kNV], mult[kNV];
-    for (size_t v = 0; v < kNV; ++v) {
-      bias[v] = _mm256_loadu_ps(ep->bias_s + n0 + 8 * v);
-      mult[v] = _mm256_loadu_ps(ep->mult + n0 + 8 * v);
-    }
-    for (size_t r = 0; r < M; ++r) {
-      __m256i q[kNV];
-      for (size_t v = 0; v < kNV; ++v) {
-        __m256 x = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc[r][v]), bias[v]), mult[v]);
-        x = _mm256_min_ps(_mm256_max_ps(x, lim_lo), lim_hi);
-        q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(x), zp);
-        q[v] = _mm256_min_epi32(_mm256_max_epi32(q[v], lo), hi);
-      }
-      // int32 in 0..255, columns 0-7 and 8-15 -> int16 0-3 8-11 | 4-7 12-15 ->
-      // (vpermq) 0..15 -> 16 bytes in column order.
-      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
-      const __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w16),
-                                         _mm256_extracti128_si256(w16, 1));
-      store_bytes(c + r * c_stride + n0, nn, b);
-    }
+    sign_requant_store<M>(ep, c, c_stride, n0, nn, acc, M);
   }
 };
 
