@@ -278,3 +278,16 @@ def test_flatten_gives_logical_order_from_nhwc():
     flat = nnq.Flatten()(nhwc)
     assert flat.shape == (2, 12) and not flat.is_nhwc
     np.testing.assert_array_equal(flat.int_repr(), q.int_repr().reshape(2, 12))
+
+
+def test_zero_dim_qtensors_keep_their_shape():
+    """0-d QTensors stay 0-d through the quantized ops (np.ascontiguousarray would make
+    them 1-d: a cat of shapes (0,) and () once returned shape (1,) instead of raising)."""
+    b = npquant.QTensor(np.array(7, np.uint8), 0.1, 3)
+    f = nnq.QFunctional()
+    f.scale, f.zero_point = 0.05, 3
+    for y in (f.add(b, b), f.add_relu(b, b), f.mul(b, b), nnq.ReLU()(b), nnq.ReLU6()(b),
+              nnq.Hardswish(0.1, 3)(b), npquant.QTensor(np.array([1, 2, 3], np.uint8), 0.1, 0).mean()):
+        assert y.shape == () and y.int_repr().shape == ()
+    with pytest.raises(ValueError, match="zero-dimensional|same number of dimensions"):
+        f.cat([npquant.QTensor(np.zeros(0, np.uint8), 1.0, 0), b], 0)

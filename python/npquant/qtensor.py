@@ -185,7 +185,7 @@ class QTensor:
 
     def reshape(self, *shape) -> "QTensor":
         self._need_per_tensor("reshape")
-        return QTensor(np.ascontiguousarray(self.int_repr()).reshape(*shape), self._scale, self._zp, self._dtype)
+        return QTensor(np.require(self.int_repr(), requirements="C").reshape(*shape), self._scale, self._zp, self._dtype)
 
     # ---- shape ops (per-tensor): the codes move, the qparams stay, as in PyTorch
     def view(self, *shape) -> "QTensor":
@@ -210,7 +210,7 @@ class QTensor:
         if sorted(d % self.ndim for d in dims) != list(range(self.ndim)) or len(dims) != self.ndim:
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
         perm = tuple(d % self.ndim for d in dims)
-        return QTensor(np.ascontiguousarray(self.int_repr().transpose(perm)), self._scale, self._zp, self._dtype)
+        return QTensor(np.require(self.int_repr().transpose(perm), requirements="C"), self._scale, self._zp, self._dtype)
 
     def transpose(self, dim0: int, dim1: int) -> "QTensor":
         perm = list(range(self.ndim))
@@ -230,11 +230,11 @@ class QTensor:
             phys = (0, 3, 1, 2)[dim]
             idx = [slice(None)] * 4
             idx[phys] = slice(start, start + length)
-            return QTensor._trusted(np.ascontiguousarray(self._q[tuple(idx)]), self._scale, self._zp,
+            return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), self._scale, self._zp,
                                     self._dtype, True)
         idx = [slice(None)] * self.ndim
         idx[dim] = slice(start, start + length)
-        return QTensor._trusted(np.ascontiguousarray(self._q[tuple(idx)]), self._scale, self._zp, self._dtype)
+        return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), self._scale, self._zp, self._dtype)
 
     def split(self, split_size_or_sections, dim: int = 0) -> tuple:
         """Like torch.Tensor.split: pieces of split_size (the last may be smaller), or of the given sizes."""
@@ -277,7 +277,7 @@ class QTensor:
         q = self.int_repr().astype(np.float64) - self._zp
         m = np.rint(q.mean(axis=dims, keepdims=keepdim)) + self._zp
         m = np.clip(m, self._dtype.qmin, self._dtype.qmax).astype(self._dtype.storage)
-        return QTensor(np.ascontiguousarray(m), self._scale, self._zp, self._dtype)
+        return QTensor(np.require(m, requirements="C"), self._scale, self._zp, self._dtype)
 
     def __repr__(self) -> str:
         if self._axis is None:

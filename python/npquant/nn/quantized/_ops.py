@@ -62,7 +62,7 @@ def storage(x: QTensor):
 
 
 def wrap(q: np.ndarray, scale, zp, dtype: QDType, nhwc: bool) -> QTensor:
-    q = np.ascontiguousarray(q)
+    q = np.require(q, requirements="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     return QTensor.from_nhwc(q, scale, zp, dtype) if nhwc else QTensor(q, scale, zp, dtype)
 
 
@@ -109,7 +109,14 @@ def apply_table(table: np.ndarray, q: np.ndarray, dtype: QDType) -> np.ndarray:
     """table[q - qmin] (table from unary_table), as a native lookup of the code bytes."""
     codes = np.arange(256, dtype=np.uint8).view(dtype.storage)  # in the order of their bytes
     by_byte = np.ascontiguousarray(table[codes.astype(np.int64) - dtype.qmin]).view(np.uint8)
-    return _C.lookup(np.ascontiguousarray(q).view(np.uint8), by_byte).view(dtype.storage)
+    return _C.lookup(u8_view(q), by_byte).view(dtype.storage)
+
+
+def u8_view(a: np.ndarray) -> np.ndarray:
+    """a's bytes as a C-contiguous uint8 array of a's shape (np.ascontiguousarray would
+    turn a 0-d array into shape (1,))."""
+    a = np.asarray(a)
+    return (a if a.flags.c_contiguous else a.copy(order="C")).view(np.uint8)
 
 
 def out_qparams(scale, zero_point, dtype: QDType = quint8):

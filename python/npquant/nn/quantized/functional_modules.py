@@ -22,7 +22,7 @@ from ... import _C
 from ..._dtypes import QDType, quint8
 from ...qtensor import QTensor, quantize_per_tensor
 from ..module import Module
-from ._ops import dequant, out_qparams, q_input, quant, reciprocal, requant_int, storage, wrap
+from ._ops import dequant, out_qparams, q_input, quant, reciprocal, requant_int, storage, u8_view, wrap
 
 __all__ = ["QFunctional"]
 
@@ -96,10 +96,6 @@ def _kernel(op: str):
     return _KERNELS[op]
 
 
-def _u8(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a).view(np.uint8)
-
-
 def _per_channel(t: QTensor, big: QTensor) -> bool:
     """t is (N or 1, C, 1, 1) against big's (N, C, H, W): one code per (batch, channel)."""
     n, c, h, w = big.shape
@@ -162,7 +158,7 @@ class QFunctional(Module):
             else:
                 nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
                 a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
-            out = _C.qmul_u8(_u8(a), _u8(b), big.q_scale(), big.q_zero_point(), small.q_scale(),
+            out = _C.qmul_u8(u8_view(a), u8_view(b), big.q_scale(), big.q_zero_point(), small.q_scale(),
                              small.q_zero_point(), s, zp, channel)
             self.__dict__["_last_kernel"] = _kernel("mul")
             return QTensor._trusted(out, s, zp, dtype, nhwc)
@@ -171,7 +167,7 @@ class QFunctional(Module):
             # same arithmetic directly (fmaf is the float64 dequantize exactly)
             nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
             a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
-            out = _C.qadd_u8(_u8(a), _u8(b), x.q_scale(), x.q_zero_point(), y.q_scale(), y.q_zero_point(),
+            out = _C.qadd_u8(u8_view(a), u8_view(b), x.q_scale(), x.q_zero_point(), y.q_scale(), y.q_zero_point(),
                              s, zp, op == "add_relu")
             self.__dict__["_last_kernel"] = _kernel("add")
             return QTensor._trusted(out, s, zp, dtype, nhwc)
@@ -185,12 +181,12 @@ class QFunctional(Module):
             nb, c = big.shape[:2]
             b = np.broadcast_to(small.int_repr().reshape(small.shape[0], c), (nb, c))
             a = big.nhwc() if big.is_nhwc else big.int_repr()
-            out = _C.lookup2_channel(_u8(a), _u8(b), table, big.is_nhwc)
+            out = _C.lookup2_channel(u8_view(a), u8_view(b), table, big.is_nhwc)
             nhwc = big.is_nhwc
         else:
             nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
             a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
-            out = _C.lookup2(_u8(a), _u8(b), table)
+            out = _C.lookup2(u8_view(a), u8_view(b), table)
         return QTensor._trusted(out.view(dtype.storage), s, zp, dtype, nhwc)
 
     def _add(self, x, y, relu: bool, op: str):
@@ -232,7 +228,7 @@ class QFunctional(Module):
         if same_nhw and dtype is quint8 and _kernel("add"):
             # requantized by the add kernel with no second operand: quant(dequant(q))
             requant = [None if self._at_output(x, s, zp) else (x.q_scale(), x.q_zero_point()) for x in xs]
-            out = _C.cat_channels([_u8(x.nhwc()) for x in xs], [None] * len(xs), requant, s, zp)
+            out = _C.cat_channels([u8_view(x.nhwc()) for x in xs], [None] * len(xs), requant, s, zp)
             self.__dict__["_last_kernel"] = _kernel("add")
             return QTensor._trusted(out, s, zp, dtype, True)
         try:
@@ -241,12 +237,12 @@ class QFunctional(Module):
             return self._cat_numpy(xs, dim)  # whether this input's codes reach it
         self.__dict__["_last_kernel"] = "lookup table"
         if same_nhw:
-            out = _C.cat_channels([_u8(x.nhwc()) for x in xs], tables)
+            out = _C.cat_channels([u8_view(x.nhwc()) for x in xs], tables)
             return QTensor._trusted(out.view(dtype.storage), s, zp, dtype, True)
         parts = []
         for x, table in zip(xs, tables):
             q = x.nhwc() if nhwc else x.int_repr()
-            parts.append(q if table is None else _C.lookup(_u8(q), table).view(dtype.storage))
+            parts.append(q if table is None else _C.lookup(u8_view(q), table).view(dtype.storage))
         return self._concatenate(parts, s, zp, dtype, dim, nhwc)
 
     def _cat_args(self, xs, dim):
