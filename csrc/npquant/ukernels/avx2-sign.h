@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "../ukernel.h"
+#include "avx2-util.h"
 
 namespace npq {
 namespace {
@@ -102,32 +103,6 @@ NPQ_INLINE void sign_step(const uint8_t* buf, size_t k, const int8_t* wk, __m256
   }
 }
 
-// Stores the low nn (0..16) bytes of b at p.
-NPQ_INLINE void sign_store_bytes(uint8_t* p, size_t nn, __m128i b) {
-  if (nn == 16) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
-    return;
-  }
-  if (nn & 8) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
-    b = _mm_srli_si128(b, 8);
-    p += 8;
-  }
-  if (nn & 4) {
-    const int32_t v = _mm_cvtsi128_si32(b);
-    std::memcpy(p, &v, 4);
-    b = _mm_srli_si128(b, 4);
-    p += 4;
-  }
-  if (nn & 2) {
-    const int16_t v = static_cast<int16_t>(_mm_extract_epi16(b, 0));
-    std::memcpy(p, &v, 2);
-    b = _mm_srli_si128(b, 2);
-    p += 2;
-  }
-  if (nn & 1) *p = static_cast<uint8_t>(_mm_extract_epi8(b, 0));
-}
-
 // Requantizes rows 0..rows-1 (rows <= M) of a 16-column tile (columns n0..n0+nn
 // of the epilogue arrays) and stores nn bytes per row at c + r*c_stride + n0.
 template <size_t M>
@@ -159,7 +134,7 @@ NPQ_INLINE void sign_requant_store(const RequantEpilogue* ep, uint8_t* c, size_t
     const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
     const __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w16),
                                        _mm256_extracti128_si256(w16, 1));
-    sign_store_bytes(c + r * c_stride + n0, nn, b);
+    store_low_bytes(c + r * c_stride + n0, nn, b);
   }
 }
 

@@ -8,15 +8,11 @@
 #include <cstring>
 
 #include "../ukernel.h"
+#include "avx2-util.h"
 
 namespace npq {
 namespace {
 
-// All ones in lanes < n (n in 0..8).
-inline __m256i lane_mask(size_t n) {
-  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
-}
 
 inline __m256i quantize8(__m256 x, __m256 inv, __m256 zp) {
   // max_ps returns its second operand when the first is NaN: NaN -> 0.

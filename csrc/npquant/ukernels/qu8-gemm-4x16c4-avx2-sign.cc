@@ -70,11 +70,6 @@ NPQ_INLINE void accumulate(size_t kp, bool whole, const uint8_t* const* ar, cons
   }
 }
 
-// All ones in lanes < n (n clamped to 0..8), for vmaskmovps.
-NPQ_INLINE __m256i lane_mask(size_t n) {
-  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n > 8 ? 8 : n)), idx);
-}
 
 struct Requant {
   const RequantEpilogue* ep;

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "../ukernel.h"
+#include "avx2-util.h"
 
 namespace npq {
 namespace {
@@ -105,32 +106,7 @@ NPQ_INLINE void accumulate(size_t kp, bool whole, const uint8_t* const* ar, cons
     out[r] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
 }
 
-// Stores the low nn (0..8) bytes of b at p.
-NPQ_INLINE void store_bytes(uint8_t* p, size_t nn, __m128i b) {
-  if (nn == 8) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
-    return;
-  }
-  if (nn & 4) {
-    const int32_t v = _mm_cvtsi128_si32(b);
-    std::memcpy(p, &v, 4);
-    b = _mm_srli_si128(b, 4);
-    p += 4;
-  }
-  if (nn & 2) {
-    const int16_t v = static_cast<int16_t>(_mm_extract_epi16(b, 0));
-    std::memcpy(p, &v, 2);
-    b = _mm_srli_si128(b, 2);
-    p += 2;
-  }
-  if (nn & 1) *p = static_cast<uint8_t>(_mm_extract_epi8(b, 0));
-}
 
-// All ones in lanes < n (n in 0..8), for vmaskmovps.
-NPQ_INLINE __m256i lane_mask(size_t n) {
-  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
-}
 
 struct Requant {
   const RequantEpilogue* ep;
@@ -151,7 +127,7 @@ struct Requant {
       q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
       // int32 in 0..255 -> 8 bytes in column order.
       const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-      store_bytes(c + r * c_stride + n0, nn, _mm_packus_epi16(w16, w16));
+      store_low_bytes(c + r * c_stride + n0, nn, _mm_packus_epi16(w16, w16));
     }
   }
 };

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "../ukernel.h"
+#include "avx2-util.h"
 
 #if defined(NPQ_AVXVNNI_EVEX)
 #define NPQ_FN(suffix) qu8_gemm_6x16c4__avxvnni_evex_##suffix
@@ -95,37 +96,7 @@ NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
   for (; k < kp; k += kKR) step<M>(ar, k, w + k * kNR, acc);
 }
 
-// Stores the low nn (0..16) bytes of b at p.
-NPQ_INLINE void store_bytes(uint8_t* p, size_t nn, __m128i b) {
-  if (nn == 16) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
-    return;
-  }
-  if (nn & 8) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
-    b = _mm_unpackhi_epi64(b, b);
-    p += 8;
-  }
-  if (nn & 4) {
-    const int32_t v = _mm_cvtsi128_si32(b);
-    std::memcpy(p, &v, 4);
-    b = _mm_srli_si128(b, 4);
-    p += 4;
-  }
-  if (nn & 2) {
-    const int16_t v = static_cast<int16_t>(_mm_extract_epi16(b, 0));
-    std::memcpy(p, &v, 2);
-    b = _mm_srli_si128(b, 2);
-    p += 2;
-  }
-  if (nn & 1) *p = static_cast<uint8_t>(_mm_extract_epi8(b, 0));
-}
 
-// Lane mask (all ones in lanes < n) for vmaskmovps, n in 0..8.
-NPQ_INLINE __m256i lane_mask(size_t n) {
-  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
-}
 
 struct Requant {
   const RequantEpilogue* ep;
@@ -158,7 +129,7 @@ struct Requant {
       const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
       const __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w16),
                                          _mm256_extracti128_si256(w16, 1));
-      store_bytes(c + r * c_stride + n0, nn, b);
+      store_low_bytes(c + r * c_stride + n0, nn, b);
     }
   }
 };
