@@ -18,6 +18,11 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCANNED = ("tests", "examples", "bench", os.path.join("python", "npquant"))
+# Imported only where no test runs them, each with the reason.
+OPTIONAL = {
+    "torchvision": "bench/models.py only, run in a venv of its own (bench/README.md); "
+                   "tests/test_bench_models.py checks its pieces without it",
+}
 
 
 def _python_files():
@@ -64,7 +69,7 @@ def third_party_imports():
     found = {}
     for path in _python_files():
         for mod in _imported_modules(path):
-            if mod not in local and mod not in stdlib:
+            if mod not in local and mod not in stdlib and mod not in OPTIONAL:
                 found.setdefault(mod, os.path.relpath(path, REPO))
     return found
 

@@ -521,6 +521,8 @@ class Zoo(nn.Module):
         self.relu6, self.hswish = nn.ReLU6(), nn.Hardswish()
         self.bn3 = nn.BatchNorm2d(8)
         self.bn4, self.relu4 = nn.BatchNorm2d(8), nn.ReLU()
+        self.hsig, self.sigmoid, self.tanh = nn.Hardsigmoid(), nn.Sigmoid(), nn.Tanh()
+        self.leaky, self.elu, self.silu, self.gelu = nn.LeakyReLU(0.1), nn.ELU(), nn.SiLU(), nn.GELU("tanh")
         for bn in (self.bn1, self.bn2, self.bn3, self.bn4):
             bn.running_mean = rng.standard_normal(8).astype(np.float32) * 0.1
             bn.running_var = rng.uniform(0.5, 2, 8).astype(np.float32)
@@ -536,6 +538,7 @@ class Zoo(nn.Module):
         x = self.relu1(self.bn1(self.conv1(self.quant(x))))
         x = self.hswish(self.relu6(self.bn2(self.conv2(x))))
         x = self.relu4(self.bn4(self.bn3(x)))
+        x = self.gelu(self.silu(self.elu(self.leaky(self.tanh(self.sigmoid(self.hsig(x)))))))
         x = self.skip.add(self.maxpool(x), self.avgpool(x))
         x = self.seq(self.flatten(self.dropout(self.adapt(x))))
         return self.dequant(self.identity(self.fc3(self.relu5(self.fc2(x)))))
