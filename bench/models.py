@@ -151,7 +151,8 @@ def table(rows: list, batches: list, threads: list) -> str:
     impls = ["torch fp32", "npquant fp32", "torch int8", "ORT int8", "npquant int8", "npquant int8 avx2"]
     present = [i for i in impls if any(i in r["ms"] for r in rows)]
     head = (["model", "batch", "thr"] + [f"{i} ms" for i in present]
-            + ["npq/best peer", "top-1 agree (torch/ORT/npq int8)", "rel. error (torch/ORT/npq)"])
+            + ["npq int8 ms / best int8 peer ms (<1: npquant faster)", "top-1 agree (torch/ORT/npq int8)",
+               "rel. error (torch/ORT/npq)"])
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["model"], str(r["batch"]), str(r["threads"])]
