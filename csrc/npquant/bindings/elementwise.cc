@@ -128,6 +128,17 @@ U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>
   return y;
 }
 
+// The qparams of a binary op's two operands and its output, checked in this order.
+void check_binary_qparams(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
+                          int32_t zp) {
+  check_scale(a_scale, "first operand scale");
+  check_scale(b_scale, "second operand scale");
+  check_scale(scale, "output scale");
+  check_zp(a_zp, "first operand zero_point");
+  check_zp(b_zp, "second operand zero_point");
+  check_zp(zp, "output zero_point");
+}
+
 // add / add_relu of same-shape quint8 codes with the dispatched kernel.
 U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t a_zp, float b_scale,
         int32_t b_zp, float scale, int32_t zp, bool relu) {
@@ -136,12 +147,7 @@ U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
   auto a = checked<uint8_t>(a_obj, "first operand codes", -1);
   auto b = checked<uint8_t>(b_obj, "second operand codes", -1);
   if (shape_of(a) != shape_of(b)) throw ValueError("operands must have the same shape");
-  check_scale(a_scale, "first operand scale");
-  check_scale(b_scale, "second operand scale");
-  check_scale(scale, "output scale");
-  check_zp(a_zp, "first operand zero_point");
-  check_zp(b_zp, "second operand zero_point");
-  check_zp(zp, "output zero_point");
+  check_binary_qparams(a_scale, a_zp, b_scale, b_zp, scale, zp);
   // The NumPy path's constants: fl(s * -zp) and fl(1 / scale), in float32.
   const npq::QAddParams p{a_scale, a_scale * static_cast<float>(-a_zp), b_scale,
                           b_scale * static_cast<float>(-b_zp), 1.0f / scale, zp, relu ? 1 : 0};
@@ -168,12 +174,7 @@ U8 qmul(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
   } else if (shape_of(a) != shape_of(b)) {
     throw ValueError("operands must have the same shape");
   }
-  check_scale(a_scale, "first operand scale");
-  check_scale(b_scale, "second operand scale");
-  check_scale(scale, "output scale");
-  check_zp(a_zp, "first operand zero_point");
-  check_zp(b_zp, "second operand zero_point");
-  check_zp(zp, "output zero_point");
+  check_binary_qparams(a_scale, a_zp, b_scale, b_zp, scale, zp);
   // The NumPy path's multiplier: fl(fl(a_scale * b_scale) * fl(1 / scale)).
   const float mult = (a_scale * b_scale) * (1.0f / scale);
   const npq::QMulParams p{a_zp, b_zp, mult, zp};
