@@ -11,7 +11,7 @@ Quick start::
 from __future__ import annotations
 
 from . import _C
-from ._dtypes import QDType, qint8, qint32, quint8
+from ._dtypes import QDType, float16, qint8, qint32, quint8
 from .qtensor import QTensor, dequantize, quantize_per_channel, quantize_per_tensor
 
 __version__ = "0.1.0"
@@ -51,7 +51,7 @@ from .report import compare  # noqa: E402
 from .profile import profile  # noqa: E402
 
 __all__ = [
-    "QDType", "QTensor", "quint8", "qint8", "qint32",
+    "QDType", "QTensor", "quint8", "qint8", "qint32", "float16",
     "quantize_per_tensor", "quantize_per_channel", "dequantize",
     "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization", "ao", "onnx",
     "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["QDType", "quint8", "qint8", "qint32"]
+__all__ = ["QDType", "quint8", "qint8", "qint32", "float16"]
 
 
 class QDType:
@@ -28,6 +28,9 @@ class QDType:
 quint8 = QDType("quint8", np.uint8, 0, 255)
 qint8 = QDType("qint8", np.int8, -128, 127)
 qint32 = QDType("qint32", np.int32, -(2**31), 2**31 - 1)
+# Not a quantized dtype: quantize_dynamic(..., dtype=npquant.float16) stores weights
+# as float16 and computes in float32, as torch's float16 dynamic quantization does.
+float16 = np.float16
 
 
 def as_qdtype(dtype) -> QDType:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 
 from . import nn
-from ._dtypes import as_qdtype, qint8, quint8
+from ._dtypes import as_qdtype, float16, qint8, quint8
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
@@ -62,7 +62,49 @@ def get_default_static_quant_module_mappings() -> dict:
 
 
 def get_default_dynamic_quant_module_mappings() -> dict:
-    return {nn.Linear: nnq.dynamic.Linear}
+    return {nn.Linear: nnq.dynamic.Linear, nn.LSTM: nnq.dynamic.LSTM, nn.GRU: nnq.dynamic.GRU,
+            nn.RNN: nnq.dynamic.RNN, nn.LSTMCell: nnq.dynamic.LSTMCell, nn.GRUCell: nnq.dynamic.GRUCell,
+            nn.RNNCell: nnq.dynamic.RNNCell}
+
+
+class _Float16FromFloat:
+    """A mapping value for quantize_dynamic(dtype=npquant.float16): builds the module
+    with float16 weights (dynamic Linear -> LinearFP16; recurrent layers dtype=float16)."""
+
+    def __init__(self, qcls):
+        self.qcls = qcls
+
+    def from_float(self, mod):
+        if self.qcls is nnq.dynamic.Linear:
+            return nnq.dynamic.LinearFP16.from_float(mod)
+        if self.qcls is nnq.dynamic.LinearFP16:
+            return self.qcls.from_float(mod)
+        try:
+            return self.qcls.from_float(mod, dtype=float16)
+        except TypeError as e:
+            if "dtype" not in str(e):
+                raise
+            raise TypeError(f"quantize_dynamic(dtype=npquant.float16): {self.qcls.__name__}.from_float "
+                            "takes no dtype; give float16 only to Linear and the recurrent layers") from None
+
+
+def _dynamic_dtype(dtype):
+    """qint8 or float16 from what the user passed, or a TypeError naming both."""
+    if dtype is float16 or (isinstance(dtype, str) and dtype == "float16"):
+        return float16
+    if is_torch_object(dtype) or "torch." in repr(dtype):
+        name = repr(dtype).replace("torch.", "")
+        raise TypeError(f"quantize_dynamic takes npquant's dtypes: use dtype=npquant.{name}, got {dtype!r}"
+                        if name in ("qint8", "float16") else
+                        f"quantize_dynamic: dtype must be npquant.qint8 or npquant.float16, got {dtype!r}")
+    try:
+        q = as_qdtype(dtype)
+    except TypeError:
+        q = None
+    if q is not qint8:
+        raise TypeError(f"quantize_dynamic: dtype must be npquant.qint8 (int8 weights, activations quantized "
+                        f"per call) or npquant.float16 (float16 weights, float32 math), got {dtype!r}")
+    return qint8
 
 
 # Layers whose output qparams come from an observer. The others in the static
@@ -285,13 +327,16 @@ def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
 
 def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplace: bool = False):
     """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
-    {npquant.nn.Linear}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of types /
-    names (default dynamic qconfig), or a dict {type or name: QConfig}."""
+    {npquant.nn.Linear, npquant.nn.LSTM}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of
+    types / names (default dynamic qconfig), or a dict {type or name: QConfig}; None is
+    torch's default set (Linear, LSTM, GRU and the three cells). ``dtype=npquant.float16``
+    stores Linear and recurrent weights as float16 and computes in float32, as torch's
+    float16 dynamic quantization does."""
     check_model(model, "quantize_dynamic")
-    if as_qdtype(dtype) is not qint8:
-        raise TypeError(f"npquant's dynamic quantization is int8: use dtype=npquant.qint8, got {dtype!r}")
-    if qconfig_spec is None:
-        qconfig_spec = {nn.Linear: default_dynamic_qconfig}
+    dtype = _dynamic_dtype(dtype)
+    if qconfig_spec is None:  # torch's default set
+        qconfig_spec = dict.fromkeys((nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.RNNCell, nn.GRUCell),
+                                     default_dynamic_qconfig)
     elif isinstance(qconfig_spec, (set, frozenset, list, tuple)):
         qconfig_spec = dict.fromkeys(qconfig_spec, default_dynamic_qconfig)
     _check_type_keys(qconfig_spec, "quantize_dynamic", "qconfig_spec")
@@ -299,6 +344,8 @@ def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplac
         mapping = get_default_dynamic_quant_module_mappings()
     else:
         _check_type_keys(mapping, "quantize_dynamic", "mapping")
+    if dtype is float16:
+        mapping = {k: _Float16FromFloat(v) for k, v in mapping.items()}
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()

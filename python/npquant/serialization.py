@@ -58,7 +58,7 @@ def _machinery() -> frozenset:
 # dtypes an array in a model file may have. Anything else (object arrays above all)
 # is refused before its data is read.
 _ARRAY_DTYPES = frozenset(np.dtype(t).str for t in (
-    np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_))
+    np.float16, np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_))
 
 
 class ModelFileError(ValueError):

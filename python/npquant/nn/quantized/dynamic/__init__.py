@@ -1,5 +1,7 @@
 """Dynamic quantized modules (float in, float out)."""
 
 from .linear import Linear
+from .linear_fp16 import LinearFP16
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "LinearFP16", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]

@@ -1,0 +1,7 @@
+"""Packed sequences for the recurrent layers, as torch.nn.utils.rnn."""
+
+from __future__ import annotations
+
+from ..rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+__all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence"]
