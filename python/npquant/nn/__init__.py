@@ -8,7 +8,7 @@ from .conv import Conv2d
 from .linear import Linear
 from .module import Module
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
-from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .stubs import DeQuantStub, FloatFunctional, QuantStub
 
 from . import intrinsic  # noqa: E402  (fused float modules made by fuse_modules)
@@ -17,6 +17,6 @@ from . import quantized  # noqa: E402  (npquant.nn.quantized, npquant.nn.quantiz
 __all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6",
            "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU", "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "QuantStub", "DeQuantStub", "FloatFunctional", "intrinsic", "quantized"]
-__all__ += ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "utils"]
+__all__ += ["RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "utils"]
 
 from . import utils  # noqa: E402  (npquant.nn.utils.rnn: pack_padded_sequence, pad_packed_sequence)
