@@ -211,6 +211,10 @@ def test_pack_errors():
         npquant.nn.LSTM(2, 3)(bad)
     with pytest.raises(ValueError, match="non-increasing"):
         npquant.nn.LSTM(2, 3)(PackedSequence(np.zeros((5, 2), np.float32), np.array([2, 3])))
+    with pytest.raises(ValueError, match=r"permutation of range\(2\)"):
+        npquant.nn.GRU(2, 3)(PackedSequence(np.zeros((4, 2), np.float32), np.array([2, 2]), np.array([0, 0])))
+    with pytest.raises(ValueError, match=r"data of shape \(N, 2\)"):
+        npquant.nn.GRU(2, 3)(PackedSequence(np.zeros((4, 3), np.float32), np.array([2, 2])))
 
 
 # ------------------------------------------------------------------ dynamic int8 vs torch

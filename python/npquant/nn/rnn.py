@@ -120,6 +120,16 @@ def _unpack(seq: PackedSequence, fill: float = 0.0) -> Tuple[np.ndarray, np.ndar
     return out, lens
 
 
+def _permutation(idx: Optional[np.ndarray], batch: int) -> Optional[np.ndarray]:
+    """A PackedSequence's sorted_indices / unsorted_indices, checked to be a permutation."""
+    if idx is None:
+        return None
+    p = np.asarray(idx)
+    if p.shape != (batch,) or p.dtype.kind not in "iu" or not np.array_equal(np.sort(p), np.arange(batch)):
+        raise ValueError(f"PackedSequence indices must be a permutation of range({batch}), got {p!r}")
+    return p.astype(np.int64)
+
+
 def _pack_rows(padded: np.ndarray, batch_sizes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([padded[t, :n] for t, n in enumerate(batch_sizes)], axis=0))
 
@@ -146,10 +156,11 @@ def _state(x: object, shape: Tuple[int, ...], what: str, layer: str) -> np.ndarr
 
 # ---------------------------------------------------------------- one time step
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    y = np.negative(x)
+    y: np.ndarray = np.negative(x)
     np.exp(y, out=y)
     y += np.float32(1)
-    return np.reciprocal(y, out=y)
+    np.reciprocal(y, out=y)
+    return y
 
 
 def _step(mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray,
@@ -261,50 +272,47 @@ class _RecurrentBase(Module):
     # ---- forward
     def forward(self, input: Union[np.ndarray, PackedSequence], hx: Optional[Hidden] = None
                 ) -> Tuple[Union[np.ndarray, PackedSequence], Hidden]:
+        """(output, h_n) for GRU / RNN, (output, (h_n, c_n)) for LSTM; a PackedSequence
+        input gives a PackedSequence output."""
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         name = self._name()
-        packed = isinstance(input, PackedSequence)
-        batch_sizes: Optional[np.ndarray] = None
-        if packed:
-            seq = input
-            data = _float_array(seq.data, name)
-            if data.ndim != 2 or data.shape[1] != self.input_size:
-                raise ValueError(f"{name} expects PackedSequence data of shape (N, {self.input_size}), "
-                                 f"got {data.shape}")
-            x, _ = _unpack(PackedSequence(data, seq.batch_sizes))
-            batch_sizes = _check_batch_sizes(seq)
-            unbatched = False
-        else:
-            x = _float_array(input, name)
-            if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
-                raise ValueError(f"{name} expects input of shape ({'B, T' if self.batch_first else 'T, B'}, "
-                                 f"{self.input_size}) or unbatched (T, {self.input_size}), got {x.shape}")
-            unbatched = x.ndim == 2
-            if unbatched:
-                x = x[:, None, :]
-            elif self.batch_first:
-                x = np.swapaxes(x, 0, 1)
-            if x.shape[0] == 0 or x.shape[1] == 0:
-                raise ValueError(f"{name} got an empty input of shape {input.shape}; sequences need "
-                                 "at least one step and the batch at least one entry")
-        batch = x.shape[1]
-        h, c = self._initial_state(hx, batch, unbatched)
-        if packed and input.sorted_indices is not None:
-            h = h[:, input.sorted_indices]
-            c = None if c is None else c[:, input.sorted_indices]
-        with np.errstate(over="ignore"):  # sigmoid's exp(-x) overflows to inf for x < -88: gate 0
-            out, h_n, c_n = self._run(np.ascontiguousarray(x), h, c, batch_sizes)
-        if packed and input.unsorted_indices is not None:
-            h_n = h_n[:, input.unsorted_indices]
-            c_n = None if c_n is None else c_n[:, input.unsorted_indices]
+        x = _float_array(input, name)
+        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
+            raise ValueError(f"{name} expects input of shape ({'B, T' if self.batch_first else 'T, B'}, "
+                             f"{self.input_size}) or unbatched (T, {self.input_size}), got {x.shape}")
+        if x.size == 0:
+            raise ValueError(f"{name} got an empty input of shape {x.shape}; sequences need at least one "
+                             "step and the batch at least one entry")
+        unbatched = x.ndim == 2
+        x = x[:, None, :] if unbatched else (np.swapaxes(x, 0, 1) if self.batch_first else x)
+        h, c = self._initial_state(hx, x.shape[1], unbatched)
+        out, h_n, c_n = self._run(np.ascontiguousarray(x), h, c, None)
         if unbatched:
             out, h_n = out[:, 0], h_n[:, 0]
             c_n = None if c_n is None else c_n[:, 0]
-        if packed:
-            result: Union[np.ndarray, PackedSequence] = PackedSequence(
-                _pack_rows(out, batch_sizes), input.batch_sizes, input.sorted_indices, input.unsorted_indices)
-        else:
-            result = np.ascontiguousarray(np.swapaxes(out, 0, 1)) if self.batch_first and not unbatched else out
-        return result, ((h_n, c_n) if c_n is not None else h_n)
+        elif self.batch_first:
+            out = np.ascontiguousarray(np.swapaxes(out, 0, 1))
+        return out, ((h_n, c_n) if c_n is not None else h_n)
+
+    def _forward_packed(self, seq: PackedSequence, hx: Optional[Hidden]) -> Tuple[PackedSequence, Hidden]:
+        name = self._name()
+        data = _float_array(seq.data, name)
+        if data.ndim != 2 or data.shape[1] != self.input_size:
+            raise ValueError(f"{name} expects PackedSequence data of shape (N, {self.input_size}), got {data.shape}")
+        batch_sizes = _check_batch_sizes(seq)
+        x, _ = _unpack(PackedSequence(data, batch_sizes))
+        batch = x.shape[1]
+        order, unorder = _permutation(seq.sorted_indices, batch), _permutation(seq.unsorted_indices, batch)
+        h, c = self._initial_state(hx, batch, False)
+        if order is not None:
+            h, c = h[:, order], (None if c is None else c[:, order])
+        out, h_n, c_n = self._run(x, h, c, batch_sizes)
+        if unorder is not None:
+            h_n, c_n = h_n[:, unorder], (None if c_n is None else c_n[:, unorder])
+        packed = PackedSequence(_pack_rows(out, batch_sizes), seq.batch_sizes, seq.sorted_indices,
+                                seq.unsorted_indices)
+        return packed, ((h_n, c_n) if c_n is not None else h_n)
 
     def _initial_state(self, hx: Optional[Hidden], batch: int,
                        unbatched: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -329,6 +337,11 @@ class _RecurrentBase(Module):
 
     def _run(self, x: np.ndarray, h0: np.ndarray, c0: Optional[np.ndarray],
              batch_sizes: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        with np.errstate(over="ignore"):  # sigmoid's exp(-x) overflows to inf for x < -88: gate 0
+            return self._run_layers(x, h0, c0, batch_sizes)
+
+    def _run_layers(self, x: np.ndarray, h0: np.ndarray, c0: Optional[np.ndarray],
+                    batch_sizes: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         steps, batch = x.shape[0], x.shape[1]
         h_n, c_n = np.empty_like(h0), (None if c0 is None else np.empty_like(c0))
         layer_in = x

@@ -8,7 +8,7 @@ GEMM does. No activation is quantized.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -97,12 +97,12 @@ class LinearFP16(Module):
         return self.matmul()(x)
 
     # state dict: torch's keys for its float16 dynamic Linear
-    def _save_to_state_dict(self, dest: dict, prefix: str) -> None:
+    def _save_to_state_dict(self, dest: Dict[str, Any], prefix: str) -> None:
         super()._save_to_state_dict(dest, prefix)
         dest[prefix + "_packed_params.dtype"] = float16
         dest[prefix + "_packed_params._packed_params"] = (self.weight16, self.bias32)
 
-    def _load_from_state_dict(self, sd: dict, prefix: str) -> Optional[Callable[[], None]]:
+    def _load_from_state_dict(self, sd: Dict[str, Any], prefix: str) -> Optional[Callable[[], None]]:
         pair = sd.get(prefix + "_packed_params._packed_params")
         if pair is None:
             return None
