@@ -504,3 +504,16 @@ def test_lstm_lm_example_small():
     for b in (1, 8):
         lat = r[f"latency_b{b}"]
         assert all(lat[k] > 0 for k in ("torch fp32", "torch int8", "npquant fp32", "npquant int8"))
+
+
+@pytest.mark.parametrize("dtype", ["qint8", "float16"])
+def test_dynamic_models_pickle_and_deepcopy(dtype, rng):
+    import copy
+    import pickle
+
+    q = npquant.quantize_dynamic(npquant.nn.GRU(3, 5, num_layers=2, rng=rng), {npquant.nn.GRU},
+                                 dtype=getattr(npquant, dtype))
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    want = q(x)[0]
+    for back in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):
+        np.testing.assert_array_equal(back(x)[0], want)

@@ -31,12 +31,11 @@ def to_float16(w: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(w.astype(np.float16))
 
 
-def fp16_matmul(w16: np.ndarray, bias: Optional[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """x -> x @ float32(w16).T + bias, in float32 (the upcast weights are built once here)."""
-    wt = w16.astype(np.float32).T
+def fp16_matmul(w32t: np.ndarray, bias: Optional[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """x -> x @ w32t + bias in float32, w32t being the float16 weights upcast and transposed."""
     if bias is None:
-        return lambda x: x @ wt
-    return lambda x: np.add(x @ wt, bias, dtype=np.float32)
+        return lambda x: x @ w32t
+    return lambda x: np.add(x @ w32t, bias, dtype=np.float32)
 
 
 class LinearFP16(Module):
@@ -74,7 +73,7 @@ class LinearFP16(Module):
             b = np.ascontiguousarray(b, dtype=np.float32)
         self.weight16 = to_float16(w, "weight")
         self.bias32 = b
-        self.__dict__.pop("_cache_matmul", None)
+        self.__dict__.pop("_cache_w32t", None)
 
     def weight(self) -> np.ndarray:
         return self.weight16
@@ -84,11 +83,11 @@ class LinearFP16(Module):
 
     def matmul(self) -> Callable[[np.ndarray], np.ndarray]:
         """The float32 product with the float16 weights (built on first use)."""
-        f = self.__dict__.get("_cache_matmul")
-        if f is None:
-            f = fp16_matmul(self.weight16, self.bias32)
-            object.__setattr__(self, "_cache_matmul", f)
-        return f
+        w32t = self.__dict__.get("_cache_w32t")
+        if w32t is None:  # a float32 copy, kept between calls (never saved)
+            w32t = self.weight16.astype(np.float32).T
+            object.__setattr__(self, "_cache_w32t", w32t)
+        return fp16_matmul(w32t, self.bias32)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = _float_input(x, "dynamic float16 Linear")

@@ -74,7 +74,7 @@ def _projection(lin: DynLinear) -> frnn.Proj:
     if isinstance(lin, LinearFP16):
         return lin.matmul()
     packed = lin._packed_params.packed
-    return lambda x: _C.linear_dynamic(x, packed, False)
+    return lambda x: _C.linear_dynamic(np.ascontiguousarray(x), packed, False)
 
 
 def _dtype_of(mod: object, dtype: object) -> object:
