@@ -544,6 +544,29 @@ class Zoo(nn.Module):
         return self.dequant(self.identity(self.fc3(self.relu5(self.fc2(x)))))
 
 
+class Recurrent(nn.Module):
+    """Every recurrent layer and cell once (float, or dynamic after quantize_dynamic)."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(5)
+        self.lstm = nn.LSTM(24, 8, num_layers=2, bidirectional=True, proj_size=4, rng=rng)
+        self.gru, self.rnn = nn.GRU(8, 6, batch_first=True, rng=rng), nn.RNN(6, 5, nonlinearity="relu", rng=rng)
+        self.lstm_cell, self.gru_cell = nn.LSTMCell(5, 4, rng=rng), nn.GRUCell(4, 4, rng=rng)
+        self.rnn_cell, self.fc = nn.RNNCell(4, 3, rng=rng), nn.Linear(3, 2, rng=rng)
+
+    def forward(self, x):
+        y, _ = self.lstm(np.stack([x, x[::-1]]))  # (3, 24) -> (2, 3, 8)
+        y, _ = self.gru(y)
+        y, _ = self.rnn(y)
+        h, _ = self.lstm_cell(y[0])
+        return self.fc(self.rnn_cell(self.gru_cell(h)))
+
+
+CUSTOM["Recurrent"] = Recurrent
+RECURRENT_TYPES = {nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear}
+
+
 ZOO_FUSE = [["conv1", "bn1", "relu1"], ["conv2", "bn2"], ["bn4", "relu4"], ["seq.0", "seq.1"], ["fc2", "relu5"]]
 CUSTOM["Zoo"] = Zoo
 
@@ -564,6 +587,9 @@ def _zoo_models():
         "int8 keep_float": npquant.quantize(fused, run, [calib], keep_float=["fc3"]),
         "dynamic": npquant.quantize_dynamic(MLP().eval(), {nn.Linear}, dtype=npquant.qint8),
         "digits": digits_cnn(),
+        "recurrent": Recurrent(),
+        "recurrent int8": npquant.quantize_dynamic(Recurrent(), RECURRENT_TYPES),
+        "recurrent float16": npquant.quantize_dynamic(Recurrent(), RECURRENT_TYPES, dtype=npquant.float16),
     }
 
 
@@ -578,4 +604,5 @@ def test_every_registered_type_round_trips(tmp_path):
         back = npquant.load(_save(m, tmp_path), custom_modules=CUSTOM)
         assert [type(a) for a in m.modules()] == [type(b) for b in back.modules()], label
         inp = {"dynamic": _x((3, 24)), "digits": _x((2, 1, 32, 32))}.get(label, x)
+        inp = _x((3, 24)) if label.startswith("recurrent") else inp
         assert np.array_equal(m(inp).view(np.uint32), back(inp).view(np.uint32)), label

@@ -17,6 +17,6 @@ from . import quantized  # noqa: E402  (npquant.nn.quantized, npquant.nn.quantiz
 __all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6",
            "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU", "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "QuantStub", "DeQuantStub", "FloatFunctional", "intrinsic", "quantized"]
-__all__ += ["RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell", "utils"]
+__all__ += ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "utils"]  # RNNBase: importable, not saved
 
 from . import utils  # noqa: E402  (npquant.nn.utils.rnn: pack_padded_sequence, pad_packed_sequence)

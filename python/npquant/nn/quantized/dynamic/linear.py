@@ -24,7 +24,9 @@ class Linear(LinearWeights, Module):
                  per_row: bool = False):
         super().__init__()
         if dtype is not qint8:
-            raise TypeError("dynamic quantized Linear weights are npquant.qint8")
+            raise TypeError("dynamic quantized Linear weights are npquant.qint8; for float16 weights use "
+                            "npquant.nn.quantized.dynamic.LinearFP16 (what quantize_dynamic(..., "
+                            "dtype=npquant.float16) builds)")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.per_row = bool(per_row)
