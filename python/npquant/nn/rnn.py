@@ -170,12 +170,15 @@ def _step(mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray,
     if mode == "LSTM":
         assert c is not None
         n = c.shape[1]
-        g = gi + gh
-        ifo = _sigmoid(g)
-        cell = np.tanh(g[:, 2 * n:3 * n])
+        gh += gi  # gh is the projection's fresh output: updated in place
+        ifo = _sigmoid(gh)
+        cell = np.tanh(gh[:, 2 * n:3 * n])
+        cell *= ifo[:, :n]
         c_new = ifo[:, n:2 * n] * c
-        c_new += ifo[:, :n] * cell
-        return ifo[:, 3 * n:] * np.tanh(c_new), c_new
+        c_new += cell
+        h_new = np.tanh(c_new)
+        h_new *= ifo[:, 3 * n:]
+        return h_new, c_new
     if mode == "GRU":
         n = h.shape[1]
         rz = _sigmoid(gi[:, :2 * n] + gh[:, :2 * n])
