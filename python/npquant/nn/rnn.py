@@ -375,6 +375,8 @@ class _RecurrentBase(Module):
             s += ", bidirectional=True"
         if self.proj_size:
             s += f", proj_size={self.proj_size}"
+        if self.mode == "RNN_RELU":
+            s += ", nonlinearity=relu"
         return s
 
 
@@ -525,7 +527,8 @@ class _CellBase(Module):
         return (h_new, c_new) if c_new is not None else h_new
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        s = f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        return s + (", nonlinearity=relu" if self.mode == "RNN_RELU" else "")
 
 
 class RNNCellBase(_CellBase):
