@@ -517,3 +517,28 @@ def test_dynamic_models_pickle_and_deepcopy(dtype, rng):
     want = q(x)[0]
     for back in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):
         np.testing.assert_array_equal(back(x)[0], want)
+
+
+def test_compare_and_profile_show_recurrent_layers(rng):
+    class LM(npquant.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = npquant.nn.LSTM(8, 16, num_layers=2, rng=rng)
+            self.dec = npquant.nn.Linear(16, 5, rng=rng)
+
+        def forward(self, x):
+            return self.dec(self.rnn(x)[0])
+
+    m = LM()
+    q = npquant.quantize_dynamic(m, {npquant.nn.LSTM, npquant.nn.Linear})
+    x = rng.standard_normal((6, 2, 8)).astype(np.float32)
+    report = npquant.compare(m, q, x)
+    row = report["rnn"]  # the LSTM as one layer: its output and final states
+    assert row.quantized_type.endswith("dynamic.LSTM") and row.numel == 6 * 2 * 16 + 2 * (2 * 2 * 16)
+    assert 30 < row.sqnr_db < 80
+    names = [r.name for r in report]
+    assert names == ["rnn", "dec"]
+    prof = npquant.profile(q, x, repeat=2)
+    assert "rnn " in str(prof) and "ih_l0" not in str(prof)
+    lone = npquant.profile(q.rnn, x, repeat=2)  # a recurrent layer as the whole model
+    assert "ih_l0" not in str(lone) and "LSTM" in str(lone)

@@ -129,8 +129,15 @@ def profile(model: Module, *inputs, repeat: int = 10, warmup: int = 1) -> Profil
         raise TypeError(f"profile expects an npquant.nn.Module, got {type(model).__name__}")
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    # leaves, and modules timed as one (class attribute _report_as_leaf: the dynamic
+    # recurrent layers, whose children are their projections) without their insides
+    units = [n for n, m in model.named_modules() if getattr(type(m), "_report_as_leaf", False)]
+
+    def inside(name: str) -> bool:
+        return any(name != u and (u == "" or name.startswith(u + ".")) for u in units)
+
     leaves = [(name or type(model).__name__, m) for name, m in model.named_modules()
-              if next(iter(m.children()), None) is None]
+              if (next(iter(m.children()), None) is None or name in units) and not inside(name)]
     timer = _Timer()
     patched = []
     try:

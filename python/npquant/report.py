@@ -78,6 +78,10 @@ def _as_float(out):
         return out.dequantize()
     if isinstance(out, np.ndarray) and out.dtype.kind == "f":
         return out
+    if isinstance(out, tuple) and out:  # recurrent layers: (output, h_n) or (output, (h_n, c_n))
+        parts = [_as_float(o) for o in out]
+        if all(p is not None for p in parts):
+            return np.concatenate([p.reshape(-1) for p in parts])
     return None
 
 
@@ -174,15 +178,21 @@ def _get(model: Module, name: str):
         return None
 
 
+def _unit(m) -> bool:
+    """Modules reported as one layer though they have children (the dynamic recurrent
+    layers, whose children are their projections): class attribute _report_as_leaf."""
+    return bool(getattr(type(m), "_report_as_leaf", False))
+
+
 def _compared_names(q_model: Module, q_records) -> list:
     """Quantized-model names to report: leaves and FloatIslands (not their insides),
     no Identity placeholders, in execution order."""
-    islands = [n for n, m in q_model.named_modules() if isinstance(m, FloatIsland)]
+    islands = [n for n, m in q_model.named_modules() if isinstance(m, FloatIsland) or _unit(m)]
     out = []
     for name, rec in q_records.items():
         m = rec.module
         inside = any(name.startswith(i + ".") for i in islands)
-        leaf = isinstance(m, FloatIsland) or not any(True for _ in m.children())
+        leaf = isinstance(m, FloatIsland) or _unit(m) or not any(True for _ in m.children())
         if name and leaf and not inside and not _is_identity(m):
             out.append(name)
     return out

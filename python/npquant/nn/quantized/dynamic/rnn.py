@@ -96,6 +96,8 @@ class RNNBase(frnn._RecurrentBase):
     (LSTM output projection with proj_size), with ``_reverse`` for the backward
     direction."""
 
+    _report_as_leaf = True  # npquant.compare / npquant.profile show the layer, not its projections
+
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, dtype: object = qint8):
@@ -194,6 +196,8 @@ class RNN(RNNBase):
 # ---------------------------------------------------------------- cells
 class RNNCellBase(frnn._CellBase):
     """Dynamic quantized cell: children ``ih`` and ``hh`` (dynamic Linears with the biases)."""
+
+    _report_as_leaf = True
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, bias: bool = True, dtype: object = qint8):
         super().__init__()
