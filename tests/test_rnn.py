@@ -542,3 +542,19 @@ def test_compare_and_profile_show_recurrent_layers(rng):
     assert "rnn " in str(prof) and "ih_l0" not in str(prof)
     lone = npquant.profile(q.rnn, x, repeat=2)  # a recurrent layer as the whole model
     assert "ih_l0" not in str(lone) and "LSTM" in str(lone)
+
+
+def test_weight_qscheme_follows_the_qconfig(rng):
+    m = npquant.nn.LSTM(6, 8, bidirectional=True, rng=rng)
+    per_tensor = npquant.quantize_dynamic(m, {npquant.nn.LSTM})  # default_dynamic_qconfig, as torch
+    per_channel = npquant.quantize_dynamic(m, {npquant.nn.LSTM: npquant.per_channel_dynamic_qconfig})
+    direct = npquant.nn.quantized.dynamic.LSTM.from_float(m)  # no qconfig: per channel
+    for q, scheme in ((per_tensor, "per_tensor_affine"), (per_channel, "per_channel_affine"),
+                      (direct, "per_channel_affine")):
+        for child in ("ih_l0", "hh_l0", "ih_l0_reverse", "hh_l0_reverse"):
+            assert getattr(q, child).weight().qscheme() == scheme
+    np.testing.assert_array_equal(per_channel.ih_l0.weight().int_repr(), direct.ih_l0.weight().int_repr())
+    x = rng.standard_normal((7, 3, 6)).astype(np.float32)
+    ref = m(x)[0]
+    err = {k: _rel(q(x)[0], ref) for k, q in (("tensor", per_tensor), ("channel", per_channel))}
+    assert 0 < err["channel"] < 0.02 and 0 < err["tensor"] < 0.03
