@@ -558,3 +558,20 @@ def test_weight_qscheme_follows_the_qconfig(rng):
     ref = m(x)[0]
     err = {k: _rel(q(x)[0], ref) for k, q in (("tensor", per_tensor), ("channel", per_channel))}
     assert 0 < err["channel"] < 0.02 and 0 < err["tensor"] < 0.03
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_dynamic_weights_equal_torchs(kind):
+    """Same qconfig, same int8 weights and scales as torch's quantize_dynamic: the
+    output difference is the activations' quantization (torch: 7-bit reduce_range)."""
+    tm, nm = _twin(kind, FLOAT, 11, 13, 20, num_layers=2, bidirectional=True)
+    tq = _torch_dynamic(tm, {FLOAT[kind][0]}, torch.qint8)
+    nq = npquant.quantize_dynamic(nm, {FLOAT[kind][1]})
+    torch_weights = tq._weight_bias()["weight"]
+    assert len(torch_weights) == 8
+    for name, tw in torch_weights.items():
+        qw = getattr(nq, name.replace("weight_", "")).weight()
+        np.testing.assert_array_equal(qw.int_repr(), tw.int_repr().numpy())
+        assert qw.q_scale() == tw.q_scale() and qw.q_zero_point() == tw.q_zero_point() == 0
+    for name, tb in tq._weight_bias()["bias"].items():
+        np.testing.assert_array_equal(getattr(nq, name.replace("bias_", "")).bias(), tb.detach().numpy())
