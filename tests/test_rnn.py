@@ -575,3 +575,12 @@ def test_dynamic_weights_equal_torchs(kind):
         assert qw.q_scale() == tw.q_scale() and qw.q_zero_point() == tw.q_zero_point() == 0
     for name, tb in tq._weight_bias()["bias"].items():
         np.testing.assert_array_equal(getattr(nq, name.replace("bias_", "")).bias(), tb.detach().numpy())
+
+
+def test_float16_spellings_and_unsupported_mapping(rng):
+    lin = npquant.nn.Linear(3, 2, rng=rng)
+    for spelling in (npquant.float16, np.float16, np.dtype(np.float16), "float16"):
+        assert isinstance(npquant.quantize_dynamic(lin, dtype=spelling), npquant.nn.quantized.dynamic.LinearFP16)
+    with pytest.raises(TypeError, match="has no from_float\\(mod, dtype=...\\)"):
+        npquant.quantize_dynamic(npquant.nn.ReLU(), {npquant.nn.ReLU}, dtype=npquant.float16,
+                                 mapping={npquant.nn.ReLU: npquant.nn.quantized.ReLU})

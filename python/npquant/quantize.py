@@ -14,6 +14,9 @@ converted model holds no observers and no observer hooks.
 from __future__ import annotations
 
 import copy
+import inspect
+
+import numpy as np
 
 from . import nn
 from ._dtypes import as_qdtype, float16, qint8, quint8
@@ -79,18 +82,16 @@ class _Float16FromFloat:
             return nnq.dynamic.LinearFP16.from_float(mod)
         if self.qcls is nnq.dynamic.LinearFP16:
             return self.qcls.from_float(mod)
-        try:
-            return self.qcls.from_float(mod, dtype=float16)
-        except TypeError as e:
-            if "dtype" not in str(e):
-                raise
-            raise TypeError(f"quantize_dynamic(dtype=npquant.float16): {self.qcls.__name__}.from_float "
-                            "takes no dtype; give float16 only to Linear and the recurrent layers") from None
+        make = getattr(self.qcls, "from_float", None)
+        if make is None or "dtype" not in inspect.signature(make).parameters:
+            raise TypeError(f"quantize_dynamic(dtype=npquant.float16): {getattr(self.qcls, '__name__', self.qcls)} "
+                            "has no from_float(mod, dtype=...); float16 applies to Linear and the recurrent layers")
+        return make(mod, dtype=float16)
 
 
 def _dynamic_dtype(dtype):
     """qint8 or float16 from what the user passed, or a TypeError naming both."""
-    if dtype is float16 or (isinstance(dtype, str) and dtype == "float16"):
+    if dtype is float16 or (isinstance(dtype, (str, np.dtype)) and dtype == "float16"):
         return float16
     if is_torch_object(dtype) or "torch." in repr(dtype):
         name = repr(dtype).replace("torch.", "")
