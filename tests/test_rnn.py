@@ -12,7 +12,8 @@ import pytest
 
 import npquant
 from conftest import run_python, runnable_isas
-from npquant.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from npquant.nn.utils.rnn import (PackedSequence, pack_padded_sequence, pack_sequence, pad_packed_sequence,
+                                  pad_sequence, unpack_sequence)
 
 torch = pytest.importorskip("torch")
 
@@ -584,3 +585,22 @@ def test_float16_spellings_and_unsupported_mapping(rng):
     with pytest.raises(TypeError, match="has no from_float\\(mod, dtype=...\\)"):
         npquant.quantize_dynamic(npquant.nn.ReLU(), {npquant.nn.ReLU}, dtype=npquant.float16,
                                  mapping={npquant.nn.ReLU: npquant.nn.quantized.ReLU})
+
+
+@pytest.mark.parametrize("enforce_sorted", [False, True])
+def test_pack_sequence_and_friends_match_torch(enforce_sorted, rng):
+    from torch.nn.utils import rnn as trnn
+
+    lens = [5, 4, 2] if enforce_sorted else [2, 5, 4]
+    seqs = [rng.standard_normal((n, 3)).astype(np.float32) for n in lens]
+    tp = trnn.pack_sequence([torch.from_numpy(a) for a in seqs], enforce_sorted=enforce_sorted)
+    npk = pack_sequence(seqs, enforce_sorted=enforce_sorted)
+    np.testing.assert_array_equal(npk.data, _np(tp.data))
+    np.testing.assert_array_equal(npk.batch_sizes, _np(tp.batch_sizes))
+    for a, b in zip(unpack_sequence(npk), trnn.unpack_sequence(tp)):
+        np.testing.assert_array_equal(a, _np(b))
+    np.testing.assert_array_equal(pad_sequence(seqs, batch_first=True, padding_value=-1.0),
+                                  _np(trnn.pad_sequence([torch.from_numpy(a) for a in seqs], batch_first=True,
+                                                        padding_value=-1.0)))
+    with pytest.raises(ValueError, match="every sequence must have shape"):
+        pad_sequence([np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)])

@@ -14,7 +14,7 @@ sequence, then one hidden projection per time step. Packed sequences
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -22,7 +22,8 @@ from ..qtensor import QTensor
 from .module import Module
 
 __all__ = ["RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell",
-           "PackedSequence", "pack_padded_sequence", "pad_packed_sequence"]
+           "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence", "pack_sequence",
+           "unpack_sequence"]
 
 Proj = Callable[[np.ndarray], np.ndarray]
 # (input projection, hidden projection, LSTM output projection or None) of one layer and direction
@@ -79,6 +80,34 @@ def pack_padded_sequence(input: np.ndarray, lengths: object, batch_first: bool =
     batch_sizes = (lens[None, :] > np.arange(int(lens[0]))[:, None]).sum(axis=1).astype(np.int64)
     data = np.concatenate([x[t, :bs] for t, bs in enumerate(batch_sizes)], axis=0)
     return PackedSequence(np.ascontiguousarray(data), batch_sizes, sorted_idx, unsorted_idx)
+
+
+def pad_sequence(sequences: Sequence[np.ndarray], batch_first: bool = False,
+                 padding_value: float = 0.0) -> np.ndarray:
+    """Stacks arrays of shape (L_i, *) into (max L, B, *) (or (B, max L, *)), as torch's."""
+    arrays = [_float_array(a, "pad_sequence") for a in sequences]
+    if not arrays:
+        raise ValueError("pad_sequence needs at least one sequence")
+    tail = arrays[0].shape[1:]
+    if any(a.ndim == 0 or a.shape[1:] != tail for a in arrays):
+        raise ValueError(f"pad_sequence: every sequence must have shape (L, *{tail}), got "
+                         f"{[a.shape for a in arrays]}")
+    out = np.full((max(a.shape[0] for a in arrays), len(arrays)) + tail, padding_value, np.float32)
+    for i, a in enumerate(arrays):
+        out[:a.shape[0], i] = a
+    return np.ascontiguousarray(np.swapaxes(out, 0, 1)) if batch_first else out
+
+
+def pack_sequence(sequences: Sequence[np.ndarray], enforce_sorted: bool = True) -> PackedSequence:
+    """Packs a list of (L_i, *) arrays, as torch.nn.utils.rnn.pack_sequence."""
+    lengths = [int(np.shape(a)[0]) if np.ndim(a) else 0 for a in sequences]
+    return pack_padded_sequence(pad_sequence(sequences), lengths, enforce_sorted=enforce_sorted)
+
+
+def unpack_sequence(packed: PackedSequence) -> list:
+    """The list of (L_i, *) arrays a PackedSequence holds, in the original batch order."""
+    padded, lengths = pad_packed_sequence(packed)
+    return [padded[:n, i].copy() for i, n in enumerate(lengths)]
 
 
 def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, padding_value: float = 0.0,
