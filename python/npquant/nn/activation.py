@@ -1,5 +1,5 @@
 """Float elementwise and shape modules: ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, Tanh,
-LeakyReLU, ELU, SiLU, GELU, Identity, Dropout, Flatten."""
+LeakyReLU, ELU, SiLU, GELU, Softmax, Identity, Dropout, Flatten."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .linear import _float_input
 from .module import Module
 
 __all__ = ["ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU",
-           "GELU", "Identity", "Dropout", "Flatten"]
+           "GELU", "Softmax", "Identity", "Dropout", "Flatten"]
 
 
 class ReLU(Module):
@@ -158,6 +158,32 @@ class GELU(Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+def softmax(x: np.ndarray, dim: int) -> np.ndarray:
+    """exp(x - max) / sum(exp(x - max)) along dim, in float32 (a row of -inf gives NaN, as in torch)."""
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x - np.max(x, axis=dim, keepdims=True))
+        return (e / np.sum(e, axis=dim, keepdims=True)).astype(np.float32, copy=False)
+
+
+class Softmax(Module):
+    """Softmax along ``dim`` (required: torch's implicit-dim rule is deprecated)."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        if dim is None:
+            raise ValueError("Softmax needs dim (e.g. Softmax(dim=-1)); torch's implicit choice is deprecated")
+        self.dim = int(dim)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        x = _float_input(x, "Softmax")
+        if not -x.ndim <= self.dim < max(x.ndim, 1):
+            raise ValueError(f"Softmax dim {self.dim} is out of range for an input of shape {x.shape}")
+        return softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
 
 
 class Identity(Module):
