@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["QDType", "quint8", "qint8", "qint32"]
+__all__ = ["QDType", "quint8", "qint8", "qint32", "quint4x2"]
 
 
 class QDType:
@@ -28,14 +28,16 @@ class QDType:
 quint8 = QDType("quint8", np.uint8, 0, 255)
 qint8 = QDType("qint8", np.int8, -128, 127)
 qint32 = QDType("qint32", np.int32, -(2**31), 2**31 - 1)
+# 4-bit codes 0..15 (weight-only embeddings); held one per uint8, packed two per byte in kernels.
+quint4x2 = QDType("quint4x2", np.uint8, 0, 15)
 
 
 def as_qdtype(dtype) -> QDType:
     """Accepts npquant.quint8/qint8 (or their names); raises with the fix otherwise."""
     if isinstance(dtype, QDType):
         return dtype
-    if isinstance(dtype, str) and dtype in ("quint8", "qint8", "qint32"):
-        return {"quint8": quint8, "qint8": qint8, "qint32": qint32}[dtype]
+    if isinstance(dtype, str) and dtype in ("quint8", "qint8", "qint32", "quint4x2"):
+        return {"quint8": quint8, "qint8": qint8, "qint32": qint32, "quint4x2": quint4x2}[dtype]
     name = getattr(dtype, "__name__", None) or repr(dtype)
     raise TypeError(
         f"dtype must be npquant.quint8 or npquant.qint8, got {name}; "
