@@ -16,14 +16,15 @@ from __future__ import annotations
 import copy
 
 from . import nn
-from ._dtypes import as_qdtype, qint8, quint8
+from ._dtypes import as_qdtype, qint8, quint4x2, quint8
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
 from .nn.quantized._convert import from_float
 from .interop import is_torch_object
 from .observers import ObserverBase, PlaceholderObserver, make_observer
-from .qconfig import default_dynamic_qconfig
+from .qconfig import (default_dynamic_qconfig, float_qparams_weight_only_qconfig,
+                      float_qparams_weight_only_qconfig_4bit)
 
 __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
            "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings"]
@@ -54,6 +55,8 @@ def get_default_static_quant_module_mappings() -> dict:
         nn.Flatten: nnq.Flatten,
         nn.Dropout: nnq.Dropout,
         nn.FloatFunctional: nnq.QFunctional,
+        nn.Embedding: nnq.Embedding,
+        nn.EmbeddingBag: nnq.EmbeddingBag,
     }
     if hasattr(nn, "Conv2d"):
         mapping[nn.Conv2d] = nnq.Conv2d
@@ -62,7 +65,10 @@ def get_default_static_quant_module_mappings() -> dict:
 
 
 def get_default_dynamic_quant_module_mappings() -> dict:
-    return {nn.Linear: nnq.dynamic.Linear}
+    # MultiheadAttention is swapped only when the qconfig_spec names it (its out_proj
+    # is a NonDynamicallyQuantizableLinear, which {nn.Linear} does not reach, as in torch).
+    return {nn.Linear: nnq.dynamic.Linear, nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag,
+            nn.MultiheadAttention: nnq.dynamic.MultiheadAttention}
 
 
 # Layers whose output qparams come from an observer. The others in the static
@@ -286,14 +292,26 @@ def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
 def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplace: bool = False):
     """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
     {npquant.nn.Linear}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of types /
-    names (default dynamic qconfig), or a dict {type or name: QConfig}."""
+    names (default dynamic qconfig), or a dict {type or name: QConfig}.
+
+    As torch: ``dtype=npquant.quint8`` (``quint4x2``) makes Embedding / EmbeddingBag
+    weight-only 8-bit (4-bit) row-wise; a dict mixes them, e.g. {nn.Linear:
+    default_dynamic_qconfig, nn.Embedding: float_qparams_weight_only_qconfig}.
+    ``nn.MultiheadAttention`` in the spec quantizes attention's projections too;
+    ``per_token_dynamic_qconfig`` gives per-row activation scales (docs/encoder.md)."""
     check_model(model, "quantize_dynamic")
-    if as_qdtype(dtype) is not qint8:
-        raise TypeError(f"npquant's dynamic quantization is int8: use dtype=npquant.qint8, got {dtype!r}")
+    qdtype = as_qdtype(dtype)
+    defaults = {qint8: ({nn.Linear}, default_dynamic_qconfig),
+                quint8: ({nn.Embedding, nn.EmbeddingBag}, float_qparams_weight_only_qconfig),
+                quint4x2: ({nn.EmbeddingBag}, float_qparams_weight_only_qconfig_4bit)}
+    if qdtype not in defaults:
+        raise TypeError(f"npquant's dynamic quantization is int8 (dtype=npquant.qint8), or weight-only embeddings "
+                        f"(npquant.quint8 / npquant.quint4x2); got {dtype!r}")
+    default_types, default_qconfig = defaults[qdtype]
     if qconfig_spec is None:
-        qconfig_spec = {nn.Linear: default_dynamic_qconfig}
+        qconfig_spec = dict.fromkeys(default_types, default_qconfig)
     elif isinstance(qconfig_spec, (set, frozenset, list, tuple)):
-        qconfig_spec = dict.fromkeys(qconfig_spec, default_dynamic_qconfig)
+        qconfig_spec = dict.fromkeys(qconfig_spec, default_qconfig)
     _check_type_keys(qconfig_spec, "quantize_dynamic", "qconfig_spec")
     if mapping is None:
         mapping = get_default_dynamic_quant_module_mappings()

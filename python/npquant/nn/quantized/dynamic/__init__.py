@@ -1,5 +1,6 @@
 """Dynamic quantized modules (float in, float out)."""
 
 from .linear import Linear
+from .transformer import MultiheadAttention
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "MultiheadAttention"]
