@@ -117,13 +117,15 @@ class MultiheadAttention(Module):
     def _project_in(self, q: np.ndarray, k: np.ndarray, v: np.ndarray,
                     self_attention: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         w, b, e = self.in_proj_weight, self.in_proj_bias, self.embed_dim
-        if self_attention:
-            qkv = q @ w.T if b is None else q @ w.T + b
+        if self_attention:  # one (L*N, E) x (E, 3E) product, not one per batch row
+            qkv = q.reshape(-1, e) @ w.T
+            qkv = (qkv if b is None else qkv + b).reshape(q.shape[:-1] + (3 * e,))
             return qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
         out = []
         for i, x in enumerate((q, k, v)):
-            y = x @ w[i * e:(i + 1) * e].T
-            out.append(y if b is None else y + b[i * e:(i + 1) * e])
+            y = x.reshape(-1, e) @ w[i * e:(i + 1) * e].T
+            y = y if b is None else y + b[i * e:(i + 1) * e]
+            out.append(y.reshape(x.shape[:-1] + (e,)))
         return out[0], out[1], out[2]
 
     def _project_out(self, x: np.ndarray) -> np.ndarray:
@@ -156,10 +158,11 @@ class MultiheadAttention(Module):
         qp, kp, vp = self._project_in(q, k, v, self_attention)
         h, d = self.num_heads, self.head_dim
         # (L, N, E) -> (N, H, L, D)
-        qh = qp.reshape(tgt, n, h, d).transpose(1, 2, 0, 3) * np.float32(1.0 / math.sqrt(d))
-        kh = kp.reshape(src, n, h, d).transpose(1, 2, 0, 3)
-        vh = vp.reshape(src, n, h, d).transpose(1, 2, 0, 3)
-        scores = qh @ kh.transpose(0, 1, 3, 2)
+        # C-contiguous heads, so that NumPy's matmul takes its BLAS path
+        qh = np.ascontiguousarray(qp.reshape(tgt, n, h, d).transpose(1, 2, 0, 3)) * np.float32(1.0 / math.sqrt(d))
+        kt = np.ascontiguousarray(kp.reshape(src, n, h, d).transpose(1, 2, 3, 0))  # (N, H, D, S)
+        vh = np.ascontiguousarray(vp.reshape(src, n, h, d).transpose(1, 2, 0, 3))
+        scores = qh @ kt
         if bias is not None:
             scores = scores + bias
         attn = softmax(scores, -1)
