@@ -23,7 +23,7 @@ def layer_norm(x: np.ndarray, normalized_shape: tuple[int, ...], weight: np.ndar
                          f"{list(normalized_shape)}, got shape {x.shape}")
     axes = tuple(range(x.ndim - nd, x.ndim))
     mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)  # NumPy's pairwise sums
-    y = x - mean
+    y: np.ndarray = x - mean
     var = np.square(y).mean(axis=axes, keepdims=True, dtype=np.float32)  # two-pass, biased
     y *= np.float32(1) / np.sqrt(var + np.float32(eps))
     if weight is not None:

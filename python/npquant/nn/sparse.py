@@ -195,7 +195,9 @@ class Embedding(Module):
 
     def forward(self, input: Any) -> np.ndarray:
         idx = check_indices(input, self.num_embeddings, "Embedding")
-        return self.weight[idx]
+        w: np.ndarray = self.weight
+        rows: np.ndarray = w[idx]
+        return rows
 
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""

@@ -219,9 +219,11 @@ class TransformerEncoderLayer(Module):
         x = _float_input(src, "TransformerEncoderLayer")
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
-            return x + self._ff_block(self.norm2(x))
+            out: np.ndarray = x + self._ff_block(self.norm2(x))
+            return out
         x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
-        return self.norm2(x + self._ff_block(x))
+        out = self.norm2(x + self._ff_block(x))
+        return out
 
     def _sa_block(self, x: np.ndarray, attn_mask: Any, key_padding_mask: Any, is_causal: bool) -> np.ndarray:
         out: np.ndarray = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,

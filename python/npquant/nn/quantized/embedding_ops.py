@@ -268,7 +268,7 @@ class EmbeddingBag(Embedding):
         return cls(mod.num_embeddings, mod.embedding_dim, mode=mod.mode, _weight=_quantized_weight(mod),
                    include_last_offset=mod.include_last_offset, padding_idx=mod.padding_idx)
 
-    def forward(self, indices: Any, offsets: Any = None, per_sample_weights: Any = None) -> np.ndarray:  # type: ignore[override]
+    def forward(self, indices: Any, offsets: Any = None, per_sample_weights: Any = None) -> np.ndarray:
         idx, off, psw = bag_inputs("quantized EmbeddingBag", self.num_embeddings, indices, offsets,
                                    per_sample_weights, self.mode, self.include_last_offset)
         return self._packed_params.table.bags(idx, off, psw, self.mode, self.padding_idx)

@@ -36,7 +36,7 @@ class MultiheadAttention(FloatMHA):
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout, self.batch_first = float(dropout), bool(batch_first)
         self.in_proj = Linear(self.embed_dim, 3 * self.embed_dim, bias, per_row=per_row)
-        self.out_proj = Linear(self.embed_dim, self.embed_dim, bias, per_row=per_row)
+        self.out_proj = Linear(self.embed_dim, self.embed_dim, bias, per_row=per_row)  # type: ignore[assignment]
 
     @classmethod
     def from_float(cls, mod: Any) -> "MultiheadAttention":
@@ -53,7 +53,8 @@ class MultiheadAttention(FloatMHA):
         q = cls(e, mod.num_heads, mod.dropout, mod.in_proj_bias is not None, mod.batch_first)
         for lin in (inp, out):
             lin.qconfig = getattr(mod, "qconfig", None)
-        q.in_proj, q.out_proj = Linear.from_float(inp), Linear.from_float(out)
+        q.in_proj = Linear.from_float(inp)
+        q.out_proj = Linear.from_float(out)
         return q
 
     def _project_in(self, q: np.ndarray, k: np.ndarray, v: np.ndarray,
