@@ -79,14 +79,18 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def latency_ms(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
+def latencies_ms(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Median wall time of each fn, timed round-robin (one call of each per round), so
+    that load from other processes drifting during the run hits every model alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
 
 def inputs(batch: int, seq: int, vocab: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -138,13 +142,12 @@ def _run(vocab: int, hidden: int, layers: int, heads: int, ffn: int, seq: int, r
     rng = np.random.default_rng(seed)
     ids8, mask8 = inputs(8, seq, vocab, rng)
     ref = models["torch fp32"](ids8, mask8)
-    result: dict[str, Any] = {}
-    for name, fn in models.items():
-        row = {"cosine": cosine(fn(ids8, mask8), ref)}
-        for batch in (1, 8):
-            ids, mask = ids8[:batch], mask8[:batch]
-            row[f"ms_b{batch}"] = latency_ms(lambda: fn(ids, mask), repeat)
-        result[name] = row
+    result: dict[str, Any] = {name: {"cosine": cosine(fn(ids8, mask8), ref)} for name, fn in models.items()}
+    for batch in (1, 8):
+        ids, mask = ids8[:batch], mask8[:batch]
+        calls = {name: (lambda fn=fn: fn(ids, mask)) for name, fn in models.items()}
+        for name, ms in latencies_ms(calls, repeat).items():
+            result[name][f"ms_b{batch}"] = ms
     return result
 
 

@@ -200,8 +200,10 @@ class GELU(Module):
 def softmax(x: np.ndarray, dim: int) -> np.ndarray:
     """exp(x - max) / sum(exp(x - max)) along dim, in float32 (a row of -inf gives NaN, as in torch)."""
     with np.errstate(invalid="ignore"):
-        e = np.exp(x - np.max(x, axis=dim, keepdims=True))
-        return (e / np.sum(e, axis=dim, keepdims=True)).astype(np.float32, copy=False)
+        e = x - np.max(x, axis=dim, keepdims=True)
+        np.exp(e, out=e)
+        e /= np.sum(e, axis=dim, keepdims=True)
+        return e.astype(np.float32, copy=False)
 
 
 class Softmax(Module):

@@ -142,13 +142,13 @@ class MultiheadAttention(Module):
         v = k if value is key else _check_attention_input(value, "value", e, batched)
         self_attention = key is query and value is query
         if not batched:
-            q, k, v = q[:, None], k[:, None], v[:, None]  # (L, 1, E)
-        elif self.batch_first:
-            q, k, v = q.transpose(1, 0, 2), k.transpose(1, 0, 2), v.transpose(1, 0, 2)
-        # from here: (L, N, E), torch's internal layout
-        tgt, n = q.shape[0], q.shape[1]
-        src = k.shape[0]
-        if k.shape[1] != n or v.shape[1] != n or v.shape[0] != src:
+            q, k, v = q[None], k[None], v[None]  # (1, L, E)
+        elif not self.batch_first:
+            q, k, v = (np.ascontiguousarray(a.transpose(1, 0, 2)) for a in (q, k, v))
+        # from here: (N, L, E), C-contiguous, so projections see 2-D views
+        n, tgt = q.shape[0], q.shape[1]
+        src = k.shape[1]
+        if k.shape[0] != n or v.shape[0] != n or v.shape[1] != src:
             raise ValueError(f"MultiheadAttention: key and value must have the same length and batch as each "
                              f"other and the query's batch; got query {np.shape(query)}, key {np.shape(key)}, "
                              f"value {np.shape(value)}")
@@ -157,25 +157,25 @@ class MultiheadAttention(Module):
         bias = _attention_bias(attn_mask, key_padding_mask, n, self.num_heads, tgt, src, not batched)
         qp, kp, vp = self._project_in(q, k, v, self_attention)
         h, d = self.num_heads, self.head_dim
-        # (L, N, E) -> (N, H, L, D)
-        # C-contiguous heads, so that NumPy's matmul takes its BLAS path
-        qh = np.ascontiguousarray(qp.reshape(tgt, n, h, d).transpose(1, 2, 0, 3)) * np.float32(1.0 / math.sqrt(d))
-        kt = np.ascontiguousarray(kp.reshape(src, n, h, d).transpose(1, 2, 3, 0))  # (N, H, D, S)
-        vh = np.ascontiguousarray(vp.reshape(src, n, h, d).transpose(1, 2, 0, 3))
+        # (N, L, E) -> C-contiguous (N, H, L, D) heads, so that NumPy's matmul takes its BLAS path
+        qh = np.ascontiguousarray(qp.reshape(n, tgt, h, d).transpose(0, 2, 1, 3))
+        qh *= np.float32(1.0 / math.sqrt(d))
+        kt = np.ascontiguousarray(kp.reshape(n, src, h, d).transpose(0, 2, 3, 1))  # (N, H, D, S)
+        vh = np.ascontiguousarray(vp.reshape(n, src, h, d).transpose(0, 2, 1, 3))
         scores = qh @ kt
         if bias is not None:
-            scores = scores + bias
+            scores += bias
         attn = softmax(scores, -1)
-        ctx = (attn @ vh).transpose(2, 0, 1, 3).reshape(tgt * n, e)  # (L*N, E)
-        out = self._project_out(np.ascontiguousarray(ctx)).reshape(tgt, n, e)
+        ctx = np.ascontiguousarray((attn @ vh).transpose(0, 2, 1, 3)).reshape(n * tgt, e)  # (N*L, E)
+        out = self._project_out(ctx).reshape(n, tgt, e)
         weights = None
         if need_weights:
             weights = attn.mean(axis=1, dtype=np.float32) if average_attn_weights else attn
         if not batched:
-            return out[:, 0], None if weights is None else weights[0]
-        if self.batch_first:
-            out = out.transpose(1, 0, 2)
-        return np.ascontiguousarray(out), weights
+            return out[0], None if weights is None else weights[0]
+        if not self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        return out, weights
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"
