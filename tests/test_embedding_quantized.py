@@ -242,3 +242,16 @@ def test_quantized_embeddings_round_trip(tmp_path):
         twin = npquant.quantize_dynamic(m, spec)
         twin.load_state_dict(q.state_dict())
         np.testing.assert_array_equal(twin[1](idx), q[1](idx))
+
+
+def test_convert_swaps_embeddings_as_torch():
+    m = nn.Sequential(nn.Embedding(10, 4), nn.EmbeddingBag(10, 4, mode="sum"))
+    m[0].qconfig = npquant.float_qparams_weight_only_qconfig
+    m[1].qconfig = npquant.float_qparams_weight_only_qconfig_4bit
+    q = npquant.convert(npquant.prepare(m))
+    assert type(q[0]) is nnq.Embedding and q[0].dtype is npquant.quint8
+    assert type(q[1]) is nnq.EmbeddingBag and q[1].dtype is npquant.quint4x2
+    with pytest.raises(ValueError, match="shape"):
+        q[0].set_weight(q[1].weight().__class__(np.zeros((3, 4), np.uint8), np.ones(3), np.zeros(3)))
+    with pytest.raises(ValueError, match="2-D"):
+        nn.Embedding.from_pretrained(np.zeros(4, np.float32))
