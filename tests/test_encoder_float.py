@@ -255,3 +255,5 @@ def test_bad_attention_input():
         nn.LayerNorm(8)(np.zeros((2, 7), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         m(np.full((4, 2, 8), np.nan, np.float32), x, x)
+    with pytest.raises(ValueError, match="empty"):
+        m(np.zeros((0, 2, 8), np.float32), x, x)

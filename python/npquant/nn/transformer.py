@@ -73,6 +73,9 @@ def _check_attention_input(x: Any, what: str, embed: int, batched: bool | None) 
     if batched is not None and (arr.ndim == 3) != batched:
         raise ValueError(f"MultiheadAttention: query, key and value must all be batched (3-D) or all "
                          f"unbatched (2-D); {what} has shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"MultiheadAttention: {what} is empty (shape {arr.shape}); attention needs at least one "
+                         "position and one batch entry")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"MultiheadAttention: {what} contains NaN or Inf")
     return arr
