@@ -255,3 +255,16 @@ def test_convert_swaps_embeddings_as_torch():
         q[0].set_weight(q[1].weight().__class__(np.zeros((3, 4), np.uint8), np.ones(3), np.zeros(3)))
     with pytest.raises(ValueError, match="2-D"):
         nn.Embedding.from_pretrained(np.zeros(4, np.float32))
+
+
+def test_torch_odd_width_4bit_state_dict_loads():
+    # torch's 4-bit tables of odd width unpack to one extra (padding) column; npquant drops it
+    # and returns what torch returns in the declared columns
+    for dim in (5, 7):
+        q, t = _torch_pair("EmbeddingBag", 4, dim, mode="sum")
+        twin = nnq.EmbeddingBag(60, dim, mode="sum", dtype=npquant.quint4x2)
+        twin.load_state_dict(t.state_dict())
+        idx, off = np.arange(60), np.array([0, 10, 40])
+        ref = t(torch.from_numpy(idx), torch.from_numpy(off)).numpy()
+        assert ref.shape == (3, dim + 1)
+        np.testing.assert_array_equal(twin(idx, off), ref[:, :dim])

@@ -173,6 +173,11 @@ class EmbeddingPackedParams(Module):
         if not isinstance(w, RowwiseQTensor):
             raise TypeError(f"state dict entry '{key}' must be a row-wise quantized weight "
                             f"(per_channel_affine_float_qparams), got {type(w).__name__}")
+        rows, dim = self.codes.shape
+        if w.dtype is quint4x2 and dim % 2 and w.shape == (rows, dim + 1):
+            # torch's 4-bit tables of odd width unpack with the padding nibble as a column
+            w = RowwiseQTensor(w.int_repr()[:, :dim], w.q_per_channel_scales(), w.q_per_channel_zero_points(),
+                               quint4x2)
         if w.shape != tuple(self.codes.shape):
             raise ValueError(f"shape mismatch for '{key}': model has {tuple(self.codes.shape)}, state dict has {w.shape}")
         return lambda: self.set_weight(w)
