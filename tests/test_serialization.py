@@ -571,6 +571,32 @@ ZOO_FUSE = [["conv1", "bn1", "relu1"], ["conv2", "bn2"], ["bn4", "relu4"], ["seq
 CUSTOM["Zoo"] = Zoo
 
 
+class TextZoo(nn.Module):
+    """The sequence layers: embeddings, LayerNorm, Softmax, attention, an encoder layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.bag = nn.Embedding(20, 8, padding_idx=0), nn.EmbeddingBag(20, 8, mode="sum")
+        self.norm, self.softmax = nn.LayerNorm(8), nn.Softmax(-1)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, activation="gelu", batch_first=True)
+
+    def forward(self, ids):
+        x = self.norm(self.emb(ids))
+        x = self.enc(self.attn(x, x, x)[0])
+        return self.softmax(x + self.bag(ids)[:, None])
+
+
+CUSTOM["TextZoo"] = TextZoo
+
+
+def _text_int8():
+    spec = {nn.Linear: npquant.default_dynamic_qconfig, nn.MultiheadAttention: npquant.default_dynamic_qconfig,
+            nn.Embedding: npquant.float_qparams_weight_only_qconfig,
+            nn.EmbeddingBag: npquant.float_qparams_weight_only_qconfig_4bit}
+    return npquant.quantize_dynamic(TextZoo().eval(), spec)
+
+
 def _zoo_models():
     """{label: model} covering every registered module type."""
     from npquant.models import digits_cnn
@@ -590,6 +616,8 @@ def _zoo_models():
         "recurrent": Recurrent(),
         "recurrent int8": npquant.quantize_dynamic(Recurrent(), RECURRENT_TYPES),
         "recurrent float16": npquant.quantize_dynamic(Recurrent(), RECURRENT_TYPES, dtype=npquant.float16),
+        "text": TextZoo().eval(),
+        "text int8": _text_int8(),
     }
 
 
@@ -605,4 +633,6 @@ def test_every_registered_type_round_trips(tmp_path):
         assert [type(a) for a in m.modules()] == [type(b) for b in back.modules()], label
         inp = {"dynamic": _x((3, 24)), "digits": _x((2, 1, 32, 32))}.get(label, x)
         inp = _x((3, 24)) if label.startswith("recurrent") else inp
+        ids = np.random.default_rng(5).integers(0, 20, (2, 6))
+        inp = {"dynamic": _x((3, 24)), "digits": _x((2, 1, 32, 32)), "text": ids, "text int8": ids}.get(label, x)
         assert np.array_equal(m(inp).view(np.uint32), back(inp).view(np.uint32)), label

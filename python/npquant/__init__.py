@@ -11,7 +11,7 @@ Quick start::
 from __future__ import annotations
 
 from . import _C
-from ._dtypes import QDType, float16, qint8, qint32, quint8
+from ._dtypes import QDType, float16, qint8, qint32, quint4x2, quint8
 from .qtensor import QTensor, dequantize, quantize_per_channel, quantize_per_tensor
 
 __version__ = "0.1.0"
@@ -46,12 +46,15 @@ from .observers import (per_channel_affine, per_channel_symmetric, per_tensor_af
 from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dynamic_qconfig,  # noqa: E402
                            default_qconfig, fuse_modules, get_default_qconfig, per_channel_dynamic_qconfig,
                            prepare, propagate_qconfig_, quantize, quantize_dynamic)
+from .qconfig import (float_qparams_weight_only_qconfig, float_qparams_weight_only_qconfig_4bit,  # noqa: E402
+                      per_token_dynamic_qconfig)
 from .serialization import ModelFileError, load, save  # noqa: E402
 from .report import compare  # noqa: E402
 from .profile import profile  # noqa: E402
 
 __all__ = [
-    "QDType", "QTensor", "quint8", "qint8", "qint32", "float16",
+    "QDType", "QTensor", "quint8", "qint8", "qint32", "quint4x2", "float16", "per_token_dynamic_qconfig",
+    "float_qparams_weight_only_qconfig", "float_qparams_weight_only_qconfig_4bit",
     "quantize_per_tensor", "quantize_per_channel", "dequantize",
     "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization", "ao", "onnx",
     "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",

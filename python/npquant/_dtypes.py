@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["QDType", "quint8", "qint8", "qint32", "float16"]
+__all__ = ["QDType", "quint8", "qint8", "qint32", "quint4x2", "float16"]
 
 
 class QDType:
@@ -31,14 +31,16 @@ qint32 = QDType("qint32", np.int32, -(2**31), 2**31 - 1)
 # Not a quantized dtype: quantize_dynamic(..., dtype=npquant.float16) stores weights
 # as float16 and computes in float32, as torch's float16 dynamic quantization does.
 float16 = np.float16
+# 4-bit codes 0..15 (weight-only embeddings); held one per uint8, packed two per byte in kernels.
+quint4x2 = QDType("quint4x2", np.uint8, 0, 15)
 
 
 def as_qdtype(dtype) -> QDType:
     """Accepts npquant.quint8/qint8 (or their names); raises with the fix otherwise."""
     if isinstance(dtype, QDType):
         return dtype
-    if isinstance(dtype, str) and dtype in ("quint8", "qint8", "qint32"):
-        return {"quint8": quint8, "qint8": qint8, "qint32": qint32}[dtype]
+    if isinstance(dtype, str) and dtype in ("quint8", "qint8", "qint32", "quint4x2"):
+        return {"quint8": quint8, "qint8": qint8, "qint32": qint32, "quint4x2": quint4x2}[dtype]
     name = getattr(dtype, "__name__", None) or repr(dtype)
     raise TypeError(
         f"dtype must be npquant.quint8 or npquant.qint8, got {name}; "

@@ -61,13 +61,33 @@ def _torch_qtensor(t, key: str) -> QTensor:
     if scheme in ("torch.per_channel_affine", "torch.per_channel_symmetric"):
         return QTensor(codes, t.q_per_channel_scales().cpu().numpy(), t.q_per_channel_zero_points().cpu().numpy(),
                        name, axis=int(t.q_per_channel_axis()))
+    if scheme == "torch.per_channel_affine_float_qparams":  # weight-only embeddings
+        return _torch_rowwise(t, name)
     raise ValueError(f"state dict entry {key!r}: quantized tensors with qscheme {scheme} are not supported "
                      "(npquant reads per-tensor and per-channel affine)")
+
+
+def _torch_rowwise(t, name):
+    """An npquant RowwiseQTensor from torch's per_channel_affine_float_qparams tensor
+    (quint4x2 codes come packed two per byte, low nibble first)."""
+    from .nn.quantized.embedding_ops import RowwiseQTensor
+
+    rows, dim = (int(d) for d in t.shape)
+    codes = t.int_repr().detach().cpu().numpy().astype(np.uint8)
+    if name == "quint4x2":
+        packed = codes.reshape(rows, -1)
+        codes = np.stack([packed & 15, packed >> 4], axis=-1).reshape(rows, -1)[:, :dim]
+    return RowwiseQTensor(codes, t.q_per_channel_scales().cpu().numpy(), t.q_per_channel_zero_points().cpu().numpy(),
+                          name)
 
 
 def _to_native(v, key: str):
     """One state dict value as npquant holds it: ndarray, QTensor, tuple, str or None."""
     if v is None or isinstance(v, (QTensor, str)):
+        return v
+    from .nn.quantized.embedding_ops import RowwiseQTensor
+
+    if isinstance(v, RowwiseQTensor):
         return v
     if isinstance(v, QDType):
         return v.name

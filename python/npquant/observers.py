@@ -18,14 +18,15 @@ import functools
 
 import numpy as np
 
-from ._dtypes import QDType, as_qdtype, qint8, quint8
+from ._dtypes import QDType, as_qdtype, qint8, quint4x2, quint8
 from .nn.module import Module
 from .qparams import EPS, calculate_qparams, quant_range
 from .qtensor import QTensor
 
 __all__ = [
     "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
-    "ObserverBase", "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
+    "per_channel_affine_float_qparams", "float_qparams", "default_float_qparams_observer",
+    "default_float_qparams_observer_4bit", "ObserverBase", "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
     "MovingAveragePerChannelMinMaxObserver", "HistogramObserver", "PercentileObserver",
     "PlaceholderObserver", "default_observer", "default_weight_observer",
     "default_per_channel_weight_observer", "default_histogram_observer",
@@ -37,6 +38,9 @@ per_tensor_affine = "per_tensor_affine"
 per_tensor_symmetric = "per_tensor_symmetric"
 per_channel_affine = "per_channel_affine"
 per_channel_symmetric = "per_channel_symmetric"
+# Row-wise float scale and float zero point (weight-only embeddings, as torch's):
+# scale = (max - min) / (qmax - qmin) (1 where not above eps), zero_point = -min / scale.
+per_channel_affine_float_qparams = "per_channel_affine_float_qparams"
 _PER_TENSOR = (per_tensor_affine, per_tensor_symmetric)
 _PER_CHANNEL = (per_channel_affine, per_channel_symmetric)
 
@@ -75,6 +79,15 @@ def _observed_array(x, who: str) -> np.ndarray:
     return x
 
 
+def float_qparams(min_val: np.ndarray, max_val: np.ndarray, quant_min: int, quant_max: int,
+                  eps: np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """torch's per_channel_affine_float_qparams rule, in float32: (scales, float zero points)."""
+    mn, mx = np.atleast_1d(np.asarray(min_val, np.float32)), np.atleast_1d(np.asarray(max_val, np.float32))
+    scale = (mx - mn) / np.float32(quant_max - quant_min)
+    scale = np.where(scale > eps, scale, np.float32(1)).astype(np.float32)
+    return scale, (-mn / scale).astype(np.float32)
+
+
 class ObserverBase(Module):
     """Common arguments and the one-line contract: ``observe(x)`` collects,
     ``calculate_qparams()`` computes. ``__call__``/``forward`` observe and return x."""
@@ -83,7 +96,7 @@ class ObserverBase(Module):
                  quant_min=None, quant_max=None, eps=EPS, is_dynamic: bool = False):
         super().__init__()
         self.dtype = as_qdtype(dtype)
-        if qscheme not in _PER_TENSOR + _PER_CHANNEL:
+        if qscheme not in _PER_TENSOR + _PER_CHANNEL + (per_channel_affine_float_qparams,):
             raise ValueError(f"unknown qscheme {qscheme!r}; use one of {_PER_TENSOR + _PER_CHANNEL}")
         if qscheme == per_tensor_symmetric and reduce_range and self.dtype is quint8:
             raise NotImplementedError("reduce_range is not supported for symmetric quint8 (as in PyTorch)")
@@ -120,6 +133,8 @@ class ObserverBase(Module):
         mn, mx = np.asarray(min_val, np.float32), np.asarray(max_val, np.float32)
         if np.any(mn > mx):
             raise ValueError(f"min {mn} exceeds max {mx}")
+        if self.qscheme == per_channel_affine_float_qparams:
+            return float_qparams(mn, mx, self.quant_min, self.quant_max, self.eps)
         symmetric = self.qscheme in (per_tensor_symmetric, per_channel_symmetric)
         scale, zp = calculate_qparams(mn, mx, self.quant_min, self.quant_max, symmetric,
                                       unsigned_symmetric_zp=self.dtype is quint8, eps=self.eps)
@@ -517,3 +532,8 @@ default_histogram_observer = HistogramObserver.with_args(dtype=quint8)
 default_dynamic_quant_observer = PlaceholderObserver.with_args(
     dtype=quint8, quant_min=0, quant_max=255, is_dynamic=True)
 default_placeholder_observer = PlaceholderObserver
+# Weight-only embeddings (torch's default_float_qparams_observer / _4bit).
+default_float_qparams_observer = PerChannelMinMaxObserver.with_args(
+    dtype=quint8, qscheme=per_channel_affine_float_qparams, ch_axis=0)
+default_float_qparams_observer_4bit = PerChannelMinMaxObserver.with_args(
+    dtype=quint4x2, qscheme=per_channel_affine_float_qparams, ch_axis=0)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from .observers import (HistogramObserver, ObserverBase, default_dynamic_quant_observer, default_observer,
-                        default_per_channel_weight_observer, default_weight_observer)
+from ._dtypes import quint8
+from .observers import (HistogramObserver, ObserverBase, PlaceholderObserver, default_dynamic_quant_observer,
+                        default_float_qparams_observer, default_float_qparams_observer_4bit, default_observer,
+                        default_per_channel_weight_observer, default_placeholder_observer, default_weight_observer,
+                        per_channel_affine)
 
 __all__ = ["QConfig", "get_default_qconfig", "default_qconfig", "default_per_channel_qconfig",
-           "default_dynamic_qconfig", "per_channel_dynamic_qconfig"]
+           "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "per_token_dynamic_qconfig",
+           "float_qparams_weight_only_qconfig", "float_qparams_weight_only_qconfig_4bit"]
 
 
 def _torch_observer_name(f) -> str:
@@ -78,6 +82,20 @@ default_per_channel_qconfig = QConfig(activation=default_observer, weight=defaul
 default_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer, weight=default_weight_observer)
 per_channel_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer,
                                       weight=default_per_channel_weight_observer)
+
+# Per-token dynamic activations: one scale and zero point per row of the activation
+# (per token in a transformer) instead of per tensor, with per-channel int8 weights.
+# The activation placeholder's qscheme per_channel_affine is what selects it: dynamic
+# Linear layers built from this qconfig run with per_row=True.
+per_token_dynamic_activation = PlaceholderObserver.with_args(
+    dtype=quint8, quant_min=0, quant_max=255, is_dynamic=True, qscheme=per_channel_affine)
+per_token_dynamic_qconfig = QConfig(activation=per_token_dynamic_activation,
+                                    weight=default_per_channel_weight_observer)
+# Weight-only 8-bit / 4-bit row-wise embeddings (torch's qconfigs of the same names).
+float_qparams_weight_only_qconfig = QConfig(activation=default_placeholder_observer,
+                                            weight=default_float_qparams_observer)
+float_qparams_weight_only_qconfig_4bit = QConfig(activation=default_placeholder_observer,
+                                                 weight=default_float_qparams_observer_4bit)
 
 _BACKENDS = ("x86", "fbgemm", "qnnpack", "native")
 

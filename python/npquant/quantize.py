@@ -19,14 +19,15 @@ import inspect
 import numpy as np
 
 from . import nn
-from ._dtypes import as_qdtype, float16, qint8, quint8
+from ._dtypes import as_qdtype, float16, qint8, quint4x2, quint8
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
 from .nn.quantized._convert import from_float
 from .interop import is_torch_object
 from .observers import ObserverBase, PlaceholderObserver, make_observer
-from .qconfig import default_dynamic_qconfig
+from .qconfig import (default_dynamic_qconfig, float_qparams_weight_only_qconfig,
+                      float_qparams_weight_only_qconfig_4bit)
 
 __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
            "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings"]
@@ -57,6 +58,8 @@ def get_default_static_quant_module_mappings() -> dict:
         nn.Flatten: nnq.Flatten,
         nn.Dropout: nnq.Dropout,
         nn.FloatFunctional: nnq.QFunctional,
+        nn.Embedding: nnq.Embedding,
+        nn.EmbeddingBag: nnq.EmbeddingBag,
     }
     if hasattr(nn, "Conv2d"):
         mapping[nn.Conv2d] = nnq.Conv2d
@@ -65,9 +68,13 @@ def get_default_static_quant_module_mappings() -> dict:
 
 
 def get_default_dynamic_quant_module_mappings() -> dict:
+    # MultiheadAttention is swapped only when the qconfig_spec names it (its out_proj
+    # is a NonDynamicallyQuantizableLinear, which {nn.Linear} does not reach, as in torch).
     return {nn.Linear: nnq.dynamic.Linear, nn.LSTM: nnq.dynamic.LSTM, nn.GRU: nnq.dynamic.GRU,
             nn.RNN: nnq.dynamic.RNN, nn.LSTMCell: nnq.dynamic.LSTMCell, nn.GRUCell: nnq.dynamic.GRUCell,
-            nn.RNNCell: nnq.dynamic.RNNCell}
+            nn.RNNCell: nnq.dynamic.RNNCell, nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag,
+            nn.MultiheadAttention: nnq.dynamic.MultiheadAttention}
+
 
 
 class _Float16FromFloat:
@@ -90,7 +97,7 @@ class _Float16FromFloat:
 
 
 def _dynamic_dtype(dtype):
-    """qint8 or float16 from what the user passed, or a TypeError naming both."""
+    """qint8, float16, quint8 or quint4x2 from what the user passed, or a TypeError naming both."""
     if dtype is float16 or (isinstance(dtype, (str, np.dtype)) and dtype == "float16"):
         return float16
     if is_torch_object(dtype) or "torch." in repr(dtype):
@@ -102,10 +109,11 @@ def _dynamic_dtype(dtype):
         q = as_qdtype(dtype)
     except TypeError:
         q = None
-    if q is not qint8:
+    if q not in (qint8, quint8, quint4x2):
         raise TypeError(f"quantize_dynamic: dtype must be npquant.qint8 (int8 weights, activations quantized "
-                        f"per call) or npquant.float16 (float16 weights, float32 math), got {dtype!r}")
-    return qint8
+                        f"per call), npquant.float16 (float16 weights, float32 math) or npquant.quint8 / "
+                        f"npquant.quint4x2 (weight-only Embedding/EmbeddingBag), got {dtype!r}")
+    return q
 
 
 # Layers whose output qparams come from an observer. The others in the static
@@ -330,16 +338,26 @@ def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplac
     """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
     {npquant.nn.Linear, npquant.nn.LSTM}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of
     types / names (default dynamic qconfig), or a dict {type or name: QConfig}; None is
-    torch's default set (Linear, LSTM, GRU and the three cells). ``dtype=npquant.float16``
-    stores Linear and recurrent weights as float16 and computes in float32, as torch's
-    float16 dynamic quantization does."""
+    torch's default set (Linear, LSTM, GRU and the three cells).
+
+    As torch: ``dtype=npquant.float16`` stores Linear and recurrent weights as float16 and
+    computes in float32; ``dtype=npquant.quint8`` (``quint4x2``) makes Embedding /
+    EmbeddingBag weight-only 8-bit (4-bit) row-wise; a dict mixes them, e.g. {nn.Linear:
+    default_dynamic_qconfig, nn.Embedding: float_qparams_weight_only_qconfig}.
+    ``nn.MultiheadAttention`` in the spec quantizes attention's projections too;
+    ``per_token_dynamic_qconfig`` gives per-row activation scales (docs/encoder.md)."""
     check_model(model, "quantize_dynamic")
     dtype = _dynamic_dtype(dtype)
-    if qconfig_spec is None:  # torch's default set
-        qconfig_spec = dict.fromkeys((nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.RNNCell, nn.GRUCell),
-                                     default_dynamic_qconfig)
+    torch_default = {nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.RNNCell, nn.GRUCell}
+    defaults = {qint8: (torch_default, default_dynamic_qconfig),
+                float16: (torch_default, default_dynamic_qconfig),
+                quint8: ({nn.Embedding, nn.EmbeddingBag}, float_qparams_weight_only_qconfig),
+                quint4x2: ({nn.EmbeddingBag}, float_qparams_weight_only_qconfig_4bit)}
+    default_types, default_qconfig = defaults[dtype]
+    if qconfig_spec is None:
+        qconfig_spec = dict.fromkeys(default_types, default_qconfig)
     elif isinstance(qconfig_spec, (set, frozenset, list, tuple)):
-        qconfig_spec = dict.fromkeys(qconfig_spec, default_dynamic_qconfig)
+        qconfig_spec = dict.fromkeys(qconfig_spec, default_qconfig)
     _check_type_keys(qconfig_spec, "quantize_dynamic", "qconfig_spec")
     if mapping is None:
         mapping = get_default_dynamic_quant_module_mappings()

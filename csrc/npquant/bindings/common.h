@@ -23,6 +23,7 @@ template <> inline const char* dtype_name<float>() { return "float32"; }
 template <> inline const char* dtype_name<uint8_t>() { return "uint8"; }
 template <> inline const char* dtype_name<int8_t>() { return "int8"; }
 template <> inline const char* dtype_name<int32_t>() { return "int32"; }
+template <> inline const char* dtype_name<int64_t>() { return "int64"; }
 
 // Checks dtype, dimensionality and C-contiguity; returns the array unchanged.
 template <class T>
@@ -100,5 +101,7 @@ void register_conv(py::module_& m, py::module_& reference);
 void register_pool(py::module_& m);
 // Registers the elementwise table lookups (bindings/elementwise.cc).
 void register_elementwise(py::module_& m);
+// Registers the quantized embedding lookup (bindings/embedding.cc).
+void register_embedding(py::module_& m);
 
 }  // namespace npq_bind

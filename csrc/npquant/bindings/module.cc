@@ -347,4 +347,5 @@ PYBIND11_MODULE(_C, m) {
   npq_bind::register_conv(m, ref);
   npq_bind::register_pool(m);
   npq_bind::register_elementwise(m);
+  npq_bind::register_embedding(m);
 }

@@ -1,5 +1,5 @@
 """Float elementwise and shape modules: ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, Tanh,
-LeakyReLU, ELU, SiLU, GELU, Identity, Dropout, Flatten."""
+LeakyReLU, ELU, SiLU, GELU, Softmax, Identity, Dropout, Flatten."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .linear import _float_input
 from .module import Module
 
 __all__ = ["ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU",
-           "GELU", "Identity", "Dropout", "Flatten"]
+           "GELU", "Softmax", "Identity", "Dropout", "Flatten"]
 
 
 class ReLU(Module):
@@ -86,6 +86,42 @@ def gelu(x, approximate: str = "none"):
     return (np.float32(0.5) * x * (np.float32(1) + e)).astype(np.float32)
 
 
+# erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0: Chebyshev-fitted coefficients
+# (Numerical Recipes' erfcc), fractional error below 1.2e-7 for every z.
+_ERFC = tuple(np.float32(c) for c in (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+                                      0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277))
+
+
+def gelu_fast(x: np.ndarray) -> np.ndarray:
+    """The erf GELU in float32 ufuncs (what the float GELU module runs): within ~1e-6
+    absolute of ``gelu`` (float64 erf) and of torch, many times faster on large arrays
+    (in-place passes, no np.where). ``gelu`` stays the definition the quantized GELU's
+    256-entry tables use."""
+    x = np.asarray(x, np.float32)
+    z = np.abs(x)
+    z *= np.float32(1 / math.sqrt(2))
+    t = np.float32(0.5) * z
+    t += np.float32(1)
+    np.reciprocal(t, out=t)
+    p = np.full_like(t, _ERFC[-1])
+    for c in _ERFC[-2:0:-1]:
+        p *= t
+        p += c
+    p *= t
+    p += _ERFC[0]
+    z *= z
+    p -= z
+    with np.errstate(under="ignore"):
+        np.exp(p, out=p)
+    p *= t  # erfc(|x| / sqrt 2)
+    np.subtract(np.float32(1), p, out=p)
+    np.copysign(p, x, out=p)  # erf(x / sqrt 2)
+    p += np.float32(1)
+    p *= x
+    p *= np.float32(0.5)
+    return p
+
+
 def _check_gelu(approximate: str) -> str:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -154,10 +190,39 @@ class GELU(Module):
         self.approximate = _check_gelu(approximate)
 
     def forward(self, x):
-        return gelu(_float_input(x, "GELU"), self.approximate)
+        x = _float_input(x, "GELU")
+        return gelu_fast(x) if self.approximate == "none" else gelu(x, self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+def softmax(x: np.ndarray, dim: int) -> np.ndarray:
+    """exp(x - max) / sum(exp(x - max)) along dim, in float32 (a row of -inf gives NaN, as in torch)."""
+    with np.errstate(invalid="ignore"):
+        e = x - np.max(x, axis=dim, keepdims=True)
+        np.exp(e, out=e)
+        e /= np.sum(e, axis=dim, keepdims=True)
+        return e.astype(np.float32, copy=False)
+
+
+class Softmax(Module):
+    """Softmax along ``dim`` (required: torch's implicit-dim rule is deprecated)."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        if dim is None:
+            raise ValueError("Softmax needs dim (e.g. Softmax(dim=-1)); torch's implicit choice is deprecated")
+        self.dim = int(dim)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        x = _float_input(x, "Softmax")
+        if not -x.ndim <= self.dim < max(x.ndim, 1):
+            raise ValueError(f"Softmax dim {self.dim} is out of range for an input of shape {x.shape}")
+        return softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
 
 
 class Identity(Module):

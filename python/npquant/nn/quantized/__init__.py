@@ -5,6 +5,7 @@ from .activation import (ELU, GELU, Dropout, Flatten, Hardsigmoid, Hardswish, Le
                          SiLU, Tanh)
 from .batchnorm import BatchNorm2d, BNReLU2d
 from .conv import Conv2d, ConvReLU2d
+from .embedding_ops import Embedding, EmbeddingBag, EmbeddingPackedParams
 from .functional_modules import QFunctional
 from .linear import Linear, LinearReLU
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -13,4 +14,4 @@ from .stubs import DeQuantize, Quantize
 __all__ = ["Linear", "LinearReLU", "Conv2d", "ConvReLU2d", "ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU",
            "SiLU", "GELU", "Dropout",
            "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "BNReLU2d",
-           "QFunctional", "Quantize", "DeQuantize", "dynamic"]
+           "QFunctional", "Quantize", "DeQuantize", "dynamic", "Embedding", "EmbeddingBag", "EmbeddingPackedParams"]

@@ -14,6 +14,15 @@ from .._packed import LinearWeights, quantize_weight_symmetric
 __all__ = ["Linear"]
 
 
+def _per_token(qconfig) -> bool:
+    """Whether a qconfig asks for per-row (per-token) dynamic activation qparams: its
+    activation factory makes an observer with a per-channel qscheme."""
+    factory = getattr(qconfig, "activation", None)
+    if factory is None:
+        return False
+    return getattr(factory(), "qscheme", None) in ("per_channel_affine", "per_channel_symmetric")
+
+
 class Linear(LinearWeights, Module):
     """Activations are quantized per call (full 8-bit range, PyTorch's choose_qparams
     rule; ``per_row=True`` for one scale per row), weights are int8 symmetric."""
@@ -36,10 +45,13 @@ class Linear(LinearWeights, Module):
     @classmethod
     def from_float(cls, mod, per_channel: bool = True, per_row: bool = False):
         """Quantizes a float npquant.nn.Linear's weights (symmetric int8, per output
-        channel by default; the weight observer of ``mod.qconfig`` when one is set)."""
+        channel by default; the weight observer of ``mod.qconfig`` when one is set).
+        Activations get one scale per row (token) with ``per_row=True`` or when the
+        qconfig's activation is per channel (npquant.qconfig.per_token_dynamic_qconfig)."""
         if not isinstance(mod, FloatLinear):
             raise TypeError(f"from_float expects an npquant.nn.Linear, got {type(mod).__name__}")
         qconfig = getattr(mod, "qconfig", None)
+        per_row = per_row or _per_token(qconfig)
         if qconfig is not None and getattr(qconfig, "weight", None) is not None:
             qw = quantize_weight(mod.weight, weight_observer(mod))
         else:
