@@ -28,7 +28,11 @@ cmake --build build/native-tests -j2
 ctest --test-dir build/native-tests --output-on-failure
 
 echo "== pytest"
-# After the native build: the bench tests probe the built npquant_bench.
+# After the native build: the bench tests probe the built npquant_bench (found through
+# NPQUANT_BENCH_BIN: the installed package does not search the checkout for it).
+if [ "$BENCH" = ON ]; then
+  export NPQUANT_BENCH_BIN="$PWD/build/native-tests/bench/npquant_bench"
+fi
 # Run from tests/ so the installed package (not the source tree) is imported.
 (cd tests && $PY -m pytest -q -p no:cacheprovider .)
 
