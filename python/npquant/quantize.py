@@ -14,6 +14,7 @@ converted model holds no observers and no observer hooks.
 from __future__ import annotations
 
 import copy
+from typing import Callable, Iterable, Sequence
 
 from . import nn
 from ._dtypes import as_qdtype, qint8, quint8
@@ -24,6 +25,7 @@ from .nn.quantized._convert import from_float
 from .interop import is_torch_object
 from .observers import ObserverBase, PlaceholderObserver, make_observer
 from .qconfig import default_dynamic_qconfig
+from .report import FloatIsland, compare
 
 __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
            "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings"]
@@ -270,8 +272,6 @@ def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
     output quantized again); ``min_sqnr_db`` also leaves in float every layer whose
     SQNR alone on ``eval_inputs`` is below it (see npquant.compare)."""
     if keep_float or min_sqnr_db is not None:
-        from .report import quantize_keeping_float
-
         return quantize_keeping_float(model, run_fn, run_args, mapping, inplace, keep_float=keep_float,
                                       min_sqnr_db=min_sqnr_db, eval_inputs=eval_inputs)
     check_model(model, "quantize")
@@ -281,6 +281,70 @@ def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
     prepare(model, inplace=True)
     run_fn(model, *run_args)
     return convert(model, mapping, inplace=True)
+
+
+# ------------------------------------------------------------------ keep_float
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _keep_in_float(model: nn.Module, names: Iterable[str]) -> None:
+    for name in names:
+        m = _submodule(model, name)
+        if m is None or not name:
+            raise KeyError(f"keep_float: the model has no submodule {name!r}")
+        parent_name, _, leaf = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        m.qconfig = None
+        island = FloatIsland(m)
+        island.qconfig = getattr(parent, "qconfig", None) or getattr(model, "qconfig", None)
+        setattr(parent, leaf, island)
+
+
+def _quantize_once(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
+                   mapping: dict | None, keep: Iterable[str]) -> nn.Module:
+    work = copy.deepcopy(model)
+    work.eval()
+    _keep_in_float(work, keep)
+    prepare(work, inplace=True)
+    run_fn(work, *run_args)
+    return convert(work, mapping=mapping, inplace=True)
+
+
+def quantize_keeping_float(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
+                           mapping: dict | None = None, inplace: bool = False, *,
+                           keep_float: Iterable[str] = (), min_sqnr_db: float | None = None,
+                           eval_inputs: object = None) -> nn.Module:
+    """``npquant.quantize`` with layers left in float (it calls this when given
+    ``keep_float`` or ``min_sqnr_db``): copy, prepare, ``run_fn(model, *run_args)``
+    to calibrate, convert.
+
+    ``keep_float``: names of submodules to leave in float; each is wrapped in a
+    FloatIsland (npquant.report), which dequantizes its input and quantizes its output
+    again. ``min_sqnr_db``: also keep in float every layer whose SQNR alone (see
+    ``npquant.compare``) on ``eval_inputs`` is below this many dB; the model is then
+    calibrated and converted a second time with those layers in float.
+    """
+    keep = list(keep_float)
+    q = _quantize_once(model, run_fn, run_args, mapping, keep)
+    if min_sqnr_db is not None:
+        if eval_inputs is None:
+            raise ValueError("min_sqnr_db needs eval_inputs: a batch (or list of batches) to measure SQNR on")
+        report = compare(model, q, eval_inputs)
+        weak = [r.name.split("+")[0] for r in report
+                if r.layer_sqnr_db < min_sqnr_db and r.name.split("+")[0] not in keep
+                and not isinstance(_submodule(model, r.name.split("+")[0]), (nn.QuantStub, nn.DeQuantStub))]
+        if weak:
+            keep += weak
+            q = _quantize_once(model, run_fn, run_args, mapping, keep)
+    if inplace:
+        model.__dict__.clear()
+        model.__dict__.update(q.__dict__)
+        return model
+    return q
 
 
 def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplace: bool = False):

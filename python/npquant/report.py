@@ -1,4 +1,5 @@
-"""Which layer loses accuracy: ``npquant.compare`` and ``quantize(keep_float=..., min_sqnr_db=...)``.
+"""Which layer loses accuracy: ``npquant.compare``, and the FloatIsland that
+``quantize(keep_float=..., min_sqnr_db=...)`` (npquant/quantize.py) wraps kept layers in.
 
 ``compare`` runs a float model and its quantized version on the same inputs,
 records every layer's output in both, and matches layers by module name. Two
@@ -18,17 +19,18 @@ module of the group, and labelled ``conv1+bn1+relu1``.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 
+from . import nn
 from .nn.module import Module
 from .qtensor import QTensor, quantize_per_tensor
+from .serialization import supported_module_types
 
-__all__ = ["compare", "ComparisonReport", "LayerComparison", "quantize_keeping_float", "FloatIsland"]
+__all__ = ["compare", "ComparisonReport", "LayerComparison", "FloatIsland"]
 
 # Methods besides forward through which modules produce outputs (FloatFunctional
 # / QFunctional are called as .add(a, b), .cat([...]), ...).
@@ -140,8 +142,6 @@ def _batches(inputs) -> list:
 # --------------------------------------------------------------------------- matching
 
 def _is_identity(m) -> bool:
-    from . import nn
-
     ident = getattr(nn, "Identity", None)
     return ident is not None and type(m) is ident
 
@@ -239,8 +239,6 @@ def _db(v: float) -> str:
 def _type_label(m) -> str:
     """'Linear', 'quantized.Linear', 'quantized.dynamic.Linear', ...: the registry
     name without its 'nn.' prefix, so float and quantized types read apart."""
-    from .serialization import supported_module_types
-
     for name, cls in supported_module_types().items():
         if cls is type(m):
             return name[3:] if name.startswith("nn.") else name
@@ -316,6 +314,7 @@ def compare(float_model: Module, quantized_model: Module, inputs) -> ComparisonR
 
 
 # --------------------------------------------------------------------------- keep_float
+# (the flow that inserts FloatIslands is quantize_keeping_float in quantize.py)
 
 class FloatIsland(Module):
     """A layer kept in float inside a quantized model: dequantize its input (when
@@ -324,79 +323,11 @@ class FloatIsland(Module):
 
     def __init__(self, module: Module):
         super().__init__()
-        from .nn import DeQuantStub, QuantStub
-
-        self.dequant = DeQuantStub()
+        self.dequant = nn.DeQuantStub()
         self.module = module
-        self.quant = QuantStub()
+        self.quant = nn.QuantStub()
 
     def forward(self, x):
         if isinstance(x, QTensor):
             x = self.dequant(x)
         return self.quant(self.module(x))
-
-
-def _keep_in_float(model: Module, names) -> None:
-    for name in names:
-        m = _get(model, name)
-        if m is None or not name:
-            raise KeyError(f"keep_float: the model has no submodule {name!r}")
-        parent_name, _, leaf = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        m.qconfig = None
-        island = FloatIsland(m)
-        island.qconfig = getattr(parent, "qconfig", None) or getattr(model, "qconfig", None)
-        setattr(parent, leaf, island)
-
-
-def _quantize_once(model, run_fn, run_args, mapping, keep) -> Module:
-    from .quantize import convert, prepare
-
-    work = copy.deepcopy(model)
-    work.eval()
-    _keep_in_float(work, keep)
-    prepare(work, inplace=True)
-    run_fn(work, *run_args)
-    return convert(work, mapping=mapping, inplace=True)
-
-
-def quantize_keeping_float(model: Module, run_fn, run_args, mapping=None, inplace: bool = False, *,
-                           keep_float=(), min_sqnr_db: float | None = None, eval_inputs=None) -> Module:
-    """``npquant.quantize`` with layers left in float (it calls this when given
-    ``keep_float`` or ``min_sqnr_db``): copy, prepare, ``run_fn(model, *run_args)``
-    to calibrate, convert.
-
-    ``keep_float``: names of submodules to leave in float; each is wrapped in a
-    FloatIsland, which dequantizes its input and quantizes its output again.
-    ``min_sqnr_db``: also keep in float every layer whose SQNR alone (see
-    ``compare``) on ``eval_inputs`` is below this many dB; the model is then
-    calibrated and converted a second time with those layers in float.
-    """
-    keep = list(keep_float)
-    q = _quantize_once(model, run_fn, run_args, mapping, keep)
-    if min_sqnr_db is not None:
-        if eval_inputs is None:
-            raise ValueError("min_sqnr_db needs eval_inputs: a batch (or list of batches) to measure SQNR on")
-        report = compare(model, q, eval_inputs)
-        weak = [r.name.split("+")[0] for r in report
-                if r.layer_sqnr_db < min_sqnr_db and r.name.split("+")[0] not in keep
-                and not _is_stub(_get(model, r.name.split("+")[0]))]
-        if weak:
-            keep += weak
-            q = _quantize_once(model, run_fn, run_args, mapping, keep)
-    if inplace:
-        _replace_contents(model, q)
-        return model
-    return q
-
-
-def _is_stub(m) -> bool:
-    from . import nn
-
-    stubs = tuple(getattr(nn, n) for n in ("QuantStub", "DeQuantStub") if hasattr(nn, n))
-    return isinstance(m, stubs)
-
-
-def _replace_contents(dst: Module, src: Module) -> None:
-    dst.__dict__.clear()
-    dst.__dict__.update(src.__dict__)
