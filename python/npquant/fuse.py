@@ -9,6 +9,7 @@ import numpy as np
 
 from . import nn
 from .nn import intrinsic as nni
+from .quantize import check_model
 
 __all__ = ["fuse_modules", "fuse_known_modules", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]
 
@@ -126,8 +127,6 @@ def fuse_modules(model, modules_to_fuse, inplace: bool = False, fuser_func=None,
     quantization-aware training, hence no ``fuse_modules_qat``)."""
     if fuser_func is not None or fuse_custom_config_dict is not None:
         raise NotImplementedError("custom fusers are not supported by npquant")
-    from .quantize import check_model
-
     check_model(model, "fuse_modules")
     if not inplace:
         model = copy.deepcopy(model)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from . import observers
+from .interop import is_torch_object
 from .observers import (HistogramObserver, ObserverBase, default_dynamic_quant_observer, default_observer,
                         default_per_channel_weight_observer, default_weight_observer)
 
@@ -22,8 +24,6 @@ def _torch_observer_name(f) -> str:
 
 def torch_observer_error(f, where: str) -> TypeError:
     """The TypeError for a torch observer (class, factory or instance) given to npquant."""
-    from . import observers
-
     name = _torch_observer_name(f)
     fix = (f"npquant.observers.{name}.with_args(...) (same arguments; dtypes npquant.quint8 / npquant.qint8)"
            if isinstance(getattr(observers, name, None), type) else
@@ -37,8 +37,6 @@ def check_qconfig(qconfig, where: str = "qconfig") -> None:
     not a QConfig-like pair of observer factories."""
     if qconfig is None:
         return
-    from .interop import is_torch_object
-
     if is_torch_object(qconfig):
         raise TypeError(f"{where} is a torch {type(qconfig).__name__}; npquant's models take npquant's: "
                         "npquant.get_default_qconfig('x86') (torch's x86 default with the full 8-bit range), "
@@ -60,8 +58,6 @@ class QConfig(namedtuple("QConfig", ["activation", "weight"])):
     and zero points), as torch's custom observers do."""
 
     def __new__(cls, activation, weight):
-        from .interop import is_torch_object
-
         for role, f in (("activation", activation), ("weight", weight)):
             if f is not None and is_torch_object(f):
                 raise torch_observer_error(f, f"QConfig {role}")
