@@ -12,6 +12,7 @@ import pytest
 import npquant.bench as compare
 from npquant.bench import peers as bench_peers
 from npquant.bench import report as bench_report
+
 import npref
 import peers
 

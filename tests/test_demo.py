@@ -7,14 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
 
 import npquant
-from conftest import LAUNCHER
 from npquant.data import data_path, load_digits, upscale_digits
+
+from conftest import LAUNCHER
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

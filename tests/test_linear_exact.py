@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import npquant
+from npquant import _C
+
 import npref
 from conftest import run_python, runnable_isas
-from npquant import _C
 
 KERNELS = [k["name"] for k in _C.runnable_gemm_kernels()]
 

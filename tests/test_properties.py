@@ -2,15 +2,15 @@
 empty arrays give either the contract's exact result or a clean exception."""
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import npquant
+from npquant import _C
+
 import npref
 from conftest import max_examples
-from npquant import _C
 
 SETTINGS = dict(max_examples=max_examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KERNELS = [k["name"] for k in _C.runnable_gemm_kernels()]
@@ -48,7 +48,8 @@ def test_static_kernel_equals_contract(p):
 def test_dynamic_kernel_equals_contract(m, k, n, data, per_row):
     x = data.draw(hnp.arrays(np.float32, (m, k), elements=st.floats(-1000000.0, 1000000.0, width=32)))
     w = data.draw(hnp.arrays(np.int8, (n, k)))
-    ws = data.draw(hnp.arrays(np.float32, (n,), elements=st.floats(9.999999747378752e-06, 0.10000000149011612, width=32)))
+    ws = data.draw(hnp.arrays(np.float32, (n,),
+                              elements=st.floats(9.999999747378752e-06, 0.10000000149011612, width=32)))
     kernel = data.draw(st.sampled_from(KERNELS))
     packed = _C.PackedLinearWeight(w, ws, kernel=kernel)
     y = _C.linear_dynamic(x, packed, per_row)

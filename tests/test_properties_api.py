@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 import npquant
 import npquant.nn as nn
 import npquant.nn.quantized as nnq
+
 import npref
 from conftest import max_examples
 

@@ -46,6 +46,7 @@ def quantize_digits(float_model, calib_x: np.ndarray, backend: str = "x86", show
                     batch: int = 32):
     """Static int8 version of the digits CNN: fuse, qconfig, prepare, calibrate, convert."""
     import npquant
+
     from .models.digits import FUSE_GROUPS
 
     m = npquant.fuse_modules(copy.deepcopy(float_model).eval(), FUSE_GROUPS)
@@ -173,6 +174,7 @@ def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x8
 
 def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save: str | None) -> dict:
     import npquant
+
     from .data import load_digits
     from .models.digits import digits_cnn
 

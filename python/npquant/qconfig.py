@@ -6,8 +6,14 @@ from collections import namedtuple
 
 from . import observers
 from .interop import is_torch_object
-from .observers import (HistogramObserver, ObserverBase, default_dynamic_quant_observer, default_observer,
-                        default_per_channel_weight_observer, default_weight_observer)
+from .observers import (
+    HistogramObserver,
+    ObserverBase,
+    default_dynamic_quant_observer,
+    default_observer,
+    default_per_channel_weight_observer,
+    default_weight_observer,
+)
 
 __all__ = ["QConfig", "get_default_qconfig", "default_qconfig", "default_per_channel_qconfig",
            "default_dynamic_qconfig", "per_channel_dynamic_qconfig"]

@@ -90,7 +90,7 @@ class QTensor:
         self._nhwc = False
 
     @classmethod
-    def from_nhwc(cls, q_nhwc: np.ndarray, scale, zero_point, dtype=quint8) -> "QTensor":
+    def from_nhwc(cls, q_nhwc: np.ndarray, scale, zero_point, dtype=quint8) -> QTensor:
         """A per-tensor QTensor with logical NCHW shape stored as the given NHWC array."""
         if np.ndim(q_nhwc) != 4:
             raise ValueError(f"from_nhwc needs a 4-D (N, H, W, C) array, got shape {np.shape(q_nhwc)}")
@@ -99,7 +99,7 @@ class QTensor:
         return t
 
     @classmethod
-    def _trusted(cls, q: np.ndarray, scale: float, zero_point: int, dtype=quint8, nhwc: bool = False) -> "QTensor":
+    def _trusted(cls, q: np.ndarray, scale: float, zero_point: int, dtype=quint8, nhwc: bool = False) -> QTensor:
         """A per-tensor QTensor from values and qparams the caller has already
         validated (the quantized layers' outputs): no checks, no copies."""
         t = object.__new__(cls)
@@ -183,18 +183,19 @@ class QTensor:
         zp = self._zp.astype(np.int32).reshape(shape)
         return (sc * (q - zp).astype(np.float32)).astype(np.float32)
 
-    def reshape(self, *shape) -> "QTensor":
+    def reshape(self, *shape) -> QTensor:
         self._need_per_tensor("reshape")
-        return QTensor(np.require(self.int_repr(), requirements="C").reshape(*shape), self._scale, self._zp, self._dtype)
+        codes = np.require(self.int_repr(), requirements="C").reshape(*shape)
+        return QTensor(codes, self._scale, self._zp, self._dtype)
 
     # ---- shape ops (per-tensor): the codes move, the qparams stay, as in PyTorch
-    def view(self, *shape) -> "QTensor":
+    def view(self, *shape) -> QTensor:
         return self.reshape(*shape)
 
-    def contiguous(self) -> "QTensor":
+    def contiguous(self) -> QTensor:
         return self
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "QTensor":
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> QTensor:
         from .nn.activation import flat_shape
 
         return self.reshape(flat_shape(tuple(self.shape), start_dim, end_dim))
@@ -204,21 +205,22 @@ class QTensor:
             raise IndexError(f"{what}: dim {dim} out of range for a {self.ndim}-D QTensor")
         return dim % self.ndim
 
-    def permute(self, *dims) -> "QTensor":
+    def permute(self, *dims) -> QTensor:
         self._need_per_tensor("permute")
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if sorted(d % self.ndim for d in dims) != list(range(self.ndim)) or len(dims) != self.ndim:
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
         perm = tuple(d % self.ndim for d in dims)
-        return QTensor(np.require(self.int_repr().transpose(perm), requirements="C"), self._scale, self._zp, self._dtype)
+        codes = np.require(self.int_repr().transpose(perm), requirements="C")
+        return QTensor(codes, self._scale, self._zp, self._dtype)
 
-    def transpose(self, dim0: int, dim1: int) -> "QTensor":
+    def transpose(self, dim0: int, dim1: int) -> QTensor:
         perm = list(range(self.ndim))
         a, b = self._dim(dim0, "transpose"), self._dim(dim1, "transpose")
         perm[a], perm[b] = perm[b], perm[a]
         return self.permute(perm)
 
-    def narrow(self, dim: int, start: int, length: int) -> "QTensor":
+    def narrow(self, dim: int, start: int, length: int) -> QTensor:
         """Elements start .. start + length - 1 along dim (a copy; channels-last storage kept)."""
         self._need_per_tensor("narrow")
         dim = self._dim(dim, "narrow")
@@ -262,7 +264,7 @@ class QTensor:
         n = self.shape[self._dim(dim, "chunk")]
         return self.split(max(-(-n // chunks), 1), dim)
 
-    def mean(self, dim=None, keepdim: bool = False) -> "QTensor":
+    def mean(self, dim=None, keepdim: bool = False) -> QTensor:
         """Mean over dims, output with the input's qparams (PyTorch's quantized mean). Over the
         spatial dims (2, 3) of a 4-D tensor it is quantized AdaptiveAvgPool2d(1), which is
         what PyTorch runs; other dims: nearbyint of the float mean of (q - zp), + zp."""

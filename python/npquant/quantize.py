@@ -14,15 +14,16 @@ converted model holds no observers and no observer hooks.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Callable
 
 from . import nn
 from ._dtypes import as_qdtype, qint8, quint8
+from .interop import is_torch_object
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
 from .nn.quantized._convert import from_float
-from .interop import is_torch_object
 from .observers import ObserverBase, PlaceholderObserver, make_observer
 from .qconfig import default_dynamic_qconfig
 from .report import FloatIsland, compare

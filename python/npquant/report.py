@@ -97,7 +97,7 @@ class _Record:
 def _record(model: Module, batches: list) -> tuple:
     """Runs model on every batch, recording each module's outputs and positional
     inputs by name (in order of first output, i.e. execution order for leaves)."""
-    records: "OrderedDict[str, _Record]" = OrderedDict()
+    records: OrderedDict[str, _Record] = OrderedDict()
     patched = []
 
     def wrap(name, m, meth):

@@ -14,15 +14,37 @@ The names below are the ones a front end or a test uses; they take and return pl
 
 from __future__ import annotations
 
-from .cases import (CONV_SHAPES, ELEMENTWISE_CASES, LINEAR_SHAPES, TOLERANCE, ConvCase,
-                    LinearCase, PerChannel, QParams, Skip, conv2d_reference, make_conv_case,
-                    make_linear_case, relative_error)
+from .cases import (
+                    CONV_SHAPES,
+                    ELEMENTWISE_CASES,
+                    LINEAR_SHAPES,
+                    TOLERANCE,
+                    ConvCase,
+                    LinearCase,
+                    PerChannel,
+                    QParams,
+                    Skip,
+                    conv2d_reference,
+                    make_conv_case,
+                    make_linear_case,
+                    relative_error,
+)
 from .cli import main, parse_args, resolve_peaks, run
 from .peers import Impl, conv_impls, limited_threads, linear_impls
 from .report import elementwise_table, markdown_table, plot, versions
-from .timing import (BENCH_BIN_ENV, ElementwiseRow, IsaWorker, LocalRunner, Row, bench_cases,
-                     bench_elementwise, build_checked, find_bench_binary, measure_peak,
-                     time_interleaved)
+from .timing import (
+                    BENCH_BIN_ENV,
+                    ElementwiseRow,
+                    IsaWorker,
+                    LocalRunner,
+                    Row,
+                    bench_cases,
+                    bench_elementwise,
+                    build_checked,
+                    find_bench_binary,
+                    measure_peak,
+                    time_interleaved,
+)
 
 __all__ = [
     "BENCH_BIN_ENV", "CONV_SHAPES", "ELEMENTWISE_CASES", "LINEAR_SHAPES", "TOLERANCE", "ConvCase",

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 # (M, K, N): transformer layers at batch 1 and small batches, and a large square.
 LINEAR_SHAPES = [(1, 768, 768), (32, 768, 3072), (128, 768, 768), (128, 3072, 768),
                  (512, 1024, 1024), (1, 4096, 4096), (1024, 1024, 1024)]
@@ -43,9 +42,9 @@ class LinearCase:
     w: np.ndarray          # (n, k) fp32
     b: np.ndarray          # (n,) fp32
     y_ref: np.ndarray      # float64 reference
-    xq: "QParams" = None
-    wq: "PerChannel" = None
-    yq: "QParams" = None
+    xq: QParams = None
+    wq: PerChannel = None
+    yq: QParams = None
 
     kind = "linear"
 
@@ -73,9 +72,9 @@ class ConvCase:
     w: np.ndarray          # (Cout, C/groups, k, k) fp32
     b: np.ndarray
     y_ref: np.ndarray
-    xq: "QParams" = None
-    wq: "PerChannel" = None
-    yq: "QParams" = None
+    xq: QParams = None
+    wq: PerChannel = None
+    yq: QParams = None
 
     @property
     def n(self): return self.shape[0]
@@ -120,7 +119,7 @@ class QParams:
     zero_point: int
 
     @classmethod
-    def of(cls, a: np.ndarray) -> "QParams":
+    def of(cls, a: np.ndarray) -> QParams:
         lo, hi = min(float(a.min()), 0.0), max(float(a.max()), 0.0)
         scale = max((hi - lo) / 255.0, 1e-8)
         return cls(float(np.float32(scale)), int(np.clip(round(-lo / scale), 0, 255)))
@@ -133,7 +132,7 @@ class PerChannel:
     q: np.ndarray          # int8, same shape as the weights
 
     @classmethod
-    def of(cls, w: np.ndarray) -> "PerChannel":
+    def of(cls, w: np.ndarray) -> PerChannel:
         amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
         scales = np.maximum(amax / 127.5, 1e-8).astype(np.float32)
         s = scales.reshape((-1,) + (1,) * (w.ndim - 1))

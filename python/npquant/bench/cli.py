@@ -31,13 +31,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 from .cases import CONV_SHAPES, LINEAR_SHAPES, Skip, make_conv_case, make_linear_case
 from .peers import conv_impls, import_npquant, limited_threads, linear_impls, select
 from .report import plot, report, versions
-from .timing import (CLOCKS, STATS, IsaWorker, bench_cases, bench_elementwise, find_bench_binary,
-                     measure_peak, worker_main)
+from .timing import (
+    CLOCKS,
+    STATS,
+    IsaWorker,
+    bench_cases,
+    bench_elementwise,
+    find_bench_binary,
+    measure_peak,
+    worker_main,
+)
 
 
 def _shape_list(arity: int):
@@ -93,7 +100,7 @@ def parse_args(argv=None, prog=None):
     return args
 
 
-def resolve_peaks(args, isa: Optional[str], threads: int):
+def resolve_peaks(args, isa: str | None, threads: int):
     """({isa: GMAC/s}, where they come from): the probe peaks of every ISA the native bench
     can probe here, or the one --peak number for the ISA npquant runs."""
     if args.no_peak:
@@ -137,7 +144,7 @@ def _isa_workers(isas: list, threads: int, meta: dict):
             w.close()
 
 
-def _loadavg() -> Optional[float]:
+def _loadavg() -> float | None:
     """The 1-minute load average (how busy the machine was), where the OS tells it."""
     try:
         return round(os.getloadavg()[0], 2)

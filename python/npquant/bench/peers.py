@@ -17,7 +17,6 @@ import numpy as np
 
 from .cases import ConvCase, LinearCase, PerChannel, Skip, dequantize_u8, elementwise_inputs
 
-
 # ----------------------------------------------------------------------------- implementations
 
 @dataclass
@@ -78,7 +77,7 @@ def _npquant_dynamic(case: LinearCase):
     return (lambda: q(x)), (lambda y: y)
 
 
-def _npquant_qweight(npq, wq: "PerChannel"):
+def _npquant_qweight(npq, wq: PerChannel):
     return npq.QTensor(wq.q, wq.scales, np.zeros(len(wq.scales), np.int64), npq.qint8, axis=0)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import numpy as np
 
@@ -11,18 +10,18 @@ from .peers import Impl, conv_impls, linear_impls, select
 from .timing import ElementwiseRow, Row
 
 
-def _fmt(v: Optional[float]) -> str:
+def _fmt(v: float | None) -> str:
     if v is None:
         return "—"
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
-def _column_isa(name: str, default_isa: Optional[str]) -> Optional[str]:
+def _column_isa(name: str, default_isa: str | None) -> str | None:
     """'npquant dyn [avx2]' ran under avx2; unbracketed npquant columns under default_isa."""
     return name[name.rindex("[") + 1:-1] if name.endswith("]") else default_isa
 
 
-def ratio_columns(rows: list, impls: list, peaks: dict, default_isa: Optional[str]) -> list:
+def ratio_columns(rows: list, impls: list, peaks: dict, default_isa: str | None) -> list:
     """(title, function of a row, unit) for each npquant column: its speed over the best
     peer of its kind, over fp32 (dynamic columns), and as % of its ISA's probe peak
     (peaks: isa -> GMAC/s)."""
@@ -51,8 +50,8 @@ def ratio_columns(rows: list, impls: list, peaks: dict, default_isa: Optional[st
     return cols
 
 
-def markdown_table(rows: list, impls: list, first: str, peaks: Optional[dict] = None,
-                   default_isa: Optional[str] = None) -> str:
+def markdown_table(rows: list, impls: list, first: str, peaks: dict | None = None,
+                   default_isa: str | None = None) -> str:
     """GMAC/s per implementation (— where skipped or failed), then the ratio columns."""
     names = [i.name for i in impls]
     ratios = ratio_columns(rows, impls, peaks or {}, default_isa)

@@ -14,14 +14,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
-from .cases import (ELEMENTWISE_CASES, ELEMENTWISE_TORCH_MAX_STEP, TOLERANCE, Skip,
-                    make_conv_case, make_linear_case, relative_error)
-from .peers import (Impl, conv_impls, elementwise_runners, import_npquant, limited_threads,
-                    linear_impls, quiet)
+from .cases import (
+    ELEMENTWISE_CASES,
+    ELEMENTWISE_TORCH_MAX_STEP,
+    TOLERANCE,
+    Skip,
+    make_conv_case,
+    make_linear_case,
+    relative_error,
+)
+from .peers import Impl, conv_impls, elementwise_runners, import_npquant, limited_threads, linear_impls, quiet
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -303,7 +309,7 @@ def bench_elementwise(cases=ELEMENTWISE_CASES, repeat: int = 7, warmup: int = 2,
 BENCH_BIN_ENV = "NPQUANT_BENCH_BIN"
 
 
-def find_bench_binary(path: Optional[os.PathLike] = None) -> Optional[Path]:
+def find_bench_binary(path: os.PathLike | None = None) -> Path | None:
     """The native npquant_bench to probe peaks with, or None: `path` if given, else the file
     named by the NPQUANT_BENCH_BIN environment variable, else `npquant_bench` on PATH.
 
