@@ -21,7 +21,7 @@ class QDType:
     def __repr__(self) -> str:
         return f"npquant.{self.name}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> str:
         return self.name
 
 
@@ -30,7 +30,7 @@ qint8 = QDType("qint8", np.int8, -128, 127)
 qint32 = QDType("qint32", np.int32, -(2**31), 2**31 - 1)
 
 
-def as_qdtype(dtype) -> QDType:
+def as_qdtype(dtype: object) -> QDType:
     """Accepts npquant.quint8/qint8 (or their names); raises with the fix otherwise."""
     if isinstance(dtype, QDType):
         return dtype

@@ -201,7 +201,7 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
     big = np.resize(test_x, (256,) + test_x.shape[1:])  # batch 256 even in quick mode
     timings = [_latency(float_model, q_model, test_x[:1], 5 if quick else 200),
                _latency(float_model, q_model, big, 2 if quick else 20)]
-    other_isas = _other_isas(q_model, big, 2 if quick else 10) if other_isas else []
+    isa_rows = _other_isas(q_model, big, 2 if quick else 10) if other_isas else []
     info = npquant.cpu_info()
     return {
         "isa": info["isa"],
@@ -219,7 +219,7 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
         "fp32_bytes": _model_bytes(float_model),
         "int8_bytes": buf.getbuffer().nbytes,
         "reload_bit_identical": same,
-        "other_isas": other_isas,
+        "other_isas": isa_rows,
     }
 
 

@@ -4,6 +4,7 @@ with a following ReLU, as torch.ao.quantization.fuse_modules does (eval mode).""
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def fuse_linear_bn_eval(linear, bn):
 
 
 def _patterns() -> dict:
-    table = {
+    table: dict[tuple[type, ...], Callable[..., nn.Module]] = {
         (nn.Linear, nn.ReLU): lambda lin, relu: nni.LinearReLU(lin, relu),
         (nn.Linear, nn.BatchNorm1d): fuse_linear_bn_eval,
         (nn.BatchNorm2d, nn.ReLU): lambda bn, relu: nni.BNReLU2d(bn, relu),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from typing import Callable
+from typing import Any, Callable
 
 from . import nn
 from ._dtypes import as_qdtype, qint8, quint8
@@ -31,10 +31,14 @@ from .report import FloatIsland, compare
 __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
            "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings"]
 
+# float module type -> quantized module class; qconfig_dict: type or name -> QConfig (or None).
+ModuleMapping = dict[type, type]
+QConfigDict = dict[Any, Any]
 
-def get_default_static_quant_module_mappings() -> dict:
+
+def get_default_static_quant_module_mappings() -> ModuleMapping:
     """float module type -> quantized module class (built by its ``from_float``)."""
-    mapping = {
+    mapping: ModuleMapping = {
         nn.QuantStub: nnq.Quantize,
         nn.DeQuantStub: nnq.DeQuantize,
         nn.Linear: nnq.Linear,
@@ -64,15 +68,15 @@ def get_default_static_quant_module_mappings() -> dict:
     return mapping
 
 
-def get_default_dynamic_quant_module_mappings() -> dict:
+def get_default_dynamic_quant_module_mappings() -> ModuleMapping:
     return {nn.Linear: nnq.dynamic.Linear}
 
 
 # Layers whose output qparams come from an observer. The others in the static
 # mapping (ReLU, pooling, Flatten, Dropout, GELU, DeQuantStub) keep their input's qparams;
 # Sigmoid, Hardsigmoid and Tanh have PyTorch's fixed output qparams.
-def _observed_types() -> tuple:
-    types = (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
+def _observed_types() -> tuple[type, ...]:
+    types: tuple[type, ...] = (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
              nni.LinearReLU, nni.BNReLU2d)
     if hasattr(nn, "Conv2d"):
         types += (nn.Conv2d, nni.ConvReLU2d)
@@ -85,7 +89,7 @@ _FROM_TORCH = ("build the same model with npquant.nn (same attribute names) and 
                "loads into npquant's converted twin (docs/interop.md)")
 
 
-def check_model(model, fn: str) -> None:
+def check_model(model: object, fn: str) -> None:
     """TypeError unless model is an npquant.nn.Module, saying what to do with torch's."""
     if isinstance(model, nn.Module):
         return
@@ -94,7 +98,7 @@ def check_model(model, fn: str) -> None:
     raise TypeError(f"{fn} expects an npquant.nn.Module, got {type(model).__name__}")
 
 
-def _check_type_keys(table, fn: str, what: str) -> None:
+def _check_type_keys(table: Iterable[Any], fn: str, what: str) -> None:
     """Torch module types as keys (or values) of a mapping / qconfig_spec: TypeError naming npquant's."""
     for k in table:
         for t in (k, table[k]) if isinstance(table, dict) else (k,):
@@ -106,7 +110,7 @@ def _check_type_keys(table, fn: str, what: str) -> None:
 
 
 # ------------------------------------------------------------------ qconfig
-def propagate_qconfig_(module, qconfig_dict=None) -> None:
+def propagate_qconfig_(module: nn.Module, qconfig_dict: QConfigDict | None = None) -> None:
     """Gives every submodule a ``qconfig``: its own if set (None included), else
     ``qconfig_dict[name]``, else ``qconfig_dict[type]``, else its parent's."""
     check_model(module, "propagate_qconfig_")
@@ -115,7 +119,7 @@ def propagate_qconfig_(module, qconfig_dict=None) -> None:
     _propagate(module, qconfig_dict or {}, None, "")
 
 
-def _propagate(module, qconfig_dict, parent, prefix) -> None:
+def _propagate(module: nn.Module, qconfig_dict: QConfigDict, parent: Any, prefix: str) -> None:
     qconfig = qconfig_dict.get(type(module), parent)
     qconfig = qconfig_dict.get(prefix, qconfig)
     qconfig = module.__dict__.get("qconfig", qconfig)
@@ -124,18 +128,18 @@ def _propagate(module, qconfig_dict, parent, prefix) -> None:
         _propagate(child, qconfig_dict, qconfig, f"{prefix}.{name}" if prefix else name)
 
 
-def _remove_qconfig(module) -> None:
+def _remove_qconfig(module: nn.Module) -> None:
     for m in module.modules():
         m.__dict__.pop("qconfig", None)
 
 
 # ------------------------------------------------------------------ prepare
-def _observe_output(module, args, output):
+def _observe_output(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
     """The forward hook prepare installs: feeds the module's output to its observer."""
     return module.activation_post_process(output)
 
 
-def _activation_observer(module, name: str) -> ObserverBase:
+def _activation_observer(module: nn.Module, name: str) -> ObserverBase:
     """A fresh observer from module.qconfig.activation, checked now rather than at
     convert or inference: static layers need quint8 activations with qparams."""
     where = f"the activation observer of '{name or '<root>'}' ({type(module).__name__})"
@@ -151,29 +155,34 @@ def _activation_observer(module, name: str) -> ObserverBase:
     return obs
 
 
-def _add_observer(module, name: str = "") -> None:
+def _add_observer(module: nn.Module, name: str = "") -> None:
     module.activation_post_process = _activation_observer(module, name)
     module.register_forward_hook(_observe_output)
 
 
-def _needs_observer(m) -> bool:
+def _needs_observer(m: nn.Module) -> bool:
     return m.qconfig is not None and getattr(m.qconfig, "activation", None) is not None
 
 
-def _add_observers(module, observed: tuple, prefix: str = "") -> None:
+def _observed_leaf(m: nn.Module, observed: tuple[type, ...]) -> bool:
+    return isinstance(m, observed) and not list(m.children())
+
+
+def _add_observers(module: nn.Module, observed: tuple[type, ...], prefix: str = "") -> None:
     for cname, child in module.named_children():
         name = f"{prefix}.{cname}" if prefix else cname
         if isinstance(child, nn.FloatFunctional):
             if _needs_observer(child):  # FloatFunctional calls its observer itself
-                child.activation_post_process = _activation_observer(child, name)
-        elif isinstance(child, _Fused) or (isinstance(child, observed) and not list(child.children())):
+                # (setattr: nn.stubs declares the attribute as the Identity it starts as)
+                setattr(child, "activation_post_process", _activation_observer(child, name))  # noqa: B010
+        elif isinstance(child, _Fused) or _observed_leaf(child, observed):
             if _needs_observer(child):
                 _add_observer(child, name)
         elif not isinstance(child, ObserverBase):
             _add_observers(child, observed, name)
 
 
-def prepare(model, inplace: bool = False):
+def prepare(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Attaches an activation observer (``activation_post_process``) to each layer
     whose qconfig is set and whose output needs qparams: QuantStub, Linear, Conv2d,
     BatchNorm2d, Hardswish, fused layers, FloatFunctional. Run calibration data
@@ -186,7 +195,7 @@ def prepare(model, inplace: bool = False):
         raise ValueError("prepare: no module has a qconfig, so nothing would be quantized; set "
                          "model.qconfig = npquant.get_default_qconfig('x86') first")
     observed = _observed_types()
-    if isinstance(model, observed) and not list(model.children()) and _needs_observer(model):
+    if _observed_leaf(model, observed) and _needs_observer(model):
         _add_observer(model)
     else:
         _add_observers(model, observed)
@@ -194,7 +203,7 @@ def prepare(model, inplace: bool = False):
 
 
 # ------------------------------------------------------------------ convert
-def _uncalibrated(model, mapping) -> list:
+def _uncalibrated(model: nn.Module, mapping: ModuleMapping) -> list[str]:
     """Names of modules convert would swap whose observer saw no data."""
     names = []
     for name, m in model.named_modules():
@@ -208,10 +217,10 @@ def _uncalibrated(model, mapping) -> list:
     return names
 
 
-def _swap(mod, mapping):
+def _swap(mod: nn.Module, mapping: ModuleMapping) -> nn.Module:
     if getattr(mod, "qconfig", None) is None or type(mod) not in mapping:
         return mod
-    new = from_float(mapping[type(mod)], mod)
+    new: nn.Module = from_float(mapping[type(mod)], mod)
     # keep the user's hooks, drop the observer hook
     for hook in mod._forward_pre_hooks.values():
         new.register_forward_pre_hook(hook)
@@ -221,14 +230,14 @@ def _swap(mod, mapping):
     return new
 
 
-def _convert(module, mapping) -> None:
+def _convert(module: nn.Module, mapping: ModuleMapping) -> None:
     for name, child in list(module.named_children()):
         if not isinstance(child, _Fused):
             _convert(child, mapping)
         setattr(module, name, _swap(child, mapping))
 
 
-def _strip_observers(model) -> None:
+def _strip_observers(model: nn.Module) -> None:
     """Removes observers and observer hooks left on modules that were not swapped."""
     for m in model.modules():
         if isinstance(m._modules.get("activation_post_process"), ObserverBase):
@@ -240,7 +249,8 @@ def _strip_observers(model) -> None:
             del m._forward_hooks[key]
 
 
-def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = True):
+def convert(module: nn.Module, mapping: ModuleMapping | None = None, inplace: bool = False,
+            remove_qconfig: bool = True) -> nn.Module:
     """Swaps each prepared, calibrated layer for its ``npquant.nn.quantized``
     counterpart (``mapping``: float type -> quantized class). Returns a new model
     unless ``inplace=True``; raises, naming them, if some observers saw no data."""
@@ -265,8 +275,9 @@ def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = 
     return module
 
 
-def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
-             keep_float=(), min_sqnr_db=None, eval_inputs=None):
+def quantize(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
+             mapping: ModuleMapping | None = None, inplace: bool = False, *, keep_float: Iterable[str] = (),
+             min_sqnr_db: float | None = None, eval_inputs: object = None) -> nn.Module:
     """prepare, ``run_fn(model, *run_args)`` to calibrate, convert.
 
     ``keep_float=[names]`` leaves those submodules in float (input dequantized,
@@ -306,7 +317,7 @@ def _keep_in_float(model: nn.Module, names: Iterable[str]) -> None:
 
 
 def _quantize_once(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
-                   mapping: dict | None, keep: Iterable[str]) -> nn.Module:
+                   mapping: ModuleMapping | None, keep: Iterable[str]) -> nn.Module:
     work = copy.deepcopy(model)
     work.eval()
     _keep_in_float(work, keep)
@@ -316,7 +327,7 @@ def _quantize_once(model: nn.Module, run_fn: Callable[..., object], run_args: Se
 
 
 def quantize_keeping_float(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
-                           mapping: dict | None = None, inplace: bool = False, *,
+                           mapping: ModuleMapping | None = None, inplace: bool = False, *,
                            keep_float: Iterable[str] = (), min_sqnr_db: float | None = None,
                            eval_inputs: object = None) -> nn.Module:
     """``npquant.quantize`` with layers left in float (it calls this when given
@@ -348,7 +359,8 @@ def quantize_keeping_float(model: nn.Module, run_fn: Callable[..., object], run_
     return q
 
 
-def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplace: bool = False):
+def quantize_dynamic(model: nn.Module, qconfig_spec: Any = None, dtype: object = qint8,
+                     mapping: ModuleMapping | None = None, inplace: bool = False) -> nn.Module:
     """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
     {npquant.nn.Linear}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of types /
     names (default dynamic qconfig), or a dict {type or name: QConfig}."""

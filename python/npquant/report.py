@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -70,11 +71,11 @@ def cosine(ref: np.ndarray, test: np.ndarray) -> float:
     return float(np.dot(ref, test) / (nr * nt))
 
 
-def _flat(a) -> np.ndarray:
+def _flat(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).reshape(-1)
 
 
-def _as_float(out):
+def _as_float(out: object) -> np.ndarray | None:
     """A recorded output as a float array (QTensors dequantized); None if not an array."""
     if isinstance(out, QTensor):
         return out.dequantize()
@@ -83,27 +84,33 @@ def _as_float(out):
     return None
 
 
+def _floats(outs: list[Any]) -> list[np.ndarray] | None:
+    """Recorded outputs as float arrays; None if any of them is not an array."""
+    arrays = [_as_float(o) for o in outs]
+    return [a for a in arrays if a is not None] if all(a is not None for a in arrays) else None
+
+
 # --------------------------------------------------------------------------- recording
 
 class _Record:
     __slots__ = ("module", "outputs", "args")
 
-    def __init__(self, module):
+    def __init__(self, module: Module) -> None:
         self.module = module
-        self.outputs: list = []
-        self.args: list = []
+        self.outputs: list[Any] = []
+        self.args: list[tuple[Any, ...]] = []
 
 
-def _record(model: Module, batches: list) -> tuple:
+def _record(model: Module, batches: list[np.ndarray]) -> tuple[OrderedDict[str, _Record], list[Any]]:
     """Runs model on every batch, recording each module's outputs and positional
     inputs by name (in order of first output, i.e. execution order for leaves)."""
     records: OrderedDict[str, _Record] = OrderedDict()
-    patched = []
+    patched: list[tuple[Module, str, bool, Any]] = []
 
-    def wrap(name, m, meth):
+    def wrap(name: str, m: Module, meth: str) -> None:
         orig = getattr(m, meth)
 
-        def recorder(*args, **kwargs):
+        def recorder(*args: Any, **kwargs: Any) -> Any:
             out = orig(*args, **kwargs)
             rec = records.get(name)
             if rec is None:
@@ -131,7 +138,7 @@ def _record(model: Module, batches: list) -> tuple:
     return records, finals
 
 
-def _batches(inputs) -> list:
+def _batches(inputs: object) -> list[np.ndarray]:
     if isinstance(inputs, np.ndarray):
         return [inputs]
     if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(x, np.ndarray) for x in inputs):
@@ -141,12 +148,12 @@ def _batches(inputs) -> list:
 
 # --------------------------------------------------------------------------- matching
 
-def _is_identity(m) -> bool:
+def _is_identity(m: object) -> bool:
     ident = getattr(nn, "Identity", None)
     return ident is not None and type(m) is ident
 
 
-def _fused_groups(float_model: Module, q_model: Module) -> dict:
+def _fused_groups(float_model: Module, q_model: Module) -> dict[str, list[str]]:
     """{first member: [members]} for groups fuse_modules made: a quantized module
     followed by Identity siblings that are not Identity in the float model."""
     groups = {}
@@ -167,14 +174,14 @@ def _fused_groups(float_model: Module, q_model: Module) -> dict:
     return groups
 
 
-def _get(model: Module, name: str):
+def _get(model: Module, name: str) -> Module | None:
     try:
         return model.get_submodule(name)
     except AttributeError:
         return None
 
 
-def _compared_names(q_model: Module, q_records) -> list:
+def _compared_names(q_model: Module, q_records: OrderedDict[str, _Record]) -> list[str]:
     """Quantized-model names to report: leaves and FloatIslands (not their insides),
     no Identity placeholders, in execution order."""
     islands = [n for n, m in q_model.named_modules() if isinstance(m, FloatIsland)]
@@ -193,15 +200,15 @@ def _compared_names(q_model: Module, q_records) -> list:
 class ComparisonReport:
     """Rows of LayerComparison in execution order; ``str()`` is a table."""
 
-    def __init__(self, rows: list, output: LayerComparison, unmatched: list):
+    def __init__(self, rows: list[LayerComparison], output: LayerComparison, unmatched: list[str]) -> None:
         self.rows = rows
         self.output = output
         self.unmatched = unmatched
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LayerComparison]:
         return iter(self.rows)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, name: str) -> LayerComparison:
@@ -210,7 +217,7 @@ class ComparisonReport:
                 return r
         raise KeyError(f"no layer named {name!r} in the comparison")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, dict[str, Any]]:
         return {r.name: r._asdict() for r in self.rows + [self.output]}
 
     def __str__(self) -> str:
@@ -236,16 +243,18 @@ def _db(v: float) -> str:
     return "inf" if v == math.inf else f"{v:.1f}"
 
 
-def _type_label(m) -> str:
+def _type_label(m: object) -> str:
     """'Linear', 'quantized.Linear', 'quantized.dynamic.Linear', ...: the registry
     name without its 'nn.' prefix, so float and quantized types read apart."""
     for name, cls in supported_module_types().items():
         if cls is type(m):
-            return name[3:] if name.startswith("nn.") else name
+            label: str = name[3:] if name.startswith("nn.") else name
+            return label
     return type(m).__name__
 
 
-def _row(name, fm, qm, f_outs, q_outs, alone) -> LayerComparison:
+def _row(name: str, fm: object, qm: object, f_outs: list[np.ndarray], q_outs: list[np.ndarray],
+         alone: float) -> LayerComparison:
     ref = np.concatenate([_flat(o) for o in f_outs])
     test = np.concatenate([_flat(o) for o in q_outs])
     return LayerComparison(
@@ -255,13 +264,15 @@ def _row(name, fm, qm, f_outs, q_outs, alone) -> LayerComparison:
         cosine=cosine(ref, test), numel=int(ref.size))
 
 
-def _alone(q_module, f_args: list, q_args: list, f_outs: list) -> float:
+def _alone(q_module: Module, f_args: list[tuple[Any, ...]], q_args: list[tuple[Any, ...]],
+           f_outs: list[np.ndarray]) -> float:
     """SQNR of q_module fed the float model's inputs (quantized like its own inputs)."""
     outs = []
     for fa, qa in zip(f_args, q_args):
         if len(fa) != 1 or len(qa) != 1 or not isinstance(fa[0], np.ndarray):
             return math.nan
-        x, seen = fa[0], qa[0]
+        x: np.ndarray | QTensor = fa[0]
+        seen = qa[0]
         if isinstance(seen, QTensor):
             if seen.qscheme() != "per_tensor_affine":
                 return math.nan
@@ -276,7 +287,7 @@ def _alone(q_module, f_args: list, q_args: list, f_outs: list) -> float:
     return sqnr_db(ref, np.concatenate([_flat(o) for o in outs]))
 
 
-def compare(float_model: Module, quantized_model: Module, inputs) -> ComparisonReport:
+def compare(float_model: Module, quantized_model: Module, inputs: object) -> ComparisonReport:
     """Per-layer SQNR (dB), max abs error and cosine similarity between a float model
     and its quantized version, on ``inputs`` (an array, or a list of batches).
 
@@ -295,9 +306,9 @@ def compare(float_model: Module, quantized_model: Module, inputs) -> ComparisonR
         members = groups.get(name, [name])
         target = members[-1]
         f, q = f_rec.get(target), q_rec[name]
-        f_outs = None if f is None else [_as_float(o) for o in f.outputs]
-        q_outs = [_as_float(o) for o in q.outputs]
-        if (f_outs is None or len(f_outs) != len(q_outs) or any(o is None for o in f_outs + q_outs)
+        f_outs = None if f is None else _floats(f.outputs)
+        q_outs = _floats(q.outputs)
+        if (f_outs is None or q_outs is None or len(f_outs) != len(q_outs)
                 or any(a.size != b.size for a, b in zip(f_outs, q_outs))):
             unmatched.append(name)
             continue
@@ -305,9 +316,8 @@ def compare(float_model: Module, quantized_model: Module, inputs) -> ComparisonR
         alone = math.nan if first is None else _alone(q.module, first.args, q.args, f_outs)
         rows.append(_row("+".join(n.rsplit(".", 1)[-1] if i else n for i, n in enumerate(members)),
                          _get(float_model, name), q.module, f_outs, q_outs, alone))
-    outs_f = [_as_float(o) for o in f_final]
-    outs_q = [_as_float(o) for o in q_final]
-    if any(o is None for o in outs_f + outs_q):
+    outs_f, outs_q = _floats(f_final), _floats(q_final)
+    if outs_f is None or outs_q is None:
         raise TypeError("compare needs models that return arrays (or QTensors)")
     output = _row("(model output)", float_model, quantized_model, outs_f, outs_q, math.nan)
     return ComparisonReport(rows, output, unmatched)
@@ -321,13 +331,13 @@ class FloatIsland(Module):
     quantized), run the float module, quantize its output (qparams observed in
     calibration, like any QuantStub)."""
 
-    def __init__(self, module: Module):
-        super().__init__()
+    def __init__(self, module: Module) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # until nn.module is annotated
         self.dequant = nn.DeQuantStub()
         self.module = module
         self.quant = nn.QuantStub()
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         if isinstance(x, QTensor):
             x = self.dequant(x)
         return self.quant(self.module(x))

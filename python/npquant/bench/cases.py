@@ -42,9 +42,9 @@ class LinearCase:
     w: np.ndarray          # (n, k) fp32
     b: np.ndarray          # (n,) fp32
     y_ref: np.ndarray      # float64 reference
-    xq: QParams = None
-    wq: PerChannel = None
-    yq: QParams = None
+    xq: QParams
+    wq: PerChannel
+    yq: QParams
 
     kind = "linear"
 
@@ -72,9 +72,9 @@ class ConvCase:
     w: np.ndarray          # (Cout, C/groups, k, k) fp32
     b: np.ndarray
     y_ref: np.ndarray
-    xq: QParams = None
-    wq: PerChannel = None
-    yq: QParams = None
+    xq: QParams
+    wq: PerChannel
+    yq: QParams
 
     @property
     def n(self): return self.shape[0]

@@ -105,6 +105,7 @@ def resolve_peaks(args, isa: str | None, threads: int):
     can probe here, or the one --peak number for the ISA npquant runs."""
     if args.no_peak:
         return {}, "not measured (--no-peak)"
+    binary: Path | None
     if args.peak:
         try:
             return {isa: float(args.peak)}, "given with --peak"
@@ -180,8 +181,8 @@ def run(args) -> dict:
             result["linear"] = bench_cases(cases, select(linear_impls(), args.only),
                                            desc="linear", **common)
         if not args.no_conv:
-            cases = [make_conv_case(s) for s in args.conv_shapes]
-            result["conv"] = bench_cases(cases, select(conv_impls(), args.only),
+            conv_cases = [make_conv_case(s) for s in args.conv_shapes]
+            result["conv"] = bench_cases(conv_cases, select(conv_impls(), args.only),
                                          desc="conv", **common)
         if not args.no_elementwise:
             result["elementwise"] = [r.__dict__ for r in bench_elementwise(

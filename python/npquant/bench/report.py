@@ -63,7 +63,7 @@ def markdown_table(rows: list, impls: list, first: str, peaks: dict | None = Non
             v = f(row)
             cells.append("—" if v is None else f"{v:.2f}x" if unit == "x" else f"{v:.0f}%")
         lines.append("| " + " | ".join(cells) + " |")
-    notes = {}
+    notes: dict[tuple[str, str], list[str]] = {}
     for row in rows:
         for name, note in row.notes.items():
             notes.setdefault((name, note), []).append(row.shape)
@@ -129,7 +129,7 @@ def rows_from_dicts(dicts: list) -> list:
 
 def _with_isa_columns(impls: list, rows: list) -> list:
     """The table's columns: impls, then any '<npquant column> [isa]' found in rows."""
-    extra = []
+    extra: list[Impl] = []
     for row in rows:
         for name in list(row.gmacs) + list(row.notes):
             if name.endswith("]") and name not in [i.name for i in extra]:

@@ -22,6 +22,8 @@ from .cases import (
     ELEMENTWISE_CASES,
     ELEMENTWISE_TORCH_MAX_STEP,
     TOLERANCE,
+    ConvCase,
+    LinearCase,
     Skip,
     make_conv_case,
     make_linear_case,
@@ -67,7 +69,7 @@ class LocalRunner:
 
 
 CLOCKS = ("wall", "cpu")
-STATS = {"median": statistics.median, "min": min}
+STATS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
 
 
 def time_interleaved(runners: dict, repeat: int, warmup: int, min_sample: float,
@@ -78,7 +80,7 @@ def time_interleaved(runners: dict, repeat: int, warmup: int, min_sample: float,
     Round r starts at runner r (mod count), so none always runs right after the same
     neighbour; runners in --isa worker processes take their turns like local ones."""
     number = {name: r.calibrate(warmup, min_sample) for name, r in runners.items()}
-    samples = {name: [] for name in runners}
+    samples: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
     for i in range(repeat):
         for name in names[i % len(names):] + names[:i % len(names)]:
@@ -131,6 +133,7 @@ class IsaWorker:
         self.npquant_isa, self.kernel = hello["npquant_isa"], hello["kernel"]
 
     def request(self, msg: dict) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # PIPEs (__init__)
         try:
             self.proc.stdin.write(json.dumps(msg) + "\n")
             self.proc.stdin.flush()
@@ -184,7 +187,7 @@ def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
     npq_names = [i.name for i in impls if i.family == "npquant"]
     for case in cases:
         row = Row(case.label, case.macs)
-        runners = {}
+        runners: dict[str, LocalRunner | RemoteRunner] = {}
         for impl in impls:
             run, err, note = build_checked(impl, case)
             if err is not None:
@@ -234,11 +237,12 @@ def worker_main(threads: int) -> int:
             return {"npquant_isa": info["isa"], "kernel": info["kernels"]["gemm"]["name"]}
         if cmd == "build":
             runners.clear()
+            case: LinearCase | ConvCase
             if msg["kind"] == "linear":
                 case, impls = make_linear_case(*msg["spec"]), linear_impls()
             else:
                 case, impls = make_conv_case(tuple(msg["spec"])), conv_impls()
-            reply = {"errors": {}, "notes": {}}  # relative errors; "error" means failure
+            reply: dict[str, dict[str, Any]] = {"errors": {}, "notes": {}}  # relative errors; "error" means failure
             for impl in (i for i in impls if i.name in msg["impls"]):
                 run, err, note = build_checked(impl, case)
                 if err is not None:
@@ -309,7 +313,7 @@ def bench_elementwise(cases=ELEMENTWISE_CASES, repeat: int = 7, warmup: int = 2,
 BENCH_BIN_ENV = "NPQUANT_BENCH_BIN"
 
 
-def find_bench_binary(path: os.PathLike | None = None) -> Path | None:
+def find_bench_binary(path: str | os.PathLike[str] | None = None) -> Path | None:
     """The native npquant_bench to probe peaks with, or None: `path` if given, else the file
     named by the NPQUANT_BENCH_BIN environment variable, else `npquant_bench` on PATH.
 
