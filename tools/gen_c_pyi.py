@@ -90,13 +90,20 @@ def render() -> str:
     parts.append("\n" + "\n".join(_functions(C)))
     ref = getattr(C, "reference", None)  # a submodule: typed as an instance of a stub class
     if isinstance(ref, ModuleType):
-        parts.append("\n\nclass _Reference:\n    \"\"\"npquant._C.reference: the scalar reference kernels "
-                     "(csrc/npquant/reference/).\"\"\"\n\n" + "\n".join(_functions(ref, "    ", static=True)))
+        parts.append(
+            '\n\nclass _Reference:\n    """npquant._C.reference: the scalar reference kernels '
+            '(csrc/npquant/reference/)."""\n\n' + "\n".join(_functions(ref, "    ", static=True))
+        )
         parts.append("\nreference: _Reference")
     text = "\n".join(parts).rstrip() + "\n"
     # ruff's formatting (pyproject.toml), so the stub passes `ruff format --check`.
-    return subprocess.run([sys.executable, "-m", "ruff", "format", "--stdin-filename", str(STUB)],
-                          input=text, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(STUB)],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def main() -> int:

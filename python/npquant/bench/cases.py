@@ -12,12 +12,23 @@ from dataclasses import dataclass
 import numpy as np
 
 # (M, K, N): transformer layers at batch 1 and small batches, and a large square.
-LINEAR_SHAPES = [(1, 768, 768), (32, 768, 3072), (128, 768, 768), (128, 3072, 768),
-                 (512, 1024, 1024), (1, 4096, 4096), (1024, 1024, 1024)]
+LINEAR_SHAPES = [
+    (1, 768, 768),
+    (32, 768, 3072),
+    (128, 768, 768),
+    (128, 3072, 768),
+    (512, 1024, 1024),
+    (1, 4096, 4096),
+    (1024, 1024, 1024),
+]
 # (N, C, H, W, Cout, k, stride, groups); padding k // 2.
-CONV_SHAPES = [(1, 64, 56, 56, 64, 3, 1, 1), (1, 256, 56, 56, 64, 1, 1, 1),
-               (1, 256, 14, 14, 256, 3, 1, 1), (1, 32, 112, 112, 32, 3, 1, 32),
-               (8, 128, 28, 28, 128, 3, 1, 1)]
+CONV_SHAPES = [
+    (1, 64, 56, 56, 64, 3, 1, 1),
+    (1, 256, 56, 56, 64, 1, 1, 1),
+    (1, 256, 14, 14, 256, 3, 1, 1),
+    (1, 32, 112, 112, 32, 3, 1, 32),
+    (8, 128, 28, 28, 128, 3, 1, 1),
+]
 
 # Largest relative L2 error against the float64 reference for a result to count: int8
 # layers on these inputs land near 0.01 (dynamic) and 0.02 (static, with output
@@ -31,17 +42,19 @@ class Skip(Exception):
 
 # ----------------------------------------------------------------------------- cases
 
+
 @dataclass
 class LinearCase:
     """y = x @ w.T + b, with the qparams a calibrated static model would have. The static
     implementations all get the same uint8 input (x_u8) and int8 weights (wq.q)."""
+
     m: int
     k: int
     n: int
-    x: np.ndarray          # (m, k) fp32
-    w: np.ndarray          # (n, k) fp32
-    b: np.ndarray          # (n,) fp32
-    y_ref: np.ndarray      # float64 reference
+    x: np.ndarray  # (m, k) fp32
+    w: np.ndarray  # (n, k) fp32
+    b: np.ndarray  # (n,) fp32
+    y_ref: np.ndarray  # float64 reference
     xq: QParams
     wq: PerChannel
     yq: QParams
@@ -67,9 +80,9 @@ class LinearCase:
 
 @dataclass
 class ConvCase:
-    shape: tuple           # (N, C, H, W, Cout, k, stride, groups)
-    x: np.ndarray          # NCHW fp32
-    w: np.ndarray          # (Cout, C/groups, k, k) fp32
+    shape: tuple  # (N, C, H, W, Cout, k, stride, groups)
+    x: np.ndarray  # NCHW fp32
+    w: np.ndarray  # (Cout, C/groups, k, k) fp32
     b: np.ndarray
     y_ref: np.ndarray
     xq: QParams
@@ -77,19 +90,32 @@ class ConvCase:
     yq: QParams
 
     @property
-    def n(self): return self.shape[0]
+    def n(self):
+        return self.shape[0]
+
     @property
-    def c(self): return self.shape[1]
+    def c(self):
+        return self.shape[1]
+
     @property
-    def cout(self): return self.shape[4]
+    def cout(self):
+        return self.shape[4]
+
     @property
-    def ksize(self): return self.shape[5]
+    def ksize(self):
+        return self.shape[5]
+
     @property
-    def stride(self): return self.shape[6]
+    def stride(self):
+        return self.shape[6]
+
     @property
-    def groups(self): return self.shape[7]
+    def groups(self):
+        return self.shape[7]
+
     @property
-    def pad(self): return self.shape[5] // 2
+    def pad(self):
+        return self.shape[5] // 2
 
     kind = "conv"
 
@@ -115,6 +141,7 @@ class ConvCase:
 @dataclass
 class QParams:
     """Per-tensor affine uint8 qparams (MinMax observer rule over [min(x,0), max(x,0)])."""
+
     scale: float
     zero_point: int
 
@@ -128,8 +155,9 @@ class QParams:
 @dataclass
 class PerChannel:
     """Symmetric int8 per-output-channel weights (PyTorch's per_channel_symmetric)."""
-    scales: np.ndarray     # float32 (Cout,)
-    q: np.ndarray          # int8, same shape as the weights
+
+    scales: np.ndarray  # float32 (Cout,)
+    q: np.ndarray  # int8, same shape as the weights
 
     @classmethod
     def of(cls, w: np.ndarray) -> PerChannel:
@@ -168,7 +196,7 @@ def make_conv_case(shape: tuple, seed: int = 0) -> ConvCase:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
     fan_in = (c // groups) * k * k
-    w = (rng.standard_normal((cout, c // groups, k, k), dtype=np.float32) / math.sqrt(fan_in))
+    w = rng.standard_normal((cout, c // groups, k, k), dtype=np.float32) / math.sqrt(fan_in)
     w = w.astype(np.float32)
     b = (0.1 * rng.standard_normal(cout, dtype=np.float32)).astype(np.float32)
     y = conv2d_reference(x, w, b, stride, k // 2, groups)

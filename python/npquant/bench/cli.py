@@ -21,7 +21,6 @@ resolve_peaks, markdown_table, plot, run) take and return plain data, so that a 
 front end (`npquant bench`) can reuse them.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -52,40 +51,63 @@ def _shape_list(arity: int):
         shapes = [tuple(int(v) for v in part.split(",")) for part in text.split(";") if part]
         if not shapes or any(len(s) != arity or min(s) < 1 for s in shapes):
             raise argparse.ArgumentTypeError(
-                f"expected ';'-separated groups of {arity} positive integers, got {text!r}")
+                f"expected ';'-separated groups of {arity} positive integers, got {text!r}"
+            )
         return shapes
+
     return parse
 
 
 def parse_args(argv=None, prog=None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for every library")
     p.add_argument("--repeat", type=int, default=7, help="timed samples per implementation")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
-    p.add_argument("--min-sample", type=float, default=0.02,
-                   help="seconds per sample (fast calls are repeated within a sample)")
+    p.add_argument(
+        "--min-sample", type=float, default=0.02, help="seconds per sample (fast calls are repeated within a sample)"
+    )
     p.add_argument("--quick", action="store_true", help="--repeat 3 --warmup 1")
-    p.add_argument("--stat", choices=sorted(STATS), default="median",
-                   help="statistic of the samples (min: the least disturbed, on a busy machine)")
-    p.add_argument("--clock", choices=CLOCKS, default="wall",
-                   help="wall time, or the process's CPU time (not inflated by other "
-                        "processes; meaningful with --threads 1 only)")
-    p.add_argument("--isa", action="append", default=[],
-                   help="also run npquant under NPQUANT_ISA=X (repeatable, or comma list)")
-    p.add_argument("--only", default="",
-                   help="comma list of families to run: numpy, npquant, torch, ort")
+    p.add_argument(
+        "--stat",
+        choices=sorted(STATS),
+        default="median",
+        help="statistic of the samples (min: the least disturbed, on a busy machine)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="wall",
+        help="wall time, or the process's CPU time (not inflated by other processes; meaningful with --threads 1 only)",
+    )
+    p.add_argument(
+        "--isa", action="append", default=[], help="also run npquant under NPQUANT_ISA=X (repeatable, or comma list)"
+    )
+    p.add_argument("--only", default="", help="comma list of families to run: numpy, npquant, torch, ort")
     p.add_argument("--no-linear", action="store_true")
     p.add_argument("--no-conv", action="store_true")
-    p.add_argument("--no-elementwise", action="store_true",
-                   help="skip the QFunctional add/add_relu/mul/cat table")
-    p.add_argument("--linear-shapes", type=_shape_list(3), default=LINEAR_SHAPES,
-                   metavar="M,K,N;...", help="Linear shapes (default: the issue's)")
-    p.add_argument("--conv-shapes", type=_shape_list(8), default=CONV_SHAPES,
-                   metavar="N,C,H,W,Cout,k,stride,groups;...", help="Conv2d shapes")
-    p.add_argument("--peak", default=None,
-                   help="peak GMAC/s of npquant's ISA, or the path of npquant_bench to probe it "
-                        "(default: a built npquant_bench, if any)")
+    p.add_argument("--no-elementwise", action="store_true", help="skip the QFunctional add/add_relu/mul/cat table")
+    p.add_argument(
+        "--linear-shapes",
+        type=_shape_list(3),
+        default=LINEAR_SHAPES,
+        metavar="M,K,N;...",
+        help="Linear shapes (default: the issue's)",
+    )
+    p.add_argument(
+        "--conv-shapes",
+        type=_shape_list(8),
+        default=CONV_SHAPES,
+        metavar="N,C,H,W,Cout,k,stride,groups;...",
+        help="Conv2d shapes",
+    )
+    p.add_argument(
+        "--peak",
+        default=None,
+        help="peak GMAC/s of npquant's ISA, or the path of npquant_bench to probe it "
+        "(default: a built npquant_bench, if any)",
+    )
     p.add_argument("--no-peak", action="store_true", help="do not run the peak probe")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     p.add_argument("--plot", default=None, help="also draw a bar chart here (PNG, matplotlib)")
@@ -114,15 +136,13 @@ def resolve_peaks(args, isa: str | None, threads: int):
     else:
         binary = find_bench_binary()
     if binary is None:
-        return {}, ("not measured: build the native bench (cmake -DNPQUANT_BUILD_BENCH=ON) "
-                    "or pass --peak GMACS")
+        return {}, ("not measured: build the native bench (cmake -DNPQUANT_BUILD_BENCH=ON) or pass --peak GMACS")
     try:
         found = measure_peak(binary, threads)
     except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
         return {}, f"probe failed ({binary}): {e}"
     probes = ", ".join(f"{i} {g:.0f} ({p})" for i, (g, p) in sorted(found.items()))
-    return ({i: g for i, (g, _) in found.items()},
-            f"npquant_bench probes, {threads} thread(s): {probes or 'none'}")
+    return ({i: g for i, (g, _) in found.items()}, f"npquant_bench probes, {threads} thread(s): {probes or 'none'}")
 
 
 @contextlib.contextmanager
@@ -156,9 +176,13 @@ def _loadavg() -> float | None:
 def run(args) -> dict:
     """Everything main() prints, as data: {'meta', 'linear', 'conv'} (rows as dicts)."""
     notes: list = []
-    meta: dict = {"threads": args.threads, "versions": versions(), "notes": notes,
-                  "timing": f"{args.stat} of {args.repeat} interleaved samples, {args.clock} clock",
-                  "load_before": _loadavg()}
+    meta: dict = {
+        "threads": args.threads,
+        "versions": versions(),
+        "notes": notes,
+        "timing": f"{args.stat} of {args.repeat} interleaved samples, {args.clock} clock",
+        "load_before": _loadavg(),
+    }
     try:
         info = import_npquant().cpu_info()
         meta["npquant_isa"] = info["isa"]
@@ -174,23 +198,30 @@ def run(args) -> dict:
     result = {"meta": meta, "linear": [], "conv": []}
     progress = not args.no_progress
     with limited_threads(args.threads, notes), _isa_workers(args.isa, args.threads, meta) as ws:
-        common = dict(repeat=args.repeat, warmup=args.warmup, min_sample=args.min_sample,
-                      progress=progress, workers=ws, clock=args.clock, stat=args.stat)
+        common = dict(
+            repeat=args.repeat,
+            warmup=args.warmup,
+            min_sample=args.min_sample,
+            progress=progress,
+            workers=ws,
+            clock=args.clock,
+            stat=args.stat,
+        )
         if not args.no_linear:
             cases = [make_linear_case(*s) for s in args.linear_shapes]
-            result["linear"] = bench_cases(cases, select(linear_impls(), args.only),
-                                           desc="linear", **common)
+            result["linear"] = bench_cases(cases, select(linear_impls(), args.only), desc="linear", **common)
         if not args.no_conv:
             conv_cases = [make_conv_case(s) for s in args.conv_shapes]
-            result["conv"] = bench_cases(conv_cases, select(conv_impls(), args.only),
-                                         desc="conv", **common)
+            result["conv"] = bench_cases(conv_cases, select(conv_impls(), args.only), desc="conv", **common)
         if not args.no_elementwise:
-            result["elementwise"] = [r.__dict__ for r in bench_elementwise(
-                repeat=args.repeat, warmup=args.warmup, min_sample=args.min_sample,
-                clock=args.clock, stat=args.stat)]
+            result["elementwise"] = [
+                r.__dict__
+                for r in bench_elementwise(
+                    repeat=args.repeat, warmup=args.warmup, min_sample=args.min_sample, clock=args.clock, stat=args.stat
+                )
+            ]
     meta["load_after"] = _loadavg()
-    meta["peaks"], meta["peak_source"] = resolve_peaks(args, meta.get("npquant_isa"),
-                                                       args.threads)
+    meta["peaks"], meta["peak_source"] = resolve_peaks(args, meta.get("npquant_isa"), args.threads)
     result["linear"] = [r.__dict__ for r in result["linear"]]
     result["conv"] = [r.__dict__ for r in result["conv"]]
     return result
@@ -208,8 +239,7 @@ def main(argv=None, prog=None) -> int:
         try:
             plot(result, args.plot)
         except ImportError:
-            print("\n--plot needs matplotlib (pip install matplotlib); no plot written",
-                  file=sys.stderr)
+            print("\n--plot needs matplotlib (pip install matplotlib); no plot written", file=sys.stderr)
     return 0
 
 

@@ -19,13 +19,15 @@ from .cases import ConvCase, LinearCase, PerChannel, Skip, dequantize_u8, elemen
 
 # ----------------------------------------------------------------------------- implementations
 
+
 @dataclass
 class Impl:
     """One column: `build(case)` returns (run, to_float); run() computes the layer once,
     to_float(run()) gives its result as an fp32/float64 NumPy array for the check."""
+
     name: str
-    kind: str              # "fp32" | "dynamic" | "static"
-    family: str            # "numpy" | "npquant" | "torch" | "ort"
+    kind: str  # "fp32" | "dynamic" | "static"
+    family: str  # "numpy" | "npquant" | "torch" | "ort"
     build: Callable[[Any], tuple]
 
 
@@ -57,12 +59,14 @@ def _import(module: str, what: str):
 
 # NumPy -----------------------------------------------------------------------
 
+
 def _numpy_linear(case: LinearCase):
     x, wt, b = case.x, np.ascontiguousarray(case.w.T), case.b
     return (lambda: x @ wt + b), (lambda y: y)
 
 
 # npquant ---------------------------------------------------------------------
+
 
 def import_npquant():
     return _import("npquant", "npquant")
@@ -99,21 +103,22 @@ def _npquant_static_conv(case: ConvCase):
     conv_cls = getattr(npq.nn.quantized, "Conv2d", None)
     if conv_cls is None:
         raise Skip("npquant.nn.quantized.Conv2d is not in this build yet")
-    q = conv_cls(case.c, case.cout, case.ksize, stride=case.stride, padding=case.pad,
-                 groups=case.groups)
+    q = conv_cls(case.c, case.cout, case.ksize, stride=case.stride, padding=case.pad, groups=case.groups)
     q.set_weight_bias(_npquant_qweight(npq, case.wq), case.b)
     q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
     # NHWC storage is how quantized activations flow between npquant's layers (like
     # PyTorch's channels_last below): no layout conversion per call.
     if hasattr(npq.QTensor, "from_nhwc"):
-        qx = npq.QTensor.from_nhwc(np.ascontiguousarray(case.x_u8.transpose(0, 2, 3, 1)),
-                                   case.xq.scale, case.xq.zero_point, npq.quint8)
+        qx = npq.QTensor.from_nhwc(
+            np.ascontiguousarray(case.x_u8.transpose(0, 2, 3, 1)), case.xq.scale, case.xq.zero_point, npq.quint8
+        )
     else:
         qx = _npquant_qinput(npq, case)
     return (lambda: q(qx)), (lambda y: y.dequantize())
 
 
 # PyTorch (engine x86) -----------------------------------------------------------
+
 
 def _torch():
     torch = _import("torch", "PyTorch")
@@ -127,6 +132,7 @@ def _no_grad(torch, fn):
     def run():
         with torch.inference_mode():
             return fn()
+
     return run
 
 
@@ -136,8 +142,7 @@ def _torch_dynamic(case: LinearCase):
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(case.w))
         lin.bias.copy_(torch.from_numpy(case.b))
-    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
-                                               dtype=torch.qint8)
+    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
     x = torch.from_numpy(case.x)
     return _no_grad(torch, lambda: q(x)), (lambda y: y.numpy())
 
@@ -145,12 +150,12 @@ def _torch_dynamic(case: LinearCase):
 def _torch_qweight(torch, wq: PerChannel):
     scales = torch.from_numpy(wq.scales.astype(np.float64))
     return torch._make_per_channel_quantized_tensor(
-        torch.from_numpy(wq.q), scales, torch.zeros(len(wq.scales), dtype=torch.int64), 0)
+        torch.from_numpy(wq.q), scales, torch.zeros(len(wq.scales), dtype=torch.int64), 0
+    )
 
 
 def _torch_qinput(torch, case, channels_last: bool = False):
-    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(case.x_u8), case.xq.scale,
-                                                 case.xq.zero_point)
+    qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(case.x_u8), case.xq.scale, case.xq.zero_point)
     return qx.contiguous(memory_format=torch.channels_last) if channels_last else qx
 
 
@@ -173,8 +178,9 @@ def _torch_fp32_conv(case: ConvCase):
 
 def _torch_static_conv(case: ConvCase):
     torch = _torch()
-    q = torch.ao.nn.quantized.Conv2d(case.c, case.cout, case.ksize, stride=case.stride,
-                                     padding=case.pad, groups=case.groups)
+    q = torch.ao.nn.quantized.Conv2d(
+        case.c, case.cout, case.ksize, stride=case.stride, padding=case.pad, groups=case.groups
+    )
     q.set_weight_bias(_torch_qweight(torch, case.wq), torch.from_numpy(case.b))
     q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
     # channels_last (NHWC) input is PyTorch's fast path: no layout conversion per call.
@@ -214,10 +220,12 @@ def _onnx_model(onnx, node, inputs: dict, outputs: dict, inits: dict, extra_node
     inits map name -> NumPy array."""
     h = onnx.helper
     graph = h.make_graph(
-        [node, *extra_nodes], "bench",
+        [node, *extra_nodes],
+        "bench",
         [h.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
         [h.make_tensor_value_info(n, t, s) for n, (t, s) in outputs.items()],
-        [onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()])
+        [onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()],
+    )
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 8)  # readable by older runtimes too
     return model
@@ -229,10 +237,13 @@ def _ort_dynamic(case: LinearCase):
 
     f32 = onnx.TensorProto.FLOAT
     model = _onnx_model(
-        onnx, onnx.helper.make_node("MatMul", ["x", "wt"], ["xw"]),
-        {"x": (f32, [case.m, case.k])}, {"y": (f32, [case.m, case.n])},
+        onnx,
+        onnx.helper.make_node("MatMul", ["x", "wt"], ["xw"]),
+        {"x": (f32, [case.m, case.k])},
+        {"y": (f32, [case.m, case.n])},
         {"wt": np.ascontiguousarray(case.w.T), "b": case.b},
-        extra_nodes=[onnx.helper.make_node("Add", ["xw", "b"], ["y"])])
+        extra_nodes=[onnx.helper.make_node("Add", ["xw", "b"], ["y"])],
+    )
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d, "f32.onnx"), Path(d, "int8.onnx")
         onnx.save(model, src)
@@ -243,21 +254,30 @@ def _ort_dynamic(case: LinearCase):
 
 def _qlinear_inits(case, w_q: np.ndarray) -> dict:
     """Scales and zero points of the QLinear* ops: per-tensor u8 in/out, per-channel s8 w."""
-    return {"xs": np.float32(case.xq.scale), "xz": np.uint8(case.xq.zero_point),
-            "w": w_q, "ws": case.wq.scales, "wz": np.zeros(len(case.wq.scales), np.int8),
-            "ys": np.float32(case.yq.scale), "yz": np.uint8(case.yq.zero_point)}
+    return {
+        "xs": np.float32(case.xq.scale),
+        "xz": np.uint8(case.xq.zero_point),
+        "w": w_q,
+        "ws": case.wq.scales,
+        "wz": np.zeros(len(case.wq.scales), np.int8),
+        "ys": np.float32(case.yq.scale),
+        "yz": np.uint8(case.yq.zero_point),
+    }
 
 
 def _ort_qlinear_matmul(case: LinearCase):
     onnx = _onnx()
     u8 = onnx.TensorProto.UINT8
-    node = onnx.helper.make_node("QLinearMatMul", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"],
-                                 ["y"])
-    model = _onnx_model(onnx, node, {"xq": (u8, [case.m, case.k])}, {"y": (u8, [case.m, case.n])},
-                        _qlinear_inits(case, np.ascontiguousarray(case.wq.q.T)))
+    node = onnx.helper.make_node("QLinearMatMul", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])
+    model = _onnx_model(
+        onnx,
+        node,
+        {"xq": (u8, [case.m, case.k])},
+        {"y": (u8, [case.m, case.n])},
+        _qlinear_inits(case, np.ascontiguousarray(case.wq.q.T)),
+    )
     # QLinearMatMul has no bias input: the check adds the bias after dequantizing.
-    return (_ort_runner(_ort_session(model), {"xq": case.x_u8}),
-            (lambda y: dequantize_u8(y, case.yq) + case.b))
+    return (_ort_runner(_ort_session(model), {"xq": case.x_u8}), (lambda y: dequantize_u8(y, case.yq) + case.b))
 
 
 def _ort_qlinear_conv(case: ConvCase):
@@ -265,15 +285,18 @@ def _ort_qlinear_conv(case: ConvCase):
     u8 = onnx.TensorProto.UINT8
     k, p = case.ksize, case.pad
     node = onnx.helper.make_node(
-        "QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
-        kernel_shape=[k, k], pads=[p, p, p, p], strides=[case.stride, case.stride],
-        group=case.groups)
+        "QLinearConv",
+        ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+        ["y"],
+        kernel_shape=[k, k],
+        pads=[p, p, p, p],
+        strides=[case.stride, case.stride],
+        group=case.groups,
+    )
     inits = _qlinear_inits(case, case.wq.q)
     inits["b"] = np.rint(case.b / (case.xq.scale * case.wq.scales)).astype(np.int32)
-    model = _onnx_model(onnx, node, {"xq": (u8, list(case.x.shape))},
-                        {"y": (u8, list(case.y_ref.shape))}, inits)
-    return (_ort_runner(_ort_session(model), {"xq": case.x_u8}),
-            (lambda y: dequantize_u8(y, case.yq)))
+    model = _onnx_model(onnx, node, {"xq": (u8, list(case.x.shape))}, {"y": (u8, list(case.y_ref.shape))}, inits)
+    return (_ort_runner(_ort_session(model), {"xq": case.x_u8}), (lambda y: dequantize_u8(y, case.yq)))
 
 
 def linear_impls() -> list:
@@ -306,16 +329,18 @@ def elementwise_runners(op: str, a_shape, b_shape, seed: int = 0) -> dict:
 
     def qt(x, qp):
         q = npq.quantize_per_tensor(x, qp.scale, qp.zero_point, npq.quint8)
-        return npq.QTensor.from_nhwc(np.ascontiguousarray(q.int_repr().transpose(0, 2, 3, 1)), qp.scale,
-                                     qp.zero_point)
+        return npq.QTensor.from_nhwc(np.ascontiguousarray(q.int_repr().transpose(0, 2, 3, 1)), qp.scale, qp.zero_point)
 
     f = npq.nn.quantized.QFunctional()
     f.scale, f.zero_point = qo.scale, qo.zero_point
     a, b = qt(xa, qa), qt(xb, qb)
     args = ([a, b], 1) if op == "cat" else (a, b)
-    numpy_path = {"add": lambda: f._add_numpy(a, b, False, "add"),
-                  "add_relu": lambda: f._add_numpy(a, b, True, "add_relu"),
-                  "mul": lambda: f._mul_numpy(a, b), "cat": lambda: f._cat_numpy([a, b], 1)}[op]
+    numpy_path = {
+        "add": lambda: f._add_numpy(a, b, False, "add"),
+        "add_relu": lambda: f._add_numpy(a, b, True, "add_relu"),
+        "mul": lambda: f._mul_numpy(a, b),
+        "cat": lambda: f._cat_numpy([a, b], 1),
+    }[op]
     out = {"npquant": (lambda: getattr(f, op)(*args)), "npquant NumPy path": numpy_path}
     try:
         torch = _torch()
@@ -336,6 +361,7 @@ def elementwise_runners(op: str, a_shape, b_shape, seed: int = 0) -> dict:
 
 # ----------------------------------------------------------------------------- threads
 
+
 @contextlib.contextmanager
 def limited_threads(n: int, notes: list):
     """Runs every library with n intra-op threads: npquant, torch, ORT (per session) and
@@ -354,7 +380,6 @@ def limited_threads(n: int, notes: list):
         return
     with threadpool_limits(limits=n):
         yield
-
 
 
 def select(impls: list, only: str) -> list:

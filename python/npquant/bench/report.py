@@ -18,7 +18,7 @@ def _fmt(v: float | None) -> str:
 
 def _column_isa(name: str, default_isa: str | None) -> str | None:
     """'npquant dyn [avx2]' ran under avx2; unbracketed npquant columns under default_isa."""
-    return name[name.rindex("[") + 1:-1] if name.endswith("]") else default_isa
+    return name[name.rindex("[") + 1 : -1] if name.endswith("]") else default_isa
 
 
 def ratio_columns(rows: list, impls: list, peaks: dict, default_isa: str | None) -> list:
@@ -35,23 +35,30 @@ def ratio_columns(rows: list, impls: list, peaks: dict, default_isa: str | None)
             best = max((row.gmacs[p] for p in peers if p in row.gmacs), default=None)
             v = row.gmacs.get(npq)
             return None if v is None or best is None else v / best
+
         cols.append((f"{short} / best peer", vs_peers, "x"))
         if npq.kind == "dynamic" and fp32:
+
             def vs_fp32(row, npq=npq.name, ref=fp32[0]):
                 v, r = row.gmacs.get(npq), row.gmacs.get(ref)
                 return None if v is None or r is None else v / r
+
             cols.append((f"{short} / {fp32[0]}", vs_fp32, "x"))
         peak = peaks.get(_column_isa(npq.name, default_isa))
         if peak:
-            cols.append((f"{short} % peak",
-                         lambda row, npq=npq.name, peak=peak: (row.gmacs[npq] / peak * 100
-                                                               if npq in row.gmacs else None),
-                         "%"))
+            cols.append(
+                (
+                    f"{short} % peak",
+                    lambda row, npq=npq.name, peak=peak: row.gmacs[npq] / peak * 100 if npq in row.gmacs else None,
+                    "%",
+                )
+            )
     return cols
 
 
-def markdown_table(rows: list, impls: list, first: str, peaks: dict | None = None,
-                   default_isa: str | None = None) -> str:
+def markdown_table(
+    rows: list, impls: list, first: str, peaks: dict | None = None, default_isa: str | None = None
+) -> str:
     """GMAC/s per implementation (— where skipped or failed), then the ratio columns."""
     names = [i.name for i in impls]
     ratios = ratio_columns(rows, impls, peaks or {}, default_isa)
@@ -141,16 +148,20 @@ def _with_isa_columns(impls: list, rows: list) -> list:
 def report(result: dict, args) -> str:
     meta = result["meta"]
     v = meta["versions"]
-    out = [f"npquant {v.get('npquant')} ISA **{meta.get('npquant_isa')}** "
-           f"(kernel {meta.get('npquant_kernel')}), {meta['threads']} thread(s), "
-           f"CPU {meta.get('cpu', '?')}; NumPy {v['numpy']}, PyTorch {v.get('torch')}, "
-           f"ONNX Runtime {v.get('onnxruntime')}. GMAC/s (higher is better), "
-           f"{meta['timing']}; load average {meta['load_before']} before, "
-           f"{meta['load_after']} after.",
-           f"Peaks (GMAC/s): {meta.get('peak_source', '?')}."]
+    out = [
+        f"npquant {v.get('npquant')} ISA **{meta.get('npquant_isa')}** "
+        f"(kernel {meta.get('npquant_kernel')}), {meta['threads']} thread(s), "
+        f"CPU {meta.get('cpu', '?')}; NumPy {v['numpy']}, PyTorch {v.get('torch')}, "
+        f"ONNX Runtime {v.get('onnxruntime')}. GMAC/s (higher is better), "
+        f"{meta['timing']}; load average {meta['load_before']} before, "
+        f"{meta['load_after']} after.",
+        f"Peaks (GMAC/s): {meta.get('peak_source', '?')}.",
+    ]
     for isa, ran in (meta.get("isa_workers") or {}).items():
-        out.append(f"Columns '[{isa}]': npquant in a worker process under NPQUANT_ISA={isa} "
-                   f"(ran {ran}), its samples interleaved with the others.")
+        out.append(
+            f"Columns '[{isa}]': npquant in a worker process under NPQUANT_ISA={isa} "
+            f"(ran {ran}), its samples interleaved with the others."
+        )
     peaks, isa = meta.get("peaks") or {}, meta.get("npquant_isa")
     if result["linear"]:
         rows = rows_from_dicts(result["linear"])
@@ -159,12 +170,20 @@ def report(result: dict, args) -> str:
     if result["conv"]:
         rows = rows_from_dicts(result["conv"])
         impls = _with_isa_columns(select(conv_impls(), args.only), rows)
-        out += ["", "### Conv2d (N,C,H,W,Cout,k,stride,groups), padding k//2", "",
-                markdown_table(rows, impls, "N,C,H,W,Cout,k,s,g", peaks, isa)]
+        out += [
+            "",
+            "### Conv2d (N,C,H,W,Cout,k,stride,groups), padding k//2",
+            "",
+            markdown_table(rows, impls, "N,C,H,W,Cout,k,s,g", peaks, isa),
+        ]
     if result.get("elementwise"):
         rows = [ElementwiseRow(**d) for d in result["elementwise"]]
-        out += ["", "### Quantized elementwise (QFunctional), ms per call (lower is better)", "",
-                elementwise_table(rows)]
+        out += [
+            "",
+            "### Quantized elementwise (QFunctional), ms per call (lower is better)",
+            "",
+            elementwise_table(rows),
+        ]
     if meta["notes"]:
         out += [""] + [f"- {n}" for n in meta["notes"]]
     return "\n".join(out)

@@ -36,6 +36,7 @@ def _progress(total: int, desc: str, enabled: bool):
     if enabled:
         try:
             from tqdm import tqdm
+
             return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
         except ImportError:
             pass
@@ -72,8 +73,9 @@ CLOCKS = ("wall", "cpu")
 STATS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
 
 
-def time_interleaved(runners: dict, repeat: int, warmup: int, min_sample: float,
-                     bar=None, clock: str = "wall", stat: str = "median") -> dict:
+def time_interleaved(
+    runners: dict, repeat: int, warmup: int, min_sample: float, bar=None, clock: str = "wall", stat: str = "median"
+) -> dict:
     """Seconds per call of each runner (the median, or min, of `repeat` samples on the
     wall or CPU clock), sampled round robin.
 
@@ -83,7 +85,7 @@ def time_interleaved(runners: dict, repeat: int, warmup: int, min_sample: float,
     samples: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
     for i in range(repeat):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             samples[name].append(runners[name].sample(number[name])[CLOCKS.index(clock)])
         if bar is not None:
             bar.update(1)
@@ -109,11 +111,12 @@ def build_checked(impl: Impl, case):
 @dataclass
 class Row:
     """One shape: GMAC/s per implementation, or the note saying why there is none."""
+
     shape: str
     macs: int
-    gmacs: dict = field(default_factory=dict)   # impl name -> GMAC/s
-    error: dict = field(default_factory=dict)   # impl name -> relative L2 error
-    notes: dict = field(default_factory=dict)   # impl name -> why skipped / failed
+    gmacs: dict = field(default_factory=dict)  # impl name -> GMAC/s
+    error: dict = field(default_factory=dict)  # impl name -> relative L2 error
+    notes: dict = field(default_factory=dict)  # impl name -> why skipped / failed
 
 
 class IsaWorker:
@@ -127,8 +130,12 @@ class IsaWorker:
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "npquant.bench", "--worker", "--threads", str(threads)],
-            env=dict(os.environ, NPQUANT_ISA=isa), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr, text=True)
+            env=dict(os.environ, NPQUANT_ISA=isa),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
         hello = self.request({"cmd": "hello"})
         self.npquant_isa, self.kernel = hello["npquant_isa"], hello["kernel"]
 
@@ -142,8 +149,7 @@ class IsaWorker:
             line = ""
         if not line:
             self._stderr.seek(0)
-            raise RuntimeError(f"NPQUANT_ISA={self.isa} worker died: "
-                               f"{self._stderr.read().strip()[-1500:]}")
+            raise RuntimeError(f"NPQUANT_ISA={self.isa} worker died: {self._stderr.read().strip()[-1500:]}")
         reply = json.loads(line)
         if "error" in reply:
             raise RuntimeError(f"NPQUANT_ISA={self.isa} worker: {reply['error']}")
@@ -163,21 +169,30 @@ class RemoteRunner:
         self.worker, self.name = worker, name
 
     def calibrate(self, warmup: int, min_sample: float) -> int:
-        return self.worker.request({"cmd": "calibrate", "name": self.name, "warmup": warmup,
-                                    "min_sample": min_sample})["number"]
+        return self.worker.request({"cmd": "calibrate", "name": self.name, "warmup": warmup, "min_sample": min_sample})[
+            "number"
+        ]
 
     def sample(self, number: int) -> tuple:
-        return tuple(self.worker.request({"cmd": "sample", "name": self.name,
-                                          "number": number})["seconds"])
+        return tuple(self.worker.request({"cmd": "sample", "name": self.name, "number": number})["seconds"])
 
 
 def _isa_name(name: str, isa: str) -> str:
     return f"{name} [{isa}]"
 
 
-def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
-                min_sample: float = 0.02, progress: bool = True, desc: str = "",
-                workers: tuple = (), clock: str = "wall", stat: str = "median") -> list:
+def bench_cases(
+    cases: list,
+    impls: list,
+    repeat: int = 7,
+    warmup: int = 2,
+    min_sample: float = 0.02,
+    progress: bool = True,
+    desc: str = "",
+    workers: tuple = (),
+    clock: str = "wall",
+    stat: str = "median",
+) -> list:
     """Builds, checks and times every implementation on every case; returns Rows.
     Each IsaWorker in `workers` adds the npquant implementations as '<name> [isa]'.
     GMAC/s come from the `stat` ("median" or "min") of the samples on the `clock`
@@ -198,8 +213,7 @@ def bench_cases(cases: list, impls: list, repeat: int = 7, warmup: int = 2,
                 runners[impl.name] = LocalRunner(run)
         for w in workers if npq_names else ():
             try:
-                built = w.request({"cmd": "build", "kind": case.kind, "spec": list(case.spec),
-                                   "impls": npq_names})
+                built = w.request({"cmd": "build", "kind": case.kind, "spec": list(case.spec), "impls": npq_names})
             except RuntimeError as e:
                 for name in npq_names:
                     row.notes[_isa_name(name, w.isa)] = str(e)
@@ -277,12 +291,18 @@ def worker_main(threads: int) -> int:
 @dataclass
 class ElementwiseRow:
     case: str
-    ms: dict = field(default_factory=dict)     # impl -> ms per call
+    ms: dict = field(default_factory=dict)  # impl -> ms per call
     notes: dict = field(default_factory=dict)  # impl -> why not timed
 
 
-def bench_elementwise(cases=ELEMENTWISE_CASES, repeat: int = 7, warmup: int = 2, min_sample: float = 0.02,
-                      clock: str = "wall", stat: str = "median") -> list:
+def bench_elementwise(
+    cases=ELEMENTWISE_CASES,
+    repeat: int = 7,
+    warmup: int = 2,
+    min_sample: float = 0.02,
+    clock: str = "wall",
+    stat: str = "median",
+) -> list:
     """Times QFunctional's native ops, its NumPy path and PyTorch's on the same codes,
     after checking them: npquant's two paths equal, PyTorch within one step."""
     rows = []
@@ -292,8 +312,10 @@ def bench_elementwise(cases=ELEMENTWISE_CASES, repeat: int = 7, warmup: int = 2,
         runners = {}
         with quiet():
             fns = elementwise_runners(op, a_shape, b_shape)
-            codes = {name: np.asarray(fn().int_repr().numpy() if name == "PyTorch" else fn().int_repr())
-                     for name, fn in fns.items()}
+            codes = {
+                name: np.asarray(fn().int_repr().numpy() if name == "PyTorch" else fn().int_repr())
+                for name, fn in fns.items()
+            }
         for name, fn in fns.items():
             ref = codes["npquant NumPy path"]
             tol = ELEMENTWISE_TORCH_MAX_STEP if name == "PyTorch" else 0
@@ -332,13 +354,23 @@ def find_bench_binary(path: str | os.PathLike[str] | None = None) -> Path | None
 def measure_peak(binary: Path, threads: int) -> dict:
     """Runs the native probes; returns {isa: (GMAC/s, probe name)} for the probes that are
     an ISA's peak (label "peak of <isa>"); stand-in encodings are left out."""
-    out = subprocess.run([str(binary), "--benchmark_filter=^probe/", "--benchmark_format=json",
-                          f"--threads={threads}", "--benchmark_min_time=0.2"],
-                         check=True, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            str(binary),
+            "--benchmark_filter=^probe/",
+            "--benchmark_format=json",
+            f"--threads={threads}",
+            "--benchmark_min_time=0.2",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     peaks = {}
     for b in json.loads(out.stdout)["benchmarks"]:
         label = b.get("label", "")
         if label.startswith("peak of ") and "stand-in" not in label:
-            isa = label[len("peak of "):]
+            isa = label[len("peak of ") :]
             peaks[isa] = (b["GMAC/s"], b["name"].split("/")[2])
     return peaks
