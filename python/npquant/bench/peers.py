@@ -100,20 +100,14 @@ def _npquant_static_linear(case: LinearCase):
 
 def _npquant_static_conv(case: ConvCase):
     npq = import_npquant()
-    conv_cls = getattr(npq.nn.quantized, "Conv2d", None)
-    if conv_cls is None:
-        raise Skip("npquant.nn.quantized.Conv2d is not in this build yet")
-    q = conv_cls(case.c, case.cout, case.ksize, stride=case.stride, padding=case.pad, groups=case.groups)
+    q = npq.nn.quantized.Conv2d(case.c, case.cout, case.ksize, stride=case.stride, padding=case.pad, groups=case.groups)
     q.set_weight_bias(_npquant_qweight(npq, case.wq), case.b)
     q.scale, q.zero_point = case.yq.scale, case.yq.zero_point
     # NHWC storage is how quantized activations flow between npquant's layers (like
     # PyTorch's channels_last below): no layout conversion per call.
-    if hasattr(npq.QTensor, "from_nhwc"):
-        qx = npq.QTensor.from_nhwc(
-            np.ascontiguousarray(case.x_u8.transpose(0, 2, 3, 1)), case.xq.scale, case.xq.zero_point, npq.quint8
-        )
-    else:
-        qx = _npquant_qinput(npq, case)
+    qx = npq.QTensor.from_nhwc(
+        np.ascontiguousarray(case.x_u8.transpose(0, 2, 3, 1)), case.xq.scale, case.xq.zero_point, npq.quint8
+    )
     return (lambda: q(qx)), (lambda y: y.dequantize())
 
 
