@@ -70,3 +70,17 @@ def test_lint_script_is_run_by_the_suite() -> None:
     assert "bash tests/lint.sh" in run_sh
     assert 'if [ "${CI:-}" = true ]' in lint_sh and "exit 1" in lint_sh
     assert os.access(REPO / "tests" / "lint.sh", os.X_OK)
+
+
+def test_installed_package_is_typed() -> None:
+    """The installed npquant (a wheel in tests/run.sh) ships py.typed and the extension's stub,
+    and the stub names every public attribute of the extension."""
+    import importlib.resources
+
+    import npquant._C
+
+    root = importlib.resources.files("npquant")
+    assert root.joinpath("py.typed").is_file()
+    stub = root.joinpath("_C.pyi").read_text()
+    public = [n for n in dir(npquant._C) if not n.startswith("_")]
+    assert public and all(f"def {n}(" in stub or f"class {n}" in stub or f"{n}:" in stub for n in public)
