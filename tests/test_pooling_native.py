@@ -1,7 +1,7 @@
 """The native channels-last pooling (npquant._C.max_pool2d_nhwc / avg_pool2d_nhwc, used
 for NHWC QTensors such as quantized conv outputs) against the NumPy implementation of the
 same arithmetic (the modules' _forward_numpy), bit for bit; PyTorch agreement of both is
-in test_agreement_torch.py."""
+in test_torch_agreement_random.py."""
 
 import numpy as np
 import pytest
