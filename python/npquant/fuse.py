@@ -58,13 +58,10 @@ def _patterns() -> dict:
         (nn.Linear, nn.ReLU): lambda lin, relu: nni.LinearReLU(lin, relu),
         (nn.Linear, nn.BatchNorm1d): fuse_linear_bn_eval,
         (nn.BatchNorm2d, nn.ReLU): lambda bn, relu: nni.BNReLU2d(bn, relu),
+        (nn.Conv2d, nn.BatchNorm2d): fuse_conv_bn_eval,
+        (nn.Conv2d, nn.BatchNorm2d, nn.ReLU): lambda c, bn, r: nni.ConvReLU2d(fuse_conv_bn_eval(c, bn), r),
+        (nn.Conv2d, nn.ReLU): lambda conv, relu: nni.ConvReLU2d(conv, relu),
     }
-    if hasattr(nn, "Conv2d"):
-        table.update({
-            (nn.Conv2d, nn.BatchNorm2d): fuse_conv_bn_eval,
-            (nn.Conv2d, nn.BatchNorm2d, nn.ReLU): lambda c, bn, r: nni.ConvReLU2d(fuse_conv_bn_eval(c, bn), r),
-            (nn.Conv2d, nn.ReLU): lambda conv, relu: nni.ConvReLU2d(conv, relu),
-        })
     return table
 
 

@@ -61,10 +61,9 @@ def get_default_static_quant_module_mappings() -> ModuleMapping:
         nn.Flatten: nnq.Flatten,
         nn.Dropout: nnq.Dropout,
         nn.FloatFunctional: nnq.QFunctional,
+        nn.Conv2d: nnq.Conv2d,
+        nni.ConvReLU2d: nnq.ConvReLU2d,
     }
-    if hasattr(nn, "Conv2d"):
-        mapping[nn.Conv2d] = nnq.Conv2d
-        mapping[nni.ConvReLU2d] = nnq.ConvReLU2d
     return mapping
 
 
@@ -76,11 +75,8 @@ def get_default_dynamic_quant_module_mappings() -> ModuleMapping:
 # mapping (ReLU, pooling, Flatten, Dropout, GELU, DeQuantStub) keep their input's qparams;
 # Sigmoid, Hardsigmoid and Tanh have PyTorch's fixed output qparams.
 def _observed_types() -> tuple[type, ...]:
-    types: tuple[type, ...] = (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
-             nni.LinearReLU, nni.BNReLU2d)
-    if hasattr(nn, "Conv2d"):
-        types += (nn.Conv2d, nni.ConvReLU2d)
-    return types
+    return (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
+            nni.LinearReLU, nni.BNReLU2d, nn.Conv2d, nni.ConvReLU2d)
 
 
 # ------------------------------------------------------------------ arguments
