@@ -62,7 +62,7 @@ class LinearCase:
     kind = "linear"
 
     @property
-    def spec(self) -> tuple:  # make_linear_case(*spec) rebuilds it (in --isa workers)
+    def spec(self) -> tuple[int, ...]:  # make_linear_case(*spec) rebuilds it (in --isa workers)
         return (self.m, self.k, self.n)
 
     @property
@@ -80,7 +80,7 @@ class LinearCase:
 
 @dataclass
 class ConvCase:
-    shape: tuple  # (N, C, H, W, Cout, k, stride, groups)
+    shape: tuple[int, ...]  # (N, C, H, W, Cout, k, stride, groups)
     x: np.ndarray  # NCHW fp32
     w: np.ndarray  # (Cout, C/groups, k, k) fp32
     b: np.ndarray
@@ -90,37 +90,37 @@ class ConvCase:
     yq: QParams
 
     @property
-    def n(self):
+    def n(self) -> int:
         return self.shape[0]
 
     @property
-    def c(self):
+    def c(self) -> int:
         return self.shape[1]
 
     @property
-    def cout(self):
+    def cout(self) -> int:
         return self.shape[4]
 
     @property
-    def ksize(self):
+    def ksize(self) -> int:
         return self.shape[5]
 
     @property
-    def stride(self):
+    def stride(self) -> int:
         return self.shape[6]
 
     @property
-    def groups(self):
+    def groups(self) -> int:
         return self.shape[7]
 
     @property
-    def pad(self):
+    def pad(self) -> int:
         return self.shape[5] // 2
 
     kind = "conv"
 
     @property
-    def spec(self) -> tuple:  # make_conv_case(spec) rebuilds it
+    def spec(self) -> tuple[int, ...]:  # make_conv_case(spec) rebuilds it
         return self.shape
 
     @property
@@ -131,7 +131,7 @@ class ConvCase:
     def macs(self) -> int:
         n, c, _, _, cout, k, _, g = self.shape
         ho, wo = self.y_ref.shape[2:]
-        return n * cout * ho * wo * (c // g) * k * k
+        return int(n * cout * ho * wo * (c // g) * k * k)
 
     @property
     def label(self) -> str:
@@ -176,7 +176,7 @@ def make_linear_case(m: int, k: int, n: int, seed: int = 0) -> LinearCase:
     return LinearCase(m, k, n, x, w, b, y, QParams.of(x), PerChannel.of(w), QParams.of(y))
 
 
-def conv2d_reference(x, w, b, stride: int, pad: int, groups: int) -> np.ndarray:
+def conv2d_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, groups: int) -> np.ndarray:
     """Direct conv in float64 (NCHW), for checking every implementation."""
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -188,10 +188,11 @@ def conv2d_reference(x, w, b, stride: int, pad: int, groups: int) -> np.ndarray:
     win = win.reshape(n, groups, cg, ho, wo, kh, kw)
     wg = w.astype(np.float64).reshape(groups, cout // groups, cg, kh, kw)
     y = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True).reshape(n, cout, ho, wo)
-    return y + b.astype(np.float64)[None, :, None, None]
+    out: np.ndarray = y + b.astype(np.float64)[None, :, None, None]
+    return out
 
 
-def make_conv_case(shape: tuple, seed: int = 0) -> ConvCase:
+def make_conv_case(shape: tuple[int, ...], seed: int = 0) -> ConvCase:
     n, c, h, wd, cout, k, stride, groups = shape
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
@@ -204,11 +205,13 @@ def make_conv_case(shape: tuple, seed: int = 0) -> ConvCase:
 
 
 def quantize_u8(x: np.ndarray, qp: QParams) -> np.ndarray:
-    return np.clip(np.rint(x / qp.scale) + qp.zero_point, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(x / qp.scale) + qp.zero_point, 0, 255).astype(np.uint8)
+    return out
 
 
 def dequantize_u8(q: np.ndarray, qp: QParams) -> np.ndarray:
-    return (q.astype(np.float64) - qp.zero_point) * qp.scale
+    out: np.ndarray = (q.astype(np.float64) - qp.zero_point) * qp.scale
+    return out
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -230,15 +233,17 @@ ELEMENTWISE_CASES = [
 ELEMENTWISE_TORCH_MAX_STEP = 1
 
 
-def elementwise_inputs(a_shape, b_shape, seed: int = 0):
+def elementwise_inputs(
+    a_shape: tuple[int, ...], b_shape: tuple[int, ...], seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, QParams, QParams, QParams]:
     rng = np.random.default_rng(seed)
     xa = rng.standard_normal(a_shape).astype(np.float32)
     xb = (rng.standard_normal(b_shape) * 0.7 + 0.2).astype(np.float32)
     return xa, xb, QParams.of(xa), QParams.of(xb), QParams.of(np.concatenate([xa.ravel(), xb.ravel(), [4.0]]))
 
 
-def relative_error(y, ref: np.ndarray) -> float:
-    y = np.asarray(y, dtype=np.float64)
-    if y.shape != ref.shape:
+def relative_error(y: object, ref: np.ndarray) -> float:
+    arr = np.asarray(y, dtype=np.float64)
+    if arr.shape != ref.shape:
         return float("inf")
-    return float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30))
+    return float(np.linalg.norm(arr - ref) / max(np.linalg.norm(ref), 1e-30))

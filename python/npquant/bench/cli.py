@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from .cases import CONV_SHAPES, LINEAR_SHAPES, Skip, make_conv_case, make_linear_case
@@ -58,7 +59,7 @@ def _shape_list(arity: int):
     return parse
 
 
-def parse_args(argv=None, prog=None):
+def parse_args(argv: Sequence[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -227,7 +228,7 @@ def run(args) -> dict:
     return result
 
 
-def main(argv=None, prog=None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     if args.worker:
         return worker_main(args.threads)
