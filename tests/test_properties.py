@@ -2,6 +2,7 @@
 empty arrays give either the contract's exact result or a clean exception."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -33,6 +34,7 @@ def static_problem(draw):
     return x, w, xs, ws, bias, ys, xz, yz, relu, kernel
 
 
+@pytest.mark.slow
 @settings(**SETTINGS)
 @given(static_problem())
 def test_static_kernel_equals_contract(p):
@@ -42,6 +44,7 @@ def test_static_kernel_equals_contract(p):
     assert np.array_equal(y, npref.linear_static(x, xs, xz, w, ws, bias, ys, yz, relu))
 
 
+@pytest.mark.slow
 @settings(**SETTINGS)
 @given(m=st.integers(0, 20), k=st.integers(1, 200), n=st.integers(1, 50),
        data=st.data(), per_row=st.booleans())
