@@ -30,7 +30,14 @@ echo "-- the extension's stub: current, and matching the runtime module"
 $PY tools/gen_c_pyi.py --check
 (cd tests && $PY -m mypy.stubtest npquant._C --allowlist ../tools/stubtest-allowlist.txt)
 echo "-- clang-format (files in .clang-format-ignore are skipped)"
-# The pip package's entry point, run through $PY (its script may not be on PATH).
-git ls-files '*.cc' '*.h' |
-  xargs $PY -c 'import sys; from clang_format import clang_format; sys.exit(clang_format())' --dry-run --Werror
+# The pip package's entry point, run through $PY (its script may not be on PATH). The
+# tracked C++ files, or (in an export without .git) every C++ file outside build/.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  cpp_files=$(git ls-files '*.cc' '*.h')
+else
+  cpp_files=$(find . -path ./build -prune -o \( -name '*.cc' -o -name '*.h' \) -print)
+fi
+# shellcheck disable=SC2086  # one file name per word
+$PY -c 'import sys; from clang_format import clang_format; sys.exit(clang_format())' \
+  --dry-run --Werror $cpp_files
 echo "lint: all checks passed"
