@@ -9,9 +9,9 @@ one thread: the best of 3 medians of repeated calls, in ms.
 """
 
 import statistics
-from collections import OrderedDict
 import time
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch

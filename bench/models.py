@@ -166,7 +166,8 @@ def table(rows: list, batches: list, threads: list) -> str:
         cells.append(" / ".join("-" if k not in ag else f"{100 * ag[k]:.0f}%"
                                 for k in ("torch int8", "ORT int8", "npquant int8")))
         er = r.get("err", {})
-        cells.append(" / ".join("-" if k not in er else f"{er[k]:.3f}" for k in ("torch int8", "ORT int8", "npquant int8")))
+        cells.append(" / ".join("-" if k not in er else f"{er[k]:.3f}"
+                                for k in ("torch int8", "ORT int8", "npquant int8")))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -242,7 +243,6 @@ def export_onnx(model) -> bytes:
 
 
 def ort_int8(float_onnx: bytes, batches, threads: int, tmp: str):
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):

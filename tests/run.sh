@@ -27,8 +27,15 @@ cmake -S . -B build/native-tests -DNPQUANT_BUILD_PYTHON=OFF -DNPQUANT_BUILD_TEST
 cmake --build build/native-tests -j2
 ctest --test-dir build/native-tests --output-on-failure
 
+echo "== lint: ruff, ruff format, mypy, clang-format (tests/lint.sh)"
+PYTHON=$PY bash tests/lint.sh
+
 echo "== pytest"
-# After the native build: the bench tests probe the built npquant_bench.
+# After the native build: the bench tests probe the built npquant_bench (found through
+# NPQUANT_BENCH_BIN: the installed package does not search the checkout for it).
+if [ "$BENCH" = ON ]; then
+  export NPQUANT_BENCH_BIN="$PWD/build/native-tests/bench/npquant_bench"
+fi
 # Run from tests/ so the installed package (not the source tree) is imported.
 (cd tests && $PY -m pytest -q -p no:cacheprovider .)
 

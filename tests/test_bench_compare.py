@@ -1,13 +1,18 @@
-"""npquant.benchmark (npquant bench, bench/compare.py): its cases, correctness checks and
+"""npquant.bench (npquant bench, bench/compare.py): its cases, correctness checks and
 report (no timing assertions)."""
 
 import importlib.util
+import os
+import pathlib
 import sys
 
 import numpy as np
 import pytest
 
-import npquant.benchmark as compare
+import npquant.bench as compare
+from npquant.bench import peers as bench_peers
+from npquant.bench import report as bench_report
+
 import npref
 import peers
 
@@ -64,14 +69,10 @@ def test_every_linear_impl_agrees_with_fp32():
 
 
 def test_every_conv_impl_agrees_with_fp32():
-    import npquant
-
     case = compare.make_conv_case((1, 8, 9, 9, 8, 3, 1, 1), seed=3)
     [row] = compare.bench_cases([case], compare.conv_impls(), **FAST)
     for impl in compare.conv_impls():
-        if impl.family == "npquant" and not hasattr(npquant.nn.quantized, "Conv2d"):
-            assert "not in this build" in row.notes[impl.name]
-        elif impl.family in _families_here():
+        if impl.family in _families_here():
             assert impl.name in row.gmacs, row.notes.get(impl.name)
 
 
@@ -82,8 +83,8 @@ def test_static_linear_same_work_as_torch(mode):
     torch is exact on this CPU; where it saturates, torch's are its saturating arithmetic's
     and npquant's the exact contract's."""
     case = compare.make_linear_case(7, 33, 20, seed=4)
-    npq_run, _ = compare._npquant_static_linear(case)
-    torch_run, _ = compare._torch_static_linear(case)
+    npq_run, _ = bench_peers._npquant_static_linear(case)
+    torch_run, _ = bench_peers._torch_static_linear(case)
     ours = npq_run().int_repr()
     args = (case.xq.scale, case.wq.scales, case.b, case.yq.scale, case.yq.zero_point, False)
     np.testing.assert_array_equal(
@@ -107,7 +108,7 @@ def test_wrong_result_is_reported_not_timed():
 
 def test_missing_or_failing_peer_is_a_note():
     def missing(case):
-        compare._import("no_such_module_npq", "NoSuchPeer")
+        bench_peers._import("no_such_module_npq", "NoSuchPeer")
 
     def crashing(case):
         raise RuntimeError("boom")
@@ -126,7 +127,7 @@ def test_markdown_ratios():
                                            "npquant static": 8.0, "PyTorch static": 16.0},
                       notes={"ORT QLinearMatMul": "ONNX Runtime is not installed (onnxruntime)"})
     row.gmacs["npquant dyn [avx2]"] = 5.0
-    impls = compare._with_isa_columns(impls, [row])
+    impls = bench_report._with_isa_columns(impls, [row])
     table = compare.markdown_table([row], impls, "M,K,N", {"avx512vnni": 100.0, "avx2": 50.0},
                                    "avx512vnni")
     cells = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
@@ -174,8 +175,40 @@ def test_measure_peak_reads_probe_labels(tmp_path):
     assert compare.measure_peak(fake, threads=1) == {"avx512vnni": (230.0, "vpdpbusd_zmm")}
 
 
+def _checkout_bench_binary():
+    """NPQUANT_BENCH_BIN, or the newest npquant_bench built in this checkout (tests/run.sh
+    builds build/native-tests/bench/npquant_bench)."""
+    if os.environ.get(compare.BENCH_BIN_ENV):
+        return compare.find_bench_binary()
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    found = sorted(repo.glob("build/*/bench/npquant_bench"), key=lambda p: p.stat().st_mtime)
+    return compare.find_bench_binary(found[-1]) if found else None
+
+
+def test_find_bench_binary_explicit_env_path(tmp_path, monkeypatch):
+    """An explicit path wins, then NPQUANT_BENCH_BIN, then PATH; the working directory (a
+    checkout with a built bench) is never searched."""
+    fake = tmp_path / "build" / "x" / "bench" / "npquant_bench"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench_gemm.cc").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(compare.BENCH_BIN_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert compare.find_bench_binary() is None
+    assert compare.find_bench_binary(fake) == fake
+    assert compare.find_bench_binary(tmp_path / "missing") is None
+    monkeypatch.setenv(compare.BENCH_BIN_ENV, str(fake))
+    assert compare.find_bench_binary() == fake
+    monkeypatch.setenv(compare.BENCH_BIN_ENV, "")
+    monkeypatch.setenv("PATH", str(fake.parent))
+    assert compare.find_bench_binary() == fake
+
+
 def test_native_probe_peaks():
-    binary = compare.find_bench_binary()
+    binary = _checkout_bench_binary()
     if binary is None:
         pytest.skip("native bench not built (cmake -DNPQUANT_BUILD_BENCH=ON)")
     import npquant

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import npquant
+from npquant import _C
+
 import peers
 from conftest import LAUNCHER
-from npquant import _C
 
 RUNNABLE_ISAS = _C.cpu_info()["runnable_isas"]
 
@@ -361,7 +362,8 @@ def test_quantized_module_matches_pytorch(torch_x86, relu, per_channel):
         assert mode != peers.BROKEN
         expect = y.int_repr()
         if mode == peers.SATURATING:
-            args = (c, np.ascontiguousarray(qx.nhwc()), qw.int_repr(), 0.02, 130, qm._packed_params.w_scale, fm.bias, 0.04, 90, relu)
+            args = (c, np.ascontiguousarray(qx.nhwc()), qw.int_repr(), 0.02, 130, qm._packed_params.w_scale,
+                    fm.bias, 0.04, 90, relu)
             np.testing.assert_array_equal(y.nhwc(), reference(*args))
             expect = _emulated(*args).transpose(0, 3, 1, 2)
         assert np.abs(expect.astype(np.int32) - yt.int_repr().numpy()).max() <= 1
@@ -376,8 +378,9 @@ def test_quantized_module_matches_pytorch(torch_x86, relu, per_channel):
 def test_float_conv_matches_pytorch(torch_x86):
     torch = torch_x86
     rng = np.random.default_rng(2)
-    cases = [(3, 8, 3, 1, 1, 1, 1, "zeros"), (8, 8, 3, 2, 0, 2, 4, "zeros"), (6, 12, (3, 5), (2, 1), (1, 2), 1, 3, "zeros"),
-             (4, 4, 3, 1, "same", 2, 2, "zeros"), (4, 6, 4, 1, "same", 1, 1, "zeros"), (4, 4, 3, 1, "valid", 1, 1, "zeros"),
+    cases = [(3, 8, 3, 1, 1, 1, 1, "zeros"), (8, 8, 3, 2, 0, 2, 4, "zeros"),
+             (6, 12, (3, 5), (2, 1), (1, 2), 1, 3, "zeros"), (4, 4, 3, 1, "same", 2, 2, "zeros"),
+             (4, 6, 4, 1, "same", 1, 1, "zeros"), (4, 4, 3, 1, "valid", 1, 1, "zeros"),
              (5, 5, 3, 1, 2, 1, 5, "reflect"), (5, 5, 3, 2, 1, 1, 1, "replicate"), (5, 5, 3, 1, 1, 1, 1, "circular")]
     for cin, cout, k, s, p, d, g, mode in cases:
         m = npquant.nn.Conv2d(cin, cout, k, s, p, d, g, padding_mode=mode, rng=rng)

@@ -7,14 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
 
 import npquant
-from conftest import LAUNCHER
 from npquant.data import data_path, load_digits, upscale_digits
+
+from conftest import LAUNCHER
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,6 +186,7 @@ def test_compare_reports_every_layer(float_model, int8_model, digits):
 
 # ------------------------------------------------------------------- the demo and the command
 
+@pytest.mark.slow
 def test_run_demo_quick():
     from npquant.demo import format_demo, run_demo
 
@@ -248,6 +249,7 @@ def _peers_installed() -> list:
     return [m for m in ("torch", "onnxruntime") if importlib.util.find_spec(m) is not None]
 
 
+@pytest.mark.slow
 def test_cli_bench_table_json_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     png, js = tmp_path / "bench.png", tmp_path / "bench.json"

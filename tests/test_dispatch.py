@@ -5,6 +5,7 @@ import json
 import pytest
 
 import npquant
+
 from conftest import run_python, runnable_isas
 
 ALL_TOKENS = ["scalar", "avx2", "avxvnni", "avx512vnni", "amx", "neon", "neondot", "neoni8mm"]

@@ -7,12 +7,13 @@ import os
 
 import numpy as np
 import pytest
-from conftest import run_python
 
 import npquant
 import npquant.nn.quantized as nnq
 from npquant import _C
 from npquant.nn.quantized import functional_modules as fm
+
+from conftest import run_python
 
 DTYPES = [npquant.quint8, npquant.qint8]
 F32_MAX = float(np.finfo(np.float32).max)
@@ -106,8 +107,8 @@ def test_binary_ops_equal_numpy_path(seed, always_native):
 def test_binary_ops_under_forced_isa(isa):
     """The add kernel each ISA dispatches (none under scalar: tables) on the same grid, for
     the ISAs of this CPU among scalar, avx2 and neon."""
-    code = ("import sys; sys.path.insert(0, %r); import test_elementwise_native as t; "
-            "c, d, e, p = t.check_binary(11, 300); print(c, d, sorted(p))") % os.path.dirname(__file__)
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_elementwise_native as t; "
+            "c, d, e, p = t.check_binary(11, 300); print(c, d, sorted(p))")
     r = run_python(code, {"NPQUANT_ISA": isa})
     assert r.returncode == 0, r.stderr[-2000:]
     cases, differing, paths = r.stdout.split(" ", 2)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import npquant
+from npquant import _C
+
 import npref
 from conftest import run_python, runnable_isas
-from npquant import _C
 
 KERNELS = [k["name"] for k in _C.runnable_gemm_kernels()]
 
@@ -41,6 +42,7 @@ def random_problem(rng, m, k, n):
     return x, w, xs, ws, bias, ys
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_static_linear_2000_shapes(kernel, rng):
     ref_checked = 0
@@ -59,6 +61,7 @@ def test_static_linear_2000_shapes(kernel, rng):
     assert ref_checked > 300
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("per_row", [False, True])
 def test_dynamic_linear_2000_shapes(kernel, per_row, rng):
@@ -78,6 +81,7 @@ def test_dynamic_linear_2000_shapes(kernel, per_row, rng):
         assert np.array_equal(y, expect), f"{kernel} shape {(m, k, n)} case {i}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isa", runnable_isas())
 def test_public_api_exact_under_forced_isa(isa):
     """The public modules, in a process whose dispatch is capped by NPQUANT_ISA."""
@@ -178,6 +182,7 @@ def sparse_min_weights(rng, n, k, per_panel, nr):
     return w
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", W127_KERNELS)
 def test_w127_kernel_runs_and_is_exact(kernel, rng):
     """Layers whose panels hold at most FIX_CAPACITY weights of -128 run on the w127
@@ -230,6 +235,7 @@ def test_w127_kernel_falls_back_per_layer(kernel, rng):
         assert np.array_equal(_C.linear_dynamic(xf, p, False), npref.linear_dynamic(xf, w, ws, None, False))
 
 
+@pytest.mark.slow
 def test_avx2_runs_the_sign_kernel_and_falls_back_exactly():
     """Under NPQUANT_ISA=avx2 the GEMM is the sign-trick kernel; a quantized model whose
     layers hold -128 weights (PyTorch-style symmetric per-channel quantization produces

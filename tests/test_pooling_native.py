@@ -1,7 +1,7 @@
 """The native channels-last pooling (npquant._C.max_pool2d_nhwc / avg_pool2d_nhwc, used
 for NHWC QTensors such as quantized conv outputs) against the NumPy implementation of the
 same arithmetic (the modules' _forward_numpy), bit for bit; PyTorch agreement of both is
-in test_agreement_torch.py."""
+in test_torch_agreement_random.py."""
 
 import numpy as np
 import pytest
@@ -60,7 +60,8 @@ def test_native_pooling_rejects_bad_arguments():
     with pytest.raises(TypeError, match="uint8 or int8"):
         _C.max_pool2d_nhwc(x.astype(np.int16), (2, 2), (2, 2), (2, 2), (0, 0), (1, 1))
     with pytest.raises(ValueError, match="C-contiguous"):
-        _C.max_pool2d_nhwc(np.zeros((1, 4, 3, 4), np.uint8).transpose(0, 1, 3, 2), (2, 2), (2, 2), (2, 2), (0, 0), (1, 1))
+        _C.max_pool2d_nhwc(np.zeros((1, 4, 3, 4), np.uint8).transpose(0, 1, 3, 2),
+                           (2, 2), (2, 2), (2, 2), (0, 0), (1, 1))
     with pytest.raises(ValueError, match="output size too large"):
         _C.max_pool2d_nhwc(x, (9, 2), (2, 2), (2, 2), (0, 0), (1, 1))
     with pytest.raises(ValueError, match="stride"):

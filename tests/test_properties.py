@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import npquant
+from npquant import _C
+
 import npref
 from conftest import max_examples
-from npquant import _C
 
 SETTINGS = dict(max_examples=max_examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KERNELS = [k["name"] for k in _C.runnable_gemm_kernels()]
@@ -33,6 +34,7 @@ def static_problem(draw):
     return x, w, xs, ws, bias, ys, xz, yz, relu, kernel
 
 
+@pytest.mark.slow
 @settings(**SETTINGS)
 @given(static_problem())
 def test_static_kernel_equals_contract(p):
@@ -42,13 +44,15 @@ def test_static_kernel_equals_contract(p):
     assert np.array_equal(y, npref.linear_static(x, xs, xz, w, ws, bias, ys, yz, relu))
 
 
+@pytest.mark.slow
 @settings(**SETTINGS)
 @given(m=st.integers(0, 20), k=st.integers(1, 200), n=st.integers(1, 50),
        data=st.data(), per_row=st.booleans())
 def test_dynamic_kernel_equals_contract(m, k, n, data, per_row):
     x = data.draw(hnp.arrays(np.float32, (m, k), elements=st.floats(-1000000.0, 1000000.0, width=32)))
     w = data.draw(hnp.arrays(np.int8, (n, k)))
-    ws = data.draw(hnp.arrays(np.float32, (n,), elements=st.floats(9.999999747378752e-06, 0.10000000149011612, width=32)))
+    ws = data.draw(hnp.arrays(np.float32, (n,),
+                              elements=st.floats(9.999999747378752e-06, 0.10000000149011612, width=32)))
     kernel = data.draw(st.sampled_from(KERNELS))
     packed = _C.PackedLinearWeight(w, ws, kernel=kernel)
     y = _C.linear_dynamic(x, packed, per_row)

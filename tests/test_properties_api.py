@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 import npquant
 import npquant.nn as nn
 import npquant.nn.quantized as nnq
+
 import npref
 from conftest import max_examples
 
@@ -253,7 +254,7 @@ def test_qtensor_constructor_validates(arr, dtype, scale, zp, axis):
     assert np.all(np.isfinite(d)) or float(np.float32(scale)) * 511 > np.finfo(np.float32).max
 
 
-# ------------------------------------------------------------------ convolution (once merged)
+# ------------------------------------------------------------------ convolution
 
 
 def _conv_acc(x_codes, xz, w, stride, padding, dilation, groups):

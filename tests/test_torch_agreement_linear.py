@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import npquant
+
 import npref
 import peers
 
@@ -84,7 +85,7 @@ def test_static_linear_bit_identical(with_bias, relu, mode, rng):
 
 def test_dynamic_linear_at_least_as_close_to_fp32_as_torch(rng):
     worse = 0
-    for trial in range(20):
+    for _ in range(20):
         m, k, n = int(rng.integers(1, 64)), int(rng.integers(16, 1024)), int(rng.integers(8, 512))
         tlin = torch.nn.Linear(k, n)
         x = (rng.normal(0, 1, (m, k)) * rng.uniform(0.1, 10)).astype(np.float32)

@@ -37,20 +37,33 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
-from . import nn  # noqa: E402
-from . import observers, quantization  # noqa: E402
-from . import ao  # noqa: E402  (npquant.ao.quantization, as torch.ao.quantization)
-from . import onnx  # noqa: E402  (export / load; imports the onnx package only when called)
-from .observers import (per_channel_affine, per_channel_symmetric, per_tensor_affine,  # noqa: E402
-                        per_tensor_symmetric)
-from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dynamic_qconfig,  # noqa: E402
-                           default_qconfig, fuse_modules, get_default_qconfig, per_channel_dynamic_qconfig,
-                           prepare, propagate_qconfig_, quantize, quantize_dynamic)
-from .qconfig import (float_qparams_weight_only_qconfig, float_qparams_weight_only_qconfig_4bit,  # noqa: E402
-                      per_token_dynamic_qconfig)
-from .serialization import ModelFileError, load, save  # noqa: E402
-from .report import compare  # noqa: E402
+# The Python layer imports the extension (above) first. ao is npquant.ao.quantization (as
+# torch.ao.quantization); onnx imports the onnx package only when export / load is called.
+from . import ao, nn, observers, onnx, quantization  # noqa: E402
+from .observers import per_channel_affine, per_channel_symmetric, per_tensor_affine, per_tensor_symmetric  # noqa: E402
+from .qconfig import (  # noqa: E402
+    float_qparams_weight_only_qconfig,
+    float_qparams_weight_only_qconfig_4bit,
+    per_token_dynamic_qconfig,
+)
 from .profile import profile  # noqa: E402
+from .quantization import (  # noqa: E402
+    DeQuantStub,
+    QConfig,
+    QuantStub,
+    convert,
+    default_dynamic_qconfig,
+    default_qconfig,
+    fuse_modules,
+    get_default_qconfig,
+    per_channel_dynamic_qconfig,
+    prepare,
+    propagate_qconfig_,
+    quantize,
+    quantize_dynamic,
+)
+from .report import compare  # noqa: E402
+from .serialization import ModelFileError, load, save  # noqa: E402
 
 __all__ = [
     "QDType", "QTensor", "quint8", "qint8", "qint32", "quint4x2", "float16", "per_token_dynamic_qconfig",

@@ -21,7 +21,7 @@ class QDType:
     def __repr__(self) -> str:
         return f"npquant.{self.name}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> str:
         return self.name
 
 
@@ -35,7 +35,7 @@ float16 = np.float16
 quint4x2 = QDType("quint4x2", np.uint8, 0, 15)
 
 
-def as_qdtype(dtype) -> QDType:
+def as_qdtype(dtype: object) -> QDType:
     """Accepts npquant.quint8/qint8 (or their names); raises with the fix otherwise."""
     if isinstance(dtype, QDType):
         return dtype

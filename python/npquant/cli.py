@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 
-def _cmd_info(args) -> int:
+def _cmd_info(args: argparse.Namespace) -> int:
     import npquant
 
     info = npquant.cpu_info()
@@ -18,7 +20,7 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def format_info(info: dict, version: str) -> str:
+def format_info(info: dict[str, Any], version: str) -> str:
     lines = [
         f"npquant {version}",
         f"cpu          {info.get('brand', '?')} ({info.get('vendor', '?')}, {info.get('arch', '?')})",
@@ -66,7 +68,7 @@ def _limit_blas_threads_by_reexec(threads: int) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "npquant", *sys.argv[1:]], env)
 
 
-def _cmd_demo(args) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import format_demo, run_demo
 
     if args.threads < 0:
@@ -84,10 +86,10 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _cmd_bench(argv: list) -> int:
-    from . import benchmark
+def _cmd_bench(argv: list[str]) -> int:
+    from .bench.cli import main as bench_main
 
-    return benchmark.main(argv, prog="npquant bench")
+    return bench_main(argv, prog="npquant bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,13 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the raw dict as JSON")
     i.set_defaults(func=_cmd_info)
 
-    # `npquant bench ARGS` is handed to npquant.benchmark's own parser (see main).
+    # `npquant bench ARGS` is handed to npquant.bench's own parser (see main).
     sub.add_parser("bench", help="npquant against NumPy, PyTorch, ONNX Runtime (those installed); "
                                  "npquant bench --help for its options")
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     # Only a process's own command line may be re-run (see _limit_blas_threads_by_reexec).
     argv_is_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -125,7 +127,8 @@ def main(argv=None) -> int:
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv_is_process = argv_is_process
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 if __name__ == "__main__":

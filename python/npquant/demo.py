@@ -46,6 +46,7 @@ def quantize_digits(float_model, calib_x: np.ndarray, backend: str = "x86", show
                     batch: int = 32):
     """Static int8 version of the digits CNN: fuse, qconfig, prepare, calibrate, convert."""
     import npquant
+
     from .models.digits import FUSE_GROUPS
 
     m = npquant.fuse_modules(copy.deepcopy(float_model).eval(), FUSE_GROUPS)
@@ -173,6 +174,7 @@ def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x8
 
 def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save: str | None) -> dict:
     import npquant
+
     from .data import load_digits
     from .models.digits import digits_cnn
 
@@ -199,7 +201,7 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
     big = np.resize(test_x, (256,) + test_x.shape[1:])  # batch 256 even in quick mode
     timings = [_latency(float_model, q_model, test_x[:1], 5 if quick else 200),
                _latency(float_model, q_model, big, 2 if quick else 20)]
-    other_isas = _other_isas(q_model, big, 2 if quick else 10) if other_isas else []
+    isa_rows = _other_isas(q_model, big, 2 if quick else 10) if other_isas else []
     info = npquant.cpu_info()
     return {
         "isa": info["isa"],
@@ -217,7 +219,7 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
         "fp32_bytes": _model_bytes(float_model),
         "int8_bytes": buf.getbuffer().nbytes,
         "reload_bit_identical": same,
-        "other_isas": other_isas,
+        "other_isas": isa_rows,
     }
 
 

@@ -4,11 +4,13 @@ with a following ReLU, as torch.ao.quantization.fuse_modules does (eval mode).""
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 
 from . import nn
 from .nn import intrinsic as nni
+from .quantize import check_model
 
 __all__ = ["fuse_modules", "fuse_known_modules", "fuse_conv_bn_eval", "fuse_linear_bn_eval"]
 
@@ -52,17 +54,14 @@ def fuse_linear_bn_eval(linear, bn):
 
 
 def _patterns() -> dict:
-    table = {
+    table: dict[tuple[type, ...], Callable[..., nn.Module]] = {
         (nn.Linear, nn.ReLU): lambda lin, relu: nni.LinearReLU(lin, relu),
         (nn.Linear, nn.BatchNorm1d): fuse_linear_bn_eval,
         (nn.BatchNorm2d, nn.ReLU): lambda bn, relu: nni.BNReLU2d(bn, relu),
+        (nn.Conv2d, nn.BatchNorm2d): fuse_conv_bn_eval,
+        (nn.Conv2d, nn.BatchNorm2d, nn.ReLU): lambda c, bn, r: nni.ConvReLU2d(fuse_conv_bn_eval(c, bn), r),
+        (nn.Conv2d, nn.ReLU): lambda conv, relu: nni.ConvReLU2d(conv, relu),
     }
-    if hasattr(nn, "Conv2d"):
-        table.update({
-            (nn.Conv2d, nn.BatchNorm2d): fuse_conv_bn_eval,
-            (nn.Conv2d, nn.BatchNorm2d, nn.ReLU): lambda c, bn, r: nni.ConvReLU2d(fuse_conv_bn_eval(c, bn), r),
-            (nn.Conv2d, nn.ReLU): lambda conv, relu: nni.ConvReLU2d(conv, relu),
-        })
     return table
 
 
@@ -126,8 +125,6 @@ def fuse_modules(model, modules_to_fuse, inplace: bool = False, fuser_func=None,
     quantization-aware training, hence no ``fuse_modules_qat``)."""
     if fuser_func is not None or fuse_custom_config_dict is not None:
         raise NotImplementedError("custom fusers are not supported by npquant")
-    from .quantize import check_model
-
     check_model(model, "fuse_modules")
     if not inplace:
         model = copy.deepcopy(model)

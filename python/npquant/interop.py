@@ -136,7 +136,7 @@ def _flatten(key: str, v, out: dict) -> None:
         out[key] = v
 
 
-def state_dict_to_numpy(state_dict) -> "OrderedDict[str, np.ndarray]":
+def state_dict_to_numpy(state_dict) -> OrderedDict[str, np.ndarray]:
     """A state dict (npquant's, or PyTorch's with torch tensors, quantized tensors and
     dtypes) as a flat ``{key: numpy.ndarray}`` in the layout this module documents:
     ``numpy.savez(path, **state_dict_to_numpy(sd))`` writes a file that
@@ -188,7 +188,7 @@ def _qtensor_from_flat(key: str, flat: dict, used: set) -> QTensor:
         raise type(e)(f"state dict entry {key!r}: {e}") from None
 
 
-def state_dict_from_numpy(flat) -> "OrderedDict":
+def state_dict_from_numpy(flat) -> OrderedDict:
     """The inverse of ``state_dict_to_numpy``: QTensors and tuples rebuilt from the flat
     keys; anything already in npquant's or torch's form passes through (torch objects
     become NumPy arrays and QTensors). ``load_state_dict`` calls it on what it is given."""

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .nn.module import Module
+from .nn.quantized import QFunctional
 
 __all__ = ["profile", "Profile", "ProfileRow"]
 
@@ -84,8 +85,6 @@ def _kernel(mod) -> tuple:
         isa = name.rsplit("__", 1)[1] if "__" in name else ""
         path = getattr(packed, "path", None)
         return (f"{path}: {name}" if isinstance(path, str) else name), isa
-    from .nn.quantized import QFunctional
-
     last = mod.__dict__.get("_last_kernel") if isinstance(mod, QFunctional) else None
     if last:  # the path of its last call: a kernel name, "lookup table" or "numpy"
         return last, (last.rsplit("__", 1)[1] if "__" in last else "")

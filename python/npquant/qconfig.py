@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
+from typing import Any, NamedTuple
 
+from . import observers
 from ._dtypes import quint8
-from .observers import (HistogramObserver, ObserverBase, PlaceholderObserver, default_dynamic_quant_observer,
-                        default_float_qparams_observer, default_float_qparams_observer_4bit, default_observer,
-                        default_per_channel_weight_observer, default_placeholder_observer, default_weight_observer,
-                        per_channel_affine)
+from .interop import is_torch_object
+from .observers import (
+    HistogramObserver,
+    ObserverBase,
+    PlaceholderObserver,
+    default_dynamic_quant_observer,
+    default_float_qparams_observer,
+    default_float_qparams_observer_4bit,
+    default_observer,
+    default_per_channel_weight_observer,
+    default_placeholder_observer,
+    default_weight_observer,
+    per_channel_affine,
+)
 
 __all__ = ["QConfig", "get_default_qconfig", "default_qconfig", "default_per_channel_qconfig",
            "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "per_token_dynamic_qconfig",
            "float_qparams_weight_only_qconfig", "float_qparams_weight_only_qconfig_4bit"]
 
 
-def _torch_observer_name(f) -> str:
+def _torch_observer_name(f: object) -> str:
     """The observer class a torch factory makes (``MinMaxObserver`` for
     ``MinMaxObserver.with_args(...)``), or the object's type name."""
     obj = f
@@ -24,10 +35,8 @@ def _torch_observer_name(f) -> str:
     return obj.__name__ if isinstance(obj, type) else type(f).__name__
 
 
-def torch_observer_error(f, where: str) -> TypeError:
+def torch_observer_error(f: object, where: str) -> TypeError:
     """The TypeError for a torch observer (class, factory or instance) given to npquant."""
-    from . import observers
-
     name = _torch_observer_name(f)
     fix = (f"npquant.observers.{name}.with_args(...) (same arguments; dtypes npquant.quint8 / npquant.qint8)"
            if isinstance(getattr(observers, name, None), type) else
@@ -36,13 +45,11 @@ def torch_observer_error(f, where: str) -> TypeError:
                      f"arrays: use {fix}")
 
 
-def check_qconfig(qconfig, where: str = "qconfig") -> None:
+def check_qconfig(qconfig: object, where: str = "qconfig") -> None:
     """Raises a TypeError naming the npquant equivalent when qconfig is torch's, or is
     not a QConfig-like pair of observer factories."""
     if qconfig is None:
         return
-    from .interop import is_torch_object
-
     if is_torch_object(qconfig):
         raise TypeError(f"{where} is a torch {type(qconfig).__name__}; npquant's models take npquant's: "
                         "npquant.get_default_qconfig('x86') (torch's x86 default with the full 8-bit range), "
@@ -56,16 +63,19 @@ def check_qconfig(qconfig, where: str = "qconfig") -> None:
             raise torch_observer_error(f, f"{where}.{role}")
 
 
-class QConfig(namedtuple("QConfig", ["activation", "weight"])):
+class _QConfigFields(NamedTuple):
+    activation: Any
+    weight: Any
+
+
+class QConfig(_QConfigFields):
     """``QConfig(activation=factory, weight=factory)``: observer classes or
     ``Observer.with_args(...)`` factories (not observer instances), one fresh
     observer per module. A factory may also make any object with ``forward(x)``
     (observe a float array, return it) and ``calculate_qparams()`` (return scales
     and zero points), as torch's custom observers do."""
 
-    def __new__(cls, activation, weight):
-        from .interop import is_torch_object
-
+    def __new__(cls, activation: Any, weight: Any) -> QConfig:
         for role, f in (("activation", activation), ("weight", weight)):
             if f is not None and is_torch_object(f):
                 raise torch_observer_error(f, f"QConfig {role}")

@@ -15,21 +15,29 @@ ONNX integer export).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _C
+
+if TYPE_CHECKING:
+    from ._dtypes import QDType
 
 __all__ = ["choose_qparams", "calculate_qparams", "quant_range", "requant_constants", "EPS"]
 
 EPS = np.float32(np.finfo(np.float32).eps)
 
 
-def choose_qparams(min_val: float, max_val: float, qmin: int = 0, qmax: int = 255):
+def choose_qparams(min_val: float, max_val: float, qmin: int = 0, qmax: int = 255) -> tuple[float, int]:
     """(scale, zero_point) for the range [min(min_val, 0), max(max_val, 0)]."""
-    return _C.choose_qparams(float(min_val), float(max_val), int(qmin), int(qmax))
+    scale, zero_point = _C.choose_qparams(float(min_val), float(max_val), int(qmin), int(qmax))
+    return float(scale), int(zero_point)
 
 
-def quant_range(dtype, reduce_range: bool = False, quant_min=None, quant_max=None) -> tuple:
+def quant_range(dtype: QDType, reduce_range: bool = False, quant_min: int | None = None,
+                quant_max: int | None = None) -> tuple[int, int]:
     """(qmin, qmax) as PyTorch's observers derive it.
 
     Default: the dtype's full range (npquant's kernels are exact there, so
@@ -53,8 +61,9 @@ def quant_range(dtype, reduce_range: bool = False, quant_min=None, quant_max=Non
     return (qmin // 2, qmax // 2) if reduce_range else (qmin, qmax)
 
 
-def calculate_qparams(min_val, max_val, qmin: int, qmax: int, symmetric: bool,
-                      unsigned_symmetric_zp: bool = False, eps=EPS):
+def calculate_qparams(min_val: npt.ArrayLike, max_val: npt.ArrayLike, qmin: int, qmax: int, symmetric: bool,
+                      unsigned_symmetric_zp: bool = False,
+                      eps: float | np.floating = EPS) -> tuple[np.ndarray, np.ndarray]:
     """Observer qparams, vectorized over channels.
 
     min_val/max_val: scalars or 1-D arrays (per channel). Returns float32 scales
@@ -78,7 +87,8 @@ def calculate_qparams(min_val, max_val, qmin: int, qmax: int, symmetric: bool,
     return scale, zp
 
 
-def requant_constants(x_scale, w_scales, y_scale, bias):
+def requant_constants(x_scale: float, w_scales: npt.ArrayLike, y_scale: float,
+                      bias: npt.ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
     """(bias_s, mult), float32 per output channel, exactly as the static kernels use them:
     ``s = fl(x_scale * w_scale[n])``, ``mult = fl(s / y_scale)``, ``bias_s = fl(bias / s)``
     (0 without a bias), so that ``v = fl(fl(float(acc) + bias_s) * mult)``."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, NoReturn, cast
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _C
 from ._dtypes import QDType, as_qdtype, qint8, quint8
@@ -10,7 +13,7 @@ from ._dtypes import QDType, as_qdtype, qint8, quint8
 __all__ = ["QTensor", "quantize_per_tensor", "quantize_per_channel", "dequantize", "channel_shuffle"]
 
 
-def _float_array(x, what: str = "input") -> np.ndarray:
+def _float_array(x: object, what: str = "input") -> np.ndarray:
     if isinstance(x, QTensor):
         raise TypeError(f"{what} is already a QTensor; call .dequantize() first for a float array")
     if not isinstance(x, np.ndarray):
@@ -27,17 +30,18 @@ def _float_array(x, what: str = "input") -> np.ndarray:
                 "integer data is already quantized: wrap it with npquant.QTensor(...)"
             )
     # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
-    return x if x.flags.c_contiguous else x.copy(order="C")
+    out: np.ndarray = x if x.flags.c_contiguous else x.copy(order="C")
+    return out
 
 
-def _check_scale(scale) -> float:
+def _check_scale(scale: Any) -> float:
     s = np.float32(scale)
     if not (np.isfinite(s) and s > 0 and np.isfinite(np.float32(1) / s)):
         raise ValueError(f"scale must be a positive finite float with a finite reciprocal, got {scale}")
     return float(s)
 
 
-def _check_zp(zp, dtype: QDType) -> int:
+def _check_zp(zp: Any, dtype: QDType) -> int:
     z = int(zp)
     if z != zp or not dtype.qmin <= z <= dtype.qmax:
         raise ValueError(f"zero_point must be an integer in [{dtype.qmin}, {dtype.qmax}] for {dtype}, got {zp}")
@@ -53,8 +57,15 @@ class QTensor:
     """
 
     __slots__ = ("_q", "_dtype", "_scale", "_zp", "_axis", "_nhwc")
+    _q: np.ndarray
+    _dtype: QDType
+    _scale: float | np.ndarray  # a float per tensor; float32 scales per channel (axis set)
+    _zp: int | np.ndarray  # an int per tensor; int64 zero points per channel
+    _axis: int | None
+    _nhwc: bool
 
-    def __init__(self, int_repr: np.ndarray, scale, zero_point, dtype=quint8, axis: int | None = None):
+    def __init__(self, int_repr: npt.ArrayLike, scale: Any, zero_point: Any, dtype: object = quint8,
+                 axis: int | None = None) -> None:
         dtype = as_qdtype(dtype)
         q = np.asarray(int_repr)
         if q.dtype != dtype.storage:
@@ -90,7 +101,7 @@ class QTensor:
         self._nhwc = False
 
     @classmethod
-    def from_nhwc(cls, q_nhwc: np.ndarray, scale, zero_point, dtype=quint8) -> "QTensor":
+    def from_nhwc(cls, q_nhwc: np.ndarray, scale: Any, zero_point: Any, dtype: object = quint8) -> QTensor:
         """A per-tensor QTensor with logical NCHW shape stored as the given NHWC array."""
         if np.ndim(q_nhwc) != 4:
             raise ValueError(f"from_nhwc needs a 4-D (N, H, W, C) array, got shape {np.shape(q_nhwc)}")
@@ -99,7 +110,8 @@ class QTensor:
         return t
 
     @classmethod
-    def _trusted(cls, q: np.ndarray, scale: float, zero_point: int, dtype=quint8, nhwc: bool = False) -> "QTensor":
+    def _trusted(cls, q: np.ndarray, scale: float, zero_point: int, dtype: QDType = quint8,
+                 nhwc: bool = False) -> QTensor:
         """A per-tensor QTensor from values and qparams the caller has already
         validated (the quantized layers' outputs): no checks, no copies."""
         t = object.__new__(cls)
@@ -112,7 +124,7 @@ class QTensor:
             raise ValueError(f"nhwc() needs a 4-D QTensor, got shape {self.shape}")
         return self._q if self._nhwc else self._q.transpose(0, 2, 3, 1)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # pickle / deepcopy rebuild through the constructors, which validate and
         # normalize the stored array
         if self._nhwc:
@@ -130,23 +142,23 @@ class QTensor:
 
     def q_scale(self) -> float:
         self._need_per_tensor("q_scale")
-        return self._scale
+        return cast(float, self._scale)
 
     def q_zero_point(self) -> int:
         self._need_per_tensor("q_zero_point")
-        return self._zp
+        return cast(int, self._zp)
 
     def q_per_channel_scales(self) -> np.ndarray:
         self._need_per_channel("q_per_channel_scales")
-        return self._scale
+        return cast(np.ndarray, self._scale)
 
     def q_per_channel_zero_points(self) -> np.ndarray:
         self._need_per_channel("q_per_channel_zero_points")
-        return self._zp
+        return cast(np.ndarray, self._zp)
 
     def q_per_channel_axis(self) -> int:
         self._need_per_channel("q_per_channel_axis")
-        return self._axis
+        return cast(int, self._axis)
 
     def qscheme(self) -> str:
         return "per_tensor_affine" if self._axis is None else "per_channel_affine"
@@ -156,7 +168,7 @@ class QTensor:
         return self._dtype
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         if self._nhwc:
             n, h, w, c = self._q.shape
             return (n, c, h, w)
@@ -169,32 +181,35 @@ class QTensor:
     def numel(self) -> int:
         return int(self._q.size)
 
-    def size(self, dim=None):
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
         return self.shape if dim is None else self.shape[dim]
 
     def dequantize(self) -> np.ndarray:
         """Float values in logical order: fl(scale * float(q - zero_point))."""
         q = self.int_repr().astype(np.int32)
         if self._axis is None:
-            return (np.float32(self._scale) * (q - self._zp).astype(np.float32)).astype(np.float32)
+            out: np.ndarray = (np.float32(self._scale) * (q - self._zp).astype(np.float32)).astype(np.float32)
+            return out
         shape = [1] * q.ndim
         shape[self._axis] = -1
-        sc = self._scale.reshape(shape)
-        zp = self._zp.astype(np.int32).reshape(shape)
-        return (sc * (q - zp).astype(np.float32)).astype(np.float32)
+        sc = cast(np.ndarray, self._scale).reshape(shape)
+        zp = cast(np.ndarray, self._zp).astype(np.int32).reshape(shape)
+        out = (sc * (q - zp).astype(np.float32)).astype(np.float32)
+        return out
 
-    def reshape(self, *shape) -> "QTensor":
+    def reshape(self, *shape: Any) -> QTensor:
         self._need_per_tensor("reshape")
-        return QTensor(np.require(self.int_repr(), requirements="C").reshape(*shape), self._scale, self._zp, self._dtype)
+        codes = np.require(self.int_repr(), requirements="C").reshape(*shape)
+        return QTensor(codes, self._scale, self._zp, self._dtype)
 
     # ---- shape ops (per-tensor): the codes move, the qparams stay, as in PyTorch
-    def view(self, *shape) -> "QTensor":
+    def view(self, *shape: Any) -> QTensor:
         return self.reshape(*shape)
 
-    def contiguous(self) -> "QTensor":
+    def contiguous(self) -> QTensor:
         return self
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "QTensor":
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> QTensor:
         from .nn.activation import flat_shape
 
         return self.reshape(flat_shape(tuple(self.shape), start_dim, end_dim))
@@ -204,24 +219,26 @@ class QTensor:
             raise IndexError(f"{what}: dim {dim} out of range for a {self.ndim}-D QTensor")
         return dim % self.ndim
 
-    def permute(self, *dims) -> "QTensor":
+    def permute(self, *dims: Any) -> QTensor:
         self._need_per_tensor("permute")
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if sorted(d % self.ndim for d in dims) != list(range(self.ndim)) or len(dims) != self.ndim:
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
         perm = tuple(d % self.ndim for d in dims)
-        return QTensor(np.require(self.int_repr().transpose(perm), requirements="C"), self._scale, self._zp, self._dtype)
+        codes = np.require(self.int_repr().transpose(perm), requirements="C")
+        return QTensor(codes, self._scale, self._zp, self._dtype)
 
-    def transpose(self, dim0: int, dim1: int) -> "QTensor":
+    def transpose(self, dim0: int, dim1: int) -> QTensor:
         perm = list(range(self.ndim))
         a, b = self._dim(dim0, "transpose"), self._dim(dim1, "transpose")
         perm[a], perm[b] = perm[b], perm[a]
         return self.permute(perm)
 
-    def narrow(self, dim: int, start: int, length: int) -> "QTensor":
+    def narrow(self, dim: int, start: int, length: int) -> QTensor:
         """Elements start .. start + length - 1 along dim (a copy; channels-last storage kept)."""
         self._need_per_tensor("narrow")
         dim = self._dim(dim, "narrow")
+        scale, zp = cast(float, self._scale), cast(int, self._zp)
         n = self.shape[dim]
         start = start + n if start < 0 else start
         if not (0 <= start <= n and 0 <= length and start + length <= n):
@@ -230,13 +247,13 @@ class QTensor:
             phys = (0, 3, 1, 2)[dim]
             idx = [slice(None)] * 4
             idx[phys] = slice(start, start + length)
-            return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), self._scale, self._zp,
-                                    self._dtype, True)
+            return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), scale, zp, self._dtype, True)
         idx = [slice(None)] * self.ndim
         idx[dim] = slice(start, start + length)
-        return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), self._scale, self._zp, self._dtype)
+        return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), scale, zp, self._dtype)
 
-    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
+    def split(self, split_size_or_sections: int | np.integer | list[int] | tuple[int, ...],
+              dim: int = 0) -> tuple[QTensor, ...]:
         """Like torch.Tensor.split: pieces of split_size (the last may be smaller), or of the given sizes."""
         dim = self._dim(dim, "split")
         n = self.shape[dim]
@@ -255,14 +272,14 @@ class QTensor:
             start += v
         return tuple(out)
 
-    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[QTensor, ...]:
         """Like torch.Tensor.chunk: pieces of ceil(size / chunks)."""
         if chunks <= 0:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
         n = self.shape[self._dim(dim, "chunk")]
         return self.split(max(-(-n // chunks), 1), dim)
 
-    def mean(self, dim=None, keepdim: bool = False) -> "QTensor":
+    def mean(self, dim: int | tuple[int, ...] | list[int] | None = None, keepdim: bool = False) -> QTensor:
         """Mean over dims, output with the input's qparams (PyTorch's quantized mean). Over the
         spatial dims (2, 3) of a 4-D tensor it is quantized AdaptiveAvgPool2d(1), which is
         what PyTorch runs; other dims: nearbyint of the float mean of (q - zp), + zp."""
@@ -272,7 +289,7 @@ class QTensor:
         if self.ndim == 4 and dims == (2, 3):
             from .nn.quantized.pooling import AdaptiveAvgPool2d
 
-            y = AdaptiveAvgPool2d(1)(self)
+            y: QTensor = AdaptiveAvgPool2d(1)(self)
             return y if keepdim else y.reshape(self.shape[0], self.shape[1])
         q = self.int_repr().astype(np.float64) - self._zp
         m = np.rint(q.mean(axis=dims, keepdims=keepdim)) + self._zp
@@ -283,19 +300,19 @@ class QTensor:
         if self._axis is None:
             qp = f"scale={self._scale:.6g}, zero_point={self._zp}"
         else:
-            qp = f"per_channel(axis={self._axis}, {len(self._scale)} channels)"
+            qp = f"per_channel(axis={self._axis}, {len(cast(np.ndarray, self._scale))} channels)"
         return f"QTensor(shape={self.shape}, dtype={self._dtype}, {qp})"
 
-    def __array__(self, *args, **kwargs):
+    def __array__(self, *args: object, **kwargs: object) -> NoReturn:
         raise TypeError(
             "a QTensor is not a float array; call .dequantize() for floats or .int_repr() for integers"
         )
 
-    def _need_per_tensor(self, what):
+    def _need_per_tensor(self, what: str) -> None:
         if self._axis is not None:
             raise ValueError(f"{what}() needs a per-tensor QTensor; this one is per-channel (axis {self._axis})")
 
-    def _need_per_channel(self, what):
+    def _need_per_channel(self, what: str) -> None:
         if self._axis is None:
             raise ValueError(f"{what}() needs a per-channel QTensor; this one is per-tensor")
 
@@ -307,7 +324,7 @@ def _quantize_scalar_path(x: np.ndarray, scale: float, zp: int, dtype: QDType) -
     return _C.reference.quantize(x, scale, zp, dtype.qmin, dtype.qmax).astype(dtype.storage)
 
 
-def quantize_per_tensor(x, scale, zero_point, dtype) -> QTensor:
+def quantize_per_tensor(x: npt.ArrayLike, scale: Any, zero_point: Any, dtype: object) -> QTensor:
     """Like ``torch.quantize_per_tensor``: q = clamp(round(x / scale) + zero_point).
 
     Exactly ``clamp(nearbyint(fmaf(x, fl(1/scale), zero_point)))``, PyTorch's
@@ -326,7 +343,8 @@ def quantize_per_tensor(x, scale, zero_point, dtype) -> QTensor:
     return QTensor(q, s, z, dtype)
 
 
-def quantize_per_channel(x, scales, zero_points, axis: int, dtype) -> QTensor:
+def quantize_per_channel(x: npt.ArrayLike, scales: npt.ArrayLike, zero_points: npt.ArrayLike, axis: int,
+                         dtype: object) -> QTensor:
     """Like ``torch.quantize_per_channel``: one (scale, zero_point) per slice along axis."""
     dtype = as_qdtype(dtype)
     x = _float_array(x)

@@ -15,27 +15,34 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from . import nn
 from ._dtypes import as_qdtype, float16, qint8, quint4x2, quint8
+from .interop import is_torch_object
 from .nn import intrinsic as nni
 from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
 from .nn.quantized._convert import from_float
-from .interop import is_torch_object
 from .observers import ObserverBase, PlaceholderObserver, make_observer
 from .qconfig import (default_dynamic_qconfig, float_qparams_weight_only_qconfig,
                       float_qparams_weight_only_qconfig_4bit)
+from .report import FloatIsland, compare
 
 __all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
            "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings"]
 
+# float module type -> quantized module class; qconfig_dict: type or name -> QConfig (or None).
+ModuleMapping = dict[type, type]
+QConfigDict = dict[Any, Any]
 
-def get_default_static_quant_module_mappings() -> dict:
+
+def get_default_static_quant_module_mappings() -> ModuleMapping:
     """float module type -> quantized module class (built by its ``from_float``)."""
-    mapping = {
+    mapping: ModuleMapping = {
         nn.QuantStub: nnq.Quantize,
         nn.DeQuantStub: nnq.DeQuantize,
         nn.Linear: nnq.Linear,
@@ -60,21 +67,19 @@ def get_default_static_quant_module_mappings() -> dict:
         nn.FloatFunctional: nnq.QFunctional,
         nn.Embedding: nnq.Embedding,
         nn.EmbeddingBag: nnq.EmbeddingBag,
+        nn.Conv2d: nnq.Conv2d,
+        nni.ConvReLU2d: nnq.ConvReLU2d,
     }
-    if hasattr(nn, "Conv2d"):
-        mapping[nn.Conv2d] = nnq.Conv2d
-        mapping[nni.ConvReLU2d] = nnq.ConvReLU2d
     return mapping
 
 
-def get_default_dynamic_quant_module_mappings() -> dict:
+def get_default_dynamic_quant_module_mappings() -> ModuleMapping:
     # MultiheadAttention is swapped only when the qconfig_spec names it (its out_proj
     # is a NonDynamicallyQuantizableLinear, which {nn.Linear} does not reach, as in torch).
     return {nn.Linear: nnq.dynamic.Linear, nn.LSTM: nnq.dynamic.LSTM, nn.GRU: nnq.dynamic.GRU,
             nn.RNN: nnq.dynamic.RNN, nn.LSTMCell: nnq.dynamic.LSTMCell, nn.GRUCell: nnq.dynamic.GRUCell,
             nn.RNNCell: nnq.dynamic.RNNCell, nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag,
             nn.MultiheadAttention: nnq.dynamic.MultiheadAttention}
-
 
 
 class _Float16FromFloat:
@@ -119,12 +124,9 @@ def _dynamic_dtype(dtype):
 # Layers whose output qparams come from an observer. The others in the static
 # mapping (ReLU, pooling, Flatten, Dropout, GELU, DeQuantStub) keep their input's qparams;
 # Sigmoid, Hardsigmoid and Tanh have PyTorch's fixed output qparams.
-def _observed_types() -> tuple:
-    types = (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
-             nni.LinearReLU, nni.BNReLU2d)
-    if hasattr(nn, "Conv2d"):
-        types += (nn.Conv2d, nni.ConvReLU2d)
-    return types
+def _observed_types() -> tuple[type, ...]:
+    return (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
+            nni.LinearReLU, nni.BNReLU2d, nn.Conv2d, nni.ConvReLU2d)
 
 
 # ------------------------------------------------------------------ arguments
@@ -133,7 +135,7 @@ _FROM_TORCH = ("build the same model with npquant.nn (same attribute names) and 
                "loads into npquant's converted twin (docs/interop.md)")
 
 
-def check_model(model, fn: str) -> None:
+def check_model(model: object, fn: str) -> None:
     """TypeError unless model is an npquant.nn.Module, saying what to do with torch's."""
     if isinstance(model, nn.Module):
         return
@@ -142,7 +144,7 @@ def check_model(model, fn: str) -> None:
     raise TypeError(f"{fn} expects an npquant.nn.Module, got {type(model).__name__}")
 
 
-def _check_type_keys(table, fn: str, what: str) -> None:
+def _check_type_keys(table: Iterable[Any], fn: str, what: str) -> None:
     """Torch module types as keys (or values) of a mapping / qconfig_spec: TypeError naming npquant's."""
     for k in table:
         for t in (k, table[k]) if isinstance(table, dict) else (k,):
@@ -154,7 +156,7 @@ def _check_type_keys(table, fn: str, what: str) -> None:
 
 
 # ------------------------------------------------------------------ qconfig
-def propagate_qconfig_(module, qconfig_dict=None) -> None:
+def propagate_qconfig_(module: nn.Module, qconfig_dict: QConfigDict | None = None) -> None:
     """Gives every submodule a ``qconfig``: its own if set (None included), else
     ``qconfig_dict[name]``, else ``qconfig_dict[type]``, else its parent's."""
     check_model(module, "propagate_qconfig_")
@@ -163,7 +165,7 @@ def propagate_qconfig_(module, qconfig_dict=None) -> None:
     _propagate(module, qconfig_dict or {}, None, "")
 
 
-def _propagate(module, qconfig_dict, parent, prefix) -> None:
+def _propagate(module: nn.Module, qconfig_dict: QConfigDict, parent: Any, prefix: str) -> None:
     qconfig = qconfig_dict.get(type(module), parent)
     qconfig = qconfig_dict.get(prefix, qconfig)
     qconfig = module.__dict__.get("qconfig", qconfig)
@@ -172,18 +174,18 @@ def _propagate(module, qconfig_dict, parent, prefix) -> None:
         _propagate(child, qconfig_dict, qconfig, f"{prefix}.{name}" if prefix else name)
 
 
-def _remove_qconfig(module) -> None:
+def _remove_qconfig(module: nn.Module) -> None:
     for m in module.modules():
         m.__dict__.pop("qconfig", None)
 
 
 # ------------------------------------------------------------------ prepare
-def _observe_output(module, args, output):
+def _observe_output(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
     """The forward hook prepare installs: feeds the module's output to its observer."""
     return module.activation_post_process(output)
 
 
-def _activation_observer(module, name: str) -> ObserverBase:
+def _activation_observer(module: nn.Module, name: str) -> ObserverBase:
     """A fresh observer from module.qconfig.activation, checked now rather than at
     convert or inference: static layers need quint8 activations with qparams."""
     where = f"the activation observer of '{name or '<root>'}' ({type(module).__name__})"
@@ -199,29 +201,34 @@ def _activation_observer(module, name: str) -> ObserverBase:
     return obs
 
 
-def _add_observer(module, name: str = "") -> None:
+def _add_observer(module: nn.Module, name: str = "") -> None:
     module.activation_post_process = _activation_observer(module, name)
     module.register_forward_hook(_observe_output)
 
 
-def _needs_observer(m) -> bool:
+def _needs_observer(m: nn.Module) -> bool:
     return m.qconfig is not None and getattr(m.qconfig, "activation", None) is not None
 
 
-def _add_observers(module, observed: tuple, prefix: str = "") -> None:
+def _observed_leaf(m: nn.Module, observed: tuple[type, ...]) -> bool:
+    return isinstance(m, observed) and not list(m.children())
+
+
+def _add_observers(module: nn.Module, observed: tuple[type, ...], prefix: str = "") -> None:
     for cname, child in module.named_children():
         name = f"{prefix}.{cname}" if prefix else cname
         if isinstance(child, nn.FloatFunctional):
             if _needs_observer(child):  # FloatFunctional calls its observer itself
-                child.activation_post_process = _activation_observer(child, name)
-        elif isinstance(child, _Fused) or (isinstance(child, observed) and not list(child.children())):
+                # (setattr: nn.stubs declares the attribute as the Identity it starts as)
+                setattr(child, "activation_post_process", _activation_observer(child, name))  # noqa: B010
+        elif isinstance(child, _Fused) or _observed_leaf(child, observed):
             if _needs_observer(child):
                 _add_observer(child, name)
         elif not isinstance(child, ObserverBase):
             _add_observers(child, observed, name)
 
 
-def prepare(model, inplace: bool = False):
+def prepare(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Attaches an activation observer (``activation_post_process``) to each layer
     whose qconfig is set and whose output needs qparams: QuantStub, Linear, Conv2d,
     BatchNorm2d, Hardswish, fused layers, FloatFunctional. Run calibration data
@@ -234,7 +241,7 @@ def prepare(model, inplace: bool = False):
         raise ValueError("prepare: no module has a qconfig, so nothing would be quantized; set "
                          "model.qconfig = npquant.get_default_qconfig('x86') first")
     observed = _observed_types()
-    if isinstance(model, observed) and not list(model.children()) and _needs_observer(model):
+    if _observed_leaf(model, observed) and _needs_observer(model):
         _add_observer(model)
     else:
         _add_observers(model, observed)
@@ -242,7 +249,7 @@ def prepare(model, inplace: bool = False):
 
 
 # ------------------------------------------------------------------ convert
-def _uncalibrated(model, mapping) -> list:
+def _uncalibrated(model: nn.Module, mapping: ModuleMapping) -> list[str]:
     """Names of modules convert would swap whose observer saw no data."""
     names = []
     for name, m in model.named_modules():
@@ -256,10 +263,10 @@ def _uncalibrated(model, mapping) -> list:
     return names
 
 
-def _swap(mod, mapping):
+def _swap(mod: nn.Module, mapping: ModuleMapping) -> nn.Module:
     if getattr(mod, "qconfig", None) is None or type(mod) not in mapping:
         return mod
-    new = from_float(mapping[type(mod)], mod)
+    new: nn.Module = from_float(mapping[type(mod)], mod)
     # keep the user's hooks, drop the observer hook
     for hook in mod._forward_pre_hooks.values():
         new.register_forward_pre_hook(hook)
@@ -269,14 +276,14 @@ def _swap(mod, mapping):
     return new
 
 
-def _convert(module, mapping) -> None:
+def _convert(module: nn.Module, mapping: ModuleMapping) -> None:
     for name, child in list(module.named_children()):
         if not isinstance(child, _Fused):
             _convert(child, mapping)
         setattr(module, name, _swap(child, mapping))
 
 
-def _strip_observers(model) -> None:
+def _strip_observers(model: nn.Module) -> None:
     """Removes observers and observer hooks left on modules that were not swapped."""
     for m in model.modules():
         if isinstance(m._modules.get("activation_post_process"), ObserverBase):
@@ -288,7 +295,8 @@ def _strip_observers(model) -> None:
             del m._forward_hooks[key]
 
 
-def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = True):
+def convert(module: nn.Module, mapping: ModuleMapping | None = None, inplace: bool = False,
+            remove_qconfig: bool = True) -> nn.Module:
     """Swaps each prepared, calibrated layer for its ``npquant.nn.quantized``
     counterpart (``mapping``: float type -> quantized class). Returns a new model
     unless ``inplace=True``; raises, naming them, if some observers saw no data."""
@@ -313,16 +321,15 @@ def convert(module, mapping=None, inplace: bool = False, remove_qconfig: bool = 
     return module
 
 
-def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
-             keep_float=(), min_sqnr_db=None, eval_inputs=None):
+def quantize(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
+             mapping: ModuleMapping | None = None, inplace: bool = False, *, keep_float: Iterable[str] = (),
+             min_sqnr_db: float | None = None, eval_inputs: object = None) -> nn.Module:
     """prepare, ``run_fn(model, *run_args)`` to calibrate, convert.
 
     ``keep_float=[names]`` leaves those submodules in float (input dequantized,
     output quantized again); ``min_sqnr_db`` also leaves in float every layer whose
     SQNR alone on ``eval_inputs`` is below it (see npquant.compare)."""
     if keep_float or min_sqnr_db is not None:
-        from .report import quantize_keeping_float
-
         return quantize_keeping_float(model, run_fn, run_args, mapping, inplace, keep_float=keep_float,
                                       min_sqnr_db=min_sqnr_db, eval_inputs=eval_inputs)
     check_model(model, "quantize")
@@ -334,7 +341,72 @@ def quantize(model, run_fn, run_args, mapping=None, inplace: bool = False, *,
     return convert(model, mapping, inplace=True)
 
 
-def quantize_dynamic(model, qconfig_spec=None, dtype=qint8, mapping=None, inplace: bool = False):
+# ------------------------------------------------------------------ keep_float
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _keep_in_float(model: nn.Module, names: Iterable[str]) -> None:
+    for name in names:
+        m = _submodule(model, name)
+        if m is None or not name:
+            raise KeyError(f"keep_float: the model has no submodule {name!r}")
+        parent_name, _, leaf = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        m.qconfig = None
+        island = FloatIsland(m)
+        island.qconfig = getattr(parent, "qconfig", None) or getattr(model, "qconfig", None)
+        setattr(parent, leaf, island)
+
+
+def _quantize_once(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
+                   mapping: ModuleMapping | None, keep: Iterable[str]) -> nn.Module:
+    work = copy.deepcopy(model)
+    work.eval()
+    _keep_in_float(work, keep)
+    prepare(work, inplace=True)
+    run_fn(work, *run_args)
+    return convert(work, mapping=mapping, inplace=True)
+
+
+def quantize_keeping_float(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
+                           mapping: ModuleMapping | None = None, inplace: bool = False, *,
+                           keep_float: Iterable[str] = (), min_sqnr_db: float | None = None,
+                           eval_inputs: object = None) -> nn.Module:
+    """``npquant.quantize`` with layers left in float (it calls this when given
+    ``keep_float`` or ``min_sqnr_db``): copy, prepare, ``run_fn(model, *run_args)``
+    to calibrate, convert.
+
+    ``keep_float``: names of submodules to leave in float; each is wrapped in a
+    FloatIsland (npquant.report), which dequantizes its input and quantizes its output
+    again. ``min_sqnr_db``: also keep in float every layer whose SQNR alone (see
+    ``npquant.compare``) on ``eval_inputs`` is below this many dB; the model is then
+    calibrated and converted a second time with those layers in float.
+    """
+    keep = list(keep_float)
+    q = _quantize_once(model, run_fn, run_args, mapping, keep)
+    if min_sqnr_db is not None:
+        if eval_inputs is None:
+            raise ValueError("min_sqnr_db needs eval_inputs: a batch (or list of batches) to measure SQNR on")
+        report = compare(model, q, eval_inputs)
+        weak = [r.name.split("+")[0] for r in report
+                if r.layer_sqnr_db < min_sqnr_db and r.name.split("+")[0] not in keep
+                and not isinstance(_submodule(model, r.name.split("+")[0]), (nn.QuantStub, nn.DeQuantStub))]
+        if weak:
+            keep += weak
+            q = _quantize_once(model, run_fn, run_args, mapping, keep)
+    if inplace:
+        model.__dict__.clear()
+        model.__dict__.update(q.__dict__)
+        return model
+    return q
+
+
+def quantize_dynamic(model: nn.Module, qconfig_spec: Any = None, dtype: object = qint8,
+                     mapping: ModuleMapping | None = None, inplace: bool = False) -> nn.Module:
     """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
     {npquant.nn.Linear, npquant.nn.LSTM}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of
     types / names (default dynamic qconfig), or a dict {type or name: QConfig}; None is

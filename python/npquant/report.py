@@ -1,4 +1,5 @@
-"""Which layer loses accuracy: ``npquant.compare`` and ``quantize(keep_float=..., min_sqnr_db=...)``.
+"""Which layer loses accuracy: ``npquant.compare``, and the FloatIsland that
+``quantize(keep_float=..., min_sqnr_db=...)`` (npquant/quantize.py) wraps kept layers in.
 
 ``compare`` runs a float model and its quantized version on the same inputs,
 records every layer's output in both, and matches layers by module name. Two
@@ -18,17 +19,19 @@ module of the group, and labelled ``conv1+bn1+relu1``.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import nn
 from .nn.module import Module
 from .qtensor import QTensor, quantize_per_tensor
+from .serialization import supported_module_types
 
-__all__ = ["compare", "ComparisonReport", "LayerComparison", "quantize_keeping_float", "FloatIsland"]
+__all__ = ["compare", "ComparisonReport", "LayerComparison", "FloatIsland"]
 
 # Methods besides forward through which modules produce outputs (FloatFunctional
 # / QFunctional are called as .add(a, b), .cat([...]), ...).
@@ -68,11 +71,11 @@ def cosine(ref: np.ndarray, test: np.ndarray) -> float:
     return float(np.dot(ref, test) / (nr * nt))
 
 
-def _flat(a) -> np.ndarray:
+def _flat(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).reshape(-1)
 
 
-def _as_float(out):
+def _as_float(out: object) -> np.ndarray | None:
     """A recorded output as a float array (QTensors dequantized); None if not an array."""
     if isinstance(out, QTensor):
         return out.dequantize()
@@ -85,27 +88,33 @@ def _as_float(out):
     return None
 
 
+def _floats(outs: list[Any]) -> list[np.ndarray] | None:
+    """Recorded outputs as float arrays; None if any of them is not an array."""
+    arrays = [_as_float(o) for o in outs]
+    return [a for a in arrays if a is not None] if all(a is not None for a in arrays) else None
+
+
 # --------------------------------------------------------------------------- recording
 
 class _Record:
     __slots__ = ("module", "outputs", "args")
 
-    def __init__(self, module):
+    def __init__(self, module: Module) -> None:
         self.module = module
-        self.outputs: list = []
-        self.args: list = []
+        self.outputs: list[Any] = []
+        self.args: list[tuple[Any, ...]] = []
 
 
-def _record(model: Module, batches: list) -> tuple:
+def _record(model: Module, batches: list[np.ndarray]) -> tuple[OrderedDict[str, _Record], list[Any]]:
     """Runs model on every batch, recording each module's outputs and positional
     inputs by name (in order of first output, i.e. execution order for leaves)."""
-    records: "OrderedDict[str, _Record]" = OrderedDict()
-    patched = []
+    records: OrderedDict[str, _Record] = OrderedDict()
+    patched: list[tuple[Module, str, bool, Any]] = []
 
-    def wrap(name, m, meth):
+    def wrap(name: str, m: Module, meth: str) -> None:
         orig = getattr(m, meth)
 
-        def recorder(*args, **kwargs):
+        def recorder(*args: Any, **kwargs: Any) -> Any:
             out = orig(*args, **kwargs)
             rec = records.get(name)
             if rec is None:
@@ -133,7 +142,7 @@ def _record(model: Module, batches: list) -> tuple:
     return records, finals
 
 
-def _batches(inputs) -> list:
+def _batches(inputs: object) -> list[np.ndarray]:
     if isinstance(inputs, np.ndarray):
         return [inputs]
     if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(x, np.ndarray) for x in inputs):
@@ -143,14 +152,12 @@ def _batches(inputs) -> list:
 
 # --------------------------------------------------------------------------- matching
 
-def _is_identity(m) -> bool:
-    from . import nn
-
+def _is_identity(m: object) -> bool:
     ident = getattr(nn, "Identity", None)
     return ident is not None and type(m) is ident
 
 
-def _fused_groups(float_model: Module, q_model: Module) -> dict:
+def _fused_groups(float_model: Module, q_model: Module) -> dict[str, list[str]]:
     """{first member: [members]} for groups fuse_modules made: a quantized module
     followed by Identity siblings that are not Identity in the float model."""
     groups = {}
@@ -171,20 +178,20 @@ def _fused_groups(float_model: Module, q_model: Module) -> dict:
     return groups
 
 
-def _get(model: Module, name: str):
+def _get(model: Module, name: str) -> Module | None:
     try:
         return model.get_submodule(name)
     except AttributeError:
         return None
 
 
-def _unit(m) -> bool:
+def _unit(m: Module) -> bool:
     """Modules reported as one layer though they have children (the dynamic recurrent
     layers, whose children are their projections): class attribute _report_as_leaf."""
     return bool(getattr(type(m), "_report_as_leaf", False))
 
 
-def _compared_names(q_model: Module, q_records) -> list:
+def _compared_names(q_model: Module, q_records: OrderedDict[str, _Record]) -> list[str]:
     """Quantized-model names to report: leaves and FloatIslands (not their insides),
     no Identity placeholders, in execution order."""
     islands = [n for n, m in q_model.named_modules() if isinstance(m, FloatIsland) or _unit(m)]
@@ -203,15 +210,15 @@ def _compared_names(q_model: Module, q_records) -> list:
 class ComparisonReport:
     """Rows of LayerComparison in execution order; ``str()`` is a table."""
 
-    def __init__(self, rows: list, output: LayerComparison, unmatched: list):
+    def __init__(self, rows: list[LayerComparison], output: LayerComparison, unmatched: list[str]) -> None:
         self.rows = rows
         self.output = output
         self.unmatched = unmatched
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LayerComparison]:
         return iter(self.rows)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, name: str) -> LayerComparison:
@@ -220,7 +227,7 @@ class ComparisonReport:
                 return r
         raise KeyError(f"no layer named {name!r} in the comparison")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, dict[str, Any]]:
         return {r.name: r._asdict() for r in self.rows + [self.output]}
 
     def __str__(self) -> str:
@@ -246,18 +253,18 @@ def _db(v: float) -> str:
     return "inf" if v == math.inf else f"{v:.1f}"
 
 
-def _type_label(m) -> str:
+def _type_label(m: object) -> str:
     """'Linear', 'quantized.Linear', 'quantized.dynamic.Linear', ...: the registry
     name without its 'nn.' prefix, so float and quantized types read apart."""
-    from .serialization import supported_module_types
-
     for name, cls in supported_module_types().items():
         if cls is type(m):
-            return name[3:] if name.startswith("nn.") else name
+            label: str = name[3:] if name.startswith("nn.") else name
+            return label
     return type(m).__name__
 
 
-def _row(name, fm, qm, f_outs, q_outs, alone) -> LayerComparison:
+def _row(name: str, fm: object, qm: object, f_outs: list[np.ndarray], q_outs: list[np.ndarray],
+         alone: float) -> LayerComparison:
     ref = np.concatenate([_flat(o) for o in f_outs])
     test = np.concatenate([_flat(o) for o in q_outs])
     return LayerComparison(
@@ -267,13 +274,15 @@ def _row(name, fm, qm, f_outs, q_outs, alone) -> LayerComparison:
         cosine=cosine(ref, test), numel=int(ref.size))
 
 
-def _alone(q_module, f_args: list, q_args: list, f_outs: list) -> float:
+def _alone(q_module: Module, f_args: list[tuple[Any, ...]], q_args: list[tuple[Any, ...]],
+           f_outs: list[np.ndarray]) -> float:
     """SQNR of q_module fed the float model's inputs (quantized like its own inputs)."""
     outs = []
     for fa, qa in zip(f_args, q_args):
         if len(fa) != 1 or len(qa) != 1 or not isinstance(fa[0], np.ndarray):
             return math.nan
-        x, seen = fa[0], qa[0]
+        x: np.ndarray | QTensor = fa[0]
+        seen = qa[0]
         if isinstance(seen, QTensor):
             if seen.qscheme() != "per_tensor_affine":
                 return math.nan
@@ -288,7 +297,7 @@ def _alone(q_module, f_args: list, q_args: list, f_outs: list) -> float:
     return sqnr_db(ref, np.concatenate([_flat(o) for o in outs]))
 
 
-def compare(float_model: Module, quantized_model: Module, inputs) -> ComparisonReport:
+def compare(float_model: Module, quantized_model: Module, inputs: object) -> ComparisonReport:
     """Per-layer SQNR (dB), max abs error and cosine similarity between a float model
     and its quantized version, on ``inputs`` (an array, or a list of batches).
 
@@ -307,9 +316,9 @@ def compare(float_model: Module, quantized_model: Module, inputs) -> ComparisonR
         members = groups.get(name, [name])
         target = members[-1]
         f, q = f_rec.get(target), q_rec[name]
-        f_outs = None if f is None else [_as_float(o) for o in f.outputs]
-        q_outs = [_as_float(o) for o in q.outputs]
-        if (f_outs is None or len(f_outs) != len(q_outs) or any(o is None for o in f_outs + q_outs)
+        f_outs = None if f is None else _floats(f.outputs)
+        q_outs = _floats(q.outputs)
+        if (f_outs is None or q_outs is None or len(f_outs) != len(q_outs)
                 or any(a.size != b.size for a, b in zip(f_outs, q_outs))):
             unmatched.append(name)
             continue
@@ -317,96 +326,28 @@ def compare(float_model: Module, quantized_model: Module, inputs) -> ComparisonR
         alone = math.nan if first is None else _alone(q.module, first.args, q.args, f_outs)
         rows.append(_row("+".join(n.rsplit(".", 1)[-1] if i else n for i, n in enumerate(members)),
                          _get(float_model, name), q.module, f_outs, q_outs, alone))
-    outs_f = [_as_float(o) for o in f_final]
-    outs_q = [_as_float(o) for o in q_final]
-    if any(o is None for o in outs_f + outs_q):
+    outs_f, outs_q = _floats(f_final), _floats(q_final)
+    if outs_f is None or outs_q is None:
         raise TypeError("compare needs models that return arrays (or QTensors)")
     output = _row("(model output)", float_model, quantized_model, outs_f, outs_q, math.nan)
     return ComparisonReport(rows, output, unmatched)
 
 
 # --------------------------------------------------------------------------- keep_float
+# (the flow that inserts FloatIslands is quantize_keeping_float in quantize.py)
 
 class FloatIsland(Module):
     """A layer kept in float inside a quantized model: dequantize its input (when
     quantized), run the float module, quantize its output (qparams observed in
     calibration, like any QuantStub)."""
 
-    def __init__(self, module: Module):
-        super().__init__()
-        from .nn import DeQuantStub, QuantStub
-
-        self.dequant = DeQuantStub()
+    def __init__(self, module: Module) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # until nn.module is annotated
+        self.dequant = nn.DeQuantStub()
         self.module = module
-        self.quant = QuantStub()
+        self.quant = nn.QuantStub()
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         if isinstance(x, QTensor):
             x = self.dequant(x)
         return self.quant(self.module(x))
-
-
-def _keep_in_float(model: Module, names) -> None:
-    for name in names:
-        m = _get(model, name)
-        if m is None or not name:
-            raise KeyError(f"keep_float: the model has no submodule {name!r}")
-        parent_name, _, leaf = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        m.qconfig = None
-        island = FloatIsland(m)
-        island.qconfig = getattr(parent, "qconfig", None) or getattr(model, "qconfig", None)
-        setattr(parent, leaf, island)
-
-
-def _quantize_once(model, run_fn, run_args, mapping, keep) -> Module:
-    from .quantize import convert, prepare
-
-    work = copy.deepcopy(model)
-    work.eval()
-    _keep_in_float(work, keep)
-    prepare(work, inplace=True)
-    run_fn(work, *run_args)
-    return convert(work, mapping=mapping, inplace=True)
-
-
-def quantize_keeping_float(model: Module, run_fn, run_args, mapping=None, inplace: bool = False, *,
-                           keep_float=(), min_sqnr_db: float | None = None, eval_inputs=None) -> Module:
-    """``npquant.quantize`` with layers left in float (it calls this when given
-    ``keep_float`` or ``min_sqnr_db``): copy, prepare, ``run_fn(model, *run_args)``
-    to calibrate, convert.
-
-    ``keep_float``: names of submodules to leave in float; each is wrapped in a
-    FloatIsland, which dequantizes its input and quantizes its output again.
-    ``min_sqnr_db``: also keep in float every layer whose SQNR alone (see
-    ``compare``) on ``eval_inputs`` is below this many dB; the model is then
-    calibrated and converted a second time with those layers in float.
-    """
-    keep = list(keep_float)
-    q = _quantize_once(model, run_fn, run_args, mapping, keep)
-    if min_sqnr_db is not None:
-        if eval_inputs is None:
-            raise ValueError("min_sqnr_db needs eval_inputs: a batch (or list of batches) to measure SQNR on")
-        report = compare(model, q, eval_inputs)
-        weak = [r.name.split("+")[0] for r in report
-                if r.layer_sqnr_db < min_sqnr_db and r.name.split("+")[0] not in keep
-                and not _is_stub(_get(model, r.name.split("+")[0]))]
-        if weak:
-            keep += weak
-            q = _quantize_once(model, run_fn, run_args, mapping, keep)
-    if inplace:
-        _replace_contents(model, q)
-        return model
-    return q
-
-
-def _is_stub(m) -> bool:
-    from . import nn
-
-    stubs = tuple(getattr(nn, n) for n in ("QuantStub", "DeQuantStub") if hasattr(nn, n))
-    return isinstance(m, stubs)
-
-
-def _replace_contents(dst: Module, src: Module) -> None:
-    dst.__dict__.clear()
-    dst.__dict__.update(src.__dict__)

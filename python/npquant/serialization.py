@@ -15,10 +15,12 @@ the kernel of the CPU that loads the file.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
 import struct
+import sys
 import tempfile
 import zipfile
 import zlib
@@ -26,6 +28,7 @@ import zlib
 import numpy as np
 
 from ._dtypes import QDType, as_qdtype
+from .nn.module import Module
 from .qtensor import QTensor
 
 __all__ = ["save", "load", "ModelFileError", "supported_module_types", "FORMAT_VERSION"]
@@ -51,8 +54,6 @@ _CACHE_PREFIX = "_cache_"
 
 
 def _machinery() -> frozenset:
-    from .nn.module import Module
-
     return frozenset(vars(Module()))
 
 # dtypes an array in a model file may have. Anything else (object arrays above all)
@@ -90,10 +91,6 @@ def _is_packed(v) -> bool:
 def supported_module_types() -> dict:
     """{file type name: class} for every module type ``npquant.save`` writes and
     ``npquant.load`` reads (besides ``custom_modules`` passed to load)."""
-    import importlib
-
-    from .nn.module import Module
-
     types: dict = {}
     for ns in _NAMESPACES:
         try:
@@ -126,8 +123,6 @@ def _helper_class(cls) -> bool:
     """Plain helper objects of npquant.nn modules (e.g. pooling geometry): classes
     defined in an npquant.nn module, not Modules, holding their state in __dict__.
     Saved as their attributes; rebuilt without calling __init__."""
-    from .nn.module import Module
-
     return (isinstance(cls, type) and cls.__module__.startswith("npquant.nn.")
             and not issubclass(cls, (Module, BaseException)) and "." not in cls.__qualname__
             and "__dict__" in getattr(cls, "__dict__", {}) and "__slots__" not in cls.__dict__)
@@ -136,8 +131,6 @@ def _helper_class(cls) -> bool:
 def _find_helper_class(path: str):
     """The helper class named ``module.Class``, looked up among npquant.nn modules
     already imported (nothing is imported because a file names it)."""
-    import sys
-
     modname, _, clsname = path.rpartition(".")
     mod = sys.modules.get(modname) if modname.startswith("npquant.nn.") else None
     cls = getattr(mod, clsname, None) if mod is not None else None
@@ -244,8 +237,6 @@ def save(model, path) -> None:
     Module subclasses are saved by class name; pass them to ``load`` in
     ``custom_modules``. ``qconfig`` attributes are not saved.
     """
-    from .nn.module import Module
-
     if not isinstance(model, Module):
         raise TypeError(f"npquant.save expects an npquant.nn.Module, got {type(model).__name__}")
     w = _Writer()
@@ -392,8 +383,6 @@ class _Reader:
         return QTensor(q, scale, zp, dtype, axis=axis)
 
     def module(self, node, path: str):
-        from .nn.module import Module
-
         where = path or "<root>"
         _expect(isinstance(node, dict) and isinstance(node.get("type"), str),
                 f"module entry at '{where}' has no type")
@@ -460,8 +449,6 @@ def load(path, custom_modules: dict | None = None):
     the file. A corrupt, truncated, wrong-version or unknown-type file raises
     ``npquant.ModelFileError``; nothing in the file is executed or imported.
     """
-    from .nn.module import Module
-
     custom = dict(custom_modules or {})
     for k, c in custom.items():
         if not (isinstance(c, type) and issubclass(c, Module)):

@@ -40,7 +40,7 @@ if [ ${#tests[@]} -eq 0 ]; then
   tests=(
     # PyTorch: quantize, static Linear (exact vs saturating emulation), dynamic Linear,
     # the non-GEMM ops, converted models, convolutions.
-    test_torch_agreement_linear.py test_agreement_torch.py
+    test_torch_agreement_linear.py test_torch_agreement_random.py
     "test_workflow.py::test_mlp_matches_torch" "test_workflow.py::test_resnet_matches_torch"
     "test_bench_compare.py::test_static_linear_same_work_as_torch"
     "test_conv.py::test_reference_within_one_step_of_pytorch"

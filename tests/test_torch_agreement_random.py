@@ -10,6 +10,7 @@ import pytest
 import npquant
 import npquant.nn as nn
 import npquant.nn.quantized as nnq
+
 import npref
 import peers
 
