@@ -84,6 +84,12 @@ def test_load_fuse_quantize(name, rng, tmp_path):
     quantized = [type(m).__name__ for m in q.modules()]
     assert "BatchNorm2d" not in quantized and any(t in quantized for t in ("ConvReLU2d", "Conv2d"))
 
+    # the int8 model saves and loads (every block class is known to npquant.save)
+    npquant.save(q, str(tmp_path / "q.npq"))
+    back = npquant.load(str(tmp_path / "q.npq"))
+    assert [type(a) for a in back.modules()] == [type(b) for b in q.modules()]
+    np.testing.assert_array_equal(back(x), yq)
+
 
 @pytest.mark.parametrize("name, prefix", [("googlenet", "aux"), ("inception_v3", "AuxLogits.")])
 def test_pretrained_state_dicts_without_aux_heads_load(name, prefix, rng):
