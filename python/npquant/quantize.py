@@ -58,6 +58,9 @@ def get_default_static_quant_module_mappings() -> dict:
     if hasattr(nn, "Conv2d"):
         mapping[nn.Conv2d] = nnq.Conv2d
         mapping[nni.ConvReLU2d] = nnq.ConvReLU2d
+    if hasattr(nn, "Conv1d"):
+        mapping[nn.Conv1d] = nnq.Conv1d
+        mapping[nni.ConvReLU1d] = nnq.ConvReLU1d
     return mapping
 
 
@@ -73,6 +76,8 @@ def _observed_types() -> tuple:
              nni.LinearReLU, nni.BNReLU2d)
     if hasattr(nn, "Conv2d"):
         types += (nn.Conv2d, nni.ConvReLU2d)
+    if hasattr(nn, "Conv1d"):
+        types += (nn.Conv1d, nni.ConvReLU1d)
     return types
 
 

@@ -16,3 +16,7 @@ from . import quantized  # noqa: E402  (npquant.nn.quantized, npquant.nn.quantiz
 __all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6",
            "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU", "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "QuantStub", "DeQuantStub", "FloatFunctional", "intrinsic", "quantized"]
+
+from .conv import Conv1d  # noqa: E402
+
+__all__ += ["Conv1d"]

@@ -14,3 +14,7 @@ __all__ = ["Linear", "LinearReLU", "Conv2d", "ConvReLU2d", "ReLU", "ReLU6", "Har
            "SiLU", "GELU", "Dropout",
            "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "BNReLU2d",
            "QFunctional", "Quantize", "DeQuantize", "dynamic"]
+
+from .conv import Conv1d, ConvReLU1d  # noqa: E402
+
+__all__ += ["Conv1d", "ConvReLU1d"]
