@@ -561,6 +561,11 @@ def _zoo_models():
                            nn.Conv1d(6, 5, 3, stride=2), nn.DeQuantStub()).eval()
     conv1d_fused = npquant.fuse_modules(conv1d, [["1", "2", "3"]])
     conv1d_fused.qconfig = npquant.get_default_qconfig("x86")
+    resample = nn.Sequential(nn.QuantStub(), nn.Conv2d(3, 4, 1), nn.Upsample(scale_factor=2),
+                             nn.UpsamplingNearest2d(size=(30, 26)), nn.UpsamplingBilinear2d(scale_factor=1.5),
+                             nn.Upsample(size=(20, 21), mode="bilinear"), nn.ChannelShuffle(2),
+                             nn.DeQuantStub()).eval()
+    resample.qconfig = npquant.get_default_qconfig("x86")
     return {
         "float": zoo,
         "fused": fused,
@@ -570,6 +575,8 @@ def _zoo_models():
         "digits": digits_cnn(),
         "conv1d": conv1d,
         "conv1d fused": conv1d_fused,
+        "resample": resample,
+        "resample int8": npquant.quantize(resample, run, [calib]),
         "conv1d int8": npquant.quantize(conv1d_fused, run, [[_x((4, 4, 20), s) for s in range(2)]]),
     }
 

@@ -20,3 +20,7 @@ __all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm
 from .conv import Conv1d  # noqa: E402
 
 __all__ += ["Conv1d"]
+from .upsampling import (ChannelShuffle, Upsample, UpsamplingBilinear2d,  # noqa: E402
+                         UpsamplingNearest2d, interpolate)
+
+__all__ += ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "ChannelShuffle", "interpolate"]
