@@ -561,7 +561,9 @@ def _zoo_models():
                            nn.Conv1d(6, 5, 3, stride=2), nn.DeQuantStub()).eval()
     conv1d_fused = npquant.fuse_modules(conv1d, [["1", "2", "3"]])
     conv1d_fused.qconfig = npquant.get_default_qconfig("x86")
-    resample = nn.Sequential(nn.QuantStub(), nn.Conv2d(3, 4, 1), nn.Upsample(scale_factor=2),
+    resample = nn.Sequential(nn.QuantStub(), nn.Conv2d(3, 4, 1),
+                             nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1),
+                             nn.Upsample(scale_factor=2),
                              nn.UpsamplingNearest2d(size=(30, 26)), nn.UpsamplingBilinear2d(scale_factor=1.5),
                              nn.Upsample(size=(20, 21), mode="bilinear"), nn.ChannelShuffle(2),
                              nn.DeQuantStub()).eval()

@@ -61,6 +61,8 @@ def get_default_static_quant_module_mappings() -> dict:
     if hasattr(nn, "Conv1d"):
         mapping[nn.Conv1d] = nnq.Conv1d
         mapping[nni.ConvReLU1d] = nnq.ConvReLU1d
+    if hasattr(nn, "ConvTranspose2d"):
+        mapping[nn.ConvTranspose2d] = nnq.ConvTranspose2d
     return mapping
 
 
@@ -78,6 +80,8 @@ def _observed_types() -> tuple:
         types += (nn.Conv2d, nni.ConvReLU2d)
     if hasattr(nn, "Conv1d"):
         types += (nn.Conv1d, nni.ConvReLU1d)
+    if hasattr(nn, "ConvTranspose2d"):
+        types += (nn.ConvTranspose2d,)
     return types
 
 

@@ -24,3 +24,6 @@ from .upsampling import (ChannelShuffle, Upsample, UpsamplingBilinear2d,  # noqa
                          UpsamplingNearest2d, interpolate)
 
 __all__ += ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "ChannelShuffle", "interpolate"]
+from .conv_transpose import ConvTranspose2d  # noqa: E402
+
+__all__ += ["ConvTranspose2d"]

@@ -18,3 +18,6 @@ __all__ = ["Linear", "LinearReLU", "Conv2d", "ConvReLU2d", "ReLU", "ReLU6", "Har
 from .conv import Conv1d, ConvReLU1d  # noqa: E402
 
 __all__ += ["Conv1d", "ConvReLU1d"]
+from .conv_transpose import ConvTranspose2d  # noqa: E402
+
+__all__ += ["ConvTranspose2d"]
