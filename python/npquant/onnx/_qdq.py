@@ -293,6 +293,14 @@ def dynamic_linear(g, call, base):
     g.bind(call.output, _linear(g, x, len(xv.shape), lambda t: _weight_dq(g, qw, base, transpose=t), b, base))
 
 
+def _resample_converters() -> dict:
+    """ChannelShuffle and Upsample: exact in every format, on floats and QTensors (_resample.py)."""
+    from . import _resample
+
+    return {nn.ChannelShuffle: _resample.channel_shuffle, nn.Upsample: _resample.upsample,
+            nn.UpsamplingNearest2d: _resample.upsample, nn.UpsamplingBilinear2d: _resample.upsample}
+
+
 def float_converters() -> dict:
     """Float module type -> converter (the same in every format)."""
     return {
@@ -304,6 +312,7 @@ def float_converters() -> dict:
         nn.AdaptiveAvgPool2d: _float(_adaptive_pool),
         nn.BatchNorm1d: _float(_batchnorm), nn.BatchNorm2d: _float(_batchnorm),
         nn.FloatFunctional: float_or_qdq(_functional_float),
+        **_resample_converters(),
     }
 
 
