@@ -105,3 +105,29 @@ def test_bad_weights():
         nm.resnet18(weights=42)
     with pytest.raises(KeyError, match="missing keys"):
         nm.resnet18(weights={"fc.weight": np.zeros((1000, 512), np.float32)})
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large"])
+def test_onnx_export_and_import(name, rng, tmp_path):
+    """The float model exports and loads back (npquant.onnx.load) within 1e-5 (the ONNX
+    HardSigmoid is alpha * x + beta, torch's relu6(x + 3) / 6);
+    the int8 model exports in the integer format and ONNX Runtime gives npquant's output
+    bit for bit."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = BUILDERS[name](weights=_random_state(name, rng))
+    x = rng.standard_normal((1, 3, 48, 48)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "f.onnx")
+    y = model(x)
+    np.testing.assert_allclose(npquant.onnx.load(str(tmp_path / "f.onnx"))(x), y, rtol=1e-5,
+                               atol=1e-5 * float(np.abs(y).max()))
+    model.fuse_model()
+    model.qconfig = npquant.QConfig(activation=npquant.observers.MinMaxObserver,
+                                    weight=npquant.observers.default_per_channel_weight_observer)
+    prepared = npquant.prepare(model)
+    prepared(rng.standard_normal((2, 3, 48, 48)).astype(np.float32))
+    q = npquant.convert(prepared)
+    npquant.onnx.export(q, x, tmp_path / "q.onnx", format="integer")
+    sess = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_array_equal(got, np.ascontiguousarray(q(x)))

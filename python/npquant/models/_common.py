@@ -1,6 +1,5 @@
-"""Pieces the torchvision architectures share: weight loading, conv-bn-activation
-blocks (torchvision's Conv2dNormActivation, a Sequential with keys 0, 1, 2),
-flatten and channel shuffle on float arrays and QTensors alike."""
+"""Pieces the torchvision architectures share: weight loading and conv-bn-activation
+blocks (torchvision's Conv2dNormActivation, a Sequential with keys 0, 1, 2)."""
 
 from __future__ import annotations
 
@@ -11,10 +10,8 @@ import numpy as np
 
 from .. import nn
 from ..fuse import fuse_modules
-from ..qtensor import QTensor, channel_shuffle as _q_channel_shuffle
 
-__all__ = ["Weights", "load_weights", "conv_bn_act", "make_divisible", "flatten", "channel_shuffle",
-           "fuse_inplace"]
+__all__ = ["Weights", "load_weights", "conv_bn_act", "make_divisible", "fuse_inplace"]
 
 # A state dict as arrays, or the path of an .npz holding one (see docs/models.md)
 Weights = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
@@ -52,19 +49,6 @@ def conv_bn_act(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: i
     if activation is not None:
         layers.append(activation())
     return nn.Sequential(*layers)
-
-
-def flatten(x: Any) -> Any:
-    """torch.flatten(x, 1) for float arrays and QTensors."""
-    return x.reshape(x.shape[0], -1)
-
-
-def channel_shuffle(x: Any, groups: int) -> Any:
-    """ShuffleNet's channel shuffle of an NCHW float array or QTensor."""
-    if isinstance(x, QTensor):
-        return _q_channel_shuffle(x, groups)
-    n, c, h, w = x.shape
-    return np.ascontiguousarray(x.reshape(n, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4)).reshape(n, c, h, w)
 
 
 def fuse_inplace(module: nn.Module, groups: list) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import nn
-from ._common import Weights, flatten, fuse_inplace, load_weights
+from ._common import Weights, fuse_inplace, load_weights
 
 __all__ = ["GoogLeNet", "BasicConv2d", "Inception", "InceptionAux", "googlenet", "transform_input"]
 
@@ -52,13 +52,14 @@ class InceptionAux(nn.Module):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d((4, 4))
         self.conv = BasicConv2d(cin, 128, 1)
+        self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(2048, 1024)
         self.fc2 = nn.Linear(1024, num_classes)
         self.dropout = nn.Dropout(dropout)
         self.relu = nn.ReLU()
 
     def forward(self, x: Any) -> Any:
-        x = flatten(self.conv(self.pool(x)))
+        x = self.flatten(self.conv(self.pool(x)))
         return self.fc2(self.dropout(self.relu(self.fc1(x))))
 
 
@@ -101,6 +102,7 @@ class GoogLeNet(nn.Module):
             # inference never runs the auxiliary heads: they stay float (no observers to feed)
             self.aux1.qconfig = self.aux2.qconfig = None
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()  # torchvision calls torch.flatten: no state
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
         self.dequant = nn.DeQuantStub()
@@ -114,7 +116,7 @@ class GoogLeNet(nn.Module):
         x = self.inception4d(self.inception4c(self.inception4b(self.inception4a(x))))
         x = self.maxpool4(self.inception4e(x))
         x = self.inception5b(self.inception5a(x))
-        return self.dequant(self.fc(self.dropout(flatten(self.avgpool(x)))))
+        return self.dequant(self.fc(self.dropout(self.flatten(self.avgpool(x)))))
 
     def fuse_model(self) -> None:
         """Every BasicConv2d's conv+bn+relu, in place, as torchvision does."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import nn
-from ._common import Weights, flatten, load_weights
+from ._common import Weights, load_weights
 from .googlenet import BasicConv2d, _has_aux, transform_input
 
 __all__ = ["Inception3", "inception_v3"]
@@ -125,10 +125,11 @@ class InceptionAux(nn.Module):
         self.conv0 = BasicConv2d(cin, 128, 1)
         self.conv1 = BasicConv2d(128, 768, 5)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()
         self.fc = nn.Linear(768, num_classes)
 
     def forward(self, x: Any) -> Any:
-        return self.fc(flatten(self.avgpool(self.conv1(self.conv0(self.pool(x))))))
+        return self.fc(self.flatten(self.avgpool(self.conv1(self.conv0(self.pool(x))))))
 
 
 class Inception3(nn.Module):
@@ -162,6 +163,7 @@ class Inception3(nn.Module):
         self.Mixed_7c = InceptionE(2048)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(dropout)
+        self.flatten = nn.Flatten()  # torchvision calls torch.flatten: no state
         self.fc = nn.Linear(2048, num_classes)
         self.dequant = nn.DeQuantStub()
 
@@ -173,7 +175,7 @@ class Inception3(nn.Module):
         x = self.Mixed_6a(self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x))))
         x = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
-        return self.dequant(self.fc(flatten(self.dropout(self.avgpool(x)))))
+        return self.dequant(self.fc(self.flatten(self.dropout(self.avgpool(x)))))
 
     def fuse_model(self) -> None:
         """Every BasicConv2d's conv+bn+relu, in place, as torchvision does."""

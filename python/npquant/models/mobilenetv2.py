@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import nn
-from ._common import Weights, conv_bn_act, flatten, fuse_inplace, load_weights, make_divisible
+from ._common import Weights, conv_bn_act, fuse_inplace, load_weights, make_divisible
 
 __all__ = ["MobileNetV2", "InvertedResidual", "mobilenet_v2"]
 
@@ -53,14 +53,15 @@ class MobileNetV2(nn.Module):
                 cin = cout
         feats.append(conv_bn_act(cin, self.last_channel, 1))
         self.features = nn.Sequential(*feats)
-        self.pool = nn.AdaptiveAvgPool2d((1, 1))  # torchvision calls the functional form: no state
+        self.pool = nn.AdaptiveAvgPool2d((1, 1))  # torchvision calls the functional forms: no state
+        self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes))
         self.quant = nn.QuantStub()
         self.dequant = nn.DeQuantStub()
 
     def forward(self, x: Any) -> Any:
         x = self.features(self.quant(x))
-        return self.dequant(self.classifier(flatten(self.pool(x))))
+        return self.dequant(self.classifier(self.flatten(self.pool(x))))
 
     def fuse_model(self) -> None:
         """Fold BatchNorm (and ReLU) into the convs, in place, as torchvision does."""

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from .. import nn
-from ._common import Weights, conv_bn_act, flatten, fuse_inplace, load_weights, make_divisible
+from ._common import Weights, conv_bn_act, fuse_inplace, load_weights, make_divisible
 
 __all__ = ["MobileNetV3", "SqueezeExcitation", "InvertedResidual", "mobilenet_v3_large"]
 
@@ -70,6 +70,7 @@ class MobileNetV3(nn.Module):
         feats.append(conv_bn_act(160, 960, 1, activation=nn.Hardswish, bn_eps=_BN_EPS))
         self.features = nn.Sequential(*feats)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()  # torchvision calls torch.flatten: no state
         self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.Hardswish(), nn.Dropout(dropout),
                                         nn.Linear(1280, num_classes))
         self.quant = nn.QuantStub()
@@ -77,7 +78,7 @@ class MobileNetV3(nn.Module):
 
     def forward(self, x: Any) -> Any:
         x = self.avgpool(self.features(self.quant(x)))
-        return self.dequant(self.classifier(flatten(x)))
+        return self.dequant(self.classifier(self.flatten(x)))
 
     def fuse_model(self) -> None:
         """Conv+BN (+ReLU) blocks and the squeeze-excitation fc1+ReLU, in place, as

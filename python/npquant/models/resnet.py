@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import nn
-from ._common import Weights, flatten, fuse_inplace, load_weights
+from ._common import Weights, fuse_inplace, load_weights
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet50"]
 
@@ -84,6 +84,7 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], 2)
         self.layer4 = self._make_layer(block, 512, layers[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()  # torchvision calls torch.flatten: no state
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         self.dequant = nn.DeQuantStub()
 
@@ -99,7 +100,7 @@ class ResNet(nn.Module):
     def forward(self, x: Any) -> Any:
         x = self.maxpool(self.relu(self.bn1(self.conv1(self.quant(x)))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.dequant(self.fc(flatten(self.avgpool(x))))
+        return self.dequant(self.fc(self.flatten(self.avgpool(x))))
 
     def fuse_model(self) -> None:
         """Fold every BatchNorm (and following ReLU) into its conv, in place, as

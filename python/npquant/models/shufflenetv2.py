@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import nn
-from ._common import Weights, channel_shuffle, conv_bn_act, fuse_inplace, load_weights
+from ._common import Weights, conv_bn_act, fuse_inplace, load_weights
 
 __all__ = ["ShuffleNetV2", "InvertedResidual", "shufflenet_v2_x1_0"]
 
@@ -31,6 +31,7 @@ class InvertedResidual(nn.Module):
         self.branch2 = nn.Sequential(*_pw_bn_relu(cin if stride > 1 else half, half), *_dw_bn(half, stride),
                                      *_pw_bn_relu(half, half))
         self.cat = nn.FloatFunctional()
+        self.shuffle = nn.ChannelShuffle(2)  # torchvision calls its channel_shuffle function: no state
 
     def forward(self, x: Any) -> Any:
         if self.stride == 1:
@@ -38,7 +39,7 @@ class InvertedResidual(nn.Module):
             out = self.cat.cat([x1, self.branch2(x2)], 1)
         else:
             out = self.cat.cat([self.branch1(x), self.branch2(x)], 1)
-        return channel_shuffle(out, 2)
+        return self.shuffle(out)
 
     def fuse_model(self) -> None:
         if len(self.branch1) > 0:
