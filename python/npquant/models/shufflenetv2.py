@@ -62,13 +62,17 @@ class ShuffleNetV2(nn.Module):
             setattr(self, f"stage{i}", nn.Sequential(*stage))
             cin = cout
         self.conv5 = conv_bn_act(cin, channels[-1], 1)
+        # torchvision's x.mean([2, 3]): on QTensors that is quantized AdaptiveAvgPool2d(1) (what
+        # PyTorch runs), and as modules it exports to ONNX
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
         self.fc = nn.Linear(channels[-1], num_classes)
         self.dequant = nn.DeQuantStub()
 
     def forward(self, x: Any) -> Any:
         x = self.maxpool(self.conv1(self.quant(x)))
         x = self.conv5(self.stage4(self.stage3(self.stage2(x))))
-        return self.dequant(self.fc(x.mean((2, 3))))
+        return self.dequant(self.fc(self.flatten(self.avgpool(x))))
 
     def fuse_model(self) -> None:
         """Conv+BN(+ReLU) everywhere, in place, as torchvision does."""
