@@ -36,7 +36,7 @@ def fuse_conv_bn_eval(conv, bn):
     fused = copy.deepcopy(conv)
     rsqrt, w, b = _bn_terms(bn)
     conv_b = np.zeros(bn.num_features, np.float32) if conv.bias is None else conv.bias
-    fused.weight = conv.weight * (w * rsqrt).reshape(-1, 1, 1, 1)
+    fused.weight = conv.weight * (w * rsqrt).reshape((-1,) + (1,) * (conv.weight.ndim - 1))
     fused.register_parameter("bias", (conv_b - bn.running_mean) * rsqrt * w + b)
     return fused
 
@@ -61,6 +61,9 @@ def _patterns() -> dict:
         (nn.Conv2d, nn.BatchNorm2d): fuse_conv_bn_eval,
         (nn.Conv2d, nn.BatchNorm2d, nn.ReLU): lambda c, bn, r: nni.ConvReLU2d(fuse_conv_bn_eval(c, bn), r),
         (nn.Conv2d, nn.ReLU): lambda conv, relu: nni.ConvReLU2d(conv, relu),
+        (nn.Conv1d, nn.BatchNorm1d): fuse_conv_bn_eval,
+        (nn.Conv1d, nn.BatchNorm1d, nn.ReLU): lambda c, bn, r: nni.ConvReLU1d(fuse_conv_bn_eval(c, bn), r),
+        (nn.Conv1d, nn.ReLU): lambda conv, relu: nni.ConvReLU1d(conv, relu),
     }
     return table
 
@@ -119,7 +122,7 @@ def fuse_modules(model, modules_to_fuse, inplace: bool = False, fuser_func=None,
     names consecutive modules (dotted paths); the first becomes the fused module,
     the others Identity. Returns a fused copy unless ``inplace=True``.
 
-    Supported: conv-bn, conv-bn-relu, conv-relu, linear-relu, linear-bn(1d),
+    Supported: conv-bn, conv-bn-relu, conv-relu (Conv1d and Conv2d), linear-relu, linear-bn(1d),
     bn-relu. BatchNorm is folded with its running statistics (inference), so the
     modules folded must be in eval mode: call ``model.eval()`` first (npquant has no
     quantization-aware training, hence no ``fuse_modules_qat``)."""

@@ -20,7 +20,8 @@ import numpy as np
 
 from ._dtypes import QDType, as_qdtype, qint8, quint4x2, quint8
 from .nn.module import Module
-from .qparams import EPS, calculate_qparams, quant_range
+from ._f32 import linspace32, sum32
+from .qparams import EPS, calculate_qparams, histogram_range, percentile_range, quant_range
 from .qtensor import QTensor
 
 __all__ = [
@@ -261,17 +262,6 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
 
 
 # ---------------------------------------------------------------- histograms
-def _linspace32(start, end, steps: int) -> np.ndarray:
-    """torch.linspace in float32: start + step*i for the first half, end - step*(steps-1-i) after."""
-    start, end = np.float32(start), np.float32(end)
-    step = (end - start) / np.float32(steps - 1)
-    i = np.arange(steps)
-    half = steps // 2
-    lo = start + step * i[:half].astype(np.float32)
-    hi = end - step * (steps - 1 - i[half:]).astype(np.float32)
-    return np.concatenate([lo, hi]).astype(np.float32)
-
-
 def _histc(x: np.ndarray, bins: int, lo, hi) -> np.ndarray:
     """torch.histc in float32: bin = int(fl(fl(x - lo) * bins) / fl(hi - lo)), the last edge inclusive."""
     lo, hi = np.float32(lo), np.float32(hi)
@@ -325,69 +315,20 @@ class HistogramObserver(ObserverBase):
     def _rebin(self, new_min, new_max) -> np.ndarray:
         """The current histogram spread onto bins over [new_min, new_max]."""
         if self.min_val == self.max_val:  # one value: all its mass lands in one new bin
-            return _histc(np.array([self.min_val]), self.bins, new_min, new_max) * self.histogram.sum()
+            mass = np.float32(sum32(self.histogram)) if self.bins <= 32768 else self.histogram.sum(dtype=np.float32)
+            return _histc(np.array([self.min_val]), self.bins, new_min, new_max) * mass
         up = self.upsample_rate
         fine = np.repeat(self.histogram, up) / np.float32(up)
         width = (self.max_val - self.min_val) / np.float32(self.bins * up)
-        mids = _linspace32(self.min_val, self.max_val, self.bins * up + 1)[:-1] + np.float32(0.5) * width
-        edges = _linspace32(new_min, new_max, self.bins + 1)
+        mids = linspace32(self.min_val, self.max_val, self.bins * up + 1)[:-1] + np.float32(0.5) * width
+        edges = linspace32(new_min, new_max, self.bins + 1)
         idx = np.clip(np.searchsorted(edges, mids, side="right") - 1, 0, self.bins - 1)
         out = np.zeros(self.bins, np.float32)
         np.add.at(out, idx, fine.astype(np.float32))  # sequential float32 sums, like torch.bincount
         return out
 
-    def _quantization_error(self, start: int, end: int) -> float:
-        """L2 error of quantizing the histogram's mass to dst_nbins levels over bins [start, end]."""
-        f32 = np.float32
-        bin_width = (float(self.max_val) - float(self.min_val)) / self.bins
-        dst_w = bin_width * (end - start + 1) / self.dst_nbins
-        if dst_w == 0.0:
-            return 0.0
-        bw, dw, half = f32(bin_width), f32(dst_w), f32(dst_w / 2)
-        src_begin = (np.arange(self.bins) - start).astype(f32) * bw
-        src_end = src_begin + bw
-        top = f32(self.dst_nbins - 1)
-        dst_of_begin = np.clip(np.floor_divide(src_begin, dw), f32(0), top)
-        dst_of_end = np.clip(np.floor_divide(src_end, dw), f32(0), top)
-        density = self.histogram / bw
-
-        def norm(b, e):
-            return density * ((e * e * e - b * b * b) / f32(3))
-
-        total = norm(src_begin - (dst_of_begin + f32(0.5)) * dw, np.full(self.bins, half, f32))
-        total = total + (dst_of_end - dst_of_begin - f32(1)) * norm(f32(-half), half)
-        total = total + norm(f32(-half), src_end - (dst_of_end * dw + half))
-        return float(total.astype(f32).sum(dtype=f32))
-
-    def _search_range(self):
-        """PyTorch's _non_linear_param_search: trim the histogram's tails one quantile
-        step (1e-5) at a time, from the side that moves more bins, while the error falls."""
-        csum = np.cumsum(self.histogram, dtype=np.float64).astype(np.float32)
-        total = float(self.histogram.sum(dtype=np.float32))
-        step, alpha, beta = 1e-5, 0.0, 1.0
-        start, end = 0, self.bins - 1
-        norm_min = float("inf")
-        while alpha < beta:
-            next_alpha, next_beta = alpha + step, beta - step
-            # first bin >= start whose cumulative mass reaches next_alpha (capped at end) ...
-            l = int(np.searchsorted(csum, np.float32(next_alpha * total), side="left"))
-            l = min(max(l, start), end)
-            # ... and last bin <= end whose cumulative mass stays within next_beta (floored at start)
-            r = int(np.searchsorted(csum, np.float32(next_beta * total), side="right")) - 1
-            r = max(min(r, end), start)
-            next_start, next_end = start, end
-            if l - start > end - r:
-                next_start, alpha = l, next_alpha
-            else:
-                next_end, beta = r, next_beta
-            if next_start == start and next_end == end:
-                continue
-            norm = self._quantization_error(next_start, next_end)
-            if norm > norm_min:
-                break
-            norm_min, start, end = norm, next_start, next_end
-        bw = (self.max_val - self.min_val) / np.float32(self.bins)
-        return self.min_val + bw * np.float32(start), self.min_val + bw * np.float32(end + 1)
+    def _search_range(self) -> tuple[np.float32, np.float32]:
+        return histogram_range(self.histogram, self.min_val, self.max_val, self.dst_nbins)
 
     def calculate_qparams(self):
         self._require_data()
@@ -407,16 +348,8 @@ class PercentileObserver(HistogramObserver):
         super().__init__(bins, dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
         self.percentile = float(percentile)
 
-    def _search_range(self):
-        cdf = np.cumsum(self.histogram, dtype=np.float64)
-        cdf /= cdf[-1]
-        edges = np.linspace(float(self.min_val), float(self.max_val), self.bins + 1)
-        # cdf at each right edge; interpolate the value where it crosses q
-        xs, ys = edges, np.concatenate([[0.0], cdf])
-        q = self.percentile / 100.0
-        lo = np.interp(1.0 - q, ys, xs) if q < 1.0 else float(self.min_val)
-        hi = np.interp(q, ys, xs) if q < 1.0 else float(self.max_val)
-        return np.float32(lo), np.float32(hi)
+    def _search_range(self) -> tuple[np.float32, np.float32]:
+        return percentile_range(self.histogram, self.min_val, self.max_val, self.percentile)
 
     def extra_repr(self) -> str:
         return f"percentile={self.percentile}, " + super().extra_repr()

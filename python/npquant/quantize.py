@@ -69,6 +69,9 @@ def get_default_static_quant_module_mappings() -> ModuleMapping:
         nn.EmbeddingBag: nnq.EmbeddingBag,
         nn.Conv2d: nnq.Conv2d,
         nni.ConvReLU2d: nnq.ConvReLU2d,
+        nn.Conv1d: nnq.Conv1d,
+        nni.ConvReLU1d: nnq.ConvReLU1d,
+        nn.ConvTranspose2d: nnq.ConvTranspose2d,
     }
     return mapping
 
@@ -126,7 +129,8 @@ def _dynamic_dtype(dtype):
 # Sigmoid, Hardsigmoid and Tanh have PyTorch's fixed output qparams.
 def _observed_types() -> tuple[type, ...]:
     return (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
-            nni.LinearReLU, nni.BNReLU2d, nn.Conv2d, nni.ConvReLU2d)
+            nni.LinearReLU, nni.BNReLU2d, nn.Conv2d, nni.ConvReLU2d, nn.Conv1d, nni.ConvReLU1d,
+            nn.ConvTranspose2d)
 
 
 # ------------------------------------------------------------------ arguments

@@ -25,3 +25,14 @@ __all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm
 __all__ += ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "utils"]  # RNNBase: importable, not saved
 
 from . import utils  # noqa: E402  (npquant.nn.utils.rnn: pack_padded_sequence, pad_packed_sequence)
+
+from .conv import Conv1d  # noqa: E402
+
+__all__ += ["Conv1d"]
+from .upsampling import (ChannelShuffle, Upsample, UpsamplingBilinear2d,  # noqa: E402
+                         UpsamplingNearest2d, interpolate)
+
+__all__ += ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "ChannelShuffle", "interpolate"]
+from .conv_transpose import ConvTranspose2d  # noqa: E402
+
+__all__ += ["ConvTranspose2d"]

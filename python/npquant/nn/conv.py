@@ -1,4 +1,4 @@
-"""Float Conv2d (NumPy, NCHW), mirroring torch.nn.Conv2d."""
+"""Float Conv1d / Conv2d (NumPy, NCL / NCHW), mirroring torch.nn.Conv1d / Conv2d."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import as_strided
 from .linear import _float_input
 from .module import Module
 
-__all__ = ["Conv2d"]
+__all__ = ["Conv1d", "Conv2d"]
 
 _NP_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -148,4 +148,73 @@ class Conv2d(Module):
             s += ", bias=False"
         if self.padding_mode != "zeros":
             s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+
+def _single(v, name: str) -> int:
+    """An int or a 1-tuple of ints -> int (torch.nn.Conv1d's arguments)."""
+    t = (v,) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else tuple(v)
+    if len(t) != 1 or not isinstance(t[0], (int, np.integer)) or isinstance(t[0], bool):
+        raise TypeError(f"{name} must be an int or a 1-tuple of ints, got {v!r}")
+    return int(t[0])
+
+
+def init_conv1d_attributes(mod, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                           groups, padding_mode) -> None:
+    """torch.nn.Conv1d's attributes (1-tuples) on mod, plus the 2-D geometry it runs
+    as (a 1 x k kernel over a height-1 image): _kernel2, _stride2, _dilation2, _pad4."""
+    k, st, dil = _single(kernel_size, "kernel_size"), _single(stride, "stride"), _single(dilation, "dilation")
+    pad2 = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
+    kernel, st2, pad4, dil2 = _conv_geometry(in_channels, out_channels, (1, k), (1, st), pad2, (1, dil), groups)
+    mod.in_channels, mod.out_channels, mod.groups = int(in_channels), int(out_channels), int(groups)
+    mod.kernel_size, mod.stride, mod.dilation = (k,), (st,), (dil,)
+    mod.padding = padding if isinstance(padding, str) else (_single(padding, "padding"),)
+    mod.padding_mode = padding_mode
+    mod._kernel2, mod._stride2, mod._dilation2, mod._pad4 = kernel, st2, dil2, pad4
+
+
+class Conv1d(Module):
+    """1-D convolution over (N, C, L) float32 arrays, like ``torch.nn.Conv1d``.
+
+    ``weight`` (out_channels, in_channels // groups, k) and ``bias`` (out_channels,)
+    with PyTorch's keys. Runs as Conv2d over a height-1 image. padding: int, 'same'
+    or 'valid'; padding_mode as Conv2d. Unbatched (C, L) input is accepted.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros", rng=None):
+        super().__init__()
+        if padding_mode not in _NP_PAD_MODES:
+            raise ValueError(f"padding_mode must be one of {sorted(_NP_PAD_MODES)}, got {padding_mode!r}")
+        init_conv1d_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                               groups, padding_mode)
+        rng = np.random.default_rng() if rng is None else rng
+        bound = 1.0 / math.sqrt(in_channels // groups * self.kernel_size[0])  # torch's default init range
+        self.register_parameter("weight", rng.uniform(
+            -bound, bound, (out_channels, in_channels // groups, self.kernel_size[0])).astype(np.float32))
+        self.register_parameter("bias", rng.uniform(-bound, bound, out_channels).astype(np.float32)
+                                if bias else None)
+
+    def forward(self, x):
+        x = _float_input(x, "Conv1d")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv1d expects (N, {self.in_channels}, L) or ({self.in_channels}, L) input, "
+                             f"got shape {x.shape}")
+        y = conv2d(x[:, :, None, :], self.weight[:, :, None, :], self.bias, self._stride2, self._pad4,
+                   self._dilation2, self.groups, self.padding_mode)[:, :, 0, :]
+        y = np.ascontiguousarray(y)
+        return y[0] if unbatched else y
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}")
+        if self.dilation != (1,):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
         return s

@@ -11,7 +11,7 @@ from .batchnorm import BatchNorm2d
 from .container import Sequential
 from .linear import Linear
 
-__all__ = ["ConvReLU2d", "LinearReLU", "BNReLU2d"]
+__all__ = ["ConvReLU1d", "ConvReLU2d", "LinearReLU", "BNReLU2d"]
 
 
 class _Fused(Sequential):
@@ -35,6 +35,14 @@ class ConvReLU2d(_Fused):
         from .conv import Conv2d
 
         return (Conv2d, ReLU)
+
+
+class ConvReLU1d(_Fused):
+    @classmethod
+    def _types(cls):
+        from .conv import Conv1d
+
+        return (Conv1d, ReLU)
 
 
 class LinearReLU(_Fused):

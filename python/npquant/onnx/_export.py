@@ -38,6 +38,44 @@ def _flatten_call(g, call, base):
     g.values[id(call.output)] = Value(name, v.qparams, call.output.shape)
 
 
+def _method_args(call, names: tuple, defaults: tuple) -> list:
+    """The positional-or-keyword arguments of a recorded QTensor method call."""
+    out = []
+    for i, (n, d) in enumerate(zip(names, defaults)):
+        out.append(call.args[i] if i < len(call.args) else call.kwargs.get(n, d))
+    return out
+
+
+def _split_call(g, call, base):
+    """QTensor.chunk / split: Split of the codes (qparams unchanged)."""
+    v = g.value(call.inputs[0])
+    (dim,) = _method_args(call, ("size", "dim"), (None, 0))[1:]
+    dim %= len(v.shape)
+    parts = list(call.output)
+    sizes = np.array([p.shape[dim] for p in parts], np.int64)
+    names = g.node("Split", [v.name, g.const(base + "_sizes", sizes)], base, n_out=len(parts), axis=dim)
+    for p, name in zip(parts, [names] if len(parts) == 1 else names):
+        g.values[id(p)] = Value(name, v.qparams, p.shape)
+
+
+def _transpose_call(g, call, base):
+    """QTensor.transpose / permute: Transpose of the codes (qparams unchanged)."""
+    v = g.value(call.inputs[0])
+    nd = len(v.shape)
+    if call.op == "transpose":
+        d0, d1 = (d % nd for d in _method_args(call, ("dim0", "dim1"), (None, None)))
+        perm = list(range(nd))
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+    else:
+        dims = call.args[0] if len(call.args) == 1 and isinstance(call.args[0], (tuple, list)) else call.args
+        perm = [int(d) % nd for d in dims]
+    name = g.node("Transpose", [v.name], base, perm=perm)
+    g.values[id(call.output)] = Value(name, v.qparams, call.output.shape)
+
+
+METHOD_CONVERTERS = {"reshape": _flatten_call, "chunk": _split_call, "split": _split_call,
+                     "transpose": _transpose_call, "permute": _transpose_call}
+
 WEIGHT_DTYPES = ("uint8", "int8")
 
 
@@ -107,9 +145,10 @@ def build_model(model, example_input, dynamic_batch: bool = True, fmt: str = "qd
         g.bind(v, name)
         graph_inputs.append(onnx.helper.make_tensor_value_info(name, _tensor_type(v), _io_shape(v, dynamic_batch)))
     for call in tr.calls:
-        base = call.name if call.op in ("call", "reshape") else f"{call.name}.{call.op}"
+        method = call.module is None and call.op in METHOD_CONVERTERS
+        base = call.name if call.op == "call" or method else f"{call.name}.{call.op}"
         base = base.strip("<>").replace("QTensor.", "") or type(call.module).__name__
-        convert = _flatten_call if call.op == "reshape" else table[type(call.module)]
+        convert = METHOD_CONVERTERS[call.op] if method else table[type(call.module)]
         convert(g, call, base)
     graph_outputs = []
     for i, v in enumerate(tr.outputs):

@@ -366,6 +366,8 @@ def integer_converters() -> dict:
         nnq.Linear: _gemm("MatMulInteger", False), nnq.LinearReLU: _gemm("MatMulInteger", True),
         nnq.Conv2d: _gemm("ConvInteger", False), nnq.ConvReLU2d: _gemm("ConvInteger", True),
         nnq.ReLU: _code_map, nnq.ReLU6: _code_map, nnq.Hardswish: _code_map,
+        nnq.Hardsigmoid: _code_map, nnq.Sigmoid: _code_map, nnq.Tanh: _code_map, nnq.LeakyReLU: _code_map,
+        nnq.ELU: _code_map, nnq.SiLU: _code_map, nnq.GELU: _code_map,
         nnq.MaxPool2d: _max_pool, nnq.AvgPool2d: _avg_pool, nnq.AdaptiveAvgPool2d: _adaptive_pool,
         nnq.BatchNorm2d: _batchnorm(False), nnq.BNReLU2d: _batchnorm(True),
         nnq.QFunctional: _qfunctional, Scalar: _scalar, nnqd.Linear: _dynamic_linear,

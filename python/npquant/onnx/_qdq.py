@@ -105,6 +105,46 @@ def _hardswish(g, x, call, base):
     return g.node("HardSwish", [x], base)
 
 
+def _hardsigmoid(g, x, call, base):
+    return g.node("HardSigmoid", [x], base, alpha=1.0 / 6.0, beta=0.5)
+
+
+def _sigmoid(g, x, call, base):
+    return g.node("Sigmoid", [x], base)
+
+
+def _tanh(g, x, call, base):
+    return g.node("Tanh", [x], base)
+
+
+def _leaky_relu(g, x, call, base):
+    return g.node("LeakyRelu", [x], base, alpha=float(call.module.negative_slope))
+
+
+def _elu(g, x, call, base):
+    return g.node("Elu", [x], base, alpha=float(call.module.alpha))
+
+
+def _silu(g, x, call, base):
+    return g.node("Mul", [x, g.node("Sigmoid", [x], base)], base)
+
+
+def _gelu(g, x, call, base):
+    """GELU without opset 20's Gelu: 0.5 x (1 + erf(x / sqrt 2)), or with approximate='tanh'
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    def c(name, v):
+        return g.const(f"{base}_{name}", np.float32(v))
+
+    if call.module.approximate == "tanh":
+        cube = g.node("Mul", [g.node("Mul", [x, x], base), x], base)
+        inner = g.node("Add", [x, g.node("Mul", [cube, c("k", 0.044715)], base)], base)
+        t = g.node("Tanh", [g.node("Mul", [inner, c("s", np.sqrt(2.0 / np.pi))], base)], base)
+    else:
+        t = g.node("Erf", [g.node("Mul", [x, c("rsqrt2", 1.0 / np.sqrt(2.0))], base)], base)
+    one_plus = g.node("Add", [t, c("one", 1.0)], base)
+    return g.node("Mul", [g.node("Mul", [x, c("half", 0.5)], base), one_plus], base)
+
+
 def max_pool(g, x, call, base):
     geom = call.module.geometry
     return g.node("MaxPool", [x], base, dilations=list(geom.d), ceil_mode=int(geom.ceil_mode),
@@ -253,15 +293,26 @@ def dynamic_linear(g, call, base):
     g.bind(call.output, _linear(g, x, len(xv.shape), lambda t: _weight_dq(g, qw, base, transpose=t), b, base))
 
 
+def _resample_converters() -> dict:
+    """ChannelShuffle and Upsample: exact in every format, on floats and QTensors (_resample.py)."""
+    from . import _resample
+
+    return {nn.ChannelShuffle: _resample.channel_shuffle, nn.Upsample: _resample.upsample,
+            nn.UpsamplingNearest2d: _resample.upsample, nn.UpsamplingBilinear2d: _resample.upsample}
+
+
 def float_converters() -> dict:
     """Float module type -> converter (the same in every format)."""
     return {
         nn.Linear: _float(_float_linear), nn.Conv2d: _float(_float_conv),
         nn.ReLU: _float(_relu), nn.ReLU6: _float(_relu6), nn.Hardswish: _float(_hardswish),
+        nn.Hardsigmoid: _float(_hardsigmoid), nn.Sigmoid: _float(_sigmoid), nn.Tanh: _float(_tanh),
+        nn.LeakyReLU: _float(_leaky_relu), nn.ELU: _float(_elu), nn.SiLU: _float(_silu), nn.GELU: _float(_gelu),
         nn.MaxPool2d: _float(max_pool), nn.AvgPool2d: _float(_avg_pool),
         nn.AdaptiveAvgPool2d: _float(_adaptive_pool),
         nn.BatchNorm1d: _float(_batchnorm), nn.BatchNorm2d: _float(_batchnorm),
         nn.FloatFunctional: float_or_qdq(_functional_float),
+        **_resample_converters(),
     }
 
 
@@ -272,6 +323,8 @@ def qdq_converters() -> dict:
         nnq.Linear: _qdq(_quant_linear), nnq.LinearReLU: _qdq(_quant_linear, relu=True),
         nnq.Conv2d: _qdq(_quant_conv), nnq.ConvReLU2d: _qdq(_quant_conv, relu=True),
         nnq.ReLU: _qdq(_relu), nnq.ReLU6: _qdq(_relu6), nnq.Hardswish: _qdq(_hardswish),
+        nnq.Hardsigmoid: _qdq(_hardsigmoid), nnq.Sigmoid: _qdq(_sigmoid), nnq.Tanh: _qdq(_tanh),
+        nnq.LeakyReLU: _qdq(_leaky_relu), nnq.ELU: _qdq(_elu), nnq.SiLU: _qdq(_silu), nnq.GELU: _qdq(_gelu),
         nnq.MaxPool2d: _qdq(max_pool), nnq.AvgPool2d: _qdq(_avg_pool),
         nnq.AdaptiveAvgPool2d: _qdq(_adaptive_pool),
         nnq.BatchNorm2d: _qdq(_batchnorm), nnq.BNReLU2d: _qdq(_batchnorm, relu=True),

@@ -29,11 +29,11 @@ FUNCTIONAL_METHODS = ("add", "add_relu", "mul", "cat", "add_scalar", "mul_scalar
 
 @dataclass
 class Call:
-    """One leaf operation: a module call, a functional method, or QTensor.reshape."""
+    """One leaf operation: a module call, a functional method, or a QTensor method (QTENSOR_METHODS)."""
 
     name: str                # module path ("" for the root), or "<reshape>"
     module: object           # the module (None for reshape)
-    op: str                  # "call", a FUNCTIONAL_METHODS name, or "reshape"
+    op: str                  # "call", a FUNCTIONAL_METHODS name, or a QTENSOR_METHODS name
     inputs: list             # the array / QTensor arguments, in order
     output: object
     args: tuple = ()         # the raw positional arguments (functional methods, reshape)
@@ -141,16 +141,25 @@ def _active():
     return getattr(_local, "recorder", None)
 
 
-def _traced_reshape(original):
-    def reshape(self, *shape):
+# QTensor methods the tracer records (patched class-wide while tracing)
+QTENSOR_METHODS = ("reshape", "chunk", "split", "transpose", "permute")
+
+
+def _traced_method(op, original):
+    def method(self, *args, **kwargs):
         rec = _active()
-        out = original(self, *shape)
-        if rec is not None and not rec.inside_leaf:
-            rec.check_inputs("<QTensor.reshape>", self, (self,))
-            rec.record(Call("<QTensor.reshape>", None, "reshape", [self], out, shape))
+        if rec is None or rec.inside_leaf or getattr(rec, "in_method", False):
+            return original(self, *args, **kwargs)
+        rec.in_method = True  # a method calling another (chunk -> split) is one operation
+        try:
+            out = original(self, *args, **kwargs)
+        finally:
+            rec.in_method = False
+        rec.check_inputs(f"<QTensor.{op}>", self, (self,))
+        rec.record(Call(f"<QTensor.{op}>", None, op, [self], out, args, kwargs))
         return out
 
-    return reshape
+    return method
 
 
 def trace(model: Module, inputs: tuple, is_leaf) -> Trace:
@@ -170,15 +179,17 @@ def trace(model: Module, inputs: tuple, is_leaf) -> Trace:
                     object.__setattr__(m, op, rec.wrap_method(name, m, op, getattr(m, op)))
     for v in inputs:
         rec.know(v)
-    with _patch_lock:  # QTensor.reshape is patched class-wide; other threads pass through
-        original = QTensor.reshape
-        QTensor.reshape = _traced_reshape(original)
+    with _patch_lock:  # QTensor methods are patched class-wide; other threads pass through
+        originals = {op: QTensor.__dict__[op] for op in QTENSOR_METHODS}
+        for op, fn in originals.items():
+            setattr(QTensor, op, _traced_method(op, fn))
         _local.recorder = rec
         try:
             out = model(*inputs)
         finally:
             _local.recorder = None
-            QTensor.reshape = original
+            for op, fn in originals.items():
+                setattr(QTensor, op, fn)
     outputs = flat_values(out)
     if not outputs:
         raise ExportError(f"the model returned {type(out).__name__}, not an array or QTensor (or a tuple of them)")

@@ -15,3 +15,10 @@ __all__ = ["Linear", "LinearReLU", "Conv2d", "ConvReLU2d", "ReLU", "ReLU6", "Har
            "SiLU", "GELU", "Dropout",
            "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "BNReLU2d",
            "QFunctional", "Quantize", "DeQuantize", "dynamic", "Embedding", "EmbeddingBag", "EmbeddingPackedParams"]
+
+from .conv import Conv1d, ConvReLU1d  # noqa: E402
+
+__all__ += ["Conv1d", "ConvReLU1d"]
+from .conv_transpose import ConvTranspose2d  # noqa: E402
+
+__all__ += ["ConvTranspose2d"]

@@ -20,7 +20,7 @@ from ._ops import OutputQParams, quint8_input
 from ._packed import quantize_weight_symmetric
 from ._state import keyed_errors, load_bias, load_qparams, load_qweight, readonly, save_qparams
 
-__all__ = ["Conv2d", "ConvReLU2d"]
+__all__ = ["Conv1d", "ConvReLU1d", "Conv2d", "ConvReLU2d"]
 
 
 def _weight_scales(qweight: QTensor, out_channels: int) -> np.ndarray:
@@ -172,11 +172,10 @@ class Conv2d(OutputQParams, Module):
         ``mod.activation_post_process.calculate_qparams()`` (a calibrated observer,
         as after ``prepare`` and calibration). Raises if neither is available.
         """
-        from ..conv import Conv2d as FloatConv2d
-
+        FloatConv2d = cls._float_class()
         conv = mod if isinstance(mod, FloatConv2d) else mod[0] if hasattr(mod, "__getitem__") else None
         if not isinstance(conv, FloatConv2d):
-            raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.Conv2d (or a fused Conv+ReLU "
+            raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.{FloatConv2d.__name__} (or a fused Conv+ReLU "
                             f"whose first module is one), got {type(mod).__name__}")
         if conv.padding_mode != "zeros":
             raise ValueError(f"quantized Conv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}")
@@ -197,10 +196,16 @@ class Conv2d(OutputQParams, Module):
         q.zero_point = _check_zp(output_zero_point, quint8)
         return q
 
+    @classmethod
+    def _float_class(cls) -> type:
+        from ..conv import Conv2d as FloatConv2d
+
+        return FloatConv2d
+
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}, padding={self.padding}")
-        if self.dilation != (1, 1):
+        if self.dilation not in ((1, 1), (1,)):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -214,3 +219,89 @@ class ConvReLU2d(Conv2d):
 
     _FUSED_RELU = True
 
+
+
+def _reshaped(w: QTensor, shape: tuple) -> QTensor:
+    """The int8 weight w with its codes in another shape (the output-channel axis 0 kept)."""
+    q = np.ascontiguousarray(w.int_repr()).reshape(shape)
+    if w.qscheme() == "per_tensor_affine":
+        return QTensor(q, w.q_scale(), w.q_zero_point(), qint8)
+    return QTensor(q, w.q_per_channel_scales(), w.q_per_channel_zero_points(), qint8, axis=0)
+
+
+class Conv1d(Conv2d):
+    """int8 Conv1d (like ``torch.ao.nn.quantized.Conv1d``): (N, C, L) quint8 QTensor in
+    and out, weight (out, in/groups, k) with torch's state-dict keys. It runs the
+    Conv2d kernels on a height-1 image (a 1 x k kernel), so its numerics are Conv2d's."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device=None, dtype=None):
+        from ..conv import init_conv1d_attributes
+
+        super(Conv2d, self).__init__()
+        if padding_mode != "zeros":
+            raise ValueError(f"quantized Conv1d supports padding_mode='zeros' only (as PyTorch), got {padding_mode!r}")
+        init_conv1d_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                               groups, padding_mode)
+        self.scale = 1.0
+        self.zero_point = 0
+        w = quantize_per_tensor(np.zeros((out_channels, in_channels // groups, self.kernel_size[0]), np.float32),
+                                1.0, 0, qint8)
+        self.set_weight_bias(w, np.zeros(out_channels, np.float32) if bias else None)
+
+    def _pack(self, w: QTensor, b) -> PackedConvParams:
+        shape = (self.out_channels, self.in_channels // self.groups, self.kernel_size[0])
+        _weight_scales(w, self.out_channels)
+        if tuple(w.shape) != shape:
+            raise ValueError(f"weight shape {tuple(w.shape)} does not match {shape} (out_channels, in_channels/groups, k)")
+        return PackedConvParams(_reshaped(w, (shape[0], shape[1], 1, shape[2])), b, self._stride2, self._pad4,
+                                self._dilation2, self.groups)
+
+    def set_weight_bias(self, w: QTensor, b) -> None:
+        """Sets int8 weights (out, in/groups, k) and a float bias (or None), and packs them."""
+        self._packed_params = self._pack(w, b)
+
+    def weight(self) -> QTensor:
+        w = self._packed_params.qweight
+        return _reshaped(w, (w.shape[0], w.shape[1], w.shape[3]))
+
+    def _load_from_state_dict(self, sd, prefix):
+        shape = (self.out_channels, self.in_channels // self.groups, self.kernel_size[0])
+        w = load_qweight(sd, prefix + "weight", shape)
+        has_b, b = load_bias(sd, prefix + "bias", self.out_channels)
+        if has_b and self.bias() is None:
+            has_b = False
+        params = None
+        if w is not None or has_b:
+            params = keyed_errors(prefix + "weight", self._pack, self.weight() if w is None else w,
+                                  b if has_b else self.bias())
+        qparams = load_qparams(sd, prefix)
+        if params is not None:
+            qparams["_packed_params"] = params
+        return lambda: self.__dict__.update(qparams)
+
+    def forward(self, x) -> QTensor:
+        name = type(self).__name__
+        x = quint8_input(x, name)
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"quantized {name} expects a 3-D QTensor of shape (N, {self.in_channels}, L), "
+                             f"got shape {tuple(x.shape)}")
+        scale, zp, fscale = self._output_qparams()
+        p = self._packed_params
+        x4 = np.ascontiguousarray(x.int_repr().transpose(0, 2, 1)[:, None])  # NHWC, H = 1
+        y = _C.conv2d_static(x4, p.packed, x.q_scale(), x.q_zero_point(), p.w_scale, p.bias, scale, zp,
+                             self._FUSED_RELU)
+        return QTensor._trusted(np.ascontiguousarray(y[:, 0].transpose(0, 2, 1)), fscale, zp)
+
+    @classmethod
+    def _float_class(cls) -> type:
+        from ..conv import Conv1d as FloatConv1d
+
+        return FloatConv1d
+
+
+class ConvReLU1d(Conv1d):
+    """Conv1d followed by ReLU, fused into the requantization clamp (lower bound = zero_point)."""
+
+    _FUSED_RELU = True
