@@ -45,7 +45,8 @@ from .observers import (per_channel_affine, per_channel_symmetric, per_tensor_af
                         per_tensor_symmetric)
 from .quantization import (DeQuantStub, QConfig, QuantStub, convert, default_dynamic_qconfig,  # noqa: E402
                            default_qconfig, fuse_modules, get_default_qconfig, per_channel_dynamic_qconfig,
-                           prepare, propagate_qconfig_, quantize, quantize_dynamic)
+                           prepare, propagate_qconfig_, quantize, quantize_dynamic,
+                           reduce_range_dynamic_qconfig)
 from .serialization import ModelFileError, load, save  # noqa: E402
 from .report import compare  # noqa: E402
 from .profile import profile  # noqa: E402
@@ -56,7 +57,8 @@ __all__ = [
     "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization", "ao", "onnx",
     "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
     "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
-    "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "fuse_modules", "prepare", "convert",
+    "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "reduce_range_dynamic_qconfig",
+    "fuse_modules", "prepare", "convert",
     "quantize", "quantize_dynamic", "propagate_qconfig_",
     "save", "load", "ModelFileError", "compare", "profile",
 ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from .observers import (HistogramObserver, ObserverBase, default_dynamic_quant_observer, default_observer,
-                        default_per_channel_weight_observer, default_weight_observer)
+from ._dtypes import quint8
+from .observers import (HistogramObserver, ObserverBase, PlaceholderObserver, default_dynamic_quant_observer,
+                        default_observer, default_per_channel_weight_observer, default_weight_observer)
 
 __all__ = ["QConfig", "get_default_qconfig", "default_qconfig", "default_per_channel_qconfig",
-           "default_dynamic_qconfig", "per_channel_dynamic_qconfig"]
+           "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "reduce_range_dynamic_qconfig"]
 
 
 def _torch_observer_name(f) -> str:
@@ -78,6 +79,12 @@ default_per_channel_qconfig = QConfig(activation=default_observer, weight=defaul
 default_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer, weight=default_weight_observer)
 per_channel_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer,
                                       weight=default_per_channel_weight_observer)
+# PyTorch's x86/fbgemm dynamic Linear: activations quantized to [0, 127] (reduce_range),
+# weights per tensor as torch's default_dynamic_qconfig: quantize_dynamic with it gives
+# torch's quantize_dynamic outputs bit for bit (docs/interop.md).
+reduce_range_dynamic_qconfig = QConfig(
+    activation=PlaceholderObserver.with_args(dtype=quint8, quant_min=0, quant_max=127, is_dynamic=True),
+    weight=default_weight_observer)
 
 _BACKENDS = ("x86", "fbgemm", "qnnpack", "native")
 

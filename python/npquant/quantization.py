@@ -11,7 +11,7 @@ from .observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxOb
                         default_histogram_observer, default_observer, default_per_channel_weight_observer,
                         default_placeholder_observer, default_weight_observer)
 from .qconfig import (QConfig, default_dynamic_qconfig, default_per_channel_qconfig, default_qconfig,
-                      get_default_qconfig, per_channel_dynamic_qconfig)
+                      get_default_qconfig, per_channel_dynamic_qconfig, reduce_range_dynamic_qconfig)
 from .quantize import (convert, get_default_dynamic_quant_module_mappings,
                        get_default_static_quant_module_mappings, prepare, propagate_qconfig_, quantize,
                        quantize_dynamic)
@@ -19,7 +19,7 @@ from .quantize import (convert, get_default_dynamic_quant_module_mappings,
 __all__ = [
     "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
     "default_per_channel_qconfig", "default_dynamic_qconfig", "per_channel_dynamic_qconfig",
-    "fuse_modules", "fuse_known_modules", "fuse_conv_bn_eval", "fuse_linear_bn_eval",
+    "reduce_range_dynamic_qconfig", "fuse_modules", "fuse_known_modules", "fuse_conv_bn_eval", "fuse_linear_bn_eval",
     "prepare", "convert", "quantize", "quantize_dynamic", "propagate_qconfig_",
     "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings",
     "ObserverBase", "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",

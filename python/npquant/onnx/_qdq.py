@@ -272,6 +272,9 @@ def dynamic_linear(g, call, base):
     if mod.per_row:
         raise ExportError(f"'{base}': dynamic Linear with per_row=True has no ONNX equivalent "
                           "(DynamicQuantizeLinear is per tensor)")
+    if mod.reduce_range:
+        raise ExportError(f"'{base}': dynamic Linear with reduce_range=True has no ONNX equivalent "
+                          "(DynamicQuantizeLinear quantizes to [0, 255]); set reduce_range = False to export")
     q, s, zp = g.node("DynamicQuantizeLinear", [g.float_of(xv, base)], base, n_out=3)
     x = g.node("DequantizeLinear", [q, s, zp], base)
     qw = mod.weight()
