@@ -8,6 +8,8 @@ Mul of two activations, Add / Sub / Mul / Div of an activation and a scalar, Con
 Identity, Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast,
 arithmetic on constants, ...) are folded at import, once per probe of the inputs' dynamic
 dimensions. Anything else raises UnsupportedOnnxError naming the op and node.
+Graphs with QuantizeLinear / DequantizeLinear go to _qdq_load.QdqBuilder, which
+extends this builder.
 """
 
 from __future__ import annotations
