@@ -86,6 +86,7 @@ def quantized_convnet(rng):
 
 ROUND_TRIP_MODELS = {
     "mlp": (lambda rng: om.quantized_mlp(rng), (64, 24)),
+    "mlp-rank3": (lambda rng: om.quantized_mlp(rng, in_shape=(8, 4, 24)), (8, 4, 24)),
     "mlp-hardswish-cat": (lambda rng: om.quantized_mlp(rng, act="hardswish", join="cat"), (64, 24)),
     "mlp-relu6-mul": (lambda rng: om.quantized_mlp(rng, act="relu6", join="mul"), (64, 24)),
     "pools-bn": (lambda rng: om.quantized_poolnet(rng, hw=14), (16, 3, 14, 14)),
@@ -365,3 +366,33 @@ def test_loaded_qdq_model_saves_and_deepcopies(rng, tmp_path):
     npquant.onnx.export(q, x, tmp_path / "m.onnx")
     back = npquant.onnx.load(tmp_path / "m.onnx")
     assert np.array_equal(copy.deepcopy(back)(x), q(x))
+
+
+def test_ort_quantize_static_matmul_with_separate_bias_add(rng, tmp_path):
+    """Rank-3 inputs export as MatMul + Add(bias); quantize_static quantizes the MatMul's
+    output before the Add, whose bias is a quantized constant: quantized Linear layers
+    without bias, then the Add in float between DeQuantize and Quantize (ConstantOp)."""
+    from npquant.onnx._modules import ConstantOp
+
+    model = om.MLP(rng).eval()
+    x = rng.standard_normal((8, 4, 24)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "f.onnx")
+    batches = iter([{"input": rng.standard_normal((8, 4, 24)).astype(np.float32)} for _ in range(3)])
+
+    class Reader(ortq.CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    ortq.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(),
+                         quant_format=ortq.QuantFormat.QDQ, per_channel=True)
+    proto = onnx.load(str(tmp_path / "q.onnx"))
+    q = npquant.onnx.load(proto)
+    assert len(quantized_children(q)) == 4 and not float_gemm_children(q)
+    assert sum(isinstance(m, ConstantOp) for _, m in q.named_modules()) >= 3
+    y = q(x)
+    for level in LEVELS:
+        ref = run_ort(tmp_path / "q.onnx", x, level)
+        steps = np.rint(np.abs(ref.astype(np.float64) - y) / output_scale(proto))
+        peers.record(f"ORT quantize_static MatMul + Add, {level} (outputs differing)", "measured",
+                     int(np.count_nonzero(steps)))
+        assert steps.max() <= 1

@@ -39,7 +39,7 @@ from ..nn import quantized as nnq
 from ..qtensor import QTensor
 from ._errors import UnsupportedOnnxError
 from ._load import _attrs, _Builder, _desc
-from ._modules import Reshape
+from ._modules import ConstantOp, Reshape
 from ._qdq import FLOAT_BIAS_KEY, decode_floats
 
 __all__ = ["QdqBuilder", "exact_bias"]
@@ -290,7 +290,7 @@ class QdqBuilder(_Builder):
         n = w.shape[0]
         qc = self.qconsts.get(name)
         if qc is None or qc.codes.dtype != np.int32:  # a float constant (or uint8 codes): its value
-            b = self.const(node, list(node.input).index(name), "bias").astype(np.float32).reshape(-1)
+            b = self.consts[name].astype(np.float32).reshape(-1)
             if b.size not in (1, n):
                 raise UnsupportedOnnxError(f"{_desc(node)}: bias of {b.size} values for {n} outputs")
             return np.ascontiguousarray(np.broadcast_to(b, (n,)), np.float32)
@@ -485,11 +485,25 @@ class QdqBuilder(_Builder):
             m = "add_relu" if closing[2] else method
             self._close(node, nnq.QFunctional(), ins, closing, method=m)
 
+    def _constant_operand(self, node: Any, op: str) -> bool:
+        """Add / Mul of an activation and a constant array (a bias the QDQ graph adds after
+        its own QuantizeLinear): ConstantOp in float, between DeQuantize and Quantize."""
+        consts = [self.is_const(node, i) for i in range(len(node.input))]
+        if len(consts) != 2 or consts.count(True) != 1:
+            return False
+        c = self.consts[node.input[consts.index(True)]]
+        if c.size == 1:
+            return False  # the float import's Scalar
+        self.add(node, ConstantOp(op, c), [self.activation(node, consts.index(False))])
+        return True
+
     def op_Add(self, node: Any, idx: int) -> None:
-        self._functional(node, idx, "add", True, super().op_Add)
+        if not self._constant_operand(node, "add"):
+            self._functional(node, idx, "add", True, super().op_Add)
 
     def op_Mul(self, node: Any, idx: int) -> None:
-        self._functional(node, idx, "mul", False, super().op_Mul)
+        if not self._constant_operand(node, "mul"):
+            self._functional(node, idx, "mul", False, super().op_Mul)
 
     def op_Concat(self, node: Any, idx: int) -> None:
         self._functional(node, idx, "cat", False, super().op_Concat)
