@@ -11,9 +11,14 @@ the quantized npquant module with the file's qparams:
   output channel), or uint8 with zero point 128 (npquant's own export, shifted back);
   the bias an int32 DequantizeLinear at scale ``x_scale * w_scale[n]`` (added as that
   integer, see ``exact_bias``) or a float constant;
-- ``DQ -> Relu / MaxPool / AveragePool / GlobalAveragePool / Flatten / Reshape -> Q``
-  with the output qparams equal to the input's: the quantized module on the codes;
+- ``DQ -> Relu / Clip(0, 6) / MaxPool / AveragePool / GlobalAveragePool / Flatten /
+  Reshape -> Q`` with the output qparams equal to the input's: the quantized module on
+  the codes (Flatten / Reshape also straight on a QuantizeLinear output);
+- ``DQ -> BatchNormalization (-> Relu) / HardSwish -> Q``: the quantized module at the
+  Q's qparams;
 - ``DQ(a), DQ(b) -> Add (-> Relu) / Mul / Concat -> Q``: ``QFunctional`` at the Q's qparams;
+- ``DQ -> Add / Mul of a constant array``: ``ConstantOp`` in float (ONNX Runtime's
+  MatMul -> Q -> DQ -> Add(bias) for rank-3 inputs);
 - ``QuantizeLinear`` of a float value: ``Quantize``; a ``DequantizeLinear`` whose
   value some op other than the above reads: ``DeQuantize``, and that op runs in
   float (e.g. a pool whose output qparams differ from its input's, or Sigmoid),
