@@ -390,7 +390,10 @@ def test_ort_quantize_static_matmul_with_separate_bias_add(rng, tmp_path):
     assert len(quantized_children(q)) == 4 and not float_gemm_children(q)
     assert sum(isinstance(m, ConstantOp) for _, m in q.named_modules()) >= 3
     y = q(x)
-    for level in LEVELS:
+    # ORT's fused uint8 x int8 kernels (ENABLE_ALL) saturate on CPUs without VNNI (peers.py):
+    # 238 of 320 outputs differ there (qemu Haswell); only its float path is compared then
+    levels = list(LEVELS) if peers.ORT_U8S8_EXACT else ["disable_all"]
+    for level in levels:
         ref = run_ort(tmp_path / "q.onnx", x, level)
         steps = np.rint(np.abs(ref.astype(np.float64) - y) / output_scale(proto))
         peers.record(f"ORT quantize_static MatMul + Add, {level} (outputs differing)", "measured",
