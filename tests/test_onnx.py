@@ -593,7 +593,7 @@ def test_load_errors_name_the_op():
         ([helper.make_node("MatMul", ["w", "x"], ["y"])], {"w": w}, "MatMul\\(activation"),
         ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1])], {},
          "not symmetric"),
-        ([helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], {"s": np.float32(1)}, "QDQ"),
+        ([helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], {"s": np.float32(1)}, "is quantized"),
         ([helper.make_node("Add", ["x", "w"], ["y"])], {"w": w}, "constant of shape"),
     ]
     for nodes, inits, pattern in cases:

@@ -61,6 +61,7 @@ from .quantization import (  # noqa: E402
     propagate_qconfig_,
     quantize,
     quantize_dynamic,
+    reduce_range_dynamic_qconfig,
 )
 from .report import compare  # noqa: E402
 from .serialization import ModelFileError, load, save  # noqa: E402
@@ -72,7 +73,8 @@ __all__ = [
     "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization", "ao", "onnx",
     "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
     "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
-    "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "fuse_modules", "prepare", "convert",
+    "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "reduce_range_dynamic_qconfig",
+    "fuse_modules", "prepare", "convert",
     "quantize", "quantize_dynamic", "propagate_qconfig_",
     "save", "load", "ModelFileError", "compare", "profile",
 ]

@@ -21,15 +21,19 @@ This module never imports torch: torch objects are recognised by their type's mo
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
 from ._dtypes import QDType
 from .qtensor import QTensor
 
-__all__ = ["state_dict_to_numpy", "torch_state_dict_to_numpy", "state_dict_from_numpy", "is_torch_object"]
+__all__ = ["state_dict_to_numpy", "torch_state_dict_to_numpy", "state_dict_from_numpy", "is_torch_object",
+           "model_to_bytes", "model_from_bytes", "run_model_bytes"]
 
 _PER_TENSOR_KEYS = ("q_scale", "q_zero_point")
 _PER_CHANNEL_KEYS = ("q_per_channel_scales", "q_per_channel_zero_points", "q_per_channel_axis")
@@ -236,3 +240,41 @@ def qdtype_name(v) -> str | None:
     if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind == "U":
         return qdtype_name(str(v))
     return _torch_dtype_name(v)
+
+
+# ------------------------------------------------------------------ models as bytes (distributed engines)
+def model_to_bytes(model: Any) -> bytes:
+    """``npquant.save(model)`` as bytes: what a distributed engine (Dask, Ray, Spark)
+    ships to its workers instead of a pickled model. The bytes hold arrays and a JSON
+    manifest, never code; ``model_from_bytes`` reads them back (docs/file-format.md)."""
+    from .serialization import save
+
+    buf = io.BytesIO()
+    save(model, buf)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(blob: bytes) -> Any:
+    return model_from_bytes(blob)
+
+
+def model_from_bytes(blob: bytes) -> Any:
+    """The model ``model_to_bytes`` wrote (``npquant.load`` of the bytes: nothing in them is
+    executed or imported; weights are packed for this CPU)."""
+    from .serialization import load
+
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise TypeError(f"model_from_bytes expects the bytes model_to_bytes returned, got {type(blob).__name__}")
+    return load(io.BytesIO(bytes(blob)))
+
+
+def run_model_bytes(x: Any, blob: bytes) -> Any:
+    """``model(x)`` for the model in ``blob`` (``model_to_bytes``): the function a worker maps
+    over a dataset's partitions, e.g. ``dask_array.map_blocks(run_model_bytes, blob, ...)``.
+    The model is loaded once per process and kept (the last 4 distinct blobs)."""
+    if isinstance(blob, (bytearray, memoryview)):
+        blob = bytes(blob)
+    if not isinstance(blob, bytes):
+        raise TypeError(f"run_model_bytes expects the bytes model_to_bytes returned, got {type(blob).__name__}")
+    return _cached_model(blob)(x)

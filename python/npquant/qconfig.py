@@ -23,7 +23,8 @@ from .observers import (
 
 __all__ = ["QConfig", "get_default_qconfig", "default_qconfig", "default_per_channel_qconfig",
            "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "per_token_dynamic_qconfig",
-           "float_qparams_weight_only_qconfig", "float_qparams_weight_only_qconfig_4bit"]
+           "float_qparams_weight_only_qconfig", "float_qparams_weight_only_qconfig_4bit",
+           "reduce_range_dynamic_qconfig"]
 
 
 def _torch_observer_name(f: object) -> str:
@@ -92,6 +93,13 @@ default_per_channel_qconfig = QConfig(activation=default_observer, weight=defaul
 default_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer, weight=default_weight_observer)
 per_channel_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer,
                                       weight=default_per_channel_weight_observer)
+# PyTorch's x86/fbgemm dynamic Linear: activations quantized to [0, 127] (reduce_range),
+# weights per tensor as torch's default_dynamic_qconfig: quantize_dynamic with it gives
+# torch's activation qparams and int32 sums; the float epilogue still rounds twice where
+# torch uses one fused multiply-add, so outputs can differ by 1-2 ulps (docs/interop.md).
+reduce_range_dynamic_qconfig = QConfig(
+    activation=PlaceholderObserver.with_args(dtype=quint8, quant_min=0, quant_max=127, is_dynamic=True),
+    weight=default_weight_observer)
 
 # Per-token dynamic activations: one scale and zero point per row of the activation
 # (per token in a transformer) instead of per tensor, with per-channel int8 weights.

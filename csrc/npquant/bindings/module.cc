@@ -124,12 +124,13 @@ py::array_t<uint8_t> linear_static(const py::handle& x_obj, const PackedLinear& 
   return y;
 }
 
-py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p, bool per_row) {
+py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p, bool per_row,
+                                  bool reduce_range) {
   auto x = linear_input<float>(x_obj, p);
   const size_t m = x.shape(0), n = p.w->n();
   py::array_t<float> y({m, n});
   npq::DynamicLinearArgs a{m, x.data(), p.w->k(), p.w_scale.data(), p.bias_or_null(), per_row,
-                           y.mutable_data(), n};
+                           y.mutable_data(), n, reduce_range};
   {
     py::gil_scoped_release nogil;
     if (p.explicit_kernel)
@@ -329,7 +330,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x_zero_point"), py::arg("y_scale"), py::arg("y_zero_point"),
         py::arg("relu") = false);
   m.def("linear_dynamic", &linear_dynamic, py::arg("x"), py::arg("packed"),
-        py::arg("per_row") = false);
+        py::arg("per_row") = false, py::arg("reduce_range") = false);
   m.def("quantize_u8", &quantize_u8, py::arg("x"), py::arg("scale"), py::arg("zero_point"));
   m.def("minmax", &minmax, py::arg("x"));
   m.def("choose_qparams", &choose_qparams, py::arg("min"), py::arg("max"), py::arg("qmin") = 0,

@@ -253,7 +253,7 @@ QuantParams tensor_qparams(const DynamicLinearArgs& a, size_t k, const QuantizeK
   if (std::find(ok.begin(), ok.end(), 0) != ok.end())
     throw ValueError("input contains NaN or Inf; dynamic quantization needs finite values");
   return choose_qparams(*std::min_element(mins.begin(), mins.end()),
-                        *std::max_element(maxs.begin(), maxs.end()), 0, 255);
+                        *std::max_element(maxs.begin(), maxs.end()), 0, a.reduce_range ? 127 : 255);
 }
 
 }  // namespace
@@ -289,7 +289,7 @@ void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a,
         nonfinite.store(true, std::memory_order_relaxed);
         return;  // the row stays zero; the call throws below
       }
-      const QuantParams qp = choose_qparams(lo, hi, 0, 255);
+      const QuantParams qp = choose_qparams(lo, hi, 0, a.reduce_range ? 127 : 255);
       zps[r] = qp.zero_point;
       scales[r] = qp.scale;
     }

@@ -76,6 +76,9 @@ struct DynamicLinearArgs {
   bool per_row;
   float* y;
   size_t y_stride;  // in elements
+  // Quantize to [0, 127] instead of [0, 255]: PyTorch's x86/fbgemm dynamic Linear
+  // (reduce_range=True), for bit-identical outputs with it.
+  bool reduce_range = false;
 };
 void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& args);
 void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& args, const QGemmKernel& k,

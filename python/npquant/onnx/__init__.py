@@ -1,4 +1,4 @@
-"""ONNX interop: export quantized npquant models to ONNX, import float ONNX models.
+"""ONNX interop: export quantized npquant models to ONNX, import float and QDQ ONNX models.
 
 ``export(model, example_input, path, format=...)`` traces ``model(example_input)``
 and writes an ONNX file in one of two formats: ``"qdq"`` (QuantizeLinear /
@@ -7,8 +7,10 @@ with zero point 128, int32 biases: the standard form runtimes fuse into int8
 kernels; each layer within one step of npquant on every CPU) or ``"integer"``
 (MatMulInteger / ConvInteger and npquant's own requantization arithmetic: ONNX
 Runtime gives npquant's codes bit for bit).
-``load(path)`` builds an ``npquant.nn`` model from a float ONNX file, ready for
-``prepare``/``convert``.
+``load(path)`` builds an ``npquant.nn`` model from an ONNX file: a float model becomes
+float layers ready for ``prepare``/``convert``; a QDQ model (QuantizeLinear /
+DequantizeLinear: ONNX Runtime's quantize_static, PyTorch's exporter, npquant's own
+export) becomes quantized layers with the file's weight codes and qparams.
 
 The ``onnx`` package is imported only when these functions run (npquant itself
 needs only NumPy).
@@ -71,10 +73,13 @@ def export(model, example_input, path, dynamic_batch: bool = True, format: str =
 
 
 def load(path):
-    """An ``npquant.nn`` model equivalent to a float ONNX model (path, bytes or ModelProto).
+    """An ``npquant.nn`` model equivalent to an ONNX model (path, bytes or ModelProto).
 
-    See ``npquant.onnx._load`` for the supported ops; any other op raises
-    ``UnsupportedOnnxError`` naming it and its node.
+    A float model gives float layers (``npquant.onnx._load`` lists the ops); a model with
+    QuantizeLinear / DequantizeLinear gives quantized layers keeping the file's int8
+    weights and qparams (``npquant.onnx._qdq_load``; docs/onnx.md says what the loaded
+    model computes). Any op, attribute or quantization npquant cannot express raises
+    ``UnsupportedOnnxError`` naming the node and what to do.
     """
     _need_onnx()
     from ._load import load_model

@@ -159,5 +159,7 @@ def build_model(model, example_input, dynamic_batch: bool = True, fmt: str = "qd
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="npquant")
     proto.ir_version = IR_VERSION
+    if g.metadata:
+        onnx.helper.set_model_props(proto, g.metadata)
     onnx.checker.check_model(proto, full_check=True)
     return proto

@@ -32,6 +32,7 @@ class Graph:
         self.nodes, self.inits, self.used = [], [], set()
         self.values: dict = {}  # id(array or QTensor) -> Value
         self._cache: dict = {}  # key -> (initializer names, the object the key's id belongs to)
+        self.metadata: dict = {}  # the model's metadata_props (key -> str)
 
     def unique(self, base: str) -> str:
         base = base.replace(".", "_") or "model"

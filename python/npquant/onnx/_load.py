@@ -8,6 +8,8 @@ Mul of two activations, Add / Sub / Mul / Div of an activation and a scalar, Con
 Identity, Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast,
 arithmetic on constants, ...) are folded at import, once per probe of the inputs' dynamic
 dimensions. Anything else raises UnsupportedOnnxError naming the op and node.
+Graphs with QuantizeLinear / DequantizeLinear go to _qdq_load.QdqBuilder, which
+extends this builder.
 """
 
 from __future__ import annotations
@@ -135,11 +137,10 @@ class _Builder:
             node = self._renamed(node)
             handler = getattr(self, "op_" + node.op_type, None)
             if handler is None:
-                hint = (" (a quantized QDQ model: load imports float models)"
-                        if node.op_type in ("QuantizeLinear", "DequantizeLinear") else "")
                 raise UnsupportedOnnxError(f"{_desc(node)}: op {node.op_type} is not supported by "
-                                           f"npquant.onnx.load{hint}")
+                                           "npquant.onnx.load")
             handler(node, idx)
+        self._before_outputs()
         outputs = []
         for k, o in enumerate(self.graph.output):
             self._check_float(o, "graph output")
@@ -155,6 +156,9 @@ class _Builder:
         for name, m in self.children.items():
             setattr(model, name, m)
         return model.eval()
+
+    def _before_outputs(self) -> None:
+        """Called after the last node, before the graph outputs are bound (a subclass hook)."""
 
     def _check_float(self, vi, what: str) -> None:
         from onnx import TensorProto
@@ -761,4 +765,8 @@ def load_model(src) -> GraphModule:
         model = onnx.load_from_string(bytes(src))
     else:
         model = onnx.load(str(src))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        from ._qdq_load import QdqBuilder
+
+        return QdqBuilder(model).build()
     return _Builder(model).build()

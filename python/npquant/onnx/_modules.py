@@ -7,7 +7,7 @@ import numpy as np
 from ..nn.module import Module
 from ..qtensor import QTensor
 
-__all__ = ["Reshape", "Scalar", "Permute", "Slice", "Mean", "GraphModule"]
+__all__ = ["Reshape", "Scalar", "ConstantOp", "Permute", "Slice", "Mean", "GraphModule"]
 
 
 class Reshape(Module):
@@ -66,6 +66,28 @@ class Scalar(Module):
 
     def extra_repr(self) -> str:
         return f"op={self.op!r}, c={self.c}"
+
+
+class ConstantOp(Module):
+    """x + c or x * c for a constant array c (broadcast, float32), on float arrays: a QDQ
+    model's Add / Mul of an activation and a quantized constant (e.g. ONNX Runtime's
+    MatMul -> Q -> DQ -> Add(bias) -> Q), which npquant runs in float between DeQuantize
+    and Quantize."""
+
+    def __init__(self, op: str, c):
+        super().__init__()
+        if op not in ("add", "mul"):
+            raise ValueError(f"ConstantOp op must be 'add' or 'mul', got {op!r}")
+        self.op, self.c = op, np.ascontiguousarray(c, np.float32)
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+            raise TypeError(f"ConstantOp({self.op}) expects a float32 numpy array, got "
+                            f"{type(x).__name__}{'' if not isinstance(x, np.ndarray) else ' of ' + str(x.dtype)}")
+        return (x + self.c) if self.op == "add" else (x * self.c)
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, shape={self.c.shape}"
 
 
 def _array_or_qtensor(x, what: str):

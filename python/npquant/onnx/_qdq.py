@@ -23,6 +23,31 @@ from ._graph import (adaptive_bins, conv_attrs, functional_dim, functional_scala
 from ._modules import Scalar
 
 INT32_MAX = 2**31 - 1
+# metadata_props key prefix (+ the int32 bias initializer's name) of the float bias an
+# int32 QDQ bias was rounded from: npquant.onnx.load adds it as npquant did, so that
+# export -> load is bit-identical; other runtimes ignore metadata.
+FLOAT_BIAS_KEY = "npquant.float_bias:"
+
+
+def encode_floats(a: np.ndarray) -> str:
+    """float32 values as base64 of their little-endian bytes (a metadata_props string)."""
+    import base64
+
+    return base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode("ascii")
+
+
+def decode_floats(text: str) -> np.ndarray:
+    """The inverse of encode_floats; ValueError for text that is not such a string."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as e:
+        raise ValueError(f"not base64: {e}") from None
+    if len(raw) % 4:
+        raise ValueError("not a whole number of float32 values")
+    return np.frombuffer(raw, "<f4").astype(np.float32)
 
 
 # ------------------------------------------------------------------ weights
@@ -77,6 +102,7 @@ def _bias(g, bias, x_scale, qw: QTensor, base: str):
     if np.all(np.abs(bq) <= INT32_MAX):
         ins = [g.const(f"{base}_bias", bq.astype(np.int32)), g.const(f"{base}_bias_scale", s),
                g.const(f"{base}_bias_zero_point", np.zeros(b.shape[0], np.int32))]
+        g.metadata[FLOAT_BIAS_KEY + ins[0]] = encode_floats(b)
         return g.node("DequantizeLinear", ins, base + "_bias", axis=0)
     return g.const(f"{base}_bias", b)
 
@@ -286,6 +312,9 @@ def dynamic_linear(g, call, base):
     if mod.per_row:
         raise ExportError(f"'{base}': dynamic Linear with per_row=True has no ONNX equivalent "
                           "(DynamicQuantizeLinear is per tensor)")
+    if mod.reduce_range:
+        raise ExportError(f"'{base}': dynamic Linear with reduce_range=True has no ONNX equivalent "
+                          "(DynamicQuantizeLinear quantizes to [0, 255]); set reduce_range = False to export")
     q, s, zp = g.node("DynamicQuantizeLinear", [g.float_of(xv, base)], base, n_out=3)
     x = g.node("DequantizeLinear", [q, s, zp], base)
     qw = mod.weight()
