@@ -113,9 +113,11 @@ function(npq_compiler_has_isa isa out_var)
 endfunction()
 
 # npq_isa_sources(<isa> <sources>...): compiles these sources with <isa>'s flags
-# (source properties are per directory: call it where the target is defined).
+# and the ukernels' warning options (source properties are per directory: call it
+# where the target is defined).
 function(npq_isa_sources isa)
-  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${NPQ_ISA_${isa}_FLAGS}")
+  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS
+                              "${NPQ_ISA_${isa}_FLAGS};${NPQ_UKERNEL_WARNINGS}")
 endfunction()
 
 # npq_check_ukernel_registry(): every row of csrc/npquant/ukernels.inc names a
