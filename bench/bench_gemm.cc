@@ -1,8 +1,10 @@
 // npquant native benchmark: peak probes per ISA, then every runnable GEMM
 // kernel through the Linear drivers (static u8 -> u8 and dynamic f32 -> f32)
-// on the shapes of bench/compare.py, and every runnable ISA's conv kernels
+// on the shapes of bench/compare.py, every runnable ISA's conv kernels
 // (indirect GEMM or gathered GEMM, depthwise) through the Conv2d driver on
-// the conv shapes of docs/conv.md. Reports GMAC/s and % of the kernel ISA's
+// the conv shapes of docs/conv.md, and every runnable quantize, add and mul
+// kernel on 1 Mi elements. The kernels come from the dispatch tables, i.e. the
+// registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked. Reports GMAC/s and % of the kernel ISA's
 // probe peak. Single thread unless --threads=N (or a list, --threads=1,2, to
 // see the scaling in one run).
 //
@@ -309,6 +311,66 @@ void register_conv(const std::vector<int>& thread_counts) {
   }
 }
 
+// ---- elementwise kernels: every runnable quantize, add and mul kernel of the
+// registry (ukernels.inc) on 1 Mi elements, in elements per second.
+
+constexpr size_t kElems = 1 << 20;
+
+void set_elem_counters(benchmark::State& st, const char* name, const Timing& t) {
+  st.counters["Melem/s"] = t.wall > 0 ? kElems * st.iterations() / t.wall * 1e-6 : 0;
+  if (t.best > 0) st.counters["best_Melem/s"] = kElems / t.best * 1e-6;
+  st.SetLabel(name);
+}
+
+void bench_quantize(benchmark::State& st, npq::QuantizeKernel k) {
+  Rng rng;
+  std::vector<float> x(kElems);
+  for (auto& v : x) v = rng.normalish();
+  std::vector<uint8_t> q(kElems);
+  const Timing t = time_loop(st, [&] {
+    float lo, hi;
+    k.minmax(kElems, x.data(), &lo, &hi);
+    k.quantize(kElems, x.data(), 255.0f / (hi - lo), 128, q.data());
+    benchmark::DoNotOptimize(q.data());
+    benchmark::ClobberMemory();
+  });
+  set_elem_counters(st, k.name, t);
+}
+
+template <class K, class P, class Fn>
+void bench_binary(benchmark::State& st, K k, P p, Fn fn) {
+  Rng rng;
+  std::vector<uint8_t> a(kElems), b(kElems), y(kElems);
+  for (size_t i = 0; i < kElems; ++i) a[i] = static_cast<uint8_t>(rng.next()), b[i] = static_cast<uint8_t>(rng.next());
+  const Timing t = time_loop(st, [&] {
+    fn(k, kElems, a.data(), b.data(), y.data(), &p);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  });
+  set_elem_counters(st, k.name, t);
+}
+
+void register_elementwise() {
+  for (const npq::QuantizeKernel& k : npq::runnable_quantize_kernels())
+    benchmark::RegisterBenchmark((std::string("quantize/") + k.name).c_str(), bench_quantize, k)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  const npq::QAddParams ap{0.02f, 0.02f * -128.0f, 0.03f, 0.03f * -100.0f, 1.0f / 0.04f, 120, 0};
+  for (const npq::AddKernel& k : npq::built_add_kernels())
+    if (npq::can_run(k))
+      benchmark::RegisterBenchmark((std::string("qadd/") + k.name).c_str(), [k, ap](benchmark::State& st) {
+        bench_binary(st, k, ap, [](const npq::AddKernel& kk, size_t n, const uint8_t* a, const uint8_t* b,
+                                   uint8_t* y, const npq::QAddParams* p) { kk.vadd(n, a, b, y, p); });
+      })->UseRealTime()->Unit(benchmark::kMicrosecond);
+  const npq::QMulParams mp{128, 100, 0.02f * 0.03f / 0.05f, 120};
+  for (const npq::MulKernel& k : npq::built_mul_kernels())
+    if (npq::can_run(k))
+      benchmark::RegisterBenchmark((std::string("qmul/") + k.name).c_str(), [k, mp](benchmark::State& st) {
+        bench_binary(st, k, mp, [](const npq::MulKernel& kk, size_t n, const uint8_t* a, const uint8_t* b,
+                                   uint8_t* y, const npq::QMulParams* p) { kk.vmul(n, a, b, y, p); });
+      })->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+
 std::string shape_name(const Shape& s) {
   return "M:" + std::to_string(s.m) + "/K:" + std::to_string(s.k) + "/N:" + std::to_string(s.n);
 }
@@ -338,6 +400,7 @@ void register_all(const std::vector<int>& thread_counts) {
     }
   }
   register_conv(thread_counts);
+  register_elementwise();
 }
 
 // Removes --threads=N[,N...] (or --threads N[,N...]) from argv; returns the

@@ -113,7 +113,43 @@ function(npq_compiler_has_isa isa out_var)
 endfunction()
 
 # npq_isa_sources(<isa> <sources>...): compiles these sources with <isa>'s flags
-# (source properties are per directory: call it where the target is defined).
+# and the ukernels' warning options (source properties are per directory: call it
+# where the target is defined).
 function(npq_isa_sources isa)
-  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${NPQ_ISA_${isa}_FLAGS}")
+  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS
+                              "${NPQ_ISA_${isa}_FLAGS};${NPQ_UKERNEL_WARNINGS}")
 endfunction()
+
+# npq_check_ukernel_registry(): every row of csrc/npquant/ukernels.inc names a
+# source file in ukernels/ (<name with "__" and "_" as "-">.cc; stand-in rows have
+# none) and every ukernels/*.cc has a row, so a kernel cannot be built without
+# being dispatched, tested and benchmarked, nor registered without a source.
+function(npq_check_ukernel_registry)
+  set(registry ${NPQ_UKERNEL_DIR}/../ukernels.inc)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${registry})
+  file(STRINGS ${registry} rows REGEX "^NPQ_[A-Z_]+\\(")
+  set(expected "")
+  foreach(row IN LISTS rows)
+    if(row MATCHES "^NPQ_QGEMM_STANDIN\\(")
+      continue()
+    endif()
+    if(NOT row MATCHES "^NPQ_[A-Z]+\\(([a-z0-9_]+),")
+      message(FATAL_ERROR "ukernels.inc: cannot read the kernel name of: ${row}")
+    endif()
+    string(REPLACE "__" "-" src "${CMAKE_MATCH_1}")
+    string(REPLACE "_" "-" src "${src}")
+    list(APPEND expected ${src}.cc)
+  endforeach()
+  file(GLOB sources CONFIGURE_DEPENDS RELATIVE ${NPQ_UKERNEL_DIR} ${NPQ_UKERNEL_DIR}/*.cc)
+  foreach(src IN LISTS expected)
+    if(NOT src IN_LIST sources)
+      message(FATAL_ERROR "ukernels.inc registers a kernel whose source csrc/npquant/ukernels/${src} does not exist")
+    endif()
+  endforeach()
+  foreach(src IN LISTS sources)
+    if(NOT src IN_LIST expected)
+      message(FATAL_ERROR "csrc/npquant/ukernels/${src} has no row in csrc/npquant/ukernels.inc (docs/ukernels.md: adding a kernel)")
+    endif()
+  endforeach()
+endfunction()
+npq_check_ukernel_registry()

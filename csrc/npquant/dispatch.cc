@@ -13,135 +13,59 @@ namespace npq {
 
 namespace {
 
+// The tables, generated from the registry (ukernels.inc) in its order: lowest ISA
+// first. Within one ISA the last runnable GEMM that is not a stand-in is preferred
+// (preferred_gemm); a w127 kernel falls back to the first full-range GEMM of its ISA
+// per layer (gemm_fallback), the w127 indirect GEMM to the gathered path.
+
 std::vector<QGemmKernel> make_gemm_table() {
   std::vector<QGemmKernel> t;
-  // Ordered from the lowest ISA to the highest.
-  t.push_back({"qu8_gemm_2x4c4__scalar", Isa::scalar, false, 2, {4, 4, 4},
-               qu8_gemm_2x4c4__scalar_requant, qu8_gemm_2x4c4__scalar_dequant});
-#if defined(NPQ_BUILT_AVX2)
-  // Within one ISA, the last runnable entry is preferred (preferred_gemm); a
-  // w127 kernel falls back to the full-range kernel of its ISA per layer.
-  t.push_back({"qu8_gemm_4x8c4__avx2", Isa::avx2, false, 4, {8, 4, 4, 1},
-               qu8_gemm_4x8c4__avx2_requant, qu8_gemm_4x8c4__avx2_dequant});
-  t.push_back({"qu8_gemm_4x16c4__avx2_sign", Isa::avx2, false, 4, {16, 4, 4, 0, 1},
-               qu8_gemm_4x16c4__avx2_sign_requant, qu8_gemm_4x16c4__avx2_sign_dequant});
-#endif
-#if defined(NPQ_BUILT_AVXVNNI_EVEX)
-  t.push_back({"qu8_gemm_6x16c4__avxvnni_evex", Isa::avxvnni, true, 6, {16, 4, 4},
-               qu8_gemm_6x16c4__avxvnni_evex_requant, qu8_gemm_6x16c4__avxvnni_evex_dequant});
-#endif
-#if defined(NPQ_BUILT_AVXVNNI)
-  t.push_back({"qu8_gemm_6x16c4__avxvnni", Isa::avxvnni, false, 6, {16, 4, 4},
-               qu8_gemm_6x16c4__avxvnni_requant, qu8_gemm_6x16c4__avxvnni_dequant});
-#endif
-#if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"qu8_gemm_8x32c4__avx512vnni", Isa::avx512vnni, false, 8, {32, 4, 4},
-               qu8_gemm_8x32c4__avx512vnni_requant, qu8_gemm_8x32c4__avx512vnni_dequant});
-#endif
-#if defined(NPQ_BUILT_AMX)
-  t.push_back({"qu8_gemm_32x32c4__amx", Isa::amx, false, 32, {32, 4, 64},
-               qu8_gemm_32x32c4__amx_requant, qu8_gemm_32x32c4__amx_dequant});
-#endif
-#if defined(NPQ_BUILT_NEON)
-  t.push_back({"qu8_gemm_4x4c8__neon", Isa::neon, false, 4, {4, 8, 8},
-               qu8_gemm_4x4c8__neon_requant, qu8_gemm_4x4c8__neon_dequant});
-#endif
-#if defined(NPQ_BUILT_NEONDOT)
-  t.push_back({"qu8_gemm_4x16c4__neondot", Isa::neondot, false, 4, {16, 4, 4},
-               qu8_gemm_4x16c4__neondot_requant, qu8_gemm_4x16c4__neondot_dequant});
-#endif
-#if defined(NPQ_BUILT_NEONI8MM)
-  t.push_back({"qu8_gemm_4x16c8__neoni8mm", Isa::neoni8mm, false, 4, {16, 8, 8},
-               qu8_gemm_4x16c8__neoni8mm_requant, qu8_gemm_4x16c8__neoni8mm_dequant});
-#endif
-  return t;
-}
-
-std::vector<AddKernel> make_add_table() {
-  std::vector<AddKernel> t;
-#if defined(NPQ_BUILT_AVX2)
-  t.push_back({"qu8_vadd_minmax__avx2", Isa::avx2, qu8_vadd_minmax__avx2});
-#endif
-#if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"qu8_vadd_minmax__avx512vnni", Isa::avx512vnni, qu8_vadd_minmax__avx512vnni});
-#endif
-  return t;
-}
-
-std::vector<MulKernel> make_mul_table() {
-  std::vector<MulKernel> t;
-#if defined(NPQ_BUILT_AVX2)
-  t.push_back({"qu8_vmul_minmax__avx2", Isa::avx2, qu8_vmul_minmax__avx2});
-#endif
-#if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"qu8_vmul_minmax__avx512vnni", Isa::avx512vnni, qu8_vmul_minmax__avx512vnni});
-#endif
-  return t;
-}
-
-std::vector<QuantizeKernel> make_quantize_table() {
-  std::vector<QuantizeKernel> t;
-  t.push_back({"f32_qu8_quantize__scalar", Isa::scalar, f32_minmax__scalar,
-               f32_qu8_quantize__scalar});
-#if defined(NPQ_BUILT_AVX2)
-  t.push_back({"f32_qu8_quantize__avx2", Isa::avx2, f32_minmax__avx2, f32_qu8_quantize__avx2});
-#endif
-#if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"f32_qu8_quantize__avx512vnni", Isa::avx512vnni, f32_minmax__avx512vnni,
-               f32_qu8_quantize__avx512vnni});
-#endif
-#if defined(NPQ_BUILT_NEON)
-  t.push_back({"f32_qu8_quantize__neon", Isa::neon, f32_minmax__neon, f32_qu8_quantize__neon});
-#endif
+#define NPQ_GEMM_ROW(standin, name, isa, guard, mr, nr, kr, ka, w16, w127)               \
+  NPQ_IF(guard)(t.push_back({#name, Isa::isa, standin, mr, {nr, kr, ka, w16, w127},      \
+                             name##_requant, name##_dequant});)
+#define NPQ_QGEMM(...) NPQ_GEMM_ROW(false, __VA_ARGS__)
+#define NPQ_QGEMM_STANDIN(...) NPQ_GEMM_ROW(true, __VA_ARGS__)
+#include "ukernels.inc"
+#undef NPQ_GEMM_ROW
   return t;
 }
 
 std::vector<QIGemmKernel> make_igemm_table() {
   std::vector<QIGemmKernel> t;
-#if defined(NPQ_BUILT_AVX2)
-  // The avx2 GEMM's w127 layout: layers with too many -128 weights for it run
-  // the gathered path on the full-range GEMM (PackedConv2d decides per layer).
-  t.push_back({"qu8_igemm_4x16c4__avx2_sign", Isa::avx2, 4, {16, 4, 4, 0, 1},
-               qu8_igemm_4x16c4__avx2_sign_requant});
-#endif
-#if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"qu8_igemm_6x64c4__avx512vnni", Isa::avx512vnni, 6, {16, 4, 4},
-               qu8_igemm_6x64c4__avx512vnni_requant});
-#endif
-#if defined(NPQ_BUILT_NEONDOT)
-  t.push_back({"qu8_igemm_4x16c4__neondot", Isa::neondot, 4, {16, 4, 4},
-               qu8_igemm_4x16c4__neondot_requant});
-#endif
-#if defined(NPQ_BUILT_NEONI8MM)
-  t.push_back({"qu8_igemm_4x16c8__neoni8mm", Isa::neoni8mm, 4, {16, 8, 8},
-               qu8_igemm_4x16c8__neoni8mm_requant});
-#endif
+#define NPQ_QIGEMM(name, isa, guard, mr, nr, kr, ka, w16, w127) \
+  NPQ_IF(guard)(t.push_back({#name, Isa::isa, mr, {nr, kr, ka, w16, w127}, name##_requant});)
+#include "ukernels.inc"
   return t;
 }
 
 std::vector<DwconvKernel> make_dwconv_table() {
   std::vector<DwconvKernel> t;
-  t.push_back({"qu8_dwconv_1c1__scalar", Isa::scalar, 1, 1, 1, 1, qu8_dwconv_1c1__scalar_pack,
-               qu8_dwconv_1c1__scalar_transform, qu8_dwconv_1c1__scalar_row});
-#if defined(NPQ_BUILT_AVX2)
-  t.push_back({"qu8_dwconv_32c2__avx2", Isa::avx2, 32, 2, 2, 4, qu8_dwconv_32c2__avx2_pack,
-               qu8_dwconv_32c2__avx2_transform, qu8_dwconv_32c2__avx2_row});
-#endif
-#if defined(NPQ_BUILT_AVX512VNNI)
-  t.push_back({"qu8_dwconv_32c4__avx512vnni", Isa::avx512vnni, 32, 4, 4, 4,
-               qu8_dwconv_32c4__avx512vnni_pack, qu8_dwconv_32c4__avx512vnni_transform,
-               qu8_dwconv_32c4__avx512vnni_row});
-#endif
-#if defined(NPQ_BUILT_NEON)
-  t.push_back({"qu8_dwconv_16c2__neon", Isa::neon, 16, 2, 2, 2, qu8_dwconv_16c2__neon_pack,
-               qu8_dwconv_16c2__neon_transform, qu8_dwconv_16c2__neon_row});
-#endif
-#if defined(NPQ_BUILT_NEONDOT)
-  // Also neoni8mm's: USDOT would save the s8 shift but is no faster than SDOT.
-  t.push_back({"qu8_dwconv_16c4__neondot", Isa::neondot, 16, 4, 4, 4,
-               qu8_dwconv_16c4__neondot_pack, qu8_dwconv_16c4__neondot_transform,
-               qu8_dwconv_16c4__neondot_row});
-#endif
+#define NPQ_DWCONV(name, isa, guard, ct, g, tb, wb)                                       \
+  NPQ_IF(guard)(t.push_back({#name, Isa::isa, ct, g, tb, wb, name##_pack, name##_transform, \
+                             name##_row});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<QuantizeKernel> make_quantize_table() {
+  std::vector<QuantizeKernel> t;
+#define NPQ_QUANTIZE(name, minmax, isa, guard) \
+  NPQ_IF(guard)(t.push_back({#name, Isa::isa, minmax, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<AddKernel> make_add_table() {
+  std::vector<AddKernel> t;
+#define NPQ_VADD(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<MulKernel> make_mul_table() {
+  std::vector<MulKernel> t;
+#define NPQ_VMUL(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
   return t;
 }
 

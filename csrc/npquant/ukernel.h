@@ -1,8 +1,11 @@
-// Microkernel contracts. Every file in ukernels/ defines functions with these
-// signatures (extern "C++", namespace npq) and nothing else that is visible
-// outside its translation unit: ukernel files are compiled with their own ISA
-// flags, so any shared inline or template code would risk an ODR violation
-// that executes an instruction the CPU lacks.
+// Microkernel contracts. Every file in ukernels/ defines the functions of its
+// registry line (ukernels.inc) with these signatures (namespace npq) and nothing
+// else that is visible outside its translation unit: ukernel files are compiled
+// with their own ISA flags, so a shared symbol (an out-of-line inline function or
+// template instantiation merged by the linker) could run an instruction the CPU
+// lacks. Helpers shared between ukernel files live in headers with internal
+// linkage only (ukernels/*.h: anonymous namespace, always_inline), so each file
+// gets its own copy compiled with its own flags (docs/dispatch.md).
 #pragma once
 
 #include <cstddef>
@@ -99,59 +102,43 @@ struct QMulParams {
 typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
                             const QMulParams* p);
 
-// Declarations of every ukernel, one pair per GEMM tile variant.
-#define NPQ_DECLARE_QGEMM(name)                                                       \
+// Selects tokens by a build guard (ukernels.inc): NPQ_IF(NPQ_BUILT_AVX2)(x) is x when
+// NPQ_BUILT_AVX2 is defined as 1 (as -DNPQ_BUILT_AVX2 does), else nothing; NPQ_IF(1)(x)
+// is x. (The placeholder trick of Linux's IS_ENABLED.)
+#define NPQ_IF(guard) NPQ_CAT_(NPQ_IF_, NPQ_IS_ON_(guard))
+#define NPQ_IF_1(...) __VA_ARGS__
+#define NPQ_IF_0(...)
+#define NPQ_CAT_(a, b) NPQ_CAT2_(a, b)
+#define NPQ_CAT2_(a, b) a##b
+#define NPQ_PLACEHOLDER_1 0,
+#define NPQ_IS_ON_(v) NPQ_IS_ON2_(v)
+#define NPQ_IS_ON2_(v) NPQ_IS_ON3_(NPQ_PLACEHOLDER_##v)
+#define NPQ_IS_ON3_(arg) NPQ_SECOND_(arg 1, 0, ~)
+#define NPQ_SECOND_(a, b, ...) b
+
+// Declarations of every registered ukernel (ukernels.inc), built or not.
+#define NPQ_QGEMM(name, ...)                                                          \
   void name##_requant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
                       const int32_t*, uint8_t*, size_t, const RequantEpilogue*);     \
   void name##_dequant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
                       const int32_t*, float*, size_t, const DequantEpilogue*);
-
-NPQ_DECLARE_QGEMM(qu8_gemm_2x4c4__scalar)
-NPQ_DECLARE_QGEMM(qu8_gemm_4x8c4__avx2)
-NPQ_DECLARE_QGEMM(qu8_gemm_4x16c4__avx2_sign)  // layout.w127: the sign trick
-NPQ_DECLARE_QGEMM(qu8_gemm_6x16c4__avxvnni)
-NPQ_DECLARE_QGEMM(qu8_gemm_6x16c4__avxvnni_evex)  // same source, EVEX encoding (test stand-in)
-NPQ_DECLARE_QGEMM(qu8_gemm_8x32c4__avx512vnni)
-NPQ_DECLARE_QGEMM(qu8_gemm_32x32c4__amx)
-
-#define NPQ_DECLARE_QIGEMM(name)                                                       \
+#define NPQ_QGEMM_STANDIN NPQ_QGEMM
+#define NPQ_QIGEMM(name, ...)                                                          \
   void name##_requant(size_t, size_t, size_t, size_t, const size_t*, const uint8_t*,  \
                       size_t, const uint8_t*, const void*, int32_t, uint8_t*, size_t,  \
                       const RequantEpilogue*);
-
-NPQ_DECLARE_QIGEMM(qu8_igemm_4x16c4__avx2_sign)  // layout.w127, as the avx2 GEMM
-NPQ_DECLARE_QIGEMM(qu8_igemm_6x64c4__avx512vnni)
-
-#define NPQ_DECLARE_DWCONV(name)                                                       \
+#define NPQ_DWCONV(name, ...)                                                          \
   void name##_pack(size_t, size_t, size_t, const int8_t*, void*);                      \
   void name##_transform(const DwRowGeometry*, const uint8_t*, uint8_t, uint8_t*);      \
   void name##_row(size_t, size_t, size_t, size_t, const uint8_t* const*, const void*,  \
                   int32_t, uint8_t*, size_t, const RequantEpilogue*);
-
-NPQ_DECLARE_DWCONV(qu8_dwconv_1c1__scalar)
-NPQ_DECLARE_DWCONV(qu8_dwconv_32c2__avx2)
-NPQ_DECLARE_DWCONV(qu8_dwconv_32c4__avx512vnni)
-
-bool f32_minmax__scalar(size_t, const float*, float*, float*);
-bool f32_minmax__avx2(size_t, const float*, float*, float*);
-bool f32_minmax__avx512vnni(size_t, const float*, float*, float*);
-void f32_qu8_quantize__scalar(size_t, const float*, float, int32_t, uint8_t*);
-void f32_qu8_quantize__avx2(size_t, const float*, float, int32_t, uint8_t*);
-void f32_qu8_quantize__avx512vnni(size_t, const float*, float, int32_t, uint8_t*);
-void qu8_vadd_minmax__avx2(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
-void qu8_vadd_minmax__avx512vnni(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
-void qu8_vmul_minmax__avx2(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
-void qu8_vmul_minmax__avx512vnni(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
-
-// aarch64 (docs/ukernels-arm.md)
-NPQ_DECLARE_QGEMM(qu8_gemm_4x4c8__neon)
-NPQ_DECLARE_QGEMM(qu8_gemm_4x16c4__neondot)
-NPQ_DECLARE_QGEMM(qu8_gemm_4x16c8__neoni8mm)
-NPQ_DECLARE_QIGEMM(qu8_igemm_4x16c4__neondot)
-NPQ_DECLARE_QIGEMM(qu8_igemm_4x16c8__neoni8mm)
-NPQ_DECLARE_DWCONV(qu8_dwconv_16c2__neon)
-NPQ_DECLARE_DWCONV(qu8_dwconv_16c4__neondot)
-bool f32_minmax__neon(size_t, const float*, float*, float*);
-void f32_qu8_quantize__neon(size_t, const float*, float, int32_t, uint8_t*);
+#define NPQ_QUANTIZE(name, minmax, ...)                          \
+  void name(size_t, const float*, float, int32_t, uint8_t*);     \
+  bool minmax(size_t, const float*, float*, float*);
+#define NPQ_VADD(name, ...) \
+  void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
+#define NPQ_VMUL(name, ...) \
+  void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
+#include "ukernels.inc"
 
 }  // namespace npq

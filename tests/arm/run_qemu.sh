@@ -5,7 +5,7 @@
 #   neoverse-n1  -> neondot  (dotprod, no I8MM)
 #   cortex-a57   -> neon     (plain ARMv8)
 # Each run checks that dispatch chose that ISA (the HWCAP detection) and prints,
-# per ISA, how many kernel checks passed.
+# per kernel and per ISA, how many checks passed (npq_native_tests --expect-isa).
 #
 # Installs nothing. Needs Debian's packages (CI's .ci/run installs them):
 #   apt-get install -y g++-aarch64-linux-gnu qemu-user cmake
@@ -32,13 +32,13 @@ status=0
 for model in max:neoni8mm neoverse-n1:neondot cortex-a57:neon; do
   cpu="${model%%:*}" isa="${model##*:}"
   echo "=== qemu-aarch64 -cpu $cpu (expect $isa)"
-  if ! qemu-aarch64 -cpu "$cpu" -L "$sysroot" "$build/tests/native/arm_kernels_test" \
-      --expect-isa "$isa"; then
+  if ! qemu-aarch64 -cpu "$cpu" -L "$sysroot" "$build/tests/native/npq_native_tests" \
+      --expect-isa "$isa" ${NPQ_QEMU_QUICK:+--quick}; then
     status=1
   fi
   # Every other native test registered with ctest, on the same CPU model
   # (ctest runs them through CMAKE_CROSSCOMPILING_EMULATOR; qemu reads QEMU_CPU).
-  if ! QEMU_CPU="$cpu" ctest --test-dir "$build" -E '^arm_kernels_test$' \
+  if ! QEMU_CPU="$cpu" ctest --test-dir "$build" -E '^npq_native_tests$' \
       --output-on-failure --no-tests=ignore; then
     status=1
   fi

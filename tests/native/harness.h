@@ -1,12 +1,18 @@
 // A tiny test harness: named counters of passed checks, the first few
-// failures printed in full, canary-guarded buffers and a deterministic RNG.
+// failures printed in full, canary-guarded buffers, buffers that end at an
+// unreadable page, and a deterministic RNG.
 #pragma once
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,6 +33,10 @@ class Tally {
     else fail(label, what);
     return ok;
   }
+  // Checks passed (failed) under labels that name kernel `name`: contain it, not
+  // followed by more of an identifier (so "..._avxvnni" is not "..._avxvnni_evex").
+  size_t passed_naming(const std::string& name) const { return count_naming(passed_, name); }
+  size_t failed_naming(const std::string& name) const { return count_naming(failed_, name); }
   size_t failures() const {
     size_t n = 0;
     for (const auto& f : failed_) n += f.second;
@@ -44,6 +54,20 @@ class Tally {
   }
 
  private:
+  static size_t count_naming(const std::map<std::string, size_t>& m, const std::string& name) {
+    size_t n = 0;
+    for (const auto& e : m)
+      for (size_t at = e.first.find(name); at != std::string::npos;
+           at = e.first.find(name, at + 1)) {
+        const size_t end = at + name.size();
+        const char c = end < e.first.size() ? e.first[end] : ' ';
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
+          n += e.second;
+          break;
+        }
+      }
+    return n;
+  }
   std::map<std::string, size_t> passed_, failed_;
   int printed_ = 0;
 };
@@ -98,5 +122,40 @@ class Guarded {
   std::vector<uint8_t> data_;
   std::vector<uint8_t> written_;
 };
+
+// `bytes` usable bytes that end exactly where a PROT_NONE page begins, so a
+// kernel reading past the end of its input faults instead of reading junk.
+class EndOfPage {
+ public:
+  explicit EndOfPage(size_t bytes) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    map_ = (bytes + page - 1) / page * page + page;
+    void* p = mmap(nullptr, map_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
+    base_ = static_cast<uint8_t*>(p);
+    if (mprotect(base_ + map_ - page, page, PROT_NONE) != 0) throw std::runtime_error("mprotect");
+    data_ = base_ + map_ - page - bytes;
+  }
+  // A copy of [src, src + bytes) at the end of the page.
+  EndOfPage(const void* src, size_t bytes) : EndOfPage(bytes) {
+    if (bytes) std::memcpy(data_, src, bytes);
+  }
+  ~EndOfPage() { munmap(base_, map_); }
+  EndOfPage(const EndOfPage&) = delete;
+  EndOfPage& operator=(const EndOfPage&) = delete;
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* base_;
+  uint8_t* data_;
+  size_t map_;
+};
+
+// Command-line options of npq_native_tests (test_main.cc).
+struct Options {
+  bool quick = false;  // shorter K grids (for qemu): k up to 257 in the GEMM edge grid
+};
+const Options& options();
 
 }  // namespace npqtest

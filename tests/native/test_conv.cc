@@ -2,12 +2,8 @@
 // path (gemm, igemm and the gathered GEMM, dwconv), against ref::conv2d_requant
 // bit for bit. Inputs end at a guard page (an over-read faults), outputs are
 // canary-guarded (an out-of-bounds write fails the check).
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,28 +17,6 @@ namespace npqtest {
 namespace {
 
 // `bytes` readable bytes that end exactly where an inaccessible page begins.
-class EndOfPage {
- public:
-  explicit EndOfPage(size_t bytes) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    map_ = (bytes + page - 1) / page * page + page;
-    void* p = mmap(nullptr, map_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
-    base_ = static_cast<uint8_t*>(p);
-    if (mprotect(base_ + map_ - page, page, PROT_NONE) != 0) throw std::runtime_error("mprotect");
-    data_ = base_ + map_ - page - bytes;
-  }
-  ~EndOfPage() { munmap(base_, map_); }
-  EndOfPage(const EndOfPage&) = delete;
-  EndOfPage& operator=(const EndOfPage&) = delete;
-  uint8_t* data() { return data_; }
-
- private:
-  uint8_t* base_;
-  uint8_t* data_;
-  size_t map_;
-};
-
 struct Case {
   npq::ConvGeometry g;
   size_t n, h, w;

@@ -37,7 +37,8 @@ bool check_quantize(const QuantizeKernel& qk, const std::vector<float>& x, float
   const size_t n = x.size();
   Guarded q(n);
   q.allow(0, n);
-  qk.quantize(n, x.data(), 1.0f / scale, zp, q.data());
+  const EndOfPage xg(x.data(), n * sizeof(float));  // reading past x faults
+  qk.quantize(n, reinterpret_cast<const float*>(xg.data()), 1.0f / scale, zp, q.data());
   std::vector<int32_t> want(n);
   npq::ref::quantize(n, x.data(), scale, zp, 0, 255, want.data());
   std::string msg;
@@ -54,7 +55,8 @@ bool check_quantize(const QuantizeKernel& qk, const std::vector<float>& x, float
 bool check_minmax(const QuantizeKernel& qk, const std::vector<float>& x, Tally& t,
                   const std::string& what) {
   float lo, hi, rlo, rhi;
-  const bool ok = qk.minmax(x.size(), x.data(), &lo, &hi);
+  const EndOfPage xg(x.data(), x.size() * sizeof(float));  // reading past x faults
+  const bool ok = qk.minmax(x.size(), reinterpret_cast<const float*>(xg.data()), &lo, &hi);
   const bool rok = npq::ref::minmax(x.size(), x.data(), &rlo, &rhi);
   if (ok != rok)
     return t.fail(qk.name, "minmax " + what + " n=" + std::to_string(x.size()) +

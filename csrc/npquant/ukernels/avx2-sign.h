@@ -20,8 +20,6 @@
 namespace npq {
 namespace {
 
-#define NPQ_INLINE inline __attribute__((always_inline))
-
 constexpr size_t kSignNR = 16, kSignKR = 4;
 constexpr size_t kSignNV = kSignNR / 8;  // weight vectors (8 columns x 4 k) per K group
 
@@ -100,41 +98,6 @@ NPQ_INLINE void sign_step(const uint8_t* buf, size_t k, const int8_t* wk, __m256
     const __m256i s = _mm256_set1_epi32(s4), u = _mm256_set1_epi32(u4);
 #pragma GCC unroll 16
     for (size_t v = 0; v < kSignNV; ++v) sign_dot(acc[r][v], s, u, wv[v], ones);
-  }
-}
-
-// Requantizes rows 0..rows-1 (rows <= M) of a 16-column tile (columns n0..n0+nn
-// of the epilogue arrays) and stores nn bytes per row at c + r*c_stride + n0.
-template <size_t M>
-NPQ_INLINE void sign_requant_store(const RequantEpilogue* ep, uint8_t* c, size_t c_stride,
-                                   size_t n0, size_t nn, const __m256i (&acc)[M][kSignNV],
-                                   size_t rows) {
-  const __m256 lim_hi = _mm256_set1_ps(1048576.0f), lim_lo = _mm256_set1_ps(-1048576.0f);
-  const __m256i zp = _mm256_set1_epi32(ep->out_zp);
-  const __m256i lo = _mm256_set1_epi32(ep->out_min), hi = _mm256_set1_epi32(ep->out_max);
-  __m256 bias[kSignNV], mult[kSignNV];
-  for (size_t v = 0; v < kSignNV; ++v) {
-    bias[v] = _mm256_loadu_ps(ep->bias_s + n0 + 8 * v);
-    mult[v] = _mm256_loadu_ps(ep->mult + n0 + 8 * v);
-  }
-  // Fully unrolled (M is a constant): an indexed acc would live on the stack.
-#pragma GCC unroll 16
-  for (size_t r = 0; r < M; ++r) {
-    if (r >= rows) break;
-    __m256i q[kSignNV];
-#pragma GCC unroll 16
-    for (size_t v = 0; v < kSignNV; ++v) {
-      __m256 x = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc[r][v]), bias[v]), mult[v]);
-      x = _mm256_min_ps(_mm256_max_ps(x, lim_lo), lim_hi);
-      q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(x), zp);
-      q[v] = _mm256_min_epi32(_mm256_max_epi32(q[v], lo), hi);
-    }
-    // int32 in 0..255, columns 0-7 and 8-15 -> int16 0-3 8-11 | 4-7 12-15 ->
-    // (vpermq) 0..15 -> 16 bytes in column order.
-    const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
-    const __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w16),
-                                       _mm256_extracti128_si256(w16, 1));
-    store_low_bytes(c + r * c_stride + n0, nn, b);
   }
 }
 

@@ -31,6 +31,7 @@
 #include <cstring>
 
 #include "../ukernel.h"
+#include "avx512-util.h"
 
 namespace npq {
 namespace {
@@ -106,12 +107,6 @@ void panel_tiles(bool two_blocks, size_t kp, const uint8_t* a, size_t a_stride,
   _tile_stored(1, &acc[0][16], bs);
 }
 
-inline __mmask16 lane_mask(size_t nn, size_t v) {
-  if (nn >= 16 * (v + 1)) return 0xFFFF;
-  if (nn <= 16 * v) return 0;
-  return static_cast<__mmask16>((1u << (nn - 16 * v)) - 1);
-}
-
 struct Requant {
   const RequantEpilogue* ep;
   uint8_t* c;
@@ -120,12 +115,8 @@ struct Requant {
   void store(size_t r, size_t n0, size_t v, __mmask16 mask, __m512i acc) const {
     const __m512 bias = _mm512_loadu_ps(ep->bias_s + n0 + 16 * v);
     const __m512 mult = _mm512_loadu_ps(ep->mult + n0 + 16 * v);
-    __m512 x = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc), bias), mult);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-1048576.0f)), _mm512_set1_ps(1048576.0f));
-    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(x), _mm512_set1_epi32(ep->out_zp));
-    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(ep->out_min)),
-                         _mm512_set1_epi32(ep->out_max));
-    _mm512_mask_cvtepi32_storeu_epi8(c + r * c_stride + n0 + 16 * v, mask, q);
+    _mm512_mask_cvtepi32_storeu_epi8(c + r * c_stride + n0 + 16 * v, mask,
+                                     RequantZmm(ep)(acc, bias, mult));
   }
 };
 
@@ -137,10 +128,8 @@ struct Dequant {
   void store(size_t r, size_t n0, size_t v, __mmask16 mask, __m512i acc) const {
     const __m512 ws = _mm512_loadu_ps(ep->w_scale + n0 + 16 * v);
     const __m512 bias = _mm512_loadu_ps(ep->bias + n0 + 16 * v);
-    const __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->a_scale[r]), ws);
-    const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), s), bias);
     float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride);
-    _mm512_mask_storeu_ps(cr + n0 + 16 * v, mask, y);
+    _mm512_mask_storeu_ps(cr + n0 + 16 * v, mask, dequant_zmm(acc, ep->a_scale[r], ws, bias));
   }
 };
 
@@ -157,7 +146,7 @@ void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, co
     panel_tiles(rows1 != 0, kp, a, a_stride, panel + kNR * sizeof(int32_t), acc);
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
     for (size_t v = 0; v < kNR / 16; ++v) {
-      const __mmask16 mask = lane_mask(nn, v);
+      const __mmask16 mask = lane_mask16(nn, v);
       if (!mask) break;
       const __m512i colsum = _mm512_load_si512(panel + 64 * v);
       for (size_t r = 0; r < mr; ++r) {

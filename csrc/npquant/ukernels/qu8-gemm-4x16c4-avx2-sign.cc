@@ -78,7 +78,7 @@ struct Requant {
 
   template <size_t M>
   NPQ_INLINE void store(size_t n0, size_t nn, const __m256i (&acc)[M][kNV]) const {
-    sign_requant_store<M>(ep, c, c_stride, n0, nn, acc, M);
+    requant_store_ymm<M, kNV>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
@@ -89,28 +89,14 @@ struct Dequant {
 
   template <size_t M>
   NPQ_INLINE void store(size_t n0, size_t nn, const __m256i (&acc)[M][kNV]) const {
-    __m256 ws[kNV], bias[kNV];
-    __m256i mask[kNV];
-    for (size_t v = 0; v < kNV; ++v) {
-      ws[v] = _mm256_loadu_ps(ep->w_scale + n0 + 8 * v);
-      bias[v] = _mm256_loadu_ps(ep->bias + n0 + 8 * v);
-      mask[v] = lane_mask(nn > 8 * v ? nn - 8 * v : 0);
-    }
-    for (size_t r = 0; r < M; ++r) {
-      const __m256 as = _mm256_set1_ps(ep->a_scale[r]);
-      float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride) + n0;
-      for (size_t v = 0; v < kNV; ++v) {
-        const __m256 s = _mm256_mul_ps(as, ws[v]);
-        const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][v]), s), bias[v]);
-        if (nn == kNR) _mm256_storeu_ps(cr + 8 * v, y);
-        else _mm256_maskstore_ps(cr + 8 * v, mask[v], y);
-      }
-    }
+    dequant_store_ymm<M, kNV>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
+// One function per row count (noinline): each K loop gets its own register
+// allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
                const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
@@ -157,13 +143,7 @@ void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const vo
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  static_assert(kMR == 4, "the switch below covers 1..kMR rows");
-  switch (mr) {
-    case 1: return gemm_rows<1>(nc, kp, a, a_stride, w, a_zp, out);
-    case 2: return gemm_rows<2>(nc, kp, a, a_stride, w, a_zp, out);
-    case 3: return gemm_rows<3>(nc, kp, a, a_stride, w, a_zp, out);
-    default: return gemm_rows<kMR>(nc, kp, a, a_stride, w, a_zp, out);
-  }
+  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

@@ -27,9 +27,6 @@
 namespace npq {
 namespace {
 
-// The tile's accumulators must stay in registers across these helpers.
-#define NPQ_INLINE inline __attribute__((always_inline))
-
 constexpr size_t kMR = 4, kNR = 8, kKR = 4;
 constexpr size_t kNV = kNR / 4;  // int16 weight vectors (4 columns each) per K group
 
@@ -86,7 +83,7 @@ NPQ_INLINE void step(const int16_t* buf, size_t k, const int16_t* wk, __m256i (&
 // term). `whole` says buf already holds all kp widened values of every row.
 template <size_t M>
 NPQ_INLINE void accumulate(size_t kp, bool whole, const uint8_t* const* ar, const int16_t* w,
-                           int16_t* buf, __m256i (&out)[M]) {
+                           int16_t* buf, __m256i (&out)[M][1]) {
   __m256i acc[M][kNV];
 #pragma GCC unroll 16
   for (size_t r = 0; r < M; ++r)
@@ -103,32 +100,20 @@ NPQ_INLINE void accumulate(size_t kp, bool whole, const uint8_t* const* ar, cons
   // columns 0 1 4 5 | 2 3 6 7; vpermq restores 0..7.
 #pragma GCC unroll 16
   for (size_t r = 0; r < M; ++r)
-    out[r] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
+    out[r][0] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
 }
 
 
 
+// The epilogues see one 8-column vector per row.
 struct Requant {
   const RequantEpilogue* ep;
   uint8_t* c;
   size_t c_stride;
 
   template <size_t M>
-  NPQ_INLINE void store(size_t n0, size_t nn, const __m256i (&acc)[M]) const {
-    const __m256 lim_hi = _mm256_set1_ps(1048576.0f), lim_lo = _mm256_set1_ps(-1048576.0f);
-    const __m256i zp = _mm256_set1_epi32(ep->out_zp);
-    const __m256i lo = _mm256_set1_epi32(ep->out_min), hi = _mm256_set1_epi32(ep->out_max);
-    const __m256 bias = _mm256_loadu_ps(ep->bias_s + n0);
-    const __m256 mult = _mm256_loadu_ps(ep->mult + n0);
-    for (size_t r = 0; r < M; ++r) {
-      __m256 x = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc[r]), bias), mult);
-      x = _mm256_min_ps(_mm256_max_ps(x, lim_lo), lim_hi);
-      __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(x), zp);
-      q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
-      // int32 in 0..255 -> 8 bytes in column order.
-      const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-      store_low_bytes(c + r * c_stride + n0, nn, _mm_packus_epi16(w16, w16));
-    }
+  NPQ_INLINE void store(size_t n0, size_t nn, const __m256i (&acc)[M][1]) const {
+    requant_store_ymm<M, 1>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
@@ -138,22 +123,15 @@ struct Dequant {
   size_t c_stride;
 
   template <size_t M>
-  NPQ_INLINE void store(size_t n0, size_t nn, const __m256i (&acc)[M]) const {
-    const __m256 ws = _mm256_loadu_ps(ep->w_scale + n0);
-    const __m256 bias = _mm256_loadu_ps(ep->bias + n0);
-    const __m256i mask = lane_mask(nn);
-    for (size_t r = 0; r < M; ++r) {
-      const __m256 s = _mm256_mul_ps(_mm256_set1_ps(ep->a_scale[r]), ws);
-      const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[r]), s), bias);
-      float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride) + n0;
-      if (nn == kNR) _mm256_storeu_ps(cr, y);
-      else _mm256_maskstore_ps(cr, mask, y);
-    }
+  NPQ_INLINE void store(size_t n0, size_t nn, const __m256i (&acc)[M][1]) const {
+    dequant_store_ymm<M, 1>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
+// One function per row count (noinline): each K loop gets its own register
+// allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
                const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
@@ -163,13 +141,13 @@ void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const vo
   const bool whole = kp <= kWholeK;
   if (whole) widen<M>(ar, 0, kp, buf);
   for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
-    __m256i acc[M];
+    __m256i acc[M][1];
     accumulate<M>(kp, whole, ar, reinterpret_cast<const int16_t*>(panel + kNR * sizeof(int32_t)),
                   buf, acc);
     // Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
     const __m256i colsum = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel));
     for (size_t r = 0; r < M; ++r)
-      acc[r] = _mm256_sub_epi32(acc[r], _mm256_mullo_epi32(_mm256_set1_epi32(a_zp[r]), colsum));
+      acc[r][0] = _mm256_sub_epi32(acc[r][0], _mm256_mullo_epi32(_mm256_set1_epi32(a_zp[r]), colsum));
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
     out.template store<M>(n0, nn, acc);
   }
@@ -178,13 +156,7 @@ void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const vo
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  static_assert(kMR == 4, "the switch below covers 1..kMR rows");
-  switch (mr) {
-    case 1: return gemm_rows<1>(nc, kp, a, a_stride, w, a_zp, out);
-    case 2: return gemm_rows<2>(nc, kp, a, a_stride, w, a_zp, out);
-    case 3: return gemm_rows<3>(nc, kp, a, a_stride, w, a_zp, out);
-    default: return gemm_rows<kMR>(nc, kp, a, a_stride, w, a_zp, out);
-  }
+  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

@@ -24,9 +24,6 @@
 namespace npq {
 namespace {
 
-// The tile's accumulators must stay in registers across these helpers.
-#define NPQ_INLINE inline __attribute__((always_inline))
-
 constexpr size_t kMR = 6, kNV = 2, kNR = kNV * 8, kKR = 4;
 
 // acc += dpbusd(a, w). Inline asm keeps GCC from copying accumulators between
@@ -109,28 +106,7 @@ struct Requant {
   // dynamic one). A call per panel costs a few stores and loads.
   template <size_t M>
   __attribute__((noinline)) void store(size_t n0, size_t nn, __m256i (&acc)[M][kNV]) const {
-    const __m256 lim_hi = _mm256_set1_ps(1048576.0f), lim_lo = _mm256_set1_ps(-1048576.0f);
-    const __m256i zp = _mm256_set1_epi32(ep->out_zp);
-    const __m256i lo = _mm256_set1_epi32(ep->out_min), hi = _mm256_set1_epi32(ep->out_max);
-    __m256 bias[kNV], mult[kNV];
-    for (size_t v = 0; v < kNV; ++v) {
-      bias[v] = _mm256_loadu_ps(ep->bias_s + n0 + 8 * v);
-      mult[v] = _mm256_loadu_ps(ep->mult + n0 + 8 * v);
-    }
-    for (size_t r = 0; r < M; ++r) {
-      __m256i q[kNV];
-      for (size_t v = 0; v < kNV; ++v) {
-        __m256 x = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc[r][v]), bias[v]), mult[v]);
-        x = _mm256_min_ps(_mm256_max_ps(x, lim_lo), lim_hi);
-        q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(x), zp);
-        q[v] = _mm256_min_epi32(_mm256_max_epi32(q[v], lo), hi);
-      }
-      // int32 (already in 0..255) -> 16 bytes in column order.
-      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
-      const __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w16),
-                                         _mm256_extracti128_si256(w16, 1));
-      store_low_bytes(c + r * c_stride + n0, nn, b);
-    }
+    requant_store_ymm<M, kNV>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
@@ -141,25 +117,14 @@ struct Dequant {
 
   template <size_t M>
   NPQ_INLINE void store(size_t n0, size_t nn, __m256i (&acc)[M][kNV]) const {
-    for (size_t v = 0; v < kNV; ++v) {
-      if (nn <= 8 * v) break;
-      const __m256 ws = _mm256_loadu_ps(ep->w_scale + n0 + 8 * v);
-      const __m256 bias = _mm256_loadu_ps(ep->bias + n0 + 8 * v);
-      const bool full = nn >= 8 * (v + 1);
-      const __m256i mask = lane_mask(nn - 8 * v);
-      for (size_t r = 0; r < M; ++r) {
-        const __m256 s = _mm256_mul_ps(_mm256_set1_ps(ep->a_scale[r]), ws);
-        const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][v]), s), bias);
-        float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride) + n0 + 8 * v;
-        if (full) _mm256_storeu_ps(cr, y);
-        else _mm256_maskstore_ps(cr, mask, y);
-      }
-    }
+    dequant_store_ymm<M, kNV>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
+// One function per row count (noinline): each K loop gets its own register
+// allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
                const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
@@ -188,15 +153,7 @@ void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const vo
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  static_assert(kMR == 6, "the switch below covers 1..kMR rows");
-  switch (mr) {
-    case 1: return gemm_rows<1>(nc, kp, a, a_stride, w, a_zp, out);
-    case 2: return gemm_rows<2>(nc, kp, a, a_stride, w, a_zp, out);
-    case 3: return gemm_rows<3>(nc, kp, a, a_stride, w, a_zp, out);
-    case 4: return gemm_rows<4>(nc, kp, a, a_stride, w, a_zp, out);
-    case 5: return gemm_rows<5>(nc, kp, a, a_stride, w, a_zp, out);
-    default: return gemm_rows<kMR>(nc, kp, a, a_stride, w, a_zp, out);
-  }
+  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

@@ -13,12 +13,10 @@
 #include <cstring>
 
 #include "../ukernel.h"
+#include "avx512-util.h"
 
 namespace npq {
 namespace {
-
-// The tile's accumulators must stay in registers across these helpers.
-#define NPQ_INLINE inline __attribute__((always_inline))
 
 constexpr size_t kMR = 8, kNV = 2, kNR = kNV * 16, kKR = 4;
 
@@ -97,13 +95,6 @@ NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
   for (; k < kp; k += kKR) step<M>(ar, k, w + k * kNR, acc);
 }
 
-// Valid-lane mask of vector v when nn (1..kNR) columns are stored.
-NPQ_INLINE __mmask16 lane_mask(size_t nn, size_t v) {
-  if (nn >= 16 * (v + 1)) return 0xFFFF;
-  if (nn <= 16 * v) return 0;
-  return static_cast<__mmask16>((1u << (nn - 16 * v)) - 1);
-}
-
 struct Requant {
   const RequantEpilogue* ep;
   uint8_t* c;
@@ -111,24 +102,7 @@ struct Requant {
 
   template <size_t M>
   NPQ_INLINE void store(size_t n0, size_t nn, __m512i (&acc)[M][kNV]) const {
-    const __m512 lim_hi = _mm512_set1_ps(1048576.0f), lim_lo = _mm512_set1_ps(-1048576.0f);
-    const __m512i zp = _mm512_set1_epi32(ep->out_zp);
-    const __m512i lo = _mm512_set1_epi32(ep->out_min), hi = _mm512_set1_epi32(ep->out_max);
-    #pragma GCC unroll 16
-    for (size_t v = 0; v < kNV; ++v) {
-      const __mmask16 mask = lane_mask(nn, v);
-      if (!mask) continue;
-      const __m512 bias = _mm512_loadu_ps(ep->bias_s + n0 + 16 * v);
-      const __m512 mult = _mm512_loadu_ps(ep->mult + n0 + 16 * v);
-      #pragma GCC unroll 16
-      for (size_t r = 0; r < M; ++r) {
-        __m512 x = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc[r][v]), bias), mult);
-        x = _mm512_min_ps(_mm512_max_ps(x, lim_lo), lim_hi);
-        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(x), zp);
-        q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
-        _mm512_mask_cvtepi32_storeu_epi8(c + r * c_stride + n0 + 16 * v, mask, q);
-      }
-    }
+    requant_store_zmm<M, kNV>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
@@ -139,25 +113,14 @@ struct Dequant {
 
   template <size_t M>
   NPQ_INLINE void store(size_t n0, size_t nn, __m512i (&acc)[M][kNV]) const {
-    #pragma GCC unroll 16
-    for (size_t v = 0; v < kNV; ++v) {
-      const __mmask16 mask = lane_mask(nn, v);
-      if (!mask) continue;
-      const __m512 ws = _mm512_loadu_ps(ep->w_scale + n0 + 16 * v);
-      const __m512 bias = _mm512_loadu_ps(ep->bias + n0 + 16 * v);
-      #pragma GCC unroll 16
-      for (size_t r = 0; r < M; ++r) {
-        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->a_scale[r]), ws);
-        const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][v]), s), bias);
-        float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride);
-        _mm512_mask_storeu_ps(cr + n0 + 16 * v, mask, y);
-      }
-    }
+    dequant_store_zmm<M, kNV>(ep, c, c_stride, n0, nn, acc);
   }
 };
 
+// One function per row count (noinline): each K loop gets its own register
+// allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
                const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   #pragma GCC unroll 16
@@ -184,16 +147,7 @@ void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const vo
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  switch (mr) {
-    case 1: return gemm_rows<1>(nc, kp, a, a_stride, w, a_zp, out);
-    case 2: return gemm_rows<2>(nc, kp, a, a_stride, w, a_zp, out);
-    case 3: return gemm_rows<3>(nc, kp, a, a_stride, w, a_zp, out);
-    case 4: return gemm_rows<4>(nc, kp, a, a_stride, w, a_zp, out);
-    case 5: return gemm_rows<5>(nc, kp, a, a_stride, w, a_zp, out);
-    case 6: return gemm_rows<6>(nc, kp, a, a_stride, w, a_zp, out);
-    case 7: return gemm_rows<7>(nc, kp, a, a_stride, w, a_zp, out);
-    default: return gemm_rows<kMR>(nc, kp, a, a_stride, w, a_zp, out);
-  }
+  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

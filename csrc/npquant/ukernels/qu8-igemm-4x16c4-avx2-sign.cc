@@ -164,7 +164,7 @@ void qu8_igemm_4x16c4__avx2_sign_requant(size_t mr, size_t nc, size_t kc, size_t
           acc[r][v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(&t[r][8 * v]));
     }
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
-    sign_requant_store<kMR>(ep, c, c_stride, n0, nn, acc, mr);
+    requant_store_ymm<kMR, kNV>(ep, c, c_stride, n0, nn, acc, mr);
   }
 }
 

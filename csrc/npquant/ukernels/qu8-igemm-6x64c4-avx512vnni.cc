@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "../ukernel.h"
+#include "avx512-util.h"
 
 namespace npq {
 namespace {
@@ -55,11 +56,7 @@ void tile(size_t mr, size_t cols, size_t kc, size_t ks, const size_t* a, const u
       }
     }
   }
-  // Requantize: clamping v to [lo - zp, hi - zp] before rounding equals clamping
-  // nearbyint(v) + zp to [lo, hi] (rounding is monotone and fixes integers).
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(ep->out_min - ep->out_zp));
-  const __m512 hi = _mm512_set1_ps(static_cast<float>(ep->out_max - ep->out_zp));
-  const __m512i zp = _mm512_set1_epi32(ep->out_zp);
+  const RequantZmm rq(ep);
   __m512 bias[NP], mul[NP];
 #pragma GCC unroll 4
   for (int p = 0; p < NP; ++p) {
@@ -69,9 +66,7 @@ void tile(size_t mr, size_t cols, size_t kc, size_t ks, const size_t* a, const u
   for (size_t r = 0; r < mr; ++r, c += c_stride) {
 #pragma GCC unroll 4
     for (int p = 0; p < NP; ++p) {
-      __m512 v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc[r][p]), bias[p]), mul[p]);
-      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+      const __m512i q = rq(acc[r][p], bias[p], mul[p]);
       const size_t n = p * kNR;
       if (n + kNR <= cols) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(c + n), _mm512_cvtepi32_epi8(q));

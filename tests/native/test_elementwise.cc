@@ -1,0 +1,139 @@
+// Every runnable quantized add / mul kernel against the formulas of their
+// contract (ukernel.h: QAddParams, QMulParams), evaluated here one code at a
+// time: all 65,536 code pairs for several parameter sets (zero points at the
+// ends, fused ReLU, the requantizing add without b, multipliers that saturate),
+// every length 0..70 for the tails, inputs ending at an unreadable page and
+// canaries around the output.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "npquant/dispatch.h"
+
+namespace npqtest {
+namespace {
+
+// clamp(nearbyint(t) + zp, 0, 255), t clamped to +-65536 first (NaN to the lower end).
+uint8_t round_clamp(float t, int32_t zp) {
+  t = std::isnan(t) ? -65536.0f : t < -65536.0f ? -65536.0f : t > 65536.0f ? 65536.0f : t;
+  const int32_t q = static_cast<int32_t>(std::nearbyint(t)) + zp;
+  return static_cast<uint8_t>(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+uint8_t add_one(uint8_t a, const uint8_t* b, const npq::QAddParams& p) {
+  float v = std::fmaf(p.a_scale, static_cast<float>(a), p.a_premul);
+  if (b) v = v + std::fmaf(p.b_scale, static_cast<float>(*b), p.b_premul);
+  if (p.relu && v < 0.0f) v = 0.0f;
+  return round_clamp(v * p.inv_scale, p.zero_point);
+}
+
+uint8_t mul_one(uint8_t a, uint8_t b, const npq::QMulParams& p) {
+  const int32_t prod = (a - p.a_zero_point) * (b - p.b_zero_point);
+  return round_clamp(static_cast<float>(prod) * p.multiplier, p.zero_point);
+}
+
+// Runs fn(n, a, b, y) on n codes and compares y with one(i); a and b end at a
+// page boundary, y has canaries around it.
+template <class Fn, class One>
+void check(const char* name, const std::string& what, const std::vector<uint8_t>& av,
+           const std::vector<uint8_t>* bv, Fn fn, One one, Tally& t) {
+  const size_t n = av.size();
+  const EndOfPage a(av.data(), n), b(bv ? bv->data() : av.data(), n);
+  Guarded y(n);
+  y.allow(0, n);
+  fn(n, a.data(), bv ? b.data() : nullptr, y.data());
+  std::string msg;
+  if (!y.intact(&msg)) {
+    t.fail(name, what + ": " + msg);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t want = one(i);
+    if (y.data()[i] != want) {
+      t.fail(name, what + " n=" + std::to_string(n) + " i=" + std::to_string(i) + " a=" +
+                       std::to_string(av[i]) + (bv ? " b=" + std::to_string((*bv)[i]) : "") +
+                       ": got " + std::to_string(y.data()[i]) + " want " +
+                       std::to_string(want));
+      return;
+    }
+  }
+  t.pass(name);
+}
+
+// Code vectors: every (a, b) pair, then short random ones.
+void pairs(std::vector<uint8_t>* a, std::vector<uint8_t>* b) {
+  a->resize(65536);
+  b->resize(65536);
+  for (size_t i = 0; i < 65536; ++i) (*a)[i] = static_cast<uint8_t>(i >> 8), (*b)[i] = static_cast<uint8_t>(i);
+}
+
+std::vector<std::vector<uint8_t>> lengths(Rng& rng) {
+  std::vector<std::vector<uint8_t>> v;
+  for (size_t n = 0; n <= 70; ++n) {
+    std::vector<uint8_t> x(n);
+    for (auto& c : x) c = static_cast<uint8_t>(rng.next());
+    v.push_back(x);
+  }
+  return v;
+}
+
+void test_add(const npq::AddKernel& k, Tally& t) {
+  Rng rng(0xADD);
+  std::vector<uint8_t> a, b;
+  pairs(&a, &b);
+  const auto shorts = lengths(rng), shorts_b = lengths(rng);
+  const int32_t zps[] = {0, 128, 255, 77};
+  for (int i = 0; i < 16; ++i) {
+    const float as = rng.uniform(1e-3f, 0.5f), bs = rng.uniform(1e-3f, 0.5f);
+    // One output scale in four tiny: the +-65536 clamp before rounding binds.
+    const float ys = i % 4 == 3 ? 1e-7f : rng.uniform(1e-3f, 1.0f);
+    const int32_t az = zps[i % 4], bz = zps[(i + 1) % 4];
+    const npq::QAddParams p{as, as * static_cast<float>(-az), bs, bs * static_cast<float>(-bz),
+                            1.0f / ys, zps[(i + 2) % 4], i % 2};
+    const std::string what = "add params " + std::to_string(i);
+    const bool unary = i % 8 >= 6;
+    auto fn = [&](size_t n, const uint8_t* x, const uint8_t* y2, uint8_t* out) {
+      k.vadd(n, x, unary ? nullptr : y2, out, &p);
+    };
+    check(k.name, what, a, unary ? nullptr : &b, fn,
+          [&](size_t j) { return add_one(a[j], unary ? nullptr : &b[j], p); }, t);
+    for (size_t s = 0; s < shorts.size(); ++s)
+      check(k.name, what + " short", shorts[s], unary ? nullptr : &shorts_b[s], fn,
+            [&](size_t j) { return add_one(shorts[s][j], unary ? nullptr : &shorts_b[s][j], p); },
+            t);
+  }
+}
+
+void test_mul(const npq::MulKernel& k, Tally& t) {
+  Rng rng(0x3A1);
+  std::vector<uint8_t> a, b;
+  pairs(&a, &b);
+  const auto shorts = lengths(rng), shorts_b = lengths(rng);
+  const int32_t zps[] = {0, 128, 255, 77};
+  for (int i = 0; i < 12; ++i) {
+    // Multipliers from tiny to saturating (|product| up to 65,025).
+    const float mult = i % 3 == 0 ? rng.uniform(1e-5f, 1e-3f)
+                       : i % 3 == 1 ? rng.uniform(1e-3f, 0.1f) : rng.uniform(1.0f, 100.0f);
+    const npq::QMulParams p{zps[i % 4], zps[(i + 1) % 4], mult, zps[(i + 3) % 4]};
+    const std::string what = "mul params " + std::to_string(i);
+    auto fn = [&](size_t n, const uint8_t* x, const uint8_t* y2, uint8_t* out) {
+      k.vmul(n, x, y2, out, &p);
+    };
+    check(k.name, what, a, &b, fn, [&](size_t j) { return mul_one(a[j], b[j], p); }, t);
+    for (size_t s = 0; s < shorts.size(); ++s)
+      check(k.name, what + " short", shorts[s], &shorts_b[s], fn,
+            [&](size_t j) { return mul_one(shorts[s][j], shorts_b[s][j], p); }, t);
+  }
+}
+
+}  // namespace
+
+void test_elementwise_kernels(Tally& t) {
+  for (const npq::AddKernel& k : npq::built_add_kernels())
+    if (npq::can_run(k)) test_add(k, t);
+  for (const npq::MulKernel& k : npq::built_mul_kernels())
+    if (npq::can_run(k)) test_mul(k, t);
+}
+
+}  // namespace npqtest
