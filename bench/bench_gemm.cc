@@ -4,9 +4,9 @@
 // (indirect GEMM or gathered GEMM, depthwise) through the Conv2d driver on
 // the conv shapes of docs/conv.md, and every runnable quantize, add and mul
 // kernel on 1 Mi elements. The kernels come from the dispatch tables, i.e. the
-// registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked. Reports GMAC/s and % of the kernel ISA's
-// probe peak. Single thread unless --threads=N (or a list, --threads=1,2, to
-// see the scaling in one run).
+// registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked. Reports GMAC/s and % of
+// the kernel ISA's probe peak. Single thread unless --threads=N (or a list, --threads=1,2, to see
+// the scaling in one run).
 //
 //   npquant_bench                                   # everything
 //   npquant_bench --benchmark_filter='^probe/'      # peaks only
@@ -36,9 +36,8 @@ struct Shape {
   size_t m, k, n;
 };
 // (M, K, N): transformer layers at batch 1 and small batches, a large square.
-const Shape kShapes[] = {{1, 768, 768},    {32, 768, 3072},  {128, 768, 768},
-                         {128, 3072, 768}, {512, 1024, 1024}, {1, 4096, 4096},
-                         {1024, 1024, 1024}};
+const Shape kShapes[] = {{1, 768, 768},     {32, 768, 3072}, {128, 768, 768},   {128, 3072, 768},
+                         {512, 1024, 1024}, {1, 4096, 4096}, {1024, 1024, 1024}};
 
 // Deterministic filler (xorshift), cheap enough for 16M-element weights.
 struct Rng {
@@ -173,8 +172,8 @@ void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads
   // Output scale: the accumulators' spread (std of u8 - 128 and of s8 is
   // about 74) maps to about 40 steps, so outputs use most of the u8 range.
   const float xs = 0.02f, ys = xs * w.scale[0] * 74.0f * 74.0f * std::sqrt(float(s.k)) / 40.0f;
-  npq::StaticLinearArgs a{s.m, x.data(), s.k, xs, 128, w.scale.data(), w.bias.data(),
-                          ys, 100, 0, 255, y.data(), s.n};
+  npq::StaticLinearArgs a{s.m, x.data(), s.k, xs,       128, w.scale.data(), w.bias.data(), ys,
+                          100, 0,        255, y.data(), s.n};
   // As the Python layer does: constants made once per (input, output) scale pair.
   const npq::RequantConstants c = npq::requant_constants(w.packed, xs, a.w_scale, ys, a.bias);
   const Timing t = time_loop(st, [&] {
@@ -193,8 +192,7 @@ void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int thread
   Rng rng;
   std::vector<float> x(s.m * s.k), y(s.m * s.n);
   for (auto& v : x) v = rng.normalish();
-  npq::DynamicLinearArgs a{s.m, x.data(), s.k, w.scale.data(), w.bias.data(), false,
-                           y.data(), s.n};
+  npq::DynamicLinearArgs a{s.m, x.data(), s.k, w.scale.data(), w.bias.data(), false, y.data(), s.n};
   const Timing t = time_loop(st, [&] {
     npq::linear_dynamic(w.packed, a, k, q);
     benchmark::DoNotOptimize(y.data());
@@ -242,8 +240,8 @@ std::string conv_shape_name(const ConvShape& s) {
 void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threads, bool igemm) {
   npq::set_num_threads(threads);
   const size_t pad = s.k / 2;
-  const npq::ConvGeometry g{s.c, s.out_c, s.groups, s.k, s.k, s.stride, s.stride, 1, 1,
-                            pad, pad, pad, pad};
+  const npq::ConvGeometry g{s.c, s.out_c, s.groups, s.k, s.k, s.stride, s.stride,
+                            1,   1,       pad,      pad, pad, pad};
   Rng rng;
   // As the Linear weights: [-127, 127] and one -128 in every other output channel.
   const size_t per_out = (s.c / s.groups) * s.k * s.k;
@@ -261,8 +259,8 @@ void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threa
   for (auto& v : x) v = static_cast<uint8_t>(rng.next());
   const size_t kk = (s.c / s.groups) * s.k * s.k;
   const float xs = 0.02f, ys = xs * scale[0] * 74.0f * 74.0f * std::sqrt(float(kk)) / 40.0f;
-  const npq::Conv2dArgs a{s.n, s.h, s.w, x.data(), xs, 128, scale.data(), bias.data(),
-                          ys, 100, 0, 255, y.data()};
+  const npq::Conv2dArgs a{s.n,         s.h, s.w, x.data(), xs,  128,     scale.data(),
+                          bias.data(), ys,  100, 0,        255, y.data()};
   const Timing t = time_loop(st, [&] {
     npq::conv2d_static(packed, a);
     benchmark::DoNotOptimize(y.data());
@@ -280,7 +278,8 @@ void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threa
 void register_conv(const std::vector<int>& thread_counts) {
   std::vector<npq::Isa> isas;
   for (const npq::QGemmKernel& k : npq::runnable_gemm_kernels())
-    if (!k.standin && std::find(isas.begin(), isas.end(), k.isa) == isas.end()) isas.push_back(k.isa);
+    if (!k.standin && std::find(isas.begin(), isas.end(), k.isa) == isas.end())
+      isas.push_back(k.isa);
   for (npq::Isa isa : isas) {
     const npq::ConvKernels k = npq::conv_kernels_for(isa);
     for (const ConvShape& s : kConvShapes)
@@ -297,8 +296,8 @@ void register_conv(const std::vector<int>& thread_counts) {
         const std::string tail = std::string(npq::isa_name(isa)) + "/" + conv_shape_name(s) +
                                  "/threads:" + std::to_string(threads);
         if (k.igemm.requant)
-          benchmark::RegisterBenchmark(("conv_gather/" + tail).c_str(), bench_conv, k, s,
-                                       threads, false)
+          benchmark::RegisterBenchmark(("conv_gather/" + tail).c_str(), bench_conv, k, s, threads,
+                                       false)
               ->UseRealTime()
               ->Unit(benchmark::kMicrosecond);
         const size_t pad = s.k / 2, o = (s.h + 2 * pad - s.k) / s.stride + 1;
@@ -341,7 +340,8 @@ template <class K, class P, class Fn>
 void bench_binary(benchmark::State& st, K k, P p, Fn fn) {
   Rng rng;
   std::vector<uint8_t> a(kElems), b(kElems), y(kElems);
-  for (size_t i = 0; i < kElems; ++i) a[i] = static_cast<uint8_t>(rng.next()), b[i] = static_cast<uint8_t>(rng.next());
+  for (size_t i = 0; i < kElems; ++i)
+    a[i] = static_cast<uint8_t>(rng.next()), b[i] = static_cast<uint8_t>(rng.next());
   const Timing t = time_loop(st, [&] {
     fn(k, kElems, a.data(), b.data(), y.data(), &p);
     benchmark::DoNotOptimize(y.data());
@@ -358,17 +358,27 @@ void register_elementwise() {
   const npq::QAddParams ap{0.02f, 0.02f * -128.0f, 0.03f, 0.03f * -100.0f, 1.0f / 0.04f, 120, 0};
   for (const npq::AddKernel& k : npq::built_add_kernels())
     if (npq::can_run(k))
-      benchmark::RegisterBenchmark((std::string("qadd/") + k.name).c_str(), [k, ap](benchmark::State& st) {
-        bench_binary(st, k, ap, [](const npq::AddKernel& kk, size_t n, const uint8_t* a, const uint8_t* b,
-                                   uint8_t* y, const npq::QAddParams* p) { kk.vadd(n, a, b, y, p); });
-      })->UseRealTime()->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(
+          (std::string("qadd/") + k.name).c_str(),
+          [k, ap](benchmark::State& st) {
+            bench_binary(st, k, ap,
+                         [](const npq::AddKernel& kk, size_t n, const uint8_t* a, const uint8_t* b,
+                            uint8_t* y, const npq::QAddParams* p) { kk.vadd(n, a, b, y, p); });
+          })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
   const npq::QMulParams mp{128, 100, 0.02f * 0.03f / 0.05f, 120};
   for (const npq::MulKernel& k : npq::built_mul_kernels())
     if (npq::can_run(k))
-      benchmark::RegisterBenchmark((std::string("qmul/") + k.name).c_str(), [k, mp](benchmark::State& st) {
-        bench_binary(st, k, mp, [](const npq::MulKernel& kk, size_t n, const uint8_t* a, const uint8_t* b,
-                                   uint8_t* y, const npq::QMulParams* p) { kk.vmul(n, a, b, y, p); });
-      })->UseRealTime()->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(
+          (std::string("qmul/") + k.name).c_str(),
+          [k, mp](benchmark::State& st) {
+            bench_binary(st, k, mp,
+                         [](const npq::MulKernel& kk, size_t n, const uint8_t* a, const uint8_t* b,
+                            uint8_t* y, const npq::QMulParams* p) { kk.vmul(n, a, b, y, p); });
+          })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
 }
 
 std::string shape_name(const Shape& s) {
@@ -387,8 +397,8 @@ void register_all(const std::vector<int>& thread_counts) {
   for (const npq::QGemmKernel& k : npq::runnable_gemm_kernels()) {
     for (const Shape& s : kShapes) {
       for (int threads : thread_counts) {
-        const std::string tail = std::string("/") + k.name + "/" + shape_name(s) +
-                                 "/threads:" + std::to_string(threads);
+        const std::string tail =
+            std::string("/") + k.name + "/" + shape_name(s) + "/threads:" + std::to_string(threads);
         for (bool dynamic : {false, true}) {
           const std::string name = (dynamic ? "linear_dynamic" : "linear_static") + tail;
           benchmark::RegisterBenchmark(name.c_str(), dynamic ? bench_dynamic : bench_static, k, s,

@@ -29,8 +29,16 @@ def torch_layer(m):
     nn, q = torch.nn, torch.ao.quantization
     kind = type(m).__name__
     if kind == "Conv2d":
-        return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                         m.groups, bias=m.bias is not None)
+        return nn.Conv2d(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            m.groups,
+            bias=m.bias is not None,
+        )
     if kind == "Linear":
         return nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
     if kind == "BatchNorm2d":
@@ -56,7 +64,8 @@ def torch_models(float_model, calib_x):
         m.load_state_dict(state)
         m.eval()
     int8 = torch.ao.quantization.fuse_modules(
-        int8, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3", "relu3"], ["fc1", "relu4"]])
+        int8, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3", "relu3"], ["fc1", "relu4"]]
+    )
     int8.qconfig = torch.ao.quantization.get_default_qconfig("x86")
     torch.ao.quantization.prepare(int8, inplace=True)
     int8(torch.from_numpy(calib_x))
@@ -83,26 +92,40 @@ def main():
     th_fp32, th_int8 = torch_models(npq_fp32, data["calib_x"])
     probe = data["test_x"][:64]
     with torch.no_grad():
-        assert np.allclose(th_fp32(torch.from_numpy(probe)).numpy(), npq_fp32(probe), atol=1e-3), \
+        assert np.allclose(th_fp32(torch.from_numpy(probe)).numpy(), npq_fp32(probe), atol=1e-3), (
             "the PyTorch float twin does not reproduce npquant's float model"
-    print(f"npquant {npquant.__version__} ({npquant.cpu_info()['isa']}), PyTorch {torch.__version__} "
-          "(x86 engine), 1 thread; ms, lower is better")
-    print(f"{'batch':>5} {'npquant fp32':>13} {'npquant int8':>13} {'PyTorch fp32':>13} {'PyTorch int8':>13}"
-          f" {'npquant int8 speedup':>21}")
+        )
+    print(
+        f"npquant {npquant.__version__} ({npquant.cpu_info()['isa']}), PyTorch {torch.__version__} "
+        "(x86 engine), 1 thread; ms, lower is better"
+    )
+    print(
+        f"{'batch':>5} {'npquant fp32':>13} {'npquant int8':>13} {'PyTorch fp32':>13} {'PyTorch int8':>13}"
+        f" {'npquant int8 speedup':>21}"
+    )
     with torch.no_grad():
         for batch, n in ((1, 300), (256, 15)):
             x = np.resize(data["test_x"], (batch,) + data["test_x"].shape[1:])
             xt = torch.from_numpy(x)
-            runs = {"npquant fp32": (lambda: npq_fp32(x), max(3, n // 5)), "npquant int8": (lambda: npq_int8(x), n),
-                    "PyTorch fp32": (lambda: th_fp32(xt), n), "PyTorch int8": (lambda: th_int8(xt), n)}
+            runs = {
+                "npquant fp32": (lambda: npq_fp32(x), max(3, n // 5)),
+                "npquant int8": (lambda: npq_int8(x), n),
+                "PyTorch fp32": (lambda: th_fp32(xt), n),
+                "PyTorch int8": (lambda: th_int8(xt), n),
+            }
             for fn, _ in runs.values():  # warm up
                 fn()
             best = {name: min(median_ms(fn, reps) for _ in range(3)) for name, (fn, reps) in runs.items()}
-            print(f"{batch:>5} " + " ".join(f"{best[k]:>13.3f}" for k in runs)
-                  + f" {best['PyTorch int8'] / best['npquant int8']:>20.2f}x")
+            print(
+                f"{batch:>5} "
+                + " ".join(f"{best[k]:>13.3f}" for k in runs)
+                + f" {best['PyTorch int8'] / best['npquant int8']:>20.2f}x"
+            )
         correct = th_int8(torch.from_numpy(data["test_x"])).argmax(1).numpy() == data["test_y"]
-    print(f"accuracy on the 540 test images: PyTorch int8 {correct.mean():.2%}, "
-          f"npquant int8 {(npq_int8(data['test_x']).argmax(1) == data['test_y']).mean():.2%}")
+    print(
+        f"accuracy on the 540 test images: PyTorch int8 {correct.mean():.2%}, "
+        f"npquant int8 {(npq_int8(data['test_x']).argmax(1) == data['test_y']).mean():.2%}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ import warnings
 
 import numpy as np
 
-DEFAULT_MODELS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2_x1_0",
-                  "googlenet")
+DEFAULT_MODELS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2_x1_0", "googlenet")
 CALIB_BATCHES = 4  # of 8 images
 EVAL_IMAGES = 32
 IMG = (3, 224, 224)
@@ -47,13 +46,14 @@ IMG = (3, 224, 224)
 
 # ---------------------------------------------------------------- pieces (no torch needed)
 
+
 def images(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 1, (n,) + IMG).astype(np.float32)
 
 
 def calibration_batches() -> list:
     x = images(8 * CALIB_BATCHES, seed=1234)
-    return [x[i:i + 8] for i in range(0, len(x), 8)]
+    return [x[i : i + 8] for i in range(0, len(x), 8)]
 
 
 def time_ms(fn, repeat: int, warmup: int = 2) -> tuple:
@@ -150,9 +150,15 @@ def table(rows: list, batches: list, threads: list) -> str:
     """Markdown: one row per (model, batch, threads); ms as min/median."""
     impls = ["torch fp32", "npquant fp32", "torch int8", "ORT int8", "npquant int8", "npquant int8 avx2"]
     present = [i for i in impls if any(i in r["ms"] for r in rows)]
-    head = (["model", "batch", "thr"] + [f"{i} ms" for i in present]
-            + ["npq int8 ms / best int8 peer ms (<1: npquant faster)", "top-1 agree (torch/ORT/npq int8)",
-               "rel. error (torch/ORT/npq)"])
+    head = (
+        ["model", "batch", "thr"]
+        + [f"{i} ms" for i in present]
+        + [
+            "npq int8 ms / best int8 peer ms (<1: npquant faster)",
+            "top-1 agree (torch/ORT/npq int8)",
+            "rel. error (torch/ORT/npq)",
+        ]
+    )
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["model"], str(r["batch"]), str(r["threads"])]
@@ -163,11 +169,15 @@ def table(rows: list, batches: list, threads: list) -> str:
         npq = r["ms"].get("npquant int8")
         cells.append(f"{npq[0] / min(peers):.2f}" if npq and peers else "")
         ag = r.get("agree", {})
-        cells.append(" / ".join("-" if k not in ag else f"{100 * ag[k]:.0f}%"
-                                for k in ("torch int8", "ORT int8", "npquant int8")))
+        cells.append(
+            " / ".join(
+                "-" if k not in ag else f"{100 * ag[k]:.0f}%" for k in ("torch int8", "ORT int8", "npquant int8")
+            )
+        )
         er = r.get("err", {})
-        cells.append(" / ".join("-" if k not in er else f"{er[k]:.3f}"
-                                for k in ("torch int8", "ORT int8", "npquant int8")))
+        cells.append(
+            " / ".join("-" if k not in er else f"{er[k]:.3f}" for k in ("torch int8", "ORT int8", "npquant int8"))
+        )
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -192,6 +202,7 @@ def environment() -> str:
 
 
 # ---------------------------------------------------------------- peers (torch, torchvision, ORT)
+
 
 def randomize_bn(torch, model, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
@@ -237,8 +248,15 @@ def export_onnx(model) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(1, *IMG),), buf, dynamo=False, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+        torch.onnx.export(
+            model,
+            (torch.randn(1, *IMG),),
+            buf,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+        )
     return buf.getvalue()
 
 
@@ -255,8 +273,15 @@ def ort_int8(float_onnx: bytes, batches, threads: int, tmp: str):
     src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
     with open(src, "wb") as f:
         f.write(float_onnx)
-    quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        src,
+        dst,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     return ort_session(dst, threads)
 
 
@@ -270,6 +295,7 @@ def ort_session(path, threads: int):
 
 
 # ---------------------------------------------------------------- the run
+
 
 def run_npquant_only(args) -> None:
     """Child process (NPQUANT_ISA set by the parent): npquant int8 rows as JSON."""
@@ -292,8 +318,7 @@ def run_npquant_only(args) -> None:
             npquant.set_num_threads(threads)
             for b in args.batch:
                 x = images(b, seed=7)
-                out.append({"model": name, "batch": b, "threads": threads,
-                            "ms": time_ms(lambda: q(x), args.repeat)})
+                out.append({"model": name, "batch": b, "threads": threads, "ms": time_ms(lambda: q(x), args.repeat)})
     print(json.dumps({"isa": npquant.cpu_info().get("isa"), "rows": out}))
 
 
@@ -318,8 +343,10 @@ def main(argv=None) -> int:
         import torch
         import torchvision  # noqa: F401
     except Exception as e:  # torchvision is where the models come from
-        print(f"bench/models.py: skipped: torch/torchvision not importable ({type(e).__name__}: {e}). "
-              "See bench/README.md for a venv with torchvision.")
+        print(
+            f"bench/models.py: skipped: torch/torchvision not importable ({type(e).__name__}: {e}). "
+            "See bench/README.md for a venv with torchvision."
+        )
         return 0
     try:
         import onnx
@@ -361,8 +388,11 @@ def main(argv=None) -> int:
             sd = os.path.join(tmp, name)
             os.makedirs(sd, exist_ok=True)
             for t in args.threads:
-                sessions[t] = ort_int8(onnx_bytes, batches, t, sd) if t == args.threads[0] else \
-                    ort_session(os.path.join(sd, "q.onnx"), t)
+                sessions[t] = (
+                    ort_int8(onnx_bytes, batches, t, sd)
+                    if t == args.threads[0]
+                    else ort_session(os.path.join(sd, "q.onnx"), t)
+                )
             s0 = sessions[args.threads[0]]
             score("ORT int8", s0.run(None, {"x": evals})[0])
         except Exception as e:
@@ -398,8 +428,20 @@ def main(argv=None) -> int:
             profiles[name] = npquant.profile(impls["npquant int8"], images(b, seed=7), repeat=3)
     if args.isa:
         env = dict(os.environ, NPQUANT_ISA=args.isa)
-        cmd = [sys.executable, os.path.abspath(__file__), "--npquant-only", tmp, "--models", *args.models,
-               "--batch", *map(str, args.batch), "--threads", *map(str, args.threads), "--repeat", str(args.repeat)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--npquant-only",
+            tmp,
+            "--models",
+            *args.models,
+            "--batch",
+            *map(str, args.batch),
+            "--threads",
+            *map(str, args.threads),
+            "--repeat",
+            str(args.repeat),
+        ]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if res.returncode == 0:
             child = json.loads(res.stdout.strip().splitlines()[-1])
@@ -409,17 +451,27 @@ def main(argv=None) -> int:
                         r["ms"][f"npquant int8 {args.isa}"] = tuple(cr["ms"])
         else:
             notes.append(f"NPQUANT_ISA={args.isa} run failed: {res.stderr.strip()[-300:]}")
-    report = [environment(), "", "ms per batch: min / median of "
-              f"{args.repeat}; top-1 agreement (centered logits) and relative L2 error against torch fp32 "
-              f"on {EVAL_IMAGES} images.", "",
-              table(rows, args.batch, args.threads)]
+    report = [
+        environment(),
+        "",
+        "ms per batch: min / median of "
+        f"{args.repeat}; top-1 agreement (centered logits) and relative L2 error against torch fp32 "
+        f"on {EVAL_IMAGES} images.",
+        "",
+        table(rows, args.batch, args.threads),
+    ]
     if notes:
         report += ["", "Notes:"] + [f"- {n}" for n in notes]
     if profiles:
         slow = max(profiles, key=lambda n: profiles[n].total_ms)
         p = profiles[slow]
-        report += ["", f"npquant.profile, {slow} int8, batch {max(args.batch)}, {args.threads[0]} thread(s), "
-                   "top rows:", "```", "\n".join(str(p).splitlines()[:14]), "```"]
+        report += [
+            "",
+            f"npquant.profile, {slow} int8, batch {max(args.batch)}, {args.threads[0]} thread(s), top rows:",
+            "```",
+            "\n".join(str(p).splitlines()[:14]),
+            "```",
+        ]
     text = "\n".join(report)
     print(text)
     if args.results:

@@ -19,23 +19,22 @@ const std::vector<Probe>& built_probes() {
 #if defined(NPQ_BENCH_PROBE_AVX2)
     v.push_back({"maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, true, probe_maddubs_madd_ymm});
     v.push_back({"madd_s16_ymm", Isa::avx2, Isa::avx2, false, false, probe_madd_s16_ymm});
-    v.push_back({"sign_maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, false,
-                 probe_sign_maddubs_madd_ymm});
+    v.push_back(
+        {"sign_maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, false, probe_sign_maddubs_madd_ymm});
     v.push_back({"sign_xor_maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, false,
                  probe_sign_xor_maddubs_madd_ymm});
     v.push_back({"fma_f32_ymm", Isa::avx2, Isa::avx2, false, false, probe_fma_f32_ymm});
 #endif
 #if defined(NPQ_BENCH_PROBE_AVXVNNI)
-    v.push_back({"vpdpbusd_ymm_vex", Isa::avxvnni, Isa::avxvnni, false, true,
-                 probe_dpbusd_ymm_vex});
+    v.push_back(
+        {"vpdpbusd_ymm_vex", Isa::avxvnni, Isa::avxvnni, false, true, probe_dpbusd_ymm_vex});
 #endif
 #if defined(NPQ_BENCH_PROBE_AVX512VNNI)
     v.push_back({"vpdpbusd_zmm", Isa::avx512vnni, Isa::avx512vnni, false, true, probe_dpbusd_zmm});
     // The AVX-VNNI kernels' stand-in (EVEX) encoding runs at this rate.
-    v.push_back({"vpdpbusd_ymm_evex", Isa::avx512vnni, Isa::avxvnni, true, true,
-                 probe_dpbusd_ymm_evex});
-    v.push_back({"fma_f32_zmm", Isa::avx512vnni, Isa::avx512vnni, false, false,
-                 probe_fma_f32_zmm});
+    v.push_back(
+        {"vpdpbusd_ymm_evex", Isa::avx512vnni, Isa::avxvnni, true, true, probe_dpbusd_ymm_evex});
+    v.push_back({"fma_f32_zmm", Isa::avx512vnni, Isa::avx512vnni, false, false, probe_fma_f32_zmm});
 #endif
 #if defined(NPQ_BENCH_PROBE_AMX)
     v.push_back({"tdpbusd", Isa::amx, Isa::amx, false, true, probe_tdpbusd});
@@ -97,7 +96,7 @@ double peak_macs(Isa isa, bool standin, int threads) {
   for (const Probe& p : built_probes()) {
     if (!p.is_peak || p.peak_of != isa || p.standin != standin || !can_run(p)) continue;
     const uint64_t iters = 2 * probe_iters(p);  // about 2 ms per run
-    for (int rep = 0; rep < 50; ++rep) {  // the best run: preemption only lowers a sample
+    for (int rep = 0; rep < 50; ++rep) {        // the best run: preemption only lowers a sample
       const auto t0 = std::chrono::steady_clock::now();
       const uint64_t macs = run_probe(p, threads, iters);
       best = std::max(best, macs / seconds_since(t0));

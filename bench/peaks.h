@@ -9,11 +9,11 @@
 namespace npqbench {
 
 struct Probe {
-  const char* name;     // the instruction mix, e.g. "vpdpbusd_zmm"
-  npq::Isa needs;       // the CPU must support this ISA to run it
-  npq::Isa peak_of;     // kernels of this ISA are measured against it ...
-  bool standin;         // ... (or their stand-in encoding, when true)
-  bool is_peak;         // false: a reference rate (fp32 FMA, widened int16)
+  const char* name;  // the instruction mix, e.g. "vpdpbusd_zmm"
+  npq::Isa needs;    // the CPU must support this ISA to run it
+  npq::Isa peak_of;  // kernels of this ISA are measured against it ...
+  bool standin;      // ... (or their stand-in encoding, when true)
+  bool is_peak;      // false: a reference rate (fp32 FMA, widened int16)
   uint64_t (*fn)(uint64_t iters);
 };
 

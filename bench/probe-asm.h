@@ -17,4 +17,8 @@
 #define NPQ_ZERO(xop, reg, i) NPQ_OP3(xop, reg #i, reg #i, reg, i)
 
 // The timed loop: %[n] iterations of body, then vzeroupper.
-#define NPQ_PROBE_LOOP(body) "1:\n\t" body "dec %[n]\n\t" "jnz 1b\n\t" "vzeroupper\n\t"
+#define NPQ_PROBE_LOOP(body) \
+  "1:\n\t" body              \
+  "dec %[n]\n\t"             \
+  "jnz 1b\n\t"               \
+  "vzeroupper\n\t"

@@ -17,7 +17,7 @@
 // dwords ab[0], ab[1] (EVEX: registers 30 and 31 only exist there).
 #define NPQ_ZMM_ZERO(i) NPQ_ZERO("vpxord", "zmm", i)
 #define NPQ_YMM_ZERO(i) NPQ_ZERO("vpxord", "ymm", i)
-#define NPQ_CLOBBERS                                                                          \
+#define NPQ_CLOBBERS                                                                              \
   "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
       "xmm10", "xmm11", "xmm30", "xmm31"
 
@@ -29,12 +29,13 @@ uint64_t probe_dpbusd_zmm(uint64_t iters) {
   const int32_t ab[2] = {0x03030303, 0x05050505};
   uint64_t n = iters;
 #define NPQ_STEP(i) NPQ_OP3("vpdpbusd", "zmm31", "zmm30", "zmm", i)
-  asm volatile("vpbroadcastd 0(%[ab]), %%zmm30\n\t"
-               "vpbroadcastd 4(%[ab]), %%zmm31\n\t"
-               NPQ_CHAINS12(NPQ_ZMM_ZERO) NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
-               : [n] "+r"(n)
-               : [ab] "r"(ab)
-               : NPQ_CLOBBERS);
+  asm volatile(
+      "vpbroadcastd 0(%[ab]), %%zmm30\n\t"
+      "vpbroadcastd 4(%[ab]), %%zmm31\n\t" NPQ_CHAINS12(NPQ_ZMM_ZERO)
+          NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
+      : [n] "+r"(n)
+      : [ab] "r"(ab)
+      : NPQ_CLOBBERS);
 #undef NPQ_STEP
   return iters * 12 * 64;
 }
@@ -45,12 +46,13 @@ uint64_t probe_dpbusd_ymm_evex(uint64_t iters) {
   const int32_t ab[2] = {0x03030303, 0x05050505};
   uint64_t n = iters;
 #define NPQ_STEP(i) NPQ_OP3("vpdpbusd", "ymm31", "ymm30", "ymm", i)
-  asm volatile("vpbroadcastd 0(%[ab]), %%ymm30\n\t"
-               "vpbroadcastd 4(%[ab]), %%ymm31\n\t"
-               NPQ_CHAINS12(NPQ_YMM_ZERO) NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
-               : [n] "+r"(n)
-               : [ab] "r"(ab)
-               : NPQ_CLOBBERS);
+  asm volatile(
+      "vpbroadcastd 0(%[ab]), %%ymm30\n\t"
+      "vpbroadcastd 4(%[ab]), %%ymm31\n\t" NPQ_CHAINS12(NPQ_YMM_ZERO)
+          NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
+      : [n] "+r"(n)
+      : [ab] "r"(ab)
+      : NPQ_CLOBBERS);
 #undef NPQ_STEP
   return iters * 12 * 32;
 }
@@ -61,12 +63,13 @@ uint64_t probe_fma_f32_zmm(uint64_t iters) {
   const int32_t ab[2] = {0x3f800000, 0x3089705f};
   uint64_t n = iters;
 #define NPQ_STEP(i) NPQ_OP3("vfmadd231ps", "zmm31", "zmm30", "zmm", i)
-  asm volatile("vpbroadcastd 0(%[ab]), %%zmm30\n\t"
-               "vpbroadcastd 4(%[ab]), %%zmm31\n\t"
-               NPQ_CHAINS12(NPQ_ZMM_ZERO) NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
-               : [n] "+r"(n)
-               : [ab] "r"(ab)
-               : NPQ_CLOBBERS);
+  asm volatile(
+      "vpbroadcastd 0(%[ab]), %%zmm30\n\t"
+      "vpbroadcastd 4(%[ab]), %%zmm31\n\t" NPQ_CHAINS12(NPQ_ZMM_ZERO)
+          NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
+      : [n] "+r"(n)
+      : [ab] "r"(ab)
+      : NPQ_CLOBBERS);
 #undef NPQ_STEP
   return iters * 12 * 16;
 }

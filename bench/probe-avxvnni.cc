@@ -19,13 +19,14 @@ uint64_t probe_dpbusd_ymm_vex(uint64_t iters) {
   uint64_t n = iters;
 #define NPQ_ZERO_YMM(i) NPQ_ZERO("vpxor", "ymm", i)
 #define NPQ_STEP(i) NPQ_OP3("%{vex%} vpdpbusd", "ymm15", "ymm14", "ymm", i)
-  asm volatile("vpbroadcastd 0(%[ab]), %%ymm14\n\t"
-               "vpbroadcastd 4(%[ab]), %%ymm15\n\t"
-               NPQ_CHAINS12(NPQ_ZERO_YMM) NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
-               : [n] "+r"(n)
-               : [ab] "r"(ab)
-               : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
-                 "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+  asm volatile(
+      "vpbroadcastd 0(%[ab]), %%ymm14\n\t"
+      "vpbroadcastd 4(%[ab]), %%ymm15\n\t" NPQ_CHAINS12(NPQ_ZERO_YMM)
+          NPQ_PROBE_LOOP(NPQ_CHAINS12(NPQ_STEP))
+      : [n] "+r"(n)
+      : [ab] "r"(ab)
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
 #undef NPQ_STEP
 #undef NPQ_ZERO_YMM
   return iters * 12 * 32;

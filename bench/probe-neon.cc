@@ -56,8 +56,8 @@ uint64_t probe_smull_smlal(uint64_t iters) {
       "b.ne 1b\n\t"
       : [n] "+r"(n)
       :
-      : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18",
-        "v19", "v20", "v21", "v22", "v23", "v30", "v31");
+      : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19",
+        "v20", "v21", "v22", "v23", "v30", "v31");
   return iters * 8 * 16;
 }
 

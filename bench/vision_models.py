@@ -31,8 +31,15 @@ import numpy as np
 if os.environ.get("NPQUANT_SITE"):
     site.addsitedir(os.environ["NPQUANT_SITE"])
 
-MODELS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2_x1_0", "googlenet",
-          "inception_v3")
+MODELS = (
+    "resnet18",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "shufflenet_v2_x1_0",
+    "googlenet",
+    "inception_v3",
+)
 
 
 def sqnr(ref: np.ndarray, y: np.ndarray) -> float:
@@ -79,11 +86,14 @@ def run(name: str, size: int, calib: int, seed: int) -> dict:
     tm.fuse_model()
     tm.qconfig = torch.ao.quantization.QConfig(
         activation=obs.HistogramObserver.with_args(reduce_range=False),
-        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
+        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
+    )
     tp = torch.ao.quantization.prepare(tm)
     seen: dict = {}
     for n, o in observers(tp, torch.ao.quantization.ObserverBase).items():
-        o.register_forward_pre_hook(lambda mod, args, n=n: seen.setdefault(n, []).append(args[0].detach().numpy().copy()))
+        o.register_forward_pre_hook(
+            lambda mod, args, n=n: seen.setdefault(n, []).append(args[0].detach().numpy().copy())
+        )
     batches = [rng.standard_normal((4, 3, size, size)).astype(np.float32) for _ in range(calib)]
     with torch.no_grad():
         for b in batches:
@@ -92,16 +102,22 @@ def run(name: str, size: int, calib: int, seed: int) -> dict:
     with torch.no_grad():
         qt = tq(torch.from_numpy(x)).numpy()
     # observers torch attached but never called (FloatFunctionals of blocks without a residual) are left out
-    tq_params = {n: tuple(t.numpy() for t in o.calculate_qparams())
-                 for n, o in observers(tp, torch.ao.quantization.ObserverBase).items() if n in seen}
+    tq_params = {
+        n: tuple(t.numpy() for t in o.calculate_qparams())
+        for n, o in observers(tp, torch.ao.quantization.ObserverBase).items()
+        if n in seen
+    }
 
     model.fuse_model()
     model.qconfig = npquant.get_default_qconfig("x86")
 
     def same_qparams(prepared) -> tuple:
         nobs = observers(prepared, ObserverBase)
-        same = sum(1 for n, o in nobs.items() if n in tq_params and all(
-            np.array_equal(a, b) for a, b in zip(o.calculate_qparams(), tq_params[n])))
+        same = sum(
+            1
+            for n, o in nobs.items()
+            if n in tq_params and all(np.array_equal(a, b) for a, b in zip(o.calculate_qparams(), tq_params[n]))
+        )
         return same, len(tq_params)
 
     # npquant's observers fed torch's float activations
@@ -119,8 +135,16 @@ def run(name: str, size: int, calib: int, seed: int) -> dict:
         own(b)
     own_same = same_qparams(own)
     qn = npquant.convert(own)(x)
-    return dict(model=name, fp32_rel=fp32_rel, identical=identical, fed_same=fed_same, own_same=own_same,
-                sqnr_npq=sqnr(yt, qn), sqnr_torch=sqnr(yt, qt), sqnr_npq_torchq=sqnr(yt, qn_torchq))
+    return dict(
+        model=name,
+        fp32_rel=fp32_rel,
+        identical=identical,
+        fed_same=fed_same,
+        own_same=own_same,
+        sqnr_npq=sqnr(yt, qn),
+        sqnr_torch=sqnr(yt, qt),
+        sqnr_npq_torchq=sqnr(yt, qn_torchq),
+    )
 
 
 def main() -> None:
@@ -138,16 +162,22 @@ def main() -> None:
         return
     warnings.filterwarnings("ignore")
     import npquant
+
     print(f"npquant from {npquant.__file__}")
-    print("| model | fp32 rel diff | int8 identical given torch's qparams | qparams identical "
-          "(torch's activations) | qparams identical (own calibration) | SQNR npquant int8 (own) | "
-          "SQNR npquant int8 (torch's qparams) | SQNR torch int8 |")
+    print(
+        "| model | fp32 rel diff | int8 identical given torch's qparams | qparams identical "
+        "(torch's activations) | qparams identical (own calibration) | SQNR npquant int8 (own) | "
+        "SQNR npquant int8 (torch's qparams) | SQNR torch int8 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
         r = run(name, args.size, args.calib, args.seed)
-        print(f"| {r['model']} | {r['fp32_rel']:.1e} | {r['identical']:.4f} | {r['fed_same'][0]}/{r['fed_same'][1]} | "
-              f"{r['own_same'][0]}/{r['own_same'][1]} | {r['sqnr_npq']:.1f} dB | {r['sqnr_npq_torchq']:.1f} dB | "
-              f"{r['sqnr_torch']:.1f} dB |", flush=True)
+        print(
+            f"| {r['model']} | {r['fp32_rel']:.1e} | {r['identical']:.4f} | {r['fed_same'][0]}/{r['fed_same'][1]} | "
+            f"{r['own_same'][0]}/{r['own_same'][1]} | {r['sqnr_npq']:.1f} dB | {r['sqnr_npq_torchq']:.1f} dB | "
+            f"{r['sqnr_torch']:.1f} dB |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

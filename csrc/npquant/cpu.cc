@@ -21,8 +21,8 @@
 namespace npq {
 
 namespace {
-const char* const kIsaNames[] = {"scalar", "avx2",  "avxvnni", "avx512vnni",
-                                 "amx",    "neon",  "neondot", "neoni8mm"};
+const char* const kIsaNames[] = {"scalar", "avx2", "avxvnni", "avx512vnni",
+                                 "amx",    "neon", "neondot", "neoni8mm"};
 
 #if defined(NPQ_X86)
 void cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
@@ -64,9 +64,9 @@ void detect_x86(CpuFeatures* f) {
   const bool avx_hw = (r[2] >> 28) & 1;
   const bool fma_hw = (r[2] >> 12) & 1;
   unsigned long long xcr0 = osxsave ? xgetbv0() : 0;
-  const bool ymm_os = (xcr0 & 0x6) == 0x6;            // SSE + AVX state
-  const bool zmm_os = (xcr0 & 0xE6) == 0xE6;          // + opmask, ZMM_Hi256, Hi16_ZMM
-  const bool tile_os = (xcr0 & 0x60000) == 0x60000;   // XTILECFG + XTILEDATA
+  const bool ymm_os = (xcr0 & 0x6) == 0x6;           // SSE + AVX state
+  const bool zmm_os = (xcr0 & 0xE6) == 0xE6;         // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool tile_os = (xcr0 & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA
   f->avx = avx_hw && ymm_os;
   f->fma = fma_hw && f->avx;
   if (max_leaf >= 7) {
@@ -155,28 +155,44 @@ std::vector<Isa> all_isas() {
 
 bool CpuFeatures::supports(Isa isa) const {
   switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return avx2 && fma;
-    case Isa::avxvnni: return avx2 && fma && avxvnni;
+    case Isa::scalar:
+      return true;
+    case Isa::avx2:
+      return avx2 && fma;
+    case Isa::avxvnni:
+      return avx2 && fma && avxvnni;
     case Isa::avx512vnni:
       return avx2 && fma && avx512f && avx512bw && avx512dq && avx512vl && avx512vnni;
     case Isa::amx:
       return supports(Isa::avx512vnni) && amx_tile && amx_int8 && amx_permitted;
-    case Isa::neon: return neon;
-    case Isa::neondot: return neon && dotprod;
-    case Isa::neoni8mm: return neon && dotprod && i8mm;
+    case Isa::neon:
+      return neon;
+    case Isa::neondot:
+      return neon && dotprod;
+    case Isa::neoni8mm:
+      return neon && dotprod && i8mm;
   }
   return false;
 }
 
 std::vector<std::string> CpuFeatures::flags() const {
   std::vector<std::string> v;
-  const std::pair<const char*, bool> all[] = {
-      {"sse4.1", sse41},       {"avx", avx},           {"avx2", avx2},
-      {"fma", fma},            {"avx_vnni", avxvnni},  {"avx512f", avx512f},
-      {"avx512bw", avx512bw},  {"avx512dq", avx512dq},  {"avx512vl", avx512vl}, {"avx512_vnni", avx512vnni},
-      {"amx_tile", amx_tile},  {"amx_int8", amx_int8}, {"amx_permitted", amx_permitted},
-      {"neon", neon},          {"dotprod", dotprod},   {"i8mm", i8mm}};
+  const std::pair<const char*, bool> all[] = {{"sse4.1", sse41},
+                                              {"avx", avx},
+                                              {"avx2", avx2},
+                                              {"fma", fma},
+                                              {"avx_vnni", avxvnni},
+                                              {"avx512f", avx512f},
+                                              {"avx512bw", avx512bw},
+                                              {"avx512dq", avx512dq},
+                                              {"avx512vl", avx512vl},
+                                              {"avx512_vnni", avx512vnni},
+                                              {"amx_tile", amx_tile},
+                                              {"amx_int8", amx_int8},
+                                              {"amx_permitted", amx_permitted},
+                                              {"neon", neon},
+                                              {"dotprod", dotprod},
+                                              {"i8mm", i8mm}};
   for (const auto& p : all)
     if (p.second) v.emplace_back(p.first);
   return v;

@@ -15,9 +15,9 @@ bool parse_isa(const std::string& token, Isa* out);
 std::vector<Isa> all_isas();
 
 struct CpuFeatures {
-  std::string arch;     // "x86_64", "aarch64", ...
-  std::string vendor;   // cpuid vendor string, "" elsewhere
-  std::string brand;    // cpuid brand string / "" elsewhere
+  std::string arch;    // "x86_64", "aarch64", ...
+  std::string vendor;  // cpuid vendor string, "" elsewhere
+  std::string brand;   // cpuid brand string / "" elsewhere
   // x86 (already combined with the OS's XSAVE state support)
   bool sse41 = false, avx = false, avx2 = false, fma = false, avxvnni = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false, avx512vnni = false;

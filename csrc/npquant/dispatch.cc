@@ -20,9 +20,9 @@ namespace {
 
 std::vector<QGemmKernel> make_gemm_table() {
   std::vector<QGemmKernel> t;
-#define NPQ_GEMM_ROW(standin, name, isa, guard, mr, nr, kr, ka, w16, w127)               \
-  NPQ_IF(guard)(t.push_back({#name, Isa::isa, standin, mr, {nr, kr, ka, w16, w127},      \
-                             name##_requant, name##_dequant});)
+#define NPQ_GEMM_ROW(standin, name, isa, guard, mr, nr, kr, ka, w16, w127) \
+  NPQ_IF(guard)(t.push_back(                                               \
+      {#name, Isa::isa, standin, mr, {nr, kr, ka, w16, w127}, name##_requant, name##_dequant});)
 #define NPQ_QGEMM(...) NPQ_GEMM_ROW(false, __VA_ARGS__)
 #define NPQ_QGEMM_STANDIN(...) NPQ_GEMM_ROW(true, __VA_ARGS__)
 #include "ukernels.inc"
@@ -40,9 +40,9 @@ std::vector<QIGemmKernel> make_igemm_table() {
 
 std::vector<DwconvKernel> make_dwconv_table() {
   std::vector<DwconvKernel> t;
-#define NPQ_DWCONV(name, isa, guard, ct, g, tb, wb)                                       \
-  NPQ_IF(guard)(t.push_back({#name, Isa::isa, ct, g, tb, wb, name##_pack, name##_transform, \
-                             name##_row});)
+#define NPQ_DWCONV(name, isa, guard, ct, g, tb, wb) \
+  NPQ_IF(guard)(                                    \
+      t.push_back({#name, Isa::isa, ct, g, tb, wb, name##_pack, name##_transform, name##_row});)
 #include "ukernels.inc"
   return t;
 }
@@ -177,12 +177,12 @@ Isa requested_cap(const std::vector<Isa>& runnable) {
   if (std::find(runnable.begin(), runnable.end(), want) == runnable.end()) {
     const auto built = built_isas();
     const bool is_built = std::find(built.begin(), built.end(), want) != built.end();
-    throw std::runtime_error(
-        std::string("NPQUANT_ISA=") + env + " cannot run here: " +
-        (is_built ? "this CPU (" + cpu_features().arch + ") or its OS lacks it"
-                  : std::string("this build of npquant has no kernels for it")) +
-        ". ISAs runnable here: " + join_isas(runnable) +
-        ". Set NPQUANT_ISA to one of them, or unset it.");
+    throw std::runtime_error(std::string("NPQUANT_ISA=") + env + " cannot run here: " +
+                             (is_built
+                                  ? "this CPU (" + cpu_features().arch + ") or its OS lacks it"
+                                  : std::string("this build of npquant has no kernels for it")) +
+                             ". ISAs runnable here: " + join_isas(runnable) +
+                             ". Set NPQUANT_ISA to one of them, or unset it.");
   }
   return want;
 }
@@ -223,8 +223,8 @@ uint32_t mix(uint32_t i) {
 
 std::string describe(const char* kernel, const char* what, size_t r, size_t c,
                      const std::string& got, const std::string& want) {
-  return std::string(kernel) + " " + what + " differs from the reference at (" +
-         std::to_string(r) + "," + std::to_string(c) + "): got " + got + ", want " + want;
+  return std::string(kernel) + " " + what + " differs from the reference at (" + std::to_string(r) +
+         "," + std::to_string(c) + "): got " + got + ", want " + want;
 }
 
 }  // namespace
@@ -283,8 +283,8 @@ std::string self_check(const QGemmKernel& k, const PackedLayout& layout) {
   std::vector<uint8_t> q(m * n), q_ref(m * n);
   const RequantEpilogue rep{bias_s.data(), mult.data(), 100, 3, 250};
   k.requant(m, n, kp, a.data(), a_stride, pw.panel(0), zp0.data(), q.data(), n, &rep);
-  ref::qgemm_requant(m, n, kk, a.data(), a_stride, zp[0], w.data(), kk, bias_s.data(),
-                     mult.data(), 100, 3, 250, q_ref.data(), n);
+  ref::qgemm_requant(m, n, kk, a.data(), a_stride, zp[0], w.data(), kk, bias_s.data(), mult.data(),
+                     100, 3, 250, q_ref.data(), n);
   for (size_t i = 0; i < q.size(); ++i)
     if (q[i] != q_ref[i])
       return describe(k.name, "requant", i / n, i % n, std::to_string(q[i]),

@@ -24,14 +24,14 @@ namespace npq {
 //   a_zp     mr activation zero points (one per row)
 //   c        first output element; row r at c + r*c_stride (bytes)
 // acc[m][n] = sum_k a[m][k] * w[n][k] - a_zp[m] * colsum[n]   (exact int32)
-typedef void (*qgemm_requant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                 size_t a_stride, const void* w, const int32_t* a_zp,
-                                 uint8_t* c, size_t c_stride, const RequantEpilogue* ep);
+typedef void (*qgemm_requant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                                 const void* w, const int32_t* a_zp, uint8_t* c, size_t c_stride,
+                                 const RequantEpilogue* ep);
 
 // Same accumulation, dequantized to fp32 (dynamic Linear). c_stride in bytes.
-typedef void (*qgemm_dequant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                 size_t a_stride, const void* w, const int32_t* a_zp,
-                                 float* c, size_t c_stride, const DequantEpilogue* ep);
+typedef void (*qgemm_dequant_fn)(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                                 const void* w, const int32_t* a_zp, float* c, size_t c_stride,
+                                 const DequantEpilogue* ep);
 
 // Indirect GEMM tile (convolution), requantized to u8. Row r of A is the
 // concatenation over taps s < ks of kc bytes: at a_base + a[s*MR + r], or at
@@ -75,8 +75,7 @@ typedef void (*qu8_dw_row_fn)(size_t channels, size_t ow, size_t kh, size_t nq,
 typedef bool (*minmax_f32_fn)(size_t n, const float* x, float* out_min, float* out_max);
 
 // q[i] = clamp(nearbyint(fmaf(x[i], inv_scale, float(zp))), 0, 255)
-typedef void (*quantize_u8_fn)(size_t n, const float* x, float inv_scale, int32_t zp,
-                               uint8_t* q);
+typedef void (*quantize_u8_fn)(size_t n, const float* x, float inv_scale, int32_t zp, uint8_t* q);
 
 // Quantized add / add_relu of uint8 codes (QFunctional): with da = fmaf(a_scale,
 // a, a_premul), db likewise, v = fl(da + db), v = max(v, 0) if relu:
@@ -117,23 +116,23 @@ typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_
 #define NPQ_SECOND_(a, b, ...) b
 
 // Declarations of every registered ukernel (ukernels.inc), built or not.
-#define NPQ_QGEMM(name, ...)                                                          \
-  void name##_requant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
-                      const int32_t*, uint8_t*, size_t, const RequantEpilogue*);     \
-  void name##_dequant(size_t, size_t, size_t, const uint8_t*, size_t, const void*,   \
-                      const int32_t*, float*, size_t, const DequantEpilogue*);
+#define NPQ_QGEMM(name, ...)                                                                       \
+  void name##_requant(size_t, size_t, size_t, const uint8_t*, size_t, const void*, const int32_t*, \
+                      uint8_t*, size_t, const RequantEpilogue*);                                   \
+  void name##_dequant(size_t, size_t, size_t, const uint8_t*, size_t, const void*, const int32_t*, \
+                      float*, size_t, const DequantEpilogue*);
 #define NPQ_QGEMM_STANDIN NPQ_QGEMM
-#define NPQ_QIGEMM(name, ...)                                                          \
-  void name##_requant(size_t, size_t, size_t, size_t, const size_t*, const uint8_t*,  \
-                      size_t, const uint8_t*, const void*, int32_t, uint8_t*, size_t,  \
+#define NPQ_QIGEMM(name, ...)                                                                \
+  void name##_requant(size_t, size_t, size_t, size_t, const size_t*, const uint8_t*, size_t, \
+                      const uint8_t*, const void*, int32_t, uint8_t*, size_t,                \
                       const RequantEpilogue*);
-#define NPQ_DWCONV(name, ...)                                                          \
-  void name##_pack(size_t, size_t, size_t, const int8_t*, void*);                      \
-  void name##_transform(const DwRowGeometry*, const uint8_t*, uint8_t, uint8_t*);      \
-  void name##_row(size_t, size_t, size_t, size_t, const uint8_t* const*, const void*,  \
-                  int32_t, uint8_t*, size_t, const RequantEpilogue*);
-#define NPQ_QUANTIZE(name, minmax, ...)                          \
-  void name(size_t, const float*, float, int32_t, uint8_t*);     \
+#define NPQ_DWCONV(name, ...)                                                                  \
+  void name##_pack(size_t, size_t, size_t, const int8_t*, void*);                              \
+  void name##_transform(const DwRowGeometry*, const uint8_t*, uint8_t, uint8_t*);              \
+  void name##_row(size_t, size_t, size_t, size_t, const uint8_t* const*, const void*, int32_t, \
+                  uint8_t*, size_t, const RequantEpilogue*);
+#define NPQ_QUANTIZE(name, minmax, ...)                      \
+  void name(size_t, const float*, float, int32_t, uint8_t*); \
   bool minmax(size_t, const float*, float*, float*);
 #define NPQ_VADD(name, ...) \
   void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);

@@ -29,8 +29,10 @@ class Tally {
     return false;
   }
   bool check(bool ok, const std::string& label, const std::string& what) {
-    if (ok) pass(label);
-    else fail(label, what);
+    if (ok)
+      pass(label);
+    else
+      fail(label, what);
     return ok;
   }
   // Checks passed (failed) under labels that name kernel `name`: contain it, not

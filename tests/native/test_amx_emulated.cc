@@ -18,8 +18,13 @@
 namespace npqtest {
 
 npq::QGemmKernel amx_emulated_kernel() {
-  return {"qu8_gemm_32x32c4__amx (emulated tiles)", npq::Isa::avx512vnni, true, 32, {32, 4, 64},
-          npq::qu8_gemm_32x32c4__amx_emulated_requant, npq::qu8_gemm_32x32c4__amx_emulated_dequant};
+  return {"qu8_gemm_32x32c4__amx (emulated tiles)",
+          npq::Isa::avx512vnni,
+          true,
+          32,
+          {32, 4, 64},
+          npq::qu8_gemm_32x32c4__amx_emulated_requant,
+          npq::qu8_gemm_32x32c4__amx_emulated_dequant};
 }
 
 }  // namespace npqtest

@@ -25,10 +25,10 @@ struct Case {
 std::string describe(const Case& c) {
   const npq::ConvGeometry& g = c.g;
   auto s = [](size_t v) { return std::to_string(v); };
-  return "N,H,W,C=" + s(c.n) + "," + s(c.h) + "," + s(c.w) + "," + s(g.in_c) + " out=" +
-         s(g.out_c) + " groups=" + s(g.groups) + " k=" + s(g.kh) + "x" + s(g.kw) + " stride=" +
-         s(g.stride_h) + "," + s(g.stride_w) + " dil=" + s(g.dil_h) + "," + s(g.dil_w) +
-         " pad=" + s(g.pad_top) + "," + s(g.pad_left) + "," + s(g.pad_bottom) + "," +
+  return "N,H,W,C=" + s(c.n) + "," + s(c.h) + "," + s(c.w) + "," + s(g.in_c) +
+         " out=" + s(g.out_c) + " groups=" + s(g.groups) + " k=" + s(g.kh) + "x" + s(g.kw) +
+         " stride=" + s(g.stride_h) + "," + s(g.stride_w) + " dil=" + s(g.dil_h) + "," +
+         s(g.dil_w) + " pad=" + s(g.pad_top) + "," + s(g.pad_left) + "," + s(g.pad_bottom) + "," +
          s(g.pad_right);
 }
 
@@ -62,7 +62,8 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   } else {
     // Panels of 16 output channels within each group; n of -128 in each.
     const size_t og = g.out_c / g.groups, per_out = w.size() / g.out_c;
-    for (auto& v : w) v = extremes ? (rng.coin() ? 127 : -127) : static_cast<int8_t>(rng.range(-127, 127));
+    for (auto& v : w)
+      v = extremes ? (rng.coin() ? 127 : -127) : static_cast<int8_t>(rng.range(-127, 127));
     for (size_t grp = 0; grp < g.groups; ++grp)
       for (size_t o0 = 0; o0 < og; o0 += 16) {
         const size_t cols = std::min<size_t>(16, og - o0), cells = cols * per_out;
@@ -102,16 +103,17 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   }
   Guarded y(y_bytes);
   y.allow(0, y_bytes);
-  const npq::Conv2dArgs a{c.n, c.h, c.w, x.data(), xs, xz, ws.data(),
-                          with_bias ? bias.data() : nullptr, ys, yz, relu ? yz : 0, 255, y.data()};
+  const npq::Conv2dArgs a{
+      c.n, c.h, c.w,           x.data(), xs,      xz, ws.data(), with_bias ? bias.data() : nullptr,
+      ys,  yz,  relu ? yz : 0, 255,      y.data()};
   npq::conv2d_static(packed, a);
 
   std::vector<float> bias_s(g.out_c), mult(g.out_c);
   npq::requant_constants(g.out_c, xs, ws.data(), ys, with_bias ? bias.data() : nullptr,
                          bias_s.data(), mult.data());
   std::vector<uint8_t> want(y_bytes);
-  npq::ref::conv2d_requant(g, c.n, c.h, c.w, x.data(), xz, w.data(), bias_s.data(), mult.data(),
-                           yz, relu ? yz : 0, 255, want.data());
+  npq::ref::conv2d_requant(g, c.n, c.h, c.w, x.data(), xz, w.data(), bias_s.data(), mult.data(), yz,
+                           relu ? yz : 0, 255, want.data());
   std::string msg;
   if (!y.intact(&msg)) {
     t.fail(label, describe(c) + ": " + msg);
@@ -242,7 +244,8 @@ Case igemm_case(Rng& rng, size_t cg) {
   g.groups = rng.range(0, 3) == 0 ? 2 : 1;
   g.in_c = g.groups * cg;
   g.out_c = g.groups * pick(rng, outs);
-  if (g.groups > 1 && cg == 1 && g.out_c / g.groups <= 16) g.out_c = g.groups * 17;  // not depthwise
+  if (g.groups > 1 && cg == 1 && g.out_c / g.groups <= 16)
+    g.out_c = g.groups * 17;  // not depthwise
   g.kh = static_cast<size_t>(rng.range(1, 5));
   g.kw = rng.coin() ? g.kh : static_cast<size_t>(rng.range(1, 5));
   g.stride_h = static_cast<size_t>(rng.range(1, 3));

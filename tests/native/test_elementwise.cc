@@ -53,8 +53,7 @@ void check(const char* name, const std::string& what, const std::vector<uint8_t>
     if (y.data()[i] != want) {
       t.fail(name, what + " n=" + std::to_string(n) + " i=" + std::to_string(i) + " a=" +
                        std::to_string(av[i]) + (bv ? " b=" + std::to_string((*bv)[i]) : "") +
-                       ": got " + std::to_string(y.data()[i]) + " want " +
-                       std::to_string(want));
+                       ": got " + std::to_string(y.data()[i]) + " want " + std::to_string(want));
       return;
     }
   }
@@ -65,7 +64,8 @@ void check(const char* name, const std::string& what, const std::vector<uint8_t>
 void pairs(std::vector<uint8_t>* a, std::vector<uint8_t>* b) {
   a->resize(65536);
   b->resize(65536);
-  for (size_t i = 0; i < 65536; ++i) (*a)[i] = static_cast<uint8_t>(i >> 8), (*b)[i] = static_cast<uint8_t>(i);
+  for (size_t i = 0; i < 65536; ++i)
+    (*a)[i] = static_cast<uint8_t>(i >> 8), (*b)[i] = static_cast<uint8_t>(i);
 }
 
 std::vector<std::vector<uint8_t>> lengths(Rng& rng) {
@@ -89,19 +89,22 @@ void test_add(const npq::AddKernel& k, Tally& t) {
     // One output scale in four tiny: the +-65536 clamp before rounding binds.
     const float ys = i % 4 == 3 ? 1e-7f : rng.uniform(1e-3f, 1.0f);
     const int32_t az = zps[i % 4], bz = zps[(i + 1) % 4];
-    const npq::QAddParams p{as, as * static_cast<float>(-az), bs, bs * static_cast<float>(-bz),
-                            1.0f / ys, zps[(i + 2) % 4], i % 2};
+    const npq::QAddParams p{as,        as * static_cast<float>(-az),
+                            bs,        bs * static_cast<float>(-bz),
+                            1.0f / ys, zps[(i + 2) % 4],
+                            i % 2};
     const std::string what = "add params " + std::to_string(i);
     const bool unary = i % 8 >= 6;
     auto fn = [&](size_t n, const uint8_t* x, const uint8_t* y2, uint8_t* out) {
       k.vadd(n, x, unary ? nullptr : y2, out, &p);
     };
-    check(k.name, what, a, unary ? nullptr : &b, fn,
-          [&](size_t j) { return add_one(a[j], unary ? nullptr : &b[j], p); }, t);
+    check(
+        k.name, what, a, unary ? nullptr : &b, fn,
+        [&](size_t j) { return add_one(a[j], unary ? nullptr : &b[j], p); }, t);
     for (size_t s = 0; s < shorts.size(); ++s)
-      check(k.name, what + " short", shorts[s], unary ? nullptr : &shorts_b[s], fn,
-            [&](size_t j) { return add_one(shorts[s][j], unary ? nullptr : &shorts_b[s][j], p); },
-            t);
+      check(
+          k.name, what + " short", shorts[s], unary ? nullptr : &shorts_b[s], fn,
+          [&](size_t j) { return add_one(shorts[s][j], unary ? nullptr : &shorts_b[s][j], p); }, t);
   }
 }
 
@@ -113,8 +116,9 @@ void test_mul(const npq::MulKernel& k, Tally& t) {
   const int32_t zps[] = {0, 128, 255, 77};
   for (int i = 0; i < 12; ++i) {
     // Multipliers from tiny to saturating (|product| up to 65,025).
-    const float mult = i % 3 == 0 ? rng.uniform(1e-5f, 1e-3f)
-                       : i % 3 == 1 ? rng.uniform(1e-3f, 0.1f) : rng.uniform(1.0f, 100.0f);
+    const float mult = i % 3 == 0   ? rng.uniform(1e-5f, 1e-3f)
+                       : i % 3 == 1 ? rng.uniform(1e-3f, 0.1f)
+                                    : rng.uniform(1.0f, 100.0f);
     const npq::QMulParams p{zps[i % 4], zps[(i + 1) % 4], mult, zps[(i + 3) % 4]};
     const std::string what = "mul params " + std::to_string(i);
     auto fn = [&](size_t n, const uint8_t* x, const uint8_t* y2, uint8_t* out) {
@@ -122,8 +126,9 @@ void test_mul(const npq::MulKernel& k, Tally& t) {
     };
     check(k.name, what, a, &b, fn, [&](size_t j) { return mul_one(a[j], b[j], p); }, t);
     for (size_t s = 0; s < shorts.size(); ++s)
-      check(k.name, what + " short", shorts[s], &shorts_b[s], fn,
-            [&](size_t j) { return mul_one(shorts[s][j], shorts_b[s][j], p); }, t);
+      check(
+          k.name, what + " short", shorts[s], &shorts_b[s], fn,
+          [&](size_t j) { return mul_one(shorts[s][j], shorts_b[s][j], p); }, t);
   }
 }
 

@@ -26,8 +26,16 @@ using npq::QGemmKernel;
 // -128 weights as its fix table holds (at activations 0, 127, 128 and 255),
 // and one more (the layer must fall back to the full-range kernel).
 enum Pattern {
-  kRandom, kAllMin, kAllMax, kCorners, kTiny, kNumPatterns,
-  kEdge127 = kNumPatterns + 1, kFixFull, kFixOver, kSignEnd  // w127 kernels only
+  kRandom,
+  kAllMin,
+  kAllMax,
+  kCorners,
+  kTiny,
+  kNumPatterns,
+  kEdge127 = kNumPatterns + 1,
+  kFixFull,
+  kFixOver,
+  kSignEnd  // w127 kernels only
 };
 
 struct Problem {
@@ -72,7 +80,8 @@ Problem make_problem(size_t m, size_t n, size_t k, size_t k_align, size_t a_extr
   if (p == kFixFull || p == kFixOver) {
     const uint8_t edges[] = {0, 127, 128, 255};
     for (auto& x : pr.w) x = static_cast<int8_t>(rng.range(-127, 127));
-    for (auto& x : pr.a) if (rng.coin()) x = edges[rng.range(0, 3)];
+    for (auto& x : pr.a)
+      if (rng.coin()) x = edges[rng.range(0, 3)];
     // The first panel (16 columns) gets the fix table's capacity (+1), placed
     // at random distinct positions; the second panel, if any, a few.
     const size_t cols = n < 16 ? n : 16;
@@ -82,7 +91,8 @@ Problem make_problem(size_t m, size_t n, size_t k, size_t k_align, size_t a_extr
       int8_t& x = pr.w[rng.range(0, cols - 1) * k + rng.range(0, k - 1)];
       if (x != -128) x = -128, ++placed;
     }
-    for (size_t i = 0; i < 3 && n > 16; ++i) pr.w[rng.range(16, n - 1) * k + rng.range(0, k - 1)] = -128;
+    for (size_t i = 0; i < 3 && n > 16; ++i)
+      pr.w[rng.range(16, n - 1) * k + rng.range(0, k - 1)] = -128;
   }
   return pr;
 }
@@ -99,10 +109,15 @@ RequantParams make_requant(size_t idx, size_t n_padded, size_t k, Rng& rng) {
   p.a_zp = zps[idx % 4];
   p.out_zp = zps[(idx / 4 + 1) % 4];
   switch (idx % 3) {
-    case 0: p.out_min = 0, p.out_max = 255; break;
-    case 1: p.out_min = p.out_zp, p.out_max = 255; break;  // fused ReLU
-    default: p.out_min = static_cast<int32_t>(rng.range(0, 120));
-             p.out_max = static_cast<int32_t>(rng.range(p.out_min + 1, 255));
+    case 0:
+      p.out_min = 0, p.out_max = 255;
+      break;
+    case 1:
+      p.out_min = p.out_zp, p.out_max = 255;
+      break;  // fused ReLU
+    default:
+      p.out_min = static_cast<int32_t>(rng.range(0, 120));
+      p.out_max = static_cast<int32_t>(rng.range(p.out_min + 1, 255));
   }
   p.bias_s.resize(n_padded);
   p.mult.resize(n_padded);
@@ -110,11 +125,20 @@ RequantParams make_requant(size_t idx, size_t n_padded, size_t k, Rng& rng) {
   for (size_t j = 0; j < n_padded; ++j) {
     float mult;
     switch ((idx / 3 + j) % 5) {
-      case 0: mult = typical * rng.uniform(0.5f, 40.0f); break;
-      case 1: mult = 1e-9f; break;                       // everything lands on the zero point
-      case 2: mult = rng.uniform(1.0f, 1e4f); break;     // saturates, |v| beyond 2^20
-      case 3: mult = 0.5f; break;                        // ties: odd acc gives x.5
-      default: mult = rng.uniform(1e-6f, 1e-2f);
+      case 0:
+        mult = typical * rng.uniform(0.5f, 40.0f);
+        break;
+      case 1:
+        mult = 1e-9f;
+        break;  // everything lands on the zero point
+      case 2:
+        mult = rng.uniform(1.0f, 1e4f);
+        break;  // saturates, |v| beyond 2^20
+      case 3:
+        mult = 0.5f;
+        break;  // ties: odd acc gives x.5
+      default:
+        mult = rng.uniform(1e-6f, 1e-2f);
     }
     p.mult[j] = mult;
     p.bias_s[j] = rng.coin() ? 0.0f : rng.uniform(-3e5f, 3e5f);
@@ -145,8 +169,8 @@ DequantParams make_dequant(size_t idx, size_t m, size_t n_padded, Rng& rng) {
   return p;
 }
 
-std::string where(const QGemmKernel& kk, const char* epi, size_t m, size_t n, size_t k,
-                  size_t r, size_t c) {
+std::string where(const QGemmKernel& kk, const char* epi, size_t m, size_t n, size_t k, size_t r,
+                  size_t c) {
   return std::string(epi) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
          " k=" + std::to_string(k) + " at (" + std::to_string(r) + "," + std::to_string(c) + ")";
 }
@@ -154,15 +178,14 @@ std::string where(const QGemmKernel& kk, const char* epi, size_t m, size_t n, si
 // Runs the requant kernel on the top-left m x n of the problem and compares it
 // with the first m rows / n columns of want (want has ld columns).
 void check_requant(const QGemmKernel& kk, const Problem& pr, const uint8_t* a,
-                   const npq::PackedWeights& pw, const RequantParams& rp, size_t m, size_t n, size_t c_extra,
-                   const std::vector<uint8_t>& want, size_t ld, Tally& t) {
+                   const npq::PackedWeights& pw, const RequantParams& rp, size_t m, size_t n,
+                   size_t c_extra, const std::vector<uint8_t>& want, size_t ld, Tally& t) {
   const size_t c_stride = n + c_extra;
   Guarded c(m * c_stride);
   for (size_t r = 0; r < m; ++r) c.allow(r * c_stride, n);
   std::vector<int32_t> zp(m, rp.a_zp);
   npq::RequantEpilogue ep{rp.bias_s.data(), rp.mult.data(), rp.out_zp, rp.out_min, rp.out_max};
-  kk.requant(m, n, pw.kp(), a, pr.a_stride, pw.panel(0), zp.data(), c.data(),
-             c_stride, &ep);
+  kk.requant(m, n, pw.kp(), a, pr.a_stride, pw.panel(0), zp.data(), c.data(), c_stride, &ep);
   std::string msg;
   if (!c.intact(&msg)) {
     t.fail(kk.name, where(kk, "requant", m, n, pr.k, 0, 0) + ": " + msg);
@@ -172,8 +195,8 @@ void check_requant(const QGemmKernel& kk, const Problem& pr, const uint8_t* a,
     for (size_t j = 0; j < n; ++j) {
       const uint8_t got = c.data()[r * c_stride + j], exp = want[r * ld + j];
       if (got != exp) {
-        t.fail(kk.name, where(kk, "requant", m, n, pr.k, r, j) + ": got " +
-                            std::to_string(got) + " want " + std::to_string(exp));
+        t.fail(kk.name, where(kk, "requant", m, n, pr.k, r, j) + ": got " + std::to_string(got) +
+                            " want " + std::to_string(exp));
         return;
       }
     }
@@ -181,8 +204,8 @@ void check_requant(const QGemmKernel& kk, const Problem& pr, const uint8_t* a,
 }
 
 void check_dequant(const QGemmKernel& kk, const Problem& pr, const uint8_t* a,
-                   const npq::PackedWeights& pw, const DequantParams& dp, size_t m, size_t n, size_t c_extra,
-                   const std::vector<float>& want, size_t ld, Tally& t) {
+                   const npq::PackedWeights& pw, const DequantParams& dp, size_t m, size_t n,
+                   size_t c_extra, const std::vector<float>& want, size_t ld, Tally& t) {
   const size_t c_stride = (n + c_extra) * sizeof(float);
   Guarded c(m * c_stride);
   for (size_t r = 0; r < m; ++r) c.allow(r * c_stride, n * sizeof(float));
@@ -200,8 +223,8 @@ void check_dequant(const QGemmKernel& kk, const Problem& pr, const uint8_t* a,
       std::memcpy(&got, c.data() + r * c_stride + j * sizeof(float), sizeof(float));
       const float exp = want[r * ld + j];
       if (std::memcmp(&got, &exp, sizeof(float)) != 0) {
-        t.fail(kk.name, where(kk, "dequant", m, n, pr.k, r, j) + ": got " +
-                            std::to_string(got) + " want " + std::to_string(exp));
+        t.fail(kk.name, where(kk, "dequant", m, n, pr.k, r, j) + ": got " + std::to_string(got) +
+                            " want " + std::to_string(exp));
         return;
       }
     }
@@ -227,9 +250,8 @@ void check_problem(const QGemmKernel& asked, const Problem& pr, size_t idx, bool
   npq::ref::qgemm_requant(mm, nn, pr.k, pr.a.data(), pr.a_stride, rp.a_zp, pr.w.data(), pr.k,
                           rp.bias_s.data(), rp.mult.data(), rp.out_zp, rp.out_min, rp.out_max,
                           want_q.data(), nn);
-  npq::ref::qgemm_dequant(mm, nn, pr.k, pr.a.data(), pr.a_stride, dp.a_zp.data(),
-                          dp.a_scale.data(), pr.w.data(), pr.k, dp.w_scale.data(),
-                          dp.bias.data(), want_y.data(), nn);
+  npq::ref::qgemm_dequant(mm, nn, pr.k, pr.a.data(), pr.a_stride, dp.a_zp.data(), dp.a_scale.data(),
+                          pr.w.data(), pr.k, dp.w_scale.data(), dp.bias.data(), want_y.data(), nn);
   const size_t c_extra = idx % 3 == 0 ? 0 : 5 + idx % 11;
   // The kernels see A ending at an unreadable page right after the last row's
   // kp bytes: reading past them faults.
@@ -269,7 +291,8 @@ void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
 void edge_grid_k(const QGemmKernel& kk, Tally& t, size_t k) {
   Rng rng(0x5EED1000 + k);
   for (int p = 0; p < kNumPatterns; ++p) {
-    Problem pr = make_problem(kk.mr, 2 * kk.layout.nr + 1, k, kk.layout.k_align, 1 + p, static_cast<Pattern>(p), rng);
+    Problem pr = make_problem(kk.mr, 2 * kk.layout.nr + 1, k, kk.layout.k_align, 1 + p,
+                              static_cast<Pattern>(p), rng);
     check_problem(kk, pr, p, true, rng, t);
   }
 }
@@ -308,11 +331,12 @@ void w127_layer_choice(const QGemmKernel& kk, Tally& t) {
       const QGemmKernel& got = npq::gemm_kernel_for_weights(kk, w.data(), n, k, k);
       const bool fell_back = &got != &kk;
       const bool want = kk.layout.w127 && extra == 1;
-      t.check(fell_back == want && (!fell_back || !got.layout.w127),
-              label, "panel " + std::to_string(panel) + ", " + std::to_string(cap + extra) +
-                         " weights of -128: chose " + got.name);
-      if (fell_back) t.check(got.isa == kk.isa, label, std::string("fallback ") + got.name +
-                                                           " is not of the same ISA");
+      t.check(fell_back == want && (!fell_back || !got.layout.w127), label,
+              "panel " + std::to_string(panel) + ", " + std::to_string(cap + extra) +
+                  " weights of -128: chose " + got.name);
+      if (fell_back)
+        t.check(got.isa == kk.isa, label,
+                std::string("fallback ") + got.name + " is not of the same ISA");
     }
 }
 

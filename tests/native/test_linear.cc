@@ -42,16 +42,17 @@ void static_case(const QGemmKernel& kk, size_t m, size_t k, size_t n, Rng& rng, 
   const npq::PackedWeights pw = npq::pack_weights(w.data(), n, k, k, kk);
   Guarded y(m * y_stride);
   for (size_t r = 0; r < m; ++r) y.allow(r * y_stride, n);
-  npq::StaticLinearArgs a{m,  x.data(), x_stride, xs, xz, ws.data(), with_bias ? bias.data() : nullptr,
-                          ys, yz, relu ? yz : 0, 255, y.data(), y_stride};
+  npq::StaticLinearArgs a{
+      m,  x.data(), x_stride,      xs,  xz,       ws.data(), with_bias ? bias.data() : nullptr,
+      ys, yz,       relu ? yz : 0, 255, y.data(), y_stride};
   npq::linear_static(pw, a, kk);
 
   std::vector<float> bias_s(n), mult(n);
   npq::requant_constants(n, xs, ws.data(), ys, with_bias ? bias.data() : nullptr, bias_s.data(),
                          mult.data());
   std::vector<uint8_t> want(m * n);
-  npq::ref::qgemm_requant(m, n, k, x.data(), x_stride, xz, w.data(), k, bias_s.data(),
-                          mult.data(), yz, relu ? yz : 0, 255, want.data(), n);
+  npq::ref::qgemm_requant(m, n, k, x.data(), x_stride, xz, w.data(), k, bias_s.data(), mult.data(),
+                          yz, relu ? yz : 0, 255, want.data(), n);
   std::string msg;
   if (!y.intact(&msg)) {
     t.fail(label, shape(m, k, n) + ": " + msg);
@@ -100,16 +101,15 @@ std::vector<float> dynamic_reference(const std::vector<float>& x, size_t x_strid
     for (size_t i = 0; i < k; ++i) q[r * k + i] = static_cast<uint8_t>(qi[i]);
   }
   std::vector<float> y(m * n);
-  npq::ref::qgemm_dequant(m, n, k, q.data(), k, zps.data(), scales.data(), w.data(), k,
-                          ws.data(), bias, y.data(), n);
+  npq::ref::qgemm_dequant(m, n, k, q.data(), k, zps.data(), scales.data(), w.data(), k, ws.data(),
+                          bias, y.data(), n);
   return y;
 }
 
 void dynamic_case(const QGemmKernel& kk, const QuantizeKernel& qk, size_t m, size_t k, size_t n,
                   Rng& rng, Tally& t) {
   const bool per_row = rng.coin();
-  const std::string label =
-      std::string(kk.name) + (per_row ? " [dynamic per-row]" : " [dynamic]");
+  const std::string label = std::string(kk.name) + (per_row ? " [dynamic per-row]" : " [dynamic]");
   const size_t x_stride = k + rng.range(0, 3), y_stride = n + rng.range(0, 3);
   std::vector<float> x(m * x_stride);
   const float spread = rng.uniform(0.01f, 100.0f), shift = rng.uniform(-1.0f, 1.0f) * spread;
@@ -126,8 +126,8 @@ void dynamic_case(const QGemmKernel& kk, const QuantizeKernel& qk, size_t m, siz
   Guarded y(y_bytes);
   for (size_t r = 0; r < m; ++r) y.allow(r * y_stride * sizeof(float), n * sizeof(float));
   float* yp = reinterpret_cast<float*>(y.data());
-  npq::DynamicLinearArgs a{m,       x.data(), x_stride, ws.data(), with_bias ? bias.data() : nullptr,
-                           per_row, yp,       y_stride};
+  npq::DynamicLinearArgs a{
+      m, x.data(), x_stride, ws.data(), with_bias ? bias.data() : nullptr, per_row, yp, y_stride};
   npq::linear_dynamic(pw, a, kk, qk);
   const std::vector<float> want =
       dynamic_reference(x, x_stride, m, k, n, w, ws, with_bias ? bias.data() : nullptr, per_row);

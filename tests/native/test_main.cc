@@ -58,7 +58,7 @@ std::vector<Registered> registry() {
     return std::any_of(v.begin(), v.end(), [&](const Registered& r) { return r.name == name; });
   };
   std::vector<Registered> not_built;
-#define NPQ_ROW_(name, isa)                 \
+#define NPQ_ROW_(name, isa) \
   if (!known(#name)) not_built.push_back({#name, npq::Isa::isa, false, false});
 #define NPQ_QGEMM(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_QGEMM_STANDIN(name, isa, ...) NPQ_ROW_(name, isa)
@@ -95,11 +95,10 @@ size_t check_coverage(const std::vector<npqtest::Tally>& tallies) {
       failed += t.failed_naming(r.name);
     }
     const char* state = !r.built ? "not built" : !r.runnable ? "not runnable here" : "";
-    std::printf("  %-36s %-10s %9zu passed %6zu failed %s\n", r.name.c_str(),
-                npq::isa_name(r.isa), passed, failed, state);
+    std::printf("  %-36s %-10s %9zu passed %6zu failed %s\n", r.name.c_str(), npq::isa_name(r.isa),
+                passed, failed, state);
     if (isa_of_name(r.name) != npq::isa_name(r.isa)) {
-      std::printf("FAIL [registry] %s is registered as %s\n", r.name.c_str(),
-                  npq::isa_name(r.isa));
+      std::printf("FAIL [registry] %s is registered as %s\n", r.name.c_str(), npq::isa_name(r.isa));
       ++problems;
     }
     if (r.runnable && passed == 0) {
@@ -108,7 +107,8 @@ size_t check_coverage(const std::vector<npqtest::Tally>& tallies) {
     }
     if (r.runnable) per_isa[npq::isa_name(r.isa)] += passed;
   }
-  for (const auto& i : per_isa) std::printf("%-10s %zu kernel checks passed\n", i.first.c_str(), i.second);
+  for (const auto& i : per_isa)
+    std::printf("%-10s %zu kernel checks passed\n", i.first.c_str(), i.second);
   return problems;
 }
 
@@ -168,8 +168,7 @@ int main(int argc, char** argv) {
   std::printf("chosen ISA: %s (gemm %s, quantize %s)\n", npq::isa_name(ks.cap), ks.gemm.name,
               ks.quant.name);
   if (!expect_isa.empty() && expect_isa != npq::isa_name(ks.cap)) {
-    std::printf("FAIL dispatch chose %s, expected %s\n", npq::isa_name(ks.cap),
-                expect_isa.c_str());
+    std::printf("FAIL dispatch chose %s, expected %s\n", npq::isa_name(ks.cap), expect_isa.c_str());
     ++failures;
   }
   std::printf(failures ? "FAILED: %zu checks\n" : "all checks passed\n", failures);

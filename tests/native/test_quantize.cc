@@ -21,19 +21,27 @@ using npq::QuantizeKernel;
 // A value drawn from a mix of regimes around the quantization grid of `scale`.
 float sample(Rng& rng, float scale, int32_t zp) {
   switch (rng.range(0, 9)) {
-    case 0: return (static_cast<float>(rng.range(-300, 300)) + 0.5f) * scale;  // ties
-    case 1: return rng.uniform(-1e30f, 1e30f);                                   // huge
-    case 2: return (rng.coin() ? 1 : -1) * rng.uniform(2.2e9f, 3e9f) * scale;   // beyond int32
-    case 3: return rng.uniform(-1e-38f, 1e-38f);                                 // tiny, denormal
-    case 4: return rng.coin() ? 0.0f : -0.0f;
-    case 5: return (rng.coin() ? 1 : -1) * FLT_MAX;
-    case 6: return static_cast<float>(rng.range(-zp - 2, 257 - zp)) * scale;      // clamp edges
-    default: return rng.uniform(-300.0f, 300.0f) * scale;
+    case 0:
+      return (static_cast<float>(rng.range(-300, 300)) + 0.5f) * scale;  // ties
+    case 1:
+      return rng.uniform(-1e30f, 1e30f);  // huge
+    case 2:
+      return (rng.coin() ? 1 : -1) * rng.uniform(2.2e9f, 3e9f) * scale;  // beyond int32
+    case 3:
+      return rng.uniform(-1e-38f, 1e-38f);  // tiny, denormal
+    case 4:
+      return rng.coin() ? 0.0f : -0.0f;
+    case 5:
+      return (rng.coin() ? 1 : -1) * FLT_MAX;
+    case 6:
+      return static_cast<float>(rng.range(-zp - 2, 257 - zp)) * scale;  // clamp edges
+    default:
+      return rng.uniform(-300.0f, 300.0f) * scale;
   }
 }
 
-bool check_quantize(const QuantizeKernel& qk, const std::vector<float>& x, float scale,
-                    int32_t zp, Tally& t, const std::string& what) {
+bool check_quantize(const QuantizeKernel& qk, const std::vector<float>& x, float scale, int32_t zp,
+                    Tally& t, const std::string& what) {
   const size_t n = x.size();
   Guarded q(n);
   q.allow(0, n);
@@ -59,9 +67,8 @@ bool check_minmax(const QuantizeKernel& qk, const std::vector<float>& x, Tally& 
   const bool ok = qk.minmax(x.size(), reinterpret_cast<const float*>(xg.data()), &lo, &hi);
   const bool rok = npq::ref::minmax(x.size(), x.data(), &rlo, &rhi);
   if (ok != rok)
-    return t.fail(qk.name, "minmax " + what + " n=" + std::to_string(x.size()) +
-                               ": finite flag " + std::to_string(ok) + " want " +
-                               std::to_string(rok));
+    return t.fail(qk.name, "minmax " + what + " n=" + std::to_string(x.size()) + ": finite flag " +
+                               std::to_string(ok) + " want " + std::to_string(rok));
   // Compared by value: -0.0 and 0.0 are interchangeable for choose_qparams.
   if (ok && (lo != rlo || hi != rhi))
     return t.fail(qk.name, "minmax " + what + " n=" + std::to_string(x.size()) + ": got [" +

@@ -19,11 +19,26 @@ using npq::ValueError;
 
 template <class T>
 const char* dtype_name();
-template <> inline const char* dtype_name<float>() { return "float32"; }
-template <> inline const char* dtype_name<uint8_t>() { return "uint8"; }
-template <> inline const char* dtype_name<int8_t>() { return "int8"; }
-template <> inline const char* dtype_name<int32_t>() { return "int32"; }
-template <> inline const char* dtype_name<int64_t>() { return "int64"; }
+template <>
+inline const char* dtype_name<float>() {
+  return "float32";
+}
+template <>
+inline const char* dtype_name<uint8_t>() {
+  return "uint8";
+}
+template <>
+inline const char* dtype_name<int8_t>() {
+  return "int8";
+}
+template <>
+inline const char* dtype_name<int32_t>() {
+  return "int32";
+}
+template <>
+inline const char* dtype_name<int64_t>() {
+  return "int64";
+}
 
 // Checks dtype, dimensionality and C-contiguity; returns the array unchanged.
 template <class T>
@@ -69,8 +84,10 @@ inline size_t at_least(long lo, long v, const char* what) {
 
 inline void check_scale(float s, const char* what) {
   if (!(s > 0.0f) || !std::isfinite(s) || !std::isfinite(1.0f / s))
-    throw ValueError(std::string(what) + " must be a positive finite float32 whose reciprocal "
-                     "is finite, got " + std::to_string(s));
+    throw ValueError(std::string(what) +
+                     " must be a positive finite float32 whose reciprocal "
+                     "is finite, got " +
+                     std::to_string(s));
 }
 
 // Per-call checks of weight scales and bias, in branch-free loops the compiler

@@ -21,8 +21,8 @@ using Pair = std::tuple<long, long>;
 using Quad = std::tuple<long, long, long, long>;
 
 // Geometry from OIHW weights (out_c, in_c/groups, kh, kw) and the conv arguments.
-npq::ConvGeometry geometry(const py::array_t<int8_t>& w, Pair stride, Quad padding,
-                           Pair dilation, long groups) {
+npq::ConvGeometry geometry(const py::array_t<int8_t>& w, Pair stride, Quad padding, Pair dilation,
+                           long groups) {
   npq::ConvGeometry g{};
   g.groups = at_least(1, groups, "groups");
   g.out_c = at_least(1, w.shape(0), "weight.shape[0] (out_channels)");
@@ -77,18 +77,20 @@ std::tuple<size_t, size_t, size_t> input_shape(const py::array_t<uint8_t>& x,
   if (static_cast<size_t>(x.shape(3)) != g.in_c)
     throw ValueError("input has " + std::to_string(x.shape(3)) +
                      " channels in its last dimension but the layer expects " +
-                     std::to_string(g.in_c) + "; the native conv takes NHWC uint8 arrays "
+                     std::to_string(g.in_c) +
+                     "; the native conv takes NHWC uint8 arrays "
                      "(batch, height, width, channels)");
-  if (x.shape(1) == 0 || x.shape(2) == 0)
-    throw ValueError("input height and width must be >= 1");
+  if (x.shape(1) == 0 || x.shape(2) == 0) throw ValueError("input height and width must be >= 1");
   return {static_cast<size_t>(x.shape(0)), static_cast<size_t>(x.shape(1)),
           static_cast<size_t>(x.shape(2))};
 }
 
 // Scales, zero points and bias, checked; returns (w_scale, bias).
-std::pair<std::vector<float>, std::vector<float>> check_qparams(
-    const npq::ConvGeometry& g, float xs, int32_t xz, const py::handle& w_scale,
-    const py::handle& bias, float ys, int32_t yz) {
+std::pair<std::vector<float>, std::vector<float>> check_qparams(const npq::ConvGeometry& g,
+                                                                float xs, int32_t xz,
+                                                                const py::handle& w_scale,
+                                                                const py::handle& bias, float ys,
+                                                                int32_t yz) {
   check_scale(xs, "input scale");
   check_scale(ys, "output scale");
   check_zp(xz, "input zero_point");
@@ -107,17 +109,27 @@ std::pair<size_t, size_t> output_hw(size_t h, size_t w, const npq::ConvGeometry&
 }
 
 py::array_t<uint8_t> conv2d_static(const py::handle& x_obj, const PackedConv& p, float xs,
-                                   int32_t xz, const py::handle& w_scale,
-                                   const py::handle& bias, float ys, int32_t yz, bool relu) {
+                                   int32_t xz, const py::handle& w_scale, const py::handle& bias,
+                                   float ys, int32_t yz, bool relu) {
   auto x = checked<uint8_t>(x_obj, "input (NHWC uint8)", 4);
   const npq::ConvGeometry& g = p.w->geometry();
   auto [n, h, w] = input_shape(x, g);
   auto [ws, b] = check_qparams(g, xs, xz, w_scale, bias, ys, yz);
   const auto [oh, ow] = output_hw(h, w, g);
   py::array_t<uint8_t> y({n, oh, ow, g.out_c});
-  const npq::Conv2dArgs a{n,  h,  w,  x.data(),      xs,  xz,
-                          ws.data(), b.empty() ? nullptr : b.data(),
-                          ys, yz, relu ? yz : 0, 255, y.mutable_data()};
+  const npq::Conv2dArgs a{n,
+                          h,
+                          w,
+                          x.data(),
+                          xs,
+                          xz,
+                          ws.data(),
+                          b.empty() ? nullptr : b.data(),
+                          ys,
+                          yz,
+                          relu ? yz : 0,
+                          255,
+                          y.mutable_data()};
   {
     py::gil_scoped_release nogil;
     npq::conv2d_static(*p.w, a);
@@ -125,10 +137,9 @@ py::array_t<uint8_t> conv2d_static(const py::handle& x_obj, const PackedConv& p,
   return y;
 }
 
-py::array_t<uint8_t> ref_conv2d_static(const py::handle& x_obj, int32_t xz,
-                                       const py::handle& w_obj, Pair stride, Quad padding,
-                                       Pair dilation, long groups, float xs,
-                                       const py::handle& w_scale, const py::handle& bias,
+py::array_t<uint8_t> ref_conv2d_static(const py::handle& x_obj, int32_t xz, const py::handle& w_obj,
+                                       Pair stride, Quad padding, Pair dilation, long groups,
+                                       float xs, const py::handle& w_scale, const py::handle& bias,
                                        float ys, int32_t yz, bool relu) {
   auto x = checked<uint8_t>(x_obj, "input (NHWC uint8)", 4);
   auto wt = conv_weight(w_obj);
@@ -146,8 +157,8 @@ py::array_t<uint8_t> ref_conv2d_static(const py::handle& x_obj, int32_t xz,
   uint8_t* yd = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    npq::ref::conv2d_requant(g, n, h, w, xd, xz, wd, bias_s.data(), mult.data(), yz,
-                             relu ? yz : 0, 255, yd);
+    npq::ref::conv2d_requant(g, n, h, w, xd, xz, wd, bias_s.data(), mult.data(), yz, relu ? yz : 0,
+                             255, yd);
   }
   return y;
 }
@@ -175,8 +186,7 @@ void register_conv(py::module_& m, py::module_& ref) {
                              [](const PackedConv& p) { return p.w->geometry().in_c; })
       .def_property_readonly("out_channels",
                              [](const PackedConv& p) { return p.w->geometry().out_c; })
-      .def_property_readonly("groups",
-                             [](const PackedConv& p) { return p.w->geometry().groups; })
+      .def_property_readonly("groups", [](const PackedConv& p) { return p.w->geometry().groups; })
       .def_property_readonly("path", [](const PackedConv& p) { return p.w->path_name(); })
       .def_property_readonly("kernel", [](const PackedConv& p) { return p.w->kernel_name(); })
       .def_property_readonly("nbytes", [](const PackedConv& p) { return p.w->bytes(); });
@@ -185,8 +195,9 @@ void register_conv(py::module_& m, py::module_& ref) {
         py::arg("x_zero_point"), py::arg("w_scale"), py::arg("bias"), py::arg("y_scale"),
         py::arg("y_zero_point"), py::arg("relu") = false,
         "Quantized conv: NHWC uint8 in, NHWC uint8 out, per-channel requantization.");
-  m.def("conv_kernels", []() { return conv_kernels_dict(npq::kernels().conv); },
-        "The conv kernels this process uses (gemm, igemm or None, dwconv).");
+  m.def(
+      "conv_kernels", []() { return conv_kernels_dict(npq::kernels().conv); },
+      "The conv kernels this process uses (gemm, igemm or None, dwconv).");
 
   ref.def("conv2d_static", &ref_conv2d_static, py::arg("x"), py::arg("x_zero_point"),
           py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),

@@ -83,7 +83,8 @@ U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>
   std::vector<bool> use_params(xs.size(), false);
   if (!requant.is_none()) {
     const auto qps = requant.cast<std::vector<py::object>>();
-    if (qps.size() != xs.size()) throw ValueError("cat needs one (scale, zero_point) (or None) per array");
+    if (qps.size() != xs.size())
+      throw ValueError("cat needs one (scale, zero_point) (or None) per array");
     for (size_t i = 0; i < qps.size(); ++i) {
       if (qps[i].is_none()) continue;
       if (npq::kernels().add.vadd == nullptr)
@@ -140,8 +141,8 @@ void check_binary_qparams(float a_scale, int32_t a_zp, float b_scale, int32_t b_
 }
 
 // add / add_relu of same-shape quint8 codes with the dispatched kernel.
-U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t a_zp, float b_scale,
-        int32_t b_zp, float scale, int32_t zp, bool relu) {
+U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t a_zp,
+        float b_scale, int32_t b_zp, float scale, int32_t zp, bool relu) {
   if (npq::kernels().add.vadd == nullptr)
     throw ValueError("no native add kernel on this CPU/build (use the lookup tables)");
   auto a = checked<uint8_t>(a_obj, "first operand codes", -1);
@@ -149,8 +150,10 @@ U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
   if (shape_of(a) != shape_of(b)) throw ValueError("operands must have the same shape");
   check_binary_qparams(a_scale, a_zp, b_scale, b_zp, scale, zp);
   // The NumPy path's constants: fl(s * -zp) and fl(1 / scale), in float32.
-  const npq::QAddParams p{a_scale, a_scale * static_cast<float>(-a_zp), b_scale,
-                          b_scale * static_cast<float>(-b_zp), 1.0f / scale, zp, relu ? 1 : 0};
+  const npq::QAddParams p{a_scale,      a_scale * static_cast<float>(-a_zp),
+                          b_scale,      b_scale * static_cast<float>(-b_zp),
+                          1.0f / scale, zp,
+                          relu ? 1 : 0};
   U8 y(shape_of(a));
   const uint8_t *ad = a.data(), *bd = b.data();
   uint8_t* yd = y.mutable_data();
@@ -162,8 +165,8 @@ U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
 
 // mul of quint8 codes with the dispatched kernel: same shape, or (channel_last)
 // a 4-D NHWC a with b (batch, channels).
-U8 qmul(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t a_zp, float b_scale,
-        int32_t b_zp, float scale, int32_t zp, bool channel_last) {
+U8 qmul(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t a_zp,
+        float b_scale, int32_t b_zp, float scale, int32_t zp, bool channel_last) {
   if (npq::kernels().mul.vmul == nullptr)
     throw ValueError("no native mul kernel on this CPU/build (use the lookup tables)");
   auto a = checked<uint8_t>(a_obj, "first operand codes", channel_last ? 4 : -1);
@@ -212,10 +215,11 @@ void register_elementwise(py::module_& m) {
         py::arg("channel_last") = false,
         "Quantized mul of quint8 codes with the dispatched kernel (cpu_info()['kernels']['mul']): "
         "same shape, or channel_last: NHWC a times b (batch, channels).");
-  m.def("cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
-        py::arg("requant") = py::none(), py::arg("scale") = 1.0f, py::arg("zero_point") = 0,
-        "Concatenates NHWC uint8 codes along channels, each through its table, requantized "
-        "from its requant (scale, zero_point) to (scale, zero_point) by the add kernel, or copied.");
+  m.def(
+      "cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
+      py::arg("requant") = py::none(), py::arg("scale") = 1.0f, py::arg("zero_point") = 0,
+      "Concatenates NHWC uint8 codes along channels, each through its table, requantized "
+      "from its requant (scale, zero_point) to (scale, zero_point) by the add kernel, or copied.");
 }
 
 }  // namespace npq_bind

@@ -12,16 +12,19 @@ namespace {
 
 py::array_t<float> embedding_bag_rowwise(const py::handle& codes_obj, int bits, long dim,
                                          const py::handle& scale_obj, const py::handle& bias_obj,
-                                         const py::handle& indices_obj, const py::handle& offsets_obj,
-                                         const py::handle& weights_obj, int mode, long padding_idx) {
+                                         const py::handle& indices_obj,
+                                         const py::handle& offsets_obj,
+                                         const py::handle& weights_obj, int mode,
+                                         long padding_idx) {
   auto codes = checked<uint8_t>(codes_obj, "codes", 2);
   if (bits != 8 && bits != 4) throw ValueError("bits must be 8 or 4, got " + std::to_string(bits));
   const size_t d = at_least(1, dim, "embedding_dim");
   const size_t rows = codes.shape(0), row_bytes = codes.shape(1);
   const size_t want = bits == 8 ? d : (d + 1) / 2;
   if (row_bytes != want)
-    throw ValueError("codes have " + std::to_string(row_bytes) + " bytes per row; a " + std::to_string(bits) +
-                     "-bit table of embedding_dim " + std::to_string(d) + " has " + std::to_string(want));
+    throw ValueError("codes have " + std::to_string(row_bytes) + " bytes per row; a " +
+                     std::to_string(bits) + "-bit table of embedding_dim " + std::to_string(d) +
+                     " has " + std::to_string(want));
   const std::vector<float> scale = float_vector(scale_obj, "scale", rows, false);
   const std::vector<float> bias = float_vector(bias_obj, "bias", rows, false);
   if (mode < 0 || mode > 2) throw ValueError("mode must be 0 (sum), 1 (mean) or 2 (max)");
@@ -43,7 +46,8 @@ py::array_t<float> embedding_bag_rowwise(const py::handle& codes_obj, int bits, 
   float* y = out.mutable_data();
   {
     py::gil_scoped_release nogil;
-    npq::embedding_bag_rowwise(t, idx, n, off, bags, w, static_cast<npq::BagMode>(mode), padding_idx, y);
+    npq::embedding_bag_rowwise(t, idx, n, off, bags, w, static_cast<npq::BagMode>(mode),
+                               padding_idx, y);
   }
   return out;
 }
@@ -52,9 +56,10 @@ py::array_t<float> embedding_bag_rowwise(const py::handle& codes_obj, int bits, 
 
 void register_embedding(py::module_& m) {
   py::register_exception<npq::IndexError>(m, "NativeIndexError", PyExc_IndexError);
-  m.def("embedding_bag_rowwise", &embedding_bag_rowwise, py::arg("codes"), py::arg("bits"), py::arg("dim"),
-        py::arg("scale"), py::arg("bias"), py::arg("indices"), py::arg("offsets"),
-        py::arg("per_sample_weights") = py::none(), py::arg("mode") = 0, py::arg("padding_idx") = -1,
+  m.def("embedding_bag_rowwise", &embedding_bag_rowwise, py::arg("codes"), py::arg("bits"),
+        py::arg("dim"), py::arg("scale"), py::arg("bias"), py::arg("indices"), py::arg("offsets"),
+        py::arg("per_sample_weights") = py::none(), py::arg("mode") = 0,
+        py::arg("padding_idx") = -1,
         "Row-wise quantized (8- or 4-bit) embedding lookup + sum / mean / max over bags "
         "(numerics: csrc/npquant/ops/embedding.h).");
 }

@@ -83,8 +83,8 @@ PackedLinear make_packed(const py::handle& weight, const py::handle& w_scale,
   check_scales(p.w_scale, "weight scale");
   check_finite(p.bias, "bias");
   p.explicit_kernel = !kernel.is_none();
-  p.kernel = p.explicit_kernel ? gemm_kernel_by_name(kernel.cast<std::string>())
-                               : npq::kernels().gemm;
+  p.kernel =
+      p.explicit_kernel ? gemm_kernel_by_name(kernel.cast<std::string>()) : npq::kernels().gemm;
   const int8_t* data = w.data();
   py::gil_scoped_release nogil;
   p.w = std::make_shared<npq::PackedWeights>(npq::pack_weights(data, n, k, k, p.kernel));
@@ -114,8 +114,19 @@ py::array_t<uint8_t> linear_static(const py::handle& x_obj, const PackedLinear& 
   check_zp(yz, "output zero_point");
   const auto constants = p.requant(xs, ys);
   py::array_t<uint8_t> y({m, n});
-  npq::StaticLinearArgs a{m,  x.data(), p.w->k(), xs,   xz, p.w_scale.data(), p.bias_or_null(),
-                          ys, yz,       relu ? yz : 0, 255, y.mutable_data(), n};
+  npq::StaticLinearArgs a{m,
+                          x.data(),
+                          p.w->k(),
+                          xs,
+                          xz,
+                          p.w_scale.data(),
+                          p.bias_or_null(),
+                          ys,
+                          yz,
+                          relu ? yz : 0,
+                          255,
+                          y.mutable_data(),
+                          n};
   {
     py::gil_scoped_release nogil;
     npq::linear_static(*p.w, a, *constants,
@@ -129,8 +140,8 @@ py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p
   auto x = linear_input<float>(x_obj, p);
   const size_t m = x.shape(0), n = p.w->n();
   py::array_t<float> y({m, n});
-  npq::DynamicLinearArgs a{m, x.data(), p.w->k(), p.w_scale.data(), p.bias_or_null(), per_row,
-                           y.mutable_data(), n, reduce_range};
+  npq::DynamicLinearArgs a{m,       x.data(),         p.w->k(), p.w_scale.data(), p.bias_or_null(),
+                           per_row, y.mutable_data(), n,        reduce_range};
   {
     py::gil_scoped_release nogil;
     if (p.explicit_kernel)
@@ -159,8 +170,9 @@ py::array_t<uint8_t> quantize_u8(const py::handle& x_obj, float scale, int32_t z
     if (finite) npq::quantize_u8(n, src, scale, zp, dst);
   }
   if (!finite)
-    throw ValueError("input contains NaN or Inf; quantization maps only finite values "
-                     "(replace them first, e.g. numpy.nan_to_num)");
+    throw ValueError(
+        "input contains NaN or Inf; quantization maps only finite values "
+        "(replace them first, e.g. numpy.nan_to_num)");
   return q;
 }
 
@@ -246,9 +258,8 @@ std::vector<py::dict> runnable_gemm_kernels() {
 }
 
 // ---- reference (the oracle), for tests
-py::array_t<uint8_t> ref_linear_static(const py::handle& x_obj, int32_t xz,
-                                       const py::handle& w_obj, float xs,
-                                       const py::handle& w_scale, const py::handle& bias,
+py::array_t<uint8_t> ref_linear_static(const py::handle& x_obj, int32_t xz, const py::handle& w_obj,
+                                       float xs, const py::handle& w_scale, const py::handle& bias,
                                        float ys, int32_t yz, bool relu) {
   auto x = checked<uint8_t>(x_obj, "input", 2);
   auto w = checked<int8_t>(w_obj, "weight", 2);
@@ -257,8 +268,8 @@ py::array_t<uint8_t> ref_linear_static(const py::handle& x_obj, int32_t xz,
   std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
   std::vector<float> b = float_vector(bias, "bias", n, true);
   std::vector<float> bias_s(n), mult(n);
-  if (!npq::requant_constants(n, xs, ws.data(), ys, b.empty() ? nullptr : b.data(),
-                              bias_s.data(), mult.data()))
+  if (!npq::requant_constants(n, xs, ws.data(), ys, b.empty() ? nullptr : b.data(), bias_s.data(),
+                              mult.data()))
     throw ValueError("requantization constants are not finite");
   py::array_t<uint8_t> y({m, n});
   npq::ref::qgemm_requant(m, n, k, x.data(), k, xz, w.data(), k, bias_s.data(), mult.data(), yz,
@@ -285,8 +296,8 @@ py::array_t<float> ref_linear_dequant(const py::handle& x_obj, const py::handle&
   return y;
 }
 
-py::array_t<int32_t> ref_quantize(const py::handle& x_obj, float scale, int32_t zp,
-                                  int32_t qmin, int32_t qmax) {
+py::array_t<int32_t> ref_quantize(const py::handle& x_obj, float scale, int32_t zp, int32_t qmin,
+                                  int32_t qmax) {
   auto x = checked<float>(x_obj, "input", -1);
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
   py::array_t<int32_t> q(shape);

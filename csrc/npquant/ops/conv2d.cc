@@ -14,7 +14,7 @@ namespace {
 
 constexpr size_t kMaxMultiplier = 16;  // depthwise channel multipliers the dwconv path takes
 constexpr size_t kMaxIndirectionBytes = 8 << 20;  // larger tables are not cached
-constexpr size_t kGatherSlack = 16;  // short gathered runs are copied as 16-byte moves
+constexpr size_t kGatherSlack = 16;               // short gathered runs are copied as 16-byte moves
 
 // Indirection entries are byte offsets from the first pixel of an image's
 // group (the kernels add that address); kPad marks padding, which reads the
@@ -45,11 +45,16 @@ inline void copy_bytes(uint8_t* dst, const uint8_t* src, size_t n) {
     std::memcpy(dst, &a, sizeof(a));
     std::memcpy(dst + n - sizeof(b), &b, sizeof(b));
   };
-  if (n > 16) std::memcpy(dst, src, n);
-  else if (n >= 8) two(uint64_t{});
-  else if (n >= 4) two(uint32_t{});
-  else if (n >= 2) two(uint16_t{});
-  else if (n == 1) *dst = *src;
+  if (n > 16)
+    std::memcpy(dst, src, n);
+  else if (n >= 8)
+    two(uint64_t{});
+  else if (n >= 4)
+    two(uint32_t{});
+  else if (n >= 2)
+    two(uint16_t{});
+  else if (n == 1)
+    *dst = *src;
 }
 
 // A grow-only per-thread scratch buffer (64-byte aligned).
@@ -80,9 +85,10 @@ Epilogue make_epilogue(size_t out_c, const Conv2dArgs& a) {
   std::copy(a.w_scale, a.w_scale + out_c, ws.begin());
   Epilogue e{std::vector<float>(padded, 0.0f), std::vector<float>(padded, 0.0f)};
   if (!requant_constants(out_c, a.xs, ws.data(), a.ys, a.bias, e.bias_s.data(), e.mult.data()))
-    throw ValueError("requantization constants are not finite: check the input scale, weight "
-                     "scales, output scale and bias (scales must be > 0 and finite, and "
-                     "|bias| / (input_scale * weight_scale) < 2^30)");
+    throw ValueError(
+        "requantization constants are not finite: check the input scale, weight "
+        "scales, output scale and bias (scales must be > 0 and finite, and "
+        "|bias| / (input_scale * weight_scale) < 2^30)");
   return e;
 }
 
@@ -90,8 +96,8 @@ Epilogue make_epilogue(size_t out_c, const Conv2dArgs& a) {
 
 void check_conv_geometry(const ConvGeometry& g) {
   if (g.in_c == 0 || g.out_c == 0 || g.groups == 0)
-    throw ValueError("in_channels, out_channels and groups must be >= 1, got " + sz(g.in_c) +
-                     ", " + sz(g.out_c) + ", " + sz(g.groups));
+    throw ValueError("in_channels, out_channels and groups must be >= 1, got " + sz(g.in_c) + ", " +
+                     sz(g.out_c) + ", " + sz(g.groups));
   if (g.in_c % g.groups || g.out_c % g.groups)
     throw ValueError("in_channels (" + sz(g.in_c) + ") and out_channels (" + sz(g.out_c) +
                      ") must both be divisible by groups (" + sz(g.groups) + ")");
@@ -155,26 +161,32 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
       for (size_t c = 0; c < cg; ++c)
         for (size_t t = 0; t < ks; ++t)
           m[(o * ks + t) * cg + c] = w[(((grp * og + o) * cg + c) * ks) + t];
-    grp_.emplace_back(m.data(), og, ks * cg, ks * cg,
-                      igemm ? k.igemm.layout : k_.gemm.layout);
+    grp_.emplace_back(m.data(), og, ks * cg, ks * cg, igemm ? k.igemm.layout : k_.gemm.layout);
   }
 }
 
 const char* PackedConv2d::path_name() const {
   switch (path_) {
-    case Path::gemm: return "gemm";
-    case Path::igemm: return "igemm";
-    case Path::gather: return "gather";
-    case Path::dwconv: return "dwconv";
+    case Path::gemm:
+      return "gemm";
+    case Path::igemm:
+      return "igemm";
+    case Path::gather:
+      return "gather";
+    case Path::dwconv:
+      return "dwconv";
   }
   return "";
 }
 
 const char* PackedConv2d::kernel_name() const {
   switch (path_) {
-    case Path::igemm: return k_.igemm.name;
-    case Path::dwconv: return k_.dwconv.name;
-    default: return k_.gemm.name;
+    case Path::igemm:
+      return k_.igemm.name;
+    case Path::dwconv:
+      return k_.dwconv.name;
+    default:
+      return k_.gemm.name;
   }
 }
 
@@ -195,7 +207,9 @@ struct ConvRunner {
   size_t threads;  // 1 when the problem is too small to pay for waking other threads
 
   ConvRunner(const PackedConv2d& pw, const Conv2dArgs& args)
-      : p(pw), a(args), g(pw.g_),
+      : p(pw),
+        a(args),
+        g(pw.g_),
         oh(conv_out_size(args.h, g.kh, g.stride_h, g.dil_h, g.pad_top, g.pad_bottom, "height")),
         ow(conv_out_size(args.w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width")),
         ep(make_epilogue(g.out_c, args)) {
@@ -216,15 +230,19 @@ struct ConvRunner {
 
   void run() {
     switch (p.path_) {
-      case PackedConv2d::Path::gemm: return run_gemm();
-      case PackedConv2d::Path::dwconv: return run_dwconv();
-      default: return run_indirect();
+      case PackedConv2d::Path::gemm:
+        return run_gemm();
+      case PackedConv2d::Path::dwconv:
+        return run_dwconv();
+      default:
+        return run_indirect();
     }
   }
 
   void run_gemm() {
-    StaticLinearArgs la{a.batch * a.h * a.w, a.x, g.in_c, a.xs, a.xz, a.w_scale, a.bias,
-                        a.ys, a.yz, a.out_min, a.out_max, a.y, g.out_c};
+    StaticLinearArgs la{a.batch * a.h * a.w, a.x,    g.in_c, a.xs, a.xz,
+                        a.w_scale,           a.bias, a.ys,   a.yz, a.out_min,
+                        a.out_max,           a.y,    g.out_c};
     linear_static(p.grp_[0], la, p.k_.gemm);
   }
 
@@ -320,8 +338,8 @@ struct ConvRunner {
         const RequantEpilogue e = ep.at(grp * og + n0, a);
         for (size_t t = 0; t < tiles; ++t)
           p.k_.gemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), kp,
-                            abuf + t * mr * kp, kp, w.panel(n0), zps,
-                            y0 + t * mr * g.out_c + n0, g.out_c, &e);
+                            abuf + t * mr * kp, kp, w.panel(n0), zps, y0 + t * mr * g.out_c + n0,
+                            g.out_c, &e);
       }
     });
   }
@@ -427,8 +445,7 @@ struct ConvRunner {
           }
           rows[ky] = slot;
         }
-        k.row(c, ow, g.kh, nq, rows.data(), p.dw_.get(), a.xz, a.y + (n * oh + oy) * ow * c, c,
-              &e);
+        k.row(c, ow, g.kh, nq, rows.data(), p.dw_.get(), a.xz, a.y + (n * oh + oy) * ow * c, c, &e);
       }
     });
   }

@@ -46,8 +46,7 @@ class PackedConv2d {
 
   // w: OIHW int8 weights (out_c, in_c/groups, kh, kw), C-contiguous.
   // use_igemm = false forces the gather path where igemm would run (for tests).
-  PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k,
-               bool use_igemm = true);
+  PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k, bool use_igemm = true);
 
   const ConvGeometry& geometry() const { return g_; }
   const ConvKernels& kernels() const { return k_; }

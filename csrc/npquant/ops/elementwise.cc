@@ -52,7 +52,8 @@ inline void lookup2_column(const uint8_t* __restrict__ a, uint8_t* __restrict__ 
 }  // namespace
 
 void lookup_u8(const uint8_t* x, uint8_t* y, size_t n, const uint8_t* table) {
-  for_chunks(n, kChunk, 2 * n, [&](size_t i0, size_t i1) { lookup_run(x + i0, y + i0, i1 - i0, table); });
+  for_chunks(n, kChunk, 2 * n,
+             [&](size_t i0, size_t i1) { lookup_run(x + i0, y + i0, i1 - i0, table); });
 }
 
 void lookup2_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t n, const uint8_t* table) {
@@ -61,8 +62,7 @@ void lookup2_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t n, const 
 }
 
 void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t batch,
-                        size_t spatial, size_t channels, bool channels_last,
-                        const uint8_t* table) {
+                        size_t spatial, size_t channels, bool channels_last, const uint8_t* table) {
   const size_t n = batch * spatial * channels;
   if (n == 0) return;
   if (channels_last) {
@@ -71,7 +71,8 @@ void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t b
     const size_t chunk = std::max<size_t>(1, kChunk / channels);
     for_chunks(rows, chunk, 2 * n, [&](size_t r0, size_t r1) {
       for (size_t r = r0; r < r1; ++r)
-        lookup2_row(a + r * channels, b + (r / spatial) * channels, y + r * channels, channels, table);
+        lookup2_row(a + r * channels, b + (r / spatial) * channels, y + r * channels, channels,
+                    table);
     });
   } else {
     // runs of `spatial` codes, one b code per run

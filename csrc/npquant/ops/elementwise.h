@@ -29,8 +29,7 @@ void lookup2_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t n, const 
 // when channels_last, else (batch, channels, spatial); b is (batch, channels).
 // y = table[a << 8 | b].
 void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t batch,
-                        size_t spatial, size_t channels, bool channels_last,
-                        const uint8_t* table);
+                        size_t spatial, size_t channels, bool channels_last, const uint8_t* table);
 
 // Concatenation along the innermost axis: part i is a (rows, channels) array,
 // copied, requantized by the AddKernel (requant, uint8 codes; b = nullptr) or
@@ -39,8 +38,8 @@ void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t b
 struct CatPart {
   const uint8_t* x;
   size_t channels;
-  const uint8_t* table;        // nullptr: see requant
-  const QAddParams* requant;   // nullptr too: copy unchanged
+  const uint8_t* table;       // nullptr: see requant
+  const QAddParams* requant;  // nullptr too: copy unchanged
 };
 void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y);
 

@@ -8,20 +8,22 @@
 
 namespace npq {
 
-void check_bags(size_t rows, const int64_t* indices, size_t n, const int64_t* offsets, size_t n_offsets) {
+void check_bags(size_t rows, const int64_t* indices, size_t n, const int64_t* offsets,
+                size_t n_offsets) {
   if (n_offsets == 0) throw ValueError("offsets must have at least one entry");
-  if (offsets[0] != 0) throw ValueError("offsets must start at 0, got " + std::to_string(offsets[0]));
+  if (offsets[0] != 0)
+    throw ValueError("offsets must start at 0, got " + std::to_string(offsets[0]));
   for (size_t b = 1; b < n_offsets; ++b)
     if (offsets[b] < offsets[b - 1])
-      throw ValueError("offsets must not decrease, got " + std::to_string(offsets[b - 1]) + " then " +
-                       std::to_string(offsets[b]));
+      throw ValueError("offsets must not decrease, got " + std::to_string(offsets[b - 1]) +
+                       " then " + std::to_string(offsets[b]));
   if (offsets[n_offsets - 1] != static_cast<int64_t>(n))
-    throw ValueError("the last offset must be the number of indices, " + std::to_string(n) + ", got " +
-                     std::to_string(offsets[n_offsets - 1]));
+    throw ValueError("the last offset must be the number of indices, " + std::to_string(n) +
+                     ", got " + std::to_string(offsets[n_offsets - 1]));
   for (size_t i = 0; i < n; ++i)
     if (indices[i] < 0 || static_cast<uint64_t>(indices[i]) >= rows)
-      throw IndexError("index " + std::to_string(indices[i]) + " is out of range for " + std::to_string(rows) +
-                       " embeddings");
+      throw IndexError("index " + std::to_string(indices[i]) + " is out of range for " +
+                       std::to_string(rows) + " embeddings");
 }
 
 namespace {
@@ -32,8 +34,8 @@ inline float code(const uint8_t* row, size_t j, int bits) {
   return static_cast<float>((j & 1) ? (byte >> 4) : (byte & 15));
 }
 
-void sum_bag(const RowwiseTable& t, const int64_t* idx, size_t count, const float* w, int64_t pad, float* acc,
-             size_t* used) {
+void sum_bag(const RowwiseTable& t, const int64_t* idx, size_t count, const float* w, int64_t pad,
+             float* acc, size_t* used) {
   for (size_t i = 0; i < count; ++i) {
     if (idx[i] == pad) continue;
     ++*used;
@@ -64,9 +66,9 @@ void max_bag(const RowwiseTable& t, const int64_t* idx, size_t count, int64_t pa
 
 }  // namespace
 
-void embedding_bag_rowwise(const RowwiseTable& t, const int64_t* indices, size_t n, const int64_t* offsets,
-                           size_t bags, const float* per_sample_weights, BagMode mode, int64_t padding_idx,
-                           float* out) {
+void embedding_bag_rowwise(const RowwiseTable& t, const int64_t* indices, size_t n,
+                           const int64_t* offsets, size_t bags, const float* per_sample_weights,
+                           BagMode mode, int64_t padding_idx, float* out) {
   (void)n;
   for (size_t b = 0; b < bags; ++b) {
     float* acc = out + b * t.dim;

@@ -36,12 +36,13 @@ struct RowwiseTable {
 
 // Throws ValueError (offsets not starting at 0, decreasing, or not ending at n)
 // or IndexError (an index outside [0, rows)) before anything reads the table.
-void check_bags(size_t rows, const int64_t* indices, size_t n, const int64_t* offsets, size_t n_offsets);
+void check_bags(size_t rows, const int64_t* indices, size_t n, const int64_t* offsets,
+                size_t n_offsets);
 
 // out: bags x dim floats; offsets: bags + 1 entries (checked by check_bags first).
 // per_sample_weights: n floats or nullptr (sum only). padding_idx < 0: none.
-void embedding_bag_rowwise(const RowwiseTable& t, const int64_t* indices, size_t n, const int64_t* offsets,
-                           size_t bags, const float* per_sample_weights, BagMode mode, int64_t padding_idx,
-                           float* out);
+void embedding_bag_rowwise(const RowwiseTable& t, const int64_t* indices, size_t n,
+                           const int64_t* offsets, size_t bags, const float* per_sample_weights,
+                           BagMode mode, int64_t padding_idx, float* out);
 
 }  // namespace npq

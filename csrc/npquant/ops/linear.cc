@@ -42,7 +42,8 @@ struct Tiling {
 Tiling choose_tiling(size_t m, size_t n_padded, size_t kp, size_t mr, size_t nr) {
   Tiling t;
   t.mb = mr * std::max<size_t>(1, 64 / mr);
-  t.nb = std::min(n_padded, round_up(std::max<size_t>(nr, (256 * 1024) / std::max<size_t>(kp, 1)), nr));
+  t.nb = std::min(n_padded,
+                  round_up(std::max<size_t>(nr, (256 * 1024) / std::max<size_t>(kp, 1)), nr));
   t.m_tasks = (m + t.mb - 1) / t.mb;
   t.n_tasks = (n_padded + t.nb - 1) / t.nb;
   // Below ~1M MACs (a few microseconds) handing tasks to other threads costs
@@ -166,18 +167,20 @@ PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride)
 PackedWeights pack_weights(const int8_t* w, size_t n, size_t k, size_t w_stride,
                            const QGemmKernel& kernel) {
   if (k > kMaxK)
-    throw ValueError("in_features K=" + std::to_string(k) + " exceeds npquant's exact int32 "
-                     "accumulation bound K <= " + std::to_string(kMaxK) +
-                     "; split the layer along K");
-  return PackedWeights(w, n, k, w_stride, gemm_kernel_for_weights(kernel, w, n, k, w_stride).layout);
+    throw ValueError("in_features K=" + std::to_string(k) +
+                     " exceeds npquant's exact int32 "
+                     "accumulation bound K <= " +
+                     std::to_string(kMaxK) + "; split the layer along K");
+  return PackedWeights(w, n, k, w_stride,
+                       gemm_kernel_for_weights(kernel, w, n, k, w_stride).layout);
 }
 
 void linear_static(const PackedWeights& w, const StaticLinearArgs& a) {
   linear_static(w, a, gemm_kernel_for_rows(a.m));
 }
 
-RequantConstants requant_constants(const PackedWeights& w, float xs, const float* w_scale,
-                                   float ys, const float* bias) {
+RequantConstants requant_constants(const PackedWeights& w, float xs, const float* w_scale, float ys,
+                                   const float* bias) {
   const size_t n = w.n(), np = w.n_padded();
   std::vector<float> ws_store;
   const float* ws = padded(w_scale, n, np, 1.0f, &ws_store);
@@ -185,9 +188,10 @@ RequantConstants requant_constants(const PackedWeights& w, float xs, const float
   const float* b = bias ? padded(bias, n, np, 0.0f, &bias_store) : nullptr;
   RequantConstants c{xs, ys, std::vector<float>(np), std::vector<float>(np)};
   if (!requant_constants(np, xs, ws, ys, b, c.bias_s.data(), c.mult.data()))
-    throw ValueError("requantization constants are not finite: check the input scale, weight "
-                     "scales, output scale and bias (scales must be > 0 and finite, and "
-                     "bias / (input_scale * weight_scale) must be finite in float32)");
+    throw ValueError(
+        "requantization constants are not finite: check the input scale, weight "
+        "scales, output scale and bias (scales must be > 0 and finite, and "
+        "bias / (input_scale * weight_scale) must be finite in float32)");
   return c;
 }
 
@@ -218,12 +222,12 @@ void linear_static(const PackedWeights& w, const StaticLinearArgs& a, const Requ
   const RequantEpilogue base{c.bias_s.data(), c.mult.data(), a.yz, a.out_min, a.out_max};
   run_gemm(a.m, n, t, k.mr, copy ? &copy_row : nullptr,
            [&](size_t m0, size_t mr, size_t n0, size_t nc) {
-    RequantEpilogue ep = base;
-    ep.bias_s += n0;
-    ep.mult += n0;
-    k.requant(mr, nc, kp, rows + m0 * stride, stride, w.panel(n0), zp,
-              a.y + m0 * a.y_stride + n0, a.y_stride, &ep);
-  });
+             RequantEpilogue ep = base;
+             ep.bias_s += n0;
+             ep.mult += n0;
+             k.requant(mr, nc, kp, rows + m0 * stride, stride, w.panel(n0), zp,
+                       a.y + m0 * a.y_stride + n0, a.y_stride, &ep);
+           });
 }
 
 void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a) {
@@ -258,8 +262,8 @@ QuantParams tensor_qparams(const DynamicLinearArgs& a, size_t k, const QuantizeK
 
 }  // namespace
 
-void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a,
-                    const QGemmKernel& asked, const QuantizeKernel& qk) {
+void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a, const QGemmKernel& asked,
+                    const QuantizeKernel& qk) {
   const QGemmKernel& k = kernel_for(w, asked);
   const size_t n = w.n(), np = w.n_padded(), kk = w.k(), kp = w.kp();
   if (a.m == 0 || n == 0) return;
@@ -297,10 +301,10 @@ void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a,
   };
   run_gemm(a.m, n, t, k.mr, kk ? &quantize_row : nullptr,
            [&](size_t m0, size_t mr, size_t n0, size_t nc) {
-    const DequantEpilogue ep{scales.data() + m0, ws + n0, bias + n0};
-    k.dequant(mr, nc, kp, qa.get() + m0 * kp, kp, w.panel(n0), zps.data() + m0,
-              a.y + m0 * a.y_stride + n0, a.y_stride * sizeof(float), &ep);
-  });
+             const DequantEpilogue ep{scales.data() + m0, ws + n0, bias + n0};
+             k.dequant(mr, nc, kp, qa.get() + m0 * kp, kp, w.panel(n0), zps.data() + m0,
+                       a.y + m0 * a.y_stride + n0, a.y_stride * sizeof(float), &ep);
+           });
   if (nonfinite.load())
     throw ValueError("input contains NaN or Inf; dynamic quantization needs finite values");
 }

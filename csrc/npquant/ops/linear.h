@@ -57,12 +57,12 @@ struct RequantConstants {
   std::vector<float> bias_s, mult;
 };
 // Throws ValueError if a constant is not finite.
-RequantConstants requant_constants(const PackedWeights& w, float xs, const float* w_scale,
-                                   float ys, const float* bias);
+RequantConstants requant_constants(const PackedWeights& w, float xs, const float* w_scale, float ys,
+                                   const float* bias);
 // As above, with constants made by requant_constants for args.xs / args.ys
 // (args.w_scale and args.bias are not read).
-void linear_static(const PackedWeights& w, const StaticLinearArgs& args,
-                   const RequantConstants& c, const QGemmKernel& k);
+void linear_static(const PackedWeights& w, const StaticLinearArgs& args, const RequantConstants& c,
+                   const QGemmKernel& k);
 
 // Dynamic Linear: fp32 x -> u8 with qparams chosen per tensor (or per row) by
 // choose_qparams over [min(x,0), max(x,0)] -> GEMM -> fp32 y with dequant+bias.

@@ -22,7 +22,8 @@ void for_rows(const Pool2dGeometry& g, const Row& row) {
   }
   const size_t per_task = std::max<size_t>(1, (size_t{1} << 16) / std::max<size_t>(1, work / rows));
   parallel_for((rows + per_task - 1) / per_task, [&](size_t t) {
-    for (size_t r = t * per_task; r < std::min(rows, (t + 1) * per_task); ++r) row(r / g.oh, r % g.oh);
+    for (size_t r = t * per_task; r < std::min(rows, (t + 1) * per_task); ++r)
+      row(r / g.oh, r % g.oh);
   });
 }
 
@@ -98,7 +99,8 @@ void max_pool2d_nhwc(const Pool2dGeometry& g, const T* x, T* y) {
 template <class T>
 inline void round_vector_loop(T* __restrict__ out, const int32_t* __restrict__ acc, size_t n,
                               float m, float zp, float lo, float hi) {
-  for (size_t c = 0; c < n; ++c) out[c] = static_cast<T>(to_code(static_cast<float>(acc[c]) * m, zp, lo, hi));
+  for (size_t c = 0; c < n; ++c)
+    out[c] = static_cast<T>(to_code(static_cast<float>(acc[c]) * m, zp, lo, hi));
 }
 
 // PyTorch's scalar loop (quantize_val): zp inside the fma, emulated in float64
@@ -107,7 +109,8 @@ template <class T>
 inline void round_scalar_loop(T* __restrict__ out, const int32_t* __restrict__ acc, size_t n,
                               double inv, int32_t zp, float lo, float hi) {
   for (size_t c = 0; c < n; ++c)
-    out[c] = static_cast<T>(to_code(static_cast<float>(static_cast<double>(acc[c]) * inv + zp), 0.0f, lo, hi));
+    out[c] = static_cast<T>(
+        to_code(static_cast<float>(static_cast<double>(acc[c]) * inv + zp), 0.0f, lo, hi));
 }
 
 template <class T>
@@ -142,7 +145,8 @@ void avg_pool2d_nhwc(const Pool2dGeometry& g, const AvgPool2dArgs& a, const T* x
 }
 
 template <class T>
-void adaptive_avg_pool2d_nhwc(const Pool2dGeometry& g, const AdaptiveAvgPool2dArgs& a, const T* x, T* y) {
+void adaptive_avg_pool2d_nhwc(const Pool2dGeometry& g, const AdaptiveAvgPool2dArgs& a, const T* x,
+                              T* y) {
   const float lo = static_cast<float>(a.qmin), hi = static_cast<float>(a.qmax);
   for_rows(g, [&](size_t n, size_t oy) {
     std::vector<int32_t> acc(g.c);
@@ -155,15 +159,18 @@ void adaptive_avg_pool2d_nhwc(const Pool2dGeometry& g, const AdaptiveAvgPool2dAr
         const T* row = x + ((n * g.h + i) * g.w) * g.c;
         for (size_t j = x0; j < x1; ++j) add_into(acc.data(), row + j * g.c, g.c);
       }
-      round_scalar_loop(y + ((n * g.oh + oy) * g.ow + ox) * g.c, acc.data(), g.c, a.inv[p], a.zp, lo, hi);
+      round_scalar_loop(y + ((n * g.oh + oy) * g.ow + ox) * g.c, acc.data(), g.c, a.inv[p], a.zp,
+                        lo, hi);
     }
   });
 }
 
 template void max_pool2d_nhwc<uint8_t>(const Pool2dGeometry&, const uint8_t*, uint8_t*);
 template void max_pool2d_nhwc<int8_t>(const Pool2dGeometry&, const int8_t*, int8_t*);
-template void avg_pool2d_nhwc<uint8_t>(const Pool2dGeometry&, const AvgPool2dArgs&, const uint8_t*, uint8_t*);
-template void avg_pool2d_nhwc<int8_t>(const Pool2dGeometry&, const AvgPool2dArgs&, const int8_t*, int8_t*);
+template void avg_pool2d_nhwc<uint8_t>(const Pool2dGeometry&, const AvgPool2dArgs&, const uint8_t*,
+                                       uint8_t*);
+template void avg_pool2d_nhwc<int8_t>(const Pool2dGeometry&, const AvgPool2dArgs&, const int8_t*,
+                                      int8_t*);
 
 template void adaptive_avg_pool2d_nhwc<uint8_t>(const Pool2dGeometry&, const AdaptiveAvgPool2dArgs&,
                                                 const uint8_t*, uint8_t*);

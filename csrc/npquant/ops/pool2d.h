@@ -26,9 +26,9 @@ void max_pool2d_nhwc(const Pool2dGeometry& g, const T* x, T* y);
 // clamp(nearbyint(fl(float(acc) * mult[p])) + zp), the others
 // clamp(nearbyint(float(fl64(fl64(acc * inv[p]) + zp)))) (see pooling.py).
 struct AvgPool2dArgs {
-  const float* mult;     // oh*ow
-  const float* inv;      // oh*ow
-  const int32_t* size;   // oh*ow
+  const float* mult;    // oh*ow
+  const float* inv;     // oh*ow
+  const int32_t* size;  // oh*ow
   int32_t zp, qmin, qmax;
   size_t vector_channels;
 };
@@ -47,6 +47,7 @@ struct AdaptiveAvgPool2dArgs {
   int32_t zp, qmin, qmax;
 };
 template <class T>
-void adaptive_avg_pool2d_nhwc(const Pool2dGeometry& g, const AdaptiveAvgPool2dArgs& a, const T* x, T* y);
+void adaptive_avg_pool2d_nhwc(const Pool2dGeometry& g, const AdaptiveAvgPool2dArgs& a, const T* x,
+                              T* y);
 
 }  // namespace npq

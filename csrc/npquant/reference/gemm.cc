@@ -6,8 +6,8 @@
 namespace npq {
 namespace ref {
 
-void qgemm_acc(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride,
-               const int32_t* a_zp, const int8_t* w, size_t w_stride, int32_t* acc) {
+void qgemm_acc(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride, const int32_t* a_zp,
+               const int8_t* w, size_t w_stride, int32_t* acc) {
   for (size_t m = 0; m < M; ++m) {
     for (size_t n = 0; n < N; ++n) {
       int64_t s = 0;
@@ -18,10 +18,9 @@ void qgemm_acc(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride,
   }
 }
 
-void qgemm_requant(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride,
-                   int32_t a_zp, const int8_t* w, size_t w_stride, const float* bias_s,
-                   const float* mult, int32_t out_zp, int32_t out_min, int32_t out_max,
-                   uint8_t* c, size_t c_stride) {
+void qgemm_requant(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride, int32_t a_zp,
+                   const int8_t* w, size_t w_stride, const float* bias_s, const float* mult,
+                   int32_t out_zp, int32_t out_min, int32_t out_max, uint8_t* c, size_t c_stride) {
   std::vector<int32_t> zp(M, a_zp), acc(M * N);
   qgemm_acc(M, N, K, a, a_stride, zp.data(), w, w_stride, acc.data());
   for (size_t m = 0; m < M; ++m)
@@ -31,9 +30,8 @@ void qgemm_requant(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stri
 }
 
 void qgemm_dequant(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride,
-                   const int32_t* a_zp, const float* a_scale, const int8_t* w,
-                   size_t w_stride, const float* w_scale, const float* bias, float* c,
-                   size_t c_stride) {
+                   const int32_t* a_zp, const float* a_scale, const int8_t* w, size_t w_stride,
+                   const float* w_scale, const float* bias, float* c, size_t c_stride) {
   std::vector<int32_t> acc(M * N);
   qgemm_acc(M, N, K, a, a_stride, a_zp, w, w_stride, acc.data());
   for (size_t m = 0; m < M; ++m)

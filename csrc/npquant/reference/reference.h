@@ -13,20 +13,18 @@ namespace ref {
 
 // acc[m*N + n] = sum_k (a[m][k] - a_zp[m]) * w[n][k], computed in int64 and
 // returned as int32 (callers keep K <= kMaxK, where it is exact).
-void qgemm_acc(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride,
-               const int32_t* a_zp, const int8_t* w, size_t w_stride, int32_t* acc);
+void qgemm_acc(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride, const int32_t* a_zp,
+               const int8_t* w, size_t w_stride, int32_t* acc);
 
 // Static: u8 output with per-column requantization constants (qmath.h).
-void qgemm_requant(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride,
-                   int32_t a_zp, const int8_t* w, size_t w_stride, const float* bias_s,
-                   const float* mult, int32_t out_zp, int32_t out_min, int32_t out_max,
-                   uint8_t* c, size_t c_stride);
+void qgemm_requant(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride, int32_t a_zp,
+                   const int8_t* w, size_t w_stride, const float* bias_s, const float* mult,
+                   int32_t out_zp, int32_t out_min, int32_t out_max, uint8_t* c, size_t c_stride);
 
 // Dynamic: fp32 output, per-row activation qparams, per-column weight scales and bias.
 void qgemm_dequant(size_t M, size_t N, size_t K, const uint8_t* a, size_t a_stride,
-                   const int32_t* a_zp, const float* a_scale, const int8_t* w,
-                   size_t w_stride, const float* w_scale, const float* bias, float* c,
-                   size_t c_stride);
+                   const int32_t* a_zp, const float* a_scale, const int8_t* w, size_t w_stride,
+                   const float* w_scale, const float* bias, float* c, size_t c_stride);
 
 // Direct 2-D convolution, NHWC in and out, weights OIHW (out_c, in_c/groups, kh, kw):
 //   acc[n][oy][ox][o] = sum over (c, ky, kx) of (x[n][iy][ix][g*Cg + c] - xz) * w[o][c][ky][kx]

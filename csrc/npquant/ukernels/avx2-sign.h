@@ -37,16 +37,18 @@ constexpr size_t kSignPitch = 2 * kSignWholeK + 64;  // bytes; 8 KiB apart would
 NPQ_INLINE void sign_dot(__m256i& acc, __m256i s, __m256i u, __m256i w, __m256i ones) {
   __m256i t;
 #if defined(NPQ_SIGN_VPSIGNB)
-  __asm__("vpsignb %[s], %[w], %[t]\n\t"
+  __asm__(
+      "vpsignb %[s], %[w], %[t]\n\t"
 #else
-  __asm__("vpxor %[s], %[w], %[t]\n\t"
-          "vpsubb %[s], %[t], %[t]\n\t"
+  __asm__(
+      "vpxor %[s], %[w], %[t]\n\t"
+      "vpsubb %[s], %[t], %[t]\n\t"
 #endif
-          "vpmaddubsw %[t], %[u], %[t]\n\t"
-          "vpmaddwd %[ones], %[t], %[t]\n\t"
-          "vpaddd %[t], %[acc], %[acc]"
-          : [acc] "+x"(acc), [t] "=&x"(t)
-          : [s] "x"(s), [u] "x"(u), [w] "x"(w), [ones] "x"(ones));
+      "vpmaddubsw %[t], %[u], %[t]\n\t"
+      "vpmaddwd %[ones], %[t], %[t]\n\t"
+      "vpaddd %[t], %[acc], %[acc]"
+      : [acc] "+x"(acc), [t] "=&x"(t)
+      : [s] "x"(s), [u] "x"(u), [w] "x"(w), [ones] "x"(ones));
 }
 
 // n (a multiple of 4) activation bytes at src -> 2n prepared bytes at dst.

@@ -61,8 +61,8 @@ inline __attribute__((always_inline)) void store_low_bytes(uint8_t* p, size_t nn
 // block does no wasted work.
 template <size_t MR, class F, size_t... I>
 NPQ_INLINE void with_rows_(size_t mr, const F& f, std::index_sequence<I...>) {
-  const bool done = ((mr == I + 1 ? (f(std::integral_constant<size_t, I + 1>()), true) : false) ||
-                     ...);
+  const bool done =
+      ((mr == I + 1 ? (f(std::integral_constant<size_t, I + 1>()), true) : false) || ...);
   if (!done) f(std::integral_constant<size_t, MR>());
 }
 template <size_t MR, class F>
@@ -93,9 +93,8 @@ struct RequantYmm {
 // Requantizes rows 0..rows-1 (rows <= M) of a tile of NV (1 or 2) x 8 columns (columns
 // n0..n0+nn of the epilogue arrays) and stores nn bytes per row at c + r*c_stride + n0.
 template <size_t M, size_t NV>
-NPQ_INLINE void requant_store_ymm(const RequantEpilogue* ep, uint8_t* c, size_t c_stride,
-                                  size_t n0, size_t nn, const __m256i (&acc)[M][NV],
-                                  size_t rows = M) {
+NPQ_INLINE void requant_store_ymm(const RequantEpilogue* ep, uint8_t* c, size_t c_stride, size_t n0,
+                                  size_t nn, const __m256i (&acc)[M][NV], size_t rows = M) {
   static_assert(NV == 1 || NV == 2, "8 or 16 columns");
   const RequantYmm rq(ep);
   __m256 bias[NV], mult[NV];
@@ -111,7 +110,8 @@ NPQ_INLINE void requant_store_ymm(const RequantEpilogue* ep, uint8_t* c, size_t 
     if constexpr (NV == 1) {
       // int32 in 0..255 -> 8 bytes in column order.
       const __m256i q = rq(acc[r][0], bias[0], mult[0]);
-      const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+      const __m128i w16 =
+          _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
       b = _mm_packus_epi16(w16, w16);
     } else {
       // Columns 0-7 and 8-15 -> int16 0-3 8-11 | 4-7 12-15 -> (vpermq) 0..15 -> 16 bytes.
@@ -127,8 +127,8 @@ NPQ_INLINE void requant_store_ymm(const RequantEpilogue* ep, uint8_t* c, size_t 
 // of NV x 8 columns: y = fl(fl(float(acc) * fl(a_scale[r] * w_scale)) + bias), nn floats
 // per row stored at row r of c (c_stride bytes apart) from column n0.
 template <size_t M, size_t NV>
-NPQ_INLINE void dequant_store_ymm(const DequantEpilogue* ep, float* c, size_t c_stride,
-                                  size_t n0, size_t nn, const __m256i (&acc)[M][NV]) {
+NPQ_INLINE void dequant_store_ymm(const DequantEpilogue* ep, float* c, size_t c_stride, size_t n0,
+                                  size_t nn, const __m256i (&acc)[M][NV]) {
   for (size_t v = 0; v < NV; ++v) {
     if (nn <= 8 * v) break;
     const __m256 ws = _mm256_loadu_ps(ep->w_scale + n0 + 8 * v);
@@ -139,8 +139,10 @@ NPQ_INLINE void dequant_store_ymm(const DequantEpilogue* ep, float* c, size_t c_
       const __m256 s = _mm256_mul_ps(_mm256_set1_ps(ep->a_scale[r]), ws);
       const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][v]), s), bias);
       float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride) + n0 + 8 * v;
-      if (full) _mm256_storeu_ps(cr, y);
-      else _mm256_maskstore_ps(cr, mask, y);
+      if (full)
+        _mm256_storeu_ps(cr, y);
+      else
+        _mm256_maskstore_ps(cr, mask, y);
     }
   }
 }

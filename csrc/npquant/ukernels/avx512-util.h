@@ -49,8 +49,8 @@ NPQ_INLINE __m512 dequant_zmm(__m512i acc, float a_scale, __m512 w_scale, __m512
 // Requantizes rows 0..M-1 of a tile of NV x 16 columns (columns n0..n0+nn of the
 // epilogue arrays) and stores nn bytes per row at c + r*c_stride + n0.
 template <size_t M, size_t NV>
-NPQ_INLINE void requant_store_zmm(const RequantEpilogue* ep, uint8_t* c, size_t c_stride,
-                                  size_t n0, size_t nn, const __m512i (&acc)[M][NV]) {
+NPQ_INLINE void requant_store_zmm(const RequantEpilogue* ep, uint8_t* c, size_t c_stride, size_t n0,
+                                  size_t nn, const __m512i (&acc)[M][NV]) {
   const RequantZmm rq(ep);
 #pragma GCC unroll 16
   for (size_t v = 0; v < NV; ++v) {
@@ -68,8 +68,8 @@ NPQ_INLINE void requant_store_zmm(const RequantEpilogue* ep, uint8_t* c, size_t 
 // Dequantizes rows 0..M-1 of a tile of NV x 16 columns; nn floats per row stored at
 // row r of c (c_stride bytes apart) from column n0.
 template <size_t M, size_t NV>
-NPQ_INLINE void dequant_store_zmm(const DequantEpilogue* ep, float* c, size_t c_stride,
-                                  size_t n0, size_t nn, const __m512i (&acc)[M][NV]) {
+NPQ_INLINE void dequant_store_zmm(const DequantEpilogue* ep, float* c, size_t c_stride, size_t n0,
+                                  size_t nn, const __m512i (&acc)[M][NV]) {
 #pragma GCC unroll 16
   for (size_t v = 0; v < NV; ++v) {
     const __mmask16 mask = lane_mask16(nn, v);
@@ -79,7 +79,8 @@ NPQ_INLINE void dequant_store_zmm(const DequantEpilogue* ep, float* c, size_t c_
 #pragma GCC unroll 16
     for (size_t r = 0; r < M; ++r) {
       float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride);
-      _mm512_mask_storeu_ps(cr + n0 + 16 * v, mask, dequant_zmm(acc[r][v], ep->a_scale[r], ws, bias));
+      _mm512_mask_storeu_ps(cr + n0 + 16 * v, mask,
+                            dequant_zmm(acc[r][v], ep->a_scale[r], ws, bias));
     }
   }
 }

@@ -13,7 +13,6 @@
 namespace npq {
 namespace {
 
-
 inline __m256i quantize8(__m256 x, __m256 inv, __m256 zp) {
   // max_ps returns its second operand when the first is NaN: NaN -> 0.
   __m256 v = _mm256_max_ps(_mm256_fmadd_ps(x, inv, zp), _mm256_setzero_ps());

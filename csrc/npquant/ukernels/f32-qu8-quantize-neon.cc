@@ -54,8 +54,7 @@ bool f32_minmax__neon(size_t n, const float* x, float* out_min, float* out_max) 
   return std::isfinite(lo) && std::isfinite(hi);
 }
 
-void f32_qu8_quantize__neon(size_t n, const float* x, float inv_scale, int32_t zp,
-                            uint8_t* q) {
+void f32_qu8_quantize__neon(size_t n, const float* x, float inv_scale, int32_t zp, uint8_t* q) {
   const float32x4_t inv = vdupq_n_f32(inv_scale);
   const float32x4_t vzp = vdupq_n_f32(static_cast<float>(zp));
   size_t i = 0;

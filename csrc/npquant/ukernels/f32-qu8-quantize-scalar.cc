@@ -20,8 +20,7 @@ bool f32_minmax__scalar(size_t n, const float* x, float* out_min, float* out_max
   return nonfinite == 0.0f;
 }
 
-void f32_qu8_quantize__scalar(size_t n, const float* x, float inv_scale, int32_t zp,
-                              uint8_t* q) {
+void f32_qu8_quantize__scalar(size_t n, const float* x, float inv_scale, int32_t zp, uint8_t* q) {
   for (size_t i = 0; i < n; ++i)
     q[i] = static_cast<uint8_t>(quantize_one(x[i], inv_scale, zp, 0, 255));
 }

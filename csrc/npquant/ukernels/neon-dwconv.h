@@ -110,8 +110,8 @@ void dw_transform(const DwRowGeometry* g, const uint8_t* x_row, uint8_t xz, uint
 // per group.
 template <size_t G, DwMadd Madd, size_t KH, size_t NQ>
 void block_row(size_t ow, size_t kh_rt, size_t nq_rt, const uint8_t* const* t_rows,
-               size_t pos_stride, size_t t_off, const uint8_t* pb, int32_t xz, size_t n,
-               uint8_t* y, size_t y_stride, const RequantConsts<4>& k) {
+               size_t pos_stride, size_t t_off, const uint8_t* pb, int32_t xz, size_t n, uint8_t* y,
+               size_t y_stride, const RequantConsts<4>& k) {
   constexpr size_t kGroup = kCT * G;
   const size_t kh = KH ? KH : kh_rt, nq = NQ ? NQ : nq_rt;
   int32x4_t init[4];
@@ -124,8 +124,7 @@ void block_row(size_t ow, size_t kh_rt, size_t nq_rt, const uint8_t* const* t_ro
   for (size_t ox = 0; ox < ow; ++ox, y += y_stride) {
     int32x4_t acc[4] = {init[0], init[1], init[2], init[3]};
     for (size_t ky = 0; ky < kh; ++ky) {
-      const int8_t* t =
-          reinterpret_cast<const int8_t*>(t_rows[ky]) + ox * nq * pos_stride + t_off;
+      const int8_t* t = reinterpret_cast<const int8_t*>(t_rows[ky]) + ox * nq * pos_stride + t_off;
       for (size_t q = 0; q < nq; ++q, t += pos_stride) {
         const size_t grp = ky * nq + q;
         if constexpr (kFixed != 0) {
@@ -157,8 +156,8 @@ void dw_row(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* con
       block_row<G, Madd, 3, kNq3>(ow, kh, nq, t_rows, pos_stride, b * kGroup, pb, xz, n,
                                   y + b * kCT, y_stride, k);
     else
-      block_row<G, Madd, 0, 0>(ow, kh, nq, t_rows, pos_stride, b * kGroup, pb, xz, n,
-                               y + b * kCT, y_stride, k);
+      block_row<G, Madd, 0, 0>(ow, kh, nq, t_rows, pos_stride, b * kGroup, pb, xz, n, y + b * kCT,
+                               y_stride, k);
   }
 }
 

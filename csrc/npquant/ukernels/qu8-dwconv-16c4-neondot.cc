@@ -33,8 +33,8 @@ void qu8_dwconv_16c4__neondot_pack(size_t channels, size_t kh, size_t kw, const 
   dw_pack<kG>(channels, kh, kw, w, packed);
 }
 
-void qu8_dwconv_16c4__neondot_transform(const DwRowGeometry* g, const uint8_t* x_row,
-                                        uint8_t xz, uint8_t* t) {
+void qu8_dwconv_16c4__neondot_transform(const DwRowGeometry* g, const uint8_t* x_row, uint8_t xz,
+                                        uint8_t* t) {
   dw_transform<kG>(g, x_row, xz, t);
 }
 

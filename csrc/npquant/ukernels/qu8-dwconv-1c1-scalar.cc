@@ -28,8 +28,10 @@ void qu8_dwconv_1c1__scalar_transform(const DwRowGeometry* g, const uint8_t* x_r
     for (size_t kx = 0; kx < g->kw; ++kx, t += c) {
       // Unsigned wrap-around makes columns left of the row huge, so one compare suffices.
       const size_t ix = ox * g->stride + kx * g->dil - g->pad_left;
-      if (x_row && ix < g->w) std::memcpy(t, x_row + ix * c, c);
-      else std::memset(t, xz, c);
+      if (x_row && ix < g->w)
+        std::memcpy(t, x_row + ix * c, c);
+      else
+        std::memset(t, xz, c);
     }
 }
 

@@ -31,8 +31,8 @@ namespace {
 #define NPQ_INLINE inline __attribute__((always_inline))
 
 constexpr size_t kCT = 32, kG = 2;
-constexpr size_t kBlock = kCT * kG;   // transformed bytes per block and tap pair
-constexpr size_t kWBlock = kCT * 4;   // packed bytes per block and tap pair (int16 pairs)
+constexpr size_t kBlock = kCT * kG;  // transformed bytes per block and tap pair
+constexpr size_t kWBlock = kCT * 4;  // packed bytes per block and tap pair (int16 pairs)
 
 // Channel (within a block) of dword j of accumulator m (see the top).
 size_t acc_channel(size_t m, size_t j) { return (m / 2) * 8 + m % 2 + (j / 4) * 16 + (j % 4) * 2; }
@@ -88,7 +88,8 @@ void transform_span(const uint8_t* x, size_t n, size_t step, size_t tap, size_t 
       const uint8_t* p = s0 + b * kCT;
       uint8_t* o = tq + b * kBlock;
       if (two) {
-        for (size_t i = 0; i < n; ++i, p += step, o += t_step) store_pair(load32(p), load32(p + tap), o);
+        for (size_t i = 0; i < n; ++i, p += step, o += t_step)
+          store_pair(load32(p), load32(p + tap), o);
       } else {  // a lone last tap is stored twice (see the pack)
         for (size_t i = 0; i < n; ++i, p += step, o += t_step) {
           const __m256i v = load32(p);
@@ -219,8 +220,8 @@ void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* c
     const uint8_t* pb = packed + b * block_bytes;
     __m256i init[4];
     for (size_t m = 0; m < 4; ++m) {
-      init[m] = _mm256_mullo_epi32(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(pb + 32 * m)), neg_xz);
+      init[m] = _mm256_mullo_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(pb + 32 * m)),
+                                   neg_xz);
       alignas(32) float bias[8], mult[8];
       for (size_t j = 0; j < 8; ++j) {
         bias[j] = ep->bias_s[b * kCT + acc_channel(m, j)];
@@ -301,8 +302,8 @@ void qu8_dwconv_32c2__avx2_transform(const DwRowGeometry* g, const uint8_t* x_ro
   for (size_t ox = 0; ox < ow; ++ox) {
     uint8_t* to = t + ox * nq * pos_stride;
     if (ox == ox_lo && ox_hi > ox_lo) {
-      transform_span(x_row + (ox * stride - pad_left) * c, ox_hi - ox_lo, stride * c, dil * c,
-                     kw, nq, c, blocks, pad, to, pos_stride);
+      transform_span(x_row + (ox * stride - pad_left) * c, ox_hi - ox_lo, stride * c, dil * c, kw,
+                     nq, c, blocks, pad, to, pos_stride);
       ox = ox_hi - 1;
       continue;
     }

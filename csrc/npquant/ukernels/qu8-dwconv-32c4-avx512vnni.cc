@@ -46,8 +46,8 @@ struct Taps {
     for (int i = 0; i < KH * NQ * 2; ++i)
       w[i] = _mm512_load_si512(reinterpret_cast<const __m512i*>(wq + i * 64));
   }
-  void run(const uint8_t* const* rows, size_t off, size_t pos_stride, size_t, size_t,
-           __m512i& a0, __m512i& a1) const {
+  void run(const uint8_t* const* rows, size_t off, size_t pos_stride, size_t, size_t, __m512i& a0,
+           __m512i& a1) const {
 #pragma GCC unroll 8
     for (int ky = 0; ky < KH; ++ky) {
       const uint8_t* t = rows[ky] + off;
@@ -84,8 +84,8 @@ struct Taps<0, 0> {
 
 // Requantizes one column's two accumulators to 32 int16 (lane-mixed, see above),
 // zero point added.
-__m512i requant_pair(__m512i a0, __m512i a1, __m512 bias0, __m512 bias1, __m512 mult0,
-                     __m512 mult1, __m512 hi_f, __m512i zp16) {
+__m512i requant_pair(__m512i a0, __m512i a1, __m512 bias0, __m512 bias1, __m512 mult0, __m512 mult1,
+                     __m512 hi_f, __m512i zp16) {
   __m512 v0 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a0), bias0), mult0);
   __m512 v1 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a1), bias1), mult1);
   v0 = _mm512_min_ps(v0, hi_f);
@@ -199,8 +199,8 @@ void transform_position(const uint8_t* const* src, size_t c, size_t blocks, __m2
 // taps of the group are past the kernel and read as the zero point). x: first
 // tap of the first column; taps are `tap` bytes apart, columns `step` bytes.
 template <int NT>
-void transform_span(const uint8_t* x, size_t n, size_t step, size_t tap, size_t c,
-                    size_t blocks, __m256i pad, uint8_t* t, size_t t_step) {
+void transform_span(const uint8_t* x, size_t n, size_t step, size_t tap, size_t c, size_t blocks,
+                    __m256i pad, uint8_t* t, size_t t_step) {
   const __mmask32 last = tail_mask(c - (blocks - 1) * kCT);
   for (size_t i = 0; i < n; ++i, x += step, t += t_step) {
     const uint8_t* p = x;
@@ -247,8 +247,8 @@ void qu8_dwconv_32c4__avx512vnni_pack(size_t channels, size_t kh, size_t kw, con
   }
 }
 
-void qu8_dwconv_32c4__avx512vnni_transform(const DwRowGeometry* g, const uint8_t* x_row,
-                                           uint8_t xz, uint8_t* t) {
+void qu8_dwconv_32c4__avx512vnni_transform(const DwRowGeometry* g, const uint8_t* x_row, uint8_t xz,
+                                           uint8_t* t) {
   const size_t c = g->channels, w = g->w, ow = g->ow, nq = g->nq, kw = g->kw;
   const size_t stride = g->stride, dil = g->dil, pad_left = g->pad_left;
   const size_t blocks = blocks_of(c), pos_stride = blocks * kBlock;
@@ -267,10 +267,18 @@ void qu8_dwconv_32c4__avx512vnni_transform(const DwRowGeometry* g, const uint8_t
         uint8_t* o = tq + ox * nq * pos_stride;
         const size_t n = ox_hi - ox_lo, step = stride * c, tap = dil * c, ts = nq * pos_stride;
         switch (taps) {
-          case 1: transform_span<1>(p, n, step, tap, c, blocks, pad, o, ts); break;
-          case 2: transform_span<2>(p, n, step, tap, c, blocks, pad, o, ts); break;
-          case 3: transform_span<3>(p, n, step, tap, c, blocks, pad, o, ts); break;
-          default: transform_span<4>(p, n, step, tap, c, blocks, pad, o, ts); break;
+          case 1:
+            transform_span<1>(p, n, step, tap, c, blocks, pad, o, ts);
+            break;
+          case 2:
+            transform_span<2>(p, n, step, tap, c, blocks, pad, o, ts);
+            break;
+          case 3:
+            transform_span<3>(p, n, step, tap, c, blocks, pad, o, ts);
+            break;
+          default:
+            transform_span<4>(p, n, step, tap, c, blocks, pad, o, ts);
+            break;
         }
         ox = ox_hi - 1;
         continue;
@@ -287,9 +295,8 @@ void qu8_dwconv_32c4__avx512vnni_transform(const DwRowGeometry* g, const uint8_t
 }
 
 void qu8_dwconv_32c4__avx512vnni_row(size_t channels, size_t ow, size_t kh, size_t nq,
-                                     const uint8_t* const* t_rows, const void* packed,
-                                     int32_t xz, uint8_t* y, size_t y_stride,
-                                     const RequantEpilogue* ep) {
+                                     const uint8_t* const* t_rows, const void* packed, int32_t xz,
+                                     uint8_t* y, size_t y_stride, const RequantEpilogue* ep) {
   const uint8_t* p = static_cast<const uint8_t*>(packed);
   // 3x3 and 5x5 keep their weights in registers.
   auto row = kh == 3 && nq == 1   ? row_impl<3, 1>

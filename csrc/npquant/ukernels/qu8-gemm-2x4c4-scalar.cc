@@ -26,24 +26,24 @@ void panel_acc(size_t mr, size_t kp, const uint8_t* a, size_t a_stride, const in
         int32_t s = 0;
         for (size_t i = 0; i < kKR; ++i) s += static_cast<int32_t>(ar[i]) * wj[i];
         // Wrapping add: the true sum fits in int32 (K <= kMaxK), partial sums may not.
-        acc[r][j] = static_cast<int32_t>(static_cast<uint32_t>(acc[r][j]) +
-                                         static_cast<uint32_t>(s));
+        acc[r][j] =
+            static_cast<int32_t>(static_cast<uint32_t>(acc[r][j]) + static_cast<uint32_t>(s));
       }
     }
     w += kNR * kKR;
   }
   for (size_t r = 0; r < mr; ++r)
     for (size_t j = 0; j < kNR; ++j)
-      acc[r][j] = static_cast<int32_t>(static_cast<uint32_t>(acc[r][j]) -
-                                       static_cast<uint32_t>(a_zp[r]) *
-                                           static_cast<uint32_t>(colsum[j]));
+      acc[r][j] =
+          static_cast<int32_t>(static_cast<uint32_t>(acc[r][j]) -
+                               static_cast<uint32_t>(a_zp[r]) * static_cast<uint32_t>(colsum[j]));
 }
 
 }  // namespace
 
 void qu8_gemm_2x4c4__scalar_requant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                    size_t a_stride, const void* w, const int32_t* a_zp,
-                                    uint8_t* c, size_t c_stride, const RequantEpilogue* ep) {
+                                    size_t a_stride, const void* w, const int32_t* a_zp, uint8_t* c,
+                                    size_t c_stride, const RequantEpilogue* ep) {
   const int8_t* panel = static_cast<const int8_t*>(w);
   const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
   for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
@@ -58,8 +58,8 @@ void qu8_gemm_2x4c4__scalar_requant(size_t mr, size_t nc, size_t kp, const uint8
 }
 
 void qu8_gemm_2x4c4__scalar_dequant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                    size_t a_stride, const void* w, const int32_t* a_zp,
-                                    float* c, size_t c_stride, const DequantEpilogue* ep) {
+                                    size_t a_stride, const void* w, const int32_t* a_zp, float* c,
+                                    size_t c_stride, const DequantEpilogue* ep) {
   const int8_t* panel = static_cast<const int8_t*>(w);
   const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
   for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
@@ -69,8 +69,7 @@ void qu8_gemm_2x4c4__scalar_dequant(size_t mr, size_t nc, size_t kp, const uint8
     for (size_t r = 0; r < mr; ++r) {
       float* cr = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + r * c_stride);
       for (size_t j = 0; j < nn; ++j)
-        cr[n0 + j] = dequant_one(acc[r][j], ep->a_scale[r], ep->w_scale[n0 + j],
-                                 ep->bias[n0 + j]);
+        cr[n0 + j] = dequant_one(acc[r][j], ep->a_scale[r], ep->w_scale[n0 + j], ep->bias[n0 + j]);
     }
   }
 }

@@ -70,8 +70,8 @@ void configure(size_t rows0, size_t rows1) {
 }
 
 // C tiles of one panel, stored to acc[32][32] (int32, row stride 128 bytes).
-void panel_tiles(bool two_blocks, size_t kp, const uint8_t* a, size_t a_stride,
-                 const int8_t* wk, int32_t (*acc)[kNR]) {
+void panel_tiles(bool two_blocks, size_t kp, const uint8_t* a, size_t a_stride, const int8_t* wk,
+                 int32_t (*acc)[kNR]) {
   const long as = static_cast<long>(a_stride);
   const long bs = static_cast<long>(kBStride);
   const uint8_t* a1 = a + 16 * a_stride;
@@ -151,9 +151,8 @@ void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, co
       const __m512i colsum = _mm512_load_si512(panel + 64 * v);
       for (size_t r = 0; r < mr; ++r) {
         // Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
-        const __m512i x = _mm512_sub_epi32(
-            _mm512_load_si512(&acc[r][16 * v]),
-            _mm512_mullo_epi32(_mm512_set1_epi32(a_zp[r]), colsum));
+        const __m512i x = _mm512_sub_epi32(_mm512_load_si512(&acc[r][16 * v]),
+                                           _mm512_mullo_epi32(_mm512_set1_epi32(a_zp[r]), colsum));
         out.store(r, n0, v, mask, x);
       }
     }
@@ -164,14 +163,14 @@ void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, co
 }  // namespace
 
 void qu8_gemm_32x32c4__amx_requant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                   size_t a_stride, const void* w, const int32_t* a_zp,
-                                   uint8_t* c, size_t c_stride, const RequantEpilogue* ep) {
+                                   size_t a_stride, const void* w, const int32_t* a_zp, uint8_t* c,
+                                   size_t c_stride, const RequantEpilogue* ep) {
   gemm(mr, nc, kp, a, a_stride, w, a_zp, Requant{ep, c, c_stride});
 }
 
 void qu8_gemm_32x32c4__amx_dequant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                   size_t a_stride, const void* w, const int32_t* a_zp,
-                                   float* c, size_t c_stride, const DequantEpilogue* ep) {
+                                   size_t a_stride, const void* w, const int32_t* a_zp, float* c,
+                                   size_t c_stride, const DequantEpilogue* ep) {
   gemm(mr, nc, kp, a, a_stride, w, a_zp, Dequant{ep, c, c_stride});
 }
 

@@ -70,7 +70,6 @@ NPQ_INLINE void accumulate(size_t kp, bool whole, const uint8_t* const* ar, cons
   }
 }
 
-
 struct Requant {
   const RequantEpilogue* ep;
   uint8_t* c;
@@ -96,8 +95,8 @@ struct Dequant {
 // One function per row count (noinline): each K loop gets its own register
 // allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
-               const int32_t* a_zp, const Out& out) {
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                                         const void* w, const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
   const size_t w_bytes = kp * kNR;
@@ -143,7 +142,8 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
+  with_rows<kMR>(mr,
+                 [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

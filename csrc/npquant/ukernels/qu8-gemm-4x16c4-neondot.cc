@@ -40,13 +40,17 @@ void run(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
 
 // Instantiates run<> for the actual row count, so a short tile does no wasted work.
 template <class Store>
-void run_rows(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
-              const void* w, const int32_t* a_zp, const Store& store) {
+void run_rows(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+              const int32_t* a_zp, const Store& store) {
   switch (mr) {
-    case 1: return run<1>(nc, kp, a, a_stride, w, a_zp, store);
-    case 2: return run<2>(nc, kp, a, a_stride, w, a_zp, store);
-    case 3: return run<3>(nc, kp, a, a_stride, w, a_zp, store);
-    default: return run<kMR>(nc, kp, a, a_stride, w, a_zp, store);
+    case 1:
+      return run<1>(nc, kp, a, a_stride, w, a_zp, store);
+    case 2:
+      return run<2>(nc, kp, a, a_stride, w, a_zp, store);
+    case 3:
+      return run<3>(nc, kp, a, a_stride, w, a_zp, store);
+    default:
+      return run<kMR>(nc, kp, a, a_stride, w, a_zp, store);
   }
 }
 
@@ -62,8 +66,8 @@ void qu8_gemm_4x16c4__neondot_requant(size_t mr, size_t nc, size_t kp, const uin
 }
 
 void qu8_gemm_4x16c4__neondot_dequant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                      size_t a_stride, const void* w, const int32_t* a_zp,
-                                      float* c, size_t c_stride, const DequantEpilogue* ep) {
+                                      size_t a_stride, const void* w, const int32_t* a_zp, float* c,
+                                      size_t c_stride, const DequantEpilogue* ep) {
   run_rows(mr, nc, kp, a, a_stride, w, a_zp,
            [&](size_t r, size_t n0, size_t nn, const int32x4_t* acc) {
              dequant_row<kNR / 4>(acc, ep, r, n0, row_ptr(c, r, c_stride) + n0, nn);

@@ -18,9 +18,8 @@ namespace {
 // of line, with the blocks in memory.
 // An odd R passes its last row twice as the last row pair.
 template <size_t R>
-[[gnu::flatten]] void panel_acc(size_t kp, const uint8_t* a, size_t a_stride,
-                                const int8_t* panel, const int32_t* a_zp,
-                                int32x4_t (*acc)[kNR / 4]) {
+[[gnu::flatten]] void panel_acc(size_t kp, const uint8_t* a, size_t a_stride, const int8_t* panel,
+                                const int32_t* a_zp, int32x4_t (*acc)[kNR / 4]) {
   constexpr size_t P = kPairs<R>;
   const uint8_t* rows[2 * P];
   for (size_t r = 0; r < 2 * P; ++r) rows[r] = a + (r < R ? r : R - 1) * a_stride;
@@ -46,13 +45,17 @@ void run(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
 
 // Instantiates run<> for the actual row count (an odd count wastes half a row pair).
 template <class Store>
-void run_rows(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
-              const void* w, const int32_t* a_zp, const Store& store) {
+void run_rows(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+              const int32_t* a_zp, const Store& store) {
   switch (mr) {
-    case 1: return run<1>(nc, kp, a, a_stride, w, a_zp, store);
-    case 2: return run<2>(nc, kp, a, a_stride, w, a_zp, store);
-    case 3: return run<3>(nc, kp, a, a_stride, w, a_zp, store);
-    default: return run<kMR>(nc, kp, a, a_stride, w, a_zp, store);
+    case 1:
+      return run<1>(nc, kp, a, a_stride, w, a_zp, store);
+    case 2:
+      return run<2>(nc, kp, a, a_stride, w, a_zp, store);
+    case 3:
+      return run<3>(nc, kp, a, a_stride, w, a_zp, store);
+    default:
+      return run<kMR>(nc, kp, a, a_stride, w, a_zp, store);
   }
 }
 

@@ -46,8 +46,7 @@ void panel_acc(size_t kp, const uint8_t* a, size_t a_stride, const int8_t* panel
       for (size_t r = 0; r < R; ++r) s[r][j] = vpadalq_s16(s[r][j], vmull_s8(av[r], wv[j]));
   }
   for (size_t r = 0; r < R; ++r) {
-    const int32x4_t sums =
-        vpaddq_s32(vpaddq_s32(s[r][0], s[r][1]), vpaddq_s32(s[r][2], s[r][3]));
+    const int32x4_t sums = vpaddq_s32(vpaddq_s32(s[r][0], s[r][1]), vpaddq_s32(s[r][2], s[r][3]));
     acc[r] = vmlaq_n_s32(sums, colsum, 128 - a_zp[r]);
   }
 }
@@ -68,21 +67,25 @@ void run(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
 
 // Instantiates run<> for the actual row count, so a short tile does no wasted work.
 template <class Store>
-void run_rows(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
-              const void* w, const int32_t* a_zp, const Store& store) {
+void run_rows(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
+              const int32_t* a_zp, const Store& store) {
   switch (mr) {
-    case 1: return run<1>(nc, kp, a, a_stride, w, a_zp, store);
-    case 2: return run<2>(nc, kp, a, a_stride, w, a_zp, store);
-    case 3: return run<3>(nc, kp, a, a_stride, w, a_zp, store);
-    default: return run<kMR>(nc, kp, a, a_stride, w, a_zp, store);
+    case 1:
+      return run<1>(nc, kp, a, a_stride, w, a_zp, store);
+    case 2:
+      return run<2>(nc, kp, a, a_stride, w, a_zp, store);
+    case 3:
+      return run<3>(nc, kp, a, a_stride, w, a_zp, store);
+    default:
+      return run<kMR>(nc, kp, a, a_stride, w, a_zp, store);
   }
 }
 
 }  // namespace
 
 void qu8_gemm_4x4c8__neon_requant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                   size_t a_stride, const void* w, const int32_t* a_zp,
-                                   uint8_t* c, size_t c_stride, const RequantEpilogue* ep) {
+                                  size_t a_stride, const void* w, const int32_t* a_zp, uint8_t* c,
+                                  size_t c_stride, const RequantEpilogue* ep) {
   run_rows(mr, nc, kp, a, a_stride, w, a_zp,
            [&](size_t r, size_t n0, size_t nn, const int32x4_t* acc) {
              requant_row<kNR / 4>(acc, ep, n0, c + r * c_stride + n0, nn);
@@ -90,8 +93,8 @@ void qu8_gemm_4x4c8__neon_requant(size_t mr, size_t nc, size_t kp, const uint8_t
 }
 
 void qu8_gemm_4x4c8__neon_dequant(size_t mr, size_t nc, size_t kp, const uint8_t* a,
-                                   size_t a_stride, const void* w, const int32_t* a_zp,
-                                   float* c, size_t c_stride, const DequantEpilogue* ep) {
+                                  size_t a_stride, const void* w, const int32_t* a_zp, float* c,
+                                  size_t c_stride, const DequantEpilogue* ep) {
   run_rows(mr, nc, kp, a, a_stride, w, a_zp,
            [&](size_t r, size_t n0, size_t nn, const int32x4_t* acc) {
              dequant_row<kNR / 4>(acc, ep, r, n0, row_ptr(c, r, c_stride) + n0, nn);

@@ -53,12 +53,14 @@ NPQ_INLINE void widen(const uint8_t* const* ar, size_t k0, size_t kc, int16_t* b
     int16_t* dst = buf + r * kPitch;
     size_t j = 0;
     for (; j + 16 <= kc; j += 16)
-      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + j),
-                         _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+      _mm256_store_si256(
+          reinterpret_cast<__m256i*>(dst + j),
+          _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
     for (; j < kc; j += 4) {
       int32_t v;
       std::memcpy(&v, src + j, 4);
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + j), _mm_cvtepu8_epi16(_mm_cvtsi32_si128(v)));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + j),
+                       _mm_cvtepu8_epi16(_mm_cvtsi32_si128(v)));
     }
   }
 }
@@ -103,8 +105,6 @@ NPQ_INLINE void accumulate(size_t kp, bool whole, const uint8_t* const* ar, cons
     out[r][0] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
 }
 
-
-
 // The epilogues see one 8-column vector per row.
 struct Requant {
   const RequantEpilogue* ep;
@@ -131,8 +131,8 @@ struct Dequant {
 // One function per row count (noinline): each K loop gets its own register
 // allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
-               const int32_t* a_zp, const Out& out) {
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                                         const void* w, const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
   const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR * sizeof(int16_t);
@@ -147,7 +147,8 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
     // Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
     const __m256i colsum = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel));
     for (size_t r = 0; r < M; ++r)
-      acc[r][0] = _mm256_sub_epi32(acc[r][0], _mm256_mullo_epi32(_mm256_set1_epi32(a_zp[r]), colsum));
+      acc[r][0] =
+          _mm256_sub_epi32(acc[r][0], _mm256_mullo_epi32(_mm256_set1_epi32(a_zp[r]), colsum));
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
     out.template store<M>(n0, nn, acc);
   }
@@ -156,7 +157,8 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
+  with_rows<kMR>(mr,
+                 [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

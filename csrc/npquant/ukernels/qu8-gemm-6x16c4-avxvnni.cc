@@ -78,7 +78,7 @@ NPQ_INLINE void step(const uint8_t* const* ar, size_t k, const int8_t* wk, __m25
 // second set takes the odd K groups.
 template <size_t M>
 NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
-                       __m256i (&acc)[M][kNV]) {
+                           __m256i (&acc)[M][kNV]) {
   zero<M>(acc);
   size_t k = 0;
   if constexpr (M <= 2) {
@@ -92,8 +92,6 @@ NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
   }
   for (; k < kp; k += kKR) step<M>(ar, k, w + k * kNR, acc);
 }
-
-
 
 struct Requant {
   const RequantEpilogue* ep;
@@ -124,8 +122,8 @@ struct Dequant {
 // One function per row count (noinline): each K loop gets its own register
 // allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
-               const int32_t* a_zp, const Out& out) {
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                                         const void* w, const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
   const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
@@ -137,8 +135,8 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
     for (size_t v = 0; v < kNV; ++v) {
       const __m256i colsum = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + 32 * v));
       for (size_t r = 0; r < M; ++r)
-        acc[r][v] = _mm256_sub_epi32(acc[r][v],
-                                     _mm256_mullo_epi32(_mm256_set1_epi32(a_zp[r]), colsum));
+        acc[r][v] =
+            _mm256_sub_epi32(acc[r][v], _mm256_mullo_epi32(_mm256_set1_epi32(a_zp[r]), colsum));
     }
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
     // The epilogue gets a copy: the address of acc itself must not escape, or
@@ -153,7 +151,8 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
+  with_rows<kMR>(mr,
+                 [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

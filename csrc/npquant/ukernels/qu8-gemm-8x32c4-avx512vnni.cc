@@ -36,28 +36,28 @@ NPQ_INLINE void dpbusd(__m512i& acc, __m512i a, __m512i w) {
 template <size_t M>
 NPQ_INLINE void step(const uint8_t* const* ar, size_t k, const int8_t* wk, __m512i (&acc)[M][kNV]) {
   __m512i wv[kNV];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (size_t v = 0; v < kNV; ++v) wv[v] = _mm512_load_si512(wk + 64 * v);
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (size_t r = 0; r < M; ++r) {
     const __m512i av = bcast4(ar[r] + k);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (size_t v = 0; v < kNV; ++v) dpbusd(acc[r][v], av, wv[v]);
   }
 }
 
 template <size_t M>
 NPQ_INLINE void zero(__m512i (&acc)[M][kNV]) {
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (size_t r = 0; r < M; ++r)
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm512_setzero_si512();
 }
 
 // acc[r][v] = sum over kp of a[r][k] * w[16v + j][k] for one panel.
 template <size_t M>
 NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
-                       __m512i (&acc)[M][kNV]) {
+                           __m512i (&acc)[M][kNV]) {
   zero<M>(acc);
   size_t k = 0;
   if constexpr (M * kNV < 8) {
@@ -74,22 +74,22 @@ NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
         step<M>(ar, k + 2 * kKR, w + (k + 2 * kKR) * kNR, acc2);
         step<M>(ar, k + 3 * kKR, w + (k + 3 * kKR) * kNR, acc3);
       }
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (size_t r = 0; r < M; ++r)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (size_t v = 0; v < kNV; ++v) acc2[r][v] = _mm512_add_epi32(acc2[r][v], acc3[r][v]);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (size_t r = 0; r < M; ++r)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm512_add_epi32(acc[r][v], acc2[r][v]);
     }
     for (; k + 2 * kKR <= kp; k += 2 * kKR) {
       step<M>(ar, k, w + k * kNR, acc);
       step<M>(ar, k + kKR, w + (k + kKR) * kNR, acc1);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (size_t r = 0; r < M; ++r)
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm512_add_epi32(acc[r][v], acc1[r][v]);
   }
   for (; k < kp; k += kKR) step<M>(ar, k, w + k * kNR, acc);
@@ -120,24 +120,24 @@ struct Dequant {
 // One function per row count (noinline): each K loop gets its own register
 // allocation, as with a switch GCC would otherwise inline into one body.
 template <size_t M, class Out>
-__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
-               const int32_t* a_zp, const Out& out) {
+__attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a, size_t a_stride,
+                                         const void* w, const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
   const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
   const int8_t* panel = static_cast<const int8_t*>(w);
   for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
     __m512i acc[M][kNV];
     accumulate<M>(kp, ar, panel + kNR * sizeof(int32_t), acc);
-    // Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
-    #pragma GCC unroll 16
+// Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
+#pragma GCC unroll 16
     for (size_t v = 0; v < kNV; ++v) {
       const __m512i colsum = _mm512_load_si512(panel + 64 * v);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (size_t r = 0; r < M; ++r)
-        acc[r][v] = _mm512_sub_epi32(acc[r][v],
-                                     _mm512_mullo_epi32(_mm512_set1_epi32(a_zp[r]), colsum));
+        acc[r][v] =
+            _mm512_sub_epi32(acc[r][v], _mm512_mullo_epi32(_mm512_set1_epi32(a_zp[r]), colsum));
     }
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
     out.template store<M>(n0, nn, acc);
@@ -147,7 +147,8 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
 template <class Out>
 void gemm(size_t mr, size_t nc, size_t kp, const uint8_t* a, size_t a_stride, const void* w,
           const int32_t* a_zp, const Out& out) {
-  with_rows<kMR>(mr, [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
+  with_rows<kMR>(mr,
+                 [&](auto m) { gemm_rows<decltype(m)::value>(nc, kp, a, a_stride, w, a_zp, out); });
 }
 
 }  // namespace

@@ -23,8 +23,8 @@ namespace {
 // of line, with the blocks in memory.
 template <size_t R>
 [[gnu::flatten]] void panel_acc(size_t kc, size_t ks, const size_t* a, const uint8_t* a_base,
-                                size_t pad, const uint8_t* zero, const int8_t* panel,
-                                int32_t a_zp, int32x4_t (*acc)[kNR / 4]) {
+                                size_t pad, const uint8_t* zero, const int8_t* panel, int32_t a_zp,
+                                int32x4_t (*acc)[kNR / 4]) {
   constexpr size_t P = kPairs<R>;
   const int8_t* w = panel + kNR * sizeof(int32_t);
   int32x4_t s[P][kNR / 2];
@@ -60,16 +60,20 @@ void run(size_t nc, size_t kc, size_t ks, const size_t* a, const uint8_t* a_base
 
 }  // namespace
 
-void qu8_igemm_4x16c8__neoni8mm_requant(size_t mr, size_t nc, size_t kc, size_t ks,
-                                        const size_t* a, const uint8_t* a_base, size_t pad,
-                                        const uint8_t* zero, const void* w, int32_t a_zp,
-                                        uint8_t* c, size_t c_stride, const RequantEpilogue* ep) {
+void qu8_igemm_4x16c8__neoni8mm_requant(size_t mr, size_t nc, size_t kc, size_t ks, const size_t* a,
+                                        const uint8_t* a_base, size_t pad, const uint8_t* zero,
+                                        const void* w, int32_t a_zp, uint8_t* c, size_t c_stride,
+                                        const RequantEpilogue* ep) {
   // Only the mr rows that are stored are computed (an odd count wastes half a row pair).
   switch (mr) {
-    case 1: return run<1>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
-    case 2: return run<2>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
-    case 3: return run<3>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
-    default: return run<kMR>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
+    case 1:
+      return run<1>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
+    case 2:
+      return run<2>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
+    case 3:
+      return run<3>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
+    default:
+      return run<kMR>(nc, kc, ks, a, a_base, pad, zero, w, a_zp, c, c_stride, ep);
   }
 }
 

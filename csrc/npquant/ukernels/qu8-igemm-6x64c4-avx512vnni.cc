@@ -26,8 +26,8 @@ int32_t load_u32(const uint8_t* p) {
 // One tile of 16*NP columns (NP panels); `cols` of them are stored.
 template <int NP>
 void tile(size_t mr, size_t cols, size_t kc, size_t ks, const size_t* a, const uint8_t* a_base,
-          size_t pad, const uint8_t* zero, const int8_t* w, size_t panel_stride,
-          int32_t a_zp, uint8_t* c, size_t c_stride, const float* bias_s, const float* mult,
+          size_t pad, const uint8_t* zero, const int8_t* w, size_t panel_stride, int32_t a_zp,
+          uint8_t* c, size_t c_stride, const float* bias_s, const float* mult,
           const RequantEpilogue* ep) {
   __m512i acc[kMR][NP];
   const __m512i neg_zp = _mm512_set1_epi32(-a_zp);
@@ -80,11 +80,9 @@ void tile(size_t mr, size_t cols, size_t kc, size_t ks, const size_t* a, const u
 }  // namespace
 
 void qu8_igemm_6x64c4__avx512vnni_requant(size_t mr, size_t nc, size_t kc, size_t ks,
-                                          const size_t* a, const uint8_t* a_base,
-                                          size_t pad, const uint8_t* zero, const void* w,
-                                          int32_t a_zp,
-                                          uint8_t* c, size_t c_stride,
-                                          const RequantEpilogue* ep) {
+                                          const size_t* a, const uint8_t* a_base, size_t pad,
+                                          const uint8_t* zero, const void* w, int32_t a_zp,
+                                          uint8_t* c, size_t c_stride, const RequantEpilogue* ep) {
   const size_t panel_stride = kNR * sizeof(int32_t) + ks * kc * kNR;
   const int8_t* wp = static_cast<const int8_t*>(w);
   for (size_t n0 = 0; n0 < nc; n0 += 4 * kNR, wp += 4 * panel_stride) {
@@ -92,14 +90,22 @@ void qu8_igemm_6x64c4__avx512vnni_requant(size_t mr, size_t nc, size_t kc, size_
     const float* b = ep->bias_s + n0;
     const float* m = ep->mult + n0;
     switch ((cols + kNR - 1) / kNR) {
-      case 4: tile<4>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
-                      c_stride, b, m, ep); break;
-      case 3: tile<3>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
-                      c_stride, b, m, ep); break;
-      case 2: tile<2>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
-                      c_stride, b, m, ep); break;
-      default: tile<1>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0,
-                       c_stride, b, m, ep); break;
+      case 4:
+        tile<4>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b,
+                m, ep);
+        break;
+      case 3:
+        tile<3>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b,
+                m, ep);
+        break;
+      case 2:
+        tile<2>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b,
+                m, ep);
+        break;
+      default:
+        tile<1>(mr, cols, kc, ks, a, a_base, pad, zero, wp, panel_stride, a_zp, c + n0, c_stride, b,
+                m, ep);
+        break;
     }
   }
 }

@@ -48,10 +48,10 @@ inline void add32(const uint8_t* a, const uint8_t* b, uint8_t* y, const Consts& 
 
 template <bool kUnary>
 void vadd(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams* p) {
-  const Consts c{_mm256_set1_ps(p->a_scale), _mm256_set1_ps(p->a_premul),
-                 _mm256_set1_ps(p->b_scale), _mm256_set1_ps(p->b_premul),
-                 _mm256_set1_ps(p->inv_scale), _mm256_set1_ps(-65536.0f),
-                 _mm256_set1_ps(65536.0f), _mm256_set1_epi32(p->zero_point), p->relu != 0};
+  const Consts c{
+      _mm256_set1_ps(p->a_scale),  _mm256_set1_ps(p->a_premul),      _mm256_set1_ps(p->b_scale),
+      _mm256_set1_ps(p->b_premul), _mm256_set1_ps(p->inv_scale),     _mm256_set1_ps(-65536.0f),
+      _mm256_set1_ps(65536.0f),    _mm256_set1_epi32(p->zero_point), p->relu != 0};
   size_t i = 0;
   for (; i + 32 <= n; i += 32) add32<kUnary>(a + i, kUnary ? b : b + i, y + i, c);
   if (i < n) {  // the tail through zero-padded buffers

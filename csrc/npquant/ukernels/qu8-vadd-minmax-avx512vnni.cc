@@ -37,16 +37,17 @@ inline __m128i add16(__m128i a, __m128i b, const Consts& c) {
 
 template <bool kUnary>
 void vadd(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams* p) {
-  const Consts c{_mm512_set1_ps(p->a_scale), _mm512_set1_ps(p->a_premul),
-                 _mm512_set1_ps(p->b_scale), _mm512_set1_ps(p->b_premul),
-                 _mm512_set1_ps(p->inv_scale), _mm512_set1_ps(-65536.0f),
-                 _mm512_set1_ps(65536.0f), _mm512_set1_epi32(p->zero_point), p->relu != 0};
+  const Consts c{
+      _mm512_set1_ps(p->a_scale),  _mm512_set1_ps(p->a_premul),      _mm512_set1_ps(p->b_scale),
+      _mm512_set1_ps(p->b_premul), _mm512_set1_ps(p->inv_scale),     _mm512_set1_ps(-65536.0f),
+      _mm512_set1_ps(65536.0f),    _mm512_set1_epi32(p->zero_point), p->relu != 0};
   const __m128i zero = _mm_setzero_si128();
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
     for (size_t j = 0; j < 64; j += 16) {
       const __m128i qa = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + j));
-      const __m128i qb = kUnary ? zero : _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + j));
+      const __m128i qb =
+          kUnary ? zero : _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + j));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i + j), add16<kUnary>(qa, qb, c));
     }
   }

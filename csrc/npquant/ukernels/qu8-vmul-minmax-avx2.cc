@@ -44,8 +44,8 @@ inline void mul32(const uint8_t* a, const uint8_t* b, uint8_t* y, const Consts& 
 void qu8_vmul_minmax__avx2(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
                            const QMulParams* p) {
   const Consts c{_mm256_set1_epi32(p->a_zero_point), _mm256_set1_epi32(p->b_zero_point),
-                 _mm256_set1_epi32(p->zero_point), _mm256_set1_ps(p->multiplier),
-                 _mm256_set1_ps(-65536.0f), _mm256_set1_ps(65536.0f)};
+                 _mm256_set1_epi32(p->zero_point),   _mm256_set1_ps(p->multiplier),
+                 _mm256_set1_ps(-65536.0f),          _mm256_set1_ps(65536.0f)};
   size_t i = 0;
   for (; i + 32 <= n; i += 32) mul32(a + i, b + i, y + i, c);
   if (i < n) {  // the tail through zero-padded buffers

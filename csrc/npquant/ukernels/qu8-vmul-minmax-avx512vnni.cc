@@ -31,8 +31,8 @@ inline __m128i mul16(__m128i a, __m128i b, const Consts& c) {
 void qu8_vmul_minmax__avx512vnni(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
                                  const QMulParams* p) {
   const Consts c{_mm512_set1_epi32(p->a_zero_point), _mm512_set1_epi32(p->b_zero_point),
-                 _mm512_set1_epi32(p->zero_point), _mm512_set1_ps(p->multiplier),
-                 _mm512_set1_ps(-65536.0f), _mm512_set1_ps(65536.0f)};
+                 _mm512_set1_epi32(p->zero_point),   _mm512_set1_ps(p->multiplier),
+                 _mm512_set1_ps(-65536.0f),          _mm512_set1_ps(65536.0f)};
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
     for (size_t j = 0; j < 64; j += 16) {
