@@ -40,8 +40,11 @@ class TorchBert(torch.nn.Module):
         self.position_embeddings = torch.nn.Embedding(max_len, hidden)
         self.emb_norm = torch.nn.LayerNorm(hidden, eps=1e-12)
         for i in range(layers):
-            setattr(self, f"layer{i}", torch.nn.TransformerEncoderLayer(
-                hidden, heads, ffn, dropout=0.0, activation="gelu", batch_first=True))
+            setattr(
+                self,
+                f"layer{i}",
+                torch.nn.TransformerEncoderLayer(hidden, heads, ffn, dropout=0.0, activation="gelu", batch_first=True),
+            )
         self.pooler = torch.nn.Linear(hidden, hidden)
 
     def forward(self, ids: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
@@ -60,8 +63,11 @@ class NpqBert(qnn.Module):
         self.position_embeddings = qnn.Embedding(max_len, hidden)
         self.emb_norm = qnn.LayerNorm(hidden, eps=1e-12)
         for i in range(layers):
-            setattr(self, f"layer{i}", qnn.TransformerEncoderLayer(
-                hidden, heads, ffn, dropout=0.0, activation="gelu", batch_first=True))
+            setattr(
+                self,
+                f"layer{i}",
+                qnn.TransformerEncoderLayer(hidden, heads, ffn, dropout=0.0, activation="gelu", batch_first=True),
+            )
         self.pooler = qnn.Linear(hidden, hidden)
         self.pooler_act = qnn.Tanh()
 
@@ -102,8 +108,17 @@ def inputs(batch: int, seq: int, vocab: int, rng: np.random.Generator) -> tuple[
     return ids, mask
 
 
-def run(vocab: int = 8000, hidden: int = 256, layers: int = 2, heads: int = 4, ffn: int = 1024, seq: int = 128,
-        repeat: int = 20, threads: int = 1, seed: int = 0) -> dict[str, Any]:
+def run(
+    vocab: int = 8000,
+    hidden: int = 256,
+    layers: int = 2,
+    heads: int = 4,
+    ffn: int = 1024,
+    seq: int = 128,
+    repeat: int = 20,
+    threads: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     npquant.set_num_threads(threads)
@@ -114,8 +129,9 @@ def run(vocab: int = 8000, hidden: int = 256, layers: int = 2, heads: int = 4, f
         return _run(vocab, hidden, layers, heads, ffn, seq, repeat, seed)
 
 
-def _run(vocab: int, hidden: int, layers: int, heads: int, ffn: int, seq: int, repeat: int,
-         seed: int) -> dict[str, Any]:
+def _run(
+    vocab: int, hidden: int, layers: int, heads: int, ffn: int, seq: int, repeat: int, seed: int
+) -> dict[str, Any]:
     tm = TorchBert(vocab, hidden, layers, heads, ffn, seq).eval()
     fm = NpqBert(vocab, hidden, layers, heads, ffn, seq)
     fm.load_state_dict(tm.state_dict())
@@ -135,6 +151,7 @@ def _run(vocab: int, hidden: int, layers: int, heads: int, ffn: int, seq: int, r
                 out = m(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
             torch.backends.mha.set_fastpath_enabled(True)
             return out
+
         return f
 
     models["torch fp32"] = torch_fn(tm, True)
@@ -158,8 +175,10 @@ def report(result: dict[str, Any]) -> str:
     t = result["torch int8 quantize_dynamic"]
     for name in ("npquant int8 {Linear}", "npquant int8 {Linear, MHA}"):
         r = result[name]
-        lines.append(f"{name} speed-up over torch int8: batch 1 {t['ms_b1'] / r['ms_b1']:.2f}x, "
-                     f"batch 8 {t['ms_b8'] / r['ms_b8']:.2f}x")
+        lines.append(
+            f"{name} speed-up over torch int8: batch 1 {t['ms_b1'] / r['ms_b1']:.2f}x, "
+            f"batch 8 {t['ms_b8'] / r['ms_b8']:.2f}x"
+        )
     return "\n".join(lines)
 
 

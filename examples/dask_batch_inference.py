@@ -36,20 +36,28 @@ def quantized_digits_model():
     return model, data["test_x"], data["test_y"]
 
 
-def distributed_predict(blob: bytes, x: np.ndarray, n_workers: int = 2, chunk: int = 128,
-                        processes: bool = True) -> np.ndarray:
+def distributed_predict(
+    blob: bytes, x: np.ndarray, n_workers: int = 2, chunk: int = 128, processes: bool = True
+) -> np.ndarray:
     """The model in blob run on x over a local Dask cluster, one partition of `chunk`
     images per task; returns the (N, classes) float32 outputs."""
     import dask.array as da
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         model_on_workers = client.scatter(blob, broadcast=True)  # sent once, not per task
         n_classes = run_model_bytes(x[:1], blob).shape[1]
         data = da.from_array(x, chunks=(chunk,) + x.shape[1:])
-        out = data.map_blocks(run_model_bytes, model_on_workers, dtype=np.float32,
-                              chunks=(chunk, n_classes), drop_axis=list(range(2, x.ndim)))
+        out = data.map_blocks(
+            run_model_bytes,
+            model_on_workers,
+            dtype=np.float32,
+            chunks=(chunk, n_classes),
+            drop_axis=list(range(2, x.ndim)),
+        )
         return out.compute()
 
 
@@ -62,9 +70,16 @@ def run(n_workers: int = 2, chunk: int = 128, processes: bool = True) -> dict:
     t = time.perf_counter()
     dist = distributed_predict(blob, x, n_workers, chunk, processes)
     t_dist = time.perf_counter() - t
-    return {"images": len(x), "model_bytes": len(blob), "identical": bool(np.array_equal(dist, single)),
-            "accuracy": float(np.mean(dist.argmax(1) == y)), "single_s": t_single, "dask_s": t_dist,
-            "single": single, "dask": dist}
+    return {
+        "images": len(x),
+        "model_bytes": len(blob),
+        "identical": bool(np.array_equal(dist, single)),
+        "accuracy": float(np.mean(dist.argmax(1) == y)),
+        "single_s": t_single,
+        "dask_s": t_dist,
+        "single": single,
+        "dask": dist,
+    }
 
 
 def main() -> None:
@@ -73,8 +88,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=128, help="images per partition")
     args = ap.parse_args()
     r = run(args.workers, args.chunk)
-    print(f"{r['images']} images, model {r['model_bytes']:,} bytes, {args.workers} workers, "
-          f"partitions of {args.chunk}")
+    print(f"{r['images']} images, model {r['model_bytes']:,} bytes, {args.workers} workers, partitions of {args.chunk}")
     print(f"accuracy {r['accuracy']:.4f}; outputs identical to one process: {r['identical']}")
     print(f"one process {r['single_s']:.3f} s; Dask (cluster start-up included) {r['dask_s']:.3f} s")
     if not r["identical"]:

@@ -29,7 +29,8 @@ import glob
 import os
 import time
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ def encode(text: str) -> tuple:
 def windows(ids: np.ndarray, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
     """(length + 1, n) token windows, time-major like the models' input."""
     starts = rng.integers(0, ids.size - length - 1, n)
-    return np.stack([ids[s:s + length + 1] for s in starts], axis=1)
+    return np.stack([ids[s : s + length + 1] for s in starts], axis=1)
 
 
 # ---------------------------------------------------------------- models
@@ -128,11 +129,11 @@ def agreement(logits: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(logits.argmax(-1) == ref.argmax(-1)))
 
 
-def median_ms(fns: Dict[str, Callable[[], object]], repeat: int) -> Dict[str, float]:
+def median_ms(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
     """Median wall time of each fn, interleaved so machine noise hits all alike."""
     for fn in fns.values():
         fn()  # warm up (packing, caches)
-    times: Dict[str, List[float]] = {k: [] for k in fns}
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             t0 = time.perf_counter()
@@ -142,7 +143,7 @@ def median_ms(fns: Dict[str, Callable[[], object]], repeat: int) -> Dict[str, fl
 
 
 # ---------------------------------------------------------------- main
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--embed", type=int, default=64)
     p.add_argument("--hidden", type=int, default=256)
@@ -162,8 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     split = int(0.9 * ids.size)
     tm = TorchLM(len(vocab), args.embed, args.hidden, args.layers)
     first, last = train(tm, ids[:split], args.steps, args.seq, args.seed)
-    print(f"trained {args.steps} steps on {split} characters (vocab {len(vocab)}): "
-          f"loss {first:.3f} -> {last:.3f}")
+    print(f"trained {args.steps} steps on {split} characters (vocab {len(vocab)}): loss {first:.3f} -> {last:.3f}")
 
     nm = NpquantLM(len(vocab), args.embed, args.hidden, args.layers)
     nm.load_state_dict(tm.state_dict())
@@ -182,30 +182,49 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         outs = {"torch int8": tq(tx).numpy(), "torch float16": tq16(tx).numpy()}
     outs.update({"npquant fp32": nm(x), "npquant int8": nq(x), "npquant float16": nq16(x)})
     report: dict = {"loss": (first, last), "accuracy_fp32": float(np.mean(ref.argmax(-1) == target))}
-    print(f"\nheld-out: {args.eval} sequences x {args.seq} characters; torch fp32 next-char accuracy "
-          f"{report['accuracy_fp32']:.3f}")
+    print(
+        f"\nheld-out: {args.eval} sequences x {args.seq} characters; torch fp32 next-char accuracy "
+        f"{report['accuracy_fp32']:.3f}"
+    )
     print(f"{'model':<16} {'agree w/ fp32':>13} {'cosine':>9} {'accuracy':>9} {'max |diff|':>11}")
     for name, out in outs.items():
-        row = {"agreement": agreement(out, ref), "cosine": cosine(out, ref),
-               "accuracy": float(np.mean(out.argmax(-1) == target)), "max_abs": float(np.max(np.abs(out - ref)))}
+        row = {
+            "agreement": agreement(out, ref),
+            "cosine": cosine(out, ref),
+            "accuracy": float(np.mean(out.argmax(-1) == target)),
+            "max_abs": float(np.max(np.abs(out - ref))),
+        }
         report[name] = row
-        print(f"{name:<16} {row['agreement']:>13.4f} {row['cosine']:>9.6f} {row['accuracy']:>9.3f} "
-              f"{row['max_abs']:>11.2e}")
+        print(
+            f"{name:<16} {row['agreement']:>13.4f} {row['cosine']:>9.6f} {row['accuracy']:>9.3f} "
+            f"{row['max_abs']:>11.2e}"
+        )
 
     print(f"\nlatency of one forward pass, {args.seq} steps, {args.threads} thread(s), median of {args.repeat} (ms)")
-    print(f"{'batch':>5} {'torch fp32':>11} {'torch int8':>11} {'npquant fp32':>13} {'npquant int8':>13} "
-          f"{'int8 speedup':>13}")
+    print(
+        f"{'batch':>5} {'torch fp32':>11} {'torch int8':>11} {'npquant fp32':>13} {'npquant int8':>13} "
+        f"{'int8 speedup':>13}"
+    )
     for batch in (1, 8):
         tok = x[:, :batch] if x.shape[1] >= batch else np.resize(x, (x.shape[0], batch))
         tok = np.ascontiguousarray(tok)
         ttok = torch.from_numpy(tok)
         with torch.no_grad():
-            ms = median_ms({"torch fp32": lambda: tm(ttok), "torch int8": lambda: tq(ttok),
-                            "npquant fp32": lambda: nm(tok), "npquant int8": lambda: nq(tok)}, args.repeat)
+            ms = median_ms(
+                {
+                    "torch fp32": lambda: tm(ttok),
+                    "torch int8": lambda: tq(ttok),
+                    "npquant fp32": lambda: nm(tok),
+                    "npquant int8": lambda: nq(tok),
+                },
+                args.repeat,
+            )
         speedup = ms["torch int8"] / ms["npquant int8"]
         report[f"latency_b{batch}"] = dict(ms, speedup=speedup)
-        print(f"{batch:>5} {ms['torch fp32']:>11.2f} {ms['torch int8']:>11.2f} {ms['npquant fp32']:>13.2f} "
-              f"{ms['npquant int8']:>13.2f} {speedup:>12.2f}x")
+        print(
+            f"{batch:>5} {ms['torch fp32']:>11.2f} {ms['torch int8']:>11.2f} {ms['npquant fp32']:>13.2f} "
+            f"{ms['npquant int8']:>13.2f} {speedup:>12.2f}x"
+        )
     return report
 
 

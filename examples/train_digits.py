@@ -59,7 +59,7 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     padded = nn.functional.pad(x, (max_shift,) * 4)
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=gen)
     dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=gen)
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
@@ -83,7 +83,8 @@ def main() -> None:
     images = digits.images.astype(np.uint8)  # values 0..16
     labels = digits.target.astype(np.uint8)
     tr_img, te_img, tr_lab, te_lab = train_test_split(
-        images, labels, test_size=0.3, stratify=labels, random_state=args.seed)
+        images, labels, test_size=0.3, stratify=labels, random_state=args.seed
+    )
     calib_img = tr_img[np.random.default_rng(args.seed).choice(len(tr_img), 256, replace=False)]
 
     x_tr = torch.from_numpy(upscale_digits(tr_img))
@@ -97,7 +98,7 @@ def main() -> None:
         model.train()
         perm = torch.randperm(len(x_tr), generator=gen)
         for i in range(0, len(perm), 64):
-            idx = perm[i:i + 64]
+            idx = perm[i : i + 64]
             loss = nn.functional.cross_entropy(model(random_shift(x_tr[idx], 2, gen)), y_tr[idx])
             opt.zero_grad()
             loss.backward()
@@ -112,8 +113,9 @@ def main() -> None:
         raise SystemExit("accuracy below the 97% the demo promises; not writing files")
 
     os.makedirs(args.out, exist_ok=True)
-    np.savez_compressed(os.path.join(args.out, "digits.npz"),
-                        test_images=te_img, test_labels=te_lab, calib_images=calib_img)
+    np.savez_compressed(
+        os.path.join(args.out, "digits.npz"), test_images=te_img, test_labels=te_lab, calib_images=calib_img
+    )
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     np.savez_compressed(os.path.join(args.out, "digits_cnn.npz"), **state)
     for name in ("digits.npz", "digits_cnn.npz"):

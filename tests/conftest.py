@@ -30,6 +30,7 @@ def max_examples(n: int) -> int:
     """n, or the profile's cap when one is loaded (explicit settings override profiles)."""
     return min(n, 25) if os.environ.get("HYPOTHESIS_PROFILE") == "sanitize" else n
 
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 
@@ -50,8 +51,9 @@ def run_python(code: str, env_extra: dict | None = None, timeout: int = 600):
     """Runs code in a fresh interpreter (e.g. under another NPQUANT_ISA)."""
     env = dict(os.environ)
     env.update(env_extra or {})
-    return subprocess.run([*LAUNCHER, sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [*LAUNCHER, sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def runnable_isas():
@@ -69,8 +71,10 @@ def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     tr.section("peer agreement: cases per mode on this CPU")
     features = ", ".join(sorted(f for f in peers.FEATURES if "vnni" in f)) or "no VNNI"
-    tr.write_line(f"CPU: {features}; torch GEMM {peers.TORCH_LINEAR_MODE}; ORT u8s8 "
-                  f"{'exact' if peers.ORT_U8S8_EXACT else 'saturating'}")
+    tr.write_line(
+        f"CPU: {features}; torch GEMM {peers.TORCH_LINEAR_MODE}; ORT u8s8 "
+        f"{'exact' if peers.ORT_U8S8_EXACT else 'saturating'}"
+    )
     families = sorted({f for f, _ in peers.COUNTS})
     modes = sorted({m for _, m in peers.COUNTS})
     tr.write_line(f"{'family':<36}" + "".join(f"{m:>14}" for m in modes))

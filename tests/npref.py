@@ -57,8 +57,10 @@ def _fraction_to_f32(e):
     f = np.float32(float(e))  # float() of a Fraction rounds correctly to float64, then to f32
     # Fix possible double rounding by checking neighbours.
     cands = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
-    best = min(cands, key=lambda c: (abs(Fraction(float(c)) - e),
-                                     int(np.frombuffer(np.float32(c).tobytes(), np.uint32)[0]) & 1))
+    best = min(
+        cands,
+        key=lambda c: (abs(Fraction(float(c)) - e), int(np.frombuffer(np.float32(c).tobytes(), np.uint32)[0]) & 1),
+    )
     assert math.isfinite(float(best))
     return best
 

@@ -28,8 +28,7 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(k, hidden, rng=rng)
         self.relu1 = nn.ReLU()
         self.fc2 = nn.Linear(hidden, hidden, rng=rng)
-        self.act = {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "hardswish": nn.Hardswish(),
-                    "dropout": nn.Dropout()}[act]
+        self.act = {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "hardswish": nn.Hardswish(), "dropout": nn.Dropout()}[act]
         self.fc3 = nn.Linear(hidden, hidden, bias=False, rng=rng)
         self.skip = nn.FloatFunctional()
         self.join = join

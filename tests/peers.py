@@ -61,17 +61,31 @@ def record(family: str, mode: str, n: int = 1) -> None:
 def _fbgemm_depthwise_fast_path(cin, cout, groups, k, stride, pad, dil):
     """FBGEMM's takeDepthWiseFastPath (src/FbgemmConv.cc), for 2-D convolutions."""
     kh, kw = k
-    return (groups == cin and cout in (groups, 2 * groups) and groups % 8 == 0
-            and all(s in (1, 2) for s in stride) and kh == kw and kh in (3, 5, 7)
-            and tuple(dil) == (1, 1) and tuple(pad) == ((kh - 1) // 2, (kw - 1) // 2))
+    return (
+        groups == cin
+        and cout in (groups, 2 * groups)
+        and groups % 8 == 0
+        and all(s in (1, 2) for s in stride)
+        and kh == kw
+        and kh in (3, 5, 7)
+        and tuple(dil) == (1, 1)
+        and tuple(pad) == ((kh - 1) // 2, (kw - 1) // 2)
+    )
 
 
 def _fbgemm_groupwise_fast_path(cin, cout, groups, k, stride, pad, dil):
     """FBGEMM's fbgemmOptimizedGConv (src/Fbgemm.cc), for 2-D convolutions."""
     cg = cin // groups
-    return (cg == cout // groups and cg in (2, 4, 8, 16) and tuple(k) == (3, 3) and tuple(pad) == (1, 1)
-            and tuple(dil) == (1, 1) and stride[0] == stride[1] and stride[0] in (1, 2)
-            and groups >= _fbgemm_groups_together(cg))
+    return (
+        cg == cout // groups
+        and cg in (2, 4, 8, 16)
+        and tuple(k) == (3, 3)
+        and tuple(pad) == (1, 1)
+        and tuple(dil) == (1, 1)
+        and stride[0] == stride[1]
+        and stride[0] in (1, 2)
+        and groups >= _fbgemm_groups_together(cg)
+    )
 
 
 def _fbgemm_groups_together(cg):
@@ -92,8 +106,9 @@ def torch_conv_mode(cin, cout, groups, k, stride, pad, dil) -> str:
     corruption ('double free', the process aborts) for groups 101. docs/peers.md."""
     if TORCH_VNNI and groups <= 100:
         return EXACT  # oneDNN, vpdpbusd
-    if (_fbgemm_groupwise_fast_path(cin, cout, groups, k, stride, pad, dil)
-            and groups % _fbgemm_groups_together(cin // groups)):
+    if _fbgemm_groupwise_fast_path(cin, cout, groups, k, stride, pad, dil) and groups % _fbgemm_groups_together(
+        cin // groups
+    ):
         return BROKEN
     if TORCH_VNNI:  # FBGEMM: its GEMM and groupwise kernels use VNNI, its depthwise ones do not
         return SATURATING if _fbgemm_depthwise_fast_path(cin, cout, groups, k, stride, pad, dil) else EXACT
@@ -121,8 +136,8 @@ def fbgemm_pairs_acc(a_u8: np.ndarray, xz, w_s8: np.ndarray) -> np.ndarray:
     acc = np.empty((m, n), np.int64)
     rows = max(1, 4_000_000 // max(1, n * (k // 2 + 1)))  # bounds the (rows, N, K/2) temporaries
     for r in range(0, m, rows):
-        ae, ao = a[r:r + rows, None, 0::2], a[r:r + rows, None, 1::2]
-        acc[r:r + rows] = _sat16(ae * w[None, :, 0::2] + ao * w[None, :, 1::2]).sum(-1)
+        ae, ao = a[r : r + rows, None, 0::2], a[r : r + rows, None, 1::2]
+        acc[r : r + rows] = _sat16(ae * w[None, :, 0::2] + ao * w[None, :, 1::2]).sum(-1)
     return acc - np.int64(xz) * w.sum(1)[None, :]
 
 
@@ -139,17 +154,24 @@ def fbgemm_conv_acc(x_nhwc: np.ndarray, xz: int, w: np.ndarray, stride, pad4, di
     og = cout // groups
     t, l, b, r = pad4
     xp = np.full((n, h + t + b, wd + l + r, cin), xz, np.int64)
-    xp[:, t:t + h, l:l + wd] = x_nhwc
+    xp[:, t : t + h, l : l + wd] = x_nhwc
     oh = (h + t + b - dil[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (wd + l + r - dil[1] * (kw - 1) - 1) // stride[1] + 1
-    taps = [xp[:, i * dil[0]:i * dil[0] + (oh - 1) * stride[0] + 1:stride[0],
-               j * dil[1]:j * dil[1] + (ow - 1) * stride[1] + 1:stride[1]] for i in range(kh) for j in range(kw)]
+    taps = [
+        xp[
+            :,
+            i * dil[0] : i * dil[0] + (oh - 1) * stride[0] + 1 : stride[0],
+            j * dil[1] : j * dil[1] + (ow - 1) * stride[1] + 1 : stride[1],
+        ]
+        for i in range(kh)
+        for j in range(kw)
+    ]
     cols = np.stack(taps, axis=3)  # (n, oh, ow, kh*kw, cin)
     out = np.empty((n * oh * ow, cout), np.int64)
     for g in range(groups):
-        a = cols[..., g * cg:(g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
-        wg = w[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
-        out[:, g * og:(g + 1) * og] = fbgemm_pairs_acc(a, xz, wg)
+        a = cols[..., g * cg : (g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
+        wg = w[g * og : (g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
+        out[:, g * og : (g + 1) * og] = fbgemm_pairs_acc(a, xz, wg)
     return out.reshape(n, oh, ow, cout)
 
 
@@ -197,8 +219,7 @@ def emulate_torch(model, family: str | None = None):
             modes[name] = TORCH_LINEAR_MODE
         elif isinstance(m, nnq.Conv2d):
             stride, pad4, dil, groups = m._packed_params.geometry
-            modes[name] = torch_conv_mode(m.in_channels, m.out_channels, groups, m.kernel_size, stride,
-                                          pad4[:2], dil)
+            modes[name] = torch_conv_mode(m.in_channels, m.out_channels, groups, m.kernel_size, stride, pad4[:2], dil)
     broken = [name for name, mode in modes.items() if mode == BROKEN]
     if broken:
         raise ValueError(f"torch's x86 engine is broken for layers {broken} on this CPU (torch_conv_mode)")

@@ -14,8 +14,14 @@ torch = pytest.importorskip("torch")
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated.*")
 
 FLOAT = [
-    ("Hardsigmoid", (), {}), ("Sigmoid", (), {}), ("Tanh", (), {}), ("LeakyReLU", (0.1,), {}),
-    ("ELU", (0.7,), {}), ("SiLU", (), {}), ("GELU", (), {}), ("GELU", (), {"approximate": "tanh"}),
+    ("Hardsigmoid", (), {}),
+    ("Sigmoid", (), {}),
+    ("Tanh", (), {}),
+    ("LeakyReLU", (0.1,), {}),
+    ("ELU", (0.7,), {}),
+    ("SiLU", (), {}),
+    ("GELU", (), {}),
+    ("GELU", (), {"approximate": "tanh"}),
 ]
 
 
@@ -74,17 +80,22 @@ def test_quantized_codes_match_torch():
 
 
 def test_fixed_qparams_qint8_and_nhwc():
-    x = npquant.quantize_per_tensor(np.random.RandomState(1).randn(2, 3, 4, 5).astype(np.float32), 0.05, 3,
-                                    npquant.qint8)
+    x = npquant.quantize_per_tensor(
+        np.random.RandomState(1).randn(2, 3, 4, 5).astype(np.float32), 0.05, 3, npquant.qint8
+    )
     tx = torch.quantize_per_tensor(torch.from_numpy(x.dequantize()), 0.05, 3, torch.qint8)
-    for ours, theirs in ((nnq.Sigmoid(), torch.sigmoid), (nnq.Tanh(), torch.tanh),
-                         (nnq.Hardsigmoid(), torch.nn.functional.hardsigmoid)):
+    for ours, theirs in (
+        (nnq.Sigmoid(), torch.sigmoid),
+        (nnq.Tanh(), torch.tanh),
+        (nnq.Hardsigmoid(), torch.nn.functional.hardsigmoid),
+    ):
         y, r = ours(x), theirs(tx)
         assert (y.q_scale(), y.q_zero_point(), y.dtype) == (r.q_scale(), r.q_zero_point(), npquant.qint8)
         np.testing.assert_array_equal(y.int_repr(), r.int_repr().numpy())
     # channels-last storage stays channels-last, values in logical order
-    xq = npquant.quantize_per_tensor(np.random.RandomState(2).randn(2, 3, 4, 5).astype(np.float32), 0.05, 128,
-                                     npquant.quint8)
+    xq = npquant.quantize_per_tensor(
+        np.random.RandomState(2).randn(2, 3, 4, 5).astype(np.float32), 0.05, 128, npquant.quint8
+    )
     nhwc = npquant.QTensor.from_nhwc(np.ascontiguousarray(xq.nhwc()), 0.05, 128, npquant.quint8)
     y = nnq.Sigmoid()(nhwc)
     assert y.is_nhwc

@@ -15,8 +15,12 @@ def dyn():
 @pytest.fixture
 def static():
     q = npquant.nn.quantized.Linear(16, 8)
-    q.set_weight_bias(npquant.nn.quantized._packed.quantize_weight_symmetric(
-        np.random.default_rng(0).normal(0, 1, (8, 16)).astype(np.float32)), None)
+    q.set_weight_bias(
+        npquant.nn.quantized._packed.quantize_weight_symmetric(
+            np.random.default_rng(0).normal(0, 1, (8, 16)).astype(np.float32)
+        ),
+        None,
+    )
     q.scale, q.zero_point = 0.1, 10
     return q
 

@@ -24,15 +24,21 @@ def _installed(module):
 
 
 @pytest.mark.skipif(not _installed("torch"), reason="PyTorch not installed")
-@pytest.mark.parametrize("shape", [(2, 6, 9, 7, 4, 3, 1, 1), (1, 8, 10, 10, 8, 3, 2, 8),
-                                   (1, 6, 5, 5, 9, 1, 1, 3), (3, 4, 7, 6, 4, 5, 3, 2)])
+@pytest.mark.parametrize(
+    "shape", [(2, 6, 9, 7, 4, 3, 1, 1), (1, 8, 10, 10, 8, 3, 2, 8), (1, 6, 5, 5, 9, 1, 1, 3), (3, 4, 7, 6, 4, 5, 3, 2)]
+)
 def test_conv_reference_matches_torch(shape):
     import torch
 
     case = compare.make_conv_case(shape, seed=1)
-    y = torch.nn.functional.conv2d(torch.from_numpy(case.x), torch.from_numpy(case.w),
-                                   torch.from_numpy(case.b), stride=case.stride,
-                                   padding=case.pad, groups=case.groups).numpy()
+    y = torch.nn.functional.conv2d(
+        torch.from_numpy(case.x),
+        torch.from_numpy(case.w),
+        torch.from_numpy(case.b),
+        stride=case.stride,
+        padding=case.pad,
+        groups=case.groups,
+    ).numpy()
     np.testing.assert_allclose(case.y_ref, y, rtol=1e-4, atol=1e-4)
 
 
@@ -88,7 +94,8 @@ def test_static_linear_same_work_as_torch(mode):
     ours = npq_run().int_repr()
     args = (case.xq.scale, case.wq.scales, case.b, case.yq.scale, case.yq.zero_point, False)
     np.testing.assert_array_equal(
-        ours, peers.requantize(npref.acc_int(case.x_u8, case.xq.zero_point, case.wq.q), *args))
+        ours, peers.requantize(npref.acc_int(case.x_u8, case.xq.zero_point, case.wq.q), *args)
+    )
     if mode == peers.SATURATING:
         ours = peers.requantize(peers.fbgemm_pairs_acc(case.x_u8, case.xq.zero_point, case.wq.q), *args)
     np.testing.assert_array_equal(ours, torch_run().int_repr().numpy())
@@ -113,8 +120,7 @@ def test_missing_or_failing_peer_is_a_note():
     def crashing(case):
         raise RuntimeError("boom")
 
-    impls = [compare.Impl("missing", "fp32", "x", missing),
-             compare.Impl("crashing", "fp32", "x", crashing)]
+    impls = [compare.Impl("missing", "fp32", "x", missing), compare.Impl("crashing", "fp32", "x", crashing)]
     [row] = compare.bench_cases([compare.make_linear_case(2, 8, 4)], impls, **FAST)
     assert "NoSuchPeer is not installed" in row.notes["missing"]
     assert "boom" in row.notes["crashing"] and not row.gmacs
@@ -122,14 +128,22 @@ def test_missing_or_failing_peer_is_a_note():
 
 def test_markdown_ratios():
     impls = compare.linear_impls()
-    row = compare.Row("8,8,8", 512, gmacs={"NumPy fp32": 10.0, "npquant dyn": 30.0,
-                                           "PyTorch dyn": 12.0, "ORT dyn": 15.0,
-                                           "npquant static": 8.0, "PyTorch static": 16.0},
-                      notes={"ORT QLinearMatMul": "ONNX Runtime is not installed (onnxruntime)"})
+    row = compare.Row(
+        "8,8,8",
+        512,
+        gmacs={
+            "NumPy fp32": 10.0,
+            "npquant dyn": 30.0,
+            "PyTorch dyn": 12.0,
+            "ORT dyn": 15.0,
+            "npquant static": 8.0,
+            "PyTorch static": 16.0,
+        },
+        notes={"ORT QLinearMatMul": "ONNX Runtime is not installed (onnxruntime)"},
+    )
     row.gmacs["npquant dyn [avx2]"] = 5.0
     impls = bench_report._with_isa_columns(impls, [row])
-    table = compare.markdown_table([row], impls, "M,K,N", {"avx512vnni": 100.0, "avx2": 50.0},
-                                   "avx512vnni")
+    table = compare.markdown_table([row], impls, "M,K,N", {"avx512vnni": 100.0, "avx2": 50.0}, "avx512vnni")
     cells = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
     head = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
     got = dict(zip(head, cells))
@@ -149,9 +163,30 @@ def test_shape_arguments():
 def test_isa_columns_from_subprocess(tmp_path, capsys):
     """--isa re-runs npquant under NPQUANT_ISA in a child and adds its columns."""
     out = tmp_path / "r.json"
-    assert compare.main(["--only", "npquant", "--no-conv", "--linear-shapes", "3,16,8",
-                         "--repeat", "1", "--warmup", "0", "--min-sample", "0", "--isa", "scalar",
-                         "--no-peak", "--no-progress", "--json", str(out)]) == 0
+    assert (
+        compare.main(
+            [
+                "--only",
+                "npquant",
+                "--no-conv",
+                "--linear-shapes",
+                "3,16,8",
+                "--repeat",
+                "1",
+                "--warmup",
+                "0",
+                "--min-sample",
+                "0",
+                "--isa",
+                "scalar",
+                "--no-peak",
+                "--no-progress",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     import json
 
     [row] = json.loads(out.read_text())["linear"]
@@ -163,12 +198,15 @@ def test_measure_peak_reads_probe_labels(tmp_path):
     """The peaks come from npquant_bench's JSON: probes labelled 'peak of <isa>' only."""
     import json
 
-    bench = [{"name": "probe/avx512vnni/vpdpbusd_zmm/threads:1/real_time",
-              "label": "peak of avx512vnni", "GMAC/s": 230.0},
-             {"name": "probe/avx512vnni/vpdpbusd_ymm_evex/threads:1/real_time",
-              "label": "peak of avxvnni (stand-in)", "GMAC/s": 229.0},
-             {"name": "probe/avx2/fma_f32_ymm/threads:1/real_time", "label": "reference",
-              "GMAC/s": 58.0}]
+    bench = [
+        {"name": "probe/avx512vnni/vpdpbusd_zmm/threads:1/real_time", "label": "peak of avx512vnni", "GMAC/s": 230.0},
+        {
+            "name": "probe/avx512vnni/vpdpbusd_ymm_evex/threads:1/real_time",
+            "label": "peak of avxvnni (stand-in)",
+            "GMAC/s": 229.0,
+        },
+        {"name": "probe/avx2/fma_f32_ymm/threads:1/real_time", "label": "reference", "GMAC/s": 58.0},
+    ]
     fake = tmp_path / "npquant_bench"
     fake.write_text(f"#!{sys.executable}\nprint({json.dumps(json.dumps({'benchmarks': bench}))})\n")
     fake.chmod(0o755)
@@ -225,8 +263,7 @@ def test_native_probe_peaks():
 def test_plot_writes_png(tmp_path):
     case = compare.make_linear_case(2, 8, 4)
     rows = compare.bench_cases([case], compare.linear_impls()[:2], **FAST)
-    result = {"meta": {"npquant_isa": "x", "threads": 1}, "linear": [r.__dict__ for r in rows],
-              "conv": []}
+    result = {"meta": {"npquant_isa": "x", "threads": 1}, "linear": [r.__dict__ for r in rows], "conv": []}
     compare.plot(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -234,10 +271,8 @@ def test_plot_writes_png(tmp_path):
 @pytest.mark.parametrize("clock,stat", [("wall", "median"), ("cpu", "min")])
 def test_time_interleaved_clocks(clock, stat):
     calls = []
-    runners = {"a": compare.LocalRunner(lambda: calls.append("a")),
-               "b": compare.LocalRunner(lambda: calls.append("b"))}
-    times = compare.time_interleaved(runners, repeat=4, warmup=1, min_sample=0.0,
-                                     clock=clock, stat=stat)
+    runners = {"a": compare.LocalRunner(lambda: calls.append("a")), "b": compare.LocalRunner(lambda: calls.append("b"))}
+    times = compare.time_interleaved(runners, repeat=4, warmup=1, min_sample=0.0, clock=clock, stat=stat)
     assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
     # warmup + calibration, then 4 rounds alternating which one goes first
     assert calls[4:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
@@ -246,8 +281,11 @@ def test_time_interleaved_clocks(clock, stat):
 def test_elementwise_section_checks_and_reports():
     """The elementwise table: npquant's native and NumPy paths agree exactly (else the row
     says so instead of a time), and the report has a row per case."""
-    cases = [("add_relu", (1, 5, 4, 3), (1, 5, 4, 3)), ("mul", (2, 6, 3, 3), (2, 6, 1, 1)),
-             ("cat", (1, 4, 3, 3), (1, 4, 3, 3))]
+    cases = [
+        ("add_relu", (1, 5, 4, 3), (1, 5, 4, 3)),
+        ("mul", (2, 6, 3, 3), (2, 6, 1, 1)),
+        ("cat", (1, 4, 3, 3), (1, 4, 3, 3)),
+    ]
     rows = compare.bench_elementwise(cases, repeat=1, warmup=0, min_sample=0.0)
     assert [r.case.split()[0] for r in rows] == ["add_relu", "mul", "cat"]
     for r in rows:

@@ -9,7 +9,8 @@ import pytest
 import npquant
 
 spec = importlib.util.spec_from_file_location(
-    "bench_models", pathlib.Path(__file__).resolve().parents[1] / "bench" / "models.py")
+    "bench_models", pathlib.Path(__file__).resolve().parents[1] / "bench" / "models.py"
+)
 M = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(M)
 
@@ -38,8 +39,13 @@ def tiny_onnx():
         helper.make_node("Flatten", ["f"], ["g"]),
         helper.make_node("Gemm", ["g", "fw", "fb"], ["y"], transB=1),
     ]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], tensors)
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        tensors,
+    )
     return onnx, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -61,8 +67,16 @@ def test_fuse_plan_and_quantize_a_tiny_graph():
 def test_table_and_metrics():
     ref = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1]])
     assert M.top1_agreement(ref, ref) == 1.0 and M.rel_error(ref, ref) == 0.0
-    rows = [{"model": "m", "batch": 1, "threads": 1, "agree": {"npquant int8": 1.0}, "err": {"npquant int8": 0.01},
-             "ms": {"torch int8": (2.0, 2.5), "ORT int8": (4.0, 4.0), "npquant int8": (1.0, 1.5)}}]
+    rows = [
+        {
+            "model": "m",
+            "batch": 1,
+            "threads": 1,
+            "agree": {"npquant int8": 1.0},
+            "err": {"npquant int8": 0.01},
+            "ms": {"torch int8": (2.0, 2.5), "ORT int8": (4.0, 4.0), "npquant int8": (1.0, 1.5)},
+        }
+    ]
     t = M.table(rows, [1], [1])
     assert "| m | 1 | 1 |" in t and "0.50" in t and "1.0 / 1.5" in t and "100%" in t
     assert len(M.calibration_batches()) == M.CALIB_BATCHES

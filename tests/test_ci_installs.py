@@ -21,7 +21,7 @@ SCANNED = ("tests", "examples", "bench", os.path.join("python", "npquant"))
 # Imported only where no test runs them, each with the reason.
 OPTIONAL = {
     "torchvision": "bench/models.py only, run in a venv of its own (bench/README.md); "
-                   "tests/test_bench_models.py checks its pieces without it",
+    "tests/test_bench_models.py checks its pieces without it",
 }
 
 
@@ -46,8 +46,12 @@ def _imported_modules(path):
             yield from (a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             yield node.module.split(".")[0]
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "importorskip"
-              and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", None) == "importorskip"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             yield node.args[0].value.split(".")[0]
 
 
@@ -58,7 +62,7 @@ def _ci_pip_packages():
     for line in text.splitlines():
         words = shlex.split(line, comments=True)
         if "pip" in words and "install" in words:
-            for w in words[words.index("install") + 1:]:
+            for w in words[words.index("install") + 1 :]:
                 if not w.startswith("-") and w != ".":
                     names.add(re.split(r"[<>=!~\[ ]", w)[0].lower().replace("_", "-"))
     return names
@@ -85,12 +89,15 @@ def test_every_test_import_is_installed_by_ci():
         names = {d.lower().replace("_", "-") for d in dists.get(mod, [])}
         if not names & installed:
             missing[mod] = (where, sorted(names) or "not installed here")
-    assert not missing, (f".ci/run does not pip-install what these imports need (module: first file, "
-                         f"distribution): {missing}; add the distribution to .ci/run's pip line")
+    assert not missing, (
+        f".ci/run does not pip-install what these imports need (module: first file, "
+        f"distribution): {missing}; add the distribution to .ci/run's pip line"
+    )
 
 
-@pytest.mark.parametrize("line, expect", [("python3 -m pip install --quiet a 'b==1.0' c[x]", {"a", "b", "c"}),
-                                          ("echo pip", set())])
+@pytest.mark.parametrize(
+    "line, expect", [("python3 -m pip install --quiet a 'b==1.0' c[x]", {"a", "b", "c"}), ("echo pip", set())]
+)
 def test_pip_line_parser(tmp_path, monkeypatch, line, expect):
     ci = tmp_path / ".ci"
     ci.mkdir()

@@ -28,8 +28,16 @@ CONFIGS_PER_ISA = int(os.environ.get("NPQUANT_TEST_CONV_CONFIGS", "1000"))
 # depthwise kernel not above it (avxvnni and amx have none of their own; neoni8mm's
 # is the SDOT one).
 EXPECTED_IGEMM = {"avx2": "avx2_sign", "avx512vnni": "avx512vnni", "neondot": "neondot", "neoni8mm": "neoni8mm"}
-EXPECTED_DWCONV = {"scalar": "scalar", "avx2": "avx2", "avxvnni": "avx2", "avx512vnni": "avx512vnni",
-                   "amx": "avx512vnni", "neon": "neon", "neondot": "neondot", "neoni8mm": "neondot"}
+EXPECTED_DWCONV = {
+    "scalar": "scalar",
+    "avx2": "avx2",
+    "avxvnni": "avx2",
+    "avx512vnni": "avx512vnni",
+    "amx": "avx512vnni",
+    "neon": "neon",
+    "neondot": "neondot",
+    "neoni8mm": "neondot",
+}
 
 
 def random_config(rng, max_macs=3_000_000):
@@ -104,8 +112,9 @@ def random_data(rng, c):
 
 
 def reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu):
-    return _C.reference.conv2d_static(x, xz, wt, c["stride"], c["pad"], c["dil"], c["groups"], xs, ws, bias,
-                                      ys, yz, relu)
+    return _C.reference.conv2d_static(
+        x, xz, wt, c["stride"], c["pad"], c["dil"], c["groups"], xs, ws, bias, ys, yz, relu
+    )
 
 
 @pytest.mark.parametrize("isa", RUNNABLE_ISAS)
@@ -123,14 +132,17 @@ def test_every_path_bit_exact_with_reference(isa):
             y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
             if not np.array_equal(y, ref):
                 bad = np.argwhere(y != ref)[0]
-                pytest.fail(f"{isa} {p.path} {p.kernel} differs from the reference for {c} at {tuple(bad)}: "
-                            f"{y[tuple(bad)]} vs {ref[tuple(bad)]} ({np.count_nonzero(y != ref)} outputs)")
+                pytest.fail(
+                    f"{isa} {p.path} {p.kernel} differs from the reference for {c} at {tuple(bad)}: "
+                    f"{y[tuple(bad)]} vs {ref[tuple(bad)]} ({np.count_nonzero(y != ref)} outputs)"
+                )
             paths[p.path] = paths.get(p.path, 0) + 1
             if p.path not in ("igemm", "gather"):
                 break  # igemm=False changes nothing on the other paths
     # Every path of this ISA was exercised.
-    expected = {"gemm", "gather", "dwconv"} | ({"igemm"} if _C.PackedConv2dWeight(
-        np.zeros((8, 8, 3, 3), np.int8), isa=isa).path == "igemm" else set())
+    expected = {"gemm", "gather", "dwconv"} | (
+        {"igemm"} if _C.PackedConv2dWeight(np.zeros((8, 8, 3, 3), np.int8), isa=isa).path == "igemm" else set()
+    )
     assert expected <= set(paths), paths
 
 
@@ -148,8 +160,18 @@ def edge_configs(rng):
                 h = max(int(rng.integers(1, 24)), dil[0] * (k - 1) + 1 - pad[0] - pad[2])
                 w = max(int(rng.integers(1, 24)), dil[1] * (kw - 1) + 1 - pad[1] - pad[3])
                 cout = groups * (20 if groups > 1 else int(rng.choice([1, 16, 17, 33])))
-                yield dict(n=int(rng.integers(1, 3)), h=h, w=w, cin=cg * groups, cout=cout, groups=groups,
-                           k=(k, kw), stride=stride, pad=pad, dil=dil)
+                yield dict(
+                    n=int(rng.integers(1, 3)),
+                    h=h,
+                    w=w,
+                    cin=cg * groups,
+                    cout=cout,
+                    groups=groups,
+                    k=(k, kw),
+                    stride=stride,
+                    pad=pad,
+                    dil=dil,
+                )
     for ch in range(1, 66):
         kh, kw = (int(v) for v in rng.choice([1, 2, 3, 3, 4, 5, 7], 2))
         stride = tuple(int(v) for v in rng.integers(1, 3, 2))
@@ -157,8 +179,18 @@ def edge_configs(rng):
         pad = (kh // 2, kw // 2, kh // 2, kw // 2)
         h = max(int(rng.integers(1, 12)), dil[0] * (kh - 1) + 1 - 2 * (kh // 2))
         w = max(int(rng.integers(1, 24)), dil[1] * (kw - 1) + 1 - 2 * (kw // 2))
-        yield dict(n=1, h=h, w=w, cin=ch, cout=ch * int(rng.choice([1, 1, 2])), groups=ch, k=(kh, kw),
-                   stride=stride, pad=pad, dil=dil)
+        yield dict(
+            n=1,
+            h=h,
+            w=w,
+            cin=ch,
+            cout=ch * int(rng.choice([1, 1, 2])),
+            groups=ch,
+            k=(kh, kw),
+            stride=stride,
+            pad=pad,
+            dil=dil,
+        )
 
 
 @pytest.mark.parametrize("isa", RUNNABLE_ISAS)
@@ -195,8 +227,13 @@ def test_dispatch_under_npquant_isa(isa):
         print(k["gemm"], k["igemm"], k["dwconv"])
     """)
     env = dict(os.environ, NPQUANT_ISA=isa)
-    r = subprocess.run([*LAUNCHER, sys.executable, "-c", code, os.path.dirname(__file__)], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [*LAUNCHER, sys.executable, "-c", code, os.path.dirname(__file__)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     gemm, igemm, dw = r.stdout.split()
     assert gemm.split("__")[1].startswith(isa)
@@ -216,8 +253,9 @@ def test_packed_weights_reused_across_input_sizes():
             for n, h, w in [(1, 9, 9), (2, 9, 9), (1, 30, 7), (3, 5, 40), (1, 9, 9)]:
                 x = rng.integers(0, 256, (n, h, w, cin), dtype=np.uint8)
                 y = _C.conv2d_static(x, p, 0.02, 77, ws, None, 0.5, 100)
-                ref = _C.reference.conv2d_static(x, 77, wt, (1, 2), (1, 2, 2, 1), (1, 1), groups, 0.02, ws, None,
-                                                 0.5, 100)
+                ref = _C.reference.conv2d_static(
+                    x, 77, wt, (1, 2), (1, 2, 2, 1), (1, 1), groups, 0.02, ws, None, 0.5, 100
+                )
                 assert np.array_equal(y, ref), (isa, p.path, cin, cout, k, groups, n, h, w)
 
 
@@ -233,8 +271,7 @@ def test_largest_reduction_is_exact(isa):
             ws = np.full(16, 1e-7, np.float32)  # |v| <= ~110: outputs inside 0..255
             p = _C.PackedConv2dWeight(wt, isa=isa)
             y = _C.conv2d_static(x, p, 0.5, xz, ws, None, 1.0, 128)
-            ref = _C.reference.conv2d_static(x, xz, wt, (1, 1), (0, 0, 0, 0), (1, 1), groups, 0.5, ws, None,
-                                             1.0, 128)
+            ref = _C.reference.conv2d_static(x, xz, wt, (1, 1), (0, 0, 0, 0), (1, 1), groups, 0.5, ws, None, 1.0, 128)
             assert np.array_equal(y, ref), (isa, p.path, cin, k)
             assert len(np.unique(ref)) > 1  # the extremes really are far apart
 
@@ -269,8 +306,9 @@ def torch_x86():
 
 def torch_qconv(torch, cls, c, wq, ws, bias, ys, yz):
     m = cls(c["cin"], c["cout"], c["k"], c["stride"], (c["pad"][0], c["pad"][1]), c["dil"], c["groups"])
-    tw = torch._make_per_channel_quantized_tensor(torch.from_numpy(wq), torch.from_numpy(ws.astype(np.float64)),
-                                                  torch.zeros(c["cout"], dtype=torch.long), 0)
+    tw = torch._make_per_channel_quantized_tensor(
+        torch.from_numpy(wq), torch.from_numpy(ws.astype(np.float64)), torch.zeros(c["cout"], dtype=torch.long), 0
+    )
     m.set_weight_bias(tw, None if bias is None else torch.from_numpy(bias))
     m.scale, m.zero_point = float(ys), yz
     return m
@@ -329,15 +367,25 @@ def test_quantized_module_matches_pytorch(torch_x86, relu, per_channel):
     arithmetic's and npquant's the reference's."""
     torch = torch_x86
     rng = np.random.default_rng(5 + relu + 2 * per_channel)
-    for cin, cout, k, s, p, d, g in [(3, 16, 3, 1, 1, 1, 1), (16, 16, 3, 2, 1, 1, 16), (32, 64, 1, 1, 0, 1, 1),
-                                     (8, 12, (3, 5), (2, 1), (1, 2), (1, 2), 2), (24, 24, 5, 1, 2, 1, 24)]:
+    for cin, cout, k, s, p, d, g in [
+        (3, 16, 3, 1, 1, 1, 1),
+        (16, 16, 3, 2, 1, 1, 16),
+        (32, 64, 1, 1, 0, 1, 1),
+        (8, 12, (3, 5), (2, 1), (1, 2), (1, 2), 2),
+        (24, 24, 5, 1, 2, 1, 24),
+    ]:
         fm = npquant.nn.Conv2d(cin, cout, k, s, p, d, g, rng=rng)
         w = fm.weight
         if per_channel:
             wsc = np.abs(w.reshape(cout, -1)).max(1).astype(np.float32) / 127
             qw = npquant.quantize_per_channel(w, wsc, np.zeros(cout, np.int64), 0, npquant.qint8)
-            tw = torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(wsc.astype(np.float64)),
-                                            torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+            tw = torch.quantize_per_channel(
+                torch.from_numpy(w),
+                torch.from_numpy(wsc.astype(np.float64)),
+                torch.zeros(cout, dtype=torch.long),
+                0,
+                torch.qint8,
+            )
         else:
             wsc = float(np.abs(w).max() / 127)
             qw = npquant.quantize_per_tensor(w, wsc, 0, npquant.qint8)
@@ -355,15 +403,25 @@ def test_quantized_module_matches_pytorch(torch_x86, relu, per_channel):
         y = qm(qx)
         yt = tm(tx)
         assert y.shape == tuple(yt.shape) and y.is_nhwc
-        pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
         c = dict(cin=cin, cout=cout, groups=g, k=pair(k), stride=pair(s), pad=pair(p) + pair(p), dil=pair(d))
         mode = _torch_mode(c)
         peers.record("torch Conv2d modules", mode)
         assert mode != peers.BROKEN
         expect = y.int_repr()
         if mode == peers.SATURATING:
-            args = (c, np.ascontiguousarray(qx.nhwc()), qw.int_repr(), 0.02, 130, qm._packed_params.w_scale,
-                    fm.bias, 0.04, 90, relu)
+            args = (
+                c,
+                np.ascontiguousarray(qx.nhwc()),
+                qw.int_repr(),
+                0.02,
+                130,
+                qm._packed_params.w_scale,
+                fm.bias,
+                0.04,
+                90,
+                relu,
+            )
             np.testing.assert_array_equal(y.nhwc(), reference(*args))
             expect = _emulated(*args).transpose(0, 3, 1, 2)
         assert np.abs(expect.astype(np.int32) - yt.int_repr().numpy()).max() <= 1
@@ -378,10 +436,17 @@ def test_quantized_module_matches_pytorch(torch_x86, relu, per_channel):
 def test_float_conv_matches_pytorch(torch_x86):
     torch = torch_x86
     rng = np.random.default_rng(2)
-    cases = [(3, 8, 3, 1, 1, 1, 1, "zeros"), (8, 8, 3, 2, 0, 2, 4, "zeros"),
-             (6, 12, (3, 5), (2, 1), (1, 2), 1, 3, "zeros"), (4, 4, 3, 1, "same", 2, 2, "zeros"),
-             (4, 6, 4, 1, "same", 1, 1, "zeros"), (4, 4, 3, 1, "valid", 1, 1, "zeros"),
-             (5, 5, 3, 1, 2, 1, 5, "reflect"), (5, 5, 3, 2, 1, 1, 1, "replicate"), (5, 5, 3, 1, 1, 1, 1, "circular")]
+    cases = [
+        (3, 8, 3, 1, 1, 1, 1, "zeros"),
+        (8, 8, 3, 2, 0, 2, 4, "zeros"),
+        (6, 12, (3, 5), (2, 1), (1, 2), 1, 3, "zeros"),
+        (4, 4, 3, 1, "same", 2, 2, "zeros"),
+        (4, 6, 4, 1, "same", 1, 1, "zeros"),
+        (4, 4, 3, 1, "valid", 1, 1, "zeros"),
+        (5, 5, 3, 1, 2, 1, 5, "reflect"),
+        (5, 5, 3, 2, 1, 1, 1, "replicate"),
+        (5, 5, 3, 1, 1, 1, 1, "circular"),
+    ]
     for cin, cout, k, s, p, d, g, mode in cases:
         m = npquant.nn.Conv2d(cin, cout, k, s, p, d, g, padding_mode=mode, rng=rng)
         t = torch.nn.Conv2d(cin, cout, k, s, p, d, g, padding_mode=mode)
@@ -408,12 +473,36 @@ def test_module_api_and_nhwc_chain():
     y2 = q2(y1)
     assert y1.is_nhwc and y2.is_nhwc and y2.shape == (2, 8, 10, 12)
     # The chain equals the reference applied layer by layer (exact).
-    r1 = _C.reference.conv2d_static(np.ascontiguousarray(x.nhwc()), 128, q1.weight().int_repr(), (1, 1), (1, 1, 1, 1),
-                                    (1, 1), 1, x.q_scale(), q1.weight().q_per_channel_scales().astype(np.float32),
-                                    q1.bias(), np.float32(0.05), 0, True)
-    r2 = _C.reference.conv2d_static(r1, 0, q2.weight().int_repr(), (1, 1), (1, 1, 1, 1), (1, 1), 8, np.float32(0.05),
-                                    q2.weight().q_per_channel_scales().astype(np.float32), q2.bias(),
-                                    np.float32(0.05), 128, False)
+    r1 = _C.reference.conv2d_static(
+        np.ascontiguousarray(x.nhwc()),
+        128,
+        q1.weight().int_repr(),
+        (1, 1),
+        (1, 1, 1, 1),
+        (1, 1),
+        1,
+        x.q_scale(),
+        q1.weight().q_per_channel_scales().astype(np.float32),
+        q1.bias(),
+        np.float32(0.05),
+        0,
+        True,
+    )
+    r2 = _C.reference.conv2d_static(
+        r1,
+        0,
+        q2.weight().int_repr(),
+        (1, 1),
+        (1, 1, 1, 1),
+        (1, 1),
+        8,
+        np.float32(0.05),
+        q2.weight().q_per_channel_scales().astype(np.float32),
+        q2.bias(),
+        np.float32(0.05),
+        128,
+        False,
+    )
     assert np.array_equal(y2.nhwc(), r2)
     # ReLU fused: nothing below the zero point.
     assert y1.int_repr().min() >= 0 and np.all(y1.dequantize() >= 0)
@@ -430,8 +519,9 @@ def test_pickle_and_deepcopy_repack():
     import pickle
 
     rng = np.random.default_rng(12)
-    q = npquant.nn.quantized.ConvReLU2d.from_float(npquant.nn.Conv2d(6, 9, 3, stride=2, padding=1, groups=3, rng=rng),
-                                                   output_scale=0.02, output_zero_point=7)
+    q = npquant.nn.quantized.ConvReLU2d.from_float(
+        npquant.nn.Conv2d(6, 9, 3, stride=2, padding=1, groups=3, rng=rng), output_scale=0.02, output_zero_point=7
+    )
     x = npquant.quantize_per_tensor(rng.standard_normal((2, 6, 9, 11)).astype(np.float32), 0.05, 128, npquant.quint8)
     for clone in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):
         assert clone._packed_params.packed is not q._packed_params.packed
@@ -471,8 +561,9 @@ def test_from_float_with_observers():
 def test_bad_geometry_raises_clear_errors():
     w = np.zeros((8, 4, 3, 3), np.int8)
     with pytest.raises(ValueError, match="larger than the padded input"):
-        _C.conv2d_static(np.zeros((1, 2, 2, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
-                         np.ones(8, np.float32), None, 1.0, 0)
+        _C.conv2d_static(
+            np.zeros((1, 2, 2, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0, np.ones(8, np.float32), None, 1.0, 0
+        )
     with pytest.raises(ValueError, match="divisible by groups"):
         _C.PackedConv2dWeight(np.zeros((6, 4, 3, 3), np.int8), groups=4)
     with pytest.raises(ValueError, match="divisible by groups"):
@@ -480,17 +571,28 @@ def test_bad_geometry_raises_clear_errors():
     with pytest.raises(ValueError, match="divisible by groups"):
         npquant.nn.Conv2d(6, 8, 3, groups=4)
     with pytest.raises(ValueError, match="NHWC"):  # an NCHW array given to the native NHWC op
-        _C.conv2d_static(np.zeros((1, 4, 9, 9), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
-                         np.ones(8, np.float32), None, 1.0, 0)
+        _C.conv2d_static(
+            np.zeros((1, 4, 9, 9), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0, np.ones(8, np.float32), None, 1.0, 0
+        )
     with pytest.raises(ValueError, match="4-D"):
-        _C.conv2d_static(np.zeros((4, 9, 9), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
-                         np.ones(8, np.float32), None, 1.0, 0)
+        _C.conv2d_static(
+            np.zeros((4, 9, 9), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0, np.ones(8, np.float32), None, 1.0, 0
+        )
     with pytest.raises(TypeError, match="uint8"):
-        _C.conv2d_static(np.zeros((1, 9, 9, 4), np.float32), _C.PackedConv2dWeight(w), 1.0, 0,
-                         np.ones(8, np.float32), None, 1.0, 0)
+        _C.conv2d_static(
+            np.zeros((1, 9, 9, 4), np.float32), _C.PackedConv2dWeight(w), 1.0, 0, np.ones(8, np.float32), None, 1.0, 0
+        )
     with pytest.raises(ValueError, match="C-contiguous"):
-        _C.conv2d_static(np.zeros((1, 9, 9, 8), np.uint8)[..., ::2], _C.PackedConv2dWeight(w), 1.0, 0,
-                         np.ones(8, np.float32), None, 1.0, 0)
+        _C.conv2d_static(
+            np.zeros((1, 9, 9, 8), np.uint8)[..., ::2],
+            _C.PackedConv2dWeight(w),
+            1.0,
+            0,
+            np.ones(8, np.float32),
+            None,
+            1.0,
+            0,
+        )
     with pytest.raises(ValueError, match="stride must be >= 1"):
         _C.PackedConv2dWeight(w, stride=(0, 1))
     with pytest.raises(ValueError, match="padding must be >= 0"):
@@ -498,11 +600,13 @@ def test_bad_geometry_raises_clear_errors():
     with pytest.raises(ValueError, match="accumulation bound"):
         _C.PackedConv2dWeight(np.zeros((1, 8192, 3, 3), np.int8))
     with pytest.raises(ValueError, match="weight scales must have 8"):
-        _C.conv2d_static(np.zeros((1, 9, 9, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0,
-                         np.ones(7, np.float32), None, 1.0, 0)
+        _C.conv2d_static(
+            np.zeros((1, 9, 9, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 0, np.ones(7, np.float32), None, 1.0, 0
+        )
     with pytest.raises(ValueError, match="zero_point"):
-        _C.conv2d_static(np.zeros((1, 9, 9, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 300,
-                         np.ones(8, np.float32), None, 1.0, 0)
+        _C.conv2d_static(
+            np.zeros((1, 9, 9, 4), np.uint8), _C.PackedConv2dWeight(w), 1.0, 300, np.ones(8, np.float32), None, 1.0, 0
+        )
     with pytest.raises(ValueError, match="larger than the padded input"):
         npquant.nn.Conv2d(3, 3, 5)(np.zeros((1, 3, 4, 4), np.float32))
 

@@ -23,8 +23,10 @@ def _contract(xq, xs, xz, wq, ws, bias, ys, yz, stride, pad, dil, groups, relu):
     acc = np.zeros((n, o, lo), np.int64)
     for g in range(groups):
         for j in range(k):
-            xs_ = x[:, g * cg:(g + 1) * cg, j * dil: j * dil + stride * (lo - 1) + 1: stride]
-            acc[:, g * og:(g + 1) * og] += np.einsum("ncl,oc->nol", xs_, wq[g * og:(g + 1) * og, :, j].astype(np.int64))
+            xs_ = x[:, g * cg : (g + 1) * cg, j * dil : j * dil + stride * (lo - 1) + 1 : stride]
+            acc[:, g * og : (g + 1) * og] += np.einsum(
+                "ncl,oc->nol", xs_, wq[g * og : (g + 1) * og, :, j].astype(np.int64)
+            )
     s = (f32(xs) * ws.astype(f32)).astype(f32)
     m = (s / f32(ys)).astype(f32)
     a = acc.astype(f32)
@@ -34,8 +36,9 @@ def _contract(xq, xs, xz, wq, ws, bias, ys, yz, stride, pad, dil, groups, relu):
     return np.clip(np.rint(v) + yz, yz if relu else 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("stride, pad, dil, groups, bias", [(1, 0, 1, 1, True), (2, 1, 1, 1, False),
-                                                            (1, 2, 2, 2, True), (3, 1, 1, 6, True)])
+@pytest.mark.parametrize(
+    "stride, pad, dil, groups, bias", [(1, 0, 1, 1, True), (2, 1, 1, 1, False), (1, 2, 2, 2, True), (3, 1, 1, 6, True)]
+)
 @pytest.mark.parametrize("relu", [False, True])
 def test_quantized_conv1d_is_the_contract(rng, stride, pad, dil, groups, bias, relu):
     cin, cout, k = 6, 12, 3
@@ -55,7 +58,11 @@ def test_quantized_conv1d_is_the_contract(rng, stride, pad, dil, groups, bias, r
     np.testing.assert_array_equal(y.int_repr(), want)
     # the state dict has torch's keys and shapes and round-trips
     sd = q.state_dict()
-    assert set(sd) == {"weight", "bias", "scale", "zero_point"} and tuple(sd["weight"].shape) == (cout, cin // groups, k)
+    assert set(sd) == {"weight", "bias", "scale", "zero_point"} and tuple(sd["weight"].shape) == (
+        cout,
+        cin // groups,
+        k,
+    )
     q2 = cls(cin, cout, k, stride=stride, padding=pad, dilation=dil, groups=groups, bias=bias)
     q2.load_state_dict(sd)
     np.testing.assert_array_equal(q2(x).int_repr(), want)
@@ -92,18 +99,21 @@ def test_workflow_conv1d_against_torch(rng):
     tq = torch.ao.quantization
 
     def make(mod, stubs):
-        return mod.Sequential(stubs.QuantStub(), mod.Conv1d(8, 16, 3, padding=1), mod.BatchNorm1d(16),
-                              mod.ReLU(), stubs.DeQuantStub())
+        return mod.Sequential(
+            stubs.QuantStub(), mod.Conv1d(8, 16, 3, padding=1), mod.BatchNorm1d(16), mod.ReLU(), stubs.DeQuantStub()
+        )
 
     tm = make(torch.nn, tq).eval()
     nm = make(nn, npquant.quantization).eval()
     nm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
     tm = tq.fuse_modules(tm, [["1", "2", "3"]])
     nm = npquant.fuse_modules(nm, [["1", "2", "3"]])
-    tm.qconfig = tq.QConfig(activation=tq.MinMaxObserver.with_args(reduce_range=False),
-                            weight=tq.default_per_channel_weight_observer)
-    nm.qconfig = npquant.QConfig(activation=npquant.observers.MinMaxObserver,
-                                 weight=npquant.observers.default_per_channel_weight_observer)
+    tm.qconfig = tq.QConfig(
+        activation=tq.MinMaxObserver.with_args(reduce_range=False), weight=tq.default_per_channel_weight_observer
+    )
+    nm.qconfig = npquant.QConfig(
+        activation=npquant.observers.MinMaxObserver, weight=npquant.observers.default_per_channel_weight_observer
+    )
     tp, npp = tq.prepare(tm), npquant.prepare(nm)
     for _ in range(3):
         c = rng.standard_normal((4, 8, 50)).astype(np.float32)

@@ -12,8 +12,12 @@ from npquant import nn
 from npquant.nn import quantized as nnq
 
 GEOMETRIES = [  # cin, cout, kernel, stride, padding, output_padding, groups, dilation
-    (4, 6, 3, 2, 1, 1, 1, 1), (4, 6, 3, 1, 0, 0, 2, 1), (6, 4, (2, 3), (2, 1), (0, 1), 0, 2, 2),
-    (3, 5, 4, 3, 1, 2, 1, 1), (2, 3, 1, 1, 0, 0, 1, 1)]
+    (4, 6, 3, 2, 1, 1, 1, 1),
+    (4, 6, 3, 1, 0, 0, 2, 1),
+    (6, 4, (2, 3), (2, 1), (0, 1), 0, 2, 2),
+    (3, 5, 4, 3, 1, 2, 1, 1),
+    (2, 3, 1, 1, 0, 0, 1, 1),
+]
 
 
 def _naive(xq, xz, wq, stride, padding, output_padding, dilation, groups):
@@ -33,8 +37,9 @@ def _naive(xq, xz, wq, stride, padding, output_padding, dilation, groups):
                     for b in range(kw):
                         y, x = i * sh - ph + a * dh, j * sw - pw + b * dw
                         if 0 <= y < oh and 0 <= x < ow:
-                            acc[:, g * og:(g + 1) * og, y, x] += (xq[:, ci, i, j].astype(np.int64) - xz)[:, None] * \
-                                wq[ci, :, a, b].astype(np.int64)[None, :]
+                            acc[:, g * og : (g + 1) * og, y, x] += (xq[:, ci, i, j].astype(np.int64) - xz)[
+                                :, None
+                            ] * wq[ci, :, a, b].astype(np.int64)[None, :]
     return acc
 
 
@@ -54,8 +59,9 @@ def test_float_matches_torch(geo, rng):
     np.testing.assert_allclose(m(x), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("geo, per_channel", [(g, pc) for g in GEOMETRIES for pc in (False, True)
-                                               if g[6] == 1 or not pc])  # per channel needs groups == 1
+@pytest.mark.parametrize(
+    "geo, per_channel", [(g, pc) for g in GEOMETRIES for pc in (False, True) if g[6] == 1 or not pc]
+)  # per channel needs groups == 1
 def test_quantized_is_exact_accumulation_then_requantization(geo, per_channel, rng):
     cin, cout, k, s, p, op, g, d = geo
     (kh, kw), stride, padding, opad, dil = _pairs(geo)
@@ -75,8 +81,10 @@ def test_quantized_is_exact_accumulation_then_requantization(geo, per_channel, r
     acc = _naive(xq, 125, wq, stride, padding, opad, dil, g)
     f32 = np.float32
     sc = (f32(0.04) * ws).astype(f32)
-    v = ((acc.astype(f32) + (bias / sc).astype(f32)[None, :, None, None]).astype(f32)
-         * (sc / f32(0.3)).astype(f32)[None, :, None, None]).astype(f32)
+    v = (
+        (acc.astype(f32) + (bias / sc).astype(f32)[None, :, None, None]).astype(f32)
+        * (sc / f32(0.3)).astype(f32)[None, :, None, None]
+    ).astype(f32)
     np.testing.assert_array_equal(y.int_repr(), np.clip(np.rint(v) + 110, 0, 255).astype(np.uint8))
     # state dict round trip with torch's keys
     sd = q.state_dict()
@@ -118,12 +126,15 @@ def test_workflow_and_errors(rng):
     assert isinstance(c[1], nnq.ConvTranspose2d) and c[1].weight().q_per_channel_axis() == 1
     x = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
     y, yq = m(x), c(x)
-    assert 10 * np.log10(np.sum(y ** 2) / np.sum((y - yq) ** 2)) > 25
+    assert 10 * np.log10(np.sum(y**2) / np.sum((y - yq) ** 2)) > 25
     with pytest.raises(ValueError, match="output_padding"):
         nn.ConvTranspose2d(2, 2, 3, stride=1, output_padding=1)
     with pytest.raises(ValueError, match="axis 1"):
         nnq.ConvTranspose2d(4, 2, 3, groups=2).set_weight_bias(
-            npquant.QTensor(np.zeros((4, 1, 3, 3), np.int8), np.ones(4, np.float32), np.zeros(4, np.int64),
-                            npquant.qint8, axis=0), None)
+            npquant.QTensor(
+                np.zeros((4, 1, 3, 3), np.int8), np.ones(4, np.float32), np.zeros(4, np.int64), npquant.qint8, axis=0
+            ),
+            None,
+        )
     with pytest.raises(ValueError, match="expects"):
         c[1](npquant.quantize_per_tensor(np.zeros((1, 3, 4, 4), np.float32), 0.1, 0, npquant.quint8))

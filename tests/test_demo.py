@@ -21,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ------------------------------------------------------------------- bundled files
 
+
 def test_bundled_files_are_small_and_pickle_free():
     total = 0
     for name in ("digits.npz", "digits_cnn.npz"):
@@ -54,8 +55,9 @@ def _bilinear_naive(img: np.ndarray, out: int) -> np.ndarray:
             y0, x0 = int(sy), int(sx)
             y1, x1 = min(y0 + 1, n - 1), min(x0 + 1, n - 1)
             fy, fx = sy - y0, sx - x0
-            res[i, j] = ((1 - fy) * ((1 - fx) * img[y0, x0] + fx * img[y0, x1])
-                         + fy * ((1 - fx) * img[y1, x0] + fx * img[y1, x1]))
+            res[i, j] = (1 - fy) * ((1 - fx) * img[y0, x0] + fx * img[y0, x1]) + fy * (
+                (1 - fx) * img[y1, x0] + fx * img[y1, x1]
+            )
     return res
 
 
@@ -72,12 +74,14 @@ def test_upscale_is_bilinear_with_half_pixel_centres():
 def test_upscale_matches_pytorch_interpolate():
     torch = pytest.importorskip("torch")
     img = np.random.default_rng(1).integers(0, 17, (4, 8, 8)).astype(np.uint8)
-    ref = torch.nn.functional.interpolate(torch.from_numpy(img[:, None] / 16.0), size=(32, 32),
-                                          mode="bilinear", align_corners=False).numpy()
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(img[:, None] / 16.0), size=(32, 32), mode="bilinear", align_corners=False
+    ).numpy()
     assert np.allclose(upscale_digits(img), ref, atol=1e-7)
 
 
 # ------------------------------------------------------------------- the model
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -129,8 +133,11 @@ def test_int8_accuracy_within_one_point(float_model, int8_model, digits):
 
 
 def test_int8_model_is_all_quantized(int8_model):
-    kinds = {type(m).__module__.split(".")[2] if type(m).__module__.count(".") >= 2 else "" for _, m in
-             int8_model.named_modules() if not any(True for _ in m.children())}
+    kinds = {
+        type(m).__module__.split(".")[2] if type(m).__module__.count(".") >= 2 else ""
+        for _, m in int8_model.named_modules()
+        if not any(True for _ in m.children())
+    }
     names = {n: type(m).__name__ for n, m in int8_model.named_modules()}
     assert names["conv1"] == "ConvReLU2d" and names["fc1"] == "LinearReLU" and names["quant"] == "Quantize"
     assert "quantized" in kinds
@@ -150,10 +157,17 @@ def test_int8_model_loads_bit_identical_under_each_isa(int8_model, digits, tmp_p
     npquant.save(int8_model, path)
     x = digits["test_x"][:50]
     np.save(xpath, x)
-    code = ("import sys, numpy as np, npquant; m = npquant.load(sys.argv[1]); "
-            "np.save(sys.argv[3], m(np.load(sys.argv[2]))); print(npquant.cpu_info()['isa'])")
-    r = subprocess.run([*LAUNCHER, sys.executable, "-c", code, str(path), str(xpath), str(out)],
-                       env=dict(os.environ, NPQUANT_ISA=isa), capture_output=True, text=True, timeout=300)
+    code = (
+        "import sys, numpy as np, npquant; m = npquant.load(sys.argv[1]); "
+        "np.save(sys.argv[3], m(np.load(sys.argv[2]))); print(npquant.cpu_info()['isa'])"
+    )
+    r = subprocess.run(
+        [*LAUNCHER, sys.executable, "-c", code, str(path), str(xpath), str(out)],
+        env=dict(os.environ, NPQUANT_ISA=isa),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == isa
     assert np.array_equal(np.load(out).view(np.uint32), int8_model(x).view(np.uint32))
@@ -186,6 +200,7 @@ def test_compare_reports_every_layer(float_model, int8_model, digits):
 
 # ------------------------------------------------------------------- the demo and the command
 
+
 @pytest.mark.slow
 def test_run_demo_quick():
     from npquant.demo import format_demo, run_demo
@@ -205,8 +220,9 @@ def test_run_demo_quick():
 
 
 def _cli(*args, **kw):
-    return subprocess.run([*LAUNCHER, sys.executable, "-m", "npquant", *args], capture_output=True, text=True,
-                          timeout=600, **kw)
+    return subprocess.run(
+        [*LAUNCHER, sys.executable, "-m", "npquant", *args], capture_output=True, text=True, timeout=600, **kw
+    )
 
 
 def test_cli_info():
@@ -253,8 +269,19 @@ def _peers_installed() -> list:
 def test_cli_bench_table_json_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     png, js = tmp_path / "bench.png", tmp_path / "bench.json"
-    r = _cli("bench", "--quick", "--no-conv", "--no-peak", "--no-progress", "--linear-shapes", "4,64,32",
-             "--plot", str(png), "--json", str(js))
+    r = _cli(
+        "bench",
+        "--quick",
+        "--no-conv",
+        "--no-peak",
+        "--no-progress",
+        "--linear-shapes",
+        "4,64,32",
+        "--plot",
+        str(png),
+        "--json",
+        str(js),
+    )
     assert r.returncode == 0, r.stderr
     assert "| 4,64,32 |" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -268,17 +295,23 @@ def test_cli_bench_table_json_and_plot(tmp_path):
 
 
 def test_bench_compare_script_is_the_same_benchmark():
-    r = subprocess.run([*LAUNCHER, sys.executable, os.path.join(REPO, "bench", "compare.py"), "--help"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*LAUNCHER, sys.executable, os.path.join(REPO, "bench", "compare.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "--plot" in r.stdout
     r = _cli("bench", "--help")
     assert r.returncode == 0 and "usage: npquant bench" in r.stdout
 
 
 def test_package_never_imports_torch():
-    code = ("import sys, npquant, npquant.cli, npquant.demo, npquant.benchmark, npquant.models, "
-            "npquant.report, npquant.serialization; print(sorted(m for m in ('torch', 'onnxruntime', "
-            "'sklearn', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys, npquant, npquant.cli, npquant.demo, npquant.benchmark, npquant.models, "
+        "npquant.report, npquant.serialization; print(sorted(m for m in ('torch', 'onnxruntime', "
+        "'sklearn', 'matplotlib') if m in sys.modules))"
+    )
     r = subprocess.run([*LAUNCHER, sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

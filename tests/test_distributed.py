@@ -19,8 +19,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def small_quantized_model(seed=0):
     rng = np.random.default_rng(seed)
-    m = nn.Sequential(nn.QuantStub(), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                      nn.Linear(4 * 4 * 4, 10), nn.DeQuantStub()).eval()
+    m = nn.Sequential(
+        nn.QuantStub(),
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 10),
+        nn.DeQuantStub(),
+    ).eval()
     m.qconfig = npquant.get_default_qconfig("x86")
     p = npquant.prepare(m)
     p(rng.standard_normal((32, 1, 8, 8)).astype(np.float32))

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import npquant
-import peers
 from npquant import nn
 from npquant.interop import torch_state_dict_to_numpy
 from npquant.onnx import ExportError
+
+import peers
 
 torch = pytest.importorskip("torch")
 
@@ -30,8 +31,7 @@ def torch_dynamic():
 
 
 def npquant_twin(qconfig):
-    return npquant.quantize_dynamic(nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 8)),
-                                    {nn.Linear: qconfig})
+    return npquant.quantize_dynamic(nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 8)), {nn.Linear: qconfig})
 
 
 def contract(x, w_codes, w_scale, bias, xs, xz):
@@ -63,8 +63,9 @@ def test_reduce_range_gives_torchs_qparams_and_accumulators(torch_dynamic):
     term = np.maximum(np.abs((acc.astype(np.float32) * s).astype(np.float32)), np.abs(b.detach().numpy()))
     ulps = np.abs(got.astype(np.float64) - ref) / np.spacing(term)
     peers.record("torch dynamic Linear, reduce_range (outputs differing)", "measured", differing)
-    peers.record("torch dynamic Linear: torch == fma(acc, s, b) (outputs)", "measured",
-                 int(np.count_nonzero(fused == ref)))
+    peers.record(
+        "torch dynamic Linear: torch == fma(acc, s, b) (outputs)", "measured", int(np.count_nonzero(fused == ref))
+    )
     assert ulps.max() <= 2
     assert np.array_equal(fused, ref) or not peers.TORCH_VNNI  # measured on Zen 4
     without = npquant_twin(npquant.default_dynamic_qconfig)
@@ -97,8 +98,11 @@ def test_reduce_range_round_trips_and_refuses_onnx(torch_dynamic, tmp_path):
 
 
 def test_other_activation_ranges_are_refused():
-    qc = npquant.QConfig(activation=npquant.observers.PlaceholderObserver.with_args(
-        dtype=npquant.quint8, quant_min=0, quant_max=63, is_dynamic=True),
-        weight=npquant.observers.default_weight_observer)
+    qc = npquant.QConfig(
+        activation=npquant.observers.PlaceholderObserver.with_args(
+            dtype=npquant.quint8, quant_min=0, quant_max=63, is_dynamic=True
+        ),
+        weight=npquant.observers.default_weight_observer,
+    )
     with pytest.raises(ValueError, match=r"\[0, 63\]"):
         npquant_twin(qc)

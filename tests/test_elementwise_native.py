@@ -83,8 +83,11 @@ def check_binary(seed: int, configs: int):
         f = nnq.QFunctional()
         f.scale, f.zero_point = random_scale(rng), random_zp(rng, dtype)
         with np.errstate(over="ignore", invalid="ignore"):
-            refs = {"add": f._add_numpy(x, y, False, "add"), "add_relu": f._add_numpy(x, y, True, "add_relu"),
-                    "mul": f._mul_numpy(x, y)}
+            refs = {
+                "add": f._add_numpy(x, y, False, "add"),
+                "add_relu": f._add_numpy(x, y, True, "add_relu"),
+                "mul": f._mul_numpy(x, y),
+            }
         for op, ref in refs.items():
             out = getattr(f, op)(x, y)
             paths.add(f.__dict__.pop("_last_kernel"))  # a native path ran
@@ -107,8 +110,10 @@ def test_binary_ops_equal_numpy_path(seed, always_native):
 def test_binary_ops_under_forced_isa(isa):
     """The add kernel each ISA dispatches (none under scalar: tables) on the same grid, for
     the ISAs of this CPU among scalar, avx2 and neon."""
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_elementwise_native as t; "
-            "c, d, e, p = t.check_binary(11, 300); print(c, d, sorted(p))")
+    code = (
+        f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_elementwise_native as t; "
+        "c, d, e, p = t.check_binary(11, 300); print(c, d, sorted(p))"
+    )
     r = run_python(code, {"NPQUANT_ISA": isa})
     assert r.returncode == 0, r.stderr[-2000:]
     cases, differing, paths = r.stdout.split(" ", 2)
@@ -138,8 +143,11 @@ def test_cat_equals_numpy_path(seed):
                 shape[dim % nd] = c
             x = random_qtensor(rng, tuple(shape), dtype, all_nhwc or bool(rng.integers(2)))
             if rng.random() < 0.3:  # already at the output qparams: copied
-                x = npquant.QTensor(x.int_repr().copy(), f.scale, f.zero_point, dtype) if not x.is_nhwc else \
-                    npquant.QTensor.from_nhwc(x.nhwc().copy(), f.scale, f.zero_point, dtype)
+                x = (
+                    npquant.QTensor(x.int_repr().copy(), f.scale, f.zero_point, dtype)
+                    if not x.is_nhwc
+                    else npquant.QTensor.from_nhwc(x.nhwc().copy(), f.scale, f.zero_point, dtype)
+                )
             xs.append(x)
         with np.errstate(over="ignore", invalid="ignore"):
             try:
@@ -215,6 +223,7 @@ def test_hardswish_table_native():
         hs = nnq.Hardswish(0.02, random_zp(rng, dtype))
         from npquant.nn.quantized._ops import unary_table
         from npquant.nn.quantized.activation import _hardswish
+
         table = unary_table(_hardswish, x.q_scale(), x.q_zero_point(), dtype, hs.scale, hs.zero_point)
         expect = table[x.nhwc().astype(np.int64) - dtype.qmin]
         out = hs(x)
@@ -232,8 +241,9 @@ def test_lookup_argument_checks():
     with pytest.raises(ValueError, match="C-contiguous"):
         _C.lookup(a.T, np.zeros(256, np.uint8))
     with pytest.raises(ValueError, match="batch, channels"):
-        _C.lookup2_channel(np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.uint8),
-                           np.zeros(65536, np.uint8), True)
+        _C.lookup2_channel(
+            np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.uint8), np.zeros(65536, np.uint8), True
+        )
     with pytest.raises(ValueError, match="every dimension but channels"):
         _C.cat_channels([np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2, 3, 3), np.uint8)], [None, None])
     assert _C.lookup(np.zeros((0, 4), np.uint8), np.arange(256, dtype=np.uint8)).shape == (0, 4)

@@ -37,8 +37,16 @@ def fma32(a: Any, b: Any, c: Any) -> np.ndarray:
     return np.where(fix, other, r).astype(np.float32)
 
 
-def restated_bags(codes: np.ndarray, scale: np.ndarray, bias: np.ndarray, idx: np.ndarray, off: np.ndarray,
-                  psw: np.ndarray | None, mode: str, pad: int) -> np.ndarray:
+def restated_bags(
+    codes: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    idx: np.ndarray,
+    off: np.ndarray,
+    psw: np.ndarray | None,
+    mode: str,
+    pad: int,
+) -> np.ndarray:
     """ops/embedding.h's numerics on unpacked codes, one bag at a time, in index order."""
     dim = codes.shape[1]
     out = np.zeros((off.size - 1, dim), np.float32)
@@ -66,8 +74,11 @@ def restated_bags(codes: np.ndarray, scale: np.ndarray, bias: np.ndarray, idx: n
 
 def _random_table(rng: np.random.Generator, rows: int, dim: int, dtype: Any) -> RowwiseQTensor:
     w = (rng.standard_normal((rows, dim)) * rng.uniform(0.1, 5, (rows, 1))).astype(np.float32)
-    obs = (npquant.observers.default_float_qparams_observer if dtype is npquant.quint8
-           else npquant.observers.default_float_qparams_observer_4bit)()
+    obs = (
+        npquant.observers.default_float_qparams_observer
+        if dtype is npquant.quint8
+        else npquant.observers.default_float_qparams_observer_4bit
+    )()
     obs(w)
     s, z = obs.calculate_qparams()
     from npquant.nn.quantized.embedding_ops import quantize_rowwise
@@ -96,9 +107,9 @@ def test_kernel_matches_numpy_restatement_bit_for_bit(dtype, mode, dim):
 
 def test_fma32_is_exact_at_ties():
     # 1 + 2^-24 is a float32 tie; 2^-60 more must round up (plain float64 rounding would not)
-    a, c = np.float32(2.0 ** -24), np.float32(1.0)
+    a, c = np.float32(2.0**-24), np.float32(1.0)
     assert fma32(a, 1, c) == np.float32(1.0)  # a tie, to even
-    assert fma32(np.float32(2.0 ** -24 + 2.0 ** -47), 1, c) == np.nextafter(np.float32(1), np.float32(2))
+    assert fma32(np.float32(2.0**-24 + 2.0**-47), 1, c) == np.nextafter(np.float32(1), np.float32(2))
 
 
 # ---------------------------------------------------------------- against torch
@@ -118,8 +129,9 @@ def _torch_pair(kind: str, dtype_bits: int, dim: int, **kw: Any) -> tuple[Any, A
     tq_mod = getattr(tq, kind).from_float(tf)
     f = getattr(nn, kind)(60, dim, **kw)
     f.load_state_dict(tf.state_dict())
-    f.qconfig = npquant.float_qparams_weight_only_qconfig if dtype_bits == 8 else \
-        npquant.float_qparams_weight_only_qconfig_4bit
+    f.qconfig = (
+        npquant.float_qparams_weight_only_qconfig if dtype_bits == 8 else npquant.float_qparams_weight_only_qconfig_4bit
+    )
     return getattr(nnq, kind).from_float(f), tq_mod
 
 
@@ -176,8 +188,9 @@ def test_quantize_dynamic_embeddings():
     assert [type(c) for c in q8] == [nnq.Embedding, nnq.EmbeddingBag, nn.Linear]
     q4 = npquant.quantize_dynamic(m, dtype=npquant.quint4x2)
     assert type(q4[0]) is nn.Embedding and q4[1].dtype is npquant.quint4x2
-    mixed = npquant.quantize_dynamic(m, {nn.Linear: npquant.default_dynamic_qconfig,
-                                         nn.Embedding: npquant.float_qparams_weight_only_qconfig})
+    mixed = npquant.quantize_dynamic(
+        m, {nn.Linear: npquant.default_dynamic_qconfig, nn.Embedding: npquant.float_qparams_weight_only_qconfig}
+    )
     assert [type(c) for c in mixed] == [nnq.Embedding, nn.EmbeddingBag, nnq.dynamic.Linear]
     with pytest.raises(ValueError, match="float_qparams_weight_only_qconfig"):
         npquant.quantize_dynamic(m, {nn.Embedding})  # qint8's default qconfig cannot quantize rows
@@ -205,9 +218,15 @@ def test_bad_input_quantized():
 def test_native_kernel_checks_before_reading():
     t = _KernelTable(_random_table(np.random.default_rng(0), 10, 4, npquant.quint8))
     call = lambda idx, off, **kw: _C.embedding_bag_rowwise(  # noqa: E731
-        kw.get("codes", t.codes), kw.get("bits", 8), kw.get("dim", 4), t.scale, t.bias,
-        np.asarray(idx, np.int64), np.asarray(off, np.int64))
-    for bad in (10, -1, 2 ** 62, -(2 ** 63)):
+        kw.get("codes", t.codes),
+        kw.get("bits", 8),
+        kw.get("dim", 4),
+        t.scale,
+        t.bias,
+        np.asarray(idx, np.int64),
+        np.asarray(off, np.int64),
+    )
+    for bad in (10, -1, 2**62, -(2**63)):
         with pytest.raises(IndexError, match="out of range"):
             call([0, bad], [0, 2])
     with pytest.raises(ValueError, match="must not decrease"):
@@ -228,9 +247,12 @@ def test_native_kernel_checks_before_reading():
 def test_quantized_embeddings_round_trip(tmp_path):
     m = nn.Sequential(nn.Embedding(12, 5), nn.EmbeddingBag(12, 6, mode="max"))
     for dtype in (npquant.quint8, npquant.quint4x2):
-        spec = {nn.Embedding: npquant.float_qparams_weight_only_qconfig,
-                nn.EmbeddingBag: npquant.float_qparams_weight_only_qconfig_4bit
-                if dtype is npquant.quint4x2 else npquant.float_qparams_weight_only_qconfig}
+        spec = {
+            nn.Embedding: npquant.float_qparams_weight_only_qconfig,
+            nn.EmbeddingBag: npquant.float_qparams_weight_only_qconfig_4bit
+            if dtype is npquant.quint4x2
+            else npquant.float_qparams_weight_only_qconfig,
+        }
         q = npquant.quantize_dynamic(m, spec)
         path = tmp_path / f"e{dtype.name}.npq"
         npquant.save(q, path)

@@ -23,8 +23,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _pair(d: int, heads: int, ffn: int, activation: str, norm_first: bool, seed: int = 0):
     torch.manual_seed(seed)
-    t = torch.nn.TransformerEncoderLayer(d, heads, ffn, dropout=0.0, activation=activation, norm_first=norm_first,
-                                         batch_first=True).eval()
+    t = torch.nn.TransformerEncoderLayer(
+        d, heads, ffn, dropout=0.0, activation=activation, norm_first=norm_first, batch_first=True
+    ).eval()
     m = nn.TransformerEncoderLayer(d, heads, ffn, activation=activation, norm_first=norm_first, batch_first=True)
     m.load_state_dict(t.state_dict())
     return m, t
@@ -39,8 +40,11 @@ def test_linear_spec_reaches_what_torch_reaches():
     q = npquant.quantize_dynamic(m, {nn.Linear})
     tq = torch.ao.quantization.quantize_dynamic(t, {torch.nn.Linear}, dtype=torch.qint8)
     ours = {n for n, c in q.named_modules() if type(c).__module__.startswith("npquant.nn.quantized")}
-    theirs = {n for n, c in tq.named_modules()
-              if type(c).__module__.startswith("torch.ao.nn.quantized") and "_packed_params" not in n}
+    theirs = {
+        n
+        for n, c in tq.named_modules()
+        if type(c).__module__.startswith("torch.ao.nn.quantized") and "_packed_params" not in n
+    }
     assert ours == theirs == {"linear1", "linear2"}
     assert type(q.self_attn.out_proj) is nn.NonDynamicallyQuantizableLinear
     qa = npquant.quantize_dynamic(m, {nn.Linear, nn.MultiheadAttention})
@@ -94,8 +98,10 @@ def test_quantized_encoder_save_load_and_state_dict(tmp_path):
     npquant.save(q, tmp_path / "enc.npq")
     back = npquant.load(tmp_path / "enc.npq")
     np.testing.assert_array_equal(back(x), q(x))
-    twin = npquant.quantize_dynamic(nn.TransformerEncoderLayer(16, 2, 32, activation="gelu", norm_first=True,
-                                                               batch_first=True), {nn.Linear, nn.MultiheadAttention})
+    twin = npquant.quantize_dynamic(
+        nn.TransformerEncoderLayer(16, 2, 32, activation="gelu", norm_first=True, batch_first=True),
+        {nn.Linear, nn.MultiheadAttention},
+    )
     twin.load_state_dict(q.state_dict())
     np.testing.assert_array_equal(twin(x), q(x))
     assert any(k.startswith("self_attn.in_proj._packed_params") for k in q.state_dict())
@@ -117,8 +123,13 @@ def test_bert_example_runs_small():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     res = mod.run(vocab=50, hidden=32, layers=2, heads=2, ffn=64, seq=12, repeat=1)
-    assert set(res) == {"npquant fp32", "npquant int8 {Linear}", "npquant int8 {Linear, MHA}", "torch fp32",
-                        "torch int8 quantize_dynamic"}
+    assert set(res) == {
+        "npquant fp32",
+        "npquant int8 {Linear}",
+        "npquant int8 {Linear, MHA}",
+        "torch fp32",
+        "torch int8 quantize_dynamic",
+    }
     assert res["npquant fp32"]["cosine"] > 1 - 1e-9  # the float twin is torch's model
     for name in ("npquant int8 {Linear}", "npquant int8 {Linear, MHA}", "torch int8 quantize_dynamic"):
         assert 0.99 < res[name]["cosine"] < 1

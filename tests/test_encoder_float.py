@@ -84,8 +84,10 @@ def test_embedding_bag_2d_and_per_sample_weights():
 
 
 # ---------------------------------------------------------------- LayerNorm, Softmax
-@pytest.mark.parametrize("shape,affine,eps,bias", [((16,), True, 1e-5, True), ((3, 8), True, 1e-6, True),
-                                                   ((16,), False, 1e-5, True), ((16,), True, 1e-12, False)])
+@pytest.mark.parametrize(
+    "shape,affine,eps,bias",
+    [((16,), True, 1e-5, True), ((3, 8), True, 1e-6, True), ((16,), False, 1e-5, True), ((16,), True, 1e-12, False)],
+)
 def test_layer_norm_matches_torch(shape, affine, eps, bias):
     torch.manual_seed(0)
     t = torch.nn.LayerNorm(shape, eps=eps, elementwise_affine=affine, bias=bias)
@@ -173,15 +175,15 @@ ENC_CASES = [("relu", False, False), ("gelu", True, False), ("gelu", False, True
 @pytest.mark.parametrize("activation,norm_first,batch_first", ENC_CASES)
 def test_encoder_layer_matches_torch(activation, norm_first, batch_first):
     torch.manual_seed(0)
-    t = torch.nn.TransformerEncoderLayer(32, 4, 64, activation=activation, norm_first=norm_first,
-                                         batch_first=batch_first).eval()
+    t = torch.nn.TransformerEncoderLayer(
+        32, 4, 64, activation=activation, norm_first=norm_first, batch_first=batch_first
+    ).eval()
     with torch.no_grad():
         for p in (t.norm1.weight, t.norm2.weight):
             p.normal_(1, 0.2)
         for p in (t.norm1.bias, t.norm2.bias, t.self_attn.in_proj_bias):
             p.normal_(0, 0.2)
-    m = nn.TransformerEncoderLayer(32, 4, 64, activation=activation, norm_first=norm_first,
-                                   batch_first=batch_first)
+    m = nn.TransformerEncoderLayer(32, 4, 64, activation=activation, norm_first=norm_first, batch_first=batch_first)
     _load(m, t)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 7, 32) if batch_first else (7, 2, 32)).astype(np.float32)
@@ -194,11 +196,22 @@ def test_encoder_layer_matches_torch(activation, norm_first, batch_first):
 
 def test_new_modules_round_trip_save_load(tmp_path):
     rng = np.random.default_rng(9)
-    mods = [nn.Embedding(10, 4, padding_idx=0), nn.EmbeddingBag(10, 4, mode="max"), nn.LayerNorm((2, 4)),
-            nn.Softmax(-1), nn.MultiheadAttention(8, 2), nn.TransformerEncoderLayer(8, 2, 16, activation="gelu")]
-    inputs = [np.array([1, 0, 9]), np.array([[1, 2], [3, 3]]), rng.standard_normal((3, 2, 4)).astype(np.float32),
-              rng.standard_normal((3, 5)).astype(np.float32), None,
-              rng.standard_normal((5, 2, 8)).astype(np.float32)]
+    mods = [
+        nn.Embedding(10, 4, padding_idx=0),
+        nn.EmbeddingBag(10, 4, mode="max"),
+        nn.LayerNorm((2, 4)),
+        nn.Softmax(-1),
+        nn.MultiheadAttention(8, 2),
+        nn.TransformerEncoderLayer(8, 2, 16, activation="gelu"),
+    ]
+    inputs = [
+        np.array([1, 0, 9]),
+        np.array([[1, 2], [3, 3]]),
+        rng.standard_normal((3, 2, 4)).astype(np.float32),
+        rng.standard_normal((3, 5)).astype(np.float32),
+        None,
+        rng.standard_normal((5, 2, 8)).astype(np.float32),
+    ]
     for i, (m, x) in enumerate(zip(mods, inputs)):
         path = tmp_path / f"m{i}.npq"
         npquant.save(m, path)

@@ -13,8 +13,9 @@ from npquant.qparams import calculate_qparams
 
 def mlp():
     rng = np.random.default_rng(0)
-    return nn.Sequential(nn.QuantStub(), nn.Linear(8, 6, rng=rng), nn.ReLU(), nn.Linear(6, 4, rng=rng),
-                         nn.DeQuantStub()).eval()
+    return nn.Sequential(
+        nn.QuantStub(), nn.Linear(8, 6, rng=rng), nn.ReLU(), nn.Linear(6, 4, rng=rng), nn.DeQuantStub()
+    ).eval()
 
 
 def _x(n=16):
@@ -54,9 +55,11 @@ def test_torch_qconfig_is_refused_when_assigned(torch):
 
 def test_torch_observers_are_refused_naming_npquants(torch):
     tq = torch.ao.quantization
-    for f, name in ((tq.MinMaxObserver.with_args(dtype=torch.quint8), "MinMaxObserver"),
-                    (tq.HistogramObserver, "HistogramObserver"),
-                    (tq.default_per_channel_weight_observer, "PerChannelMinMaxObserver")):
+    for f, name in (
+        (tq.MinMaxObserver.with_args(dtype=torch.quint8), "MinMaxObserver"),
+        (tq.HistogramObserver, "HistogramObserver"),
+        (tq.default_per_channel_weight_observer, "PerChannelMinMaxObserver"),
+    ):
         with pytest.raises(TypeError, match=rf"torch's {name}.*npquant.observers.{name}.with_args"):
             npquant.QConfig(activation=f, weight=default_weight_observer)
     # a factory of ours that makes torch observers: refused at prepare
@@ -125,8 +128,9 @@ def test_torch_style_observers_give_the_same_model_as_npquants():
     theirs = calibrated(npquant.QConfig(activation=MinMaxLike, weight=default_weight_observer))
     assert np.array_equal(ours(_x(5)), theirs(_x(5)))
     per_channel = calibrated(npquant.QConfig(activation=MinMaxLike, weight=SymmetricPerChannelWeights))
-    ref = calibrated(npquant.QConfig(activation=MinMaxObserver,
-                                     weight=npquant.observers.default_per_channel_weight_observer))
+    ref = calibrated(
+        npquant.QConfig(activation=MinMaxObserver, weight=npquant.observers.default_per_channel_weight_observer)
+    )
     assert per_channel[1].weight().qscheme() == "per_channel_affine"
     assert np.array_equal(per_channel(_x(5)), ref(_x(5)))
 
@@ -147,13 +151,16 @@ def test_torch_style_observer_errors_are_clear():
         class Bad(MinMaxLike):
             def calculate_qparams(self):
                 return result
+
         return Bad
 
-    for result, exc, match in ((None, TypeError, r"must return \(scale, zero_point\)"),
-                               ((np.array([-1.0]), np.array([0])), ValueError, "positive and finite"),
-                               ((np.array([0.1]), np.array([300])), ValueError, "zero points outside"),
-                               ((np.array(["a"]), np.array([0])), TypeError, "float scales"),
-                               ((np.array([0.1, 0.2]), np.array([0, 0])), ValueError, "per-channel")):
+    for result, exc, match in (
+        (None, TypeError, r"must return \(scale, zero_point\)"),
+        ((np.array([-1.0]), np.array([0])), ValueError, "positive and finite"),
+        ((np.array([0.1]), np.array([300])), ValueError, "zero points outside"),
+        ((np.array(["a"]), np.array([0])), TypeError, "float scales"),
+        ((np.array([0.1, 0.2]), np.array([0, 0])), ValueError, "per-channel"),
+    ):
         m = mlp()
         m.qconfig = npquant.QConfig(activation=bad(result), weight=default_weight_observer)
         p = npquant.prepare(m)
@@ -174,8 +181,9 @@ def test_torch_style_observer_errors_are_clear():
 # ------------------------------------------------------------------ activation dtypes
 def test_qint8_activations_are_refused_at_prepare():
     m = mlp()
-    m.qconfig = npquant.QConfig(activation=MinMaxObserver.with_args(dtype=npquant.qint8),
-                                weight=default_weight_observer)
+    m.qconfig = npquant.QConfig(
+        activation=MinMaxObserver.with_args(dtype=npquant.qint8), weight=default_weight_observer
+    )
     with pytest.raises(TypeError, match=r"'0' \(QuantStub\) has dtype npquant.qint8.*dtype=npquant.quint8"):
         npquant.prepare(m)
 

@@ -87,7 +87,7 @@ def test_public_api_exact_under_forced_isa(isa):
     """The public modules, in a process whose dispatch is capped by NPQUANT_ISA."""
     code = f"""
 import numpy as np, npquant, sys
-sys.path.insert(0, {repr(__import__('os').path.dirname(__file__))})
+sys.path.insert(0, {repr(__import__("os").path.dirname(__file__))})
 import npref
 assert npquant.cpu_info()['isa'] == {isa!r}
 rng = np.random.default_rng(7)
@@ -206,8 +206,9 @@ def test_w127_kernel_runs_and_is_exact(kernel, rng):
         y = _C.linear_static(x, p, xs, xz, ys, yz, bool(i % 2))
         assert np.array_equal(y, npref.linear_static(x, xs, xz, w, ws, bias, ys, yz, bool(i % 2))), (m, k, n)
         xf = rng.normal(0, 1, (m, k)).astype(np.float32)
-        assert np.array_equal(_C.linear_dynamic(xf, p, bool(i % 2)),
-                              npref.linear_dynamic(xf, w, ws, bias, bool(i % 2))), (m, k, n)
+        assert np.array_equal(
+            _C.linear_dynamic(xf, p, bool(i % 2)), npref.linear_dynamic(xf, w, ws, bias, bool(i % 2))
+        ), (m, k, n)
 
 
 @pytest.mark.parametrize("kernel", W127_KERNELS)
@@ -219,9 +220,9 @@ def test_w127_kernel_falls_back_per_layer(kernel, rng):
     k, n, m = 300, 3 * nr + 5, 37
     ok = sparse_min_weights(rng, n, k, FIX_CAPACITY, nr)
     over = ok.copy()  # panel 1: capacity + 1
-    over_cells = np.argwhere(over[nr:2 * nr] != -128)[0]
+    over_cells = np.argwhere(over[nr : 2 * nr] != -128)[0]
     over[nr + over_cells[0], over_cells[1]] = -128
-    assert np.count_nonzero(over[nr:2 * nr] == -128) == FIX_CAPACITY + 1
+    assert np.count_nonzero(over[nr : 2 * nr] == -128) == FIX_CAPACITY + 1
     ws = rng.uniform(1e-3, 1e-2, n).astype(np.float32)
     x = rng.integers(0, 256, (m, k), dtype=np.uint8)
     for w, fell_back in ((ok, False), (over, True)):
@@ -245,7 +246,7 @@ def test_avx2_runs_the_sign_kernel_and_falls_back_exactly():
         pytest.skip("no AVX2 here")
     code = f"""
 import numpy as np, npquant, sys
-sys.path.insert(0, {repr(__import__('os').path.dirname(__file__))})
+sys.path.insert(0, {repr(__import__("os").path.dirname(__file__))})
 import npref
 from npquant import _C
 info = npquant.cpu_info()

@@ -18,9 +18,15 @@ import npquant.models as nm
 from npquant import nn
 
 SHAPES = json.load(open(os.path.join(os.path.dirname(__file__), "data", "torchvision_state_dict_shapes.json")))
-BUILDERS = {"resnet18": nm.resnet18, "resnet50": nm.resnet50, "mobilenet_v2": nm.mobilenet_v2,
-            "mobilenet_v3_large": nm.mobilenet_v3_large, "shufflenet_v2_x1_0": nm.shufflenet_v2_x1_0,
-            "googlenet": nm.googlenet, "inception_v3": nm.inception_v3}
+BUILDERS = {
+    "resnet18": nm.resnet18,
+    "resnet50": nm.resnet50,
+    "mobilenet_v2": nm.mobilenet_v2,
+    "mobilenet_v3_large": nm.mobilenet_v3_large,
+    "shufflenet_v2_x1_0": nm.shufflenet_v2_x1_0,
+    "googlenet": nm.googlenet,
+    "inception_v3": nm.inception_v3,
+}
 SLOW = ("resnet50", "inception_v3")
 NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BUILDERS]
 
@@ -71,8 +77,9 @@ def test_load_fuse_quantize(name, rng, tmp_path):
 
     # MinMax activations keep this quick (the histogram observer's search is Python);
     # test_observers.py holds every observer to torch's
-    model.qconfig = npquant.QConfig(activation=npquant.observers.MinMaxObserver,
-                                    weight=npquant.observers.default_per_channel_weight_observer)
+    model.qconfig = npquant.QConfig(
+        activation=npquant.observers.MinMaxObserver, weight=npquant.observers.default_per_channel_weight_observer
+    )
     prepared = npquant.prepare(model)
     for _ in range(2):
         prepared(rng.standard_normal((2, 3, size, size)).astype(np.float32))
@@ -119,11 +126,13 @@ def test_onnx_export_and_import(name, rng, tmp_path):
     x = rng.standard_normal((1, 3, 48, 48)).astype(np.float32)
     npquant.onnx.export(model, x, tmp_path / "f.onnx")
     y = model(x)
-    np.testing.assert_allclose(npquant.onnx.load(str(tmp_path / "f.onnx"))(x), y, rtol=1e-5,
-                               atol=1e-5 * float(np.abs(y).max()))
+    np.testing.assert_allclose(
+        npquant.onnx.load(str(tmp_path / "f.onnx"))(x), y, rtol=1e-5, atol=1e-5 * float(np.abs(y).max())
+    )
     model.fuse_model()
-    model.qconfig = npquant.QConfig(activation=npquant.observers.MinMaxObserver,
-                                    weight=npquant.observers.default_per_channel_weight_observer)
+    model.qconfig = npquant.QConfig(
+        activation=npquant.observers.MinMaxObserver, weight=npquant.observers.default_per_channel_weight_observer
+    )
     prepared = npquant.prepare(model)
     prepared(rng.standard_normal((2, 3, 48, 48)).astype(np.float32))
     q = npquant.convert(prepared)

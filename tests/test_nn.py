@@ -23,18 +23,29 @@ def _t(torch, x):
 
 
 # ------------------------------------------------------------------ float modules vs torch
-POOLS = [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0)),
-         dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), dict(kernel_size=2, stride=2, ceil_mode=True)]
+POOLS = [
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=2),
+    dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0)),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=2, stride=2, ceil_mode=True),
+]
 
 
 def test_float_modules_match_torch(torch, rng):
     x = (rng.standard_normal((2, 5, 9, 11)) * 3).astype(np.float32)
     tx = _t(torch, x)
     tn = torch.nn
-    pairs = [(nn.ReLU(), tn.ReLU()), (nn.ReLU6(), tn.ReLU6()), (nn.Hardswish(), tn.Hardswish()),
-             (nn.Identity(), tn.Identity()), (nn.Dropout(0.3).eval(), tn.Dropout(0.3).eval()),
-             (nn.Flatten(), tn.Flatten()), (nn.Flatten(0, 2), tn.Flatten(0, 2)),
-             (nn.MaxPool2d(3, 1, 1, dilation=2), tn.MaxPool2d(3, 1, 1, dilation=2))]
+    pairs = [
+        (nn.ReLU(), tn.ReLU()),
+        (nn.ReLU6(), tn.ReLU6()),
+        (nn.Hardswish(), tn.Hardswish()),
+        (nn.Identity(), tn.Identity()),
+        (nn.Dropout(0.3).eval(), tn.Dropout(0.3).eval()),
+        (nn.Flatten(), tn.Flatten()),
+        (nn.Flatten(0, 2), tn.Flatten(0, 2)),
+        (nn.MaxPool2d(3, 1, 1, dilation=2), tn.MaxPool2d(3, 1, 1, dilation=2)),
+    ]
     for kw in POOLS:
         pairs.append((nn.MaxPool2d(**kw), tn.MaxPool2d(**kw)))
         for cip in (True, False):
@@ -50,8 +61,10 @@ def test_float_modules_match_torch(torch, rng):
 
 
 def test_batchnorm_matches_torch_and_keys(torch, rng):
-    for ours, theirs, shape in ((nn.BatchNorm2d(6), torch.nn.BatchNorm2d(6), (3, 6, 5, 4)),
-                                (nn.BatchNorm1d(6), torch.nn.BatchNorm1d(6), (7, 6))):
+    for ours, theirs, shape in (
+        (nn.BatchNorm2d(6), torch.nn.BatchNorm2d(6), (3, 6, 5, 4)),
+        (nn.BatchNorm1d(6), torch.nn.BatchNorm1d(6), (7, 6)),
+    ):
         with torch.no_grad():
             theirs.running_mean.uniform_(-1, 1)
             theirs.running_var.uniform_(0.2, 3)
@@ -99,16 +112,24 @@ def _diff(t, q):
 def _quantized_cases(torch):
     tnq = torch.ao.nn.quantized
     tn = torch.nn
-    cases = [("relu", nnq.ReLU(), torch.relu), ("relu6", nnq.ReLU6(), torch.ops.quantized.relu6),
-             ("hardswish", nnq.Hardswish(0.02, 30), tnq.Hardswish(0.02, 30)),
-             ("flatten", nnq.Flatten(), lambda t: torch.flatten(t, 1)),
-             ("dropout", nnq.Dropout(0.5), tnq.Dropout(0.5)),
-             ("maxpool dilated", nnq.MaxPool2d(3, 1, 1, dilation=2), tn.MaxPool2d(3, 1, 1, dilation=2))]
+    cases = [
+        ("relu", nnq.ReLU(), torch.relu),
+        ("relu6", nnq.ReLU6(), torch.ops.quantized.relu6),
+        ("hardswish", nnq.Hardswish(0.02, 30), tnq.Hardswish(0.02, 30)),
+        ("flatten", nnq.Flatten(), lambda t: torch.flatten(t, 1)),
+        ("dropout", nnq.Dropout(0.5), tnq.Dropout(0.5)),
+        ("maxpool dilated", nnq.MaxPool2d(3, 1, 1, dilation=2), tn.MaxPool2d(3, 1, 1, dilation=2)),
+    ]
     for kw in POOLS:
         cases.append((f"maxpool {kw}", nnq.MaxPool2d(**kw), tn.MaxPool2d(**kw)))
         for cip in (True, False):
-            cases.append((f"avgpool {kw} {cip}", nnq.AvgPool2d(**kw, count_include_pad=cip),
-                          tn.AvgPool2d(**kw, count_include_pad=cip)))
+            cases.append(
+                (
+                    f"avgpool {kw} {cip}",
+                    nnq.AvgPool2d(**kw, count_include_pad=cip),
+                    tn.AvgPool2d(**kw, count_include_pad=cip),
+                )
+            )
     for os_ in [1, (3, 4), (4, 5), (2, None)]:
         cases.append((f"adaptive {os_}", nnq.AdaptiveAvgPool2d(os_), tn.AdaptiveAvgPool2d(os_)))
     return cases
@@ -147,8 +168,11 @@ def test_qfunctional_matches_torch(torch, rng, nhwc):
         f.scale, f.zero_point = tf.scale, tf.zero_point = 0.06, 110
         results = [("add", f.add(qx, qy), tf.add(tx, ty)), ("add_relu", f.add_relu(qx, qy), tf.add_relu(tx, ty))]
         f.scale = tf.scale = 0.2
-        results += [("mul", f.mul(qx, qy), tf.mul(tx, ty)), ("cat0", f.cat([qx, qy], 0), tf.cat([tx, ty], 0)),
-                    ("cat1", f.cat([qx, qy], 1), tf.cat([tx, ty], 1))]
+        results += [
+            ("mul", f.mul(qx, qy), tf.mul(tx, ty)),
+            ("cat0", f.cat([qx, qy], 0), tf.cat([tx, ty], 0)),
+            ("cat1", f.cat([qx, qy], 1), tf.cat([tx, ty], 1)),
+        ]
         for c in (0.3, -0.4, 9.0, -9.0):
             results.append((f"add_scalar {c}", f.add_scalar(qx, c), tf.add_scalar(tx, c)))
         for c in (0.3, -0.4, 0.0):
@@ -236,8 +260,16 @@ def test_load_state_dict_errors():
 
 def test_float_ops_reject_qtensors():
     q = npquant.quantize_per_tensor(np.ones((1, 2, 4, 4), np.float32), 0.1, 0, npquant.quint8)
-    for mod in (nn.ReLU(), nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm2d(2),
-                nn.Linear(4, 2), nn.Dropout(), nn.Hardswish()):
+    for mod in (
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.BatchNorm2d(2),
+        nn.Linear(4, 2),
+        nn.Dropout(),
+        nn.Hardswish(),
+    ):
         with pytest.raises(TypeError, match="DeQuantStub"):
             mod(q)
     with pytest.raises(TypeError, match="DeQuantStub"):
@@ -246,8 +278,14 @@ def test_float_ops_reject_qtensors():
 
 def test_quantized_ops_reject_floats():
     x = np.ones((1, 2, 4, 4), np.float32)
-    for mod in (nnq.ReLU(), nnq.MaxPool2d(2), nnq.AdaptiveAvgPool2d(1), nnq.Flatten(), nnq.Hardswish(),
-                nnq.DeQuantize()):
+    for mod in (
+        nnq.ReLU(),
+        nnq.MaxPool2d(2),
+        nnq.AdaptiveAvgPool2d(1),
+        nnq.Flatten(),
+        nnq.Hardswish(),
+        nnq.DeQuantize(),
+    ):
         with pytest.raises(TypeError, match="QuantStub|quantize"):
             mod(x)
     with pytest.raises(TypeError, match="QuantStub"):
@@ -286,8 +324,15 @@ def test_zero_dim_qtensors_keep_their_shape():
     b = npquant.QTensor(np.array(7, np.uint8), 0.1, 3)
     f = nnq.QFunctional()
     f.scale, f.zero_point = 0.05, 3
-    for y in (f.add(b, b), f.add_relu(b, b), f.mul(b, b), nnq.ReLU()(b), nnq.ReLU6()(b),
-              nnq.Hardswish(0.1, 3)(b), npquant.QTensor(np.array([1, 2, 3], np.uint8), 0.1, 0).mean()):
+    for y in (
+        f.add(b, b),
+        f.add_relu(b, b),
+        f.mul(b, b),
+        nnq.ReLU()(b),
+        nnq.ReLU6()(b),
+        nnq.Hardswish(0.1, 3)(b),
+        npquant.QTensor(np.array([1, 2, 3], np.uint8), 0.1, 0).mean(),
+    ):
         assert y.shape == () and y.int_repr().shape == ()
     with pytest.raises(ValueError, match="zero-dimensional|same number of dimensions"):
         f.cat([npquant.QTensor(np.zeros(0, np.uint8), 1.0, 0), b], 0)

@@ -21,8 +21,13 @@ def _datasets(rng):
     relu = [np.maximum(rng.standard_normal((16, 500)), 0).astype(np.float32) + i for i in range(3)]
     shift = [rng.uniform(lo, hi, (10, 100)).astype(np.float32) for lo, hi in ((1, 2), (-3, 0.5), (0, 5))]
     const_then_normal = [np.full((4, 10), 2.5, np.float32), rng.standard_normal((4, 50)).astype(np.float32)]
-    return {"normal": normal, "outliers": outliers, "relu": relu, "shift": shift,
-            "const_then_normal": const_then_normal}
+    return {
+        "normal": normal,
+        "outliers": outliers,
+        "relu": relu,
+        "shift": shift,
+        "const_then_normal": const_then_normal,
+    }
 
 
 def _configs(torch):
@@ -30,23 +35,47 @@ def _configs(torch):
     q8, tq8 = npquant.qint8, torch.qint8
     return [
         (O.MinMaxObserver, tq.MinMaxObserver, {}, {}),
-        (O.MinMaxObserver, tq.MinMaxObserver, dict(dtype=q8, qscheme=O.per_tensor_symmetric),
-         dict(dtype=tq8, qscheme=torch.per_tensor_symmetric)),
-        (O.MinMaxObserver, tq.MinMaxObserver, dict(qscheme=O.per_tensor_symmetric),
-         dict(qscheme=torch.per_tensor_symmetric)),
+        (
+            O.MinMaxObserver,
+            tq.MinMaxObserver,
+            dict(dtype=q8, qscheme=O.per_tensor_symmetric),
+            dict(dtype=tq8, qscheme=torch.per_tensor_symmetric),
+        ),
+        (
+            O.MinMaxObserver,
+            tq.MinMaxObserver,
+            dict(qscheme=O.per_tensor_symmetric),
+            dict(qscheme=torch.per_tensor_symmetric),
+        ),
         (O.MinMaxObserver, tq.MinMaxObserver, dict(reduce_range=True), dict(reduce_range=True)),
         (O.MinMaxObserver, tq.MinMaxObserver, dict(quant_min=0, quant_max=127), dict(quant_min=0, quant_max=127)),
-        (O.MovingAverageMinMaxObserver, tq.MovingAverageMinMaxObserver, dict(averaging_constant=0.1),
-         dict(averaging_constant=0.1)),
-        (O.PerChannelMinMaxObserver, tq.PerChannelMinMaxObserver,
-         dict(dtype=q8, qscheme=O.per_channel_symmetric), dict(dtype=tq8, qscheme=torch.per_channel_symmetric)),
+        (
+            O.MovingAverageMinMaxObserver,
+            tq.MovingAverageMinMaxObserver,
+            dict(averaging_constant=0.1),
+            dict(averaging_constant=0.1),
+        ),
+        (
+            O.PerChannelMinMaxObserver,
+            tq.PerChannelMinMaxObserver,
+            dict(dtype=q8, qscheme=O.per_channel_symmetric),
+            dict(dtype=tq8, qscheme=torch.per_channel_symmetric),
+        ),
         (O.PerChannelMinMaxObserver, tq.PerChannelMinMaxObserver, dict(ch_axis=1), dict(ch_axis=1)),
         (O.MovingAveragePerChannelMinMaxObserver, tq.MovingAveragePerChannelMinMaxObserver, {}, {}),
         (O.HistogramObserver, tq.HistogramObserver, {}, {}),
-        (O.HistogramObserver, tq.HistogramObserver, dict(qscheme=O.per_tensor_symmetric),
-         dict(qscheme=torch.per_tensor_symmetric)),
-        (O.HistogramObserver, tq.HistogramObserver, dict(bins=512, reduce_range=True),
-         dict(bins=512, reduce_range=True)),
+        (
+            O.HistogramObserver,
+            tq.HistogramObserver,
+            dict(qscheme=O.per_tensor_symmetric),
+            dict(qscheme=torch.per_tensor_symmetric),
+        ),
+        (
+            O.HistogramObserver,
+            tq.HistogramObserver,
+            dict(bins=512, reduce_range=True),
+            dict(bins=512, reduce_range=True),
+        ),
     ]
 
 
@@ -97,17 +126,31 @@ def _every_config(torch):
     q8, tq8 = npquant.qint8, torch.qint8
     sym, tsym = O.per_tensor_symmetric, torch.per_tensor_symmetric
     csym, ctsym = O.per_channel_symmetric, torch.per_channel_symmetric
-    per_tensor = [({}, {}), (dict(dtype=q8), dict(dtype=tq8)), (dict(qscheme=sym), dict(qscheme=tsym)),
-                  (dict(dtype=q8, qscheme=sym), dict(dtype=tq8, qscheme=tsym)),
-                  (dict(reduce_range=True), dict(reduce_range=True)),
-                  (dict(quant_min=0, quant_max=127), dict(quant_min=0, quant_max=127))]
-    per_channel = [({}, {}), (dict(dtype=q8, qscheme=csym), dict(dtype=tq8, qscheme=ctsym)),
-                   (dict(ch_axis=1), dict(ch_axis=1)), (dict(ch_axis=-2, dtype=q8), dict(ch_axis=-2, dtype=tq8))]
+    per_tensor = [
+        ({}, {}),
+        (dict(dtype=q8), dict(dtype=tq8)),
+        (dict(qscheme=sym), dict(qscheme=tsym)),
+        (dict(dtype=q8, qscheme=sym), dict(dtype=tq8, qscheme=tsym)),
+        (dict(reduce_range=True), dict(reduce_range=True)),
+        (dict(quant_min=0, quant_max=127), dict(quant_min=0, quant_max=127)),
+    ]
+    per_channel = [
+        ({}, {}),
+        (dict(dtype=q8, qscheme=csym), dict(dtype=tq8, qscheme=ctsym)),
+        (dict(ch_axis=1), dict(ch_axis=1)),
+        (dict(ch_axis=-2, dtype=q8), dict(ch_axis=-2, dtype=tq8)),
+    ]
     out = []
     for nk, tk in per_tensor:
         out.append((O.MinMaxObserver, tq.MinMaxObserver, nk, tk))
-        out.append((O.MovingAverageMinMaxObserver, tq.MovingAverageMinMaxObserver,
-                    dict(nk, averaging_constant=0.3), dict(tk, averaging_constant=0.3)))
+        out.append(
+            (
+                O.MovingAverageMinMaxObserver,
+                tq.MovingAverageMinMaxObserver,
+                dict(nk, averaging_constant=0.3),
+                dict(tk, averaging_constant=0.3),
+            )
+        )
         out.append((O.HistogramObserver, tq.HistogramObserver, nk, tk))
     out.append((O.HistogramObserver, tq.HistogramObserver, dict(bins=512), dict(bins=512)))
     for nk, tk in per_channel:
@@ -149,8 +192,9 @@ def test_histogram_matches_torch_on_many_random_streams(torch, rng):
         for _ in range(int(rng.integers(1, 5))):
             kind = rng.integers(0, 3)
             shape = (int(rng.integers(1, 50)), int(rng.integers(1, 200)))
-            x = {0: rng.standard_normal(shape), 1: rng.laplace(size=shape),
-                 2: rng.exponential(size=shape)}[int(kind)] * rng.uniform(0.01, 10) + rng.uniform(-1, 1)
+            x = {0: rng.standard_normal(shape), 1: rng.laplace(size=shape), 2: rng.exponential(size=shape)}[
+                int(kind)
+            ] * rng.uniform(0.01, 10) + rng.uniform(-1, 1)
             x = x.astype(np.float32)
             obs(x)
             tobs(torch.from_numpy(x))
@@ -202,8 +246,13 @@ def test_default_is_full_range():
 
 
 def test_no_data_raises():
-    for cls in (O.MinMaxObserver, O.MovingAverageMinMaxObserver, O.PerChannelMinMaxObserver,
-                O.HistogramObserver, O.PercentileObserver):
+    for cls in (
+        O.MinMaxObserver,
+        O.MovingAverageMinMaxObserver,
+        O.PerChannelMinMaxObserver,
+        O.HistogramObserver,
+        O.PercentileObserver,
+    ):
         obs = cls() if "PerChannel" not in cls.__name__ else cls(dtype=npquant.qint8, qscheme=O.per_channel_symmetric)
         with pytest.raises(RuntimeError, match="seen no data"):
             obs.calculate_qparams()

@@ -41,8 +41,7 @@ def run_ort(path_or_proto, *inputs, level=None):
         so.graph_optimization_level = level
     src = path_or_proto if isinstance(path_or_proto, str) else path_or_proto.SerializeToString()
     sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-    feeds = {i.name: (x.int_repr() if isinstance(x, npquant.QTensor) else x)
-             for i, x in zip(sess.get_inputs(), inputs)}
+    feeds = {i.name: (x.int_repr() if isinstance(x, npquant.QTensor) else x) for i, x in zip(sess.get_inputs(), inputs)}
     outs = sess.run(None, feeds)
     return outs[0] if len(outs) == 1 else outs
 
@@ -78,6 +77,7 @@ def layer_inputs(model, x):
     def hook(name):
         def record(mod, args, out):
             seen.setdefault(name, (mod, args[0]))  # returns None: the output is kept
+
         return record
 
     for name, m in model.named_modules():
@@ -96,10 +96,16 @@ def test_every_quantized_layer_alone(fmt, seed, tmp_path):
     codes equal npquant's (integer) or are within one step (qdq), at both ends of ORT's
     optimization levels."""
     rng = np.random.default_rng(seed)
-    models = [(om.quantized_mlp(rng, act=act), rng.normal(0, 1, (32, 24)).astype(np.float32))
-              for act in ("relu6", "hardswish")]
-    models.append((om.quantized_poolnet(rng, hw=11, ceil_mode=bool(seed % 2)),
-                   rng.normal(0, 2, (3, 3, 11, 11)).astype(np.float32)))
+    models = [
+        (om.quantized_mlp(rng, act=act), rng.normal(0, 1, (32, 24)).astype(np.float32))
+        for act in ("relu6", "hardswish")
+    ]
+    models.append(
+        (
+            om.quantized_poolnet(rng, hw=11, ceil_mode=bool(seed % 2)),
+            rng.normal(0, 2, (3, 3, 11, 11)).astype(np.float32),
+        )
+    )
     gemm_total = gemm_differ = 0
     for model, x in models:
         for name, layer, xq in layer_inputs(model, x):
@@ -168,8 +174,10 @@ def check_model(q, x, out_scale, tmp_path, max_steps=3, max_frac=0.02, fmt="qdq"
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
-@pytest.mark.parametrize("act,join,rank3", [("relu", "add", False), ("relu6", "add_relu", True),
-                                           ("hardswish", "mul", False), ("dropout", "cat", True)])
+@pytest.mark.parametrize(
+    "act,join,rank3",
+    [("relu", "add", False), ("relu6", "add_relu", True), ("hardswish", "mul", False), ("dropout", "cat", True)],
+)
 def test_quantized_mlp_in_onnxruntime(fmt, seed, act, join, rank3, tmp_path):
     rng = np.random.default_rng(seed)
     shape = (6, 5, 24) if rank3 else (40, 24)  # rank 3 exports MatMul(Integer) instead of Gemm
@@ -218,19 +226,33 @@ def test_integer_qfunctional_and_activations_exact(seed, tmp_path):
             self.hs, self.relu, self.relu6 = nnq.Hardswish(0.02, 40), nnq.ReLU(), nnq.ReLU6()
 
         def forward(self, a, b, c):
-            return (self.f.add(a, b), self.f.add_relu(a, c), self.f.mul(a, b), self.f.cat([a, b, a], 1),
-                    self.f.add_scalar(a, 0.4), self.f.add_scalar(b, -300.0), self.f.mul_scalar(a, 1.5),
-                    self.f.mul_scalar(b, -0.7), self.f.mul_scalar(a, 0.0), self.hs(b), self.relu(a), self.relu6(c))
+            return (
+                self.f.add(a, b),
+                self.f.add_relu(a, c),
+                self.f.mul(a, b),
+                self.f.cat([a, b, a], 1),
+                self.f.add_scalar(a, 0.4),
+                self.f.add_scalar(b, -300.0),
+                self.f.mul_scalar(a, 1.5),
+                self.f.mul_scalar(b, -0.7),
+                self.f.mul_scalar(a, 0.0),
+                self.hs(b),
+                self.relu(a),
+                self.relu6(c),
+            )
 
     m = Ops()
     for dtype, zps in ((npquant.quint8, (120, 60, 3)), (npquant.qint8, (-8, 30, 0))):
-        a, b = (npquant.quantize_per_tensor(rng.normal(mu, 2, (16, 30)).astype(np.float32), s, z, dtype)
-                for mu, s, z in ((0, 0.03, zps[0]), (1, 0.05, zps[1])))
+        a, b = (
+            npquant.quantize_per_tensor(rng.normal(mu, 2, (16, 30)).astype(np.float32), s, z, dtype)
+            for mu, s, z in ((0, 0.03, zps[0]), (1, 0.05, zps[1]))
+        )
         c = npquant.quantize_per_tensor(rng.normal(0, 3, (1, 30)).astype(np.float32), 0.04, zps[2], dtype)
         npquant.onnx.export(m, (a, b, c), tmp_path / "ops.onnx", format="integer", dynamic_batch=False)
         for level in LEVELS:
-            for i, (got, expect) in enumerate(zip(run_ort(str(tmp_path / "ops.onnx"), a, b, c, level=level),
-                                                  m(a, b, c))):
+            for i, (got, expect) in enumerate(
+                zip(run_ort(str(tmp_path / "ops.onnx"), a, b, c, level=level), m(a, b, c))
+            ):
                 assert_exact(got, expect, f"{dtype} output {i}")
 
 
@@ -243,8 +265,15 @@ def test_integer_quantize_exact_at_every_threshold(dtype, rng, tmp_path):
     for scale, zp in ((0.0123, 0 if dtype is npquant.qint8 else 128), (3.1e-5, 7), (0.1, dtype.qmin)):
         stub = npquant.nn.quantized.Quantize(scale, zp, dtype)
         t = quantize_thresholds(scale, zp, dtype)[1:-1]
-        x = np.concatenate([t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf), [0.0, -0.0, 3e38, -3e38],
-                            rng.normal(0, 300 * scale, 5000)]).astype(np.float32)
+        x = np.concatenate(
+            [
+                t,
+                np.nextafter(t, -np.inf),
+                np.nextafter(t, np.inf),
+                [0.0, -0.0, 3e38, -3e38],
+                rng.normal(0, 300 * scale, 5000),
+            ]
+        ).astype(np.float32)
         npquant.onnx.export(stub, x, tmp_path / "q.onnx", format="integer")
         for level in LEVELS:
             assert_exact(run_ort(str(tmp_path / "q.onnx"), x, level=level), stub(x), f"scale {scale} zp {zp}")
@@ -275,8 +304,7 @@ def test_integer_structure_and_no_fusion(rng, tmp_path):
     no DequantizeLinear; ONNX Runtime's optimizer keeps MatMulInteger (no fusion into a kernel
     with other arithmetic)."""
     q = om.quantized_mlp(rng)
-    proto = npquant.onnx.export(q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx",
-                                format="integer")
+    proto = npquant.onnx.export(q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx", format="integer")
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("MatMulInteger") == 4 and "DequantizeLinear" not in ops and "Gemm" not in ops
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
@@ -307,8 +335,13 @@ def optimized_ops(path, tmp_path, level) -> list:
 def test_quantized_in_and_out(fmt, rng, tmp_path):
     """A QTensor input and output become uint8 tensors carrying the codes."""
     lin = npquant.nn.quantized.LinearReLU(12, 7)
-    w = npquant.quantize_per_channel(rng.normal(0, 0.1, (7, 12)).astype(np.float32),
-                                     np.full(7, 0.002, np.float32), np.zeros(7, int), 0, npquant.qint8)
+    w = npquant.quantize_per_channel(
+        rng.normal(0, 0.1, (7, 12)).astype(np.float32),
+        np.full(7, 0.002, np.float32),
+        np.zeros(7, int),
+        0,
+        npquant.qint8,
+    )
     lin.set_weight_bias(w, rng.normal(0, 0.1, 7).astype(np.float32))
     lin.scale, lin.zero_point = 0.01, 20
     xq = npquant.quantize_per_tensor(rng.normal(0, 1, (9, 12)).astype(np.float32), 0.02, 128, npquant.quint8)
@@ -327,8 +360,9 @@ def test_qdq_structure(weight_dtype, rng, tmp_path):
     weights are uint8 codes 128 above npquant's, zero points 128 (default), or npquant's
     int8 codes with zero points 0."""
     q = om.quantized_mlp(rng)
-    proto = npquant.onnx.export(q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx",
-                                weight_dtype=weight_dtype)
+    proto = npquant.onnx.export(
+        q, rng.normal(0, 1, (2, 24)).astype(np.float32), tmp_path / "m.onnx", weight_dtype=weight_dtype
+    )
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("Gemm") == 4 and "QuantizeLinear" in ops
@@ -351,8 +385,9 @@ def test_ort_fuses_to_integer_kernels(weight_dtype, rng, tmp_path):
     QLinearMatMul / MatMulIntegerToFloat) with either weight type."""
     for shape, fused in (((2, 24), {"QGemm": 4}), ((2, 5, 24), {"QLinearMatMul": 1, "MatMulIntegerToFloat": 3})):
         q = om.quantized_mlp(rng, in_shape=shape)
-        npquant.onnx.export(q, rng.normal(0, 1, shape).astype(np.float32), tmp_path / "m.onnx",
-                            weight_dtype=weight_dtype)
+        npquant.onnx.export(
+            q, rng.normal(0, 1, shape).astype(np.float32), tmp_path / "m.onnx", weight_dtype=weight_dtype
+        )
         for level in (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
             ops = optimized_ops(tmp_path / "m.onnx", tmp_path, level)
             assert {op: ops.count(op) for op in fused} == fused, ops
@@ -366,8 +401,9 @@ def saturating_linear(rng):
     k, n = 32, 12
     w = rng.integers(-128, 128, (n, k))
     w[0], w[1], w[2, ::2] = 127, -128, 127
-    wq = npquant.quantize_per_channel((w * 0.01).astype(np.float32), np.full(n, 0.01, np.float32),
-                                      np.zeros(n, int), 0, npquant.qint8)
+    wq = npquant.quantize_per_channel(
+        (w * 0.01).astype(np.float32), np.full(n, 0.01, np.float32), np.zeros(n, int), 0, npquant.qint8
+    )
     lin = npquant.nn.quantized.Linear(k, n)
     lin.set_weight_bias(wq, rng.normal(0, 1, n).astype(np.float32))
     codes = rng.integers(0, 256, (16, k)).astype(np.uint8)
@@ -411,8 +447,7 @@ def test_dynamic_linear_export(rng, tmp_path):
     err_npq = np.abs(expect - ref).max()
     assert np.abs(got - expect).max() <= 2 * err_npq + 1e-6
     with pytest.raises(ExportError, match="per_row"):
-        npquant.onnx.export(npquant.nn.quantized.dynamic.Linear.from_float(lin, per_row=True), x,
-                            tmp_path / "e.onnx")
+        npquant.onnx.export(npquant.nn.quantized.dynamic.Linear.from_float(lin, per_row=True), x, tmp_path / "e.onnx")
 
 
 def test_float_model_export(rng, tmp_path):
@@ -470,8 +505,7 @@ def test_export_errors_name_the_module(tmp_path):
     with pytest.raises(ExportError, match="'0' \\(Linear\\) has forward hooks"):
         npquant.onnx.export(m, x, tmp_path / "c.onnx")
     with pytest.raises(ExportError, match="divisor_override"):
-        npquant.onnx.export(nn.AvgPool2d(2, divisor_override=3), np.ones((1, 1, 4, 4), np.float32),
-                            tmp_path / "d.onnx")
+        npquant.onnx.export(nn.AvgPool2d(2, divisor_override=3), np.ones((1, 1, 4, 4), np.float32), tmp_path / "d.onnx")
     with pytest.raises(ExportError, match="example input 0"):
         npquant.onnx.export(nn.Linear(4, 4), np.ones((2, 4), np.int32), tmp_path / "e.onnx")
 
@@ -479,13 +513,15 @@ def test_export_errors_name_the_module(tmp_path):
 def test_npquant_imports_without_onnx():
     from conftest import run_python
 
-    code = ("import sys; sys.modules['onnx'] = None\n"
-            "import numpy as np, npquant\n"
-            "assert 'onnx' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
-            "try:\n"
-            "    npquant.onnx.export(npquant.nn.Linear(2, 2), np.ones((1, 2), np.float32), 'x.onnx')\n"
-            "except ImportError as e:\n"
-            "    assert 'pip install onnx' in str(e); print('ok')\n")
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "import numpy as np, npquant\n"
+        "assert 'onnx' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "try:\n"
+        "    npquant.onnx.export(npquant.nn.Linear(2, 2), np.ones((1, 2), np.float32), 'x.onnx')\n"
+        "except ImportError as e:\n"
+        "    assert 'pip install onnx' in str(e); print('ok')\n"
+    )
     r = run_python(code)
     assert r.stdout.strip() == "ok", r.stderr
 
@@ -494,9 +530,13 @@ def test_npquant_imports_without_onnx():
 def make_onnx(nodes, inits, in_shape, opset=17):
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
     return m
@@ -508,16 +548,26 @@ def test_load_handwritten_graph_equals_onnxruntime(rng):
     from onnx import helper
 
     f = lambda *s: rng.normal(0, 0.3, s).astype(np.float32)  # noqa: E731
-    inits = {"bn_s": f(3) + 1, "bn_b": f(3), "bn_m": f(3), "bn_v": np.abs(f(3)) + 0.5,
-             "zero": np.float32(0), "six": np.float32(6), "shape": np.array([0, -1], np.int64),
-             "w1": f(75, 20), "b1": f(20), "w2": f(20, 20), "b2": f(20), "half": np.float32(0.5),
-             "shape2": np.array([-1, 4, 10], np.int64)}
+    inits = {
+        "bn_s": f(3) + 1,
+        "bn_b": f(3),
+        "bn_m": f(3),
+        "bn_v": np.abs(f(3)) + 0.5,
+        "zero": np.float32(0),
+        "six": np.float32(6),
+        "shape": np.array([0, -1], np.int64),
+        "w1": f(75, 20),
+        "b1": f(20),
+        "w2": f(20, 20),
+        "b2": f(20),
+        "half": np.float32(0.5),
+        "shape2": np.array([-1, 4, 10], np.int64),
+    }
     nodes = [
         helper.make_node("BatchNormalization", ["x", "bn_s", "bn_b", "bn_m", "bn_v"], ["a"], epsilon=1e-3),
         helper.make_node("Clip", ["a", "zero", "six"], ["b"]),
         helper.make_node("MaxPool", ["b"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node("AveragePool", ["c"], ["d"], kernel_shape=[2, 2], pads=[1, 1, 1, 1],
-                         count_include_pad=1),
+        helper.make_node("AveragePool", ["c"], ["d"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
         helper.make_node("GlobalAveragePool", ["d"], ["g"]),
         helper.make_node("Reshape", ["d", "shape"], ["e"]),
         helper.make_node("Gemm", ["e", "w1", "b1"], ["h"], alpha=0.5),
@@ -557,8 +607,7 @@ def test_load_torch_export_matches_torch_and_quantizes(rng, tmp_path):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(t, (torch.randn(4, 20),), buf, dynamo=False, input_names=["x"],
-                          dynamic_axes={"x": {0: "N"}})
+        torch.onnx.export(t, (torch.randn(4, 20),), buf, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "N"}})
     net = npquant.onnx.load(buf.getvalue())
     x = rng.normal(0, 1, (50, 20)).astype(np.float32)
     np.testing.assert_allclose(net(x), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
@@ -587,12 +636,14 @@ def test_load_errors_name_the_op():
     w = np.ones((4, 4), np.float32)
     cases = [
         ([helper.make_node("Erf", ["x"], ["y"], name="act")], {}, "Erf node 'act': op Erf"),
-        ([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], {"lo": np.float32(-1), "hi": np.float32(1)},
-         "Clip\\(-1.0, 1.0\\)"),
+        (
+            [helper.make_node("Clip", ["x", "lo", "hi"], ["y"])],
+            {"lo": np.float32(-1), "hi": np.float32(1)},
+            "Clip\\(-1.0, 1.0\\)",
+        ),
         ([helper.make_node("Gemm", ["x", "w"], ["y"], transA=1)], {"w": w}, "transA"),
         ([helper.make_node("MatMul", ["w", "x"], ["y"])], {"w": w}, "MatMul\\(activation"),
-        ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1])], {},
-         "not symmetric"),
+        ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1])], {}, "not symmetric"),
         ([helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], {"s": np.float32(1)}, "is quantized"),
         ([helper.make_node("Add", ["x", "w"], ["y"])], {"w": w}, "constant of shape"),
     ]

@@ -15,9 +15,16 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from test_onnx import LEVELS, assert_exact, run_ort  # noqa: E402
 
-ACTS = {"hardsigmoid": lambda: nn.Hardsigmoid(), "sigmoid": lambda: nn.Sigmoid(), "tanh": lambda: nn.Tanh(),
-        "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": lambda: nn.ELU(0.7), "silu": lambda: nn.SiLU(),
-        "gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh")}
+ACTS = {
+    "hardsigmoid": lambda: nn.Hardsigmoid(),
+    "sigmoid": lambda: nn.Sigmoid(),
+    "tanh": lambda: nn.Tanh(),
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "elu": lambda: nn.ELU(0.7),
+    "silu": lambda: nn.SiLU(),
+    "gelu": lambda: nn.GELU(),
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+}
 
 
 @pytest.mark.parametrize("name", list(ACTS))
@@ -34,8 +41,7 @@ def test_float_export_runs_and_loads_back(name, rng, tmp_path):
 
 
 def _quantized(name, rng):
-    m = nn.Sequential(nn.QuantStub(), nn.Conv2d(3, 4, 3, padding=1, rng=rng), ACTS[name](),
-                      nn.DeQuantStub()).eval()
+    m = nn.Sequential(nn.QuantStub(), nn.Conv2d(3, 4, 3, padding=1, rng=rng), ACTS[name](), nn.DeQuantStub()).eval()
     m.qconfig = npquant.get_default_qconfig("x86")
     p = npquant.prepare(m)
     for _ in range(2):
@@ -58,8 +64,9 @@ def test_qdq_format_within_a_step(name, rng, tmp_path):
     """The quantized activation alone on a QTensor: DequantizeLinear, the float op,
     QuantizeLinear in ONNX Runtime, at most one output step from npquant's table."""
     act = _quantized(name, rng)[2]
-    xq = npquant.quantize_per_tensor((rng.standard_normal((2, 4, 6, 6)) * 3).astype(np.float32), 0.05, 120,
-                                     npquant.quint8)
+    xq = npquant.quantize_per_tensor(
+        (rng.standard_normal((2, 4, 6, 6)) * 3).astype(np.float32), 0.05, 120, npquant.quint8
+    )
     path = tmp_path / f"{name}_qdq.onnx"
     proto = npquant.onnx.export(act, xq, path, format="qdq")
     assert "QuantizeLinear" in [n.op_type for n in proto.graph.node]

@@ -6,10 +6,9 @@ import pytest
 import npquant
 import npquant.nn as nn
 import npquant.nn.quantized as nnq
+from test_onnx import FORMATS, HASWELL, LEVELS, assert_exact, check_model, layer_inputs, optimized_ops, run_ort
 
 import onnx_models as om
-from test_onnx import (FORMATS, HASWELL, LEVELS, assert_exact, check_model, layer_inputs, optimized_ops,
-                       run_ort)
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -129,8 +128,9 @@ def test_nhwc_model_qdq(seed, tmp_path):
     has the reasons), but mul(x, x) and the pools amplify a step of their input; measured
     up to 5 output steps over 10 seeds on VNNI and AVX2-only CPUs alike."""
     rng = np.random.default_rng(seed)
-    q = om.calibrated(NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)],
-                      fuse=[["conv2", "relu"]])
+    q = om.calibrated(
+        NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)], fuse=[["conv2", "relu"]]
+    )
     x = rng.normal(0, 1, (5, 3, 15, 15)).astype(np.float32)
     check_model(q, x, q.fc.scale, tmp_path, max_steps=6, max_frac=1.0)
     for name, layer, xq in layer_inputs(q, x):
@@ -147,8 +147,9 @@ def test_nhwc_model_qdq(seed, tmp_path):
 @pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1, 2])
 def test_nhwc_model_integer_exact(seed, tmp_path):
     rng = np.random.default_rng(seed)
-    q = om.calibrated(NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)],
-                      fuse=[["conv2", "relu"]])
+    q = om.calibrated(
+        NhwcZoo(rng), [rng.normal(0, 1, (4, 3, 15, 15)).astype(np.float32) for _ in range(2)], fuse=[["conv2", "relu"]]
+    )
     x = rng.normal(0, 1, (5, 3, 15, 15)).astype(np.float32)
     assert q.pool(q.hs(q.bn(q.conv1(q.quant(x))))).is_nhwc
     check_model(q, x, q.fc.scale, tmp_path, fmt="integer")
@@ -185,8 +186,9 @@ def test_load_torch_cnn(rng, tmp_path):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(t, (torch.randn(1, 3, 16, 16),), buf, dynamo=False, input_names=["x"],
-                          dynamic_axes={"x": {0: "N"}})
+        torch.onnx.export(
+            t, (torch.randn(1, 3, 16, 16),), buf, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "N"}}
+        )
     net = npquant.onnx.load(buf.getvalue())
     assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 2
     x = rng.normal(0, 1, (3, 3, 16, 16)).astype(np.float32)

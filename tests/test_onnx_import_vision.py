@@ -35,12 +35,21 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("nhwc", [False, True])
-@pytest.mark.parametrize("op", [
-    lambda t: t.transpose(1, 2), lambda t: t.permute(0, 2, 3, 1), lambda t: t.chunk(2, 1),
-    lambda t: t.chunk(4, 1), lambda t: t.split([1, 5], 1), lambda t: t.split(4, 3), lambda t: t.mean([2, 3]),
-    lambda t: t.mean([2, 3], keepdim=True), lambda t: t.flatten(1),
-    lambda t: t.view(2, 3, 2, 35).contiguous(),
-])
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda t: t.transpose(1, 2),
+        lambda t: t.permute(0, 2, 3, 1),
+        lambda t: t.chunk(2, 1),
+        lambda t: t.chunk(4, 1),
+        lambda t: t.split([1, 5], 1),
+        lambda t: t.split(4, 3),
+        lambda t: t.mean([2, 3]),
+        lambda t: t.mean([2, 3], keepdim=True),
+        lambda t: t.flatten(1),
+        lambda t: t.view(2, 3, 2, 35).contiguous(),
+    ],
+)
 def test_qtensor_shape_ops_match_torch(op, nhwc):
     q, tq = _pair(nhwc)
     _same(op(q), op(tq))
@@ -107,8 +116,13 @@ def _channel_shuffle(x, groups: int):  # torchvision's, verbatim in behaviour
 class _ShuffleBlock(tnn.Module):
     def __init__(self, c):
         super().__init__()
-        self.branch2 = tnn.Sequential(tnn.Conv2d(c // 2, c // 2, 1), tnn.BatchNorm2d(c // 2), tnn.ReLU(),
-                                      tnn.Conv2d(c // 2, c // 2, 3, 1, 1, groups=c // 2), tnn.BatchNorm2d(c // 2))
+        self.branch2 = tnn.Sequential(
+            tnn.Conv2d(c // 2, c // 2, 1),
+            tnn.BatchNorm2d(c // 2),
+            tnn.ReLU(),
+            tnn.Conv2d(c // 2, c // 2, 3, 1, 1, groups=c // 2),
+            tnn.BatchNorm2d(c // 2),
+        )
 
     def forward(self, x):
         x1, x2 = x.chunk(2, dim=1)
@@ -130,8 +144,9 @@ class _Activations(tnn.Module):
     def __init__(self):
         super().__init__()
         self.conv = tnn.Conv2d(3, 8, 3, padding=1)
-        self.acts = tnn.ModuleList([tnn.Sigmoid(), tnn.Tanh(), tnn.LeakyReLU(0.2), tnn.ELU(0.5), tnn.GELU(),
-                                    tnn.GELU(approximate="tanh")])
+        self.acts = tnn.ModuleList(
+            [tnn.Sigmoid(), tnn.Tanh(), tnn.LeakyReLU(0.2), tnn.ELU(0.5), tnn.GELU(), tnn.GELU(approximate="tanh")]
+        )
 
     def forward(self, x):
         x = self.conv(x)

@@ -17,20 +17,22 @@ import numpy as np
 import pytest
 
 import npquant
-import peers
 from npquant import nn
 from npquant.nn import quantized as nnq
 from npquant.onnx import UnsupportedOnnxError
 from npquant.onnx._qdq_load import exact_bias
 
 import onnx_models as om
+import peers
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 ortq = pytest.importorskip("onnxruntime.quantization")
 
-LEVELS = {"disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-          "enable_all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+LEVELS = {
+    "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "enable_all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 GEMM_TYPES = (nnq.Linear, nnq.Conv2d)
 
 
@@ -153,8 +155,9 @@ def test_exact_bias_gives_the_integer():
     quotient = (exact_bias(bq, s) / s).astype(np.float32)
     # the integer itself, or (no float32 divides to it) the float32 next to it
     assert np.all(np.abs(quotient - bq) <= np.spacing(np.abs(bq).astype(np.float32)))
-    peers.record("exact_bias: quotient == the int32 bias", "measured",
-                 int(np.count_nonzero(quotient == bq.astype(np.float32))))
+    peers.record(
+        "exact_bias: quotient == the int32 bias", "measured", int(np.count_nonzero(quotient == bq.astype(np.float32)))
+    )
 
 
 # ------------------------------------------------------------------ ONNX Runtime's quantize_static
@@ -210,10 +213,15 @@ def ort_quantized(model, rng, path, activation, per_channel):
         def get_next(self):
             return next(batches, None)
 
-    ortq.quantize_static(str(path.with_suffix(".float.onnx")), str(path), Reader(),
-                         quant_format=ortq.QuantFormat.QDQ, per_channel=per_channel,
-                         activation_type=getattr(ortq.QuantType, activation),
-                         weight_type=ortq.QuantType.QInt8)
+    ortq.quantize_static(
+        str(path.with_suffix(".float.onnx")),
+        str(path),
+        Reader(),
+        quant_format=ortq.QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=getattr(ortq.QuantType, activation),
+        weight_type=ortq.QuantType.QInt8,
+    )
     return onnx.load(str(path))
 
 
@@ -296,8 +304,9 @@ def test_ort_quantize_static_resnet_like_within_steps(activation, per_channel, r
     for level in levels:
         ref = run_ort(tmp_path / "m.onnx", x, level)
         steps = np.rint(np.abs(ref.astype(np.float64) - y) / out_scale)
-        peers.record(f"ORT quantize_static ResNet-like, {level} (outputs differing)", "measured",
-                     int(np.count_nonzero(steps)))
+        peers.record(
+            f"ORT quantize_static ResNet-like, {level} (outputs differing)", "measured", int(np.count_nonzero(steps))
+        )
         assert steps.max() <= 2 and np.count_nonzero(steps) <= y.size // 50
 
 
@@ -310,27 +319,35 @@ def test_int8_activations_become_quint8_shifted_by_128(rng, tmp_path):
 
 
 # ------------------------------------------------------------------ errors
-def qdq_graph(weight, w_zp, y_zp=np.uint8(0), per_axis_activation=False, float_output=True):
+ZERO_U8 = np.uint8(0)
+
+
+def qdq_graph(weight, w_zp, y_zp=ZERO_U8, per_axis_activation=False, float_output=True):
     """x -> Q -> DQ -> MatMul(DQ(weight)) -> Q -> (DQ) -> y, hand-written."""
     from onnx import TensorProto, helper, numpy_helper
 
     xs = np.full(4, 0.1, np.float32) if per_axis_activation else np.float32(0.1)
     xz = np.zeros(4, np.uint8) if per_axis_activation else np.uint8(128)
-    inits = {"xs": xs, "xz": xz, "w": weight, "ws": np.float32(0.01), "wz": w_zp, "ys": np.float32(0.05),
-             "yz": y_zp}
-    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x", axis=1),
-             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x", axis=1),
-             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="dq_w"),
-             helper.make_node("MatMul", ["xd", "wd"], ["m"], name="matmul"),
-             helper.make_node("QuantizeLinear", ["m", "ys", "yz"], ["yq"], name="quant_y")]
+    inits = {"xs": xs, "xz": xz, "w": weight, "ws": np.float32(0.01), "wz": w_zp, "ys": np.float32(0.05), "yz": y_zp}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x", axis=1),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x", axis=1),
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="dq_w"),
+        helper.make_node("MatMul", ["xd", "wd"], ["m"], name="matmul"),
+        helper.make_node("QuantizeLinear", ["m", "ys", "yz"], ["yq"], name="quant_y"),
+    ]
     out = "yq"
     if float_output:
         nodes.append(helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dq_y"))
         out = "y"
     out_type = TensorProto.FLOAT if float_output else TensorProto.UINT8
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
-                              [helper.make_tensor_value_info(out, out_type, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info(out, out_type, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
@@ -383,8 +400,13 @@ def test_ort_quantize_static_matmul_with_separate_bias_add(rng, tmp_path):
         def get_next(self):
             return next(batches, None)
 
-    ortq.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(),
-                         quant_format=ortq.QuantFormat.QDQ, per_channel=True)
+    ortq.quantize_static(
+        str(tmp_path / "f.onnx"),
+        str(tmp_path / "q.onnx"),
+        Reader(),
+        quant_format=ortq.QuantFormat.QDQ,
+        per_channel=True,
+    )
     proto = onnx.load(str(tmp_path / "q.onnx"))
     q = npquant.onnx.load(proto)
     assert len(quantized_children(q)) == 4 and not float_gemm_children(q)
@@ -396,6 +418,7 @@ def test_ort_quantize_static_matmul_with_separate_bias_add(rng, tmp_path):
     for level in levels:
         ref = run_ort(tmp_path / "q.onnx", x, level)
         steps = np.rint(np.abs(ref.astype(np.float64) - y) / output_scale(proto))
-        peers.record(f"ORT quantize_static MatMul + Add, {level} (outputs differing)", "measured",
-                     int(np.count_nonzero(steps)))
+        peers.record(
+            f"ORT quantize_static MatMul + Add, {level} (outputs differing)", "measured", int(np.count_nonzero(steps))
+        )
         assert steps.max() <= 1

@@ -35,8 +35,7 @@ class Ops(nn.Module):
 
 @pytest.mark.parametrize("fmt", ["qdq", "integer"])
 def test_methods_exact(fmt, rng, tmp_path):
-    x = npquant.quantize_per_tensor(rng.standard_normal((2, 4, 3, 5)).astype(np.float32), 0.03, 117,
-                                    npquant.quint8)
+    x = npquant.quantize_per_tensor(rng.standard_normal((2, 4, 3, 5)).astype(np.float32), 0.03, 117, npquant.quint8)
     m = Ops()
     path = str(tmp_path / "ops.onnx")
     proto = npquant.onnx.export(m, x, path, format=fmt, dynamic_batch=False)
@@ -50,8 +49,9 @@ def test_methods_exact(fmt, rng, tmp_path):
 def test_shufflenet_int8_exports_exact(rng, tmp_path):
     model = npquant.models.shufflenet_v2_x1_0()
     model.fuse_model()
-    model.qconfig = npquant.QConfig(activation=npquant.observers.MinMaxObserver,
-                                    weight=npquant.observers.default_per_channel_weight_observer)
+    model.qconfig = npquant.QConfig(
+        activation=npquant.observers.MinMaxObserver, weight=npquant.observers.default_per_channel_weight_observer
+    )
     prepared = npquant.prepare(model)
     prepared(rng.standard_normal((2, 3, 48, 48)).astype(np.float32))
     q = npquant.convert(prepared)

@@ -13,10 +13,13 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from test_onnx import LEVELS, assert_exact, run_ort  # noqa: E402
 
-MODULES = {"shuffle": lambda: nn.ChannelShuffle(2), "nearest2x": lambda: nn.Upsample(scale_factor=2),
-           "nearest": lambda: nn.UpsamplingNearest2d(size=(11, 7)),
-           "bilinear": lambda: nn.Upsample(size=(13, 9), mode="bilinear"),
-           "bilinear_ac": lambda: nn.UpsamplingBilinear2d(scale_factor=1.7)}
+MODULES = {
+    "shuffle": lambda: nn.ChannelShuffle(2),
+    "nearest2x": lambda: nn.Upsample(scale_factor=2),
+    "nearest": lambda: nn.UpsamplingNearest2d(size=(11, 7)),
+    "bilinear": lambda: nn.Upsample(size=(13, 9), mode="bilinear"),
+    "bilinear_ac": lambda: nn.UpsamplingBilinear2d(scale_factor=1.7),
+}
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "integer"])
@@ -38,8 +41,14 @@ def test_exact_on_floats_and_qtensors(name, fmt, rng, tmp_path):
 
 
 def test_in_a_quantized_model(rng, tmp_path):
-    m = nn.Sequential(nn.QuantStub(), nn.Conv2d(3, 4, 3, padding=1, rng=rng), nn.Upsample(scale_factor=2),
-                      nn.ChannelShuffle(2), nn.Upsample(size=(15, 13), mode="bilinear"), nn.DeQuantStub()).eval()
+    m = nn.Sequential(
+        nn.QuantStub(),
+        nn.Conv2d(3, 4, 3, padding=1, rng=rng),
+        nn.Upsample(scale_factor=2),
+        nn.ChannelShuffle(2),
+        nn.Upsample(size=(15, 13), mode="bilinear"),
+        nn.DeQuantStub(),
+    ).eval()
     m.qconfig = npquant.get_default_qconfig("x86")
     p = npquant.prepare(m)
     p(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))

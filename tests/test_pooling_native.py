@@ -60,8 +60,9 @@ def test_native_pooling_rejects_bad_arguments():
     with pytest.raises(TypeError, match="uint8 or int8"):
         _C.max_pool2d_nhwc(x.astype(np.int16), (2, 2), (2, 2), (2, 2), (0, 0), (1, 1))
     with pytest.raises(ValueError, match="C-contiguous"):
-        _C.max_pool2d_nhwc(np.zeros((1, 4, 3, 4), np.uint8).transpose(0, 1, 3, 2),
-                           (2, 2), (2, 2), (2, 2), (0, 0), (1, 1))
+        _C.max_pool2d_nhwc(
+            np.zeros((1, 4, 3, 4), np.uint8).transpose(0, 1, 3, 2), (2, 2), (2, 2), (2, 2), (0, 0), (1, 1)
+        )
     with pytest.raises(ValueError, match="output size too large"):
         _C.max_pool2d_nhwc(x, (9, 2), (2, 2), (2, 2), (0, 0), (1, 1))
     with pytest.raises(ValueError, match="stride"):

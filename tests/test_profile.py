@@ -44,9 +44,12 @@ class TinyResNet(nn.Module):
 def quantized_model(rng):
     m = TinyResNet(rng).eval()
     m.qconfig = npquant.get_default_qconfig("x86")
-    fused = npquant.fuse_modules(m, [["stem", "relu"]] + [[f"layer1.{i}.conv1", f"layer1.{i}.bn1", f"layer1.{i}.relu"]
-                                                        for i in range(2)] + [[f"layer1.{i}.conv2", f"layer1.{i}.bn2"]
-                                                                              for i in range(2)])
+    fused = npquant.fuse_modules(
+        m,
+        [["stem", "relu"]]
+        + [[f"layer1.{i}.conv1", f"layer1.{i}.bn1", f"layer1.{i}.relu"] for i in range(2)]
+        + [[f"layer1.{i}.conv2", f"layer1.{i}.bn2"] for i in range(2)],
+    )
     p = npquant.prepare(fused)
     for _ in range(3):
         p(rng.standard_normal((2, 3, 16, 16)).astype(np.float32))

@@ -46,21 +46,22 @@ def test_static_kernel_equals_contract(p):
 
 @pytest.mark.slow
 @settings(**SETTINGS)
-@given(m=st.integers(0, 20), k=st.integers(1, 200), n=st.integers(1, 50),
-       data=st.data(), per_row=st.booleans())
+@given(m=st.integers(0, 20), k=st.integers(1, 200), n=st.integers(1, 50), data=st.data(), per_row=st.booleans())
 def test_dynamic_kernel_equals_contract(m, k, n, data, per_row):
     x = data.draw(hnp.arrays(np.float32, (m, k), elements=st.floats(-1000000.0, 1000000.0, width=32)))
     w = data.draw(hnp.arrays(np.int8, (n, k)))
-    ws = data.draw(hnp.arrays(np.float32, (n,),
-                              elements=st.floats(9.999999747378752e-06, 0.10000000149011612, width=32)))
+    ws = data.draw(
+        hnp.arrays(np.float32, (n,), elements=st.floats(9.999999747378752e-06, 0.10000000149011612, width=32))
+    )
     kernel = data.draw(st.sampled_from(KERNELS))
     packed = _C.PackedLinearWeight(w, ws, kernel=kernel)
     y = _C.linear_dynamic(x, packed, per_row)
     assert np.array_equal(y, npref.linear_dynamic(x, w, ws, None, per_row))
 
 
-ANY_DTYPE = st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.uint8, np.int32,
-                             np.int64, np.bool_, np.complex64])
+ANY_DTYPE = st.sampled_from(
+    [np.float16, np.float32, np.float64, np.int8, np.uint8, np.int32, np.int64, np.bool_, np.complex64]
+)
 
 
 @settings(**SETTINGS)
@@ -86,11 +87,20 @@ def test_dynamic_linear_any_array_is_exact_or_clean_error(data, dtype, transpose
 
 
 @settings(**SETTINGS)
-@given(data=st.data(), scale=st.floats(allow_nan=True, allow_infinity=True, width=32),
-       zp=st.integers(-300, 300), signed=st.booleans())
+@given(
+    data=st.data(),
+    scale=st.floats(allow_nan=True, allow_infinity=True, width=32),
+    zp=st.integers(-300, 300),
+    signed=st.booleans(),
+)
 def test_quantize_per_tensor_exact_or_clean_error(data, scale, zp, signed):
-    x = data.draw(hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
-                             elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
+    x = data.draw(
+        hnp.arrays(
+            np.float32,
+            hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
+            elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
+        )
+    )
     dtype = npquant.qint8 if signed else npquant.quint8
     try:
         q = npquant.quantize_per_tensor(x, scale, zp, dtype)

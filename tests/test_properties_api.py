@@ -25,10 +25,8 @@ CLEAN = (TypeError, ValueError)
 # qparams a user might type, good and bad
 # (valid values are listed three times: one_of picks a branch uniformly, so 3 in 4 draws are valid)
 _good_scale = st.floats(float(np.float32(1e-6)), 10.0, width=32)
-any_scale = st.one_of(_good_scale, _good_scale, _good_scale,
-                      st.sampled_from([0.0, -1.0, np.nan, np.inf, 1e-45, 1e38]))
-any_zp = st.one_of(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255),
-                   st.sampled_from([-1, 256, 3.5, 1e9]))
+any_scale = st.one_of(_good_scale, _good_scale, _good_scale, st.sampled_from([0.0, -1.0, np.nan, np.inf, 1e-45, 1e38]))
+any_zp = st.one_of(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.sampled_from([-1, 256, 3.5, 1e9]))
 
 
 def ok_qparams(scale, zp, dtype=npquant.quint8) -> bool:
@@ -69,15 +67,28 @@ def _linear(k, n, bias, relu, seed=0):
 
 
 @settings(max_examples=max_examples(300), **SETTINGS)
-@given(data=st.data(), k=st.integers(1, 20), n=st.integers(1, 12), bias=st.booleans(), relu=st.booleans(),
-       scale=any_scale, zp=any_zp)
+@given(
+    data=st.data(),
+    k=st.integers(1, 20),
+    n=st.integers(1, 12),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    scale=any_scale,
+    zp=any_zp,
+)
 def test_static_linear_exact_or_clean(data, k, n, bias, relu, scale, zp):
     layer = _linear(k, n, bias, relu)
     layer.scale, layer.zero_point = scale, zp
     last = data.draw(st.sampled_from([k, k, k + 1, max(k - 1, 0)]))
     lead = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=5))
-    x = data.draw(st.one_of(qtensor(shape=lead + (last,)), qtensor(shape=lead + (last,)), qtensor(shape=lead + (last,)),
-                            hnp.arrays(st.sampled_from([np.float32, np.uint8]), lead + (last,))))
+    x = data.draw(
+        st.one_of(
+            qtensor(shape=lead + (last,)),
+            qtensor(shape=lead + (last,)),
+            qtensor(shape=lead + (last,)),
+            hnp.arrays(st.sampled_from([np.float32, np.uint8]), lead + (last,)),
+        )
+    )
     try:
         y = layer(x)
     except Exception as e:  # noqa: BLE001 (checked below)
@@ -89,8 +100,17 @@ def test_static_linear_exact_or_clean(data, k, n, bias, relu, scale, zp):
     event("computed")
     w = layer.weight()
     x2 = np.ascontiguousarray(x.int_repr().reshape(-1, k))
-    expect = npref.linear_static(x2, x.q_scale(), x.q_zero_point(), w.int_repr(), w.q_per_channel_scales(),
-                                 layer.bias(), np.float32(scale), int(zp), relu)
+    expect = npref.linear_static(
+        x2,
+        x.q_scale(),
+        x.q_zero_point(),
+        w.int_repr(),
+        w.q_per_channel_scales(),
+        layer.bias(),
+        np.float32(scale),
+        int(zp),
+        relu,
+    )
     assert y.shape == lead + (n,)
     np.testing.assert_array_equal(y.int_repr().reshape(-1, n), expect)
 
@@ -107,15 +127,23 @@ def test_set_weight_bias_exact_or_clean(data, n, k):
     elif kind == "per_tensor_zp":
         w = npquant.QTensor(wq, 0.01, data.draw(st.integers(-128, 127)), npquant.qint8)
     elif kind == "per_channel" and wq.ndim >= 1:
-        w = npquant.QTensor(wq, np.full(wq.shape[0], 0.02, np.float32), np.zeros(wq.shape[0], int),
-                            npquant.qint8, axis=0)
+        w = npquant.QTensor(
+            wq, np.full(wq.shape[0], 0.02, np.float32), np.zeros(wq.shape[0], int), npquant.qint8, axis=0
+        )
     elif kind == "uint8":
         w = npquant.QTensor(wq.view(np.uint8), 0.01, 0, npquant.quint8)
     else:
         w = wq
-    bias = data.draw(st.one_of(st.none(), hnp.arrays(np.float32, st.sampled_from([(n,), (n + 1,), (1, n)]),
-                                                      elements=st.floats(width=32, allow_nan=True,
-                                                                         allow_infinity=True))))
+    bias = data.draw(
+        st.one_of(
+            st.none(),
+            hnp.arrays(
+                np.float32,
+                st.sampled_from([(n,), (n + 1,), (1, n)]),
+                elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
+            ),
+        )
+    )
     layer = nnq.Linear(k, n)
     try:
         layer.set_weight_bias(w, bias)
@@ -131,13 +159,17 @@ def test_set_weight_bias_exact_or_clean(data, n, k):
 
 
 # ------------------------------------------------------------------ pooling
-pool_geometry = st.fixed_dictionaries(dict(kernel_size=st.integers(1, 4), stride=st.integers(1, 3),
-                                           padding=st.integers(0, 2), ceil_mode=st.booleans()))
+pool_geometry = st.fixed_dictionaries(
+    dict(kernel_size=st.integers(1, 4), stride=st.integers(1, 3), padding=st.integers(0, 2), ceil_mode=st.booleans())
+)
 
 
 @settings(max_examples=max_examples(300), **SETTINGS)
-@given(x=st.one_of(qtensor(min_dims=4, max_dims=4, max_side=10), qtensor(min_dims=1, max_dims=5)),
-       geom=pool_geometry, dilation=st.integers(1, 2))
+@given(
+    x=st.one_of(qtensor(min_dims=4, max_dims=4, max_side=10), qtensor(min_dims=1, max_dims=5)),
+    geom=pool_geometry,
+    dilation=st.integers(1, 2),
+)
 def test_maxpool_exact_or_clean(x, geom, dilation):
     """Quantized max pooling is max pooling of the codes (monotone), whatever the storage."""
     codes = x.int_repr().astype(np.float32)
@@ -158,8 +190,11 @@ def test_maxpool_exact_or_clean(x, geom, dilation):
 
 
 @settings(max_examples=max_examples(300), **SETTINGS)
-@given(x=st.one_of(qtensor(min_dims=4, max_dims=4, max_side=10), qtensor(min_dims=1, max_dims=5)),
-       geom=pool_geometry, cip=st.booleans())
+@given(
+    x=st.one_of(qtensor(min_dims=4, max_dims=4, max_side=10), qtensor(min_dims=1, max_dims=5)),
+    geom=pool_geometry,
+    cip=st.booleans(),
+)
 def test_avgpool_within_half_a_code_or_clean(x, geom, cip):
     """Quantized average pooling rounds the float average of the centred codes: within half a
     code of it (plus float rounding), in range, same shape as the float module's."""
@@ -182,8 +217,10 @@ def test_avgpool_within_half_a_code_or_clean(x, geom, cip):
 
 
 @settings(max_examples=max_examples(200), **SETTINGS)
-@given(x=qtensor(shape=None, min_dims=4, max_dims=4, max_side=9),
-       out=st.one_of(st.integers(0, 5), st.tuples(st.integers(1, 5), st.one_of(st.none(), st.integers(1, 5)))))
+@given(
+    x=qtensor(shape=None, min_dims=4, max_dims=4, max_side=9),
+    out=st.one_of(st.integers(0, 5), st.tuples(st.integers(1, 5), st.one_of(st.none(), st.integers(1, 5)))),
+)
 def test_adaptive_avgpool_within_half_a_code_or_clean(x, out):
     q, f = nnq.AdaptiveAvgPool2d(out), None
     try:
@@ -220,8 +257,12 @@ def test_qfunctional_close_or_clean(data, op, scale, zp):
     event("computed")
     assert isinstance(b, npquant.QTensor) and ok_qparams(scale, zp)
     fa, fb = a.dequantize(), b.dequantize()
-    v = {"add": lambda: fa + fb, "add_relu": lambda: np.maximum(fa + fb, 0), "mul": lambda: fa * fb,
-         "cat": lambda: np.concatenate([fa, fb], 0)}[op]()
+    v = {
+        "add": lambda: fa + fb,
+        "add_relu": lambda: np.maximum(fa + fb, 0),
+        "mul": lambda: fa * fb,
+        "cat": lambda: np.concatenate([fa, fb], 0),
+    }[op]()
     ref = np.clip(np.rint(v / np.float32(scale)) + int(zp), 0, 255)
     assert y.shape == ref.shape
     assert np.all(np.abs(y.int_repr().astype(np.float64) - ref) <= 1)
@@ -229,10 +270,16 @@ def test_qfunctional_close_or_clean(data, op, scale, zp):
 
 # ------------------------------------------------------------------ QTensor construction
 @settings(max_examples=max_examples(300), **SETTINGS)
-@given(arr=hnp.arrays(st.sampled_from([np.uint8, np.int8, np.int32, np.float32, np.bool_]),
-                      hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
-       dtype=st.sampled_from([npquant.quint8, npquant.qint8]), scale=any_scale, zp=st.integers(-300, 300),
-       axis=st.one_of(st.none(), st.integers(-4, 4)))
+@given(
+    arr=hnp.arrays(
+        st.sampled_from([np.uint8, np.int8, np.int32, np.float32, np.bool_]),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+    ),
+    dtype=st.sampled_from([npquant.quint8, npquant.qint8]),
+    scale=any_scale,
+    zp=st.integers(-300, 300),
+    axis=st.one_of(st.none(), st.integers(-4, 4)),
+)
 def test_qtensor_constructor_validates(arr, dtype, scale, zp, axis):
     try:
         if axis is None:
@@ -268,31 +315,49 @@ def _conv_acc(x_codes, xz, w, stride, padding, dilation, groups):
     og = o // groups
     for i in range(kh):
         for j in range(kw):
-            patch = xp[:, :, i * dilation: i * dilation + stride * (oh - 1) + 1: stride,
-                       j * dilation: j * dilation + stride * (ow - 1) + 1: stride]
+            patch = xp[
+                :,
+                :,
+                i * dilation : i * dilation + stride * (oh - 1) + 1 : stride,
+                j * dilation : j * dilation + stride * (ow - 1) + 1 : stride,
+            ]
             for g in range(groups):
-                acc[:, g * og:(g + 1) * og] += np.einsum(
-                    "nchw,oc->nohw", patch[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og, :, i, j].astype(np.int64))
+                acc[:, g * og : (g + 1) * og] += np.einsum(
+                    "nchw,oc->nohw", patch[:, g * cg : (g + 1) * cg], w[g * og : (g + 1) * og, :, i, j].astype(np.int64)
+                )
     return acc
 
 
 @settings(max_examples=max_examples(150), **SETTINGS)
-@given(data=st.data(), groups=st.integers(1, 3), cg=st.integers(1, 4), og=st.integers(1, 4),
-       k=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 2), dilation=st.integers(1, 2),
-       bias=st.booleans(), relu=st.booleans(), scale=any_scale, zp=any_zp)
+@given(
+    data=st.data(),
+    groups=st.integers(1, 3),
+    cg=st.integers(1, 4),
+    og=st.integers(1, 4),
+    k=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    scale=any_scale,
+    zp=any_zp,
+)
 def test_static_conv_exact_or_clean(data, groups, cg, og, k, stride, padding, dilation, bias, relu, scale, zp):
     cin, cout = cg * groups, og * groups
     rng = np.random.default_rng(0)
-    layer = (nnq.ConvReLU2d if relu else nnq.Conv2d)(cin, cout, k, stride=stride, padding=padding,
-                                                     dilation=dilation, groups=groups, bias=bias)
+    layer = (nnq.ConvReLU2d if relu else nnq.Conv2d)(
+        cin, cout, k, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias
+    )
     wq = rng.integers(-128, 128, (cout, cg, k, k), dtype=np.int8)
     ws = rng.uniform(0.001, 0.01, cout).astype(np.float32)
     b = rng.normal(0, 1, cout).astype(np.float32) if bias else None
     layer.set_weight_bias(npquant.QTensor(wq, ws, np.zeros(cout, int), npquant.qint8, axis=0), b)
     layer.scale, layer.zero_point = scale, zp
     c_in = data.draw(st.sampled_from([cin, cin, cin + 1]))
-    x = data.draw(qtensor(shape=(data.draw(st.integers(0, 2)), c_in, data.draw(st.integers(0, 8)),
-                                 data.draw(st.integers(0, 8)))))
+    x = data.draw(
+        qtensor(shape=(data.draw(st.integers(0, 2)), c_in, data.draw(st.integers(0, 8)), data.draw(st.integers(0, 8))))
+    )
     try:
         y = layer(x)
     except Exception as e:  # noqa: BLE001

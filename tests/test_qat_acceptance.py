@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 import npquant
-import peers
 from npquant.interop import torch_state_dict_to_numpy
 from npquant.nn import quantized as nnq
-
 from test_state_dict import CNN, CNN_FUSE, CNN_SHAPE, converted, torch_twin
+
+import peers
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -91,8 +91,16 @@ def exported(model):
     x = torch.from_numpy(x_batch()[:2])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), f, dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {0: "n"}})
+        torch.onnx.export(
+            model,
+            (x,),
+            f,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "n"}},
+        )
     return f.getvalue()
 
 
@@ -106,13 +114,17 @@ def test_qat_model_from_its_qdq_onnx_export(qat_model):
     x = x_batch()
     q = npquant.onnx.load(exported(qat_model))
     layers = gemm_layers(q)
-    tlayers = [m for _, m in qat_model.named_modules()
-               if isinstance(m, (torch.ao.nn.quantized.Linear, torch.ao.nn.quantized.Conv2d))]
+    tlayers = [
+        m
+        for _, m in qat_model.named_modules()
+        if isinstance(m, (torch.ao.nn.quantized.Linear, torch.ao.nn.quantized.Conv2d))
+    ]
     assert len(layers) == len(tlayers) == 4
     # torch's model with the biases the file holds (int32 round(b / s), as npquant adds them)
     tq = copy.deepcopy(qat_model)
-    tlayers = [m for _, m in tq.named_modules()
-               if isinstance(m, (torch.ao.nn.quantized.Linear, torch.ao.nn.quantized.Conv2d))]
+    tlayers = [
+        m for _, m in tq.named_modules() if isinstance(m, (torch.ao.nn.quantized.Linear, torch.ao.nn.quantized.Conv2d))
+    ]
     for mine, theirs in zip(layers, tlayers):
         w, b = theirs.weight(), theirs.bias()
         assert np.array_equal(mine.weight().int_repr(), w.int_repr().numpy())

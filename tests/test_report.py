@@ -97,6 +97,7 @@ def test_compare_input_errors():
 
 # ------------------------------------------------------------------- static models, keep_float
 
+
 class StaticMLP(nn.Module):
     def __init__(self):
         super().__init__()
@@ -161,8 +162,7 @@ def test_min_sqnr_keeps_every_weak_layer_in_float():
     x = _x(64, 9)
     f = StaticMLP().eval()
     full = npquant.quantize(_fused(), _calibrate, data)
-    alone = {r.name.split("+")[0]: r.layer_sqnr_db for r in npquant.compare(f, full, x)
-             if r.name.startswith("fc")}
+    alone = {r.name.split("+")[0]: r.layer_sqnr_db for r in npquant.compare(f, full, x) if r.name.startswith("fc")}
     ranked = sorted(alone, key=alone.get)
     threshold = (alone[ranked[0]] + alone[ranked[1]]) / 2  # only the weakest layer is below
     q = npquant.quantize(_fused(), _calibrate, data, min_sqnr_db=threshold, eval_inputs=x)

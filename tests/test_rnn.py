@@ -11,9 +11,16 @@ import numpy as np
 import pytest
 
 import npquant
+from npquant.nn.utils.rnn import (
+    PackedSequence,
+    pack_padded_sequence,
+    pack_sequence,
+    pad_packed_sequence,
+    pad_sequence,
+    unpack_sequence,
+)
+
 from conftest import run_python, runnable_isas
-from npquant.nn.utils.rnn import (PackedSequence, pack_padded_sequence, pack_sequence, pad_packed_sequence,
-                                  pad_sequence, unpack_sequence)
 
 torch = pytest.importorskip("torch")
 
@@ -22,10 +29,16 @@ torch = pytest.importorskip("torch")
 # ulps of the *inputs* (measured max absolute difference 2e-7 on these shapes).
 RTOL, ATOL = 1e-5, 1e-6
 
-FLOAT = {"LSTM": (torch.nn.LSTM, npquant.nn.LSTM), "GRU": (torch.nn.GRU, npquant.nn.GRU),
-         "RNN": (torch.nn.RNN, npquant.nn.RNN)}
-CELLS = {"LSTMCell": (torch.nn.LSTMCell, npquant.nn.LSTMCell), "GRUCell": (torch.nn.GRUCell, npquant.nn.GRUCell),
-         "RNNCell": (torch.nn.RNNCell, npquant.nn.RNNCell)}
+FLOAT = {
+    "LSTM": (torch.nn.LSTM, npquant.nn.LSTM),
+    "GRU": (torch.nn.GRU, npquant.nn.GRU),
+    "RNN": (torch.nn.RNN, npquant.nn.RNN),
+}
+CELLS = {
+    "LSTMCell": (torch.nn.LSTMCell, npquant.nn.LSTMCell),
+    "GRUCell": (torch.nn.GRUCell, npquant.nn.GRUCell),
+    "RNNCell": (torch.nn.RNNCell, npquant.nn.RNNCell),
+}
 
 
 def _np(t):
@@ -124,8 +137,11 @@ def test_lstm_proj_size_matches_torch(with_h0, rng):
     tm, nm = _twin("LSTM", FLOAT, 9, 6, 10, num_layers=2, bidirectional=True, proj_size=4)
     assert list(nm.state_dict()) == list(tm.state_dict())
     x = rng.standard_normal((5, 3, 6)).astype(np.float32)
-    hx = (rng.standard_normal((4, 3, 4)).astype(np.float32),
-          rng.standard_normal((4, 3, 10)).astype(np.float32)) if with_h0 else None
+    hx = (
+        (rng.standard_normal((4, 3, 4)).astype(np.float32), rng.standard_normal((4, 3, 10)).astype(np.float32))
+        if with_h0
+        else None
+    )
     with torch.no_grad():
         want = tm(_torch(x), _torch(hx))
     got = nm(x, hx)
@@ -165,7 +181,8 @@ def test_dropout_is_ignored_in_inference(rng):
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("with_h0", [False, True])
 def test_packed_matches_torch(kind, batch_first, with_h0, rng):
-    from torch.nn.utils.rnn import pack_padded_sequence as t_pack, pad_packed_sequence as t_pad
+    from torch.nn.utils.rnn import pack_padded_sequence as t_pack
+    from torch.nn.utils.rnn import pad_packed_sequence as t_pad
 
     tm, nm = _twin(kind, FLOAT, 4, 5, 8, num_layers=2, bidirectional=True, batch_first=batch_first)
     lengths = [3, 7, 1, 7, 5]
@@ -250,8 +267,9 @@ MAX_REL_ERROR = 0.03
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
-@pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, bidirectional=True, batch_first=True)],
-                         ids=["1layer", "2layer-bidir-bf"])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(num_layers=2, bidirectional=True, batch_first=True)], ids=["1layer", "2layer-bidir-bf"]
+)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dynamic_int8_no_further_from_fp32_than_torch(kind, kw, seed):
     tm, nm = _twin(kind, FLOAT, seed, 48, 64, **kw)
@@ -383,8 +401,7 @@ def test_quantize_dynamic_default_set_includes_recurrent_layers(rng):
 
     q = npquant.quantize_dynamic(LM())
     dyn = npquant.nn.quantized.dynamic
-    assert (type(q.rnn), type(q.cell), type(q.rnn2), type(q.dec)) == (dyn.LSTM, dyn.GRUCell, npquant.nn.RNN,
-                                                                         dyn.Linear)
+    assert (type(q.rnn), type(q.cell), type(q.rnn2), type(q.dec)) == (dyn.LSTM, dyn.GRUCell, npquant.nn.RNN, dyn.Linear)
     q2 = npquant.quantize_dynamic(LM(), {npquant.nn.RNN})
     assert type(q2.rnn2) is dyn.RNN and type(q2.rnn) is npquant.nn.LSTM
 
@@ -403,8 +420,9 @@ def test_dynamic_lstm_save_load_and_state_dict_round_trip(dtype, tmp_path, rng):
     got = back(x)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1][0], want[1][0])
-    fresh = npquant.nn.quantized.dynamic.LSTM(5, 7, num_layers=2, bidirectional=True, proj_size=3,
-                                              dtype=getattr(npquant, dtype))
+    fresh = npquant.nn.quantized.dynamic.LSTM(
+        5, 7, num_layers=2, bidirectional=True, proj_size=3, dtype=getattr(npquant, dtype)
+    )
     fresh.load_state_dict(q.state_dict())
     np.testing.assert_array_equal(fresh(x)[0], want[0])
 
@@ -493,8 +511,9 @@ def test_lstm_lm_example_small():
     spec = importlib.util.spec_from_file_location("lstm_lm_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    r = example.main(["--embed", "16", "--hidden", "32", "--steps", "40", "--seq", "24", "--eval", "16",
-                      "--repeat", "2"])
+    r = example.main(
+        ["--embed", "16", "--hidden", "32", "--steps", "40", "--seq", "24", "--eval", "16", "--repeat", "2"]
+    )
     assert r["loss"][1] < r["loss"][0]  # it trained
     # npquant fp32 is torch fp32 (measured max |diff| 1e-6 on logits of magnitude ~5)
     assert r["npquant fp32"]["agreement"] == 1.0 and r["npquant fp32"]["max_abs"] < 1e-4
@@ -514,8 +533,9 @@ def test_dynamic_models_pickle_and_deepcopy(dtype, rng):
     import copy
     import pickle
 
-    q = npquant.quantize_dynamic(npquant.nn.GRU(3, 5, num_layers=2, rng=rng), {npquant.nn.GRU},
-                                 dtype=getattr(npquant, dtype))
+    q = npquant.quantize_dynamic(
+        npquant.nn.GRU(3, 5, num_layers=2, rng=rng), {npquant.nn.GRU}, dtype=getattr(npquant, dtype)
+    )
     x = rng.standard_normal((4, 2, 3)).astype(np.float32)
     want = q(x)[0]
     for back in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):
@@ -552,8 +572,11 @@ def test_weight_qscheme_follows_the_qconfig(rng):
     per_tensor = npquant.quantize_dynamic(m, {npquant.nn.LSTM})  # default_dynamic_qconfig, as torch
     per_channel = npquant.quantize_dynamic(m, {npquant.nn.LSTM: npquant.per_channel_dynamic_qconfig})
     direct = npquant.nn.quantized.dynamic.LSTM.from_float(m)  # no qconfig: per channel
-    for q, scheme in ((per_tensor, "per_tensor_affine"), (per_channel, "per_channel_affine"),
-                      (direct, "per_channel_affine")):
+    for q, scheme in (
+        (per_tensor, "per_tensor_affine"),
+        (per_channel, "per_channel_affine"),
+        (direct, "per_channel_affine"),
+    ):
         for child in ("ih_l0", "hh_l0", "ih_l0_reverse", "hh_l0_reverse"):
             assert getattr(q, child).weight().qscheme() == scheme
     np.testing.assert_array_equal(per_channel.ih_l0.weight().int_repr(), direct.ih_l0.weight().int_repr())
@@ -585,8 +608,12 @@ def test_float16_spellings_and_unsupported_mapping(rng):
     for spelling in (npquant.float16, np.float16, np.dtype(np.float16), "float16"):
         assert isinstance(npquant.quantize_dynamic(lin, dtype=spelling), npquant.nn.quantized.dynamic.LinearFP16)
     with pytest.raises(TypeError, match="has no from_float\\(mod, dtype=...\\)"):
-        npquant.quantize_dynamic(npquant.nn.ReLU(), {npquant.nn.ReLU}, dtype=npquant.float16,
-                                 mapping={npquant.nn.ReLU: npquant.nn.quantized.ReLU})
+        npquant.quantize_dynamic(
+            npquant.nn.ReLU(),
+            {npquant.nn.ReLU},
+            dtype=npquant.float16,
+            mapping={npquant.nn.ReLU: npquant.nn.quantized.ReLU},
+        )
 
 
 @pytest.mark.parametrize("enforce_sorted", [False, True])
@@ -601,8 +628,9 @@ def test_pack_sequence_and_friends_match_torch(enforce_sorted, rng):
     np.testing.assert_array_equal(npk.batch_sizes, _np(tp.batch_sizes))
     for a, b in zip(unpack_sequence(npk), trnn.unpack_sequence(tp)):
         np.testing.assert_array_equal(a, _np(b))
-    np.testing.assert_array_equal(pad_sequence(seqs, batch_first=True, padding_value=-1.0),
-                                  _np(trnn.pad_sequence([torch.from_numpy(a) for a in seqs], batch_first=True,
-                                                        padding_value=-1.0)))
+    np.testing.assert_array_equal(
+        pad_sequence(seqs, batch_first=True, padding_value=-1.0),
+        _np(trnn.pad_sequence([torch.from_numpy(a) for a in seqs], batch_first=True, padding_value=-1.0)),
+    )
     with pytest.raises(ValueError, match="every sequence must have shape"):
         pad_sequence([np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)])

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import npquant
-from conftest import LAUNCHER
 from npquant import nn
 from npquant.serialization import FORMAT_VERSION, ModelFileError
+
+from conftest import LAUNCHER
 
 
 class MLP(nn.Module):
@@ -118,8 +119,7 @@ def test_file_holds_plain_int8_weights_and_a_manifest(tmp_path):
     npquant.save(m, path)
     with zipfile.ZipFile(path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
-        arrays = {n: np.load(io.BytesIO(zf.read(n)), allow_pickle=False)
-                  for n in zf.namelist() if n.endswith(".npy")}
+        arrays = {n: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in zf.namelist() if n.endswith(".npy")}
     assert manifest["format"] == "npquant-model" and manifest["version"] == FORMAT_VERSION
     assert manifest["root"]["type"] == "nn.quantized.dynamic.Linear"
     ref = manifest["root"]["weight_bias"]["weight"]["int_repr"]["$array"]
@@ -168,8 +168,13 @@ def test_load_under_each_isa_gives_identical_outputs(tmp_path, isa, kind):
     npquant.save(m, path)
     np.save(xpath, x)
     env = dict(os.environ, NPQUANT_ISA=isa)
-    r = subprocess.run([*LAUNCHER, sys.executable, "-c", _ISA_SCRIPT, kind, str(path), str(xpath), str(out)],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*LAUNCHER, sys.executable, "-c", _ISA_SCRIPT, kind, str(path), str(xpath), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == isa
     y = np.load(out)
@@ -177,6 +182,7 @@ def test_load_under_each_isa_gives_identical_outputs(tmp_path, isa, kind):
 
 
 # ------------------------------------------------------------------- errors at save
+
 
 def test_save_rejects_unsavable_values(tmp_path):
     m = MLP()
@@ -199,6 +205,7 @@ def test_save_rejects_non_modules(tmp_path):
 
 
 # ------------------------------------------------------------------- damaged / hostile files
+
 
 def _saved_bytes(model) -> bytes:
     buf = io.BytesIO()
@@ -318,11 +325,14 @@ def test_hostile_attributes_and_references():
         "negative array": lambda m: child(m)["weight_bias"]["weight"].update(int_repr={"$array": -1}),
         "unknown tag": lambda m: m["root"]["attributes"].update(in_scale={"$pickle": "x"}),
         "object outside npquant.nn": lambda m: m["root"]["attributes"].update(
-            in_scale={"$object": "os.path.join", "state": {}}),
+            in_scale={"$object": "os.path.join", "state": {}}
+        ),
         "object that is a Module": lambda m: m["root"]["attributes"].update(
-            in_scale={"$object": "npquant.nn.linear.Linear", "state": {}}),
+            in_scale={"$object": "npquant.nn.linear.Linear", "state": {}}
+        ),
         "object with a dunder in its state": lambda m: m["root"]["attributes"].update(
-            in_scale={"$object": "npquant.nn.linear.Linear", "state": {"__class__": 1}}),
+            in_scale={"$object": "npquant.nn.linear.Linear", "state": {"__class__": 1}}
+        ),
         "bad scalar dtype": lambda m: m["root"]["attributes"].update(in_scale={"$scalar": "|O", "value": 1}),
         "bad qdtype": lambda m: child(m)["weight_bias"]["weight"].update({"$qtensor": "float"}),
         "weight of wrong dtype": lambda m: child(m)["weight_bias"]["weight"].update({"$qtensor": "quint8"}),
@@ -384,6 +394,7 @@ def test_hostile_arrays():
 
 
 # ------------------------------------------------------------------- the workflow's modules
+
 
 class PoolNet(nn.Module):
     """Stubs, BatchNorm2d, both poolings, a residual add, adaptive pooling, flatten, Linear."""
@@ -457,8 +468,27 @@ def _save(m, tmp_path):
 
 # ------------------------------------------------------------------- semantic fuzzing
 
-_FUZZ_VALUES = [0, -1, 1, 7, 2**31, -2**40, 1e308, -0.0, 3.5, "x", None, True, [], {}, [1, 2],
-                {"$array": 0}, {"$tuple": [1]}, {"$tuple": [0, 0]}, {"$qdtype": "qint32"}]
+_FUZZ_VALUES = [
+    0,
+    -1,
+    1,
+    7,
+    2**31,
+    -(2**40),
+    1e308,
+    -0.0,
+    3.5,
+    "x",
+    None,
+    True,
+    [],
+    {},
+    [1, 2],
+    {"$array": 0},
+    {"$tuple": [1]},
+    {"$tuple": [0, 0]},
+    {"$qdtype": "qint32"},
+]
 
 
 def _leaf_paths(o, path=()):
@@ -507,7 +537,6 @@ def test_semantic_fuzz_loads_or_raises_model_file_error(make):
 # ------------------------------------------------------------------- every registered type
 
 
-
 class Zoo(nn.Module):
     """One of every float layer type, in one forward pass."""
 
@@ -516,8 +545,10 @@ class Zoo(nn.Module):
         rng = np.random.default_rng(12)
         self.quant, self.dequant = nn.QuantStub(), nn.DeQuantStub()
         self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 8, 3, padding=1, rng=rng), nn.BatchNorm2d(8), nn.ReLU()
-        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2, bias=False, rng=rng), \
-            nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = (
+            nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2, bias=False, rng=rng),
+            nn.BatchNorm2d(8),
+        )
         self.relu6, self.hswish = nn.ReLU6(), nn.Hardswish()
         self.bn3 = nn.BatchNorm2d(8)
         self.bn4, self.relu4 = nn.BatchNorm2d(8), nn.ReLU()
@@ -591,9 +622,12 @@ CUSTOM["TextZoo"] = TextZoo
 
 
 def _text_int8():
-    spec = {nn.Linear: npquant.default_dynamic_qconfig, nn.MultiheadAttention: npquant.default_dynamic_qconfig,
-            nn.Embedding: npquant.float_qparams_weight_only_qconfig,
-            nn.EmbeddingBag: npquant.float_qparams_weight_only_qconfig_4bit}
+    spec = {
+        nn.Linear: npquant.default_dynamic_qconfig,
+        nn.MultiheadAttention: npquant.default_dynamic_qconfig,
+        nn.Embedding: npquant.float_qparams_weight_only_qconfig,
+        nn.EmbeddingBag: npquant.float_qparams_weight_only_qconfig_4bit,
+    }
     return npquant.quantize_dynamic(TextZoo().eval(), spec)
 
 
@@ -605,17 +639,28 @@ def _zoo_models():
     fused = npquant.fuse_modules(zoo, ZOO_FUSE)
     fused.qconfig = npquant.get_default_qconfig("x86")
     calib = [_x((4, 3, 12, 12), s) for s in range(3)]
-    run = (lambda m, xs: [m(x) for x in xs])
-    conv1d = nn.Sequential(nn.QuantStub(), nn.Conv1d(4, 6, 3, padding=1), nn.BatchNorm1d(6), nn.ReLU(),
-                           nn.Conv1d(6, 5, 3, stride=2), nn.DeQuantStub()).eval()
+    run = lambda m, xs: [m(x) for x in xs]
+    conv1d = nn.Sequential(
+        nn.QuantStub(),
+        nn.Conv1d(4, 6, 3, padding=1),
+        nn.BatchNorm1d(6),
+        nn.ReLU(),
+        nn.Conv1d(6, 5, 3, stride=2),
+        nn.DeQuantStub(),
+    ).eval()
     conv1d_fused = npquant.fuse_modules(conv1d, [["1", "2", "3"]])
     conv1d_fused.qconfig = npquant.get_default_qconfig("x86")
-    resample = nn.Sequential(nn.QuantStub(), nn.Conv2d(3, 4, 1),
-                             nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1),
-                             nn.Upsample(scale_factor=2),
-                             nn.UpsamplingNearest2d(size=(30, 26)), nn.UpsamplingBilinear2d(scale_factor=1.5),
-                             nn.Upsample(size=(20, 21), mode="bilinear"), nn.ChannelShuffle(2),
-                             nn.DeQuantStub()).eval()
+    resample = nn.Sequential(
+        nn.QuantStub(),
+        nn.Conv2d(3, 4, 1),
+        nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1),
+        nn.Upsample(scale_factor=2),
+        nn.UpsamplingNearest2d(size=(30, 26)),
+        nn.UpsamplingBilinear2d(scale_factor=1.5),
+        nn.Upsample(size=(20, 21), mode="bilinear"),
+        nn.ChannelShuffle(2),
+        nn.DeQuantStub(),
+    ).eval()
     resample.qconfig = npquant.get_default_qconfig("x86")
     return {
         "float": zoo,
@@ -641,18 +686,29 @@ def test_every_registered_type_round_trips(tmp_path):
     registry = npquant.serialization.supported_module_types()
     # the torchvision architectures (npquant.models.<family>) round-trip, int8 and whole, in
     # tests/test_models_vision.py::test_load_fuse_quantize: too large for this zoo
-    registry = {k: c for k, c in registry.items()
-                if not (c.__module__.startswith("npquant.models.") and c.__module__ != "npquant.models.digits")}
+    registry = {
+        k: c
+        for k, c in registry.items()
+        if not (c.__module__.startswith("npquant.models.") and c.__module__ != "npquant.models.digits")
+    }
     models = _zoo_models()
-    covered = {name for name, cls in registry.items()
-               for m in models.values() for mod in m.modules() if type(mod) is cls}
+    covered = {
+        name for name, cls in registry.items() for m in models.values() for mod in m.modules() if type(mod) is cls
+    }
     assert covered == set(registry), f"no round-trip test for {sorted(set(registry) - covered)}"
     x = _x((2, 3, 12, 12), 21)
     for label, m in models.items():
         back = npquant.load(_save(m, tmp_path), custom_modules=CUSTOM)
         assert [type(a) for a in m.modules()] == [type(b) for b in back.modules()], label
         ids = np.random.default_rng(5).integers(0, 20, (2, 6))
-        inp = {"dynamic": _x((3, 24)), "digits": _x((2, 1, 32, 32)), "text": ids, "text int8": ids,
-               "conv1d": _x((2, 4, 20)), "conv1d fused": _x((2, 4, 20)), "conv1d int8": _x((2, 4, 20))}.get(label, x)
+        inp = {
+            "dynamic": _x((3, 24)),
+            "digits": _x((2, 1, 32, 32)),
+            "text": ids,
+            "text int8": ids,
+            "conv1d": _x((2, 4, 20)),
+            "conv1d fused": _x((2, 4, 20)),
+            "conv1d int8": _x((2, 4, 20)),
+        }.get(label, x)
         inp = _x((3, 24)) if label.startswith("recurrent") else inp
         assert np.array_equal(m(inp).view(np.uint32), back(inp).view(np.uint32)), label

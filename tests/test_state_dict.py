@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import npquant
-import peers
 from npquant import nn
 from npquant.interop import state_dict_from_numpy, state_dict_to_numpy, torch_state_dict_to_numpy
 from npquant.nn import quantized as nnq
+
+import peers
 
 
 # ------------------------------------------------------------------ models (npquant; torch twins below)
@@ -76,7 +77,7 @@ class Extras(nn.Module):
 def converted(cls, fuse, shape, seed, qconfig=None):
     rng = np.random.default_rng(seed)
     m = cls().eval()
-    for name, p in list(m.named_parameters()):  # weights differ between seeds
+    for _name, p in list(m.named_parameters()):  # weights differ between seeds
         p[...] = rng.standard_normal(p.shape).astype(np.float32) * 0.3
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm2d):
@@ -99,12 +100,27 @@ def _x(shape, seed=7):
 def test_converted_cnn_state_dict_has_torchs_keys_and_layouts():
     sd = converted(CNN, CNN_FUSE, CNN_SHAPE, 0).state_dict()
     assert list(sd) == [
-        "quant.scale", "quant.zero_point",
-        "conv.weight", "conv.bias", "conv.scale", "conv.zero_point",
-        "conv2.weight", "conv2.bias", "conv2.scale", "conv2.zero_point",
-        "ff.scale", "ff.zero_point",
-        "fc.scale", "fc.zero_point", "fc._packed_params.dtype", "fc._packed_params._packed_params",
-        "fc2.scale", "fc2.zero_point", "fc2._packed_params.dtype", "fc2._packed_params._packed_params"]
+        "quant.scale",
+        "quant.zero_point",
+        "conv.weight",
+        "conv.bias",
+        "conv.scale",
+        "conv.zero_point",
+        "conv2.weight",
+        "conv2.bias",
+        "conv2.scale",
+        "conv2.zero_point",
+        "ff.scale",
+        "ff.zero_point",
+        "fc.scale",
+        "fc.zero_point",
+        "fc._packed_params.dtype",
+        "fc._packed_params._packed_params",
+        "fc2.scale",
+        "fc2.zero_point",
+        "fc2._packed_params.dtype",
+        "fc2._packed_params._packed_params",
+    ]
     assert sd["quant.scale"].shape == (1,) and sd["quant.scale"].dtype == np.float32
     assert sd["quant.zero_point"].shape == (1,) and sd["quant.zero_point"].dtype == np.int64
     assert sd["conv.scale"].shape == () and sd["conv.zero_point"].dtype == np.int64
@@ -119,13 +135,29 @@ def test_converted_cnn_state_dict_has_torchs_keys_and_layouts():
 
 def test_other_quantized_modules_have_torchs_keys():
     sd = converted(Extras, None, CNN_SHAPE, 0).state_dict()
-    assert list(sd) == ["quant.scale", "quant.zero_point", "bn.weight", "bn.bias", "bn.running_mean",
-                        "bn.running_var", "bn.num_batches_tracked", "bn.scale", "bn.zero_point",
-                        "hs.scale", "hs.zero_point", "ff.scale", "ff.zero_point"]
+    assert list(sd) == [
+        "quant.scale",
+        "quant.zero_point",
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.num_batches_tracked",
+        "bn.scale",
+        "bn.zero_point",
+        "hs.scale",
+        "hs.zero_point",
+        "ff.scale",
+        "ff.zero_point",
+    ]
     assert np.isnan(sd["ff.scale"])  # only mul_scalar ran: no output qparams
     dyn = npquant.quantize_dynamic(nn.Sequential(nn.Linear(6, 3)), {nn.Linear})
-    assert list(dyn.state_dict()) == ["0.scale", "0.zero_point", "0._packed_params.dtype",
-                                      "0._packed_params._packed_params"]
+    assert list(dyn.state_dict()) == [
+        "0.scale",
+        "0.zero_point",
+        "0._packed_params.dtype",
+        "0._packed_params._packed_params",
+    ]
 
 
 def test_state_dict_arrays_are_read_only_views():
@@ -138,8 +170,9 @@ def test_state_dict_arrays_are_read_only_views():
 
 
 # ------------------------------------------------------------------ round trips
-@pytest.mark.parametrize("cls, fuse, shape", [(CNN, CNN_FUSE, CNN_SHAPE), (MLP, MLP_FUSE, MLP_SHAPE),
-                                              (Extras, None, CNN_SHAPE)])
+@pytest.mark.parametrize(
+    "cls, fuse, shape", [(CNN, CNN_FUSE, CNN_SHAPE), (MLP, MLP_FUSE, MLP_SHAPE), (Extras, None, CNN_SHAPE)]
+)
 def test_round_trip_into_a_twin_is_bit_identical(cls, fuse, shape, tmp_path):
     q = converted(cls, fuse, shape, 0)
     x = _x(shape)
@@ -191,6 +224,7 @@ def test_dynamic_and_per_tensor_weights_round_trip():
         rng = np.random.default_rng(seed)
         m = nn.Sequential(nn.Linear(16, 32, rng=rng), nn.ReLU(), nn.Linear(32, 4, bias=False, rng=rng))
         return npquant.quantize_dynamic(m, {nn.Linear})
+
     a, b = dyn(0), dyn(1)
     x = _x((1, 16))
     b.load_state_dict(state_dict_to_numpy(a.state_dict()))
@@ -204,8 +238,9 @@ def test_dynamic_and_per_tensor_weights_round_trip():
 
 def test_prepared_model_with_per_channel_observers_round_trips():
     m = MLP().eval()
-    m.qconfig = npquant.QConfig(activation=npquant.observers.MinMaxObserver,
-                                weight=npquant.observers.default_per_channel_weight_observer)
+    m.qconfig = npquant.QConfig(
+        activation=npquant.observers.MinMaxObserver, weight=npquant.observers.default_per_channel_weight_observer
+    )
     p = npquant.prepare(m)
     p(_x(MLP_SHAPE))
     fresh = npquant.prepare(m)  # observers not calibrated yet
@@ -255,16 +290,33 @@ def test_bad_values_raise_naming_the_key_and_change_nothing():
     w, b = sd["fc._packed_params._packed_params"]
     f = np.zeros((10, 128), np.float32)
     cases = [
-        (_bad(sd, "fc._packed_params._packed_params", (npquant.quantize_per_channel(
-            np.zeros((10, 64), np.float32), np.ones(10), np.zeros(10), 0, npquant.qint8), b)),
-         ValueError, r"shape mismatch for 'fc._packed_params._packed_params.0'.*\(10, 128\).*\(10, 64\)"),
+        (
+            _bad(
+                sd,
+                "fc._packed_params._packed_params",
+                (
+                    npquant.quantize_per_channel(
+                        np.zeros((10, 64), np.float32), np.ones(10), np.zeros(10), 0, npquant.qint8
+                    ),
+                    b,
+                ),
+            ),
+            ValueError,
+            r"shape mismatch for 'fc._packed_params._packed_params.0'.*\(10, 128\).*\(10, 64\)",
+        ),
         (_bad(sd, "fc._packed_params._packed_params", (w, None)), ValueError, "has no bias but the module"),
         (_bad(sd, "fc._packed_params._packed_params", (w, b[:3])), ValueError, "shape mismatch"),
         (_bad(sd, "fc._packed_params._packed_params", (f, b)), TypeError, "must be a quantized weight"),
-        (_bad(sd, "fc._packed_params._packed_params", (npquant.quantize_per_tensor(f, 0.1, 3, npquant.qint8), b)),
-         ValueError, "symmetric"),
-        (_bad(sd, "fc._packed_params._packed_params", (npquant.quantize_per_tensor(f, 0.1, 0, npquant.quint8), b)),
-         TypeError, "qint8"),
+        (
+            _bad(sd, "fc._packed_params._packed_params", (npquant.quantize_per_tensor(f, 0.1, 3, npquant.qint8), b)),
+            ValueError,
+            "symmetric",
+        ),
+        (
+            _bad(sd, "fc._packed_params._packed_params", (npquant.quantize_per_tensor(f, 0.1, 0, npquant.quint8), b)),
+            TypeError,
+            "qint8",
+        ),
         (_bad(sd, "fc._packed_params._packed_params", w), ValueError, "has no bias"),
         (_bad(sd, "fc._packed_params._packed_params", "nope"), TypeError, r"\(weight, bias\) tuple"),
         (_bad(sd, "fc._packed_params.dtype", "float16"), ValueError, "float16"),
@@ -301,8 +353,16 @@ def test_every_entry_corrupted_gives_a_clear_error_never_a_crash():
     q = converted(CNN, CNN_FUSE, CNN_SHAPE, 0)
     flat = state_dict_to_numpy(q.state_dict())
     t = converted(CNN, CNN_FUSE, CNN_SHAPE, 1)
-    junk = [np.array(np.nan, np.float32), np.array(-1), np.zeros(0, np.float32), np.zeros((2, 2), np.int8),
-            np.array("qint8"), np.array(True), np.full(3, 1e30), np.array([2**40])]
+    junk = [
+        np.array(np.nan, np.float32),
+        np.array(-1),
+        np.zeros(0, np.float32),
+        np.zeros((2, 2), np.int8),
+        np.array("qint8"),
+        np.array(True),
+        np.full(3, 1e30),
+        np.array([2**40]),
+    ]
     n = 0
     for key in flat:
         for j in junk:

@@ -74,8 +74,7 @@ def test_pooling_model_from_8_threads():
 
 def test_dynamic_linear_from_8_threads():
     rng = np.random.default_rng(2)
-    model = npquant.quantize_dynamic(npquant.nn.Sequential(npquant.nn.Linear(300, 200, rng=rng)),
-                                     {npquant.nn.Linear})
+    model = npquant.quantize_dynamic(npquant.nn.Sequential(npquant.nn.Linear(300, 200, rng=rng)), {npquant.nn.Linear})
     inputs = [rng.normal(0, 1, (int(rng.integers(1, 64)), 300)).astype(np.float32) for _ in range(12)]
     _run_concurrently(model, inputs, _serial(model, inputs), change_threads=True)
 
@@ -103,8 +102,9 @@ def test_static_conv_model_from_8_threads(change_threads):
             return self.dequant(self.fc(self.flatten(self.pool(x))))
 
     rng = np.random.default_rng(3)
-    model = om.calibrated(Net(), [rng.normal(0, 1, (4, 3, 20, 20)).astype(np.float32)],
-                          fuse=[["conv1", "relu1"], ["dw", "relu2"]])
+    model = om.calibrated(
+        Net(), [rng.normal(0, 1, (4, 3, 20, 20)).astype(np.float32)], fuse=[["conv1", "relu1"], ["dw", "relu2"]]
+    )
     assert isinstance(model.conv1, nnq.ConvReLU2d)
     inputs = [rng.normal(0, 1, (int(rng.integers(1, 4)), 3, 20, 20)).astype(np.float32) for _ in range(8)]
     _run_concurrently(model, inputs, _serial(model, inputs), change_threads)

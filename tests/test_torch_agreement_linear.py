@@ -28,8 +28,10 @@ def test_quantize_per_tensor_bit_identical(rng):
         x = rng.normal(0, scale * rng.uniform(1, 200), 5000).astype(np.float32)
         # ties: values whose x/scale lands exactly on .5
         x[:100] = ((rng.integers(-300, 300, 100) + 0.5) * scale).astype(np.float32)
-        for dtype, tdt, zp in ((npquant.quint8, torch.quint8, int(rng.integers(0, 256))),
-                               (npquant.qint8, torch.qint8, int(rng.integers(-128, 128)))):
+        for dtype, tdt, zp in (
+            (npquant.quint8, torch.quint8, int(rng.integers(0, 256))),
+            (npquant.qint8, torch.qint8, int(rng.integers(-128, 128))),
+        ):
             a = npquant.quantize_per_tensor(x, scale, zp, dtype).int_repr()
             b = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, tdt).int_repr().numpy()
             diffs += int(np.sum(a != b))
@@ -40,8 +42,8 @@ def test_quantize_per_tensor_bit_identical(rng):
 def _torch_qlinear(x_q, xs, xz, w_q, ws, bias, ys, yz, relu):
     tx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x_q), xs, xz)
     tw = torch._make_per_channel_quantized_tensor(
-        torch.from_numpy(w_q), torch.from_numpy(ws.astype(np.float64)),
-        torch.zeros(len(ws), dtype=torch.long), 0)
+        torch.from_numpy(w_q), torch.from_numpy(ws.astype(np.float64)), torch.zeros(len(ws), dtype=torch.long), 0
+    )
     tb = None if bias is None else torch.from_numpy(bias)
     packed = torch.ops.quantized.linear_prepack(tw, tb)
     op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
@@ -74,9 +76,11 @@ def test_static_linear_bit_identical(with_bias, relu, mode, rng):
         theirs = _torch_qlinear(xq.int_repr(), xs, xz, qw.int_repr(), ws, bias, ys, yz, relu)
         if mode == peers.SATURATING:
             np.testing.assert_array_equal(
-                ours, npref.linear_static(xq.int_repr(), xs, xz, qw.int_repr(), ws, bias, ys, yz, relu))
-            ours = peers.requantize(peers.fbgemm_pairs_acc(xq.int_repr(), xz, qw.int_repr()), xs, ws, bias,
-                                    ys, yz, relu)
+                ours, npref.linear_static(xq.int_repr(), xs, xz, qw.int_repr(), ws, bias, ys, yz, relu)
+            )
+            ours = peers.requantize(
+                peers.fbgemm_pairs_acc(xq.int_repr(), xz, qw.int_repr()), xs, ws, bias, ys, yz, relu
+            )
         diffs += int(np.sum(ours != theirs))
         total += ours.size
     peers.record("torch static Linear", mode, 60)
@@ -89,8 +93,7 @@ def test_dynamic_linear_at_least_as_close_to_fp32_as_torch(rng):
         m, k, n = int(rng.integers(1, 64)), int(rng.integers(16, 1024)), int(rng.integers(8, 512))
         tlin = torch.nn.Linear(k, n)
         x = (rng.normal(0, 1, (m, k)) * rng.uniform(0.1, 10)).astype(np.float32)
-        tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(tlin), {torch.nn.Linear},
-                                                    dtype=torch.qint8)
+        tq = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(tlin), {torch.nn.Linear}, dtype=torch.qint8)
         with torch.no_grad():
             ref = tlin(torch.from_numpy(x)).numpy()
             theirs = tq(torch.from_numpy(x)).numpy()

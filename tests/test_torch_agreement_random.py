@@ -76,12 +76,18 @@ def test_quantized_unary_ops_random_qparams(seed):
         dil = int(rng.integers(1, 3))
         cip = bool(rng.integers(2))
         osz = (int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1)))
-        cases = [("relu", nnq.ReLU(), torch.relu), ("relu6", nnq.ReLU6(), torch.ops.quantized.relu6),
-                 ("flatten", nnq.Flatten(), lambda v: torch.flatten(v, 1)),
-                 ("maxpool", nnq.MaxPool2d(**pool, dilation=dil), torch.nn.MaxPool2d(**pool, dilation=dil)),
-                 ("avgpool", nnq.AvgPool2d(**pool, count_include_pad=cip),
-                  torch.nn.AvgPool2d(**pool, count_include_pad=cip)),
-                 ("adaptive", nnq.AdaptiveAvgPool2d(osz), torch.nn.AdaptiveAvgPool2d(osz))]
+        cases = [
+            ("relu", nnq.ReLU(), torch.relu),
+            ("relu6", nnq.ReLU6(), torch.ops.quantized.relu6),
+            ("flatten", nnq.Flatten(), lambda v: torch.flatten(v, 1)),
+            ("maxpool", nnq.MaxPool2d(**pool, dilation=dil), torch.nn.MaxPool2d(**pool, dilation=dil)),
+            (
+                "avgpool",
+                nnq.AvgPool2d(**pool, count_include_pad=cip),
+                torch.nn.AvgPool2d(**pool, count_include_pad=cip),
+            ),
+            ("adaptive", nnq.AdaptiveAvgPool2d(osz), torch.nn.AdaptiveAvgPool2d(osz)),
+        ]
         for name, ours, theirs in cases:
             try:
                 expect = theirs(t)
@@ -113,10 +119,12 @@ def test_qfunctional_random_qparams(seed):
         (tx, qx), (ty, qy) = qpair(x, s1, z1, nhwc), qpair(y, s2, z2, nhwc)
         f, tf = nnq.QFunctional(), torch.ao.nn.quantized.QFunctional()
         f.scale, f.zero_point = tf.scale, tf.zero_point = so, zo
-        for name, ours, theirs in [("add", f.add(qx, qy), tf.add(tx, ty)),
-                                   ("add_relu", f.add_relu(qx, qy), tf.add_relu(tx, ty)),
-                                   ("mul", f.mul(qx, qy), tf.mul(tx, ty)),
-                                   ("cat", f.cat([qx, qy], 1), tf.cat([tx, ty], 1))]:
+        for name, ours, theirs in [
+            ("add", f.add(qx, qy), tf.add(tx, ty)),
+            ("add_relu", f.add_relu(qx, qy), tf.add_relu(tx, ty)),
+            ("mul", f.mul(qx, qy), tf.mul(tx, ty)),
+            ("cat", f.cat([qx, qy], 1), tf.cat([tx, ty], 1)),
+        ]:
             d = codes_diff(theirs, ours)
             # PyTorch's vector loop and its scalar tail round differently; npquant follows the
             # vector loop everywhere, so a few codes of the tail may differ by one
@@ -129,8 +137,11 @@ def _torch_linear(xq, w: npquant.QTensor, bias, scale, zp, relu):
         tw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w.int_repr()), w.q_scale(), 0)
     else:
         tw = torch._make_per_channel_quantized_tensor(
-            torch.from_numpy(w.int_repr()), torch.from_numpy(w.q_per_channel_scales().astype(np.float64)),
-            torch.zeros(w.shape[0], dtype=torch.long), 0)
+            torch.from_numpy(w.int_repr()),
+            torch.from_numpy(w.q_per_channel_scales().astype(np.float64)),
+            torch.zeros(w.shape[0], dtype=torch.long),
+            0,
+        )
     packed = torch.ops.quantized.linear_prepack(tw, None if bias is None else torch.from_numpy(bias))
     op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
     return op(tx, packed, scale, zp).int_repr().numpy()
@@ -150,8 +161,7 @@ def test_static_linear_per_tensor_weights_and_nd_inputs(seed, mode):
         w = npquant.quantize_per_tensor(wf, wscale, 0, npquant.qint8)
         bias = rng.normal(0, 0.5, n).astype(np.float32) if rng.integers(2) else None
         xs, xz = random_qparams(rng)
-        xq = npquant.quantize_per_tensor(rng.normal(0, xs * 40, lead + (k,)).astype(np.float32), xs, xz,
-                                         npquant.quint8)
+        xq = npquant.quantize_per_tensor(rng.normal(0, xs * 40, lead + (k,)).astype(np.float32), xs, xz, npquant.quint8)
         ys, yz = float(np.float32(xs * wscale * np.sqrt(k) * 60)), int(rng.integers(0, 256))
         relu = bool(rng.integers(2))
         layer = (nnq.LinearReLU if relu else nnq.Linear)(k, n, bias is not None)
@@ -163,8 +173,9 @@ def test_static_linear_per_tensor_weights_and_nd_inputs(seed, mode):
             x2, ws = xq.int_repr().reshape(-1, k), np.full(n, wscale, np.float32)
             exact = npref.linear_static(x2, xs, xz, w.int_repr(), ws, bias, ys, yz, relu)
             np.testing.assert_array_equal(ours, exact.reshape(ours.shape))
-            ours = peers.requantize(peers.fbgemm_pairs_acc(x2, xz, w.int_repr()), xs, ws, bias, ys, yz,
-                                    relu).reshape(ours.shape)
+            ours = peers.requantize(peers.fbgemm_pairs_acc(x2, xz, w.int_repr()), xs, ws, bias, ys, yz, relu).reshape(
+                ours.shape
+            )
         np.testing.assert_array_equal(ours, _torch_linear(xq, w, bias, ys, yz, relu))
     peers.record("torch static Linear", mode, 5)
 
@@ -191,6 +202,7 @@ def _mlp_pair(rng, act: str, join: str):
                 r = self.fc3(h)
                 h = self.skip.cat([h, r], 1) if join == "cat" else getattr(self.skip, join)(h, r)
                 return self.dequant(self.fc4(h))
+
         return M
 
     TM = make(torch.nn, torch.ao.quantization, torch.ao.nn.quantized.FloatFunctional)
@@ -209,10 +221,12 @@ def _qconfigs(observer: str):
     nact = O.HistogramObserver if observer == "histogram" else O.MinMaxObserver
     tq = torch.ao.quantization.QConfig(
         activation=tact.with_args(reduce_range=False),
-        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
-    nq = npquant.QConfig(activation=nact.with_args(reduce_range=False),
-                         weight=O.PerChannelMinMaxObserver.with_args(dtype=npquant.qint8,
-                                                                     qscheme=O.per_channel_symmetric))
+        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
+    )
+    nq = npquant.QConfig(
+        activation=nact.with_args(reduce_range=False),
+        weight=O.PerChannelMinMaxObserver.with_args(dtype=npquant.qint8, qscheme=O.per_channel_symmetric),
+    )
     return tq, nq
 
 
@@ -230,8 +244,7 @@ def _convert_both(tm, nm, fuse, batches, observer):
 @pytest.mark.parametrize("mode", [peers.TORCH_LINEAR_MODE])
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("observer", ["minmax", "histogram"])
-@pytest.mark.parametrize("act,join", [("relu", "add"), ("relu6", "add_relu"), ("dropout", "mul"),
-                                      ("relu", "cat")])
+@pytest.mark.parametrize("act,join", [("relu", "add"), ("relu6", "add_relu"), ("dropout", "mul"), ("relu", "cat")])
 def test_converted_mlp_same_qparams_and_codes(seed, observer, act, join, mode):
     """prepare / calibrate / convert in both libraries: every layer gets the same (scale,
     zero point) up to the last bits of the float activations the observers saw (NumPy's
@@ -269,8 +282,15 @@ def _random_conv(rng):
     else:
         cin, cout = cin * groups, int(rng.integers(1, 20)) * groups
     k = int(rng.integers(1, 6))
-    return dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=int(rng.integers(1, 4)),
-                padding=int(rng.integers(0, 3)), dilation=int(rng.integers(1, 3)), groups=groups)
+    return dict(
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=k,
+        stride=int(rng.integers(1, 4)),
+        padding=int(rng.integers(0, 3)),
+        dilation=int(rng.integers(1, 3)),
+        groups=groups,
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -294,12 +314,20 @@ def test_quantized_conv_random_configs(seed):
         tw = torch.quantize_per_channel(wf, ws, torch.zeros(len(ws), dtype=torch.long), 0, torch.qint8)
         bias = None if tconv.bias is None else tconv.bias.detach()
         relu = bool(rng.integers(2))
-        ys = float(np.float32(xs * float(ws.mean()) * np.sqrt(cfg["in_channels"] // cfg["groups"]
-                                                               * cfg["kernel_size"] ** 2) * 50))
+        ys = float(
+            np.float32(
+                xs * float(ws.mean()) * np.sqrt(cfg["in_channels"] // cfg["groups"] * cfg["kernel_size"] ** 2) * 50
+            )
+        )
         yz = int(rng.integers(0, 256))
         ours = (nnq.ConvReLU2d if relu else nnq.Conv2d)(**cfg)
-        qw = npquant.QTensor(tw.int_repr().numpy(), tw.q_per_channel_scales().numpy().astype(np.float32),
-                             np.zeros(len(ws), np.int64), npquant.qint8, axis=0)
+        qw = npquant.QTensor(
+            tw.int_repr().numpy(),
+            tw.q_per_channel_scales().numpy().astype(np.float32),
+            np.zeros(len(ws), np.int64),
+            npquant.qint8,
+            axis=0,
+        )
         ours.set_weight_bias(qw, None if bias is None else bias.numpy())
         ours.scale, ours.zero_point = ys, yz
         t, q = qpair(x, xs, xz, False)

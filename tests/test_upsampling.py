@@ -46,16 +46,25 @@ def test_interpolate_matches_torch(torch, rng, mode, align_corners):
 
 def test_upsample_modules_and_nhwc_input(torch, rng):
     x = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
-    for ours, theirs in ((nn.Upsample(scale_factor=2), torch.nn.Upsample(scale_factor=2)),
-                         (nn.UpsamplingNearest2d(size=(7, 9)), torch.nn.UpsamplingNearest2d(size=(7, 9))),
-                         (nn.UpsamplingBilinear2d(scale_factor=2), torch.nn.UpsamplingBilinear2d(scale_factor=2))):
+    for ours, theirs in (
+        (nn.Upsample(scale_factor=2), torch.nn.Upsample(scale_factor=2)),
+        (nn.UpsamplingNearest2d(size=(7, 9)), torch.nn.UpsamplingNearest2d(size=(7, 9))),
+        (nn.UpsamplingBilinear2d(scale_factor=2), torch.nn.UpsamplingBilinear2d(scale_factor=2)),
+    ):
         np.testing.assert_allclose(ours(x), theirs(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
     # a QTensor stored NHWC (a quantized conv's output) gives the same codes as NCHW
     q = npquant.quantize_per_tensor(x, 0.05, 128, npquant.quint8)
     conv = npquant.nn.quantized.Conv2d(4, 4, 1)
-    conv.set_weight_bias(npquant.quantize_per_channel(np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1),
-                                                      np.full(4, 1 / 127, np.float32), np.zeros(4, np.int64), 0,
-                                                      npquant.qint8), None)
+    conv.set_weight_bias(
+        npquant.quantize_per_channel(
+            np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1),
+            np.full(4, 1 / 127, np.float32),
+            np.zeros(4, np.int64),
+            0,
+            npquant.qint8,
+        ),
+        None,
+    )
     conv.scale, conv.zero_point = 0.05, 128
     y = conv(q)
     flat = npquant.QTensor(np.ascontiguousarray(y.int_repr()), 0.05, 128, npquant.quint8)
@@ -68,8 +77,7 @@ def test_channel_shuffle_module(torch, rng):
     np.testing.assert_array_equal(nn.ChannelShuffle(3)(x), torch.nn.ChannelShuffle(3)(torch.from_numpy(x)).numpy())
     tq = torch.quantize_per_tensor(torch.from_numpy(x), 0.03, 90, torch.quint8)
     q = npquant.QTensor(tq.int_repr().numpy(), 0.03, 90, npquant.quint8)
-    np.testing.assert_array_equal(nn.ChannelShuffle(4)(q).int_repr(),
-                                  torch.nn.ChannelShuffle(4)(tq).int_repr().numpy())
+    np.testing.assert_array_equal(nn.ChannelShuffle(4)(q).int_repr(), torch.nn.ChannelShuffle(4)(tq).int_repr().numpy())
     with pytest.raises(ValueError, match="divisible"):
         nn.ChannelShuffle(5)(x)
     with pytest.raises(ValueError, match="positive"):

@@ -41,7 +41,8 @@ def test_docs_dynamic_example():
     model_int8 = npquant.ao.quantization.quantize_dynamic(
         model_fp32,  # the original model
         {npquant.nn.Linear},  # a set of layers to dynamically quantize
-        dtype=npquant.qint8)  # the target dtype for quantized weights
+        dtype=npquant.qint8,
+    )  # the target dtype for quantized weights
 
     # run the model
     input_fp32 = np.random.randn(4, 4, 4, 4)
@@ -90,12 +91,12 @@ def test_docs_static_example():
     # Note: the old 'fbgemm' is still available but 'x86' is the recommended default
     # for server inference.
     # model_fp32.qconfig = npquant.ao.quantization.get_default_qconfig('fbgemm')
-    model_fp32.qconfig = npquant.ao.quantization.get_default_qconfig('x86')
+    model_fp32.qconfig = npquant.ao.quantization.get_default_qconfig("x86")
 
     # Fuse the activations to preceding layers, where applicable.
     # This needs to be done manually depending on the model architecture.
     # Common fusions include `conv + relu` and `conv + batchnorm + relu`
-    model_fp32_fused = npquant.ao.quantization.fuse_modules(model_fp32, [['conv', 'relu']])
+    model_fp32_fused = npquant.ao.quantization.fuse_modules(model_fp32, [["conv", "relu"]])
 
     # Prepare the model for static quantization. This inserts observers in
     # the model that will observe activation tensors during calibration.
@@ -144,7 +145,9 @@ def _mlp_classes(torch):
                 x = self.relu1(self.bn(self.fc1(self.quant(x))))
                 x = self.relu2(self.fc2(x))
                 return self.dequant(self.fc3(self.drop(x)))
+
         return MLP
+
     return make(torch.nn, torch.ao.quantization), make(nn, npquant.quantization)
 
 
@@ -188,14 +191,18 @@ def _resnet_classes(torch):
                 x = self.pool(self.relu(self.bn1(self.conv1(self.quant(x)))))
                 x = self.layer2(self.layer1(x))
                 return self.dequant(self.fc(self.flatten(self.avgpool(x))))
+
         return ResNet
 
     fuse = [["conv1", "bn1", "relu"]]
     for layer in ("layer1", "layer2"):
         fuse += [[f"{layer}.conv1", f"{layer}.bn1", f"{layer}.relu1"], [f"{layer}.conv2", f"{layer}.bn2"]]
     fuse.append(["layer2.down.0", "layer2.down.1"])
-    return (make(torch.nn, torch.ao.quantization, torch.ao.nn.quantized.FloatFunctional),
-            make(nn, npquant.quantization, nn.FloatFunctional), fuse)
+    return (
+        make(torch.nn, torch.ao.quantization, torch.ao.nn.quantized.FloatFunctional),
+        make(nn, npquant.quantization, nn.FloatFunctional),
+        fuse,
+    )
 
 
 def _randomize_bn(torch, model):
@@ -213,7 +220,8 @@ def _torch_qconfig(torch):
     obs = torch.ao.quantization.observer
     return torch.ao.quantization.QConfig(
         activation=obs.HistogramObserver.with_args(reduce_range=False),
-        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
+        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
+    )
 
 
 def _compare(torch, TModel, NModel, fuse, shape, rng, calib_batches=4):

@@ -41,12 +41,12 @@ def get_num_threads() -> int:
 # torch.ao.quantization); onnx imports the onnx package only when export / load is called.
 from . import ao, nn, observers, onnx, quantization  # noqa: E402
 from .observers import per_channel_affine, per_channel_symmetric, per_tensor_affine, per_tensor_symmetric  # noqa: E402
+from .profile import profile  # noqa: E402
 from .qconfig import (  # noqa: E402
     float_qparams_weight_only_qconfig,
     float_qparams_weight_only_qconfig_4bit,
     per_token_dynamic_qconfig,
 )
-from .profile import profile  # noqa: E402
 from .quantization import (  # noqa: E402
     DeQuantStub,
     QConfig,
@@ -67,14 +67,48 @@ from .report import compare  # noqa: E402
 from .serialization import ModelFileError, load, save  # noqa: E402
 
 __all__ = [
-    "QDType", "QTensor", "quint8", "qint8", "qint32", "quint4x2", "float16", "per_token_dynamic_qconfig",
-    "float_qparams_weight_only_qconfig", "float_qparams_weight_only_qconfig_4bit",
-    "quantize_per_tensor", "quantize_per_channel", "dequantize",
-    "cpu_info", "set_num_threads", "get_num_threads", "nn", "observers", "quantization", "ao", "onnx",
-    "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
-    "QuantStub", "DeQuantStub", "QConfig", "get_default_qconfig", "default_qconfig",
-    "default_dynamic_qconfig", "per_channel_dynamic_qconfig", "reduce_range_dynamic_qconfig",
-    "fuse_modules", "prepare", "convert",
-    "quantize", "quantize_dynamic", "propagate_qconfig_",
-    "save", "load", "ModelFileError", "compare", "profile",
+    "QDType",
+    "QTensor",
+    "quint8",
+    "qint8",
+    "qint32",
+    "quint4x2",
+    "float16",
+    "per_token_dynamic_qconfig",
+    "float_qparams_weight_only_qconfig",
+    "float_qparams_weight_only_qconfig_4bit",
+    "quantize_per_tensor",
+    "quantize_per_channel",
+    "dequantize",
+    "cpu_info",
+    "set_num_threads",
+    "get_num_threads",
+    "nn",
+    "observers",
+    "quantization",
+    "ao",
+    "onnx",
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "per_channel_affine",
+    "per_channel_symmetric",
+    "QuantStub",
+    "DeQuantStub",
+    "QConfig",
+    "get_default_qconfig",
+    "default_qconfig",
+    "default_dynamic_qconfig",
+    "per_channel_dynamic_qconfig",
+    "reduce_range_dynamic_qconfig",
+    "fuse_modules",
+    "prepare",
+    "convert",
+    "quantize",
+    "quantize_dynamic",
+    "propagate_qconfig_",
+    "save",
+    "load",
+    "ModelFileError",
+    "compare",
+    "profile",
 ]

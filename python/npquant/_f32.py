@@ -44,8 +44,7 @@ def _round_once(hi: npt.NDArray[np.float64], lo: npt.NDArray[np.float64]) -> F32
     return np.where((lo != 0) & (mid == hi), other, r).astype(np.float32)
 
 
-def fma32(a: float | np.floating | F32, s: float | np.floating | F32,
-          n: npt.ArrayLike) -> F32:
+def fma32(a: float | np.floating | F32, s: float | np.floating | F32, n: npt.ArrayLike) -> F32:
     """``a + s * n`` in float32 with one rounding (an FMA). ``a`` and ``s`` are
     float32 values, ``n`` integers of magnitude below 2**24 (exact in float32)."""
     a64 = np.asarray(a, np.float32).astype(np.float64)
@@ -119,8 +118,9 @@ def sum32(x: npt.ArrayLike, lanes: int = _LANES) -> np.float32:
     to 32768 elements (PyTorch splits longer sums between threads)."""
     v = np.ascontiguousarray(x, np.float32).reshape(-1)
     if v.size > _GRAIN_SIZE:
-        raise ValueError(f"sum32 reproduces PyTorch's single-threaded sum of at most {_GRAIN_SIZE} "
-                         f"elements, got {v.size}")
+        raise ValueError(
+            f"sum32 reproduces PyTorch's single-threaded sum of at most {_GRAIN_SIZE} elements, got {v.size}"
+        )
     w = int(lanes)
     if v.size < w:  # PyTorch's scalar path: the same cascade on single elements
         return np.float32(_row_sum(v))
@@ -132,4 +132,3 @@ def sum32(x: npt.ArrayLike, lanes: int = _LANES) -> np.float32:
     for lane in vec:
         total = np.float32(total + lane)
     return total
-

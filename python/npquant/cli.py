@@ -75,8 +75,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise SystemExit("npquant demo: --threads must be >= 0")
     if args.argv_is_process:
         _limit_blas_threads_by_reexec(args.threads)
-    result = run_demo(quick=args.quick, show_progress=not args.no_progress, other_isas=not args.no_isas,
-                      threads=args.threads or None, save=args.save)
+    result = run_demo(
+        quick=args.quick,
+        show_progress=not args.no_progress,
+        other_isas=not args.no_isas,
+        threads=args.threads or None,
+        save=args.save,
+    )
     print(format_demo(result))
     if args.save:
         print(f"\nint8 model saved to {args.save}: npquant.load({args.save!r}) runs it")
@@ -99,14 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="quantize the bundled digits CNN; accuracy, per-layer error, speed")
     d.add_argument("--quick", action="store_true", help="fewer images and timing repeats (seconds, rougher)")
-    d.add_argument("--threads", type=int, default=1,
-                   help="threads for npquant's kernels and NumPy's BLAS alike (default 1, the most "
-                        "repeatable comparison; 0: each library's default, all cores)")
+    d.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for npquant's kernels and NumPy's BLAS alike (default 1, the most "
+        "repeatable comparison; 0: each library's default, all cores)",
+    )
     d.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--save", metavar="PATH", help="also save the int8 model (npquant.save) to PATH")
-    d.add_argument("--no-isas", action="store_true",
-                   help="skip re-running the int8 model under the other ISAs of this CPU")
+    d.add_argument(
+        "--no-isas", action="store_true", help="skip re-running the int8 model under the other ISAs of this CPU"
+    )
     d.set_defaults(func=_cmd_demo)
 
     i = sub.add_parser("info", help="CPU features, built ISAs and the kernels chosen")
@@ -114,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_info)
 
     # `npquant bench ARGS` is handed to npquant.bench's own parser (see main).
-    sub.add_parser("bench", help="npquant against NumPy, PyTorch, ONNX Runtime (those installed); "
-                                 "npquant bench --help for its options")
+    sub.add_parser(
+        "bench",
+        help="npquant against NumPy, PyTorch, ONNX Runtime (those installed); npquant bench --help for its options",
+    )
     return p
 
 

@@ -31,7 +31,7 @@ def progress(iterable, desc: str, total: int | None = None, enabled: bool = True
 
 
 def _batches(x: np.ndarray, size: int):
-    return [x[i:i + size] for i in range(0, len(x), size)]
+    return [x[i : i + size] for i in range(0, len(x), size)]
 
 
 def predict(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -42,8 +42,9 @@ def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict(model, x) == y).mean())
 
 
-def quantize_digits(float_model, calib_x: np.ndarray, backend: str = "x86", show_progress: bool = True,
-                    batch: int = 32):
+def quantize_digits(
+    float_model, calib_x: np.ndarray, backend: str = "x86", show_progress: bool = True, batch: int = 32
+):
     """Static int8 version of the digits CNN: fuse, qconfig, prepare, calibrate, convert."""
     import npquant
 
@@ -137,16 +138,24 @@ def _other_isas(q_model, x: np.ndarray, repeats: int) -> list:
             if isa == here["isa"]:
                 continue
             ypath = os.path.join(d, f"y-{isa}.npy")
-            r = subprocess.run([sys.executable, "-c", _ISA_CHILD, mpath, xpath, ypath, str(repeats),
-                                str(npquant.get_num_threads())],
-                               env=dict(os.environ, NPQUANT_ISA=isa), capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, "-c", _ISA_CHILD, mpath, xpath, ypath, str(repeats), str(npquant.get_num_threads())],
+                env=dict(os.environ, NPQUANT_ISA=isa),
+                capture_output=True,
+                text=True,
+            )
             if r.returncode != 0:
                 out.append({"isa": isa, "error": r.stderr.strip().splitlines()[-1:]})
                 continue
             ran, ms = r.stdout.split()
             y = np.load(ypath)
-            out.append({"isa": ran, "int8_ms": float(ms),
-                        "bit_identical": bool(np.array_equal(y.view(np.uint32), expect.view(np.uint32)))})
+            out.append(
+                {
+                    "isa": ran,
+                    "int8_ms": float(ms),
+                    "bit_identical": bool(np.array_equal(y.view(np.uint32), expect.view(np.uint32))),
+                }
+            )
     return out
 
 
@@ -158,8 +167,14 @@ def _model_bytes(model) -> int:
     return len(buf.getvalue())
 
 
-def run_demo(quick: bool = False, show_progress: bool = True, backend: str = "x86",
-             other_isas: bool = True, threads: int | None = None, save: str | None = None) -> dict:
+def run_demo(
+    quick: bool = False,
+    show_progress: bool = True,
+    backend: str = "x86",
+    other_isas: bool = True,
+    threads: int | None = None,
+    save: str | None = None,
+) -> dict:
     """Everything ``npquant demo`` reports, as plain data. ``quick`` trims the data and
     timing repeats (for tests); the numbers are then rougher. ``other_isas``: also run
     the int8 model under every other ISA this CPU has (child processes) and check
@@ -199,8 +214,10 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
     same = bool(np.array_equal(q_model(probe), reloaded(probe)))
 
     big = np.resize(test_x, (256,) + test_x.shape[1:])  # batch 256 even in quick mode
-    timings = [_latency(float_model, q_model, test_x[:1], 5 if quick else 200),
-               _latency(float_model, q_model, big, 2 if quick else 20)]
+    timings = [
+        _latency(float_model, q_model, test_x[:1], 5 if quick else 200),
+        _latency(float_model, q_model, big, 2 if quick else 20),
+    ]
     isa_rows = _other_isas(q_model, big, 2 if quick else 10) if other_isas else []
     info = npquant.cpu_info()
     return {

@@ -26,8 +26,10 @@ def _bn_terms(bn):
 
 def _check_channels(layer, n_out: int, bn) -> None:
     if n_out != bn.num_features:
-        raise ValueError(f"cannot fold {type(bn).__name__}({bn.num_features}) into {type(layer).__name__} "
-                         f"with {n_out} output channels")
+        raise ValueError(
+            f"cannot fold {type(bn).__name__}({bn.num_features}) into {type(layer).__name__} "
+            f"with {n_out} output channels"
+        )
 
 
 def fuse_conv_bn_eval(conv, bn):
@@ -74,8 +76,9 @@ def fuse_known_modules(mod_list) -> list:
     fuser = _patterns().get(types)
     if fuser is None:
         supported = ", ".join("(" + ", ".join(t.__name__ for t in k) + ")" for k in _patterns())
-        raise NotImplementedError(f"cannot fuse ({', '.join(t.__name__ for t in types)}); "
-                                  f"fuse_modules supports {supported}")
+        raise NotImplementedError(
+            f"cannot fuse ({', '.join(t.__name__ for t in types)}); fuse_modules supports {supported}"
+        )
     return [fuser(*mod_list)] + [nn.Identity() for _ in mod_list[1:]]
 
 
@@ -89,14 +92,16 @@ def _check_eval(names, mods) -> None:
     training mode rather than fold silently (torch would make QAT modules, which
     npquant does not have)."""
     if not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in mods) or (
-            len(mods) == 2 and isinstance(mods[0], nn.BatchNorm2d)):  # bn + relu folds nothing
+        len(mods) == 2 and isinstance(mods[0], nn.BatchNorm2d)
+    ):  # bn + relu folds nothing
         return
     training = [n for n, m in zip(names, mods) if m.training]
     if training:
         raise RuntimeError(
             f"fuse_modules: {training} {'is' if len(training) == 1 else 'are'} in training mode, but fusing "
             f"{names} folds BatchNorm with its running statistics, which is for inference only; call "
-            "model.eval() before fuse_modules (npquant has no quantization-aware training)")
+            "model.eval() before fuse_modules (npquant has no quantization-aware training)"
+        )
 
 
 def _fuse_one(model, names) -> None:
@@ -116,8 +121,7 @@ def _fuse_one(model, names) -> None:
         _set_submodule(model, name, m)
 
 
-def fuse_modules(model, modules_to_fuse, inplace: bool = False, fuser_func=None,
-                 fuse_custom_config_dict=None):
+def fuse_modules(model, modules_to_fuse, inplace: bool = False, fuser_func=None, fuse_custom_config_dict=None):
     """``fuse_modules(model, [['conv', 'bn', 'relu'], ['fc', 'relu2']])``: each list
     names consecutive modules (dotted paths); the first becomes the fused module,
     the others Identity. Returns a fused copy unless ``inplace=True``.

@@ -32,8 +32,15 @@ import numpy as np
 from ._dtypes import QDType
 from .qtensor import QTensor
 
-__all__ = ["state_dict_to_numpy", "torch_state_dict_to_numpy", "state_dict_from_numpy", "is_torch_object",
-           "model_to_bytes", "model_from_bytes", "run_model_bytes"]
+__all__ = [
+    "state_dict_to_numpy",
+    "torch_state_dict_to_numpy",
+    "state_dict_from_numpy",
+    "is_torch_object",
+    "model_to_bytes",
+    "model_from_bytes",
+    "run_model_bytes",
+]
 
 _PER_TENSOR_KEYS = ("q_scale", "q_zero_point")
 _PER_CHANNEL_KEYS = ("q_per_channel_scales", "q_per_channel_zero_points", "q_per_channel_axis")
@@ -52,7 +59,7 @@ def is_torch_object(obj) -> bool:
 
 def _torch_dtype_name(v) -> str | None:
     s = str(v)
-    return s[len("torch."):] if is_torch_object(v) and s.startswith("torch.") else None
+    return s[len("torch.") :] if is_torch_object(v) and s.startswith("torch.") else None
 
 
 def _torch_qtensor(t, key: str) -> QTensor:
@@ -63,12 +70,19 @@ def _torch_qtensor(t, key: str) -> QTensor:
     if scheme in ("torch.per_tensor_affine", "torch.per_tensor_symmetric"):
         return QTensor(codes, t.q_scale(), t.q_zero_point(), name)
     if scheme in ("torch.per_channel_affine", "torch.per_channel_symmetric"):
-        return QTensor(codes, t.q_per_channel_scales().cpu().numpy(), t.q_per_channel_zero_points().cpu().numpy(),
-                       name, axis=int(t.q_per_channel_axis()))
+        return QTensor(
+            codes,
+            t.q_per_channel_scales().cpu().numpy(),
+            t.q_per_channel_zero_points().cpu().numpy(),
+            name,
+            axis=int(t.q_per_channel_axis()),
+        )
     if scheme == "torch.per_channel_affine_float_qparams":  # weight-only embeddings
         return _torch_rowwise(t, name)
-    raise ValueError(f"state dict entry {key!r}: quantized tensors with qscheme {scheme} are not supported "
-                     "(npquant reads per-tensor and per-channel affine)")
+    raise ValueError(
+        f"state dict entry {key!r}: quantized tensors with qscheme {scheme} are not supported "
+        "(npquant reads per-tensor and per-channel affine)"
+    )
 
 
 def _torch_rowwise(t, name):
@@ -81,8 +95,9 @@ def _torch_rowwise(t, name):
     if name == "quint4x2":
         packed = codes.reshape(rows, -1)
         codes = np.stack([packed & 15, packed >> 4], axis=-1).reshape(rows, -1)[:, :dim]
-    return RowwiseQTensor(codes, t.q_per_channel_scales().cpu().numpy(), t.q_per_channel_zero_points().cpu().numpy(),
-                          name)
+    return RowwiseQTensor(
+        codes, t.q_per_channel_scales().cpu().numpy(), t.q_per_channel_zero_points().cpu().numpy(), name
+    )
 
 
 def _to_native(v, key: str):
@@ -107,15 +122,19 @@ def _to_native(v, key: str):
             return _torch_qtensor(v, key)
         if hasattr(v, "detach") and hasattr(v, "numpy"):
             return v.detach().cpu().numpy()
-        raise TypeError(f"state dict entry {key!r} is a {type(v).__module__}.{type(v).__name__}, which npquant "
-                        "cannot read; torch's state_dict() of a converted model holds tensors, quantized "
-                        "tensors, dtypes and (weight, bias) tuples")
+        raise TypeError(
+            f"state dict entry {key!r} is a {type(v).__module__}.{type(v).__name__}, which npquant "
+            "cannot read; torch's state_dict() of a converted model holds tensors, quantized "
+            "tensors, dtypes and (weight, bias) tuples"
+        )
     if isinstance(v, (bool, int, float, np.generic)):
         return np.asarray(v)
     if hasattr(v, "__array__") and not isinstance(v, (dict, set)):
         return np.asarray(v)
-    raise TypeError(f"state dict entry {key!r} is a {type(v).__name__}; state dicts hold arrays, "
-                    "QTensors, (weight, bias) tuples and dtype names")
+    raise TypeError(
+        f"state dict entry {key!r} is a {type(v).__name__}; state dicts hold arrays, "
+        "QTensors, (weight, bias) tuples and dtype names"
+    )
 
 
 def _flatten(key: str, v, out: dict) -> None:
@@ -163,8 +182,10 @@ def _qtensor_from_flat(key: str, flat: dict, used: set) -> QTensor:
     codes = np.asarray(flat[key])
     name = _STORAGE_QDTYPE.get(codes.dtype)
     if name is None:
-        raise TypeError(f"state dict entry {key!r} holds quantized codes of dtype {codes.dtype}; "
-                        "expected int8 (qint8), uint8 (quint8) or int32 (qint32)")
+        raise TypeError(
+            f"state dict entry {key!r} holds quantized codes of dtype {codes.dtype}; "
+            "expected int8 (qint8), uint8 (quint8) or int32 (qint32)"
+        )
     per_channel = key + ".q_per_channel_scales" in flat
     need = _PER_CHANNEL_KEYS if per_channel else _PER_TENSOR_KEYS
     absent = [f"{key}.{s}" for s in need if f"{key}.{s}" not in flat]
@@ -174,16 +195,22 @@ def _qtensor_from_flat(key: str, flat: dict, used: set) -> QTensor:
     used.update([key] + [f"{key}.{s}" for s in need])
     for s in need[1:]:  # zero points (and the axis): whole numbers, never a silent cast
         v = vals[s]
-        if v.dtype.kind not in "iuf" or (v.dtype.kind == "f" and not np.all(
-                np.isfinite(v) & (v == np.round(v)) & (np.abs(v) < 2**31))):
+        if v.dtype.kind not in "iuf" or (
+            v.dtype.kind == "f" and not np.all(np.isfinite(v) & (v == np.round(v)) & (np.abs(v) < 2**31))
+        ):
             raise ValueError(f"state dict entry '{key}.{s}' must hold integers, got {v.dtype} {v!r}")
     try:
         if per_channel:
             axis = vals["q_per_channel_axis"]
             if axis.size != 1 or axis.dtype.kind not in "iu":
                 raise ValueError(f"q_per_channel_axis must be one integer, got {axis!r}")
-            return QTensor(codes, vals["q_per_channel_scales"], vals["q_per_channel_zero_points"], name,
-                           axis=int(axis.reshape(-1)[0]))
+            return QTensor(
+                codes,
+                vals["q_per_channel_scales"],
+                vals["q_per_channel_zero_points"],
+                name,
+                axis=int(axis.reshape(-1)[0]),
+            )
         sc, zp = vals["q_scale"], vals["q_zero_point"]
         if sc.size != 1 or zp.size != 1:
             raise ValueError(f"q_scale and q_zero_point must hold one value each, got shapes {sc.shape} and {zp.shape}")
@@ -197,8 +224,10 @@ def state_dict_from_numpy(flat) -> OrderedDict:
     keys; anything already in npquant's or torch's form passes through (torch objects
     become NumPy arrays and QTensors). ``load_state_dict`` calls it on what it is given."""
     if not hasattr(flat, "keys") or not hasattr(flat, "__getitem__"):
-        raise TypeError(f"load_state_dict expects a dict of arrays (model.state_dict(), or numpy.load('x.npz')), "
-                        f"got {type(flat).__name__}")
+        raise TypeError(
+            f"load_state_dict expects a dict of arrays (model.state_dict(), or numpy.load('x.npz')), "
+            f"got {type(flat).__name__}"
+        )
     keys = list(flat.keys())
     for k in keys:
         if not isinstance(k, str):
@@ -236,7 +265,7 @@ def qdtype_name(v) -> str | None:
     if isinstance(v, QDType):
         return v.name
     if isinstance(v, str):
-        return v[len("torch."):] if v.startswith("torch.") else v
+        return v[len("torch.") :] if v.startswith("torch.") else v
     if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind == "U":
         return qdtype_name(str(v))
     return _torch_dtype_name(v)

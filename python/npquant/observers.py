@@ -19,19 +19,35 @@ import functools
 import numpy as np
 
 from ._dtypes import QDType, as_qdtype, qint8, quint4x2, quint8
-from .nn.module import Module
 from ._f32 import linspace32, sum32
+from .nn.module import Module
 from .qparams import EPS, calculate_qparams, histogram_range, percentile_range, quant_range
 from .qtensor import QTensor
 
 __all__ = [
-    "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric",
-    "per_channel_affine_float_qparams", "float_qparams", "default_float_qparams_observer",
-    "default_float_qparams_observer_4bit", "ObserverBase", "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
-    "MovingAveragePerChannelMinMaxObserver", "HistogramObserver", "PercentileObserver",
-    "PlaceholderObserver", "default_observer", "default_weight_observer",
-    "default_per_channel_weight_observer", "default_histogram_observer",
-    "default_dynamic_quant_observer", "default_placeholder_observer", "ProtocolObserver",
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "per_channel_affine",
+    "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
+    "float_qparams",
+    "default_float_qparams_observer",
+    "default_float_qparams_observer_4bit",
+    "ObserverBase",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "PerChannelMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver",
+    "HistogramObserver",
+    "PercentileObserver",
+    "PlaceholderObserver",
+    "default_observer",
+    "default_weight_observer",
+    "default_per_channel_weight_observer",
+    "default_histogram_observer",
+    "default_dynamic_quant_observer",
+    "default_placeholder_observer",
+    "ProtocolObserver",
 ]
 
 # qschemes, spelled like torch.per_tensor_affine etc. (QTensor.qscheme() returns these strings)
@@ -52,7 +68,7 @@ class _ObserverFactory:
     def __init__(self, cls, **kwargs):
         self._make = functools.partial(cls, **kwargs)
 
-    def with_args(self, **kwargs) -> "_ObserverFactory":
+    def with_args(self, **kwargs) -> _ObserverFactory:
         merged = dict(self._make.keywords, **kwargs)
         return _ObserverFactory(self._make.func, **merged)
 
@@ -66,8 +82,10 @@ class _ObserverFactory:
 
 def _observed_array(x, who: str) -> np.ndarray:
     if isinstance(x, QTensor):
-        raise TypeError(f"{who} observes float arrays, got a QTensor: observers belong before "
-                        "quantization (did convert already run on this model?)")
+        raise TypeError(
+            f"{who} observes float arrays, got a QTensor: observers belong before "
+            "quantization (did convert already run on this model?)"
+        )
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
@@ -75,13 +93,16 @@ def _observed_array(x, who: str) -> np.ndarray:
         raise TypeError(f"{who} observes float arrays, got dtype {x.dtype}")
     x = x.astype(np.float32, copy=False)
     if x.size and not np.all(np.isfinite(x)):
-        raise ValueError(f"{who}: the calibration data contains NaN or Inf; clean it first "
-                         "(numpy.nan_to_num) or find where the model produces it")
+        raise ValueError(
+            f"{who}: the calibration data contains NaN or Inf; clean it first "
+            "(numpy.nan_to_num) or find where the model produces it"
+        )
     return x
 
 
-def float_qparams(min_val: np.ndarray, max_val: np.ndarray, quant_min: int, quant_max: int,
-                  eps: np.float32) -> tuple[np.ndarray, np.ndarray]:
+def float_qparams(
+    min_val: np.ndarray, max_val: np.ndarray, quant_min: int, quant_max: int, eps: np.float32
+) -> tuple[np.ndarray, np.ndarray]:
     """torch's per_channel_affine_float_qparams rule, in float32: (scales, float zero points)."""
     mn, mx = np.atleast_1d(np.asarray(min_val, np.float32)), np.atleast_1d(np.asarray(max_val, np.float32))
     scale = (mx - mn) / np.float32(quant_max - quant_min)
@@ -93,8 +114,16 @@ class ObserverBase(Module):
     """Common arguments and the one-line contract: ``observe(x)`` collects,
     ``calculate_qparams()`` computes. ``__call__``/``forward`` observe and return x."""
 
-    def __init__(self, dtype=quint8, qscheme=per_tensor_affine, reduce_range: bool = False,
-                 quant_min=None, quant_max=None, eps=EPS, is_dynamic: bool = False):
+    def __init__(
+        self,
+        dtype=quint8,
+        qscheme=per_tensor_affine,
+        reduce_range: bool = False,
+        quant_min=None,
+        quant_max=None,
+        eps=EPS,
+        is_dynamic: bool = False,
+    ):
         super().__init__()
         self.dtype = as_qdtype(dtype)
         if qscheme not in _PER_TENSOR + _PER_CHANNEL + (per_channel_affine_float_qparams,):
@@ -126,8 +155,10 @@ class ObserverBase(Module):
 
     def _require_data(self) -> None:
         if not self.has_data:
-            raise RuntimeError(f"{type(self).__name__} has seen no data: run calibration inputs through "
-                               "the prepared model (or call observe(x)) before calculate_qparams / convert")
+            raise RuntimeError(
+                f"{type(self).__name__} has seen no data: run calibration inputs through "
+                "the prepared model (or call observe(x)) before calculate_qparams / convert"
+            )
 
     def _qparams(self, min_val, max_val):
         """PyTorch's _calculate_qparams on float32 min/max (scalars or per channel)."""
@@ -137,8 +168,9 @@ class ObserverBase(Module):
         if self.qscheme == per_channel_affine_float_qparams:
             return float_qparams(mn, mx, self.quant_min, self.quant_max, self.eps)
         symmetric = self.qscheme in (per_tensor_symmetric, per_channel_symmetric)
-        scale, zp = calculate_qparams(mn, mx, self.quant_min, self.quant_max, symmetric,
-                                      unsigned_symmetric_zp=self.dtype is quint8, eps=self.eps)
+        scale, zp = calculate_qparams(
+            mn, mx, self.quant_min, self.quant_max, symmetric, unsigned_symmetric_zp=self.dtype is quint8, eps=self.eps
+        )
         if symmetric and self.dtype is quint8 and self.has_customized_qrange:
             zp = np.full_like(zp, (self.quant_min + self.quant_max) // 2)
         return np.atleast_1d(scale).astype(np.float32), np.atleast_1d(zp).astype(np.int64)
@@ -150,8 +182,16 @@ class ObserverBase(Module):
 class MinMaxObserver(ObserverBase):
     """Running min and max over everything observed."""
 
-    def __init__(self, dtype=quint8, qscheme=per_tensor_affine, reduce_range: bool = False,
-                 quant_min=None, quant_max=None, eps=EPS, is_dynamic: bool = False):
+    def __init__(
+        self,
+        dtype=quint8,
+        qscheme=per_tensor_affine,
+        reduce_range: bool = False,
+        quant_min=None,
+        quant_max=None,
+        eps=EPS,
+        is_dynamic: bool = False,
+    ):
         if qscheme in _PER_CHANNEL:
             raise ValueError(f"{type(self).__name__} is per tensor; use PerChannelMinMaxObserver for {qscheme}")
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
@@ -182,8 +222,17 @@ class MinMaxObserver(ObserverBase):
 class MovingAverageMinMaxObserver(MinMaxObserver):
     """min/max as exponential moving averages: m += c * (batch_min - m), in float32."""
 
-    def __init__(self, averaging_constant: float = 0.01, dtype=quint8, qscheme=per_tensor_affine,
-                 reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
+    def __init__(
+        self,
+        averaging_constant: float = 0.01,
+        dtype=quint8,
+        qscheme=per_tensor_affine,
+        reduce_range: bool = False,
+        quant_min=None,
+        quant_max=None,
+        eps=EPS,
+        is_dynamic=False,
+    ):
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
         self.averaging_constant = averaging_constant
 
@@ -199,8 +248,17 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 class PerChannelMinMaxObserver(ObserverBase):
     """min/max per slice along ``ch_axis`` (weights: the output channels)."""
 
-    def __init__(self, ch_axis: int = 0, dtype=quint8, qscheme=per_channel_affine,
-                 reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
+    def __init__(
+        self,
+        ch_axis: int = 0,
+        dtype=quint8,
+        qscheme=per_channel_affine,
+        reduce_range: bool = False,
+        quant_min=None,
+        quant_max=None,
+        eps=EPS,
+        is_dynamic=False,
+    ):
         if qscheme in _PER_TENSOR:
             raise ValueError(f"{type(self).__name__} is per channel; use MinMaxObserver for {qscheme}")
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
@@ -226,8 +284,10 @@ class PerChannelMinMaxObserver(ObserverBase):
             raise ValueError(f"{type(self).__name__}: ch_axis {self.ch_axis} is out of range for shape {x.shape}")
         rows = np.moveaxis(x, self.ch_axis, 0).reshape(x.shape[self.ch_axis], -1)
         if self.has_data and rows.shape[0] != self.min_val.size:
-            raise ValueError(f"{type(self).__name__} saw {self.min_val.size} channels before and "
-                             f"{rows.shape[0]} now (shape {x.shape}, ch_axis {self.ch_axis})")
+            raise ValueError(
+                f"{type(self).__name__} saw {self.min_val.size} channels before and "
+                f"{rows.shape[0]} now (shape {x.shape}, ch_axis {self.ch_axis})"
+            )
         self._update(rows.min(axis=1), rows.max(axis=1))
 
     def _update(self, lo, hi) -> None:
@@ -246,9 +306,18 @@ class PerChannelMinMaxObserver(ObserverBase):
 
 
 class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
-    def __init__(self, averaging_constant: float = 0.01, ch_axis: int = 0, dtype=quint8,
-                 qscheme=per_channel_affine, reduce_range: bool = False, quant_min=None,
-                 quant_max=None, eps=EPS, is_dynamic=False):
+    def __init__(
+        self,
+        averaging_constant: float = 0.01,
+        ch_axis: int = 0,
+        dtype=quint8,
+        qscheme=per_channel_affine,
+        reduce_range: bool = False,
+        quant_min=None,
+        quant_max=None,
+        eps=EPS,
+        is_dynamic=False,
+    ):
         super().__init__(ch_axis, dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
         self.averaging_constant = averaging_constant
 
@@ -277,8 +346,17 @@ class HistogramObserver(ObserverBase):
     """Running histogram of the values, then PyTorch's search for the [min, max]
     minimizing the L2 quantization error (NormMinimization from caffe2)."""
 
-    def __init__(self, bins: int = 2048, dtype=quint8, qscheme=per_tensor_affine,
-                 reduce_range: bool = False, quant_min=None, quant_max=None, eps=EPS, is_dynamic=False):
+    def __init__(
+        self,
+        bins: int = 2048,
+        dtype=quint8,
+        qscheme=per_tensor_affine,
+        reduce_range: bool = False,
+        quant_min=None,
+        quant_max=None,
+        eps=EPS,
+        is_dynamic=False,
+    ):
         if qscheme in _PER_CHANNEL:
             raise ValueError(f"{type(self).__name__} supports per_tensor_affine / per_tensor_symmetric only")
         if is_dynamic:
@@ -340,9 +418,18 @@ class PercentileObserver(HistogramObserver):
     the running histogram, linearly within a bin): ``percentile=99.99`` keeps the
     range [0.01th, 99.99th percentile]. Robust to rare outliers; cheap to compute."""
 
-    def __init__(self, percentile: float = 99.99, bins: int = 2048, dtype=quint8,
-                 qscheme=per_tensor_affine, reduce_range: bool = False, quant_min=None,
-                 quant_max=None, eps=EPS, is_dynamic=False):
+    def __init__(
+        self,
+        percentile: float = 99.99,
+        bins: int = 2048,
+        dtype=quint8,
+        qscheme=per_tensor_affine,
+        reduce_range: bool = False,
+        quant_min=None,
+        quant_max=None,
+        eps=EPS,
+        is_dynamic=False,
+    ):
         if not 50.0 < percentile <= 100.0:
             raise ValueError(f"percentile must be in (50, 100], got {percentile}")
         super().__init__(bins, dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
@@ -359,8 +446,17 @@ class PlaceholderObserver(ObserverBase):
     """Records nothing; marks the dtype of an activation computed at run time
     (dynamic quantization) or left float. ``calculate_qparams`` is an error."""
 
-    def __init__(self, dtype=np.float32, custom_op_name: str = "", compute_dtype=None,
-                 quant_min=None, quant_max=None, qscheme=per_tensor_affine, eps=EPS, is_dynamic=False):
+    def __init__(
+        self,
+        dtype=np.float32,
+        custom_op_name: str = "",
+        compute_dtype=None,
+        quant_min=None,
+        quant_max=None,
+        qscheme=per_tensor_affine,
+        eps=EPS,
+        is_dynamic=False,
+    ):
         Module.__init__(self)
         self.dtype = dtype if not isinstance(dtype, (QDType, str)) else as_qdtype(dtype)
         self.qscheme, self.quant_min, self.quant_max = qscheme, quant_min, quant_max
@@ -373,8 +469,10 @@ class PlaceholderObserver(ObserverBase):
         pass
 
     def calculate_qparams(self):
-        raise RuntimeError("PlaceholderObserver records nothing, so it has no qparams: use a "
-                           "MinMaxObserver or HistogramObserver in the qconfig for static quantization")
+        raise RuntimeError(
+            "PlaceholderObserver records nothing, so it has no qparams: use a "
+            "MinMaxObserver or HistogramObserver in the qconfig for static quantization"
+        )
 
 
 class ProtocolObserver(ObserverBase):
@@ -391,7 +489,7 @@ class ProtocolObserver(ObserverBase):
         super().__init__(dtype=getattr(observer, "dtype", quint8 if role == "activation" else qint8))
         self.observer = observer
         qscheme = str(getattr(observer, "qscheme", ""))
-        qscheme = qscheme[len("torch."):] if qscheme.startswith("torch.") else qscheme
+        qscheme = qscheme[len("torch.") :] if qscheme.startswith("torch.") else qscheme
         ch_axis = getattr(observer, "ch_axis", None)
         if qscheme in _PER_TENSOR + _PER_CHANNEL:
             self.qscheme = qscheme
@@ -420,16 +518,22 @@ class ProtocolObserver(ObserverBase):
             raise TypeError(f"{name}.calculate_qparams() must return (scale, zero_point), got {type(r).__name__}")
         scale, zp = (np.asarray(_to_native(v, f"{name}.calculate_qparams()")) for v in r)
         if scale.dtype.kind != "f" or zp.dtype.kind not in "iuf" or scale.size == 0 or scale.size != zp.size:
-            raise TypeError(f"{name}.calculate_qparams() must return float scales and integer zero points "
-                            f"of one size, got {scale.dtype} {scale.shape} and {zp.dtype} {zp.shape}")
+            raise TypeError(
+                f"{name}.calculate_qparams() must return float scales and integer zero points "
+                f"of one size, got {scale.dtype} {scale.shape} and {zp.dtype} {zp.shape}"
+            )
         if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ValueError(f"{name}.calculate_qparams() returned scales that are not positive and finite: {scale}")
         if np.any(zp != np.round(zp)) or np.any(zp < self.quant_min) or np.any(zp > self.quant_max):
-            raise ValueError(f"{name}.calculate_qparams() returned zero points outside the integers "
-                             f"[{self.quant_min}, {self.quant_max}] of {self.dtype}: {zp}")
+            raise ValueError(
+                f"{name}.calculate_qparams() returned zero points outside the integers "
+                f"[{self.quant_min}, {self.quant_max}] of {self.dtype}: {zp}"
+            )
         if scale.size > 1 and self.ch_axis is None:
-            raise ValueError(f"{name}.calculate_qparams() returned {scale.size} scales; a per-channel "
-                             "observer needs qscheme per_channel_symmetric and a ch_axis attribute")
+            raise ValueError(
+                f"{name}.calculate_qparams() returned {scale.size} scales; a per-channel "
+                "observer needs qscheme per_channel_symmetric and a ch_axis attribute"
+            )
         return scale.reshape(-1).astype(np.float32), zp.reshape(-1).astype(np.int64)
 
     def extra_repr(self) -> str:
@@ -451,22 +555,26 @@ def make_observer(factory, role: str, where: str) -> ObserverBase:
         raise torch_observer_error(obs, where)
     has_fwd = callable(getattr(obs, "forward", None)) or callable(obs)
     if not (has_fwd and callable(getattr(obs, "calculate_qparams", None))):
-        raise TypeError(f"{where} made a {type(obs).__name__}, which is not an observer: an observer needs "
-                        "forward(x) (or __call__) and calculate_qparams(), or subclass "
-                        "npquant.observers.ObserverBase")
+        raise TypeError(
+            f"{where} made a {type(obs).__name__}, which is not an observer: an observer needs "
+            "forward(x) (or __call__) and calculate_qparams(), or subclass "
+            "npquant.observers.ObserverBase"
+        )
     return ProtocolObserver(obs, role)
 
 
 default_observer = MinMaxObserver.with_args(dtype=quint8)
 default_weight_observer = MinMaxObserver.with_args(dtype=qint8, qscheme=per_tensor_symmetric)
-default_per_channel_weight_observer = PerChannelMinMaxObserver.with_args(
-    dtype=qint8, qscheme=per_channel_symmetric)
+default_per_channel_weight_observer = PerChannelMinMaxObserver.with_args(dtype=qint8, qscheme=per_channel_symmetric)
 default_histogram_observer = HistogramObserver.with_args(dtype=quint8)
 default_dynamic_quant_observer = PlaceholderObserver.with_args(
-    dtype=quint8, quant_min=0, quant_max=255, is_dynamic=True)
+    dtype=quint8, quant_min=0, quant_max=255, is_dynamic=True
+)
 default_placeholder_observer = PlaceholderObserver
 # Weight-only embeddings (torch's default_float_qparams_observer / _4bit).
 default_float_qparams_observer = PerChannelMinMaxObserver.with_args(
-    dtype=quint8, qscheme=per_channel_affine_float_qparams, ch_axis=0)
+    dtype=quint8, qscheme=per_channel_affine_float_qparams, ch_axis=0
+)
 default_float_qparams_observer_4bit = PerChannelMinMaxObserver.with_args(
-    dtype=quint4x2, qscheme=per_channel_affine_float_qparams, ch_axis=0)
+    dtype=quint4x2, qscheme=per_channel_affine_float_qparams, ch_axis=0
+)

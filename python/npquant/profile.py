@@ -28,14 +28,14 @@ OTHER = "other (Python between modules)"
 
 
 class ProfileRow(NamedTuple):
-    name: str            # module name in the model ("layer1.0.conv1"), or OTHER
-    type: str            # class name
-    calls: int           # calls per forward pass
-    ms: float            # median time per forward pass, milliseconds
+    name: str  # module name in the model ("layer1.0.conv1"), or OTHER
+    type: str  # class name
+    calls: int  # calls per forward pass
+    ms: float  # median time per forward pass, milliseconds
     ms_per_call: float
-    share: float         # of the median total, 0..1
+    share: float  # of the median total, 0..1
     gmacs: float | None  # GMAC/s for Linear / Conv2d, else None
-    kernel: str          # the kernel that ran (npquant.cpu_info()['kernels'] names) or the path
+    kernel: str  # the kernel that ran (npquant.cpu_info()['kernels'] names) or the path
     isa: str
 
 
@@ -48,14 +48,28 @@ class Profile:
 
     def __str__(self) -> str:
         head = ("module", "type", "calls", "ms", "ms/call", "share", "GMAC/s", "kernel")
-        body = [(r.name, r.type, str(r.calls), f"{r.ms:.3f}", f"{r.ms_per_call:.3f}", f"{100 * r.share:.1f}%",
-                 "" if r.gmacs is None else f"{r.gmacs:.1f}",
-                 r.kernel + (f" ({r.isa})" if r.isa else "")) for r in self.rows]
+        body = [
+            (
+                r.name,
+                r.type,
+                str(r.calls),
+                f"{r.ms:.3f}",
+                f"{r.ms_per_call:.3f}",
+                f"{100 * r.share:.1f}%",
+                "" if r.gmacs is None else f"{r.gmacs:.1f}",
+                r.kernel + (f" ({r.isa})" if r.isa else ""),
+            )
+            for r in self.rows
+        ]
         body.append(("total", "", "", f"{self.total_ms:.3f}", "", "100.0%", "", f"median of {self.repeat}"))
         widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
         right = {2, 3, 4, 5, 6}
-        fmt = lambda row: "  ".join(c.rjust(w) if i in right else c.ljust(w)  # noqa: E731
-                                    for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+        def fmt(row: tuple[str, ...]) -> str:
+            return "  ".join(
+                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+            ).rstrip()
+
         rule = "  ".join("-" * w for w in widths)
         return "\n".join([fmt(head), rule] + [fmt(r) for r in body])
 
@@ -117,6 +131,7 @@ class _Timer:
             if name not in self.macs:
                 self.macs[name] = _macs(mod, out)
             return out
+
         return timed
 
 
@@ -135,8 +150,11 @@ def profile(model: Module, *inputs, repeat: int = 10, warmup: int = 1) -> Profil
     def inside(name: str) -> bool:
         return any(name != u and (u == "" or name.startswith(u + ".")) for u in units)
 
-    leaves = [(name or type(model).__name__, m) for name, m in model.named_modules()
-              if (next(iter(m.children()), None) is None or name in units) and not inside(name)]
+    leaves = [
+        (name or type(model).__name__, m)
+        for name, m in model.named_modules()
+        if (next(iter(m.children()), None) is None or name in units) and not inside(name)
+    ]
     timer = _Timer()
     patched = []
     try:
@@ -176,8 +194,11 @@ def _report(leaves, timer, per_pass, totals, repeat) -> Profile:
         macs = timer.macs.get(name)
         gmacs = macs * calls / (ms * 1e6) if macs and ms > 0 else None
         kernel, isa = _kernel(mod)
-        rows.append(ProfileRow(name, type(mod).__name__, calls, ms, ms / calls,
-                               ms / total_ms if total_ms else 0.0, gmacs, kernel, isa))
+        rows.append(
+            ProfileRow(
+                name, type(mod).__name__, calls, ms, ms / calls, ms / total_ms if total_ms else 0.0, gmacs, kernel, isa
+            )
+        )
     rows.sort(key=lambda r: -r.ms)
     # the rest of the median pass, so that the rows add up to the total (0 when the
     # leaves' medians exceed it: noise)

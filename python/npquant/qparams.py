@@ -29,8 +29,15 @@ from ._f32 import sum32
 if TYPE_CHECKING:
     from ._dtypes import QDType
 
-__all__ = ["choose_qparams", "calculate_qparams", "quant_range", "requant_constants", "EPS",
-           "histogram_range", "percentile_range"]
+__all__ = [
+    "choose_qparams",
+    "calculate_qparams",
+    "quant_range",
+    "requant_constants",
+    "EPS",
+    "histogram_range",
+    "percentile_range",
+]
 
 EPS = np.float32(np.finfo(np.float32).eps)
 
@@ -41,8 +48,9 @@ def choose_qparams(min_val: float, max_val: float, qmin: int = 0, qmax: int = 25
     return float(scale), int(zero_point)
 
 
-def quant_range(dtype: QDType, reduce_range: bool = False, quant_min: int | None = None,
-                quant_max: int | None = None) -> tuple[int, int]:
+def quant_range(
+    dtype: QDType, reduce_range: bool = False, quant_min: int | None = None, quant_max: int | None = None
+) -> tuple[int, int]:
     """(qmin, qmax) as PyTorch's observers derive it.
 
     Default: the dtype's full range (npquant's kernels are exact there, so
@@ -53,22 +61,29 @@ def quant_range(dtype: QDType, reduce_range: bool = False, quant_min: int | None
     signed = dtype.qmin < 0
     if quant_min is None and quant_max is None:
         qmin, qmax = dtype.qmin, dtype.qmax
-        return ((qmin // 2, qmax // 2) if reduce_range else (qmin, qmax))
+        return (qmin // 2, qmax // 2) if reduce_range else (qmin, qmax)
     if quant_min is None or quant_max is None:
         raise ValueError("give both quant_min and quant_max, or neither")
     if not quant_min <= 0 <= quant_max:
         raise ValueError(f"the quantization range [{quant_min}, {quant_max}] must contain 0")
     n = quant_max - quant_min + 1
     if n > 256:
-        raise ValueError(f"the quantization range [{quant_min}, {quant_max}] spans {n} codes; 8-bit "
-                         "quantization has at most 256")
+        raise ValueError(
+            f"the quantization range [{quant_min}, {quant_max}] spans {n} codes; 8-bit quantization has at most 256"
+        )
     qmin, qmax = (-(n // 2), n // 2 - 1) if signed else (0, n - 1)
     return (qmin // 2, qmax // 2) if reduce_range else (qmin, qmax)
 
 
-def calculate_qparams(min_val: npt.ArrayLike, max_val: npt.ArrayLike, qmin: int, qmax: int, symmetric: bool,
-                      unsigned_symmetric_zp: bool = False,
-                      eps: float | np.floating = EPS) -> tuple[np.ndarray, np.ndarray]:
+def calculate_qparams(
+    min_val: npt.ArrayLike,
+    max_val: npt.ArrayLike,
+    qmin: int,
+    qmax: int,
+    symmetric: bool,
+    unsigned_symmetric_zp: bool = False,
+    eps: float | np.floating = EPS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Observer qparams, vectorized over channels.
 
     min_val/max_val: scalars or 1-D arrays (per channel). Returns float32 scales
@@ -92,8 +107,9 @@ def calculate_qparams(min_val: npt.ArrayLike, max_val: npt.ArrayLike, qmin: int,
     return scale, zp
 
 
-def requant_constants(x_scale: float, w_scales: npt.ArrayLike, y_scale: float,
-                      bias: npt.ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+def requant_constants(
+    x_scale: float, w_scales: npt.ArrayLike, y_scale: float, bias: npt.ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(bias_s, mult), float32 per output channel, exactly as the static kernels use them:
     ``s = fl(x_scale * w_scale[n])``, ``mult = fl(s / y_scale)``, ``bias_s = fl(bias / s)``
     (0 without a bias), so that ``v = fl(fl(float(acc) + bias_s) * mult)``."""
@@ -109,8 +125,9 @@ def _sum_like_torch(v: npt.NDArray[np.float32]) -> float:
     return float(sum32(v)) if v.size <= 32768 else float(v.sum(dtype=np.float32))
 
 
-def _l2_error(hist: npt.NDArray[np.float32], min_val: np.float32, max_val: np.float32,
-              start: int, end: int, dst_nbins: int) -> float:
+def _l2_error(
+    hist: npt.NDArray[np.float32], min_val: np.float32, max_val: np.float32, start: int, end: int, dst_nbins: int
+) -> float:
     """The L2 error of quantizing the histogram's mass to ``dst_nbins`` levels spread
     over bins [start, end]: PyTorch's _compute_quantization_error, each float32
     operation in its order (widths in float64 as Python floats, then float32)."""
@@ -138,8 +155,9 @@ def _l2_error(hist: npt.NDArray[np.float32], min_val: np.float32, max_val: np.fl
     return _sum_like_torch(total.astype(f32))
 
 
-def histogram_range(hist: npt.ArrayLike, min_val: float, max_val: float,
-                    dst_nbins: int = 256) -> tuple[np.float32, np.float32]:
+def histogram_range(
+    hist: npt.ArrayLike, min_val: float, max_val: float, dst_nbins: int = 256
+) -> tuple[np.float32, np.float32]:
     """PyTorch's HistogramObserver range search (_non_linear_param_search, from
     caffe2's NormMinimization) on a float32 histogram over [min_val, max_val]:
     trim the tails one quantile step (1e-5) at a time, from the side that moves more
@@ -175,8 +193,9 @@ def histogram_range(hist: npt.ArrayLike, min_val: float, max_val: float,
     return np.float32(lo + bw * np.float32(start)), np.float32(lo + bw * np.float32(end + 1))
 
 
-def percentile_range(hist: npt.ArrayLike, min_val: float, max_val: float,
-                     percentile: float) -> tuple[np.float32, np.float32]:
+def percentile_range(
+    hist: npt.ArrayLike, min_val: float, max_val: float, percentile: float
+) -> tuple[np.float32, np.float32]:
     """The [100 - percentile, percentile] percentiles of the values a histogram over
     [min_val, max_val] counts, read off its CDF linearly within a bin."""
     h = np.asarray(hist, np.float64)

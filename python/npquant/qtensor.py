@@ -64,8 +64,9 @@ class QTensor:
     _axis: int | None
     _nhwc: bool
 
-    def __init__(self, int_repr: npt.ArrayLike, scale: Any, zero_point: Any, dtype: object = quint8,
-                 axis: int | None = None) -> None:
+    def __init__(
+        self, int_repr: npt.ArrayLike, scale: Any, zero_point: Any, dtype: object = quint8, axis: int | None = None
+    ) -> None:
         dtype = as_qdtype(dtype)
         q = np.asarray(int_repr)
         if q.dtype != dtype.storage:
@@ -110,8 +111,9 @@ class QTensor:
         return t
 
     @classmethod
-    def _trusted(cls, q: np.ndarray, scale: float, zero_point: int, dtype: QDType = quint8,
-                 nhwc: bool = False) -> QTensor:
+    def _trusted(
+        cls, q: np.ndarray, scale: float, zero_point: int, dtype: QDType = quint8, nhwc: bool = False
+    ) -> QTensor:
         """A per-tensor QTensor from values and qparams the caller has already
         validated (the quantized layers' outputs): no checks, no copies."""
         t = object.__new__(cls)
@@ -252,8 +254,9 @@ class QTensor:
         idx[dim] = slice(start, start + length)
         return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), scale, zp, self._dtype)
 
-    def split(self, split_size_or_sections: int | np.integer | list[int] | tuple[int, ...],
-              dim: int = 0) -> tuple[QTensor, ...]:
+    def split(
+        self, split_size_or_sections: int | np.integer | list[int] | tuple[int, ...], dim: int = 0
+    ) -> tuple[QTensor, ...]:
         """Like torch.Tensor.split: pieces of split_size (the last may be smaller), or of the given sizes."""
         dim = self._dim(dim, "split")
         n = self.shape[dim]
@@ -304,9 +307,7 @@ class QTensor:
         return f"QTensor(shape={self.shape}, dtype={self._dtype}, {qp})"
 
     def __array__(self, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError(
-            "a QTensor is not a float array; call .dequantize() for floats or .int_repr() for integers"
-        )
+        raise TypeError("a QTensor is not a float array; call .dequantize() for floats or .int_repr() for integers")
 
     def _need_per_tensor(self, what: str) -> None:
         if self._axis is not None:
@@ -319,8 +320,10 @@ class QTensor:
 
 def _quantize_scalar_path(x: np.ndarray, scale: float, zp: int, dtype: QDType) -> np.ndarray:
     if x.size and not np.all(np.isfinite(x)):
-        raise ValueError("input contains NaN or Inf; quantization maps only finite values "
-                         "(replace them first, e.g. numpy.nan_to_num)")
+        raise ValueError(
+            "input contains NaN or Inf; quantization maps only finite values "
+            "(replace them first, e.g. numpy.nan_to_num)"
+        )
     return _C.reference.quantize(x, scale, zp, dtype.qmin, dtype.qmax).astype(dtype.storage)
 
 
@@ -343,8 +346,9 @@ def quantize_per_tensor(x: npt.ArrayLike, scale: Any, zero_point: Any, dtype: ob
     return QTensor(q, s, z, dtype)
 
 
-def quantize_per_channel(x: npt.ArrayLike, scales: npt.ArrayLike, zero_points: npt.ArrayLike, axis: int,
-                         dtype: object) -> QTensor:
+def quantize_per_channel(
+    x: npt.ArrayLike, scales: npt.ArrayLike, zero_points: npt.ArrayLike, axis: int, dtype: object
+) -> QTensor:
     """Like ``torch.quantize_per_channel``: one (scale, zero_point) per slice along axis."""
     dtype = as_qdtype(dtype)
     x = _float_array(x)
@@ -354,8 +358,9 @@ def quantize_per_channel(x: npt.ArrayLike, scales: npt.ArrayLike, zero_points: n
     sc = np.asarray(scales, dtype=np.float32).reshape(-1)
     zp = np.asarray(zero_points).reshape(-1)
     if sc.shape[0] != x.shape[axis] or zp.shape[0] != x.shape[axis]:
-        raise ValueError(f"need {x.shape[axis]} scales and zero points along axis {axis}, "
-                         f"got {sc.shape[0]} and {zp.shape[0]}")
+        raise ValueError(
+            f"need {x.shape[axis]} scales and zero points along axis {axis}, got {sc.shape[0]} and {zp.shape[0]}"
+        )
     xm = np.ascontiguousarray(np.moveaxis(x, axis, 0))
     q = np.empty(xm.shape, dtype=dtype.storage)
     for c in range(xm.shape[0]):

@@ -28,15 +28,27 @@ from .nn import quantized as nnq
 from .nn.intrinsic import _Fused
 from .nn.quantized._convert import from_float
 from .observers import ObserverBase, PlaceholderObserver, make_observer
-from .qconfig import (default_dynamic_qconfig, float_qparams_weight_only_qconfig,
-                      float_qparams_weight_only_qconfig_4bit)
+from .qconfig import (
+    QConfig,
+    default_dynamic_qconfig,
+    float_qparams_weight_only_qconfig,
+    float_qparams_weight_only_qconfig_4bit,
+)
 from .report import FloatIsland, compare
 
-__all__ = ["propagate_qconfig_", "prepare", "convert", "quantize", "quantize_dynamic",
-           "get_default_static_quant_module_mappings", "get_default_dynamic_quant_module_mappings"]
+__all__ = [
+    "propagate_qconfig_",
+    "prepare",
+    "convert",
+    "quantize",
+    "quantize_dynamic",
+    "get_default_static_quant_module_mappings",
+    "get_default_dynamic_quant_module_mappings",
+]
 
 # float module type -> quantized module class; qconfig_dict: type or name -> QConfig (or None).
-ModuleMapping = dict[type, type]
+# float class -> quantized class (or any object with from_float(mod), as _Float16FromFloat)
+ModuleMapping = dict[type, Any]
 QConfigDict = dict[Any, Any]
 
 
@@ -79,48 +91,63 @@ def get_default_static_quant_module_mappings() -> ModuleMapping:
 def get_default_dynamic_quant_module_mappings() -> ModuleMapping:
     # MultiheadAttention is swapped only when the qconfig_spec names it (its out_proj
     # is a NonDynamicallyQuantizableLinear, which {nn.Linear} does not reach, as in torch).
-    return {nn.Linear: nnq.dynamic.Linear, nn.LSTM: nnq.dynamic.LSTM, nn.GRU: nnq.dynamic.GRU,
-            nn.RNN: nnq.dynamic.RNN, nn.LSTMCell: nnq.dynamic.LSTMCell, nn.GRUCell: nnq.dynamic.GRUCell,
-            nn.RNNCell: nnq.dynamic.RNNCell, nn.Embedding: nnq.Embedding, nn.EmbeddingBag: nnq.EmbeddingBag,
-            nn.MultiheadAttention: nnq.dynamic.MultiheadAttention}
+    return {
+        nn.Linear: nnq.dynamic.Linear,
+        nn.LSTM: nnq.dynamic.LSTM,
+        nn.GRU: nnq.dynamic.GRU,
+        nn.RNN: nnq.dynamic.RNN,
+        nn.LSTMCell: nnq.dynamic.LSTMCell,
+        nn.GRUCell: nnq.dynamic.GRUCell,
+        nn.RNNCell: nnq.dynamic.RNNCell,
+        nn.Embedding: nnq.Embedding,
+        nn.EmbeddingBag: nnq.EmbeddingBag,
+        nn.MultiheadAttention: nnq.dynamic.MultiheadAttention,
+    }
 
 
 class _Float16FromFloat:
     """A mapping value for quantize_dynamic(dtype=npquant.float16): builds the module
     with float16 weights (dynamic Linear -> LinearFP16; recurrent layers dtype=float16)."""
 
-    def __init__(self, qcls):
+    def __init__(self, qcls: Any) -> None:
         self.qcls = qcls
 
-    def from_float(self, mod):
-        if self.qcls is nnq.dynamic.Linear:
+    def from_float(self, mod: nn.Module) -> nn.Module:
+        if self.qcls is nnq.dynamic.Linear or self.qcls is nnq.dynamic.LinearFP16:
+            if not isinstance(mod, nn.Linear):
+                raise TypeError(f"quantize_dynamic(dtype=npquant.float16): a Linear mapping got {type(mod).__name__}")
             return nnq.dynamic.LinearFP16.from_float(mod)
-        if self.qcls is nnq.dynamic.LinearFP16:
-            return self.qcls.from_float(mod)
         make = getattr(self.qcls, "from_float", None)
         if make is None or "dtype" not in inspect.signature(make).parameters:
-            raise TypeError(f"quantize_dynamic(dtype=npquant.float16): {getattr(self.qcls, '__name__', self.qcls)} "
-                            "has no from_float(mod, dtype=...); float16 applies to Linear and the recurrent layers")
-        return make(mod, dtype=float16)
+            raise TypeError(
+                f"quantize_dynamic(dtype=npquant.float16): {getattr(self.qcls, '__name__', self.qcls)} "
+                "has no from_float(mod, dtype=...); float16 applies to Linear and the recurrent layers"
+            )
+        made: nn.Module = make(mod, dtype=float16)
+        return made
 
 
-def _dynamic_dtype(dtype):
+def _dynamic_dtype(dtype: object) -> object:
     """qint8, float16, quint8 or quint4x2 from what the user passed, or a TypeError naming both."""
     if dtype is float16 or (isinstance(dtype, (str, np.dtype)) and dtype == "float16"):
         return float16
     if is_torch_object(dtype) or "torch." in repr(dtype):
         name = repr(dtype).replace("torch.", "")
-        raise TypeError(f"quantize_dynamic takes npquant's dtypes: use dtype=npquant.{name}, got {dtype!r}"
-                        if name in ("qint8", "float16") else
-                        f"quantize_dynamic: dtype must be npquant.qint8 or npquant.float16, got {dtype!r}")
+        raise TypeError(
+            f"quantize_dynamic takes npquant's dtypes: use dtype=npquant.{name}, got {dtype!r}"
+            if name in ("qint8", "float16")
+            else f"quantize_dynamic: dtype must be npquant.qint8 or npquant.float16, got {dtype!r}"
+        )
     try:
         q = as_qdtype(dtype)
     except TypeError:
         q = None
     if q not in (qint8, quint8, quint4x2):
-        raise TypeError(f"quantize_dynamic: dtype must be npquant.qint8 (int8 weights, activations quantized "
-                        f"per call), npquant.float16 (float16 weights, float32 math) or npquant.quint8 / "
-                        f"npquant.quint4x2 (weight-only Embedding/EmbeddingBag), got {dtype!r}")
+        raise TypeError(
+            f"quantize_dynamic: dtype must be npquant.qint8 (int8 weights, activations quantized "
+            f"per call), npquant.float16 (float16 weights, float32 math) or npquant.quint8 / "
+            f"npquant.quint4x2 (weight-only Embedding/EmbeddingBag), got {dtype!r}"
+        )
     return q
 
 
@@ -128,15 +155,30 @@ def _dynamic_dtype(dtype):
 # mapping (ReLU, pooling, Flatten, Dropout, GELU, DeQuantStub) keep their input's qparams;
 # Sigmoid, Hardsigmoid and Tanh have PyTorch's fixed output qparams.
 def _observed_types() -> tuple[type, ...]:
-    return (nn.QuantStub, nn.Linear, nn.BatchNorm2d, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SiLU,
-            nni.LinearReLU, nni.BNReLU2d, nn.Conv2d, nni.ConvReLU2d, nn.Conv1d, nni.ConvReLU1d,
-            nn.ConvTranspose2d)
+    return (
+        nn.QuantStub,
+        nn.Linear,
+        nn.BatchNorm2d,
+        nn.Hardswish,
+        nn.LeakyReLU,
+        nn.ELU,
+        nn.SiLU,
+        nni.LinearReLU,
+        nni.BNReLU2d,
+        nn.Conv2d,
+        nni.ConvReLU2d,
+        nn.Conv1d,
+        nni.ConvReLU1d,
+        nn.ConvTranspose2d,
+    )
 
 
 # ------------------------------------------------------------------ arguments
-_FROM_TORCH = ("build the same model with npquant.nn (same attribute names) and load the weights with "
-               "model.load_state_dict(torch_model.state_dict()); a torch-converted model's state dict "
-               "loads into npquant's converted twin (docs/interop.md)")
+_FROM_TORCH = (
+    "build the same model with npquant.nn (same attribute names) and load the weights with "
+    "model.load_state_dict(torch_model.state_dict()); a torch-converted model's state dict "
+    "loads into npquant's converted twin (docs/interop.md)"
+)
 
 
 def check_model(model: object, fn: str) -> None:
@@ -155,8 +197,9 @@ def _check_type_keys(table: Iterable[Any], fn: str, what: str) -> None:
             if isinstance(t, type) and is_torch_object(t):
                 name = t.__name__
                 eq = f"npquant.nn.{name}" if hasattr(nn, name) else "the npquant.nn class"
-                raise TypeError(f"{fn}: {what} names {t.__module__}.{name}; npquant models are made "
-                                f"of npquant classes: use {eq}")
+                raise TypeError(
+                    f"{fn}: {what} names {t.__module__}.{name}; npquant models are made of npquant classes: use {eq}"
+                )
 
 
 # ------------------------------------------------------------------ qconfig
@@ -195,13 +238,17 @@ def _activation_observer(module: nn.Module, name: str) -> ObserverBase:
     where = f"the activation observer of '{name or '<root>'}' ({type(module).__name__})"
     obs = make_observer(module.qconfig.activation, "activation", where)
     if isinstance(obs, PlaceholderObserver) or obs.is_dynamic:
-        raise ValueError(f"{where} is a dynamic qconfig's placeholder ({type(obs).__name__}): prepare and "
-                         "convert quantize statically and need calibrated activation observers; for dynamic "
-                         "quantization call npquant.quantize_dynamic(model) instead")
+        raise ValueError(
+            f"{where} is a dynamic qconfig's placeholder ({type(obs).__name__}): prepare and "
+            "convert quantize statically and need calibrated activation observers; for dynamic "
+            "quantization call npquant.quantize_dynamic(model) instead"
+        )
     if obs.dtype is not quint8:
-        raise TypeError(f"{where} has dtype {obs.dtype}, but npquant's static quantized layers take quint8 "
-                        "activations (as torch's x86 and fbgemm engines do); give the activation observer "
-                        "dtype=npquant.quint8, e.g. model.qconfig = npquant.get_default_qconfig('x86')")
+        raise TypeError(
+            f"{where} has dtype {obs.dtype}, but npquant's static quantized layers take quint8 "
+            "activations (as torch's x86 and fbgemm engines do); give the activation observer "
+            "dtype=npquant.quint8, e.g. model.qconfig = npquant.get_default_qconfig('x86')"
+        )
     return obs
 
 
@@ -242,8 +289,10 @@ def prepare(model: nn.Module, inplace: bool = False) -> nn.Module:
         model = copy.deepcopy(model)
     propagate_qconfig_(model)
     if not any(m.qconfig is not None for m in model.modules()):
-        raise ValueError("prepare: no module has a qconfig, so nothing would be quantized; set "
-                         "model.qconfig = npquant.get_default_qconfig('x86') first")
+        raise ValueError(
+            "prepare: no module has a qconfig, so nothing would be quantized; set "
+            "model.qconfig = npquant.get_default_qconfig('x86') first"
+        )
     observed = _observed_types()
     if _observed_leaf(model, observed) and _needs_observer(model):
         _add_observer(model)
@@ -260,9 +309,14 @@ def _uncalibrated(model: nn.Module, mapping: ModuleMapping) -> list[str]:
         obs = m._modules.get("activation_post_process")
         # A FloatFunctional used only for add_scalar / mul_scalar is never observed
         # (as in PyTorch): its quantized ops take their qparams from the input.
-        if (isinstance(obs, ObserverBase) and not isinstance(obs, PlaceholderObserver)
-                and getattr(m, "qconfig", None) is not None and type(m) in mapping and not obs.has_data
-                and not isinstance(m, nn.FloatFunctional)):
+        if (
+            isinstance(obs, ObserverBase)
+            and not isinstance(obs, PlaceholderObserver)
+            and getattr(m, "qconfig", None) is not None
+            and type(m) in mapping
+            and not obs.has_data
+            and not isinstance(m, nn.FloatFunctional)
+        ):
             names.append(name or "<root>")
     return names
 
@@ -299,8 +353,9 @@ def _strip_observers(model: nn.Module) -> None:
             del m._forward_hooks[key]
 
 
-def convert(module: nn.Module, mapping: ModuleMapping | None = None, inplace: bool = False,
-            remove_qconfig: bool = True) -> nn.Module:
+def convert(
+    module: nn.Module, mapping: ModuleMapping | None = None, inplace: bool = False, remove_qconfig: bool = True
+) -> nn.Module:
     """Swaps each prepared, calibrated layer for its ``npquant.nn.quantized``
     counterpart (``mapping``: float type -> quantized class). Returns a new model
     unless ``inplace=True``; raises, naming them, if some observers saw no data."""
@@ -314,7 +369,8 @@ def convert(module: nn.Module, mapping: ModuleMapping | None = None, inplace: bo
         raise RuntimeError(
             f"convert: the observers of {', '.join(repr(n) for n in missing)} saw no data. Run "
             "representative inputs through the prepared model (prepared(x)) before convert; a layer "
-            "that forward never reaches should get qconfig = None before prepare")
+            "that forward never reaches should get qconfig = None before prepare"
+        )
     if not inplace:
         module = copy.deepcopy(module)
     _convert(module, mapping)
@@ -325,17 +381,33 @@ def convert(module: nn.Module, mapping: ModuleMapping | None = None, inplace: bo
     return module
 
 
-def quantize(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
-             mapping: ModuleMapping | None = None, inplace: bool = False, *, keep_float: Iterable[str] = (),
-             min_sqnr_db: float | None = None, eval_inputs: object = None) -> nn.Module:
+def quantize(
+    model: nn.Module,
+    run_fn: Callable[..., object],
+    run_args: Sequence[object],
+    mapping: ModuleMapping | None = None,
+    inplace: bool = False,
+    *,
+    keep_float: Iterable[str] = (),
+    min_sqnr_db: float | None = None,
+    eval_inputs: object = None,
+) -> nn.Module:
     """prepare, ``run_fn(model, *run_args)`` to calibrate, convert.
 
     ``keep_float=[names]`` leaves those submodules in float (input dequantized,
     output quantized again); ``min_sqnr_db`` also leaves in float every layer whose
     SQNR alone on ``eval_inputs`` is below it (see npquant.compare)."""
     if keep_float or min_sqnr_db is not None:
-        return quantize_keeping_float(model, run_fn, run_args, mapping, inplace, keep_float=keep_float,
-                                      min_sqnr_db=min_sqnr_db, eval_inputs=eval_inputs)
+        return quantize_keeping_float(
+            model,
+            run_fn,
+            run_args,
+            mapping,
+            inplace,
+            keep_float=keep_float,
+            min_sqnr_db=min_sqnr_db,
+            eval_inputs=eval_inputs,
+        )
     check_model(model, "quantize")
     if not inplace:
         model = copy.deepcopy(model)
@@ -366,8 +438,13 @@ def _keep_in_float(model: nn.Module, names: Iterable[str]) -> None:
         setattr(parent, leaf, island)
 
 
-def _quantize_once(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
-                   mapping: ModuleMapping | None, keep: Iterable[str]) -> nn.Module:
+def _quantize_once(
+    model: nn.Module,
+    run_fn: Callable[..., object],
+    run_args: Sequence[object],
+    mapping: ModuleMapping | None,
+    keep: Iterable[str],
+) -> nn.Module:
     work = copy.deepcopy(model)
     work.eval()
     _keep_in_float(work, keep)
@@ -376,10 +453,17 @@ def _quantize_once(model: nn.Module, run_fn: Callable[..., object], run_args: Se
     return convert(work, mapping=mapping, inplace=True)
 
 
-def quantize_keeping_float(model: nn.Module, run_fn: Callable[..., object], run_args: Sequence[object],
-                           mapping: ModuleMapping | None = None, inplace: bool = False, *,
-                           keep_float: Iterable[str] = (), min_sqnr_db: float | None = None,
-                           eval_inputs: object = None) -> nn.Module:
+def quantize_keeping_float(
+    model: nn.Module,
+    run_fn: Callable[..., object],
+    run_args: Sequence[object],
+    mapping: ModuleMapping | None = None,
+    inplace: bool = False,
+    *,
+    keep_float: Iterable[str] = (),
+    min_sqnr_db: float | None = None,
+    eval_inputs: object = None,
+) -> nn.Module:
     """``npquant.quantize`` with layers left in float (it calls this when given
     ``keep_float`` or ``min_sqnr_db``): copy, prepare, ``run_fn(model, *run_args)``
     to calibrate, convert.
@@ -396,9 +480,13 @@ def quantize_keeping_float(model: nn.Module, run_fn: Callable[..., object], run_
         if eval_inputs is None:
             raise ValueError("min_sqnr_db needs eval_inputs: a batch (or list of batches) to measure SQNR on")
         report = compare(model, q, eval_inputs)
-        weak = [r.name.split("+")[0] for r in report
-                if r.layer_sqnr_db < min_sqnr_db and r.name.split("+")[0] not in keep
-                and not isinstance(_submodule(model, r.name.split("+")[0]), (nn.QuantStub, nn.DeQuantStub))]
+        weak = [
+            r.name.split("+")[0]
+            for r in report
+            if r.layer_sqnr_db < min_sqnr_db
+            and r.name.split("+")[0] not in keep
+            and not isinstance(_submodule(model, r.name.split("+")[0]), (nn.QuantStub, nn.DeQuantStub))
+        ]
         if weak:
             keep += weak
             q = _quantize_once(model, run_fn, run_args, mapping, keep)
@@ -409,8 +497,13 @@ def quantize_keeping_float(model: nn.Module, run_fn: Callable[..., object], run_
     return q
 
 
-def quantize_dynamic(model: nn.Module, qconfig_spec: Any = None, dtype: object = qint8,
-                     mapping: ModuleMapping | None = None, inplace: bool = False) -> nn.Module:
+def quantize_dynamic(
+    model: nn.Module,
+    qconfig_spec: Any = None,
+    dtype: object = qint8,
+    mapping: ModuleMapping | None = None,
+    inplace: bool = False,
+) -> nn.Module:
     """Weights to int8 now, activations quantized per call: ``quantize_dynamic(model,
     {npquant.nn.Linear, npquant.nn.LSTM}, dtype=npquant.qint8)``. ``qconfig_spec``: a set of
     types / names (default dynamic qconfig), or a dict {type or name: QConfig}; None is
@@ -425,10 +518,12 @@ def quantize_dynamic(model: nn.Module, qconfig_spec: Any = None, dtype: object =
     check_model(model, "quantize_dynamic")
     dtype = _dynamic_dtype(dtype)
     torch_default = {nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.RNNCell, nn.GRUCell}
-    defaults = {qint8: (torch_default, default_dynamic_qconfig),
-                float16: (torch_default, default_dynamic_qconfig),
-                quint8: ({nn.Embedding, nn.EmbeddingBag}, float_qparams_weight_only_qconfig),
-                quint4x2: ({nn.EmbeddingBag}, float_qparams_weight_only_qconfig_4bit)}
+    defaults: dict[object, tuple[set[type], QConfig]] = {
+        qint8: (torch_default, default_dynamic_qconfig),
+        float16: (torch_default, default_dynamic_qconfig),
+        quint8: ({nn.Embedding, nn.EmbeddingBag}, float_qparams_weight_only_qconfig),
+        quint4x2: ({nn.EmbeddingBag}, float_qparams_weight_only_qconfig_4bit),
+    }
     default_types, default_qconfig = defaults[dtype]
     if qconfig_spec is None:
         qconfig_spec = dict.fromkeys(default_types, default_qconfig)

@@ -39,10 +39,10 @@ _FUNCTIONAL_METHODS = ("add", "add_relu", "add_scalar", "mul", "mul_scalar", "ca
 
 
 class LayerComparison(NamedTuple):
-    name: str             # module name(s), "conv1+bn1+relu1" for a fused group
+    name: str  # module name(s), "conv1+bn1+relu1" for a fused group
     float_type: str
     quantized_type: str
-    sqnr_db: float        # end to end, at this layer
+    sqnr_db: float  # end to end, at this layer
     layer_sqnr_db: float  # this layer alone (nan when it cannot be run alone)
     max_abs_error: float
     cosine: float
@@ -51,11 +51,12 @@ class LayerComparison(NamedTuple):
 
 # --------------------------------------------------------------------------- metrics
 
+
 def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     """10 log10(|ref|^2 / |ref - test|^2); inf when equal."""
     ref, test = _flat(ref), _flat(test)
     noise = float(np.sum((ref - test) ** 2))
-    signal = float(np.sum(ref ** 2))
+    signal = float(np.sum(ref**2))
     if noise == 0.0:
         return math.inf
     if signal == 0.0:
@@ -83,8 +84,9 @@ def _as_float(out: object) -> np.ndarray | None:
         return out
     if isinstance(out, tuple) and out:  # recurrent layers: (output, h_n) or (output, (h_n, c_n))
         parts = [_as_float(o) for o in out]
-        if all(p is not None for p in parts):
-            return np.concatenate([p.reshape(-1) for p in parts])
+        arrays = [p for p in parts if p is not None]
+        if len(arrays) == len(parts):
+            return np.concatenate([p.reshape(-1) for p in arrays])
     return None
 
 
@@ -95,6 +97,7 @@ def _floats(outs: list[Any]) -> list[np.ndarray] | None:
 
 
 # --------------------------------------------------------------------------- recording
+
 
 class _Record:
     __slots__ = ("module", "outputs", "args")
@@ -152,6 +155,7 @@ def _batches(inputs: object) -> list[np.ndarray]:
 
 # --------------------------------------------------------------------------- matching
 
+
 def _is_identity(m: object) -> bool:
     ident = getattr(nn, "Identity", None)
     return ident is not None and type(m) is ident
@@ -167,7 +171,7 @@ def _fused_groups(float_model: Module, q_model: Module) -> dict[str, list[str]]:
             if _is_identity(m):
                 continue
             members = [name]
-            for nxt, nm in kids[i + 1:]:
+            for nxt, nm in kids[i + 1 :]:
                 full = f"{pname}.{nxt}" if pname else nxt
                 if not _is_identity(nm) or _is_identity(_get(float_model, full)):
                     break
@@ -207,6 +211,7 @@ def _compared_names(q_model: Module, q_records: OrderedDict[str, _Record]) -> li
 
 # --------------------------------------------------------------------------- compare
 
+
 class ComparisonReport:
     """Rows of LayerComparison in execution order; ``str()`` is a table."""
 
@@ -234,8 +239,16 @@ class ComparisonReport:
         head = ("layer", "float -> quantized", "SQNR dB", "alone dB", "max abs err", "cosine")
         lines = []
         for r in self.rows + [self.output]:
-            lines.append((r.name, f"{r.float_type} -> {r.quantized_type}", _db(r.sqnr_db),
-                          _db(r.layer_sqnr_db), f"{r.max_abs_error:.4g}", f"{r.cosine:.5f}"))
+            lines.append(
+                (
+                    r.name,
+                    f"{r.float_type} -> {r.quantized_type}",
+                    _db(r.sqnr_db),
+                    _db(r.layer_sqnr_db),
+                    f"{r.max_abs_error:.4g}",
+                    f"{r.cosine:.5f}",
+                )
+            )
         widths = [max(len(str(x[i])) for x in [head] + lines) for i in range(len(head))]
         fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
         out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
@@ -263,19 +276,26 @@ def _type_label(m: object) -> str:
     return type(m).__name__
 
 
-def _row(name: str, fm: object, qm: object, f_outs: list[np.ndarray], q_outs: list[np.ndarray],
-         alone: float) -> LayerComparison:
+def _row(
+    name: str, fm: object, qm: object, f_outs: list[np.ndarray], q_outs: list[np.ndarray], alone: float
+) -> LayerComparison:
     ref = np.concatenate([_flat(o) for o in f_outs])
     test = np.concatenate([_flat(o) for o in q_outs])
     return LayerComparison(
-        name=name, float_type=_type_label(fm), quantized_type=_type_label(qm),
-        sqnr_db=sqnr_db(ref, test), layer_sqnr_db=alone,
+        name=name,
+        float_type=_type_label(fm),
+        quantized_type=_type_label(qm),
+        sqnr_db=sqnr_db(ref, test),
+        layer_sqnr_db=alone,
         max_abs_error=float(np.max(np.abs(ref - test))) if ref.size else 0.0,
-        cosine=cosine(ref, test), numel=int(ref.size))
+        cosine=cosine(ref, test),
+        numel=int(ref.size),
+    )
 
 
-def _alone(q_module: Module, f_args: list[tuple[Any, ...]], q_args: list[tuple[Any, ...]],
-           f_outs: list[np.ndarray]) -> float:
+def _alone(
+    q_module: Module, f_args: list[tuple[Any, ...]], q_args: list[tuple[Any, ...]], f_outs: list[np.ndarray]
+) -> float:
     """SQNR of q_module fed the float model's inputs (quantized like its own inputs)."""
     outs = []
     for fa, qa in zip(f_args, q_args):
@@ -318,14 +338,26 @@ def compare(float_model: Module, quantized_model: Module, inputs: object) -> Com
         f, q = f_rec.get(target), q_rec[name]
         f_outs = None if f is None else _floats(f.outputs)
         q_outs = _floats(q.outputs)
-        if (f_outs is None or q_outs is None or len(f_outs) != len(q_outs)
-                or any(a.size != b.size for a, b in zip(f_outs, q_outs))):
+        if (
+            f_outs is None
+            or q_outs is None
+            or len(f_outs) != len(q_outs)
+            or any(a.size != b.size for a, b in zip(f_outs, q_outs))
+        ):
             unmatched.append(name)
             continue
         first = f_rec.get(name)
         alone = math.nan if first is None else _alone(q.module, first.args, q.args, f_outs)
-        rows.append(_row("+".join(n.rsplit(".", 1)[-1] if i else n for i, n in enumerate(members)),
-                         _get(float_model, name), q.module, f_outs, q_outs, alone))
+        rows.append(
+            _row(
+                "+".join(n.rsplit(".", 1)[-1] if i else n for i, n in enumerate(members)),
+                _get(float_model, name),
+                q.module,
+                f_outs,
+                q_outs,
+                alone,
+            )
+        )
     outs_f, outs_q = _floats(f_final), _floats(q_final)
     if outs_f is None or outs_q is None:
         raise TypeError("compare needs models that return arrays (or QTensors)")
@@ -335,6 +367,7 @@ def compare(float_model: Module, quantized_model: Module, inputs: object) -> Com
 
 # --------------------------------------------------------------------------- keep_float
 # (the flow that inserts FloatIslands is quantize_keeping_float in quantize.py)
+
 
 class FloatIsland(Module):
     """A layer kept in float inside a quantized model: dequantize its input (when

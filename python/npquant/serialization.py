@@ -56,10 +56,13 @@ _CACHE_PREFIX = "_cache_"
 def _machinery() -> frozenset:
     return frozenset(vars(Module()))
 
+
 # dtypes an array in a model file may have. Anything else (object arrays above all)
 # is refused before its data is read.
-_ARRAY_DTYPES = frozenset(np.dtype(t).str for t in (
-    np.float16, np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_))
+_ARRAY_DTYPES = frozenset(
+    np.dtype(t).str
+    for t in (np.float16, np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_)
+)
 
 
 class ModelFileError(ValueError):
@@ -68,6 +71,7 @@ class ModelFileError(ValueError):
 
 
 # --------------------------------------------------------------------------- registry
+
 
 def _is_native(v) -> bool:
     return type(v).__module__ == "npquant._C"
@@ -115,7 +119,8 @@ def _type_name(cls, registry: dict) -> tuple:
     if cls.__module__.split(".")[0] == "npquant":
         raise ModelFileError(
             f"npquant.save does not support {cls.__module__}.{cls.__qualname__}; save a float "
-            "model, or a converted one (prepare()d models hold observers: call convert() first)")
+            "model, or a converted one (prepare()d models hold observers: call convert() first)"
+        )
     return cls.__qualname__, True
 
 
@@ -123,9 +128,14 @@ def _helper_class(cls) -> bool:
     """Plain helper objects of npquant.nn modules (e.g. pooling geometry): classes
     defined in an npquant.nn module, not Modules, holding their state in __dict__.
     Saved as their attributes; rebuilt without calling __init__."""
-    return (isinstance(cls, type) and cls.__module__.startswith("npquant.nn.")
-            and not issubclass(cls, (Module, BaseException)) and "." not in cls.__qualname__
-            and "__dict__" in getattr(cls, "__dict__", {}) and "__slots__" not in cls.__dict__)
+    return (
+        isinstance(cls, type)
+        and cls.__module__.startswith("npquant.nn.")
+        and not issubclass(cls, (Module, BaseException))
+        and "." not in cls.__qualname__
+        and "__dict__" in getattr(cls, "__dict__", {})
+        and "__slots__" not in cls.__dict__
+    )
 
 
 def _find_helper_class(path: str):
@@ -138,6 +148,7 @@ def _find_helper_class(path: str):
 
 
 # --------------------------------------------------------------------------- writing
+
 
 class _Writer:
     def __init__(self):
@@ -173,25 +184,33 @@ class _Writer:
         if isinstance(v, dict) and all(isinstance(k, str) for k in v):
             return {"$dict": {k: self.value(x, f"{where}[{k!r}]") for k, x in v.items()}}
         if _helper_class(type(v)):
-            return {"$object": f"{type(v).__module__}.{type(v).__qualname__}",
-                    "state": {k: self.value(x, f"{where}.{k}") for k, x in vars(v).items()}}
-        raise ModelFileError(f"cannot save {where}: values of type {type(v).__name__} are not "
-                             "part of npquant's file format (docs/file-format.md)")
+            return {
+                "$object": f"{type(v).__module__}.{type(v).__qualname__}",
+                "state": {k: self.value(x, f"{where}.{k}") for k, x in vars(v).items()},
+            }
+        raise ModelFileError(
+            f"cannot save {where}: values of type {type(v).__name__} are not "
+            "part of npquant's file format (docs/file-format.md)"
+        )
 
     def qtensor(self, t: QTensor) -> dict:
         out = {"$qtensor": t.dtype.name, "int_repr": self.array(t.int_repr())}
         if t.qscheme() == "per_tensor_affine":
             out.update(scale=t.q_scale(), zero_point=t.q_zero_point(), axis=None)
         else:
-            out.update(scale=self.array(t.q_per_channel_scales()),
-                       zero_point=self.array(t.q_per_channel_zero_points()),
-                       axis=t.q_per_channel_axis())
+            out.update(
+                scale=self.array(t.q_per_channel_scales()),
+                zero_point=self.array(t.q_per_channel_zero_points()),
+                axis=t.q_per_channel_axis(),
+            )
         return out
 
     def module(self, m, path: str, registry: dict, seen: dict) -> dict:
         if id(m) in seen:
-            raise ModelFileError(f"module at '{path or '<root>'}' is the same object as at "
-                                 f"'{seen[id(m)] or '<root>'}'; shared submodules cannot be saved")
+            raise ModelFileError(
+                f"module at '{path or '<root>'}' is the same object as at "
+                f"'{seen[id(m)] or '<root>'}'; shared submodules cannot be saved"
+            )
         seen[id(m)] = path
         type_name, custom = _type_name(type(m), registry)
         where = path or "<root>"
@@ -201,17 +220,21 @@ class _Writer:
         attrs, machinery = {}, _machinery()
         has_packed = any(_is_packed(v) for v in vars(m).values())
         if has_packed and not callable(getattr(m, "set_weight_bias", None)):
-            raise ModelFileError(f"cannot save {where}: it holds packed weights but has no "
-                                 "weight()/bias()/set_weight_bias() to save them through")
+            raise ModelFileError(
+                f"cannot save {where}: it holds packed weights but has no "
+                "weight()/bias()/set_weight_bias() to save them through"
+            )
         # set_weight_bias sets these again on load: the weight and bias objects
         # themselves are written once, under weight_bias.
         derived = {id(m.weight()), id(m.bias())} if has_packed else set()
         derived.discard(id(None))
         for name, v in vars(m).items():
             if name in machinery and name not in ("_modules", "_parameters", "_buffers", "training") and v:
-                raise ModelFileError(f"cannot save {where}: it has forward hooks ({name}), which are "
-                                     "functions; a prepare()d model's observers are: convert() it first, "
-                                     "or remove your hooks")
+                raise ModelFileError(
+                    f"cannot save {where}: it has forward hooks ({name}), which are "
+                    "functions; a prepare()d model's observers are: convert() it first, "
+                    "or remove your hooks"
+                )
             if name in machinery or name in _NOT_SAVED or name.startswith(_CACHE_PREFIX):
                 continue
             if _is_packed(v) or id(v) in derived:
@@ -221,11 +244,14 @@ class _Writer:
         node["parameters"] = {k: None if p is None else self.array(p) for k, p in m._parameters.items()}
         node["buffers"] = {k: self.value(b, f"{where}.{k}") for k, b in m._buffers.items()}
         if has_packed:
-            node["weight_bias"] = {"weight": self.value(m.weight(), f"{where}.weight()"),
-                                   "bias": self.value(m.bias(), f"{where}.bias()")}
+            node["weight_bias"] = {
+                "weight": self.value(m.weight(), f"{where}.weight()"),
+                "bias": self.value(m.bias(), f"{where}.bias()"),
+            }
         node["children"] = [
             [name, None if c is None else self.module(c, f"{path}.{name}" if path else name, registry, seen)]
-            for name, c in m._modules.items()]
+            for name, c in m._modules.items()
+        ]
         return node
 
 
@@ -240,8 +266,11 @@ def save(model, path) -> None:
     if not isinstance(model, Module):
         raise TypeError(f"npquant.save expects an npquant.nn.Module, got {type(model).__name__}")
     w = _Writer()
-    manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-                "root": w.module(model, "", supported_module_types(), {})}
+    manifest = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "root": w.module(model, "", supported_module_types(), {}),
+    }
     from . import __version__
 
     manifest["npquant_version"] = __version__
@@ -270,6 +299,7 @@ def _write_zip(f, manifest: dict, arrays: list) -> None:
 
 # --------------------------------------------------------------------------- reading
 
+
 def _fail(msg: str):
     raise ModelFileError(msg)
 
@@ -286,14 +316,18 @@ def _parse_npy(data: bytes, name: str) -> np.ndarray:
     read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
     _expect(read_header is not None, f"{name}: unsupported .npy version {major}")
     shape, fortran, dtype = read_header(f)
-    _expect(dtype.str in _ARRAY_DTYPES and dtype.fields is None and dtype.subdtype is None,
-            f"{name}: arrays of dtype {dtype} are not allowed in npquant model files")
+    _expect(
+        dtype.str in _ARRAY_DTYPES and dtype.fields is None and dtype.subdtype is None,
+        f"{name}: arrays of dtype {dtype} are not allowed in npquant model files",
+    )
     count = 1
     for d in shape:
         count *= d
-    _expect(len(data) - f.tell() == count * dtype.itemsize,
-            f"{name}: header says shape {shape} ({count * dtype.itemsize} bytes) but the entry "
-            f"holds {len(data) - f.tell()} bytes of data")
+    _expect(
+        len(data) - f.tell() == count * dtype.itemsize,
+        f"{name}: header says shape {shape} ({count * dtype.itemsize} bytes) but the entry "
+        f"holds {len(data) - f.tell()} bytes of data",
+    )
     a = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
     return a.reshape(shape, order="F" if fortran else "C").copy(order="C")
 
@@ -308,11 +342,15 @@ _MAX_RATIO = 200
 
 def _read_entry(zf: zipfile.ZipFile, name: str) -> bytes:
     info = zf.getinfo(name)
-    _expect(name != MANIFEST or info.file_size <= _MAX_MANIFEST_BYTES,
-            f"{name} claims {info.file_size} bytes; a manifest is far smaller")
-    _expect(info.file_size <= _BIG_ENTRY_BYTES or info.file_size <= _MAX_RATIO * max(info.compress_size, 1),
-            f"{name} claims to expand {info.compress_size} bytes to {info.file_size}: refused "
-            "(a decompression bomb, or a corrupt file)")
+    _expect(
+        name != MANIFEST or info.file_size <= _MAX_MANIFEST_BYTES,
+        f"{name} claims {info.file_size} bytes; a manifest is far smaller",
+    )
+    _expect(
+        info.file_size <= _BIG_ENTRY_BYTES or info.file_size <= _MAX_RATIO * max(info.compress_size, 1),
+        f"{name} claims to expand {info.compress_size} bytes to {info.file_size}: refused "
+        "(a decompression bomb, or a corrupt file)",
+    )
     return zf.read(name)
 
 
@@ -325,8 +363,7 @@ class _Reader:
         self.cache: dict = {}
 
     def array(self, idx) -> np.ndarray:
-        _expect(isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0,
-                f"bad array reference {idx!r}")
+        _expect(isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0, f"bad array reference {idx!r}")
         if idx not in self.cache:
             name = f"arrays/{idx}.npy"
             _expect(name in self.names, f"the manifest refers to {name}, which the file lacks")
@@ -366,9 +403,11 @@ class _Reader:
         cls = _find_helper_class(v["$object"]) if isinstance(v["$object"], str) else None
         _expect(cls is not None, f"unknown object type {v['$object']!r}")
         state = v.get("state")
-        _expect(isinstance(state, dict) and all(isinstance(k, str) and k.isidentifier()
-                                                and not k.startswith("__") for k in state),
-                f"bad state for {v['$object']}")
+        _expect(
+            isinstance(state, dict)
+            and all(isinstance(k, str) and k.isidentifier() and not k.startswith("__") for k in state),
+            f"bad state for {v['$object']}",
+        )
         obj = cls.__new__(cls)
         for k, x in state.items():
             object.__setattr__(obj, k, self.value(x))
@@ -384,8 +423,7 @@ class _Reader:
 
     def module(self, node, path: str):
         where = path or "<root>"
-        _expect(isinstance(node, dict) and isinstance(node.get("type"), str),
-                f"module entry at '{where}' has no type")
+        _expect(isinstance(node, dict) and isinstance(node.get("type"), str), f"module entry at '{where}' has no type")
         cls = self._class(node, where)
         machinery = _machinery()
         m = cls.__new__(cls)
@@ -393,8 +431,10 @@ class _Reader:
         attrs = node.get("attributes", {})
         _expect(isinstance(attrs, dict), f"'{where}': attributes must be an object")
         for name, v in attrs.items():
-            _expect(isinstance(name, str) and name.isidentifier() and not name.startswith("__")
-                    and name not in machinery, f"'{where}': bad attribute name {name!r}")
+            _expect(
+                isinstance(name, str) and name.isidentifier() and not name.startswith("__") and name not in machinery,
+                f"'{where}': bad attribute name {name!r}",
+            )
             object.__setattr__(m, name, self.value(v))
         object.__setattr__(m, "training", bool(node.get("training", False)))
         for store, key in (("_parameters", "parameters"), ("_buffers", "buffers")):
@@ -408,14 +448,17 @@ class _Reader:
                     m.register_buffer(name, val)
         if "weight_bias" in node:
             wb = node["weight_bias"]
-            _expect(isinstance(wb, dict) and hasattr(m, "set_weight_bias"),
-                    f"'{where}': weight_bias given for a {node['type']} without set_weight_bias")
+            _expect(
+                isinstance(wb, dict) and hasattr(m, "set_weight_bias"),
+                f"'{where}': weight_bias given for a {node['type']} without set_weight_bias",
+            )
             m.set_weight_bias(self.value(wb.get("weight")), self.value(wb.get("bias")))
         children = node.get("children", [])
         _expect(isinstance(children, list), f"'{where}': children must be a list")
         for entry in children:
-            _expect(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
-                    f"'{where}': bad child entry")
+            _expect(
+                isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str), f"'{where}': bad child entry"
+            )
             name, sub = entry
             child = None if sub is None else self.module(sub, f"{path}.{name}" if path else name)
             m._modules[name] = child
@@ -425,21 +468,39 @@ class _Reader:
         name = node["type"]
         if node.get("custom"):
             cls = self.custom.get(name)
-            _expect(cls is not None,
-                    f"'{where}' is a user-defined module '{name}'; load it with "
-                    f"npquant.load(path, custom_modules={{'{name}': {name}}})")
+            _expect(
+                cls is not None,
+                f"'{where}' is a user-defined module '{name}'; load it with "
+                f"npquant.load(path, custom_modules={{'{name}': {name}}})",
+            )
             return cls
         cls = self.registry.get(name)
-        _expect(cls is not None, f"'{where}' has module type '{name}', which this npquant does not "
-                                 f"know (supported: {', '.join(sorted(self.registry))})")
+        _expect(
+            cls is not None,
+            f"'{where}' has module type '{name}', which this npquant does not "
+            f"know (supported: {', '.join(sorted(self.registry))})",
+        )
         return cls
 
 
 # Exceptions a damaged file can raise while being parsed; load turns them into
 # ModelFileError so callers need to catch one type.
-_PARSE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, KeyError, ValueError,
-                 TypeError, IndexError, AttributeError, ArithmeticError, RecursionError,
-                 UnicodeDecodeError, NotImplementedError, MemoryError)
+_PARSE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    struct.error,
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+    UnicodeDecodeError,
+    NotImplementedError,
+    MemoryError,
+)
 
 
 def load(path, custom_modules: dict | None = None):
@@ -463,19 +524,22 @@ def load(path, custom_modules: dict | None = None):
     except FileNotFoundError:
         raise
     except _PARSE_ERRORS as e:
-        raise ModelFileError(f"{label} is not a valid npquant model file "
-                             f"({type(e).__name__}: {e})") from e
+        raise ModelFileError(f"{label} is not a valid npquant model file ({type(e).__name__}: {e})") from e
 
 
 def _load_zip(zf: zipfile.ZipFile, custom: dict):
     _expect(MANIFEST in zf.namelist(), f"no {MANIFEST}: not a file written by npquant.save")
     manifest = json.loads(_read_entry(zf, MANIFEST).decode("utf-8"))
-    _expect(isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME,
-            f"{MANIFEST} does not describe an npquant model (format must be '{FORMAT_NAME}')")
+    _expect(
+        isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME,
+        f"{MANIFEST} does not describe an npquant model (format must be '{FORMAT_NAME}')",
+    )
     version = manifest.get("version")
     _expect(isinstance(version, int) and not isinstance(version, bool), "the manifest has no format version")
-    _expect(version <= FORMAT_VERSION,
-            f"format version {version} was written by a newer npquant "
-            f"({manifest.get('npquant_version', '?')}); this one reads up to version {FORMAT_VERSION}: upgrade npquant")
+    _expect(
+        version <= FORMAT_VERSION,
+        f"format version {version} was written by a newer npquant "
+        f"({manifest.get('npquant_version', '?')}); this one reads up to version {FORMAT_VERSION}: upgrade npquant",
+    )
     _expect(version >= 1, f"format version {version} does not exist")
     return _Reader(zf, supported_module_types(), custom).module(manifest.get("root"), "")

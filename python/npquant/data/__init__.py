@@ -24,7 +24,8 @@ def data_path(name: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"npquant's bundled file {name!r} is missing at {path}; reinstall npquant "
-            "(pip install .) so the wheel carries python/npquant/data")
+            "(pip install .) so the wheel carries python/npquant/data"
+        )
     return path
 
 

@@ -4,7 +4,8 @@ blocks (torchvision's Conv2dNormActivation, a Sequential with keys 0, 1, 2)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any, TypeVar, Union
 
 import numpy as np
 
@@ -17,7 +18,10 @@ __all__ = ["Weights", "load_weights", "conv_bn_act", "make_divisible", "fuse_inp
 Weights = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
 
-def load_weights(model: nn.Module, weights: Weights) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def load_weights(model: M, weights: Weights) -> M:
     """Load ``weights`` (None: keep the random initialization) and return the model in eval mode."""
     if weights is not None:
         if isinstance(weights, (str, os.PathLike)):
@@ -26,8 +30,10 @@ def load_weights(model: nn.Module, weights: Weights) -> nn.Module:
         elif isinstance(weights, Mapping):
             state = dict(weights)
         else:
-            raise TypeError(f"weights must be a state dict (a mapping of names to arrays) or the path of "
-                            f"an .npz file, got {type(weights).__name__}")
+            raise TypeError(
+                f"weights must be a state dict (a mapping of names to arrays) or the path of "
+                f"an .npz file, got {type(weights).__name__}"
+            )
         model.load_state_dict(state)
     return model.eval()
 
@@ -40,12 +46,22 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     return new_v + divisor if new_v < 0.9 * v else new_v
 
 
-def conv_bn_act(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
-                activation: type | None = nn.ReLU, dilation: int = 1, bn_eps: float = 1e-5) -> nn.Sequential:
+def conv_bn_act(
+    cin: int,
+    cout: int,
+    kernel: int = 3,
+    stride: int = 1,
+    groups: int = 1,
+    activation: type | None = nn.ReLU,
+    dilation: int = 1,
+    bn_eps: float = 1e-5,
+) -> nn.Sequential:
     """Conv2d (no bias, 'same' padding) + BatchNorm2d (+ activation): keys 0, 1 (, 2)."""
     pad = (kernel - 1) // 2 * dilation
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, pad, dilation=dilation, groups=groups,
-                                         bias=False), nn.BatchNorm2d(cout, eps=bn_eps)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, pad, dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout, eps=bn_eps),
+    ]
     if activation is not None:
         layers.append(activation())
     return nn.Sequential(*layers)

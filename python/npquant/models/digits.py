@@ -15,8 +15,7 @@ from ..data import data_path
 __all__ = ["DigitsCNN", "digits_cnn", "FUSE_GROUPS"]
 
 # Module groups fuse_modules folds into one quantized layer each.
-FUSE_GROUPS = [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"],
-               ["conv3", "bn3", "relu3"], ["fc1", "relu4"]]
+FUSE_GROUPS = [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3", "relu3"], ["fc1", "relu4"]]
 
 
 class DigitsCNN(nn.Module):

@@ -31,8 +31,7 @@ class BasicConv2d(nn.Module):
 
 
 class Inception(nn.Module):
-    def __init__(self, cin: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
-                 pool_proj: int):
+    def __init__(self, cin: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int):
         super().__init__()
         self.branch1 = BasicConv2d(cin, ch1x1, 1)
         self.branch2 = nn.Sequential(BasicConv2d(cin, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3, padding=1))
@@ -67,16 +66,24 @@ def transform_input(x: np.ndarray) -> np.ndarray:
     """torchvision's transform_input: ImageNet-normalized input to the [-1, 1] scaling
     the original weights were trained on, in float32 as torch computes it."""
     x = np.asarray(x, np.float32)
-    chans = [x[:, i:i + 1] * np.float32(s / 0.5) + np.float32((m - 0.5) / 0.5)
-             for i, (s, m) in enumerate(((0.229, 0.485), (0.224, 0.456), (0.225, 0.406)))]
+    chans = [
+        x[:, i : i + 1] * np.float32(s / 0.5) + np.float32((m - 0.5) / 0.5)
+        for i, (s, m) in enumerate(((0.229, 0.485), (0.224, 0.456), (0.225, 0.406)))
+    ]
     return np.concatenate(chans, axis=1).astype(np.float32)
 
 
 class GoogLeNet(nn.Module):
     """(N, 3, H, W) float32 -> (N, num_classes) logits (eval: the auxiliary heads are unused)."""
 
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False,
-                 dropout: float = 0.2, dropout_aux: float = 0.7):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        aux_logits: bool = True,
+        transform_input: bool = False,
+        dropout: float = 0.2,
+        dropout_aux: float = 0.7,
+    ):
         super().__init__()
         self.aux_logits, self.transform_input = aux_logits, transform_input
         self.quant = nn.QuantStub()
@@ -136,8 +143,9 @@ def _has_aux(weights: Weights, prefix: str) -> bool:
         return any(k.startswith(prefix) for k in f.files)
 
 
-def googlenet(weights: Weights = None, num_classes: int = 1000, aux_logits: bool | None = None,
-              transform_input: bool = False) -> GoogLeNet:
+def googlenet(
+    weights: Weights = None, num_classes: int = 1000, aux_logits: bool | None = None, transform_input: bool = False
+) -> GoogLeNet:
     """GoogLeNet in eval mode; ``weights``: a torchvision state dict (dict of arrays or .npz
     path). ``aux_logits`` defaults to whether the weights hold the auxiliary heads;
     torchvision's pretrained GoogLeNet wants ``transform_input=True``."""

@@ -135,8 +135,9 @@ class InceptionAux(nn.Module):
 class Inception3(nn.Module):
     """(N, 3, H, W) float32, H, W >= 75 -> (N, num_classes) logits (eval: AuxLogits unused)."""
 
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False,
-                 dropout: float = 0.5):
+    def __init__(
+        self, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False, dropout: float = 0.5
+    ):
         super().__init__()
         self.aux_logits, self.transform_input = aux_logits, transform_input
         self.quant = nn.QuantStub()
@@ -184,8 +185,9 @@ class Inception3(nn.Module):
                 m.fuse_model()
 
 
-def inception_v3(weights: Weights = None, num_classes: int = 1000, aux_logits: bool | None = None,
-                 transform_input: bool = False) -> Inception3:
+def inception_v3(
+    weights: Weights = None, num_classes: int = 1000, aux_logits: bool | None = None, transform_input: bool = False
+) -> Inception3:
     """Inception v3 in eval mode; ``weights``: a torchvision state dict (dict of arrays or
     .npz path). ``aux_logits`` defaults to whether the weights hold ``AuxLogits``;
     torchvision's pretrained Inception v3 wants ``transform_input=True``."""

@@ -11,8 +11,7 @@ from ._common import Weights, conv_bn_act, fuse_inplace, load_weights, make_divi
 __all__ = ["MobileNetV2", "InvertedResidual", "mobilenet_v2"]
 
 # expansion t, output channels c, repeats n, first stride s
-_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-            (6, 320, 1, 1)]
+_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
 class InvertedResidual(nn.Module):
@@ -23,8 +22,11 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(conv_bn_act(cin, hidden, 1))
-        layers += [conv_bn_act(hidden, hidden, 3, stride, groups=hidden),
-                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        layers += [
+            conv_bn_act(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         self.conv = nn.Sequential(*layers)
         self.out_channels = cout
         self.skip_add = nn.FloatFunctional()
@@ -66,8 +68,12 @@ class MobileNetV2(nn.Module):
     def fuse_model(self) -> None:
         """Fold BatchNorm (and ReLU) into the convs, in place, as torchvision does."""
         for m in list(self.modules()):
-            if isinstance(m, nn.Sequential) and len(m) == 3 and isinstance(m[0], nn.Conv2d) \
-                    and isinstance(m[2], nn.ReLU):
+            if (
+                isinstance(m, nn.Sequential)
+                and len(m) == 3
+                and isinstance(m[0], nn.Conv2d)
+                and isinstance(m[2], nn.ReLU)
+            ):
                 fuse_inplace(m, [["0", "1", "2"]])
             elif isinstance(m, InvertedResidual):
                 m.fuse_model()

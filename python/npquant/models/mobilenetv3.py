@@ -14,12 +14,23 @@ __all__ = ["MobileNetV3", "SqueezeExcitation", "InvertedResidual", "mobilenet_v3
 
 _BN_EPS = 0.001
 # input channels, kernel, expanded channels, output channels, squeeze-excitation, activation, stride
-_LARGE = [(16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2), (24, 3, 72, 24, False, "RE", 1),
-          (24, 5, 72, 40, True, "RE", 2), (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
-          (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
-          (80, 3, 184, 80, False, "HS", 1), (80, 3, 480, 112, True, "HS", 1),
-          (112, 3, 672, 112, True, "HS", 1), (112, 5, 672, 160, True, "HS", 2),
-          (160, 5, 960, 160, True, "HS", 1), (160, 5, 960, 160, True, "HS", 1)]
+_LARGE = [
+    (16, 3, 16, 16, False, "RE", 1),
+    (16, 3, 64, 24, False, "RE", 2),
+    (24, 3, 72, 24, False, "RE", 1),
+    (24, 5, 72, 40, True, "RE", 2),
+    (40, 5, 120, 40, True, "RE", 1),
+    (40, 5, 120, 40, True, "RE", 1),
+    (40, 3, 240, 80, False, "HS", 2),
+    (80, 3, 200, 80, False, "HS", 1),
+    (80, 3, 184, 80, False, "HS", 1),
+    (80, 3, 184, 80, False, "HS", 1),
+    (80, 3, 480, 112, True, "HS", 1),
+    (112, 3, 672, 112, True, "HS", 1),
+    (112, 5, 672, 160, True, "HS", 2),
+    (160, 5, 960, 160, True, "HS", 1),
+    (160, 5, 960, 160, True, "HS", 1),
+]
 
 
 class SqueezeExcitation(nn.Module):
@@ -71,8 +82,9 @@ class MobileNetV3(nn.Module):
         self.features = nn.Sequential(*feats)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()  # torchvision calls torch.flatten: no state
-        self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.Hardswish(), nn.Dropout(dropout),
-                                        nn.Linear(1280, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(960, 1280), nn.Hardswish(), nn.Dropout(dropout), nn.Linear(1280, num_classes)
+        )
         self.quant = nn.QuantStub()
         self.dequant = nn.DeQuantStub()
 
@@ -84,8 +96,12 @@ class MobileNetV3(nn.Module):
         """Conv+BN (+ReLU) blocks and the squeeze-excitation fc1+ReLU, in place, as
         torchvision does (Hardswish stays a separate quantized module)."""
         for m in list(self.modules()):
-            if isinstance(m, nn.Sequential) and len(m) in (2, 3) and isinstance(m[0], nn.Conv2d) \
-                    and isinstance(m[1], nn.BatchNorm2d):
+            if (
+                isinstance(m, nn.Sequential)
+                and len(m) in (2, 3)
+                and isinstance(m[0], nn.Conv2d)
+                and isinstance(m[1], nn.BatchNorm2d)
+            ):
                 names = ["0", "1"] + (["2"] if len(m) == 3 and isinstance(m[2], nn.ReLU) else [])
                 fuse_inplace(m, [names])
             elif isinstance(m, SqueezeExcitation):

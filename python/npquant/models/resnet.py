@@ -71,7 +71,7 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """(N, 3, H, W) float32 -> (N, num_classes) logits."""
 
-    def __init__(self, block: type, layers: list[int], num_classes: int = 1000):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000):
         super().__init__()
         self.quant = nn.QuantStub()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -88,7 +88,9 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         self.dequant = nn.DeQuantStub()
 
-    def _make_layer(self, block: type, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int
+    ) -> nn.Sequential:
         down = None
         if stride != 1 or self._cin != planes * block.expansion:
             down = _downsample(self._cin, planes * block.expansion, stride)

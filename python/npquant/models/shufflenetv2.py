@@ -28,14 +28,15 @@ class InvertedResidual(nn.Module):
             self.branch1 = nn.Sequential(*_dw_bn(cin, stride), *_pw_bn_relu(cin, half))
         else:
             self.branch1 = nn.Sequential()
-        self.branch2 = nn.Sequential(*_pw_bn_relu(cin if stride > 1 else half, half), *_dw_bn(half, stride),
-                                     *_pw_bn_relu(half, half))
+        self.branch2 = nn.Sequential(
+            *_pw_bn_relu(cin if stride > 1 else half, half), *_dw_bn(half, stride), *_pw_bn_relu(half, half)
+        )
         self.cat = nn.FloatFunctional()
         self.shuffle = nn.ChannelShuffle(2)  # torchvision calls its channel_shuffle function: no state
 
     def forward(self, x: Any) -> Any:
         if self.stride == 1:
-            x1, x2 = x.chunk(2, 1) if hasattr(x, "chunk") else (x[:, : x.shape[1] // 2], x[:, x.shape[1] // 2:])
+            x1, x2 = x.chunk(2, 1) if hasattr(x, "chunk") else (x[:, : x.shape[1] // 2], x[:, x.shape[1] // 2 :])
             out = self.cat.cat([x1, self.branch2(x2)], 1)
         else:
             out = self.cat.cat([self.branch1(x), self.branch2(x)], 1)
@@ -50,8 +51,9 @@ class InvertedResidual(nn.Module):
 class ShuffleNetV2(nn.Module):
     """(N, 3, H, W) float32 -> (N, num_classes) logits."""
 
-    def __init__(self, repeats: tuple = (4, 8, 4), channels: tuple = (24, 116, 232, 464, 1024),
-                 num_classes: int = 1000):
+    def __init__(
+        self, repeats: tuple = (4, 8, 4), channels: tuple = (24, 116, 232, 464, 1024), num_classes: int = 1000
+    ):
         super().__init__()
         self.quant = nn.QuantStub()
         self.conv1 = conv_bn_act(3, channels[0], 3, 2)

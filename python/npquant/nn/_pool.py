@@ -38,8 +38,10 @@ class Geometry:
         self.d = pair(dilation, "dilation")
         self.ceil_mode = bool(ceil_mode)
         if min(self.k) < 1 or min(self.s) < 1 or min(self.d) < 1 or min(self.p) < 0:
-            raise ValueError(f"pooling needs kernel_size, stride, dilation >= 1 and padding >= 0, got "
-                             f"kernel_size={self.k}, stride={self.s}, dilation={self.d}, padding={self.p}")
+            raise ValueError(
+                f"pooling needs kernel_size, stride, dilation >= 1 and padding >= 0, got "
+                f"kernel_size={self.k}, stride={self.s}, dilation={self.d}, padding={self.p}"
+            )
         if self.p[0] > self.k[0] // 2 or self.p[1] > self.k[1] // 2:
             raise ValueError(f"padding {self.p} must be at most half the kernel size {self.k}")
 
@@ -49,8 +51,9 @@ class Geometry:
         oh = out_size(h, self.k[0], self.s[0], self.p[0], self.d[0], self.ceil_mode)
         ow = out_size(w, self.k[1], self.s[1], self.p[1], self.d[1], self.ceil_mode)
         if oh < 1 or ow < 1:
-            raise ValueError(f"input spatial size ({h}, {w}) is too small for kernel {self.k}, "
-                             f"padding {self.p}, dilation {self.d}")
+            raise ValueError(
+                f"input spatial size ({h}, {w}) is too small for kernel {self.k}, padding {self.p}, dilation {self.d}"
+            )
         return oh, ow
 
     def windows(self, x: np.ndarray, axes: tuple, pad_value) -> np.ndarray:
@@ -58,8 +61,10 @@ class Geometry:
         h, w = x.shape[axes[0]], x.shape[axes[1]]
         oh, ow = self.output_hw(h, w)
         ext = []
-        for n, o, k, s, p, d in ((h, oh, self.k[0], self.s[0], self.p[0], self.d[0]),
-                                 (w, ow, self.k[1], self.s[1], self.p[1], self.d[1])):
+        for n, o, k, s, p, d in (
+            (h, oh, self.k[0], self.s[0], self.p[0], self.d[0]),
+            (w, ow, self.k[1], self.s[1], self.p[1], self.d[1]),
+        ):
             need = (o - 1) * s + d * (k - 1) + 1  # padded length the windows touch
             ext.append((p, max(need - n - p, 0)))
         widths = [(0, 0)] * x.ndim
@@ -101,8 +106,7 @@ class Geometry:
         as (oh, ow) int64 arrays: PyTorch's pool_size and size."""
         oh, ow = self.output_hw(h, w)
         per_axis = []
-        for n, o, k, s, p in ((h, oh, self.k[0], self.s[0], self.p[0]),
-                              (w, ow, self.k[1], self.s[1], self.p[1])):
+        for n, o, k, s, p in ((h, oh, self.k[0], self.s[0], self.p[0]), (w, ow, self.k[1], self.s[1], self.p[1])):
             start = np.arange(o) * s - p
             end = np.minimum(start + k, n + p)
             padded = end - start

@@ -10,8 +10,22 @@ import numpy as np
 from .linear import _float_input
 from .module import Module
 
-__all__ = ["ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU",
-           "GELU", "Softmax", "Identity", "Dropout", "Flatten"]
+__all__ = [
+    "ReLU",
+    "ReLU6",
+    "Hardswish",
+    "Hardsigmoid",
+    "Sigmoid",
+    "Tanh",
+    "LeakyReLU",
+    "ELU",
+    "SiLU",
+    "GELU",
+    "Softmax",
+    "Identity",
+    "Dropout",
+    "Flatten",
+]
 
 
 class ReLU(Module):
@@ -88,8 +102,21 @@ def gelu(x, approximate: str = "none"):
 
 # erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0: Chebyshev-fitted coefficients
 # (Numerical Recipes' erfcc), fractional error below 1.2e-7 for every z.
-_ERFC = tuple(np.float32(c) for c in (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-                                      0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277))
+_ERFC = tuple(
+    np.float32(c)
+    for c in (
+        -1.26551223,
+        1.00002368,
+        0.37409196,
+        0.09678418,
+        -0.18628806,
+        0.27886807,
+        -1.13520398,
+        1.48851587,
+        -0.82215223,
+        0.17087277,
+    )
+)
 
 
 def gelu_fast(x: np.ndarray) -> np.ndarray:
@@ -215,7 +242,7 @@ class Softmax(Module):
             raise ValueError("Softmax needs dim (e.g. Softmax(dim=-1)); torch's implicit choice is deprecated")
         self.dim = int(dim)
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x):
         x = _float_input(x, "Softmax")
         if not -x.ndim <= self.dim < max(x.ndim, 1):
             raise ValueError(f"Softmax dim {self.dim} is out of range for an input of shape {x.shape}")
@@ -257,7 +284,7 @@ def flat_shape(shape: tuple, start_dim: int, end_dim: int) -> tuple:
     s, e = start_dim % nd if nd else 0, end_dim % nd if nd else 0
     if s > e:
         raise ValueError(f"Flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {shape}")
-    return shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:]
+    return shape[:s] + (int(np.prod(shape[s : e + 1])),) + shape[e + 1 :]
 
 
 class Flatten(Module):

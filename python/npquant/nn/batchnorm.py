@@ -19,12 +19,19 @@ class _BatchNorm(Module):
 
     _NDIMS: tuple = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ):
         super().__init__()
         if not track_running_stats:
-            raise ValueError("npquant's BatchNorm is inference-only and needs running statistics "
-                             "(track_running_stats=True)")
+            raise ValueError(
+                "npquant's BatchNorm is inference-only and needs running statistics (track_running_stats=True)"
+            )
         self.num_features = int(num_features)
         self.eps = float(eps)
         self.momentum = momentum
@@ -49,8 +56,10 @@ class _BatchNorm(Module):
 
     def check_input(self, shape, name: str) -> None:
         if len(shape) not in self._NDIMS or shape[1] != self.num_features:
-            raise ValueError(f"{name}({self.num_features}) expects a {' or '.join(map(str, self._NDIMS))}-D "
-                             f"input with {self.num_features} channels in dim 1, got shape {tuple(shape)}")
+            raise ValueError(
+                f"{name}({self.num_features}) expects a {' or '.join(map(str, self._NDIMS))}-D "
+                f"input with {self.num_features} channels in dim 1, got shape {tuple(shape)}"
+            )
 
     def forward(self, x):
         name = type(self).__name__

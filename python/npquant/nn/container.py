@@ -40,7 +40,7 @@ class Sequential(Module):
         name = list(self._modules)[idx]
         setattr(self, name, module)
 
-    def append(self, module) -> "Sequential":
+    def append(self, module) -> Sequential:
         self.add_module(str(len(self)), module)
         return self
 

@@ -20,8 +20,10 @@ class _Fused(Sequential):
     def __init__(self, *mods):
         for m, t in zip(mods, self._types()):
             if not isinstance(m, t):
-                raise TypeError(f"{type(self).__name__} fuses {' + '.join(x.__name__ for x in self._types())}, "
-                                f"got {' + '.join(type(x).__name__ for x in mods)}")
+                raise TypeError(
+                    f"{type(self).__name__} fuses {' + '.join(x.__name__ for x in self._types())}, "
+                    f"got {' + '.join(type(x).__name__ for x in mods)}"
+                )
         super().__init__(*mods)
 
     @classmethod

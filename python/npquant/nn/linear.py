@@ -22,8 +22,10 @@ def _float_input(x, layer: str) -> np.ndarray:
         )
     if not isinstance(x, np.ndarray):
         if hasattr(x, "detach") and type(x).__module__.startswith("torch"):
-            raise TypeError(f"{layer} expects a numpy.ndarray, got a torch.Tensor: pass x.detach().numpy() "
-                            "(npquant computes on NumPy arrays)")
+            raise TypeError(
+                f"{layer} expects a numpy.ndarray, got a torch.Tensor: pass x.detach().numpy() "
+                "(npquant computes on NumPy arrays)"
+            )
         raise TypeError(f"{layer} expects a numpy.ndarray, got {type(x).__name__}")
     if x.dtype.kind != "f":
         raise TypeError(f"{layer} expects a float array, got dtype {x.dtype}")
@@ -41,10 +43,8 @@ class Linear(Module):
         self.out_features = int(out_features)
         rng = np.random.default_rng() if rng is None else rng
         bound = 1.0 / math.sqrt(in_features)  # torch.nn.Linear's default init range
-        self.register_parameter(
-            "weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(np.float32))
-        self.register_parameter(
-            "bias", rng.uniform(-bound, bound, out_features).astype(np.float32) if bias else None)
+        self.register_parameter("weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(np.float32))
+        self.register_parameter("bias", rng.uniform(-bound, bound, out_features).astype(np.float32) if bias else None)
 
     def forward(self, x):
         x = _float_input(x, "Linear")

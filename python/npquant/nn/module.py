@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -89,7 +90,7 @@ class Module:
         self._modules[name] = module
 
     # ---- traversal
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         for _, m in self.named_children():
             yield m
 
@@ -111,7 +112,7 @@ class Module:
         for name, m in self.named_children():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
-    def get_submodule(self, target: str) -> "Module":
+    def get_submodule(self, target: str) -> Module:
         mod = self
         for part in target.split(".") if target else []:
             if part not in mod._modules or mod._modules[part] is None:
@@ -164,13 +165,13 @@ class Module:
             if b is not None:
                 dest[prefix + name] = b
 
-    def state_dict(self, prefix: str = "") -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self, prefix: str = "") -> OrderedDict[str, np.ndarray]:
         out: OrderedDict = OrderedDict()
         for mname, m in self.named_modules():
             m._save_to_state_dict(out, f"{prefix}{mname}." if mname else prefix)
         return out
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> "IncompatibleKeys":
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Loads a state dict by PyTorch's key names: this model's own ``state_dict()``,
         PyTorch's (torch tensors, quantized tensors), or the flat NumPy form of
         ``npquant.interop.state_dict_to_numpy`` (e.g. ``numpy.load('model.npz')``).
@@ -217,11 +218,14 @@ class Module:
                 if not isinstance(val, np.ndarray):
                     raise TypeError(f"state dict entry '{key}' must be an array, got {type(val).__name__}")
                 if np.shape(cur) != val.shape and not self._resizable(name):
-                    raise ValueError(f"shape mismatch for '{key}': model has {np.shape(cur)}, "
-                                     f"state dict has {val.shape}")
+                    raise ValueError(
+                        f"shape mismatch for '{key}': model has {np.shape(cur)}, state dict has {val.shape}"
+                    )
                 if isinstance(cur, np.ndarray):
                     if val.dtype.kind not in "biuf" or (cur.dtype.kind == "f") != (val.dtype.kind == "f"):
-                        raise TypeError(f"dtype mismatch for '{key}': model has {cur.dtype}, state dict has {val.dtype}")
+                        raise TypeError(
+                            f"dtype mismatch for '{key}': model has {cur.dtype}, state dict has {val.dtype}"
+                        )
                     val = val.astype(cur.dtype, copy=False)
                 updates.append((store, name, np.array(val, order="C")))  # a copy; keeps 0-d buffers 0-d
         if not updates:
@@ -230,6 +234,7 @@ class Module:
         def commit():
             for store, name, val in updates:
                 store[name] = val
+
         return commit
 
     # ---- call
@@ -252,10 +257,10 @@ class Module:
 
     # ---- hooks (as in torch: hook(module, args) before, hook(module, args, output) after;
     # a hook's non-None return value replaces the args / output)
-    def register_forward_pre_hook(self, hook) -> "RemovableHandle":
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
         return RemovableHandle(self._forward_pre_hooks, hook)
 
-    def register_forward_hook(self, hook) -> "RemovableHandle":
+    def register_forward_hook(self, hook) -> RemovableHandle:
         return RemovableHandle(self._forward_hooks, hook)
 
     def extra_repr(self) -> str:

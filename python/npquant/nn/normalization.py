@@ -12,15 +12,18 @@ from .module import Module
 __all__ = ["LayerNorm"]
 
 
-def layer_norm(x: np.ndarray, normalized_shape: tuple[int, ...], weight: np.ndarray | None,
-               bias: np.ndarray | None, eps: float) -> np.ndarray:
+def layer_norm(
+    x: np.ndarray, normalized_shape: tuple[int, ...], weight: np.ndarray | None, bias: np.ndarray | None, eps: float
+) -> np.ndarray:
     """(x - mean) / sqrt(var + eps) * weight + bias over the last len(normalized_shape)
     dimensions; biased variance from a second pass, all in float32 (NumPy's pairwise
     sums: within 1e-6 relative of torch's Welford)."""
     nd = len(normalized_shape)
-    if x.shape[x.ndim - nd:] != normalized_shape or x.ndim < nd:
-        raise ValueError(f"LayerNorm over {list(normalized_shape)} expects an input whose last dimensions are "
-                         f"{list(normalized_shape)}, got shape {x.shape}")
+    if x.shape[x.ndim - nd :] != normalized_shape or x.ndim < nd:
+        raise ValueError(
+            f"LayerNorm over {list(normalized_shape)} expects an input whose last dimensions are "
+            f"{list(normalized_shape)}, got shape {x.shape}"
+        )
     axes = tuple(range(x.ndim - nd, x.ndim))
     mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)  # NumPy's pairwise sums
     y: np.ndarray = x - mean
@@ -37,8 +40,9 @@ class LayerNorm(Module):
     """Normalizes over the trailing ``normalized_shape`` dimensions; ``weight`` (ones) and
     ``bias`` (zeros) when ``elementwise_affine`` (``bias=False`` drops the bias)."""
 
-    def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True
+    ) -> None:
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
         if not shape or any(int(d) <= 0 for d in shape):

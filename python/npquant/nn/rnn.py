@@ -14,21 +14,35 @@ sequence, then one hidden projection per time step. Packed sequences
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Callable, NamedTuple, Optional, Union
 
 import numpy as np
 
 from ..qtensor import QTensor
 from .module import Module
 
-__all__ = ["RNNBase", "LSTM", "GRU", "RNN", "RNNCellBase", "LSTMCell", "GRUCell", "RNNCell",
-           "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence", "pack_sequence",
-           "unpack_sequence"]
+__all__ = [
+    "RNNBase",
+    "LSTM",
+    "GRU",
+    "RNN",
+    "RNNCellBase",
+    "LSTMCell",
+    "GRUCell",
+    "RNNCell",
+    "PackedSequence",
+    "pack_padded_sequence",
+    "pad_packed_sequence",
+    "pad_sequence",
+    "pack_sequence",
+    "unpack_sequence",
+]
 
 Proj = Callable[[np.ndarray], np.ndarray]
 # (input projection, hidden projection, LSTM output projection or None) of one layer and direction
-Projections = Tuple[Proj, Proj, Optional[Proj]]
-Hidden = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
+Projections = tuple[Proj, Proj, Optional[Proj]]
+Hidden = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -41,22 +55,24 @@ class PackedSequence(NamedTuple):
 
     data: np.ndarray
     batch_sizes: np.ndarray
-    sorted_indices: Optional[np.ndarray] = None
-    unsorted_indices: Optional[np.ndarray] = None
+    sorted_indices: np.ndarray | None = None
+    unsorted_indices: np.ndarray | None = None
 
 
 def _lengths_array(lengths: object, batch: int) -> np.ndarray:
     arr = np.asarray(lengths.detach().numpy() if hasattr(lengths, "detach") else lengths)
     if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"lengths must be a 1-D sequence of {batch} integers (one per batch entry), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"lengths must be a 1-D sequence of {batch} integers (one per batch entry), got shape {arr.shape}"
+        )
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64)
 
 
-def pack_padded_sequence(input: np.ndarray, lengths: object, batch_first: bool = False,
-                         enforce_sorted: bool = True) -> PackedSequence:
+def pack_padded_sequence(
+    input: np.ndarray, lengths: object, batch_first: bool = False, enforce_sorted: bool = True
+) -> PackedSequence:
     """Packs a padded (T, B, *) (or (B, T, *) with batch_first) array, as torch does."""
     x = _float_array(input, "pack_padded_sequence")
     if x.ndim < 2:
@@ -69,10 +85,12 @@ def pack_padded_sequence(input: np.ndarray, lengths: object, batch_first: bool =
         raise ValueError(f"every length must be between 1 and the padded length {steps}, got {lens.tolist()}")
     if enforce_sorted:
         if np.any(np.diff(lens) > 0):
-            raise ValueError(f"lengths must be sorted in decreasing order with enforce_sorted=True, got "
-                             f"{lens.tolist()}; sort the batch or pass enforce_sorted=False")
-        sorted_idx: Optional[np.ndarray] = None
-        unsorted_idx: Optional[np.ndarray] = None
+            raise ValueError(
+                f"lengths must be sorted in decreasing order with enforce_sorted=True, got "
+                f"{lens.tolist()}; sort the batch or pass enforce_sorted=False"
+            )
+        sorted_idx: np.ndarray | None = None
+        unsorted_idx: np.ndarray | None = None
     else:
         sorted_idx = np.argsort(-lens, kind="stable")
         unsorted_idx = np.argsort(sorted_idx, kind="stable")
@@ -82,19 +100,17 @@ def pack_padded_sequence(input: np.ndarray, lengths: object, batch_first: bool =
     return PackedSequence(np.ascontiguousarray(data), batch_sizes, sorted_idx, unsorted_idx)
 
 
-def pad_sequence(sequences: Sequence[np.ndarray], batch_first: bool = False,
-                 padding_value: float = 0.0) -> np.ndarray:
+def pad_sequence(sequences: Sequence[np.ndarray], batch_first: bool = False, padding_value: float = 0.0) -> np.ndarray:
     """Stacks arrays of shape (L_i, *) into (max L, B, *) (or (B, max L, *)), as torch's."""
     arrays = [_float_array(a, "pad_sequence") for a in sequences]
     if not arrays:
         raise ValueError("pad_sequence needs at least one sequence")
     tail = arrays[0].shape[1:]
     if any(a.ndim == 0 or a.shape[1:] != tail for a in arrays):
-        raise ValueError(f"pad_sequence: every sequence must have shape (L, *{tail}), got "
-                         f"{[a.shape for a in arrays]}")
+        raise ValueError(f"pad_sequence: every sequence must have shape (L, *{tail}), got {[a.shape for a in arrays]}")
     out = np.full((max(a.shape[0] for a in arrays), len(arrays)) + tail, padding_value, np.float32)
     for i, a in enumerate(arrays):
-        out[:a.shape[0], i] = a
+        out[: a.shape[0], i] = a
     return np.ascontiguousarray(np.swapaxes(out, 0, 1)) if batch_first else out
 
 
@@ -110,16 +126,16 @@ def unpack_sequence(packed: PackedSequence) -> list:
     return [padded[:n, i].copy() for i, n in enumerate(lengths)]
 
 
-def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, padding_value: float = 0.0,
-                        total_length: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+def pad_packed_sequence(
+    sequence: PackedSequence, batch_first: bool = False, padding_value: float = 0.0, total_length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(padded array, lengths): the inverse of pack_padded_sequence, as torch's."""
     if not isinstance(sequence, PackedSequence):
         raise TypeError(f"pad_packed_sequence expects a PackedSequence, got {type(sequence).__name__}")
     padded, lens = _unpack(sequence, padding_value)
     if total_length is not None:
         if total_length < padded.shape[0]:
-            raise ValueError(f"total_length={total_length} is shorter than the longest sequence "
-                             f"({padded.shape[0]})")
+            raise ValueError(f"total_length={total_length} is shorter than the longest sequence ({padded.shape[0]})")
         extra = np.full((total_length - padded.shape[0],) + padded.shape[1:], padding_value, np.float32)
         padded = np.concatenate([padded, extra], axis=0)
     if sequence.unsorted_indices is not None:
@@ -130,26 +146,28 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, pad
 def _check_batch_sizes(seq: PackedSequence) -> np.ndarray:
     bs = np.asarray(seq.batch_sizes)
     if bs.ndim != 1 or bs.size == 0 or bs.dtype.kind not in "iu" or np.any(bs < 1) or np.any(np.diff(bs) > 0):
-        raise ValueError("PackedSequence.batch_sizes must be a non-empty 1-D array of positive, "
-                         "non-increasing integers (make it with pack_padded_sequence)")
+        raise ValueError(
+            "PackedSequence.batch_sizes must be a non-empty 1-D array of positive, "
+            "non-increasing integers (make it with pack_padded_sequence)"
+        )
     if seq.data.shape[0] != int(bs.sum()):
         raise ValueError(f"PackedSequence.data has {seq.data.shape[0]} rows but batch_sizes sum to {int(bs.sum())}")
     return bs.astype(np.int64)
 
 
-def _unpack(seq: PackedSequence, fill: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
+def _unpack(seq: PackedSequence, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Time-major padded (T, B, *) array in sorted batch order, and the sorted lengths."""
     bs = _check_batch_sizes(seq)
     out = np.full((bs.size, int(bs[0])) + seq.data.shape[1:], fill, np.float32)
     start = 0
     for t, n in enumerate(bs):
-        out[t, :n] = seq.data[start:start + n]
+        out[t, :n] = seq.data[start : start + n]
         start += int(n)
     lens = (bs[None, :] > np.arange(int(bs[0]))[:, None]).sum(axis=1).astype(np.int64)
     return out, lens
 
 
-def _permutation(idx: Optional[np.ndarray], batch: int) -> Optional[np.ndarray]:
+def _permutation(idx: np.ndarray | None, batch: int) -> np.ndarray | None:
     """A PackedSequence's sorted_indices / unsorted_indices, checked to be a permutation."""
     if idx is None:
         return None
@@ -176,7 +194,7 @@ def _float_array(x: object, layer: str) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def _state(x: object, shape: Tuple[int, ...], what: str, layer: str) -> np.ndarray:
+def _state(x: object, shape: tuple[int, ...], what: str, layer: str) -> np.ndarray:
     a = _float_array(x, f"{layer} {what}")
     if a.shape != shape:
         raise ValueError(f"{layer}: {what} must have shape {shape}, got {a.shape}")
@@ -192,8 +210,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _step(mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray,
-          c: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def _step(
+    mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """One cell update from the input and hidden projections (biases included), with
     torch's gate order: LSTM (i, f, g, o), GRU (r, z, n)."""
     if mode == "LSTM":
@@ -201,18 +220,18 @@ def _step(mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray,
         n = c.shape[1]
         gh += gi  # gh is the projection's fresh output: updated in place
         ifo = _sigmoid(gh)
-        cell = np.tanh(gh[:, 2 * n:3 * n])
+        cell = np.tanh(gh[:, 2 * n : 3 * n])
         cell *= ifo[:, :n]
-        c_new = ifo[:, n:2 * n] * c
+        c_new = ifo[:, n : 2 * n] * c
         c_new += cell
         h_new = np.tanh(c_new)
-        h_new *= ifo[:, 3 * n:]
+        h_new *= ifo[:, 3 * n :]
         return h_new, c_new
     if mode == "GRU":
         n = h.shape[1]
-        rz = _sigmoid(gi[:, :2 * n] + gh[:, :2 * n])
-        new = gh[:, 2 * n:] * rz[:, :n]
-        new += gi[:, 2 * n:]
+        rz = _sigmoid(gi[:, : 2 * n] + gh[:, : 2 * n])
+        new = gh[:, 2 * n :] * rz[:, :n]
+        new += gi[:, 2 * n :]
         np.tanh(new, out=new)
         h_new = h - new
         h_new *= rz[:, n:]
@@ -222,15 +241,22 @@ def _step(mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray,
     return (np.tanh(pre, out=pre) if mode == "RNN_TANH" else np.maximum(pre, np.float32(0), out=pre)), None
 
 
-def _run_direction(mode: str, gi: np.ndarray, h: np.ndarray, c: Optional[np.ndarray],
-                   batch_sizes: Optional[np.ndarray], reverse: bool, hh: Proj,
-                   hr: Optional[Proj]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+def _run_direction(
+    mode: str,
+    gi: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray | None,
+    batch_sizes: np.ndarray | None,
+    reverse: bool,
+    hh: Proj,
+    hr: Proj | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Runs one layer in one direction over gi (T, B, gates), the precomputed input
     projection; h and c (B, *) are the initial states, updated in place for the rows
     of packed sequences that have ended."""
     steps, batch = gi.shape[0], gi.shape[1]
     out = np.zeros((steps, batch, h.shape[1]), np.float32)
-    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
         bs = batch if batch_sizes is None else int(batch_sizes[t])
         if bs == batch:
             h_new, c_new = _step(mode, gi[t], hh(h), h, c)
@@ -266,8 +292,18 @@ class _RecurrentBase(Module):
     bidirectional: bool
     proj_size: int
 
-    def _init_config(self, mode: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
-                     batch_first: bool, dropout: float, bidirectional: bool, proj_size: int) -> None:
+    def _init_config(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        proj_size: int,
+    ) -> None:
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -302,8 +338,9 @@ class _RecurrentBase(Module):
         return type(self).__name__
 
     # ---- forward
-    def forward(self, input: Union[np.ndarray, PackedSequence], hx: Optional[Hidden] = None
-                ) -> Tuple[Union[np.ndarray, PackedSequence], Hidden]:
+    def forward(
+        self, input: np.ndarray | PackedSequence, hx: Hidden | None = None
+    ) -> tuple[np.ndarray | PackedSequence, Hidden]:
         """(output, h_n) for GRU / RNN, (output, (h_n, c_n)) for LSTM; a PackedSequence
         input gives a PackedSequence output."""
         if isinstance(input, PackedSequence):
@@ -311,11 +348,15 @@ class _RecurrentBase(Module):
         name = self._name()
         x = _float_array(input, name)
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
-            raise ValueError(f"{name} expects input of shape ({'B, T' if self.batch_first else 'T, B'}, "
-                             f"{self.input_size}) or unbatched (T, {self.input_size}), got {x.shape}")
+            raise ValueError(
+                f"{name} expects input of shape ({'B, T' if self.batch_first else 'T, B'}, "
+                f"{self.input_size}) or unbatched (T, {self.input_size}), got {x.shape}"
+            )
         if x.size == 0:
-            raise ValueError(f"{name} got an empty input of shape {x.shape}; sequences need at least one "
-                             "step and the batch at least one entry")
+            raise ValueError(
+                f"{name} got an empty input of shape {x.shape}; sequences need at least one "
+                "step and the batch at least one entry"
+            )
         unbatched = x.ndim == 2
         x = x[:, None, :] if unbatched else (np.swapaxes(x, 0, 1) if self.batch_first else x)
         h, c = self._initial_state(hx, x.shape[1], unbatched)
@@ -327,7 +368,7 @@ class _RecurrentBase(Module):
             out = np.ascontiguousarray(np.swapaxes(out, 0, 1))
         return out, ((h_n, c_n) if c_n is not None else h_n)
 
-    def _forward_packed(self, seq: PackedSequence, hx: Optional[Hidden]) -> Tuple[PackedSequence, Hidden]:
+    def _forward_packed(self, seq: PackedSequence, hx: Hidden | None) -> tuple[PackedSequence, Hidden]:
         name = self._name()
         data = _float_array(seq.data, name)
         if data.ndim != 2 or data.shape[1] != self.input_size:
@@ -342,12 +383,10 @@ class _RecurrentBase(Module):
         out, h_n, c_n = self._run(x, h, c, batch_sizes)
         if unorder is not None:
             h_n, c_n = h_n[:, unorder], (None if c_n is None else c_n[:, unorder])
-        packed = PackedSequence(_pack_rows(out, batch_sizes), seq.batch_sizes, seq.sorted_indices,
-                                seq.unsorted_indices)
+        packed = PackedSequence(_pack_rows(out, batch_sizes), seq.batch_sizes, seq.sorted_indices, seq.unsorted_indices)
         return packed, ((h_n, c_n) if c_n is not None else h_n)
 
-    def _initial_state(self, hx: Optional[Hidden], batch: int,
-                       unbatched: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _initial_state(self, hx: Hidden | None, batch: int, unbatched: bool) -> tuple[np.ndarray, np.ndarray | None]:
         name, layers = self._name(), self.num_layers * self.num_directions
         h_shape = (layers, batch, self._out_size)
         c_shape = (layers, batch, self.hidden_size)
@@ -367,13 +406,15 @@ class _RecurrentBase(Module):
                 states[-1] = states[-1][:, None, :]
         return states[0], (states[1] if lstm else None)
 
-    def _run(self, x: np.ndarray, h0: np.ndarray, c0: Optional[np.ndarray],
-             batch_sizes: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    def _run(
+        self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, batch_sizes: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         with np.errstate(over="ignore"):  # sigmoid's exp(-x) overflows to inf for x < -88: gate 0
             return self._run_layers(x, h0, c0, batch_sizes)
 
-    def _run_layers(self, x: np.ndarray, h0: np.ndarray, c0: Optional[np.ndarray],
-                    batch_sizes: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    def _run_layers(
+        self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, batch_sizes: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         steps, batch = x.shape[0], x.shape[1]
         h_n, c_n = np.empty_like(h0), (None if c0 is None else np.empty_like(c0))
         layer_in = x
@@ -383,8 +424,9 @@ class _RecurrentBase(Module):
                 k = layer * self.num_directions + d
                 ih, hh, hr = self._projections(layer, d)
                 gi = ih(layer_in.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-                out, h, c = _run_direction(self.mode, gi, h0[k], None if c0 is None else c0[k],
-                                           batch_sizes, d == 1, hh, hr)
+                out, h, c = _run_direction(
+                    self.mode, gi, h0[k], None if c0 is None else c0[k], batch_sizes, d == 1, hh, hr
+                )
                 h_n[k] = h
                 if c_n is not None and c is not None:
                     c_n[k] = c
@@ -409,14 +451,14 @@ class _RecurrentBase(Module):
         return s
 
 
-def _float_linear(w: np.ndarray, b: Optional[np.ndarray]) -> Proj:
+def _float_linear(w: np.ndarray, b: np.ndarray | None) -> Proj:
     wt = w.T
     if b is None:
         return lambda x: x @ wt
     return lambda x: np.add(x @ wt, b, dtype=np.float32)
 
 
-def _uniform(rng: np.random.Generator, bound: float, shape: Tuple[int, ...]) -> np.ndarray:
+def _uniform(rng: np.random.Generator, bound: float, shape: tuple[int, ...]) -> np.ndarray:
     return rng.uniform(-bound, bound, shape).astype(np.float32)
 
 
@@ -426,17 +468,29 @@ class RNNBase(_RecurrentBase):
     for the backward direction). Dropout between layers is a training-time
     feature: npquant runs inference, so it is accepted and ignored."""
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device: object = None, dtype: object = None,
-                 rng: Optional[np.random.Generator] = None):
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__()
         if mode not in GATES:
             raise ValueError(f"mode must be one of {sorted(GATES)}, got {mode!r}")
         if dtype is not None and np.dtype(dtype) != np.float32:  # type: ignore[call-overload]
             raise TypeError(f"npquant's float recurrent layers are float32, got dtype={dtype!r}")
-        self._init_config(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                          bidirectional, proj_size)
+        self._init_config(
+            mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size
+        )
         rng = np.random.default_rng() if rng is None else rng
         bound = 1.0 / math.sqrt(self.hidden_size)  # torch's init range
         gates = GATES[mode] * self.hidden_size
@@ -449,42 +503,83 @@ class RNNBase(_RecurrentBase):
                     self.register_parameter("bias_ih" + sfx, _uniform(rng, bound, (gates,)))
                     self.register_parameter("bias_hh" + sfx, _uniform(rng, bound, (gates,)))
                 if self.proj_size:
-                    self.register_parameter("weight_hr" + sfx,
-                                            _uniform(rng, bound, (self.proj_size, self.hidden_size)))
+                    self.register_parameter("weight_hr" + sfx, _uniform(rng, bound, (self.proj_size, self.hidden_size)))
 
-    def layer_weights(self, layer: int, direction: int) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray],
-                                                                 Optional[np.ndarray], Optional[np.ndarray]]:
+    def layer_weights(
+        self, layer: int, direction: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) of one layer and direction."""
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
         p = self._parameters
-        return (p["weight_ih" + sfx], p["weight_hh" + sfx], p.get("bias_ih" + sfx), p.get("bias_hh" + sfx),
-                p.get("weight_hr" + sfx))
+        return (
+            p["weight_ih" + sfx],
+            p["weight_hh" + sfx],
+            p.get("bias_ih" + sfx),
+            p.get("bias_hh" + sfx),
+            p.get("weight_hr" + sfx),
+        )
 
     def _projections(self, layer: int, direction: int) -> Projections:
         w_ih, w_hh, b_ih, b_hh, w_hr = self.layer_weights(layer, direction)
-        return (_float_linear(w_ih, b_ih), _float_linear(w_hh, b_hh),
-                None if w_hr is None else _float_linear(w_hr, None))
+        return (
+            _float_linear(w_ih, b_ih),
+            _float_linear(w_hh, b_hh),
+            None if w_hr is None else _float_linear(w_hr, None),
+        )
 
 
 class LSTM(RNNBase):
     """torch.nn.LSTM: ``output, (h_n, c_n) = lstm(input, (h_0, c_0))``."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device: object = None, dtype: object = None,
-                 rng: Optional[np.random.Generator] = None):
-        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, device, dtype, rng)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
+        super().__init__(
+            "LSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+            rng,
+        )
 
 
 class GRU(RNNBase):
     """torch.nn.GRU: ``output, h_n = gru(input, h_0)``."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device: object = None, dtype: object = None, rng: Optional[np.random.Generator] = None):
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype, rng)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
+        super().__init__(
+            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device, dtype, rng
+        )
 
 
 def _rnn_mode(nonlinearity: str) -> str:
@@ -496,12 +591,34 @@ def _rnn_mode(nonlinearity: str) -> str:
 class RNN(RNNBase):
     """torch.nn.RNN (Elman): ``output, h_n = rnn(input, h_0)``, nonlinearity 'tanh' or 'relu'."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device: object = None, dtype: object = None,
-                 rng: Optional[np.random.Generator] = None):
-        super().__init__(_rnn_mode(nonlinearity), input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, 0, device, dtype, rng)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
+        super().__init__(
+            _rnn_mode(nonlinearity),
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+            rng,
+        )
 
     @property
     def nonlinearity(self) -> str:
@@ -523,15 +640,16 @@ class _CellBase(Module):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         self.mode, self.input_size, self.hidden_size, self.bias = mode, int(input_size), int(hidden_size), bool(bias)
 
-    def _projections(self) -> Tuple[Proj, Proj]:
+    def _projections(self) -> tuple[Proj, Proj]:
         raise NotImplementedError
 
-    def forward(self, input: np.ndarray, hx: Optional[Hidden] = None) -> Hidden:
+    def forward(self, input: np.ndarray, hx: Hidden | None = None) -> Hidden:
         name = type(self).__name__
         x = _float_array(input, name)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size or x.size == 0:
-            raise ValueError(f"{name} expects input of shape (B, {self.input_size}) or unbatched "
-                             f"({self.input_size},), got {x.shape}")
+            raise ValueError(
+                f"{name} expects input of shape (B, {self.input_size}) or unbatched ({self.input_size},), got {x.shape}"
+            )
         unbatched = x.ndim == 1
         x2 = np.ascontiguousarray(x[None] if unbatched else x)
         shape = (self.hidden_size,) if unbatched else (x2.shape[0], self.hidden_size)
@@ -563,8 +681,16 @@ class _CellBase(Module):
 class RNNCellBase(_CellBase):
     """torch.nn.RNNCellBase: weight_ih (gates*H, I), weight_hh (gates*H, H), bias_ih, bias_hh."""
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, bias: bool = True,
-                 device: object = None, dtype: object = None, rng: Optional[np.random.Generator] = None):
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__()
         if mode not in GATES:
             raise ValueError(f"mode must be one of {sorted(GATES)}, got {mode!r}")
@@ -579,34 +705,55 @@ class RNNCellBase(_CellBase):
         self.register_parameter("bias_ih", _uniform(rng, bound, (gates,)) if self.bias else None)
         self.register_parameter("bias_hh", _uniform(rng, bound, (gates,)) if self.bias else None)
 
-    def _projections(self) -> Tuple[Proj, Proj]:
+    def _projections(self) -> tuple[Proj, Proj]:
         return _float_linear(self.weight_ih, self.bias_ih), _float_linear(self.weight_hh, self.bias_hh)
 
 
 class LSTMCell(RNNCellBase):
     """torch.nn.LSTMCell: ``h_1, c_1 = cell(input, (h_0, c_0))``."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device: object = None,
-                 dtype: object = None, rng: Optional[np.random.Generator] = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__("LSTM", input_size, hidden_size, bias, device, dtype, rng)
 
 
 class GRUCell(RNNCellBase):
     """torch.nn.GRUCell: ``h_1 = cell(input, h_0)``."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device: object = None,
-                 dtype: object = None, rng: Optional[np.random.Generator] = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__("GRU", input_size, hidden_size, bias, device, dtype, rng)
 
 
 class RNNCell(RNNCellBase):
     """torch.nn.RNNCell: ``h_1 = cell(input, h_0)``, nonlinearity 'tanh' or 'relu'."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 device: object = None, dtype: object = None, rng: Optional[np.random.Generator] = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: object = None,
+        dtype: object = None,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__(_rnn_mode(nonlinearity), input_size, hidden_size, bias, device, dtype, rng)
 
     @property
     def nonlinearity(self) -> str:
         return "tanh" if self.mode == "RNN_TANH" else "relu"
-

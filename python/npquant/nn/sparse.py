@@ -30,8 +30,10 @@ def _integer_array(x: Any, what: str, layer: str) -> np.ndarray:
     if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
         if arr.size == 0 and arr.dtype.kind == "f" and isinstance(x, (list, tuple)):
             return np.zeros(arr.shape, np.int64)  # [] is float64 to NumPy
-        raise TypeError(f"{layer} expects integer {what} (int32 / int64), got dtype {arr.dtype}; "
-                        f"convert with {what}.astype(numpy.int64) if they are whole numbers")
+        raise TypeError(
+            f"{layer} expects integer {what} (int32 / int64), got dtype {arr.dtype}; "
+            f"convert with {what}.astype(numpy.int64) if they are whole numbers"
+        )
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -42,8 +44,10 @@ def check_indices(indices: Any, num_embeddings: int, layer: str) -> np.ndarray:
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= num_embeddings:
             bad = lo if lo < 0 else hi
-            raise IndexError(f"{layer}: index {bad} is out of range for {num_embeddings} embeddings "
-                             f"(valid indices are 0..{num_embeddings - 1})")
+            raise IndexError(
+                f"{layer}: index {bad} is out of range for {num_embeddings} embeddings "
+                f"(valid indices are 0..{num_embeddings - 1})"
+            )
     return idx
 
 
@@ -53,20 +57,25 @@ def check_offsets(offsets: Any, n_indices: int, include_last_offset: bool, layer
     if off.ndim != 1:
         raise ValueError(f"{layer}: offsets must be 1-D, got shape {off.shape}")
     if include_last_offset and off.size == 0:
-        raise ValueError(f"{layer}: with include_last_offset=True, offsets needs at least one entry "
-                         f"(the end of the indices, {n_indices})")
+        raise ValueError(
+            f"{layer}: with include_last_offset=True, offsets needs at least one entry "
+            f"(the end of the indices, {n_indices})"
+        )
     if off.size and off[0] != 0:
         raise ValueError(f"{layer}: offsets must start at 0, got {int(off[0])}")
     if off.size > 1 and np.any(np.diff(off) < 0):
         i = int(np.argmax(np.diff(off) < 0))
-        raise ValueError(f"{layer}: offsets must not decrease, got {int(off[i])} then {int(off[i + 1])} "
-                         f"at positions {i}, {i + 1}")
+        raise ValueError(
+            f"{layer}: offsets must not decrease, got {int(off[i])} then {int(off[i + 1])} at positions {i}, {i + 1}"
+        )
     if off.size and off[-1] > n_indices:
         raise ValueError(f"{layer}: offset {int(off[-1])} is past the end of the {n_indices} indices")
     if include_last_offset:
         if off[-1] != n_indices:
-            raise ValueError(f"{layer}: with include_last_offset=True the last offset must be the number of "
-                             f"indices, {n_indices}, got {int(off[-1])}")
+            raise ValueError(
+                f"{layer}: with include_last_offset=True the last offset must be the number of "
+                f"indices, {n_indices}, got {int(off[-1])}"
+            )
         return off
     return np.append(off, np.int64(n_indices))
 
@@ -86,8 +95,15 @@ def check_padding_idx(padding_idx: int | None, num_embeddings: int) -> int | Non
     return p + num_embeddings if p < 0 else p
 
 
-def bag_inputs(layer: str, num_embeddings: int, input: Any, offsets: Any, per_sample_weights: Any,
-               mode: str, include_last_offset: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def bag_inputs(
+    layer: str,
+    num_embeddings: int,
+    input: Any,
+    offsets: Any,
+    per_sample_weights: Any,
+    mode: str,
+    include_last_offset: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(indices 1-D, offsets with B + 1 entries, weights 1-D float32 or None), checked.
 
     2-D input: each row is a bag (offsets must be None); 1-D input needs offsets."""
@@ -100,8 +116,9 @@ def bag_inputs(layer: str, num_embeddings: int, input: Any, offsets: Any, per_sa
         idx = idx.reshape(-1)
     elif idx.ndim == 1:
         if offsets is None:
-            raise ValueError(f"{layer}: 1-D input needs offsets (the start of each bag); or pass a 2-D "
-                             "input whose rows are the bags")
+            raise ValueError(
+                f"{layer}: 1-D input needs offsets (the start of each bag); or pass a 2-D input whose rows are the bags"
+            )
         off = check_offsets(offsets, idx.size, include_last_offset, layer)
     else:
         raise ValueError(f"{layer}: input must be 1-D (with offsets) or 2-D (bags as rows), got shape {idx.shape}")
@@ -113,16 +130,16 @@ def bag_inputs(layer: str, num_embeddings: int, input: Any, offsets: Any, per_sa
         if psw.dtype.kind != "f":
             raise TypeError(f"{layer}: per_sample_weights must be a float array, got dtype {psw.dtype}")
         if psw.size != idx.size or psw.ndim != np.ndim(input):
-            raise ValueError(f"{layer}: per_sample_weights must have the shape of input {np.shape(input)}, "
-                             f"got {psw.shape}")
+            raise ValueError(
+                f"{layer}: per_sample_weights must have the shape of input {np.shape(input)}, got {psw.shape}"
+            )
         psw = np.ascontiguousarray(psw.reshape(-1), dtype=np.float32)
         if not np.all(np.isfinite(psw)):
             raise ValueError(f"{layer}: per_sample_weights contain NaN or Inf")
     return idx, off, psw
 
 
-def reduce_bags(rows: np.ndarray, off: np.ndarray, idx: np.ndarray, mode: str,
-                padding_idx: int | None) -> np.ndarray:
+def reduce_bags(rows: np.ndarray, off: np.ndarray, idx: np.ndarray, mode: str, padding_idx: int | None) -> np.ndarray:
     """Reduces gathered float32 rows (one per index, weights already applied) into bags,
     in index order; padding_idx entries are skipped (and not counted by 'mean')."""
     bags, dim = off.size - 1, rows.shape[1]
@@ -169,9 +186,18 @@ class Embedding(Module):
     ``max_norm``, ``scale_grad_by_freq`` and ``sparse`` concern training and are kept
     for signature compatibility only (max_norm must be None)."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
-                 sparse: bool = False, _weight: Any = None, _freeze: bool = False) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        _weight: Any = None,
+        _freeze: bool = False,
+    ) -> None:
         super().__init__()
         if max_norm is not None:
             raise ValueError("npquant's Embedding does not renormalize rows (max_norm must be None)")
@@ -185,13 +211,29 @@ class Embedding(Module):
         self.register_parameter("weight", w)
 
     @classmethod
-    def from_pretrained(cls, embeddings: Any, freeze: bool = True, padding_idx: int | None = None,
-                        max_norm: float | None = None, norm_type: float = 2.0,
-                        scale_grad_by_freq: bool = False, sparse: bool = False) -> "Embedding":
+    def from_pretrained(
+        cls,
+        embeddings: Any,
+        freeze: bool = True,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> Embedding:
         """An Embedding holding ``embeddings`` (2-D float array) as its weight."""
         w = _weight_matrix(embeddings, None, None)
-        return cls(w.shape[0], w.shape[1], padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
-                   _weight=w, _freeze=freeze)
+        return cls(
+            w.shape[0],
+            w.shape[1],
+            padding_idx,
+            max_norm,
+            norm_type,
+            scale_grad_by_freq,
+            sparse,
+            _weight=w,
+            _freeze=freeze,
+        )
 
     def forward(self, input: Any) -> np.ndarray:
         idx = check_indices(input, self.num_embeddings, "Embedding")
@@ -213,10 +255,19 @@ class EmbeddingBag(Module):
     each row (mode 'sum' only). Indices equal to ``padding_idx`` are left out (and not
     counted by 'mean'); an empty bag gives zeros."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: float | None = None,
-                 norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
-                 sparse: bool = False, _weight: Any = None, include_last_offset: bool = False,
-                 padding_idx: int | None = None) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        mode: str = "mean",
+        sparse: bool = False,
+        _weight: Any = None,
+        include_last_offset: bool = False,
+        padding_idx: int | None = None,
+    ) -> None:
         super().__init__()
         if max_norm is not None:
             raise ValueError("npquant's EmbeddingBag does not renormalize rows (max_norm must be None)")
@@ -232,17 +283,36 @@ class EmbeddingBag(Module):
         self.register_parameter("weight", w)
 
     @classmethod
-    def from_pretrained(cls, embeddings: Any, freeze: bool = True, max_norm: float | None = None,
-                        norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
-                        sparse: bool = False, include_last_offset: bool = False,
-                        padding_idx: int | None = None) -> "EmbeddingBag":
+    def from_pretrained(
+        cls,
+        embeddings: Any,
+        freeze: bool = True,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        mode: str = "mean",
+        sparse: bool = False,
+        include_last_offset: bool = False,
+        padding_idx: int | None = None,
+    ) -> EmbeddingBag:
         w = _weight_matrix(embeddings, None, None)
-        return cls(w.shape[0], w.shape[1], max_norm, norm_type, scale_grad_by_freq, mode, sparse, w,
-                   include_last_offset, padding_idx)
+        return cls(
+            w.shape[0],
+            w.shape[1],
+            max_norm,
+            norm_type,
+            scale_grad_by_freq,
+            mode,
+            sparse,
+            w,
+            include_last_offset,
+            padding_idx,
+        )
 
     def forward(self, input: Any, offsets: Any = None, per_sample_weights: Any = None) -> np.ndarray:
-        idx, off, psw = bag_inputs("EmbeddingBag", self.num_embeddings, input, offsets, per_sample_weights,
-                                   self.mode, self.include_last_offset)
+        idx, off, psw = bag_inputs(
+            "EmbeddingBag", self.num_embeddings, input, offsets, per_sample_weights, self.mode, self.include_last_offset
+        )
         rows = self.weight[idx]
         if psw is not None:
             rows = rows * psw[:, None]

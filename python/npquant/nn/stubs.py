@@ -46,8 +46,9 @@ class FloatFunctional(Module):
         self.activation_post_process = Identity()
 
     def forward(self, x):
-        raise RuntimeError("FloatFunctional is not called directly: use its methods "
-                           "(add, add_relu, mul, cat, add_scalar, mul_scalar)")
+        raise RuntimeError(
+            "FloatFunctional is not called directly: use its methods (add, add_relu, mul, cat, add_scalar, mul_scalar)"
+        )
 
     def _pair(self, x, y, op):
         x, y = _float_input(x, f"FloatFunctional.{op}"), _float_input(y, f"FloatFunctional.{op}")

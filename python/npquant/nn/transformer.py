@@ -41,8 +41,9 @@ def _bool_or_float_mask(m: Any, what: str) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def _attention_bias(attn_mask: Any, key_padding_mask: Any, n: int, heads: int, tgt: int, src: int,
-                    unbatched: bool) -> np.ndarray | None:
+def _attention_bias(
+    attn_mask: Any, key_padding_mask: Any, n: int, heads: int, tgt: int, src: int, unbatched: bool
+) -> np.ndarray | None:
     """The additive bias of shape broadcastable to (N, H, L, S), or None."""
     bias = None
     if attn_mask is not None:
@@ -52,14 +53,18 @@ def _attention_bias(attn_mask: Any, key_padding_mask: Any, n: int, heads: int, t
         elif am.shape == (n * heads, tgt, src):
             bias = am.reshape(n, heads, tgt, src)
         else:
-            raise ValueError(f"MultiheadAttention: attn_mask must have shape ({tgt}, {src}) or "
-                             f"({n * heads}, {tgt}, {src}) (batch * num_heads, L, S), got {am.shape}")
+            raise ValueError(
+                f"MultiheadAttention: attn_mask must have shape ({tgt}, {src}) or "
+                f"({n * heads}, {tgt}, {src}) (batch * num_heads, L, S), got {am.shape}"
+            )
     if key_padding_mask is not None:
         kp = _bool_or_float_mask(key_padding_mask, "key_padding_mask")
         want = (src,) if unbatched else (n, src)
         if kp.shape != want:
-            raise ValueError(f"MultiheadAttention: key_padding_mask must have shape {want} "
-                             f"({'S' if unbatched else 'batch, S'}), got {kp.shape}")
+            raise ValueError(
+                f"MultiheadAttention: key_padding_mask must have shape {want} "
+                f"({'S' if unbatched else 'batch, S'}), got {kp.shape}"
+            )
         kb = kp.reshape(n, 1, 1, src)
         bias = kb if bias is None else bias + kb
     return bias
@@ -68,14 +73,20 @@ def _attention_bias(attn_mask: Any, key_padding_mask: Any, n: int, heads: int, t
 def _check_attention_input(x: Any, what: str, embed: int, batched: bool | None) -> np.ndarray:
     arr = _float_input(x, f"MultiheadAttention {what}")
     if arr.ndim not in (2, 3) or arr.shape[-1] != embed:
-        raise ValueError(f"MultiheadAttention: {what} must be (L, N, {embed}), (N, L, {embed}) with batch_first, "
-                         f"or unbatched (L, {embed}), its last dimension embed_dim={embed}; got shape {arr.shape}")
+        raise ValueError(
+            f"MultiheadAttention: {what} must be (L, N, {embed}), (N, L, {embed}) with batch_first, "
+            f"or unbatched (L, {embed}), its last dimension embed_dim={embed}; got shape {arr.shape}"
+        )
     if batched is not None and (arr.ndim == 3) != batched:
-        raise ValueError(f"MultiheadAttention: query, key and value must all be batched (3-D) or all "
-                         f"unbatched (2-D); {what} has shape {arr.shape}")
+        raise ValueError(
+            f"MultiheadAttention: query, key and value must all be batched (3-D) or all "
+            f"unbatched (2-D); {what} has shape {arr.shape}"
+        )
     if arr.size == 0:
-        raise ValueError(f"MultiheadAttention: {what} is empty (shape {arr.shape}); attention needs at least one "
-                         "position and one batch entry")
+        raise ValueError(
+            f"MultiheadAttention: {what} is empty (shape {arr.shape}); attention needs at least one "
+            "position and one batch entry"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"MultiheadAttention: {what} contains NaN or Inf")
     return arr
@@ -90,9 +101,19 @@ class MultiheadAttention(Module):
     bool (True = not allowed to attend) or float (added to the scores).
     key_padding_mask is (N, S); attn_mask is (L, S) or (N * num_heads, L, S)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
-                 vdim: int | None = None, batch_first: bool = False, rng: Any = None) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = False,
+        rng: Any = None,
+    ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
             raise ValueError(f"embed_dim and num_heads must be positive, got {embed_dim}, {num_heads}")
@@ -117,17 +138,18 @@ class MultiheadAttention(Module):
             self.out_proj.bias = np.zeros(e, np.float32)
 
     # ---- the two projections (the dynamic quantized subclass replaces them)
-    def _project_in(self, q: np.ndarray, k: np.ndarray, v: np.ndarray,
-                    self_attention: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _project_in(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, self_attention: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         w, b, e = self.in_proj_weight, self.in_proj_bias, self.embed_dim
         if self_attention:  # one (L*N, E) x (E, 3E) product, not one per batch row
             qkv = q.reshape(-1, e) @ w.T
             qkv = (qkv if b is None else qkv + b).reshape(q.shape[:-1] + (3 * e,))
-            return qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
+            return qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
         out = []
         for i, x in enumerate((q, k, v)):
-            y = x.reshape(-1, e) @ w[i * e:(i + 1) * e].T
-            y = y if b is None else y + b[i * e:(i + 1) * e]
+            y = x.reshape(-1, e) @ w[i * e : (i + 1) * e].T
+            y = y if b is None else y + b[i * e : (i + 1) * e]
             out.append(y.reshape(x.shape[:-1] + (e,)))
         return out[0], out[1], out[2]
 
@@ -135,9 +157,17 @@ class MultiheadAttention(Module):
         result: np.ndarray = self.out_proj(x)
         return result
 
-    def forward(self, query: Any, key: Any, value: Any, key_padding_mask: Any = None, need_weights: bool = True,
-                attn_mask: Any = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def forward(
+        self,
+        query: Any,
+        key: Any,
+        value: Any,
+        key_padding_mask: Any = None,
+        need_weights: bool = True,
+        attn_mask: Any = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         e = self.embed_dim
         q = _check_attention_input(query, "query", e, None)
         batched = q.ndim == 3
@@ -152,9 +182,11 @@ class MultiheadAttention(Module):
         n, tgt = q.shape[0], q.shape[1]
         src = k.shape[1]
         if k.shape[0] != n or v.shape[0] != n or v.shape[1] != src:
-            raise ValueError(f"MultiheadAttention: key and value must have the same length and batch as each "
-                             f"other and the query's batch; got query {np.shape(query)}, key {np.shape(key)}, "
-                             f"value {np.shape(value)}")
+            raise ValueError(
+                f"MultiheadAttention: key and value must have the same length and batch as each "
+                f"other and the query's batch; got query {np.shape(query)}, key {np.shape(key)}, "
+                f"value {np.shape(value)}"
+            )
         if is_causal and attn_mask is None:
             raise ValueError("MultiheadAttention: is_causal=True is a hint that needs attn_mask as well (as in torch)")
         bias = _attention_bias(attn_mask, key_padding_mask, n, self.num_heads, tgt, src, not batched)
@@ -193,13 +225,24 @@ class TransformerEncoderLayer(Module):
     ``activation``: 'relu', 'gelu' or an npquant module (e.g. nn.GELU('tanh')).
     Inference only: dropout is the identity."""
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
-                 norm_first: bool = False, bias: bool = True, rng: Any = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: Any = "relu",
+        layer_norm_eps: float = 1e-5,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        rng: Any = None,
+    ) -> None:
         super().__init__()
         rng = np.random.default_rng() if rng is None else rng
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
-                                            rng=rng)
+        self.self_attn = MultiheadAttention(
+            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, rng=rng
+        )
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, rng=rng)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, rng=rng)
@@ -213,12 +256,14 @@ class TransformerEncoderLayer(Module):
                 raise ValueError(f"activation must be 'relu', 'gelu' or an npquant module, got {activation!r}")
             activation = _ACTIVATIONS[activation]()
         if not isinstance(activation, Module):
-            raise TypeError(f"activation must be 'relu', 'gelu' or an npquant.nn module, got "
-                            f"{type(activation).__name__}")
+            raise TypeError(
+                f"activation must be 'relu', 'gelu' or an npquant.nn module, got {type(activation).__name__}"
+            )
         self.activation = activation
 
-    def forward(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None,
-                is_causal: bool = False) -> np.ndarray:
+    def forward(
+        self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False
+    ) -> np.ndarray:
         x = _float_input(src, "TransformerEncoderLayer")
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -229,8 +274,9 @@ class TransformerEncoderLayer(Module):
         return out
 
     def _sa_block(self, x: np.ndarray, attn_mask: Any, key_padding_mask: Any, is_causal: bool) -> np.ndarray:
-        out: np.ndarray = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                         need_weights=False, is_causal=is_causal)[0]
+        out: np.ndarray = self.self_attn(
+            x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False, is_causal=is_causal
+        )[0]
         return out
 
     def _ff_block(self, x: np.ndarray) -> np.ndarray:

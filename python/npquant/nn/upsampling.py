@@ -12,11 +12,13 @@ neighbouring codes in float32, subtracts the zero point, and rounds half to even
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..qtensor import QTensor, channel_shuffle as _q_channel_shuffle
+from ..qtensor import QTensor
+from ..qtensor import channel_shuffle as _q_channel_shuffle
 from .linear import _float_input
 from .module import Module
 
@@ -91,8 +93,9 @@ def _bilinear(v: np.ndarray, out_hw: tuple, align_corners: bool, scales: tuple) 
     return (hl0[:, None] * row_t + hl1[:, None] * row_b).astype(np.float32)
 
 
-def interpolate(x: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
-                align_corners: bool | None = None) -> Any:
+def interpolate(
+    x: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest", align_corners: bool | None = None
+) -> Any:
     """torch.nn.functional.interpolate for 4-D (N, C, H, W) float arrays and QTensors,
     modes 'nearest' and 'bilinear'."""
     if mode not in _MODES:
@@ -129,8 +132,14 @@ def interpolate(x: Any, size: Any = None, scale_factor: Any = None, mode: str = 
 class Upsample(Module):
     """torch.nn.Upsample (modes 'nearest', 'bilinear') for float arrays and QTensors."""
 
-    def __init__(self, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
-                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None):
+    def __init__(
+        self,
+        size: Any = None,
+        scale_factor: Any = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
+    ):
         super().__init__()
         if mode not in _MODES:
             raise ValueError(f"Upsample supports mode {_MODES}, got {mode!r}")
@@ -173,8 +182,10 @@ class ChannelShuffle(Module):
             return _q_channel_shuffle(x, self.groups)
         a = _float_input(x, "ChannelShuffle")
         if a.ndim < 3 or a.shape[1] % self.groups:
-            raise ValueError(f"ChannelShuffle({self.groups}) expects (N, C, ...) input with C divisible by "
-                             f"{self.groups}, got shape {a.shape}")
+            raise ValueError(
+                f"ChannelShuffle({self.groups}) expects (N, C, ...) input with C divisible by "
+                f"{self.groups}, got shape {a.shape}"
+            )
         n, c = a.shape[:2]
         rest: Sequence[int] = a.shape[2:]
         y = a.reshape(n, self.groups, c // self.groups, *rest).swapaxes(1, 2)

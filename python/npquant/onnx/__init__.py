@@ -30,8 +30,14 @@ def _need_onnx():
         raise ImportError("npquant.onnx needs the onnx package: pip install onnx") from None
 
 
-def export(model, example_input, path, dynamic_batch: bool = True, format: str = "qdq",  # noqa: A002
-           weight_dtype: str = "uint8"):
+def export(
+    model,
+    example_input,
+    path,
+    dynamic_batch: bool = True,
+    format: str = "qdq",  # noqa: A002
+    weight_dtype: str = "uint8",
+):
     """Writes ``model`` as an ONNX model to ``path`` and returns the ``onnx.ModelProto``.
 
     ``format``: ``"qdq"`` (default) writes the standard QDQ form every runtime fuses
@@ -85,4 +91,3 @@ def load(path):
     from ._load import load_model
 
     return load_model(path)
-

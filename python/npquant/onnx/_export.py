@@ -22,8 +22,8 @@ from ._modules import Reshape
 from ._qdq import float_converters, qdq_converters
 from ._trace import trace
 
-OPSET = 17          # HardSwish needs 14, per-channel QuantizeLinear axis 13
-IR_VERSION = 8      # the IR of opset 17, so older runtimes load the file too
+OPSET = 17  # HardSwish needs 14, per-channel QuantizeLinear axis 13
+IR_VERSION = 8  # the IR of opset 17, so older runtimes load the file too
 FORMATS = {"qdq": qdq_converters, "integer": integer_converters}
 
 
@@ -73,8 +73,13 @@ def _transpose_call(g, call, base):
     g.values[id(call.output)] = Value(name, v.qparams, call.output.shape)
 
 
-METHOD_CONVERTERS = {"reshape": _flatten_call, "chunk": _split_call, "split": _split_call,
-                     "transpose": _transpose_call, "permute": _transpose_call}
+METHOD_CONVERTERS = {
+    "reshape": _flatten_call,
+    "chunk": _split_call,
+    "split": _split_call,
+    "transpose": _transpose_call,
+    "permute": _transpose_call,
+}
 
 WEIGHT_DTYPES = ("uint8", "int8")
 
@@ -83,19 +88,30 @@ def check_format(fmt, weight_dtype: str = "uint8") -> None:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(repr(f) for f in FORMATS)}, got {fmt!r}")
     if weight_dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"weight_dtype must be one of {', '.join(repr(w) for w in WEIGHT_DTYPES)}, "
-                         f"got {weight_dtype!r}")
+        raise ValueError(
+            f"weight_dtype must be one of {', '.join(repr(w) for w in WEIGHT_DTYPES)}, got {weight_dtype!r}"
+        )
     if fmt == "integer" and weight_dtype != "uint8":
-        raise ValueError("format='integer' writes uint8 weights (zero point 128): ONNX Runtime's "
-                         "uint8 x int8 kernels saturate on x86 CPUs without VNNI, so int8 weights "
-                         "would not be bit-exact there")
+        raise ValueError(
+            "format='integer' writes uint8 weights (zero point 128): ONNX Runtime's "
+            "uint8 x int8 kernels saturate on x86 CPUs without VNNI, so int8 weights "
+            "would not be bit-exact there"
+        )
 
 
 def converters(fmt: str) -> dict:
     """Exact module type -> converter. Subclasses are not assumed to behave alike."""
     check_format(fmt)
-    table = {nn.Identity: _alias, nn.Dropout: _alias, nn.QuantStub: _alias, nn.DeQuantStub: _alias,
-             nnq.Dropout: _alias, nn.Flatten: _flatten_call, nnq.Flatten: _flatten_call, Reshape: _flatten_call}
+    table = {
+        nn.Identity: _alias,
+        nn.Dropout: _alias,
+        nn.QuantStub: _alias,
+        nn.DeQuantStub: _alias,
+        nnq.Dropout: _alias,
+        nn.Flatten: _flatten_call,
+        nnq.Flatten: _flatten_call,
+        Reshape: _flatten_call,
+    }
     table.update(float_converters())
     table.update(FORMATS[fmt]())
     return table
@@ -123,13 +139,21 @@ def _check_input(v, i: int):
             raise ExportError(f"example input {i}: a QTensor input must be per-tensor quint8 or qint8")
         return v
     if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
-        raise ExportError(f"example input {i} must be a float numpy array or a QTensor, got "
-                          f"{type(v).__name__}{'' if not isinstance(v, np.ndarray) else ' of ' + str(v.dtype)}")
+        raise ExportError(
+            f"example input {i} must be a float numpy array or a QTensor, got "
+            f"{type(v).__name__}{'' if not isinstance(v, np.ndarray) else ' of ' + str(v.dtype)}"
+        )
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
-def build_model(model, example_input, dynamic_batch: bool = True, fmt: str = "qdq", graph_name: str = "npquant",
-                weight_dtype: str = "uint8"):
+def build_model(
+    model,
+    example_input,
+    dynamic_batch: bool = True,
+    fmt: str = "qdq",
+    graph_name: str = "npquant",
+    weight_dtype: str = "uint8",
+):
     """The onnx.ModelProto for model traced on example_input (an array / QTensor or a tuple)."""
     import onnx
 
@@ -156,8 +180,7 @@ def build_model(model, example_input, dynamic_batch: bool = True, fmt: str = "qd
         g.nodes.append(onnx.helper.make_node("Identity", [g.value(v).name], [name], name=g.unique(name + "/Identity")))
         graph_outputs.append(onnx.helper.make_tensor_value_info(name, _tensor_type(v), _io_shape(v, dynamic_batch)))
     graph = onnx.helper.make_graph(g.nodes, graph_name, graph_inputs, graph_outputs, g.inits)
-    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="npquant")
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="npquant")
     proto.ir_version = IR_VERSION
     if g.metadata:
         onnx.helper.set_model_props(proto, g.metadata)

@@ -74,8 +74,10 @@ class Graph:
         self.values[id(v)] = Value(name, qp, v.shape)
 
     def qparams_inputs(self, base: str, scale, zp, dtype) -> list:
-        return [self.const(f"{base}_scale", np.float32(scale)),
-                self.const(f"{base}_zero_point", np.array(zp, dtype=dtype.storage))]
+        return [
+            self.const(f"{base}_scale", np.float32(scale)),
+            self.const(f"{base}_zero_point", np.array(zp, dtype=dtype.storage)),
+        ]
 
     def float_of(self, v, base: str) -> str:
         """A float tensor for v: its own DequantizeLinear for a quantized activation."""
@@ -86,8 +88,11 @@ class Graph:
 
     def quantize_to(self, x: str, out: QTensor, base: str) -> str:
         """QuantizeLinear to out's qparams; binds out to the result."""
-        name = self.node("QuantizeLinear", [x] + self.qparams_inputs(
-            base + "_out", out.q_scale(), out.q_zero_point(), out.dtype), base)
+        name = self.node(
+            "QuantizeLinear",
+            [x] + self.qparams_inputs(base + "_out", out.q_scale(), out.q_zero_point(), out.dtype),
+            base,
+        )
         self.bind(out, name)
         return name
 
@@ -127,8 +132,13 @@ def conv_attrs(mod, base: str) -> dict:
     else:
         ph, pw = _pair(p, "padding", base)
         pads = [ph, pw, ph, pw]
-    return dict(kernel_shape=list(k), strides=list(_pair(mod.stride, "stride", base)), pads=pads,
-                dilations=list(d), group=int(mod.groups))
+    return dict(
+        kernel_shape=list(k),
+        strides=list(_pair(mod.stride, "stride", base)),
+        pads=pads,
+        dilations=list(d),
+        group=int(mod.groups),
+    )
 
 
 def pool_attrs(geom) -> dict:
@@ -152,8 +162,16 @@ def adaptive_bins(g: Graph, x: str, mod, shape, base: str, equal, cell) -> str:
     for i in range(oh):
         cells = []
         for j in range(ow):
-            box = g.node("Slice", [x, g.const(base + "_starts", np.array([hs[i], ws[j]], np.int64)),
-                                   g.const(base + "_ends", np.array([he[i], we[j]], np.int64)), axes], base)
+            box = g.node(
+                "Slice",
+                [
+                    x,
+                    g.const(base + "_starts", np.array([hs[i], ws[j]], np.int64)),
+                    g.const(base + "_ends", np.array([he[i], we[j]], np.int64)),
+                    axes,
+                ],
+                base,
+            )
             cells.append(cell(box))
         rows.append(cells[0] if ow == 1 else g.node("Concat", cells, base, axis=3))
     return rows[0] if oh == 1 else g.node("Concat", rows, base, axis=2)

@@ -74,8 +74,11 @@ def _centred(g, v: QTensor, base: str) -> str:
 
 def _round(g, v: str, zp: int, dtype, base: str) -> str:
     """nearbyint(v) + zp, saturated to the dtype: QuantizeLinear with scale 1."""
-    return g.node("QuantizeLinear", [v, g.const(base + "_one", np.float32(1)),
-                                     g.const(base + "_zp", np.array(zp, dtype.storage))], base)
+    return g.node(
+        "QuantizeLinear",
+        [v, g.const(base + "_one", np.float32(1)), g.const(base + "_zp", np.array(zp, dtype.storage))],
+        base,
+    )
 
 
 def _output(g, call, v: str, base: str, relu: bool = False) -> None:
@@ -102,8 +105,9 @@ def _probe(x: QTensor, axis: int) -> QTensor:
     shape[axis] = -1
     codes = _codes(x.dtype).reshape(shape)
     if x.is_nhwc:
-        return QTensor.from_nhwc(np.ascontiguousarray(codes.transpose(0, 2, 3, 1)), x.q_scale(),
-                                 x.q_zero_point(), x.dtype)
+        return QTensor.from_nhwc(
+            np.ascontiguousarray(codes.transpose(0, 2, 3, 1)), x.q_scale(), x.q_zero_point(), x.dtype
+        )
     return QTensor(codes, x.q_scale(), x.q_zero_point(), x.dtype)
 
 
@@ -114,7 +118,7 @@ def _rerun(call, probes: list):
     fn = getattr(call.module, call.op)
     if call.op == "cat":
         return fn(probes, *call.args[1:], **call.kwargs)
-    return fn(*probes, *call.args[len(probes):], **call.kwargs)
+    return fn(*probes, *call.args[len(probes) :], **call.kwargs)
 
 
 def _tables(call, axis: int) -> list:
@@ -136,8 +140,10 @@ def _cat(g, call, base):
     """Each input through its requantization table, then Concat of the codes."""
     xs = call.inputs
     dim = functional_dim(call) % xs[0].ndim
-    parts = [_map_codes(g, g.value(x).name, x.dtype, t, f"{base}_{i}")
-             for i, (x, t) in enumerate(zip(xs, _tables(call, dim)))]
+    parts = [
+        _map_codes(g, g.value(x).name, x.dtype, t, f"{base}_{i}")
+        for i, (x, t) in enumerate(zip(xs, _tables(call, dim)))
+    ]
     g.bind(call.output, g.node("Concat", parts, base, axis=dim))
 
 
@@ -203,10 +209,13 @@ def _weight(g, qw: QTensor, base: str, transpose: bool) -> list:
     """The weight as uint8 codes 128 higher, and its zero point 128: MatMulInteger /
     ConvInteger then compute sum (x - xz) * w exactly in ONNX Runtime on every CPU (its
     uint8 x int8 kernels saturate on AVX2 without VNNI; see shifted_weight)."""
+
     def make():
         q = shifted_weight(qw.int_repr())
-        return (g.const(base + "_weight", np.ascontiguousarray(q.T if transpose else q)),
-                g.const(base + "_weight_zero_point", np.uint8(128)))
+        return (
+            g.const(base + "_weight", np.ascontiguousarray(q.T if transpose else q)),
+            g.const(base + "_weight_zero_point", np.uint8(128)),
+        )
 
     return list(g.cached((id(qw), "uint8", transpose), qw, make))
 
@@ -218,6 +227,7 @@ def _x_zero_point(g, xq: QTensor, base: str) -> str:
 def _gemm(op: str, relu: bool):
     """Linear (MatMulInteger on a (K, N) weight, channels last) or Conv2d (ConvInteger,
     channels on axis 1), then npquant's requantization."""
+
     def convert(g, call, base):
         xq = quantized_input(call)
         linear = op == "MatMulInteger"
@@ -225,6 +235,7 @@ def _gemm(op: str, relu: bool):
         attrs = {} if linear else conv_attrs(call.module, base)
         acc = g.node(op, [g.value(xq).name, w, _x_zero_point(g, xq, base), w_zp], base, **attrs)
         _requantize(g, call, acc, len(xq.shape), -1 if linear else 1, base, relu)
+
     return convert
 
 
@@ -232,8 +243,10 @@ def _gemm(op: str, relu: bool):
 def _add(g, call, base):
     """fl(dequant(a) + dequant(b)) (Relu), times fl(1 / scale), rounded."""
     a, b = (quantized_input(call, i) for i in (0, 1))
-    fa, fb = (_lookup(g, g.value(v).name, v.dtype, dequant(_codes(v.dtype), v.q_scale(), v.q_zero_point()),
-                      f"{base}_{i}") for i, v in enumerate((a, b)))
+    fa, fb = (
+        _lookup(g, g.value(v).name, v.dtype, dequant(_codes(v.dtype), v.q_scale(), v.q_zero_point()), f"{base}_{i}")
+        for i, v in enumerate((a, b))
+    )
     v = g.node("Add", [fa, fb], base)
     if call.op == "add_relu":
         v = g.node("Relu", [v], base)
@@ -249,20 +262,24 @@ def _mul(g, call, base):
 
 
 def _qfunctional(g, call, base):
-    ops = {"add": _add, "add_relu": _add, "mul": _mul, "cat": _cat, "add_scalar": _code_map,
-           "mul_scalar": _code_map}
+    ops = {"add": _add, "add_relu": _add, "mul": _mul, "cat": _cat, "add_scalar": _code_map, "mul_scalar": _code_map}
     ops[call.op](g, call, base)
 
 
 def _batchnorm(relu: bool):
     """fl(fl(float(q - zp) * alpha[c]) + beta[c]), rounded to the output zero point."""
+
     def convert(g, call, base):
         xq = quantized_input(call)
         alpha, beta = call.module.affine(xq.q_scale(), call.output.q_scale())
-        v = g.node("Mul", [g.cast(_centred(g, xq, base), np.float32, base),
-                           g.const(base + "_alpha", _channel(alpha, 4, 1))], base)
+        v = g.node(
+            "Mul",
+            [g.cast(_centred(g, xq, base), np.float32, base), g.const(base + "_alpha", _channel(alpha, 4, 1))],
+            base,
+        )
         v = g.node("Add", [v, g.const(base + "_beta", _channel(beta, 4, 1))], base)
         _output(g, call, v, base, relu)
+
     return convert
 
 
@@ -276,12 +293,18 @@ def _window_sums(g, xq: QTensor, geom, out_hw: tuple, base: str) -> str:
     """int32 sum of (code - zp) over each window's real elements: ConvInteger of a ones
     kernel per channel, whose padding is the zero point (so it adds 0). The end pads
     cover ceil_mode's partial windows."""
-    ends = [max((o - 1) * s + k - n - p, 0)
-            for n, o, k, s, p in zip(xq.shape[2:], out_hw, geom.k, geom.s, geom.p)]
+    ends = [max((o - 1) * s + k - n - p, 0) for n, o, k, s, p in zip(xq.shape[2:], out_hw, geom.k, geom.s, geom.p)]
     c = xq.shape[1]
     ones = g.const(base + "_ones", np.ones((c, 1) + tuple(geom.k), np.int8))
-    return g.node("ConvInteger", [g.value(xq).name, ones, _x_zero_point(g, xq, base)], base,
-                  kernel_shape=list(geom.k), strides=list(geom.s), pads=list(geom.p) + ends, group=c)
+    return g.node(
+        "ConvInteger",
+        [g.value(xq).name, ones, _x_zero_point(g, xq, base)],
+        base,
+        kernel_shape=list(geom.k),
+        strides=list(geom.s),
+        pads=list(geom.p) + ends,
+        group=c,
+    )
 
 
 def _fma_round(g, acc: str, inv: np.ndarray, zp: int, dtype, base: str) -> str:
@@ -353,22 +376,40 @@ def _scalar(g, call, base):
 
 
 def _dynamic_linear(g, call, base):
-    warnings.warn(f"'{base}': dynamic Linear is exported as DynamicQuantizeLinear + MatMul, which is not "
-                  "bit-exact with npquant (ONNX Runtime chooses the activation qparams and rounds "
-                  "differently); only static quantized layers are exact in format='integer'", stacklevel=4)
+    warnings.warn(
+        f"'{base}': dynamic Linear is exported as DynamicQuantizeLinear + MatMul, which is not "
+        "bit-exact with npquant (ONNX Runtime chooses the activation qparams and rounds "
+        "differently); only static quantized layers are exact in format='integer'",
+        stacklevel=4,
+    )
     dynamic_linear(g, call, base)
 
 
 def integer_converters() -> dict:
     """Quantized module type -> its integer-format converter."""
     return {
-        nnq.Quantize: _quantize, nnq.DeQuantize: _dequantize,
-        nnq.Linear: _gemm("MatMulInteger", False), nnq.LinearReLU: _gemm("MatMulInteger", True),
-        nnq.Conv2d: _gemm("ConvInteger", False), nnq.ConvReLU2d: _gemm("ConvInteger", True),
-        nnq.ReLU: _code_map, nnq.ReLU6: _code_map, nnq.Hardswish: _code_map,
-        nnq.Hardsigmoid: _code_map, nnq.Sigmoid: _code_map, nnq.Tanh: _code_map, nnq.LeakyReLU: _code_map,
-        nnq.ELU: _code_map, nnq.SiLU: _code_map, nnq.GELU: _code_map,
-        nnq.MaxPool2d: _max_pool, nnq.AvgPool2d: _avg_pool, nnq.AdaptiveAvgPool2d: _adaptive_pool,
-        nnq.BatchNorm2d: _batchnorm(False), nnq.BNReLU2d: _batchnorm(True),
-        nnq.QFunctional: _qfunctional, Scalar: _scalar, nnqd.Linear: _dynamic_linear,
+        nnq.Quantize: _quantize,
+        nnq.DeQuantize: _dequantize,
+        nnq.Linear: _gemm("MatMulInteger", False),
+        nnq.LinearReLU: _gemm("MatMulInteger", True),
+        nnq.Conv2d: _gemm("ConvInteger", False),
+        nnq.ConvReLU2d: _gemm("ConvInteger", True),
+        nnq.ReLU: _code_map,
+        nnq.ReLU6: _code_map,
+        nnq.Hardswish: _code_map,
+        nnq.Hardsigmoid: _code_map,
+        nnq.Sigmoid: _code_map,
+        nnq.Tanh: _code_map,
+        nnq.LeakyReLU: _code_map,
+        nnq.ELU: _code_map,
+        nnq.SiLU: _code_map,
+        nnq.GELU: _code_map,
+        nnq.MaxPool2d: _max_pool,
+        nnq.AvgPool2d: _avg_pool,
+        nnq.AdaptiveAvgPool2d: _adaptive_pool,
+        nnq.BatchNorm2d: _batchnorm(False),
+        nnq.BNReLU2d: _batchnorm(True),
+        nnq.QFunctional: _qfunctional,
+        Scalar: _scalar,
+        nnqd.Linear: _dynamic_linear,
     }

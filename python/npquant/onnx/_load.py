@@ -90,23 +90,29 @@ class _Builder:
     def const(self, node, i: int, what: str) -> np.ndarray:
         name = node.input[i] if i < len(node.input) else ""
         if name not in self.consts:
-            raise UnsupportedOnnxError(f"{_desc(node)}: {what} (input {i}, '{name}') must be a constant "
-                                       "(an initializer or a Constant node) for npquant.onnx.load")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: {what} (input {i}, '{name}') must be a constant "
+                "(an initializer or a Constant node) for npquant.onnx.load"
+            )
         v = self.consts[name]
         if any(pc[name] is not v and not np.array_equal(pc[name], v) for pc in self.pconsts[1:]):
-            raise UnsupportedOnnxError(f"{_desc(node)}: {what} (input {i}, '{name}') depends on the "
-                                       "input's dynamic dimensions; npquant.onnx.load folds shape "
-                                       "computations only where they give a Reshape's batch dimension")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: {what} (input {i}, '{name}') depends on the "
+                "input's dynamic dimensions; npquant.onnx.load folds shape "
+                "computations only where they give a Reshape's batch dimension"
+            )
         return v
 
     def activation(self, node, i: int) -> str:
         name = node.input[i]
         if name not in self.available:
             if name in self.consts:
-                raise UnsupportedOnnxError(f"{_desc(node)}: input {i} ('{name}') is a constant; npquant "
-                                           "layers take activations there")
-            raise UnsupportedOnnxError(f"{_desc(node)}: input '{name}' is not computed before it (the "
-                                       "graph is not in topological order)")
+                raise UnsupportedOnnxError(
+                    f"{_desc(node)}: input {i} ('{name}') is a constant; npquant layers take activations there"
+                )
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: input '{name}' is not computed before it (the graph is not in topological order)"
+            )
         return name
 
     def is_const(self, node, i: int) -> bool:
@@ -116,8 +122,9 @@ class _Builder:
     def build(self) -> GraphModule:
         if any(node.domain not in ("", "ai.onnx") for node in self.graph.node):
             bad = next(n for n in self.graph.node if n.domain not in ("", "ai.onnx"))
-            raise UnsupportedOnnxError(f"{_desc(bad)} is in domain '{bad.domain}'; npquant.onnx.load "
-                                       "supports standard ONNX ops only")
+            raise UnsupportedOnnxError(
+                f"{_desc(bad)} is in domain '{bad.domain}'; npquant.onnx.load supports standard ONNX ops only"
+            )
         inputs = [i.name for i in self.graph.input if i.name not in self.consts]
         for i in self.graph.input:
             if i.name in inputs:
@@ -137,8 +144,7 @@ class _Builder:
             node = self._renamed(node)
             handler = getattr(self, "op_" + node.op_type, None)
             if handler is None:
-                raise UnsupportedOnnxError(f"{_desc(node)}: op {node.op_type} is not supported by "
-                                           "npquant.onnx.load")
+                raise UnsupportedOnnxError(f"{_desc(node)}: op {node.op_type} is not supported by npquant.onnx.load")
             handler(node, idx)
         self._before_outputs()
         outputs = []
@@ -146,8 +152,9 @@ class _Builder:
             self._check_float(o, "graph output")
             src = self.rename.get(o.name, o.name)
             if src not in self.available:
-                raise UnsupportedOnnxError(f"graph output '{o.name}' is not computed by the graph's nodes "
-                                           "(a constant output?)")
+                raise UnsupportedOnnxError(
+                    f"graph output '{o.name}' is not computed by the graph's nodes (a constant output?)"
+                )
             stub = "dequant" if len(self.graph.output) == 1 else f"dequant_{k}"
             self.children[stub] = nn.DeQuantStub()
             self.steps.append(Step(stub, [src], f"{o.name}::output"))
@@ -165,8 +172,10 @@ class _Builder:
 
         et = vi.type.tensor_type.elem_type
         if et not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
-            raise UnsupportedOnnxError(f"{what} '{vi.name}' has element type "
-                                       f"{TensorProto.DataType.Name(et)}; npquant.onnx.load imports float32 models")
+            raise UnsupportedOnnxError(
+                f"{what} '{vi.name}' has element type "
+                f"{TensorProto.DataType.Name(et)}; npquant.onnx.load imports float32 models"
+            )
 
     def _renamed(self, node):
         """The node with graph inputs replaced by their QuantStub outputs."""
@@ -189,7 +198,7 @@ class _Builder:
                 return False  # op_Shape says why
             a = _attrs(node)
             for pc, sh in zip(self.pconsts, shapes):
-                pc[node.output[0]] = np.array(sh[a.get("start", 0):a.get("end", None)], np.int64)
+                pc[node.output[0]] = np.array(sh[a.get("start", 0) : a.get("end", None)], np.int64)
             return True
         if node.op_type not in _FOLD or not all(n in self.consts for n in node.input if n):
             return False
@@ -204,8 +213,10 @@ class _Builder:
         return True
 
     def op_Shape(self, node, idx):
-        raise UnsupportedOnnxError(f"{_desc(node)}: the shape of '{node.input[0]}' is not known at import "
-                                   "(npquant folds Shape where ONNX shape inference gives it)")
+        raise UnsupportedOnnxError(
+            f"{_desc(node)}: the shape of '{node.input[0]}' is not known at import "
+            "(npquant folds Shape where ONNX shape inference gives it)"
+        )
 
     # ---- ops
     def op_Constant(self, node, idx):
@@ -218,8 +229,9 @@ class _Builder:
             k = next(iter(a.keys() & {"value_int", "value_ints", "value_float", "value_floats"}))
             v = np.array(a[k], np.int64 if "int" in k else np.float32)
         else:
-            raise UnsupportedOnnxError(f"{_desc(node)}: only Constant(value / value_int(s) / value_float(s)) "
-                                       "is supported")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: only Constant(value / value_int(s) / value_float(s)) is supported"
+            )
         for pc in self.pconsts:
             pc[node.output[0]] = v
 
@@ -250,8 +262,7 @@ class _Builder:
 
     def op_MatMul(self, node, idx):
         if self.is_const(node, 0) or not self.is_const(node, 1) or self.const(node, 1, "B").ndim != 2:
-            raise UnsupportedOnnxError(f"{_desc(node)}: npquant imports MatMul(activation, 2-D constant "
-                                       "weight) only")
+            raise UnsupportedOnnxError(f"{_desc(node)}: npquant imports MatMul(activation, 2-D constant weight) only")
         w = self.const(node, 1, "B (the weight)").astype(np.float32).T
         bias, output = None, None
         add = self._bias_add(node, idx, w.shape[0])
@@ -284,8 +295,9 @@ class _Builder:
         a = _attrs(node)
         w = self.const(node, 1, "W (the weight)").astype(np.float32)
         if w.ndim != 4:
-            raise UnsupportedOnnxError(f"{_desc(node)}: only 2-D convolution (4-D weight) is supported, "
-                                       f"got a weight of shape {w.shape}")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: only 2-D convolution (4-D weight) is supported, got a weight of shape {w.shape}"
+            )
         kh, kw = w.shape[2:]
         dil = list(a.get("dilations", [1, 1]))
         pads = self._pads(node, a, [kh, kw], dil)
@@ -293,8 +305,16 @@ class _Builder:
         bias = None
         if len(node.input) > 2 and node.input[2]:
             bias = self.const(node, 2, "B (the bias)").astype(np.float32)
-        conv = nn.Conv2d(w.shape[1] * groups, w.shape[0], (kh, kw), stride=tuple(a.get("strides", [1, 1])),
-                         padding=pads, dilation=tuple(dil), groups=groups, bias=bias is not None)
+        conv = nn.Conv2d(
+            w.shape[1] * groups,
+            w.shape[0],
+            (kh, kw),
+            stride=tuple(a.get("strides", [1, 1])),
+            padding=pads,
+            dilation=tuple(dil),
+            groups=groups,
+            bias=bias is not None,
+        )
         conv.weight = np.ascontiguousarray(w)
         if bias is not None:
             conv.bias = np.ascontiguousarray(bias)
@@ -308,17 +328,23 @@ class _Builder:
             return (0, 0)
         if auto in ("SAME_UPPER", "SAME_LOWER"):
             if any(s != 1 for s in a.get("strides", [1, 1])):
-                raise UnsupportedOnnxError(f"{_desc(node)}: auto_pad={auto} with stride > 1 depends on the "
-                                           "input size; export the model with explicit pads")
+                raise UnsupportedOnnxError(
+                    f"{_desc(node)}: auto_pad={auto} with stride > 1 depends on the "
+                    "input size; export the model with explicit pads"
+                )
             total = [d * (k - 1) for d, k in zip(dilations, kernel)]
             if any(t % 2 for t in total):
-                raise UnsupportedOnnxError(f"{_desc(node)}: auto_pad={auto} pads unevenly here, which "
-                                           "npquant's symmetric padding cannot express")
+                raise UnsupportedOnnxError(
+                    f"{_desc(node)}: auto_pad={auto} pads unevenly here, which "
+                    "npquant's symmetric padding cannot express"
+                )
             return (total[0] // 2, total[1] // 2)
         p = list(a.get("pads", [0, 0, 0, 0]))
         if len(p) != 4 or p[0] != p[2] or p[1] != p[3]:
-            raise UnsupportedOnnxError(f"{_desc(node)}: pads {p} are not symmetric (top == bottom, "
-                                       "left == right); npquant pads both sides equally")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: pads {p} are not symmetric (top == bottom, "
+                "left == right); npquant pads both sides equally"
+            )
         return (p[0], p[1])
 
     def _simple(self, node, module):
@@ -344,8 +370,9 @@ class _Builder:
             return self._simple(node, nn.ReLU6())
         if lo == 0 and (hi is None or hi == np.inf or hi >= np.finfo(np.float32).max):
             return self._simple(node, nn.ReLU())
-        raise UnsupportedOnnxError(f"{_desc(node)}: Clip({lo}, {hi}) is not supported; npquant has Clip(0, 6) "
-                                   "(ReLU6) and Clip(0, inf) (ReLU)")
+        raise UnsupportedOnnxError(
+            f"{_desc(node)}: Clip({lo}, {hi}) is not supported; npquant has Clip(0, 6) (ReLU6) and Clip(0, inf) (ReLU)"
+        )
 
     def _pool_common(self, node, a):
         if len(node.output) > 1 and node.output[1]:
@@ -375,8 +402,16 @@ class _Builder:
         k, s, p, d = self._pool_common(node, a)
         if d != (1, 1):
             raise UnsupportedOnnxError(f"{_desc(node)}: dilated average pooling is not supported")
-        self._pool(node, lambda: nn.AvgPool2d(tuple(k), s, p, ceil_mode=bool(a.get("ceil_mode", 0)),
-                                              count_include_pad=bool(a.get("count_include_pad", 0))))
+        self._pool(
+            node,
+            lambda: nn.AvgPool2d(
+                tuple(k),
+                s,
+                p,
+                ceil_mode=bool(a.get("ceil_mode", 0)),
+                count_include_pad=bool(a.get("count_include_pad", 0)),
+            ),
+        )
 
     def op_GlobalAveragePool(self, node, idx):
         self._simple(node, nn.AdaptiveAvgPool2d(1))
@@ -413,8 +448,10 @@ class _Builder:
             else:
                 target.append(-1)
         if len({len(sh) for sh in shapes}) != 1 or target.count(-1) > 1:
-            raise UnsupportedOnnxError(f"{_desc(node)}: the target shape depends on the input's dynamic "
-                                       f"dimensions in a way npquant cannot express ({shapes})")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: the target shape depends on the input's dynamic "
+                f"dimensions in a way npquant cannot express ({shapes})"
+            )
         return target
 
     def _binary(self, node, method: str):
@@ -422,20 +459,25 @@ class _Builder:
             raise UnsupportedOnnxError(f"{_desc(node)}: expects two inputs")
         consts = [self.is_const(node, i) for i in (0, 1)]
         if not any(consts):
-            return self.add(node, nn.FloatFunctional(), [self.activation(node, 0), self.activation(node, 1)],
-                            method=method)
+            return self.add(
+                node, nn.FloatFunctional(), [self.activation(node, 0), self.activation(node, 1)], method=method
+            )
         if all(consts):
             raise UnsupportedOnnxError(f"{_desc(node)}: both inputs are constants (fold them before import)")
         ci = consts.index(True)
         c = self.const(node, ci, "constant operand")
         if c.size != 1:
-            raise UnsupportedOnnxError(f"{_desc(node)}: {node.op_type} with a constant of shape {c.shape} is "
-                                       "not supported (scalars and two activations are)")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: {node.op_type} with a constant of shape {c.shape} is "
+                "not supported (scalars and two activations are)"
+            )
         v = float(c.reshape(-1)[0])
         if node.op_type in ("Sub", "Div"):
             if ci == 0:
-                raise UnsupportedOnnxError(f"{_desc(node)}: constant {node.op_type.lower()} activation is "
-                                           "not supported (activation - constant and activation / constant are)")
+                raise UnsupportedOnnxError(
+                    f"{_desc(node)}: constant {node.op_type.lower()} activation is "
+                    "not supported (activation - constant and activation / constant are)"
+                )
             if node.op_type == "Div" and v == 0:
                 raise UnsupportedOnnxError(f"{_desc(node)}: division by zero")
             v = -v if node.op_type == "Sub" else 1.0 / v
@@ -459,15 +501,17 @@ class _Builder:
 
     def op_Concat(self, node, idx):
         names = [self.activation(node, i) for i in range(len(node.input))]
-        self.add(node, nn.FloatFunctional(), names, method="cat", kwargs={"dim": int(_attrs(node)["axis"])},
-                 listed=True)
+        self.add(
+            node, nn.FloatFunctional(), names, method="cat", kwargs={"dim": int(_attrs(node)["axis"])}, listed=True
+        )
 
     def op_BatchNormalization(self, node, idx):
         a = _attrs(node)
         if a.get("training_mode", 0) or (len(node.output) > 1 and any(node.output[1:])):
             raise UnsupportedOnnxError(f"{_desc(node)}: training-mode BatchNormalization is not supported")
-        scale, bias, mean, var = (self.const(node, i, w).astype(np.float32)
-                                  for i, w in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
+        scale, bias, mean, var = (
+            self.const(node, i, w).astype(np.float32) for i, w in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var"))
+        )
         rank = self.ranks.get(node.input[0], 4)
         cls = nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d
         bn = cls(scale.shape[0], eps=float(a.get("epsilon", 1e-5)))
@@ -482,8 +526,10 @@ class _Builder:
         a = _attrs(node)
         alpha, beta = np.float32(a.get("alpha", 0.2)), np.float32(a.get("beta", 0.5))
         if alpha != np.float32(1 / 6) or beta != np.float32(0.5):
-            raise UnsupportedOnnxError(f"{_desc(node)}: HardSigmoid(alpha={alpha}, beta={beta}) is not supported; "
-                                       "npquant has PyTorch's Hardsigmoid (alpha=1/6, beta=0.5)")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: HardSigmoid(alpha={alpha}, beta={beta}) is not supported; "
+                "npquant has PyTorch's Hardsigmoid (alpha=1/6, beta=0.5)"
+            )
         self._simple(node, nn.Hardsigmoid())
 
     def op_Sigmoid(self, node, idx):
@@ -513,28 +559,38 @@ class _Builder:
         src = self.unrename.get(node.input[i], node.input[i])
         s = self.probes[0].get(src)
         if s is None:
-            raise UnsupportedOnnxError(f"{_desc(node)}: the rank of input {i} is unknown (run "
-                                       "onnx.shape_inference on the model, or give the op its axes)")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: the rank of input {i} is unknown (run "
+                "onnx.shape_inference on the model, or give the op its axes)"
+            )
         return len(s)
 
     def _dim_size(self, node, i: int, axis: int) -> int:
         src = self.unrename.get(node.input[i], node.input[i])
         sizes = {p.get(src)[axis] if p.get(src) is not None else None for p in self.probes}
         if len(sizes) != 1 or None in sizes:
-            raise UnsupportedOnnxError(f"{_desc(node)}: the size of axis {axis} of input {i} is unknown or "
-                                       "dynamic; npquant splits static dimensions only")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: the size of axis {axis} of input {i} is unknown or "
+                "dynamic; npquant splits static dimensions only"
+            )
         return sizes.pop()
 
     def op_Slice(self, node, idx):
         starts = self.const(node, 1, "starts").reshape(-1)
         ends = self.const(node, 2, "ends").reshape(-1)
-        axes = (self.const(node, 3, "axes").reshape(-1) if len(node.input) > 3 and node.input[3]
-                else np.arange(len(starts)))
-        steps = (self.const(node, 4, "steps").reshape(-1) if len(node.input) > 4 and node.input[4]
-                 else np.ones(len(starts), np.int64))
+        axes = (
+            self.const(node, 3, "axes").reshape(-1) if len(node.input) > 3 and node.input[3] else np.arange(len(starts))
+        )
+        steps = (
+            self.const(node, 4, "steps").reshape(-1)
+            if len(node.input) > 4 and node.input[4]
+            else np.ones(len(starts), np.int64)
+        )
         if len(starts) != 1 or steps[0] != 1:
-            raise UnsupportedOnnxError(f"{_desc(node)}: npquant imports Slice along one axis with step 1, "
-                                       f"got axes {list(axes)}, steps {list(steps)}")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: npquant imports Slice along one axis with step 1, "
+                f"got axes {list(axes)}, steps {list(steps)}"
+            )
         big = np.iinfo(np.int64).max // 2
         start, end = (int(np.clip(v, -big, big)) for v in (starts[0], ends[0]))
         self._simple(node, Slice(int(axes[0]), start, end))
@@ -624,7 +680,7 @@ def _probe(model, value) -> dict:
                 sh = _shape_of(types.get(node.input[0]))
                 if sh is not None:
                     a = _attrs(node)
-                    folded = [np.array(sh[a.get("start", 0):a.get("end", None)], np.int64)]
+                    folded = [np.array(sh[a.get("start", 0) : a.get("end", None)], np.int64)]
             elif node.op_type in _FOLD and all(n in consts for n in node.input if n):
                 folded = _evaluate(node, [consts[n] if n else None for n in node.input])
         except Exception:
@@ -636,12 +692,19 @@ def _probe(model, value) -> dict:
                     types[name] = array_type(np.asarray(v))
             continue
         try:
-            schema = defs.get_schema(node.op_type, opset.get(node.domain or "", opset.get("ai.onnx", 21)),
-                                     node.domain or "")
-            data = {n: numpy_helper.from_array(consts[n], n) for n in node.input
-                    if n in consts and consts[n].size <= 64}
-            out = infer_node_outputs(schema, node, {n: types[n] for n in node.input if n in types}, data,
-                                     opset_imports=list(model.opset_import))
+            schema = defs.get_schema(
+                node.op_type, opset.get(node.domain or "", opset.get("ai.onnx", 21)), node.domain or ""
+            )
+            data = {
+                n: numpy_helper.from_array(consts[n], n) for n in node.input if n in consts and consts[n].size <= 64
+            }
+            out = infer_node_outputs(
+                schema,
+                node,
+                {n: types[n] for n in node.input if n in types},
+                data,
+                opset_imports=list(model.opset_import),
+            )
         except Exception:  # shapes matter only for shape computations; without them those fail clearly
             continue
         types.update(out)
@@ -713,13 +776,29 @@ def _evaluate(node, vals: list) -> list:
         return [np.asarray(x).astype(_np_dtype(a["to"]))]
     if op in ("Add", "Sub", "Mul", "Div", "Min", "Max", "Equal", "Less", "Greater", "Mod"):
         y = vals[1]
-        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div, "Min": np.minimum,
-             "Max": np.maximum, "Equal": np.equal, "Less": np.less, "Greater": np.greater, "Mod": np.mod}[op]
+        f = {
+            "Add": np.add,
+            "Sub": np.subtract,
+            "Mul": np.multiply,
+            "Div": _int_div,
+            "Min": np.minimum,
+            "Max": np.maximum,
+            "Equal": np.equal,
+            "Less": np.less,
+            "Greater": np.greater,
+            "Mod": np.mod,
+        }[op]
         r = np.asarray(f(x, y))
         return [r if r.dtype == bool or op == "Div" else r.astype(np.result_type(x, y))]
     if op in ("Floor", "Ceil", "Neg", "Sqrt", "Abs", "Not"):
-        f = {"Floor": np.floor, "Ceil": np.ceil, "Neg": np.negative, "Sqrt": np.sqrt, "Abs": np.abs,
-             "Not": np.logical_not}[op]
+        f = {
+            "Floor": np.floor,
+            "Ceil": np.ceil,
+            "Neg": np.negative,
+            "Sqrt": np.sqrt,
+            "Abs": np.abs,
+            "Not": np.logical_not,
+        }[op]
         return [np.asarray(f(x)).astype(x.dtype)]
     if op == "Where":
         return [np.where(vals[0], vals[1], vals[2])]
@@ -751,9 +830,39 @@ def _evaluate(node, vals: list) -> list:
 
 
 # Ops evaluated at import when all their inputs are constants (shape computations).
-_FOLD = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Min", "Max", "Equal",
-         "Less", "Greater", "Mod", "Floor", "Ceil", "Neg", "Sqrt", "Abs", "Not", "Where", "Slice", "Identity",
-         "Dropout", "Reshape", "Transpose", "Range", "ConstantOfShape", "Expand", "Size"}
+_FOLD = {
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Cast",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Min",
+    "Max",
+    "Equal",
+    "Less",
+    "Greater",
+    "Mod",
+    "Floor",
+    "Ceil",
+    "Neg",
+    "Sqrt",
+    "Abs",
+    "Not",
+    "Where",
+    "Slice",
+    "Identity",
+    "Dropout",
+    "Reshape",
+    "Transpose",
+    "Range",
+    "ConstantOfShape",
+    "Expand",
+    "Size",
+}
 
 
 def load_model(src) -> GraphModule:

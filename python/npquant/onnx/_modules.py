@@ -24,8 +24,10 @@ class Reshape(Module):
         for i, d in enumerate(self.shape):
             if d == 0:
                 if i >= len(in_shape):
-                    raise ValueError(f"Reshape{self.shape}: 0 at position {i} copies a dimension the "
-                                     f"{len(in_shape)}-D input does not have")
+                    raise ValueError(
+                        f"Reshape{self.shape}: 0 at position {i} copies a dimension the "
+                        f"{len(in_shape)}-D input does not have"
+                    )
                 d = in_shape[i]
             out.append(d)
         return tuple(out)
@@ -82,8 +84,10 @@ class ConstantOp(Module):
 
     def forward(self, x):
         if not isinstance(x, np.ndarray) or x.dtype != np.float32:
-            raise TypeError(f"ConstantOp({self.op}) expects a float32 numpy array, got "
-                            f"{type(x).__name__}{'' if not isinstance(x, np.ndarray) else ' of ' + str(x.dtype)}")
+            raise TypeError(
+                f"ConstantOp({self.op}) expects a float32 numpy array, got "
+                f"{type(x).__name__}{'' if not isinstance(x, np.ndarray) else ' of ' + str(x.dtype)}"
+            )
         return (x + self.c) if self.op == "add" else (x * self.c)
 
     def extra_repr(self) -> str:
@@ -182,8 +186,9 @@ class GraphModule(Module):
 
     def forward(self, *xs):
         if len(xs) != len(self.input_names):
-            raise TypeError(f"this model takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), "
-                            f"got {len(xs)}")
+            raise TypeError(
+                f"this model takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), got {len(xs)}"
+            )
         env = dict(zip(self.input_names, xs))
         # Each value is dropped after the step that reads it last, so a deep network holds
         # only its live activations, not every intermediate until the end.

@@ -18,8 +18,7 @@ from ..nn import quantized as nnq
 from ..nn.quantized import dynamic as nnqd
 from ..qtensor import QTensor
 from ._errors import ExportError
-from ._graph import (adaptive_bins, conv_attrs, functional_dim, functional_scalar, pool_attrs,
-                     quantized_input)
+from ._graph import adaptive_bins, conv_attrs, functional_dim, functional_scalar, pool_attrs, quantized_input
 from ._modules import Scalar
 
 INT32_MAX = 2**31 - 1
@@ -77,8 +76,11 @@ def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False) -> str:
         q, zp = (shifted_weight(q), shifted_weight(zp)) if shift else (q, zp.astype(np.int8))
         if transpose:  # MatMul takes (K, N): the channel axis becomes 1
             q, axis = np.ascontiguousarray(q.T), (None if axis is None else 1)
-        ins = [g.const(f"{base}_weight", q), g.const(f"{base}_weight_scale", scale),
-               g.const(f"{base}_weight_zero_point", zp)]
+        ins = [
+            g.const(f"{base}_weight", q),
+            g.const(f"{base}_weight_scale", scale),
+            g.const(f"{base}_weight_zero_point", zp),
+        ]
         return ins, ({} if axis is None else {"axis": axis})
 
     ins, attrs = g.cached((id(qw), "dq", transpose, shift), qw, make)
@@ -100,8 +102,11 @@ def _bias(g, bias, x_scale, qw: QTensor, base: str):
     s = (np.float32(x_scale) * _weight_scales(qw, b.shape[0])).astype(np.float32)
     bq = np.rint(b.astype(np.float64) / s.astype(np.float64))
     if np.all(np.abs(bq) <= INT32_MAX):
-        ins = [g.const(f"{base}_bias", bq.astype(np.int32)), g.const(f"{base}_bias_scale", s),
-               g.const(f"{base}_bias_zero_point", np.zeros(b.shape[0], np.int32))]
+        ins = [
+            g.const(f"{base}_bias", bq.astype(np.int32)),
+            g.const(f"{base}_bias_scale", s),
+            g.const(f"{base}_bias_zero_point", np.zeros(b.shape[0], np.int32)),
+        ]
         g.metadata[FLOAT_BIAS_KEY + ins[0]] = encode_floats(b)
         return g.node("DequantizeLinear", ins, base + "_bias", axis=0)
     return g.const(f"{base}_bias", b)
@@ -118,6 +123,7 @@ def _linear(g, x: str, rank: int, weight, b, base: str) -> str:
 
 # ------------------------------------------------------------------ float ops
 # Each make(g, x, call, base) returns the float result of the op on float tensor x.
+
 
 def _relu(g, x, call, base):
     return g.node("Relu", [x], base)
@@ -158,6 +164,7 @@ def _silu(g, x, call, base):
 def _gelu(g, x, call, base):
     """GELU without opset 20's Gelu: 0.5 x (1 + erf(x / sqrt 2)), or with approximate='tanh'
     0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+
     def c(name, v):
         return g.const(f"{base}_{name}", np.float32(v))
 
@@ -173,17 +180,24 @@ def _gelu(g, x, call, base):
 
 def max_pool(g, x, call, base):
     geom = call.module.geometry
-    return g.node("MaxPool", [x], base, dilations=list(geom.d), ceil_mode=int(geom.ceil_mode),
-                  **pool_attrs(geom))
+    return g.node("MaxPool", [x], base, dilations=list(geom.d), ceil_mode=int(geom.ceil_mode), **pool_attrs(geom))
 
 
 def _avg_pool(g, x, call, base):
     mod = call.module
     if mod.divisor_override is not None:
-        raise ExportError(f"'{base}': AvgPool2d(divisor_override=...) has no ONNX equivalent in float or "
-                          "QDQ form (format='integer' exports it)")
-    return g.node("AveragePool", [x], base, count_include_pad=int(bool(mod.count_include_pad)),
-                  ceil_mode=int(mod.geometry.ceil_mode), **pool_attrs(mod.geometry))
+        raise ExportError(
+            f"'{base}': AvgPool2d(divisor_override=...) has no ONNX equivalent in float or "
+            "QDQ form (format='integer' exports it)"
+        )
+    return g.node(
+        "AveragePool",
+        [x],
+        base,
+        count_include_pad=int(bool(mod.count_include_pad)),
+        ceil_mode=int(mod.geometry.ceil_mode),
+        **pool_attrs(mod.geometry),
+    )
 
 
 def _adaptive_pool(g, x, call, base):
@@ -195,8 +209,15 @@ def _adaptive_pool(g, x, call, base):
             return g.node("GlobalAveragePool", [x], base)
         return g.node("AveragePool", [x], base, kernel_shape=list(k), strides=list(k))
 
-    return adaptive_bins(g, x, call.module, call.inputs[0].shape, base, equal,
-                         lambda box: g.node("ReduceMean", [box], base, axes=[2, 3], keepdims=1))
+    return adaptive_bins(
+        g,
+        x,
+        call.module,
+        call.inputs[0].shape,
+        base,
+        equal,
+        lambda box: g.node("ReduceMean", [box], base, axes=[2, 3], keepdims=1),
+    )
 
 
 def _batchnorm(g, x, call, base):
@@ -204,9 +225,10 @@ def _batchnorm(g, x, call, base):
     n = bn.num_features
     w = np.ones(n, np.float32) if bn.weight is None else bn.weight
     b = np.zeros(n, np.float32) if bn.bias is None else bn.bias
-    ins = [x] + [g.const(f"{base}_{k}", np.asarray(v, np.float32))
-                 for k, v in (("weight", w), ("bias", b), ("running_mean", bn.running_mean),
-                              ("running_var", bn.running_var))]
+    ins = [x] + [
+        g.const(f"{base}_{k}", np.asarray(v, np.float32))
+        for k, v in (("weight", w), ("bias", b), ("running_mean", bn.running_mean), ("running_var", bn.running_var))
+    ]
     return g.node("BatchNormalization", ins, base, epsilon=float(bn.eps))
 
 
@@ -269,32 +291,39 @@ def scalar_float(g, call, base) -> str:
 # ------------------------------------------------------------------ converters
 # Each takes (graph, call, base) and binds call.output.
 
+
 def _float(make):
     """A float module computing out = make(g, x, call, base)."""
+
     def convert(g, call, base):
         g.bind(call.output, make(g, g.float_of(call.inputs[0], base), call, base))
+
     return convert
 
 
 def _qdq(make, relu: bool = False):
     """A quantized module: DequantizeLinear, the float op, QuantizeLinear to the output's qparams."""
+
     def convert(g, call, base):
         quantized_input(call)
         y = make(g, g.float_of(call.inputs[0], base), call, base)
         if relu:
             y = g.node("Relu", [y], base)
         g.quantize_to(y, call.output, base)
+
     return convert
 
 
 def float_or_qdq(result):
     """result(g, call, base) in float, requantized when the output is a QTensor."""
+
     def convert(g, call, base):
         y = result(g, call, base)
         if isinstance(call.output, QTensor):
             g.quantize_to(y, call.output, base)
         else:
             g.bind(call.output, y)
+
     return convert
 
 
@@ -310,11 +339,14 @@ def dynamic_linear(g, call, base):
     """DynamicQuantizeLinear (per tensor, range including 0) feeding the int8 weights."""
     mod, xv = call.module, call.inputs[0]
     if mod.per_row:
-        raise ExportError(f"'{base}': dynamic Linear with per_row=True has no ONNX equivalent "
-                          "(DynamicQuantizeLinear is per tensor)")
+        raise ExportError(
+            f"'{base}': dynamic Linear with per_row=True has no ONNX equivalent (DynamicQuantizeLinear is per tensor)"
+        )
     if mod.reduce_range:
-        raise ExportError(f"'{base}': dynamic Linear with reduce_range=True has no ONNX equivalent "
-                          "(DynamicQuantizeLinear quantizes to [0, 255]); set reduce_range = False to export")
+        raise ExportError(
+            f"'{base}': dynamic Linear with reduce_range=True has no ONNX equivalent "
+            "(DynamicQuantizeLinear quantizes to [0, 255]); set reduce_range = False to export"
+        )
     q, s, zp = g.node("DynamicQuantizeLinear", [g.float_of(xv, base)], base, n_out=3)
     x = g.node("DequantizeLinear", [q, s, zp], base)
     qw = mod.weight()
@@ -326,20 +358,34 @@ def _resample_converters() -> dict:
     """ChannelShuffle and Upsample: exact in every format, on floats and QTensors (_resample.py)."""
     from . import _resample
 
-    return {nn.ChannelShuffle: _resample.channel_shuffle, nn.Upsample: _resample.upsample,
-            nn.UpsamplingNearest2d: _resample.upsample, nn.UpsamplingBilinear2d: _resample.upsample}
+    return {
+        nn.ChannelShuffle: _resample.channel_shuffle,
+        nn.Upsample: _resample.upsample,
+        nn.UpsamplingNearest2d: _resample.upsample,
+        nn.UpsamplingBilinear2d: _resample.upsample,
+    }
 
 
 def float_converters() -> dict:
     """Float module type -> converter (the same in every format)."""
     return {
-        nn.Linear: _float(_float_linear), nn.Conv2d: _float(_float_conv),
-        nn.ReLU: _float(_relu), nn.ReLU6: _float(_relu6), nn.Hardswish: _float(_hardswish),
-        nn.Hardsigmoid: _float(_hardsigmoid), nn.Sigmoid: _float(_sigmoid), nn.Tanh: _float(_tanh),
-        nn.LeakyReLU: _float(_leaky_relu), nn.ELU: _float(_elu), nn.SiLU: _float(_silu), nn.GELU: _float(_gelu),
-        nn.MaxPool2d: _float(max_pool), nn.AvgPool2d: _float(_avg_pool),
+        nn.Linear: _float(_float_linear),
+        nn.Conv2d: _float(_float_conv),
+        nn.ReLU: _float(_relu),
+        nn.ReLU6: _float(_relu6),
+        nn.Hardswish: _float(_hardswish),
+        nn.Hardsigmoid: _float(_hardsigmoid),
+        nn.Sigmoid: _float(_sigmoid),
+        nn.Tanh: _float(_tanh),
+        nn.LeakyReLU: _float(_leaky_relu),
+        nn.ELU: _float(_elu),
+        nn.SiLU: _float(_silu),
+        nn.GELU: _float(_gelu),
+        nn.MaxPool2d: _float(max_pool),
+        nn.AvgPool2d: _float(_avg_pool),
         nn.AdaptiveAvgPool2d: _float(_adaptive_pool),
-        nn.BatchNorm1d: _float(_batchnorm), nn.BatchNorm2d: _float(_batchnorm),
+        nn.BatchNorm1d: _float(_batchnorm),
+        nn.BatchNorm2d: _float(_batchnorm),
         nn.FloatFunctional: float_or_qdq(_functional_float),
         **_resample_converters(),
     }
@@ -348,15 +394,28 @@ def float_converters() -> dict:
 def qdq_converters() -> dict:
     """Quantized module type -> its QDQ converter."""
     return {
-        nnq.Quantize: _quantize, nnq.DeQuantize: _dequantize,
-        nnq.Linear: _qdq(_quant_linear), nnq.LinearReLU: _qdq(_quant_linear, relu=True),
-        nnq.Conv2d: _qdq(_quant_conv), nnq.ConvReLU2d: _qdq(_quant_conv, relu=True),
-        nnq.ReLU: _qdq(_relu), nnq.ReLU6: _qdq(_relu6), nnq.Hardswish: _qdq(_hardswish),
-        nnq.Hardsigmoid: _qdq(_hardsigmoid), nnq.Sigmoid: _qdq(_sigmoid), nnq.Tanh: _qdq(_tanh),
-        nnq.LeakyReLU: _qdq(_leaky_relu), nnq.ELU: _qdq(_elu), nnq.SiLU: _qdq(_silu), nnq.GELU: _qdq(_gelu),
-        nnq.MaxPool2d: _qdq(max_pool), nnq.AvgPool2d: _qdq(_avg_pool),
+        nnq.Quantize: _quantize,
+        nnq.DeQuantize: _dequantize,
+        nnq.Linear: _qdq(_quant_linear),
+        nnq.LinearReLU: _qdq(_quant_linear, relu=True),
+        nnq.Conv2d: _qdq(_quant_conv),
+        nnq.ConvReLU2d: _qdq(_quant_conv, relu=True),
+        nnq.ReLU: _qdq(_relu),
+        nnq.ReLU6: _qdq(_relu6),
+        nnq.Hardswish: _qdq(_hardswish),
+        nnq.Hardsigmoid: _qdq(_hardsigmoid),
+        nnq.Sigmoid: _qdq(_sigmoid),
+        nnq.Tanh: _qdq(_tanh),
+        nnq.LeakyReLU: _qdq(_leaky_relu),
+        nnq.ELU: _qdq(_elu),
+        nnq.SiLU: _qdq(_silu),
+        nnq.GELU: _qdq(_gelu),
+        nnq.MaxPool2d: _qdq(max_pool),
+        nnq.AvgPool2d: _qdq(_avg_pool),
         nnq.AdaptiveAvgPool2d: _qdq(_adaptive_pool),
-        nnq.BatchNorm2d: _qdq(_batchnorm), nnq.BNReLU2d: _qdq(_batchnorm, relu=True),
-        nnq.QFunctional: float_or_qdq(_functional_float), Scalar: float_or_qdq(scalar_float),
+        nnq.BatchNorm2d: _qdq(_batchnorm),
+        nnq.BNReLU2d: _qdq(_batchnorm, relu=True),
+        nnq.QFunctional: float_or_qdq(_functional_float),
+        Scalar: float_or_qdq(scalar_float),
         nnqd.Linear: dynamic_linear,
     }

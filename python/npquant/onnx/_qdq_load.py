@@ -35,7 +35,7 @@ Anything else (asymmetric weights, per-axis activations, int16, ...) raises
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class QConst:
     codes: np.ndarray
     scale: np.ndarray
     zero_point: np.ndarray
-    axis: Optional[int]
+    axis: int | None
     source: str  # the codes' tensor name
 
 
@@ -97,19 +97,20 @@ class QdqBuilder(_Builder):
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)
-        self.qvalues: dict[str, QParams] = {}     # ONNX name of a quantized activation
+        self.qvalues: dict[str, QParams] = {}  # ONNX name of a quantized activation
         self.deq: dict[str, tuple[str, Any]] = {}  # DQ output -> (quantized name, DQ node)
-        self.qconsts: dict[str, QConst] = {}      # DQ of constant codes: output name -> codes
+        self.qconsts: dict[str, QConst] = {}  # DQ of constant codes: output name -> codes
         self.users: dict[str, list[int]] = {}
         for i, node in enumerate(self.graph.node):
             for name in node.input:
                 if name:
                     self.users.setdefault(name, []).append(i)
         self.outputs = {o.name for o in self.graph.output}
-        self.float_biases = {p.key[len(FLOAT_BIAS_KEY):]: p.value for p in model.metadata_props
-                             if p.key.startswith(FLOAT_BIAS_KEY)}
+        self.float_biases = {
+            p.key[len(FLOAT_BIAS_KEY) :]: p.value for p in model.metadata_props if p.key.startswith(FLOAT_BIAS_KEY)
+        }
         for i, node in enumerate(self.graph.node):  # a unit reads its QuantizeLinear's qparams
-            if node.op_type == "Constant":          # before that node's Constants are visited
+            if node.op_type == "Constant":  # before that node's Constants are visited
                 self.op_Constant(node, i)
 
     # ---- values
@@ -120,9 +121,11 @@ class QdqBuilder(_Builder):
         if name in self.deq and name not in self.available:
             self._dequantize(name)
         if name in self.qvalues:
-            raise UnsupportedOnnxError(f"{_desc(node)}: input {i} ('{name}') is a quantized tensor (the "
-                                       "output of QuantizeLinear); npquant imports ops on quantized values "
-                                       "between DequantizeLinear and QuantizeLinear only")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: input {i} ('{name}') is a quantized tensor (the "
+                "output of QuantizeLinear); npquant imports ops on quantized values "
+                "between DequantizeLinear and QuantizeLinear only"
+            )
         return super().activation(node, i)
 
     def _dequantize(self, name: str) -> None:
@@ -135,9 +138,11 @@ class QdqBuilder(_Builder):
             if name in self.deq and name not in self.available:
                 self._dequantize(name)
             if name in self.qvalues:
-                raise UnsupportedOnnxError(f"graph output '{o.name}' is quantized (a QuantizeLinear output); "
-                                           "npquant.onnx.load imports models with float outputs (end the "
-                                           "graph with DequantizeLinear)")
+                raise UnsupportedOnnxError(
+                    f"graph output '{o.name}' is quantized (a QuantizeLinear output); "
+                    "npquant.onnx.load imports models with float outputs (end the "
+                    "graph with DequantizeLinear)"
+                )
 
     def _qparams(self, node: Any, what: str) -> tuple[float, int, bool]:
         """(scale, zero point as quint8, int8 in the file) of a Q/DQ node on an activation."""
@@ -145,11 +150,15 @@ class QdqBuilder(_Builder):
         has_zp = len(node.input) > 2 and node.input[2]
         zp = self.const(node, 2, f"{what} zero point") if has_zp else np.array(0, np.uint8)
         if scale.size != 1 or zp.size != 1:
-            raise UnsupportedOnnxError(f"{_desc(node)}: per-axis quantization of an activation is not "
-                                       "supported (npquant's activations are per tensor)")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: per-axis quantization of an activation is not "
+                "supported (npquant's activations are per tensor)"
+            )
         if zp.dtype not in (np.uint8, np.int8):
-            raise UnsupportedOnnxError(f"{_desc(node)}: {zp.dtype} activations are not supported; npquant "
-                                       "imports uint8 and int8 (quantize with QUInt8 or QInt8 activations)")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: {zp.dtype} activations are not supported; npquant "
+                "imports uint8 and int8 (quantize with QUInt8 or QInt8 activations)"
+            )
         s = float(np.float32(scale.reshape(-1)[0]))
         if not (np.isfinite(s) and s > 0):
             raise UnsupportedOnnxError(f"{_desc(node)}: scale {s} is not a positive finite number")
@@ -159,8 +168,9 @@ class QdqBuilder(_Builder):
     # ---- Q / DQ / Cast
     def op_QuantizeLinear(self, node: Any, idx: int) -> None:
         if node.input[0] in self.consts:
-            raise UnsupportedOnnxError(f"{_desc(node)}: QuantizeLinear of a constant (quantize the "
-                                       "constant before export)")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: QuantizeLinear of a constant (quantize the constant before export)"
+            )
         s, z, _ = self._qparams(node, "QuantizeLinear")
         x = self.activation(node, 0)
         self.add(node, nnq.Quantize(s, z), [x])
@@ -171,14 +181,18 @@ class QdqBuilder(_Builder):
         if src in self.consts:
             return self._dequantize_const(node)
         if src not in self.qvalues:
-            raise UnsupportedOnnxError(f"{_desc(node)}: dequantizes '{src}', which is neither a constant nor "
-                                       "a QuantizeLinear output (a quantized graph input?); npquant imports "
-                                       "QDQ models with float inputs")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: dequantizes '{src}', which is neither a constant nor "
+                "a QuantizeLinear output (a quantized graph input?); npquant imports "
+                "QDQ models with float inputs"
+            )
         q = self.qvalues[src]
         s, z, _ = self._qparams(node, "DequantizeLinear")
         if (s, z) != (q.scale, q.zero_point):
-            raise UnsupportedOnnxError(f"{_desc(node)}: dequantizes with scale {s}, zero point {z} a tensor "
-                                       f"quantized with {q.scale}, {q.zero_point}")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: dequantizes with scale {s}, zero point {z} a tensor "
+                f"quantized with {q.scale}, {q.zero_point}"
+            )
         self.deq[node.output[0]] = (src, node)
 
     def _dequantize_const(self, node: Any) -> None:
@@ -197,8 +211,7 @@ class QdqBuilder(_Builder):
         value = real.astype(np.float32)
         for pc in self.pconsts:  # the float value, for ops that run in float
             pc[node.output[0]] = value
-        self.qconsts[node.output[0]] = QConst(codes, scale.reshape(-1), np.asarray(zp).reshape(-1), axis,
-                                              node.input[0])
+        self.qconsts[node.output[0]] = QConst(codes, scale.reshape(-1), np.asarray(zp).reshape(-1), axis, node.input[0])
 
     def op_Cast(self, node: Any, idx: int) -> None:
         """PyTorch's exporter casts each QuantizeLinear output to its own type: an alias."""
@@ -216,16 +229,16 @@ class QdqBuilder(_Builder):
         self._simple(node, nn.Identity())
 
     # ---- the QDQ units
-    def _single_user(self, name: str) -> Optional[int]:
+    def _single_user(self, name: str) -> int | None:
         users = self.users.get(name, [])
         return users[0] if len(users) == 1 and name not in self.outputs else None
 
-    def _follow(self, name: str, op: str) -> Optional[int]:
+    def _follow(self, name: str, op: str) -> int | None:
         """The index of the only node reading name, if it is an op node."""
         j = self._single_user(name)
         return j if j is not None and self.graph.node[j].op_type == op else None
 
-    def _quantize_after(self, name: str, relu_ok: bool) -> Optional[tuple[list[int], Any, bool]]:
+    def _quantize_after(self, name: str, relu_ok: bool) -> tuple[list[int], Any, bool] | None:
         """([skipped node indices], the QuantizeLinear node, fused relu) closing a unit at name."""
         skipped, relu = [], False
         j = self._follow(name, "Relu") if relu_ok else None
@@ -240,14 +253,22 @@ class QdqBuilder(_Builder):
             return None
         return skipped + [k], q, relu
 
-    def _inputs_quantized(self, node: Any, indices: list[int]) -> Optional[list[QParams]]:
+    def _inputs_quantized(self, node: Any, indices: list[int]) -> list[QParams] | None:
         names = [node.input[i] for i in indices]
         if not all(n in self.deq for n in names):
             return None
         return [self.qvalues[self.deq[n][0]] for n in names]
 
-    def _close(self, node: Any, module: Any, ins: list[QParams], closing: tuple, method: Optional[str] = None,
-               listed: bool = False, kwargs: Optional[dict] = None) -> None:
+    def _close(
+        self,
+        node: Any,
+        module: Any,
+        ins: list[QParams],
+        closing: tuple,
+        method: str | None = None,
+        listed: bool = False,
+        kwargs: dict | None = None,
+    ) -> None:
         """Adds module on the input QTensors, its output bound to the closing QuantizeLinear's."""
         skipped, q, _ = closing
         s, z, _ = self._qparams(q, "QuantizeLinear")
@@ -263,7 +284,7 @@ class QdqBuilder(_Builder):
         return (s, z) == (p.scale, p.zero_point)
 
     # ---- weights
-    def _weight(self, node: Any, i: int, transposed: bool) -> Optional[QTensor]:
+    def _weight(self, node: Any, i: int, transposed: bool) -> QTensor | None:
         """The int8 weight QTensor of input i (a DequantizeLinear of constant codes), output
         channels first; None when input i is a float constant."""
         name = node.input[i]
@@ -280,10 +301,13 @@ class QdqBuilder(_Builder):
                 f"{_desc(node)}: weight '{name}' is {codes.dtype} with zero points {np.unique(zp)[:4]}; npquant's "
                 "quantized layers take symmetric int8 weights (zero point 0; or uint8 with zero point 128). "
                 "Quantize the weights symmetrically (ONNX Runtime: weight_type=QuantType.QInt8, the "
-                "default) or import the float model and quantize it with npquant")
+                "default) or import the float model and quantize it with npquant"
+            )
         if axis not in (None, 0):
-            raise UnsupportedOnnxError(f"{_desc(node)}: weight '{name}' is quantized along axis {qc.axis}; "
-                                       "npquant's weights are per output channel or per tensor")
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: weight '{name}' is quantized along axis {qc.axis}; "
+                "npquant's weights are per output channel or per tensor"
+            )
         codes = np.ascontiguousarray(codes)
         if axis is None:
             return QTensor(codes, float(qc.scale[0]), 0, "qint8")
@@ -301,8 +325,11 @@ class QdqBuilder(_Builder):
             return np.ascontiguousarray(np.broadcast_to(b, (n,)), np.float32)
         if np.any(qc.zero_point != 0) or qc.codes.size != n:
             raise UnsupportedOnnxError(f"{_desc(node)}: bias '{name}' must be {n} int32 codes with zero point 0")
-        ws = (np.full(n, w.q_scale(), np.float32) if w.qscheme() == "per_tensor_affine"
-              else w.q_per_channel_scales().astype(np.float32))
+        ws = (
+            np.full(n, w.q_scale(), np.float32)
+            if w.qscheme() == "per_tensor_affine"
+            else w.q_per_channel_scales().astype(np.float32)
+        )
         s = (np.float32(x.scale) * ws).astype(np.float32)
         sb = np.broadcast_to(qc.scale, (n,)).astype(np.float32)
         bq = qc.codes.reshape(-1)
@@ -313,7 +340,7 @@ class QdqBuilder(_Builder):
             return exact_bias(bq, s)
         return (bq.astype(np.float64) * sb).astype(np.float32)  # another scale: its real value
 
-    def _recorded_bias(self, qc: QConst, s: np.ndarray, sb: np.ndarray) -> Optional[np.ndarray]:
+    def _recorded_bias(self, qc: QConst, s: np.ndarray, sb: np.ndarray) -> np.ndarray | None:
         """The float bias npquant's export recorded for these int32 codes (metadata), if it is
         there and rounds to them at their scale (else the file was edited: the codes win)."""
         text = self.float_biases.get(qc.source)
@@ -333,7 +360,7 @@ class QdqBuilder(_Builder):
         ins = self._inputs_quantized(node, [0])
         w = self._weight(node, 1, False) if ins else None
         closing = self._quantize_after(node.output[0], True) if w is not None else None
-        if closing is None:
+        if closing is None or ins is None or w is None:
             return super().op_Conv(node, idx)
         a = _attrs(node)
         if w.ndim != 4:
@@ -343,8 +370,16 @@ class QdqBuilder(_Builder):
         groups = int(a.get("group", 1))
         has_bias = len(node.input) > 2 and bool(node.input[2])
         cls = nnq.ConvReLU2d if closing[2] else nnq.Conv2d
-        conv = cls(w.shape[1] * groups, w.shape[0], (kh, kw), stride=tuple(a.get("strides", [1, 1])),
-                   padding=self._pads(node, a, [kh, kw], dil), dilation=tuple(dil), groups=groups, bias=has_bias)
+        conv = cls(
+            w.shape[1] * groups,
+            w.shape[0],
+            (kh, kw),
+            stride=tuple(a.get("strides", [1, 1])),
+            padding=self._pads(node, a, [kh, kw], dil),
+            dilation=tuple(dil),
+            groups=groups,
+            bias=has_bias,
+        )
         conv.set_weight_bias(w, self._bias(node, node.input[2], ins[0], w) if has_bias else None)
         self._close(node, conv, ins, closing)
 
@@ -354,7 +389,7 @@ class QdqBuilder(_Builder):
         ins = self._inputs_quantized(node, [0]) if plain else None
         w = self._weight(node, 1, not a.get("transB", 0)) if ins else None
         closing = self._quantize_after(node.output[0], True) if w is not None else None
-        if closing is None:
+        if closing is None or ins is None or w is None:
             return super().op_Gemm(node, idx)
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
         self._quantized_linear(node, ins, w, bias, closing)
@@ -362,7 +397,7 @@ class QdqBuilder(_Builder):
     def op_MatMul(self, node: Any, idx: int) -> None:
         ins = self._inputs_quantized(node, [0])
         w = self._weight(node, 1, True) if ins and self.consts[node.input[1]].ndim == 2 else None
-        if w is None:
+        if w is None or ins is None:
             return super().op_MatMul(node, idx)
         out, bias, skipped = node.output[0], None, []
         j = self._follow(out, "Add")
@@ -376,8 +411,7 @@ class QdqBuilder(_Builder):
             return super().op_MatMul(node, idx)
         self._quantized_linear(node, ins, w, bias, (skipped + closing[0],) + closing[1:])
 
-    def _quantized_linear(self, node: Any, ins: list[QParams], w: QTensor, bias: Optional[str],
-                          closing: tuple) -> None:
+    def _quantized_linear(self, node: Any, ins: list[QParams], w: QTensor, bias: str | None, closing: tuple) -> None:
         n, k = w.shape
         lin = (nnq.LinearReLU if closing[2] else nnq.Linear)(k, n, bias is not None)
         lin.set_weight_bias(w, None if bias is None else self._bias(node, bias, ins[0], w))
@@ -388,7 +422,7 @@ class QdqBuilder(_Builder):
         """DQ -> op -> Q at the input's qparams: make() on the QTensor; else fallback (float)."""
         ins = self._inputs_quantized(node, [0])
         closing = self._quantize_after(node.output[0], False) if ins else None
-        if closing is None or not self._same_qparams(closing, ins[0]):
+        if closing is None or ins is None or not self._same_qparams(closing, ins[0]):
             return fallback(node, idx)
         self._close(node, make(), ins, closing)
 
@@ -401,6 +435,7 @@ class QdqBuilder(_Builder):
         def make() -> Any:
             k, s, p, d = self._pool_common(node, a)
             return nnq.MaxPool2d(tuple(k), s, p, d, ceil_mode=bool(a.get("ceil_mode", 0)))
+
         self._on_codes(node, idx, make, super().op_MaxPool)
 
     def op_AveragePool(self, node: Any, idx: int) -> None:
@@ -410,8 +445,14 @@ class QdqBuilder(_Builder):
             k, s, p, d = self._pool_common(node, a)
             if d != (1, 1):
                 raise UnsupportedOnnxError(f"{_desc(node)}: dilated average pooling is not supported")
-            return nnq.AvgPool2d(tuple(k), s, p, ceil_mode=bool(a.get("ceil_mode", 0)),
-                                 count_include_pad=bool(a.get("count_include_pad", 0)))
+            return nnq.AvgPool2d(
+                tuple(k),
+                s,
+                p,
+                ceil_mode=bool(a.get("ceil_mode", 0)),
+                count_include_pad=bool(a.get("count_include_pad", 0)),
+            )
+
         self._on_codes(node, idx, make, super().op_AveragePool)
 
     def op_GlobalAveragePool(self, node: Any, idx: int) -> None:
@@ -436,7 +477,9 @@ class QdqBuilder(_Builder):
 
     def op_Reshape(self, node: Any, idx: int) -> None:
         target = self.consts.get(node.input[1])
-        if target is None or any(not np.array_equal(pc.get(node.input[1]), target) for pc in self.pconsts[1:]):
+        if target is None or any(
+            (other := pc.get(node.input[1])) is None or not np.array_equal(other, target) for pc in self.pconsts[1:]
+        ):
             return super().op_Reshape(node, idx)  # a shape computed from the input: the float path
         shape = [int(d) for d in target.reshape(-1)]
         if not self._on_quantized(node, Reshape(shape)):
@@ -454,7 +497,7 @@ class QdqBuilder(_Builder):
         """DQ -> op (-> Relu) -> Q: make(relu) with the Q's output qparams; else fallback (float)."""
         ins = self._inputs_quantized(node, [0])
         closing = self._quantize_after(node.output[0], relu_ok) if ins else None
-        if closing is None:
+        if closing is None or ins is None:
             return fallback(node, idx)
         self._close(node, make(closing[2]), ins, closing)
 
@@ -470,18 +513,20 @@ class QdqBuilder(_Builder):
             a = _attrs(node)
             if a.get("training_mode", 0):
                 raise UnsupportedOnnxError(f"{_desc(node)}: training-mode BatchNormalization is not supported")
-            scale, bias, mean, var = (self.const(node, i, w).astype(np.float32)
-                                      for i, w in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
+            scale, bias, mean, var = (
+                self.const(node, i, w).astype(np.float32) for i, w in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var"))
+            )
             bn = (nnq.BNReLU2d if relu else nnq.BatchNorm2d)(scale.shape[0], eps=float(a.get("epsilon", 1e-5)))
             bn.weight, bn.bias, bn.running_mean, bn.running_var = scale, bias, mean.copy(), var.copy()
             return bn
+
         self._requantizing(node, idx, make, super().op_BatchNormalization, relu_ok=True)
 
     def _functional(self, node: Any, idx: int, method: str, relu_ok: bool, fallback: Any) -> None:
         indices = list(range(len(node.input)))
         ins = self._inputs_quantized(node, indices) if len(indices) >= 2 else None
         closing = self._quantize_after(node.output[0], relu_ok) if ins else None
-        if closing is None:
+        if closing is None or ins is None:
             return fallback(node, idx)
         if method == "cat":
             kwargs = {"dim": int(_attrs(node)["axis"])}
@@ -512,4 +557,3 @@ class QdqBuilder(_Builder):
 
     def op_Concat(self, node: Any, idx: int) -> None:
         self._functional(node, idx, "cat", False, super().op_Concat)
-

@@ -36,8 +36,13 @@ def upsample(g: Any, call: Any, base: str) -> None:
     src = g.value(x).name  # codes of a QTensor, or the float tensor
     (h, w), (oh, ow), scales = _geometry(call)
     if mod.mode == "nearest":
-        y = _gather(g, _gather(g, src, up._nearest_index(h, oh, scales[0]), 2, base),
-                    up._nearest_index(w, ow, scales[1]), 3, base)
+        y = _gather(
+            g,
+            _gather(g, src, up._nearest_index(h, oh, scales[0]), 2, base),
+            up._nearest_index(w, ow, scales[1]),
+            3,
+            base,
+        )
         g.bind(call.output, y)
         return
     quantized = isinstance(x, QTensor)
@@ -58,13 +63,22 @@ def upsample(g: Any, call: Any, base: str) -> None:
         right = g.node("Mul", [c("wl1", wl1, (1, 1, 1, ow)), _gather(g, r, w1, 3, f"{base}_{tag}1")], base)
         return g.node("Add", [left, right], base)
 
-    y = g.node("Add", [g.node("Mul", [c("hl0", hl0, (1, 1, oh, 1)), row(top, "t")], base),
-                       g.node("Mul", [c("hl1", hl1, (1, 1, oh, 1)), row(bot, "b")], base)], base)
+    y = g.node(
+        "Add",
+        [
+            g.node("Mul", [c("hl0", hl0, (1, 1, oh, 1)), row(top, "t")], base),
+            g.node("Mul", [c("hl1", hl1, (1, 1, oh, 1)), row(bot, "b")], base),
+        ],
+        base,
+    )
     if quantized:
         zp = g.const(base + "_zp", np.float32(x.q_zero_point()))
         y = g.node("Add", [g.node("Round", [g.node("Sub", [y, zp], base)], base), zp], base)
-        y = g.node("Clip", [y, g.const(base + "_lo", np.float32(x.dtype.qmin)),
-                            g.const(base + "_hi", np.float32(x.dtype.qmax))], base)
+        y = g.node(
+            "Clip",
+            [y, g.const(base + "_lo", np.float32(x.dtype.qmin)), g.const(base + "_hi", np.float32(x.dtype.qmax))],
+            base,
+        )
         y = g.node("Cast", [y], base, to=2 if x.dtype.qmin == 0 else 3)  # UINT8 / INT8
     g.bind(call.output, y)
 

@@ -31,12 +31,12 @@ FUNCTIONAL_METHODS = ("add", "add_relu", "mul", "cat", "add_scalar", "mul_scalar
 class Call:
     """One leaf operation: a module call, a functional method, or a QTensor method (QTENSOR_METHODS)."""
 
-    name: str                # module path ("" for the root), or "<reshape>"
-    module: object           # the module (None for reshape)
-    op: str                  # "call", a FUNCTIONAL_METHODS name, or a QTENSOR_METHODS name
-    inputs: list             # the array / QTensor arguments, in order
+    name: str  # module path ("" for the root), or "<reshape>"
+    module: object  # the module (None for reshape)
+    op: str  # "call", a FUNCTIONAL_METHODS name, or a QTENSOR_METHODS name
+    inputs: list  # the array / QTensor arguments, in order
     output: object
-    args: tuple = ()         # the raw positional arguments (functional methods, reshape)
+    args: tuple = ()  # the raw positional arguments (functional methods, reshape)
     kwargs: dict = field(default_factory=dict)
 
 
@@ -66,8 +66,8 @@ class _Recorder:
     def __init__(self, is_leaf):
         self.is_leaf = is_leaf
         self.calls: list = []
-        self.known: dict = {}   # id(value) -> value (kept alive, so ids stay unique)
-        self.stack: list = []   # (name, module, recording) of the calls in progress
+        self.known: dict = {}  # id(value) -> value (kept alive, so ids stay unique)
+        self.stack: list = []  # (name, module, recording) of the calls in progress
 
     def know(self, v) -> None:
         self.known[id(v)] = v
@@ -85,7 +85,8 @@ class _Recorder:
                 f"an input of module '{name or '<root>'}' ({type(module).__name__}) was computed by code "
                 "npquant.onnx cannot see (NumPy or QTensor arithmetic in a forward(), a module's forward() "
                 "called directly, or a value built by hand). Express that step with npquant.nn modules "
-                "(e.g. Flatten, FloatFunctional/QFunctional) so it can be exported")
+                "(e.g. Flatten, FloatFunctional/QFunctional) so it can be exported"
+            )
 
     # ---- module hooks
     def pre(self, name, module, args):
@@ -108,7 +109,8 @@ class _Recorder:
                 f"module '{name or '<root>'}' ({type(module).__name__}) is not one npquant.onnx can export, "
                 "and its forward() computes its output with code npquant.onnx cannot see. Build it from "
                 "exportable npquant.nn modules (Sequential, Linear, Conv2d, ReLU, pooling, Flatten, "
-                "FloatFunctional, QuantStub/DeQuantStub, ...) or their quantized versions")
+                "FloatFunctional, QuantStub/DeQuantStub, ...) or their quantized versions"
+            )
 
     def record(self, call: Call) -> None:
         for v in flat_values(call.output):
@@ -167,8 +169,10 @@ def trace(model: Module, inputs: tuple, is_leaf) -> Trace:
     model = copy.deepcopy(model)
     for name, m in model.named_modules():
         if m._forward_hooks or m._forward_pre_hooks:
-            raise ExportError(f"module '{name or '<root>'}' ({type(m).__name__}) has forward hooks, which "
-                              "ONNX cannot express; remove them (handle.remove()) before export")
+            raise ExportError(
+                f"module '{name or '<root>'}' ({type(m).__name__}) has forward hooks, which "
+                "ONNX cannot express; remove them (handle.remove()) before export"
+            )
     rec = _Recorder(is_leaf)
     for name, m in model.named_modules():
         m.register_forward_pre_hook(lambda mod, args, _n=name: rec.pre(_n, mod, args))
@@ -194,6 +198,8 @@ def trace(model: Module, inputs: tuple, is_leaf) -> Trace:
     if not outputs:
         raise ExportError(f"the model returned {type(out).__name__}, not an array or QTensor (or a tuple of them)")
     if rec.unknown(outputs):
-        raise ExportError("the model's output was computed by code npquant.onnx cannot see (NumPy or QTensor "
-                          "arithmetic in forward()); end the model with npquant.nn modules")
+        raise ExportError(
+            "the model's output was computed by code npquant.onnx cannot see (NumPy or QTensor "
+            "arithmetic in forward()); end the model with npquant.nn modules"
+        )
     return Trace(list(inputs), rec.calls, outputs)

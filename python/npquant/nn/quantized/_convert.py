@@ -15,7 +15,8 @@ def observer_of(mod):
     if obs is None or not hasattr(obs, "calculate_qparams"):
         raise RuntimeError(
             f"{type(mod).__name__} has no activation observer: call npquant.prepare(model) "
-            "(with a qconfig set on the model) and run calibration data through it before convert")
+            "(with a qconfig set on the model) and run calibration data through it before convert"
+        )
     return obs
 
 
@@ -33,16 +34,19 @@ def quantize_weight(weight: np.ndarray, observer) -> QTensor:
         raise TypeError(f"weights are quantized to npquant.qint8; the weight observer asks for {observer.dtype}")
     scale, zp = observer.calculate_qparams()
     if getattr(observer, "ch_axis", None) is None:
-        return quantize_per_tensor(weight, float(np.asarray(scale).reshape(-1)[0]),
-                                   int(np.asarray(zp).reshape(-1)[0]), qint8)
+        return quantize_per_tensor(
+            weight, float(np.asarray(scale).reshape(-1)[0]), int(np.asarray(zp).reshape(-1)[0]), qint8
+        )
     return quantize_per_channel(weight, scale, zp, observer.ch_axis, qint8)
 
 
 def weight_observer(mod):
     qconfig = getattr(mod, "qconfig", None)
     if qconfig is None or getattr(qconfig, "weight", None) is None:
-        raise RuntimeError(f"{type(mod).__name__} has no qconfig with a weight observer; set "
-                           "model.qconfig = npquant.get_default_qconfig('x86') before prepare")
+        raise RuntimeError(
+            f"{type(mod).__name__} has no qconfig with a weight observer; set "
+            "model.qconfig = npquant.get_default_qconfig('x86') before prepare"
+        )
     from ...observers import make_observer
 
     return make_observer(qconfig.weight, "weight", f"the weight observer of {type(mod).__name__}'s qconfig")
@@ -53,8 +57,16 @@ def conv_from_float(cls, mod):
     Conv2d or fused ConvReLU2d, through the torch-style constructor and set_weight_bias."""
     conv = mod[0] if isinstance(mod, Sequential) else mod
     qweight = quantize_weight(conv.weight, weight_observer(mod))
-    q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-            padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+    q = cls(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
     q.set_weight_bias(qweight, conv.bias)
     q.scale, q.zero_point = activation_qparams(mod)
     return q

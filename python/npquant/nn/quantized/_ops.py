@@ -23,7 +23,8 @@ def q_input(x, name: str) -> QTensor:
         raise TypeError(
             f"quantized {name} expects a QTensor, got {type(x).__name__}; quantize the input first "
             "(npquant.quantize_per_tensor, or a QuantStub at the start of the quantized region), "
-            "or keep this layer float (qconfig = None) with a DeQuantStub before it")
+            "or keep this layer float (qconfig = None) with a DeQuantStub before it"
+        )
     if x.qscheme() != "per_tensor_affine":
         raise TypeError(f"quantized {name} expects a per-tensor QTensor, got {x!r}")
     return x
@@ -78,7 +79,7 @@ def _int32_range(t: np.ndarray) -> np.ndarray:
     clamp to the dtype's range then decides. Without it, values beyond int64 (extreme
     scales: inf, or |t| >= 2**63) and NaN (0 * inf) would convert to int64 however the
     CPU does it (x86: INT64_MIN, which adding a negative zero point wraps to the top)."""
-    return np.fmin(np.fmax(t, np.float32(-2**31)), np.float32(2**31 - 128))
+    return np.fmin(np.fmax(t, np.float32(-(2**31))), np.float32(2**31 - 128))
 
 
 def reciprocal(scale) -> np.float32:

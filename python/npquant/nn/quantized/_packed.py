@@ -10,8 +10,8 @@ import numpy as np
 
 from ... import _C
 from ..._dtypes import qint8
-from ...qtensor import QTensor, quantize_per_channel
 from ...qparams import calculate_qparams
+from ...qtensor import QTensor, quantize_per_channel
 from ._state import keyed_errors, load_packed_linear, load_qparams, readonly, save_qparams
 
 
@@ -20,16 +20,20 @@ class PackedLinearParams:
 
     def __init__(self, qweight: QTensor, bias):
         if not isinstance(qweight, QTensor):
-            raise TypeError(f"weight must be a QTensor of npquant.qint8 (use npquant.quantize_per_channel "
-                            f"or quantize_per_tensor), got {type(qweight).__name__}")
+            raise TypeError(
+                f"weight must be a QTensor of npquant.qint8 (use npquant.quantize_per_channel "
+                f"or quantize_per_tensor), got {type(qweight).__name__}"
+            )
         if qweight.dtype is not qint8:
             raise TypeError(f"weight must be npquant.qint8, got {qweight.dtype}")
         if qweight.ndim != 2:
             raise ValueError(f"Linear weight must be 2-D (out_features, in_features), got shape {qweight.shape}")
         n, k = qweight.shape
         if k > _C.MAX_K:
-            raise ValueError(f"in_features={k} exceeds npquant's exact int32 accumulation bound "
-                             f"{_C.MAX_K}; split the layer along in_features")
+            raise ValueError(
+                f"in_features={k} exceeds npquant's exact int32 accumulation bound "
+                f"{_C.MAX_K}; split the layer along in_features"
+            )
         if qweight.qscheme() == "per_tensor_affine":
             zps = np.array([qweight.q_zero_point()])
             scales = np.full(n, qweight.q_scale(), dtype=np.float32)
@@ -39,8 +43,10 @@ class PackedLinearParams:
             zps = qweight.q_per_channel_zero_points()
             scales = qweight.q_per_channel_scales().astype(np.float32)
         if np.any(zps != 0):
-            raise ValueError("npquant needs symmetric int8 weights (zero_point 0): quantize them with a "
-                             "symmetric qscheme (per_tensor_symmetric or per_channel_symmetric)")
+            raise ValueError(
+                "npquant needs symmetric int8 weights (zero_point 0): quantize them with a "
+                "symmetric qscheme (per_tensor_symmetric or per_channel_symmetric)"
+            )
         if bias is not None:
             b = np.asarray(bias)
             if hasattr(bias, "detach"):
@@ -90,8 +96,9 @@ class LinearWeights:
     def set_weight_bias(self, w: QTensor, b) -> None:
         params = PackedLinearParams(w, b)
         if params.qweight.shape != (self.out_features, self.in_features):
-            raise ValueError(f"weight shape {params.qweight.shape} does not match "
-                             f"({self.out_features}, {self.in_features})")
+            raise ValueError(
+                f"weight shape {params.qweight.shape} does not match ({self.out_features}, {self.in_features})"
+            )
         self._packed_params = params
 
     def weight(self) -> QTensor:

@@ -51,8 +51,9 @@ def _one(sd, key: str, kind: str):
     if v.size != 1:
         raise ValueError(f"state dict entry '{key}' must hold one number, got shape {v.shape}")
     if v.dtype.kind not in kind:
-        raise TypeError(f"state dict entry '{key}' has dtype {v.dtype}; expected "
-                        f"{'a float' if kind == 'f' else 'an integer'}")
+        raise TypeError(
+            f"state dict entry '{key}' has dtype {v.dtype}; expected {'a float' if kind == 'f' else 'an integer'}"
+        )
     return v.reshape(-1)[0]
 
 
@@ -120,10 +121,13 @@ def load_qweight(sd, key: str, shape: tuple):
     if w is None:
         return None
     if not isinstance(w, QTensor):
-        hint = (" (int8 codes without their qparams: the flat form needs "
-                f"'{key}.q_per_channel_scales' or '{key}.q_scale' beside it)" if isinstance(w, np.ndarray) else "")
-        raise TypeError(f"state dict entry '{key}' must be a quantized weight (QTensor), "
-                        f"got {type(w).__name__}{hint}")
+        hint = (
+            " (int8 codes without their qparams: the flat form needs "
+            f"'{key}.q_per_channel_scales' or '{key}.q_scale' beside it)"
+            if isinstance(w, np.ndarray)
+            else ""
+        )
+        raise TypeError(f"state dict entry '{key}' must be a quantized weight (QTensor), got {type(w).__name__}{hint}")
     if w.dtype is not qint8:
         raise TypeError(f"state dict entry '{key}': weights must be qint8, got {w.dtype}")
     if tuple(w.shape) != tuple(shape):
@@ -145,8 +149,10 @@ def load_packed_linear(sd, prefix: str, out_features: int, in_features: int, has
 
     dkey = prefix + "_packed_params.dtype"
     if sd.get(dkey) is not None and qdtype_name(sd[dkey]) != "qint8":
-        raise ValueError(f"state dict entry '{dkey}' is {sd[dkey]!r}: npquant's quantized Linear layers have "
-                         "qint8 weights (torch's float16 dynamic Linear has no npquant equivalent)")
+        raise ValueError(
+            f"state dict entry '{dkey}' is {sd[dkey]!r}: npquant's quantized Linear layers have "
+            "qint8 weights (torch's float16 dynamic Linear has no npquant equivalent)"
+        )
     key = prefix + "_packed_params._packed_params"
     pair = sd.get(key)
     if pair is None:
@@ -160,8 +166,10 @@ def load_packed_linear(sd, prefix: str, out_features: int, in_features: int, has
         raise KeyError(f"state dict entry '{key}' has no weight")
     bias = pair[1] if len(pair) == 2 else None
     if (bias is None) == has_bias:
-        raise ValueError(f"state dict entry '{key}' has {'no bias' if bias is None else 'a bias'} but the "
-                         f"module was built {'with' if has_bias else 'without'} one")
+        raise ValueError(
+            f"state dict entry '{key}' has {'no bias' if bias is None else 'a bias'} but the "
+            f"module was built {'with' if has_bias else 'without'} one"
+        )
     if bias is not None:
         bias = load_vector({key + ".1": bias}, key + ".1", out_features)
     return w, bias

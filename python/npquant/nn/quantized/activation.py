@@ -8,11 +8,23 @@ from ...qtensor import quantize_per_tensor
 from .. import activation as F
 from ..activation import flat_shape
 from ..module import Module
-from ._state import load_qparams, save_qparams
 from ._ops import apply_table, out_qparams, q_input, storage, unary_table, wrap
+from ._state import load_qparams, save_qparams
 
-__all__ = ["ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU",
-           "Dropout", "Flatten"]
+__all__ = [
+    "ReLU",
+    "ReLU6",
+    "Hardswish",
+    "Hardsigmoid",
+    "Sigmoid",
+    "Tanh",
+    "LeakyReLU",
+    "ELU",
+    "SiLU",
+    "GELU",
+    "Dropout",
+    "Flatten",
+]
 
 
 class ReLU(Module):

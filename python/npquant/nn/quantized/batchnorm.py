@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..module import Module
-from ._state import load_qparams, load_vector, readonly, save_qparams
 from ._ops import out_qparams, q_input, storage, wrap
+from ._state import load_qparams, load_vector, readonly, save_qparams
 
 __all__ = ["BatchNorm2d", "BNReLU2d"]
 
@@ -30,8 +30,10 @@ class BatchNorm2d(Module):
         name = type(self).__name__
         x = q_input(x, name)
         if x.ndim != 4 or x.shape[1] != self.num_features:
-            raise ValueError(f"quantized {name}({self.num_features}) expects a 4-D QTensor with "
-                             f"{self.num_features} channels, got shape {x.shape}")
+            raise ValueError(
+                f"quantized {name}({self.num_features}) expects a 4-D QTensor with "
+                f"{self.num_features} channels, got shape {x.shape}"
+            )
         q, _, nhwc = storage(x)
         s, zp = out_qparams(self.scale, self.zero_point, x.dtype)
         alpha, beta = self.affine(x.q_scale(), s)

@@ -8,6 +8,8 @@ transposes. Weights are symmetric int8, per output channel or per tensor.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ... import _C
@@ -26,8 +28,10 @@ __all__ = ["Conv1d", "ConvReLU1d", "Conv2d", "ConvReLU2d"]
 def _weight_scales(qweight: QTensor, out_channels: int) -> np.ndarray:
     """Per-output-channel float32 scales of a symmetric qint8 conv weight."""
     if not isinstance(qweight, QTensor):
-        raise TypeError(f"weight must be a QTensor of npquant.qint8 (use npquant.quantize_per_channel "
-                        f"or quantize_per_tensor), got {type(qweight).__name__}")
+        raise TypeError(
+            f"weight must be a QTensor of npquant.qint8 (use npquant.quantize_per_channel "
+            f"or quantize_per_tensor), got {type(qweight).__name__}"
+        )
     if qweight.dtype is not qint8:
         raise TypeError(f"conv weight must be npquant.qint8, got {qweight.dtype}")
     if qweight.qscheme() == "per_tensor_affine":
@@ -35,13 +39,17 @@ def _weight_scales(qweight: QTensor, out_channels: int) -> np.ndarray:
         scales = np.full(out_channels, qweight.q_scale(), dtype=np.float32)
     else:
         if qweight.q_per_channel_axis() != 0:
-            raise ValueError("per-channel conv weights must be quantized along axis 0 (output channels), "
-                             f"got axis {qweight.q_per_channel_axis()}")
+            raise ValueError(
+                "per-channel conv weights must be quantized along axis 0 (output channels), "
+                f"got axis {qweight.q_per_channel_axis()}"
+            )
         zps = qweight.q_per_channel_zero_points()
         scales = qweight.q_per_channel_scales().astype(np.float32)
     if np.any(zps != 0):
-        raise ValueError("npquant needs symmetric int8 weights (zero_point 0): quantize them with a "
-                         "symmetric qscheme (per_tensor_symmetric or per_channel_symmetric)")
+        raise ValueError(
+            "npquant needs symmetric int8 weights (zero_point 0): quantize them with a "
+            "symmetric qscheme (per_tensor_symmetric or per_channel_symmetric)"
+        )
     return np.ascontiguousarray(scales)
 
 
@@ -90,18 +98,31 @@ class Conv2d(OutputQParams, Module):
 
     _FUSED_RELU = False
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if padding_mode != "zeros":
             raise ValueError(f"quantized Conv2d supports padding_mode='zeros' only (as PyTorch), got {padding_mode!r}")
-        _init_conv_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                              groups, padding_mode)
+        _init_conv_attributes(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
+        )
         self.scale = 1.0
         self.zero_point = 0
-        w = quantize_per_tensor(np.zeros((out_channels, in_channels // groups, *self.kernel_size), np.float32),
-                                1.0, 0, qint8)
+        w = quantize_per_tensor(
+            np.zeros((out_channels, in_channels // groups, *self.kernel_size), np.float32), 1.0, 0, qint8
+        )
         self.set_weight_bias(w, np.zeros(out_channels, np.float32) if bias else None)
 
     # ---- weights
@@ -110,8 +131,9 @@ class Conv2d(OutputQParams, Module):
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         _weight_scales(w, self.out_channels)  # type and qscheme first: clearer errors
         if tuple(w.shape) != shape:
-            raise ValueError(f"weight shape {tuple(w.shape)} does not match {shape} "
-                             "(out_channels, in_channels/groups, kh, kw)")
+            raise ValueError(
+                f"weight shape {tuple(w.shape)} does not match {shape} (out_channels, in_channels/groups, kh, kw)"
+            )
         self._packed_params = PackedConvParams(w, b, self.stride, self._pad4, self.dilation, self.groups)
 
     def weight(self) -> QTensor:
@@ -138,8 +160,16 @@ class Conv2d(OutputQParams, Module):
             has_b = False  # an unexpected key (strict loads have refused it already)
         params = None
         if w is not None or has_b:
-            params = keyed_errors(prefix + "weight", PackedConvParams, self.weight() if w is None else w,
-                                  b if has_b else self.bias(), self.stride, self._pad4, self.dilation, self.groups)
+            params = keyed_errors(
+                prefix + "weight",
+                PackedConvParams,
+                self.weight() if w is None else w,
+                b if has_b else self.bias(),
+                self.stride,
+                self._pad4,
+                self.dilation,
+                self.groups,
+            )
         qparams = load_qparams(sd, prefix)
         if params is not None:
             qparams["_packed_params"] = params
@@ -150,12 +180,23 @@ class Conv2d(OutputQParams, Module):
         name = type(self).__name__
         x = quint8_input(x, name)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"quantized {name} expects a 4-D QTensor of shape (N, {self.in_channels}, H, W), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"quantized {name} expects a 4-D QTensor of shape (N, {self.in_channels}, H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
         scale, zp, fscale = self._output_qparams()
         p = self._packed_params
-        y = _C.conv2d_static(np.ascontiguousarray(x.nhwc()), p.packed, x.q_scale(), x.q_zero_point(),
-                             p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
+        y = _C.conv2d_static(
+            np.ascontiguousarray(x.nhwc()),
+            p.packed,
+            x.q_scale(),
+            x.q_zero_point(),
+            p.w_scale,
+            p.bias,
+            scale,
+            zp,
+            self._FUSED_RELU,
+        )
         return QTensor._trusted(y, fscale, zp, nhwc=True)
 
     # ---- construction from a float module
@@ -175,36 +216,50 @@ class Conv2d(OutputQParams, Module):
         FloatConv2d = cls._float_class()
         conv = mod if isinstance(mod, FloatConv2d) else mod[0] if hasattr(mod, "__getitem__") else None
         if not isinstance(conv, FloatConv2d):
-            raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.{FloatConv2d.__name__} (or a fused Conv+ReLU "
-                            f"whose first module is one), got {type(mod).__name__}")
+            raise TypeError(
+                f"{cls.__name__}.from_float expects an npquant.nn.{FloatConv2d.__name__} (or a fused Conv+ReLU "
+                f"whose first module is one), got {type(mod).__name__}"
+            )
         if conv.padding_mode != "zeros":
             raise ValueError(f"quantized Conv2d supports padding_mode='zeros' only, got {conv.padding_mode!r}")
         if output_scale is None or output_zero_point is None:
             if getattr(mod, "activation_post_process", None) is None:
-                raise ValueError("from_float needs output_scale and output_zero_point, or a module "
-                                 "calibrated through npquant.prepare (with an activation_post_process)")
+                raise ValueError(
+                    "from_float needs output_scale and output_zero_point, or a module "
+                    "calibrated through npquant.prepare (with an activation_post_process)"
+                )
             output_scale, output_zero_point = activation_qparams(mod)
         if weight is None:
             if getattr(getattr(mod, "qconfig", None), "weight", None) is not None:
                 weight = quantize_weight(conv.weight, weight_observer(mod))
             else:
                 weight = quantize_weight_symmetric(conv.weight, per_channel=True)
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                conv.dilation, conv.groups, conv.bias is not None)
+        q = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+        )
         q.set_weight_bias(weight, None if conv.bias is None else conv.bias.copy())
         q.scale = float(_check_scale(output_scale))
         q.zero_point = _check_zp(output_zero_point, quint8)
         return q
 
     @classmethod
-    def _float_class(cls) -> type:
+    def _float_class(cls) -> type[Any]:
         from ..conv import Conv2d as FloatConv2d
 
         return FloatConv2d
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}, padding={self.padding}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, scale={self.scale}, zero_point={self.zero_point}, padding={self.padding}"
+        )
         if self.dilation not in ((1, 1), (1,)):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -220,7 +275,6 @@ class ConvReLU2d(Conv2d):
     _FUSED_RELU = True
 
 
-
 def _reshaped(w: QTensor, shape: tuple) -> QTensor:
     """The int8 weight w with its codes in another shape (the output-channel axis 0 kept)."""
     q = np.ascontiguousarray(w.int_repr()).reshape(shape)
@@ -234,29 +288,45 @@ class Conv1d(Conv2d):
     and out, weight (out, in/groups, k) with torch's state-dict keys. It runs the
     Conv2d kernels on a height-1 image (a 1 x k kernel), so its numerics are Conv2d's."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ):
         from ..conv import init_conv1d_attributes
 
         super(Conv2d, self).__init__()
         if padding_mode != "zeros":
             raise ValueError(f"quantized Conv1d supports padding_mode='zeros' only (as PyTorch), got {padding_mode!r}")
-        init_conv1d_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                               groups, padding_mode)
+        init_conv1d_attributes(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
+        )
         self.scale = 1.0
         self.zero_point = 0
-        w = quantize_per_tensor(np.zeros((out_channels, in_channels // groups, self.kernel_size[0]), np.float32),
-                                1.0, 0, qint8)
+        w = quantize_per_tensor(
+            np.zeros((out_channels, in_channels // groups, self.kernel_size[0]), np.float32), 1.0, 0, qint8
+        )
         self.set_weight_bias(w, np.zeros(out_channels, np.float32) if bias else None)
 
     def _pack(self, w: QTensor, b) -> PackedConvParams:
         shape = (self.out_channels, self.in_channels // self.groups, self.kernel_size[0])
         _weight_scales(w, self.out_channels)
         if tuple(w.shape) != shape:
-            raise ValueError(f"weight shape {tuple(w.shape)} does not match {shape} (out_channels, in_channels/groups, k)")
-        return PackedConvParams(_reshaped(w, (shape[0], shape[1], 1, shape[2])), b, self._stride2, self._pad4,
-                                self._dilation2, self.groups)
+            raise ValueError(
+                f"weight shape {tuple(w.shape)} does not match {shape} (out_channels, in_channels/groups, k)"
+            )
+        return PackedConvParams(
+            _reshaped(w, (shape[0], shape[1], 1, shape[2])), b, self._stride2, self._pad4, self._dilation2, self.groups
+        )
 
     def set_weight_bias(self, w: QTensor, b) -> None:
         """Sets int8 weights (out, in/groups, k) and a float bias (or None), and packs them."""
@@ -274,8 +344,9 @@ class Conv1d(Conv2d):
             has_b = False
         params = None
         if w is not None or has_b:
-            params = keyed_errors(prefix + "weight", self._pack, self.weight() if w is None else w,
-                                  b if has_b else self.bias())
+            params = keyed_errors(
+                prefix + "weight", self._pack, self.weight() if w is None else w, b if has_b else self.bias()
+            )
         qparams = load_qparams(sd, prefix)
         if params is not None:
             qparams["_packed_params"] = params
@@ -285,17 +356,20 @@ class Conv1d(Conv2d):
         name = type(self).__name__
         x = quint8_input(x, name)
         if x.ndim != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(f"quantized {name} expects a 3-D QTensor of shape (N, {self.in_channels}, L), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"quantized {name} expects a 3-D QTensor of shape (N, {self.in_channels}, L), "
+                f"got shape {tuple(x.shape)}"
+            )
         scale, zp, fscale = self._output_qparams()
         p = self._packed_params
         x4 = np.ascontiguousarray(x.int_repr().transpose(0, 2, 1)[:, None])  # NHWC, H = 1
-        y = _C.conv2d_static(x4, p.packed, x.q_scale(), x.q_zero_point(), p.w_scale, p.bias, scale, zp,
-                             self._FUSED_RELU)
+        y = _C.conv2d_static(
+            x4, p.packed, x.q_scale(), x.q_zero_point(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU
+        )
         return QTensor._trusted(np.ascontiguousarray(y[:, 0].transpose(0, 2, 1)), fscale, zp)
 
     @classmethod
-    def _float_class(cls) -> type:
+    def _float_class(cls) -> type[Any]:
         from ..conv import Conv1d as FloatConv1d
 
         return FloatConv1d

@@ -24,8 +24,9 @@ from ._state import keyed_errors, load_bias, load_qparams, load_qweight, readonl
 __all__ = ["ConvTranspose2d"]
 
 
-def _requantize(acc: np.ndarray, x_scale: float, w_scales: np.ndarray, bias: np.ndarray | None,
-                y_scale: np.float32, y_zp: int) -> np.ndarray:
+def _requantize(
+    acc: np.ndarray, x_scale: float, w_scales: np.ndarray, bias: np.ndarray | None, y_scale: np.float32, y_zp: int
+) -> np.ndarray:
     """npquant's static requantization of an int32 (N, O, H, W) accumulator to quint8."""
     f32 = np.float32
     s = (f32(x_scale) * w_scales.astype(f32)).astype(f32)
@@ -43,14 +44,27 @@ class ConvTranspose2d(OutputQParams, Module):
     ``from_float``. Weight (in, out/groups, kh, kw), qint8, zero point 0, per tensor or
     per channel along axis 1 (the output channels; groups == 1)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
-                 dilation: Any = 1, padding_mode: str = "zeros", device: Any = None, dtype: Any = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ):
         super().__init__()
         if padding_mode != "zeros":
             raise ValueError(f"quantized ConvTranspose2d supports padding_mode='zeros' only, got {padding_mode!r}")
-        geo = transpose_geometry(in_channels, out_channels, kernel_size, stride, padding, output_padding,
-                                 groups, dilation)
+        geo = transpose_geometry(
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, dilation
+        )
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.padding_mode = padding_mode
         self.__dict__.update(geo)
@@ -65,14 +79,18 @@ class ConvTranspose2d(OutputQParams, Module):
         if not isinstance(w, QTensor) or w.dtype is not qint8:
             raise TypeError(f"weight must be a QTensor of npquant.qint8, got {w!r}")
         if tuple(w.shape) != self._wshape():
-            raise ValueError(f"weight shape {tuple(w.shape)} does not match {self._wshape()} "
-                             "(in_channels, out_channels/groups, kh, kw)")
+            raise ValueError(
+                f"weight shape {tuple(w.shape)} does not match {self._wshape()} "
+                "(in_channels, out_channels/groups, kh, kw)"
+            )
         if w.qscheme() == "per_tensor_affine":
             zps, scales = np.array([w.q_zero_point()]), np.full(self.out_channels, w.q_scale(), np.float32)
         else:
             if w.q_per_channel_axis() != 1 or self.groups != 1:
-                raise ValueError("per-channel ConvTranspose2d weights must be quantized along axis 1 (the output "
-                                 "channels) with groups == 1; use per-tensor weights otherwise")
+                raise ValueError(
+                    "per-channel ConvTranspose2d weights must be quantized along axis 1 (the output "
+                    "channels) with groups == 1; use per-tensor weights otherwise"
+                )
             zps, scales = w.q_per_channel_zero_points(), w.q_per_channel_scales().astype(np.float32)
         if np.any(zps != 0):
             raise ValueError("npquant needs symmetric int8 weights (zero_point 0)")
@@ -105,54 +123,84 @@ class ConvTranspose2d(OutputQParams, Module):
             has_b = False
         update = load_qparams(sd, prefix)
         if w is not None or has_b:
-            w2, b2, sc = keyed_errors(prefix + "weight", self._checked, self._w if w is None else w,
-                                      b if has_b else self._b)
+            w2, b2, sc = keyed_errors(
+                prefix + "weight", self._checked, self._w if w is None else w, b if has_b else self._b
+            )
             update.update(_w=w2, _b=b2, _w_scales=sc)
         return lambda: self.__dict__.update(update)
 
     def forward(self, x: Any) -> QTensor:
         x = quint8_input(x, "ConvTranspose2d")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"quantized ConvTranspose2d expects a 4-D QTensor of shape (N, {self.in_channels}, "
-                             f"H, W), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"quantized ConvTranspose2d expects a 4-D QTensor of shape (N, {self.in_channels}, "
+                f"H, W), got shape {tuple(x.shape)}"
+            )
         scale, zp, fscale = self._output_qparams()
         xq = x.int_repr().astype(np.int64) - x.q_zero_point()
-        acc = conv_transpose2d(xq, self._w.int_repr().astype(np.int64), self.stride, self.padding,
-                               self.output_padding, self.dilation, self.groups)
-        if acc.size and np.abs(acc).max() >= 2 ** 31:
-            raise ValueError("ConvTranspose2d: the int32 accumulator would overflow (too many input channels x "
-                             "kernel taps for 8-bit values); split the layer")
+        acc = conv_transpose2d(
+            xq,
+            self._w.int_repr().astype(np.int64),
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.dilation,
+            self.groups,
+        )
+        if acc.size and np.abs(acc).max() >= 2**31:
+            raise ValueError(
+                "ConvTranspose2d: the int32 accumulator would overflow (too many input channels x "
+                "kernel taps for 8-bit values); split the layer"
+            )
         return QTensor._trusted(_requantize(acc, x.q_scale(), self._w_scales, self._b, scale, zp), fscale, zp)
 
     @classmethod
-    def from_float(cls, mod: Any, weight: QTensor | None = None, output_scale: Any = None,
-                   output_zero_point: Any = None) -> "ConvTranspose2d":
+    def from_float(
+        cls, mod: Any, weight: QTensor | None = None, output_scale: Any = None, output_zero_point: Any = None
+    ) -> ConvTranspose2d:
         """The quantized twin of a calibrated float ``npquant.nn.ConvTranspose2d``. A per-channel
         weight observer of the qconfig observes the output channels (axis 1)."""
         from ..conv_transpose import ConvTranspose2d as Float
 
         if not isinstance(mod, Float):
-            raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.ConvTranspose2d, got {type(mod).__name__}")
+            raise TypeError(
+                f"{cls.__name__}.from_float expects an npquant.nn.ConvTranspose2d, got {type(mod).__name__}"
+            )
         if output_scale is None or output_zero_point is None:
             if getattr(mod, "activation_post_process", None) is None:
-                raise ValueError("from_float needs output_scale and output_zero_point, or a module "
-                                 "calibrated through npquant.prepare (with an activation_post_process)")
+                raise ValueError(
+                    "from_float needs output_scale and output_zero_point, or a module "
+                    "calibrated through npquant.prepare (with an activation_post_process)"
+                )
             output_scale, output_zero_point = activation_qparams(mod)
         if weight is None:
             obs = weight_observer(mod)
             if getattr(obs, "ch_axis", None) is not None:
                 if mod.groups != 1:
-                    raise ValueError("per-channel weights for a grouped ConvTranspose2d are not supported; give it "
-                                     "a per-tensor weight observer in its qconfig")
+                    raise ValueError(
+                        "per-channel weights for a grouped ConvTranspose2d are not supported; give it "
+                        "a per-tensor weight observer in its qconfig"
+                    )
                 obs.ch_axis = 1
             weight = quantize_weight(mod.weight, obs)
-        q = cls(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.output_padding,
-                mod.groups, mod.bias is not None, mod.dilation)
+        q = cls(
+            mod.in_channels,
+            mod.out_channels,
+            mod.kernel_size,
+            mod.stride,
+            mod.padding,
+            mod.output_padding,
+            mod.groups,
+            mod.bias is not None,
+            mod.dilation,
+        )
         q.set_weight_bias(weight, None if mod.bias is None else mod.bias.copy())
         q.scale = float(_check_scale(output_scale))
         q.zero_point = _check_zp(output_zero_point, quint8)
         return q
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"scale={self.scale}, zero_point={self.zero_point}, padding={self.padding}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"scale={self.scale}, zero_point={self.zero_point}, padding={self.padding}"
+        )

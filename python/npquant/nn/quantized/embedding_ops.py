@@ -44,8 +44,9 @@ class RowwiseQTensor:
             raise TypeError(f"row-wise embedding weights are npquant.quint8 or npquant.quint4x2, got {dt}")
         q = np.asarray(int_repr)
         if q.ndim != 2 or q.dtype != np.uint8:
-            raise TypeError(f"codes must be a 2-D uint8 array (num_embeddings, embedding_dim), got "
-                            f"{q.dtype} of shape {q.shape}")
+            raise TypeError(
+                f"codes must be a 2-D uint8 array (num_embeddings, embedding_dim), got {q.dtype} of shape {q.shape}"
+            )
         if q.size and int(q.max()) > dt.qmax:
             raise ValueError(f"codes exceed {dt.qmax}, the largest {dt.name} code")
         s = np.ascontiguousarray(scales, dtype=np.float32).reshape(-1)
@@ -116,10 +117,21 @@ class _KernelTable:
         self.scale = np.ascontiguousarray(s, dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
 
-    def bags(self, idx: np.ndarray, off: np.ndarray, psw: np.ndarray | None, mode: str,
-             padding_idx: int | None) -> np.ndarray:
-        out: np.ndarray = _C.embedding_bag_rowwise(self.codes, self.bits, self.dim, self.scale, self.bias, idx, off,
-                                                   psw, _MODE_CODE[mode], -1 if padding_idx is None else padding_idx)
+    def bags(
+        self, idx: np.ndarray, off: np.ndarray, psw: np.ndarray | None, mode: str, padding_idx: int | None
+    ) -> np.ndarray:
+        out: np.ndarray = _C.embedding_bag_rowwise(
+            self.codes,
+            self.bits,
+            self.dim,
+            self.scale,
+            self.bias,
+            idx,
+            off,
+            psw,
+            _MODE_CODE[mode],
+            -1 if padding_idx is None else padding_idx,
+        )
         return out
 
     def lookup(self, idx: np.ndarray) -> np.ndarray:
@@ -141,14 +153,19 @@ class EmbeddingPackedParams(Module):
         if self.dtype not in (quint8, quint4x2):
             raise TypeError(f"quantized embeddings are npquant.quint8 or npquant.quint4x2, got {self.dtype}")
         n, d = int(num_embeddings), int(embedding_dim)
-        self.set_weight(RowwiseQTensor(np.zeros((n, d), np.uint8), np.ones(n, np.float32), np.zeros(n, np.float32),
-                                       self.dtype))
+        self.set_weight(
+            RowwiseQTensor(np.zeros((n, d), np.uint8), np.ones(n, np.float32), np.zeros(n, np.float32), self.dtype)
+        )
 
     def set_weight(self, w: RowwiseQTensor) -> None:
         if not isinstance(w, RowwiseQTensor):
             raise TypeError(f"embedding weights must be a RowwiseQTensor, got {type(w).__name__}")
         self.dtype = w.dtype
-        self.codes, self.scales, self.zero_points = w.int_repr(), w.q_per_channel_scales(), w.q_per_channel_zero_points()
+        self.codes, self.scales, self.zero_points = (
+            w.int_repr(),
+            w.q_per_channel_scales(),
+            w.q_per_channel_zero_points(),
+        )
         self._cache_table = _KernelTable(w)
 
     def weight(self) -> RowwiseQTensor:
@@ -171,15 +188,18 @@ class EmbeddingPackedParams(Module):
         if w is None:
             return None
         if not isinstance(w, RowwiseQTensor):
-            raise TypeError(f"state dict entry '{key}' must be a row-wise quantized weight "
-                            f"(per_channel_affine_float_qparams), got {type(w).__name__}")
+            raise TypeError(
+                f"state dict entry '{key}' must be a row-wise quantized weight "
+                f"(per_channel_affine_float_qparams), got {type(w).__name__}"
+            )
         rows, dim = self.codes.shape
         if w.dtype is quint4x2 and dim % 2 and w.shape == (rows, dim + 1):
             # torch's 4-bit tables of odd width unpack with the padding nibble as a column
-            w = RowwiseQTensor(w.int_repr()[:, :dim], w.q_per_channel_scales(), w.q_per_channel_zero_points(),
-                               quint4x2)
+            w = RowwiseQTensor(w.int_repr()[:, :dim], w.q_per_channel_scales(), w.q_per_channel_zero_points(), quint4x2)
         if w.shape != tuple(self.codes.shape):
-            raise ValueError(f"shape mismatch for '{key}': model has {tuple(self.codes.shape)}, state dict has {w.shape}")
+            raise ValueError(
+                f"shape mismatch for '{key}': model has {tuple(self.codes.shape)}, state dict has {w.shape}"
+            )
         return lambda: self.set_weight(w)
 
     def forward(self, x: Any) -> Any:
@@ -193,11 +213,13 @@ def _weight_observer(mod: Any) -> Any:
     factory = qconfig.weight if qconfig is not None and qconfig.weight is not None else default_float_qparams_observer
     obs = make_observer(factory, "weight", f"the weight observer of {type(mod).__name__}'s qconfig")
     if getattr(obs, "qscheme", None) != FLOAT_QPARAMS or obs.dtype not in (quint8, quint4x2):
-        raise ValueError(f"{type(mod).__name__} is quantized weight-only, row-wise, with float zero points: give it "
-                         "qconfig npquant.qconfig.float_qparams_weight_only_qconfig (8-bit) or "
-                         "float_qparams_weight_only_qconfig_4bit (4-bit), e.g. quantize_dynamic(model, "
-                         "{nn.Linear: default_dynamic_qconfig, nn.Embedding: float_qparams_weight_only_qconfig}); "
-                         f"got a {obs.dtype} {getattr(obs, 'qscheme', '?')} weight observer")
+        raise ValueError(
+            f"{type(mod).__name__} is quantized weight-only, row-wise, with float zero points: give it "
+            "qconfig npquant.qconfig.float_qparams_weight_only_qconfig (8-bit) or "
+            "float_qparams_weight_only_qconfig_4bit (4-bit), e.g. quantize_dynamic(model, "
+            "{nn.Linear: default_dynamic_qconfig, nn.Embedding: float_qparams_weight_only_qconfig}); "
+            f"got a {obs.dtype} {getattr(obs, 'qscheme', '?')} weight observer"
+        )
     return obs
 
 
@@ -211,9 +233,18 @@ def _quantized_weight(mod: Any) -> RowwiseQTensor:
 class Embedding(Module):
     """Weight-only quantized lookup table: float32 rows, 8-bit or 4-bit storage."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
-                 sparse: bool = False, _weight: RowwiseQTensor | None = None, dtype: Any = quint8) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        _weight: RowwiseQTensor | None = None,
+        dtype: Any = quint8,
+    ) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         if self.num_embeddings <= 0 or self.embedding_dim <= 0:
@@ -229,15 +260,17 @@ class Embedding(Module):
 
     def set_weight(self, w: RowwiseQTensor) -> None:
         if not isinstance(w, RowwiseQTensor) or w.shape != (self.num_embeddings, self.embedding_dim):
-            raise ValueError(f"weight must be a RowwiseQTensor of shape ({self.num_embeddings}, "
-                             f"{self.embedding_dim}), got {getattr(w, 'shape', type(w).__name__)}")
+            raise ValueError(
+                f"weight must be a RowwiseQTensor of shape ({self.num_embeddings}, "
+                f"{self.embedding_dim}), got {getattr(w, 'shape', type(w).__name__)}"
+            )
         self._packed_params.set_weight(w)
 
     def weight(self) -> RowwiseQTensor:
         return self._packed_params.weight()
 
     @classmethod
-    def from_float(cls, mod: Any) -> "Embedding":
+    def from_float(cls, mod: Any) -> Embedding:
         """From a float npquant.nn.Embedding; its qconfig's weight observer (default:
         8-bit float_qparams) sets the per-row qparams."""
         if type(mod) is not FloatEmbedding:
@@ -258,24 +291,47 @@ class EmbeddingBag(Embedding):
     EmbeddingBag always sums and ignores padding_idx; npquant follows the float
     module's mode and padding_idx.)"""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: float | None = None,
-                 norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "sum",
-                 sparse: bool = False, _weight: RowwiseQTensor | None = None, include_last_offset: bool = False,
-                 dtype: Any = quint8, padding_idx: int | None = None) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        mode: str = "sum",
+        sparse: bool = False,
+        _weight: RowwiseQTensor | None = None,
+        include_last_offset: bool = False,
+        dtype: Any = quint8,
+        padding_idx: int | None = None,
+    ) -> None:
         super().__init__(num_embeddings, embedding_dim, padding_idx, _weight=_weight, dtype=dtype)
         self.mode = check_mode(mode)
         self.include_last_offset = bool(include_last_offset)
 
     @classmethod
-    def from_float(cls, mod: Any) -> "EmbeddingBag":
+    def from_float(cls, mod: Any) -> EmbeddingBag:
         if type(mod) is not FloatEmbeddingBag:
             raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.EmbeddingBag, got {type(mod).__name__}")
-        return cls(mod.num_embeddings, mod.embedding_dim, mode=mod.mode, _weight=_quantized_weight(mod),
-                   include_last_offset=mod.include_last_offset, padding_idx=mod.padding_idx)
+        return cls(
+            mod.num_embeddings,
+            mod.embedding_dim,
+            mode=mod.mode,
+            _weight=_quantized_weight(mod),
+            include_last_offset=mod.include_last_offset,
+            padding_idx=mod.padding_idx,
+        )
 
     def forward(self, indices: Any, offsets: Any = None, per_sample_weights: Any = None) -> np.ndarray:
-        idx, off, psw = bag_inputs("quantized EmbeddingBag", self.num_embeddings, indices, offsets,
-                                   per_sample_weights, self.mode, self.include_last_offset)
+        idx, off, psw = bag_inputs(
+            "quantized EmbeddingBag",
+            self.num_embeddings,
+            indices,
+            offsets,
+            per_sample_weights,
+            self.mode,
+            self.include_last_offset,
+        )
         return self._packed_params.table.bags(idx, off, psw, self.mode, self.padding_idx)
 
     def extra_repr(self) -> str:

@@ -80,8 +80,11 @@ def binary_table(op: str, xq, yq, s, zp, dtype: QDType) -> np.ndarray:
     codes = byte_codes(dtype)
     a, b = codes[:, None], codes[None, :]
     with np.errstate(over="ignore", invalid="ignore"):  # extreme scales: inf, saturated by quant
-            out = mul_codes(a, b, xq, yq, s, zp, dtype) if op == "mul" else \
-            add_codes(a, b, xq, yq, s, zp, dtype, op == "add_relu")
+        out = (
+            mul_codes(a, b, xq, yq, s, zp, dtype)
+            if op == "mul"
+            else add_codes(a, b, xq, yq, s, zp, dtype, op == "add_relu")
+        )
     return np.ascontiguousarray(out).view(np.uint8).reshape(-1)
 
 
@@ -112,15 +115,17 @@ class QFunctional(Module):
         self.zero_point = 0
 
     def forward(self, x):
-        raise RuntimeError("QFunctional is not called directly: use its methods "
-                           "(add, add_relu, mul, cat, add_scalar, mul_scalar)")
+        raise RuntimeError(
+            "QFunctional is not called directly: use its methods (add, add_relu, mul, cat, add_scalar, mul_scalar)"
+        )
 
     def _out(self, dtype):
         if self.scale is None:
             raise RuntimeError(
                 "this QFunctional has no output qparams: during calibration its FloatFunctional ran "
                 "only add_scalar/mul_scalar (which are not observed). Call add/mul/cat on the float "
-                "model during calibration, or set .scale and .zero_point")
+                "model during calibration, or set .scale and .zero_point"
+            )
         return out_qparams(self.scale, self.zero_point, dtype)
 
     def _table(self, op: str, xq, yq, s, zp, dtype: QDType, n: int):
@@ -158,8 +163,17 @@ class QFunctional(Module):
             else:
                 nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
                 a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
-            out = _C.qmul_u8(u8_view(a), u8_view(b), big.q_scale(), big.q_zero_point(), small.q_scale(),
-                             small.q_zero_point(), s, zp, channel)
+            out = _C.qmul_u8(
+                u8_view(a),
+                u8_view(b),
+                big.q_scale(),
+                big.q_zero_point(),
+                small.q_scale(),
+                small.q_zero_point(),
+                s,
+                zp,
+                channel,
+            )
             self.__dict__["_last_kernel"] = _kernel("mul")
             return QTensor._trusted(out, s, zp, dtype, nhwc)
         if not channel and op != "mul" and dtype is quint8 and _kernel("add"):
@@ -167,13 +181,23 @@ class QFunctional(Module):
             # same arithmetic directly (fmaf is the float64 dequantize exactly)
             nhwc = x.ndim == 4 and (x.is_nhwc or y.is_nhwc)
             a, b = (x.nhwc(), y.nhwc()) if nhwc else (x.int_repr(), y.int_repr())
-            out = _C.qadd_u8(u8_view(a), u8_view(b), x.q_scale(), x.q_zero_point(), y.q_scale(), y.q_zero_point(),
-                             s, zp, op == "add_relu")
+            out = _C.qadd_u8(
+                u8_view(a),
+                u8_view(b),
+                x.q_scale(),
+                x.q_zero_point(),
+                y.q_scale(),
+                y.q_zero_point(),
+                s,
+                zp,
+                op == "add_relu",
+            )
             self.__dict__["_last_kernel"] = _kernel("add")
             return QTensor._trusted(out, s, zp, dtype, nhwc)
         n = int(np.prod(shape))
-        table = self._table(op, (big.q_scale(), big.q_zero_point()), (small.q_scale(), small.q_zero_point()),
-                            s, zp, dtype, n)
+        table = self._table(
+            op, (big.q_scale(), big.q_zero_point()), (small.q_scale(), small.q_zero_point()), s, zp, dtype, n
+        )
         if table is None:
             return None
         self.__dict__["_last_kernel"] = "lookup table"
@@ -197,8 +221,7 @@ class QFunctional(Module):
         self.__dict__["_last_kernel"] = "numpy"
         x, y, a, b, nhwc = _operands(x, y, op)
         s, zp = self._out(x.dtype)
-        out = add_codes(a, b, (x.q_scale(), x.q_zero_point()), (y.q_scale(), y.q_zero_point()), s, zp,
-                        x.dtype, relu)
+        out = add_codes(a, b, (x.q_scale(), x.q_zero_point()), (y.q_scale(), y.q_zero_point()), s, zp, x.dtype, relu)
         return wrap(out, s, zp, x.dtype, nhwc)
 
     def add(self, x, y):
@@ -265,8 +288,9 @@ class QFunctional(Module):
         if nhwc:  # PyTorch's channels-last cat kernel: vectorized requantization
             return quant(dequant(q, x.q_scale(), x.q_zero_point()), s, zp, dtype)
         # PyTorch's general path: dequantize, then quantize_per_tensor
-        return quantize_per_tensor(QTensor(q, x.q_scale(), x.q_zero_point(), dtype).dequantize(),
-                                   s, zp, dtype).int_repr()
+        return quantize_per_tensor(
+            QTensor(q, x.q_scale(), x.q_zero_point(), dtype).dequantize(), s, zp, dtype
+        ).int_repr()
 
     @staticmethod
     def _at_output(x, s, zp) -> bool:

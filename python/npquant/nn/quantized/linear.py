@@ -52,13 +52,22 @@ class Linear(LinearWeights, OutputQParams, Module):
             raise ValueError(f"{type(self).__name__} expects last dimension {self.in_features}, got shape {x.shape}")
         scale, zp, fscale = self._output_qparams()
         q2 = q if q.ndim == 2 else q.reshape(-1, self.in_features)
-        y = _C.linear_static(np.ascontiguousarray(q2), self._packed_params.packed, x.q_scale(),
-                             x.q_zero_point(), scale, zp, self._FUSED_RELU)
+        y = _C.linear_static(
+            np.ascontiguousarray(q2),
+            self._packed_params.packed,
+            x.q_scale(),
+            x.q_zero_point(),
+            scale,
+            zp,
+            self._FUSED_RELU,
+        )
         return QTensor._trusted(y if q.ndim == 2 else y.reshape(q.shape[:-1] + (self.out_features,)), fscale, zp)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"scale={self.scale}, zero_point={self.zero_point}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"scale={self.scale}, zero_point={self.zero_point}"
+        )
 
 
 class LinearReLU(Linear):

@@ -72,8 +72,9 @@ def _grid(a: np.ndarray, axes, ndim: int) -> np.ndarray:
 
 
 class MaxPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 return_indices: bool = False, ceil_mode: bool = False):
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False, ceil_mode: bool = False
+    ):
         super().__init__()
         if return_indices:
             raise NotImplementedError("quantized MaxPool2d does not return indices")
@@ -101,8 +102,15 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override=None):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override=None,
+    ):
         super().__init__()
         self.geometry = Geometry(kernel_size, stride, padding, 1, ceil_mode)
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
@@ -116,8 +124,16 @@ class AvgPool2d(Module):
         # Quantized conv outputs: the native loop, with this module's constants for
         # this input size (kept between calls: they cost more than the pooling).
         h, w = _hw(q, axes)
-        key = (h, w, self.geometry.k, self.geometry.s, self.geometry.p, self.geometry.ceil_mode,
-               self.count_include_pad, self.divisor_override)
+        key = (
+            h,
+            w,
+            self.geometry.k,
+            self.geometry.s,
+            self.geometry.p,
+            self.geometry.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
         cached = self.__dict__.get("_cache_constants")
         if cached is None or cached[0] != key:
             mult, size = self.multipliers(h, w, nhwc)
@@ -125,8 +141,18 @@ class AvgPool2d(Module):
             cached = self._cache_constants = (key, (mult, inv, size.astype(np.int32)))
         mult, inv, size = cached[1]
         g = self.geometry
-        out = _C.avg_pool2d_nhwc(np.ascontiguousarray(q), mult.shape, g.k, g.s, g.p, mult, inv, size,
-                                 x.q_zero_point(), scalar_tail(q.shape[-1]).start)
+        out = _C.avg_pool2d_nhwc(
+            np.ascontiguousarray(q),
+            mult.shape,
+            g.k,
+            g.s,
+            g.p,
+            mult,
+            inv,
+            size,
+            x.q_zero_point(),
+            scalar_tail(q.shape[-1]).start,
+        )
         return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
 
     def _forward_numpy(self, x):
@@ -142,7 +168,7 @@ class AvgPool2d(Module):
             out = requant_int(acc, mult, zp, x.dtype)
             tail = scalar_tail(out.shape[-1])  # ... and quantize_val at scale fl(1 / mult)
             out[..., tail] = fma_round(acc[..., tail], scalar_loop_multipliers(mult), zp, x.dtype)
-        else:     # NCHW kernel: nearbyint(fl(sum * fl(1.0 / divisor)) + zp)
+        else:  # NCHW kernel: nearbyint(fl(sum * fl(1.0 / divisor)) + zp)
             v = acc.astype(np.float32) * mult + np.float32(zp)
             out = np.clip(np.rint(v), x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
         return wrap(out, x.q_scale(), zp, x.dtype, nhwc)
@@ -159,8 +185,7 @@ class AvgPool2d(Module):
 
     @classmethod
     def from_float(cls, mod):
-        return cls(mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
-                   mod.count_include_pad, mod.divisor_override)
+        return cls(mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad, mod.divisor_override)
 
 
 # The native adaptive pooling sums in int32: bins of at most 2^23 codes stay exact.
@@ -216,7 +241,7 @@ class AdaptiveAvgPool2d(Module):
         zp = x.q_zero_point()
         if nhwc:  # nearbyint(fmaf(sum - zp * size, mult, zp))
             out = fma_round(sums - size * zp, mult, zp, x.dtype)
-        else:     # NCHW kernel: nearbyint(sum of codes * mult); stays in range
+        else:  # NCHW kernel: nearbyint(sum of codes * mult); stays in range
             out = np.rint(sums.astype(np.float32) * mult).astype(x.dtype.storage)
         return wrap(out, x.q_scale(), zp, x.dtype, nhwc)
 

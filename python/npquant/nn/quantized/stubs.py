@@ -48,8 +48,10 @@ class DeQuantize(Module):
 
     def forward(self, x):
         if not isinstance(x, QTensor):
-            raise TypeError(f"DeQuantize expects a QTensor, got {type(x).__name__}: the data is already "
-                            "float here (is a QuantStub missing earlier, or a DeQuantStub repeated?)")
+            raise TypeError(
+                f"DeQuantize expects a QTensor, got {type(x).__name__}: the data is already "
+                "float here (is a QuantStub missing earlier, or a DeQuantStub repeated?)"
+            )
         return x.dequantize()
 
     @classmethod

@@ -6,7 +6,8 @@ import numpy as np
 
 from .... import _C
 from ...._dtypes import qint8
-from ...linear import Linear as FloatLinear, _float_input
+from ...linear import Linear as FloatLinear
+from ...linear import _float_input
 from ...module import Module
 from .._convert import quantize_weight, weight_observer
 from .._packed import LinearWeights, quantize_weight_symmetric
@@ -35,13 +36,22 @@ class Linear(LinearWeights, Module):
     _OUTPUT_QPARAMS = False  # its state dict has torch's scale 1.0 / zero_point 0, unused
     reduce_range = False  # files saved before the option existed load with the 8-bit range
 
-    def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=qint8,
-                 per_row: bool = False, reduce_range: bool = False):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias_: bool = True,
+        dtype=qint8,
+        per_row: bool = False,
+        reduce_range: bool = False,
+    ):
         super().__init__()
         if dtype is not qint8:
-            raise TypeError("dynamic quantized Linear weights are npquant.qint8; for float16 weights use "
-                            "npquant.nn.quantized.dynamic.LinearFP16 (what quantize_dynamic(..., "
-                            "dtype=npquant.float16) builds)")
+            raise TypeError(
+                "dynamic quantized Linear weights are npquant.qint8; for float16 weights use "
+                "npquant.nn.quantized.dynamic.LinearFP16 (what quantize_dynamic(..., "
+                "dtype=npquant.float16) builds)"
+            )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.per_row = bool(per_row)
@@ -63,8 +73,13 @@ class Linear(LinearWeights, Module):
             qw = quantize_weight(mod.weight, weight_observer(mod))
         else:
             qw = quantize_weight_symmetric(mod.weight, per_channel=per_channel)
-        q = cls(mod.in_features, mod.out_features, mod.bias is not None, per_row=per_row,
-                reduce_range=_activation_reduce_range(qconfig))
+        q = cls(
+            mod.in_features,
+            mod.out_features,
+            mod.bias is not None,
+            per_row=per_row,
+            reduce_range=_activation_reduce_range(qconfig),
+        )
         q.set_weight_bias(qw, mod.bias)
         return q
 
@@ -72,16 +87,17 @@ class Linear(LinearWeights, Module):
         x = _float_input(x, "dynamic quantized Linear")
         shape = x.shape
         if not shape or shape[-1] != self.in_features:
-            raise ValueError(f"dynamic quantized Linear expects last dimension {self.in_features}, "
-                             f"got shape {shape}")
+            raise ValueError(f"dynamic quantized Linear expects last dimension {self.in_features}, got shape {shape}")
         x2 = x if x.ndim == 2 else x.reshape(-1, self.in_features)
-        y = _C.linear_dynamic(np.ascontiguousarray(x2), self._packed_params.packed, self.per_row,
-                              bool(self.reduce_range))
+        y = _C.linear_dynamic(
+            np.ascontiguousarray(x2), self._packed_params.packed, self.per_row, bool(self.reduce_range)
+        )
         return y if x.ndim == 2 else y.reshape(shape[:-1] + (self.out_features,))
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, per_row={self.per_row}"
-                + (", reduce_range=True" if self.reduce_range else ""))
+        return f"in_features={self.in_features}, out_features={self.out_features}, per_row={self.per_row}" + (
+            ", reduce_range=True" if self.reduce_range else ""
+        )
 
 
 def _activation_reduce_range(qconfig) -> bool:
@@ -98,5 +114,7 @@ def _activation_reduce_range(qconfig) -> bool:
         return False
     if (lo, hi) == (0, 127):
         return True
-    raise ValueError(f"dynamic Linear quantizes activations to [0, 255], or [0, 127] (reduce_range); "
-                     f"the qconfig's activation observer asks for [{lo}, {hi}]")
+    raise ValueError(
+        f"dynamic Linear quantizes activations to [0, 255], or [0, 127] (reduce_range); "
+        f"the qconfig's activation observer asks for [{lo}, {hi}]"
+    )

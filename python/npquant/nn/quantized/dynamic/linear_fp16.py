@@ -8,12 +8,13 @@ GEMM does. No activation is quantized.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable
 
 import numpy as np
 
 from ...._dtypes import float16
-from ...linear import Linear as FloatLinear, _float_input
+from ...linear import Linear as FloatLinear
+from ...linear import _float_input
 from ...module import Module
 
 __all__ = ["LinearFP16"]
@@ -26,12 +27,14 @@ def to_float16(w: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what} contains NaN or Inf")
     big = float(np.max(np.abs(w))) if w.size else 0.0
     if big > float(np.finfo(np.float16).max):
-        raise ValueError(f"{what} has a value of magnitude {big:g}, beyond float16's range "
-                         f"({float(np.finfo(np.float16).max):g}); quantize this layer to qint8 instead")
+        raise ValueError(
+            f"{what} has a value of magnitude {big:g}, beyond float16's range "
+            f"({float(np.finfo(np.float16).max):g}); quantize this layer to qint8 instead"
+        )
     return np.ascontiguousarray(w.astype(np.float16))
 
 
-def fp16_matmul(w32t: np.ndarray, bias: Optional[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+def fp16_matmul(w32t: np.ndarray, bias: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
     """x -> x @ w32t + bias in float32, w32t being the float16 weights upcast and transposed."""
     if bias is None:
         return lambda x: x @ w32t
@@ -49,18 +52,19 @@ class LinearFP16(Module):
             raise ValueError(f"in_features and out_features must be positive, got {in_features}, {out_features}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.set_weight_bias(np.zeros((out_features, in_features), np.float32),
-                             np.zeros(out_features, np.float32) if bias_ else None)
+        self.set_weight_bias(
+            np.zeros((out_features, in_features), np.float32), np.zeros(out_features, np.float32) if bias_ else None
+        )
 
     @classmethod
-    def from_float(cls, mod: FloatLinear) -> "LinearFP16":
+    def from_float(cls, mod: FloatLinear) -> LinearFP16:
         if not isinstance(mod, FloatLinear):
             raise TypeError(f"from_float expects an npquant.nn.Linear, got {type(mod).__name__}")
         q = cls(mod.in_features, mod.out_features, mod.bias is not None)
         q.set_weight_bias(mod.weight, mod.bias)
         return q
 
-    def set_weight_bias(self, w: np.ndarray, b: Optional[np.ndarray]) -> None:
+    def set_weight_bias(self, w: np.ndarray, b: np.ndarray | None) -> None:
         w = np.asarray(w)
         if w.shape != (self.out_features, self.in_features):
             raise ValueError(f"weight shape {w.shape} does not match ({self.out_features}, {self.in_features})")
@@ -78,7 +82,7 @@ class LinearFP16(Module):
     def weight(self) -> np.ndarray:
         return self.weight16
 
-    def bias(self) -> Optional[np.ndarray]:
+    def bias(self) -> np.ndarray | None:
         return self.bias32
 
     def matmul(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -96,12 +100,12 @@ class LinearFP16(Module):
         return self.matmul()(x)
 
     # state dict: torch's keys for its float16 dynamic Linear
-    def _save_to_state_dict(self, dest: Dict[str, Any], prefix: str) -> None:
+    def _save_to_state_dict(self, dest: dict[str, Any], prefix: str) -> None:
         super()._save_to_state_dict(dest, prefix)
         dest[prefix + "_packed_params.dtype"] = float16
         dest[prefix + "_packed_params._packed_params"] = (self.weight16, self.bias32)
 
-    def _load_from_state_dict(self, sd: Dict[str, Any], prefix: str) -> Optional[Callable[[], None]]:
+    def _load_from_state_dict(self, sd: dict[str, Any], prefix: str) -> Callable[[], None] | None:
         pair = sd.get(prefix + "_packed_params._packed_params")
         if pair is None:
             return None

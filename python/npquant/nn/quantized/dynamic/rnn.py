@@ -19,7 +19,7 @@ torch; load a torch *float* state dict into npquant.nn.LSTM and convert it inste
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Union
 
 import numpy as np
 
@@ -51,8 +51,9 @@ def _empty_linear(in_features: int, out_features: int, bias: bool, dtype: object
     return Linear(in_features, out_features, bias)
 
 
-def _quantized_linear(weight: np.ndarray, bias: Optional[np.ndarray], dtype: object, observer_of: object,
-                      per_channel: bool) -> DynLinear:
+def _quantized_linear(
+    weight: np.ndarray, bias: np.ndarray | None, dtype: object, observer_of: object, per_channel: bool
+) -> DynLinear:
     """A dynamic Linear (or float16 Linear) holding these float weights."""
     out_features, in_features = weight.shape
     if dtype is float16:
@@ -98,15 +99,26 @@ class RNNBase(frnn._RecurrentBase):
 
     _report_as_leaf = True  # npquant.compare / npquant.profile show the layer, not its projections
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype: object = qint8):
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype: object = qint8,
+    ):
         super().__init__()
         if mode not in frnn.GATES:
             raise ValueError(f"mode must be one of {sorted(frnn.GATES)}, got {mode!r}")
         self._dtype_name = "float16" if _check_dtype(dtype) is float16 else "qint8"
-        self._init_config(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                          bidirectional, proj_size)
+        self._init_config(
+            mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size
+        )
         gates = frnn.GATES[mode] * self.hidden_size
         for layer in range(self.num_layers):
             for d in range(self.num_directions):
@@ -131,22 +143,37 @@ class RNNBase(frnn._RecurrentBase):
     def _projections(self, layer: int, direction: int) -> frnn.Projections:
         sfx = self._suffix(layer, direction)
         hr = self._modules.get("hr" + sfx)
-        return (_projection(self._modules["ih" + sfx]), _projection(self._modules["hh" + sfx]),
-                None if hr is None else _projection(hr))
+        return (
+            _projection(self._modules["ih" + sfx]),
+            _projection(self._modules["hh" + sfx]),
+            None if hr is None else _projection(hr),
+        )
 
     @classmethod
-    def from_float(cls, mod: frnn.RNNBase, dtype: object = None, per_channel: bool = True) -> "RNNBase":
+    def from_float(cls, mod: frnn.RNNBase, dtype: object = None, per_channel: bool = True) -> RNNBase:
         """Quantizes a float npquant.nn.LSTM / GRU / RNN: weights to qint8 (the weight
         observer of ``mod.qconfig`` when set, else symmetric per output channel), or to
         float16 with ``dtype=npquant.float16``."""
         want = {LSTM: frnn.LSTM, GRU: frnn.GRU, RNN: frnn.RNN}.get(cls, frnn.RNNBase)
         if not isinstance(mod, want):
-            raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.{want.__name__}, "
-                            f"got {type(mod).__name__}")
+            raise TypeError(
+                f"{cls.__name__}.from_float expects an npquant.nn.{want.__name__}, got {type(mod).__name__}"
+            )
         dt = _dtype_of(mod, dtype)
         q = cls.__new__(cls)
-        RNNBase.__init__(q, mod.mode, mod.input_size, mod.hidden_size, mod.num_layers, mod.bias,
-                         mod.batch_first, mod.dropout, mod.bidirectional, mod.proj_size, dt)
+        RNNBase.__init__(
+            q,
+            mod.mode,
+            mod.input_size,
+            mod.hidden_size,
+            mod.num_layers,
+            mod.bias,
+            mod.batch_first,
+            mod.dropout,
+            mod.bidirectional,
+            mod.proj_size,
+            dt,
+        )
         observer_of = mod if _has_weight_observer(mod) else None
         for layer in range(mod.num_layers):
             for d in range(mod.num_directions):
@@ -165,32 +192,70 @@ class RNNBase(frnn._RecurrentBase):
 class LSTM(RNNBase):
     """Dynamic quantized torch.nn.LSTM: ``output, (h_n, c_n) = lstm(input, (h_0, c_0))``."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype: object = qint8):
-        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype: object = qint8,
+    ):
+        super().__init__(
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size, dtype
+        )
 
 
 class GRU(RNNBase):
     """Dynamic quantized torch.nn.GRU: ``output, h_n = gru(input, h_0)``."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype: object = qint8):
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: object = qint8,
+    ):
+        super().__init__(
+            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype
+        )
 
 
 class RNN(RNNBase):
     """Dynamic quantized torch.nn.RNN (tanh or relu). torch has no dynamic RNN; npquant
     quantizes it like LSTM and GRU."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, dtype: object = qint8):
-        super().__init__(frnn._rnn_mode(nonlinearity), input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, 0, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: object = qint8,
+    ):
+        super().__init__(
+            frnn._rnn_mode(nonlinearity),
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            dtype,
+        )
 
 
 # ---------------------------------------------------------------- cells
@@ -214,15 +279,16 @@ class RNNCellBase(frnn._CellBase):
         """npquant.qint8 or npquant.float16: how the weights are stored."""
         return float16 if self._dtype_name == "float16" else qint8
 
-    def _projections(self) -> Tuple[frnn.Proj, frnn.Proj]:
+    def _projections(self) -> tuple[frnn.Proj, frnn.Proj]:
         return _projection(self.ih), _projection(self.hh)
 
     @classmethod
-    def from_float(cls, mod: frnn.RNNCellBase, dtype: object = None, per_channel: bool = True) -> "RNNCellBase":
+    def from_float(cls, mod: frnn.RNNCellBase, dtype: object = None, per_channel: bool = True) -> RNNCellBase:
         want = {LSTMCell: frnn.LSTMCell, GRUCell: frnn.GRUCell, RNNCell: frnn.RNNCell}.get(cls, frnn.RNNCellBase)
         if not isinstance(mod, want):
-            raise TypeError(f"{cls.__name__}.from_float expects an npquant.nn.{want.__name__}, "
-                            f"got {type(mod).__name__}")
+            raise TypeError(
+                f"{cls.__name__}.from_float expects an npquant.nn.{want.__name__}, got {type(mod).__name__}"
+            )
         dt = _dtype_of(mod, dtype)
         q = cls.__new__(cls)
         RNNCellBase.__init__(q, mod.mode, mod.input_size, mod.hidden_size, mod.bias, dt)
@@ -252,7 +318,7 @@ class GRUCell(RNNCellBase):
 class RNNCell(RNNCellBase):
     """Dynamic quantized torch.nn.RNNCell (tanh or relu)."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 dtype: object = qint8):
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", dtype: object = qint8
+    ):
         super().__init__(frnn._rnn_mode(nonlinearity), input_size, hidden_size, bias, dtype)
-

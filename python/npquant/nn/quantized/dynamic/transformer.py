@@ -25,8 +25,15 @@ class MultiheadAttention(FloatMHA):
     """State dict: ``in_proj._packed_params.*`` (3E x E int8 weight, float bias) and
     ``out_proj._packed_params.*``, as two dynamic quantized Linear layers."""
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False, per_row: bool = False) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+        per_row: bool = False,
+    ) -> None:
         Module.__init__(self)
         if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be a positive multiple of num_heads ({num_heads})")
@@ -39,7 +46,7 @@ class MultiheadAttention(FloatMHA):
         self.out_proj = Linear(self.embed_dim, self.embed_dim, bias, per_row=per_row)  # type: ignore[assignment]
 
     @classmethod
-    def from_float(cls, mod: Any) -> "MultiheadAttention":
+    def from_float(cls, mod: Any) -> MultiheadAttention:
         """From a float npquant.nn.MultiheadAttention: both projections quantized with
         its qconfig (per-channel weights and per-token activations with
         per_token_dynamic_qconfig, as for Linear)."""
@@ -57,14 +64,15 @@ class MultiheadAttention(FloatMHA):
         q.out_proj = Linear.from_float(out)
         return q
 
-    def _project_in(self, q: np.ndarray, k: np.ndarray, v: np.ndarray,
-                    self_attention: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _project_in(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, self_attention: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         e = self.embed_dim
         if self_attention:
             qkv = self.in_proj(q)
-            return qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
+            return qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
         # cross attention: each input through the whole projection, keeping its third
-        return self.in_proj(q)[..., :e], self.in_proj(k)[..., e:2 * e], self.in_proj(v)[..., 2 * e:]
+        return self.in_proj(q)[..., :e], self.in_proj(k)[..., e : 2 * e], self.in_proj(v)[..., 2 * e :]
 
     def _project_out(self, x: np.ndarray) -> np.ndarray:
         result: np.ndarray = self.out_proj(x)
