@@ -69,6 +69,13 @@ std::vector<MulKernel> make_mul_table() {
   return t;
 }
 
+std::vector<GeluKernel> make_gelu_table() {
+  std::vector<GeluKernel> t;
+#define NPQ_VGELU(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
 std::string join_isas(const std::vector<Isa>& v) {
   std::string s;
   for (Isa i : v) {
@@ -138,6 +145,7 @@ KernelSet make_set(Isa isa) {
   s.add = add ? *add : AddKernel{nullptr, Isa::scalar, nullptr};
   const MulKernel* mul = pick(built_mul_kernels(), isa);
   s.mul = mul ? *mul : MulKernel{nullptr, Isa::scalar, nullptr};
+  s.gelu = *pick(built_gelu_kernels(), isa);
   return s;
 }
 
@@ -338,6 +346,12 @@ bool can_run(const QGemmKernel& k) {
 bool can_run(const QuantizeKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const AddKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const MulKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const GeluKernel& k) { return cpu_features().supports(k.isa); }
+
+const std::vector<GeluKernel>& built_gelu_kernels() {
+  static const std::vector<GeluKernel> t = make_gelu_table();
+  return t;
+}
 
 const std::vector<MulKernel>& built_mul_kernels() {
   static const std::vector<MulKernel> t = make_mul_table();

@@ -42,6 +42,13 @@ struct MulKernel {
   qu8_vmul_fn vmul;
 };
 
+// Float32 GELU (see ukernel.h); the scalar kernel is always built.
+struct GeluKernel {
+  const char* name;
+  Isa isa;
+  f32_vgelu_fn gelu;
+};
+
 // Indirect GEMM for convolution (see ukernel.h).
 struct QIGemmKernel {
   const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
@@ -85,6 +92,7 @@ struct KernelSet {
   ConvKernels conv;
   AddKernel add;
   MulKernel mul;
+  GeluKernel gelu;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -130,6 +138,8 @@ const std::vector<AddKernel>& built_add_kernels();
 bool can_run(const AddKernel& k);
 const std::vector<MulKernel>& built_mul_kernels();
 bool can_run(const MulKernel& k);
+const std::vector<GeluKernel>& built_gelu_kernels();
+bool can_run(const GeluKernel& k);
 bool can_run(const DwconvKernel& k);
 // The conv kernels the process would use if NPQUANT_ISA were `cap` (for tests
 // and benchmarks that run every ISA in one process). Throws std::runtime_error

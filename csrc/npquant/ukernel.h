@@ -101,6 +101,11 @@ struct QMulParams {
 typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y,
                             const QMulParams* p);
 
+// Float32 GELU of n values (y may equal x): tanh_form 0 is 0.5 x (1 + erf(x / sqrt 2)),
+// 1 is 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), both by the rational
+// approximations of ukernels/vgelu-coeffs.h; every kernel gives f32_vgelu__scalar's bits.
+typedef void (*f32_vgelu_fn)(size_t n, const float* x, float* y, int tanh_form);
+
 // Selects tokens by a build guard (ukernels.inc): NPQ_IF(NPQ_BUILT_AVX2)(x) is x when
 // NPQ_BUILT_AVX2 is defined as 1 (as -DNPQ_BUILT_AVX2 does), else nothing; NPQ_IF(1)(x)
 // is x. (The placeholder trick of Linux's IS_ENABLED.)
@@ -138,6 +143,7 @@ typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_
   void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QAddParams*);
 #define NPQ_VMUL(name, ...) \
   void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
+#define NPQ_VGELU(name, ...) void name(size_t, const float*, float*, int);
 #include "ukernels.inc"
 
 }  // namespace npq

@@ -195,6 +195,21 @@ U8 qmul(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
   return y;
 }
 
+// Float32 GELU with the dispatched kernel (a new array of x's shape).
+py::array_t<float> gelu_f32(const py::handle& x_obj, const std::string& approximate) {
+  if (approximate != "none" && approximate != "tanh")
+    throw ValueError("GELU approximate must be 'none' or 'tanh', got '" + approximate + "'");
+  auto x = checked<float>(x_obj, "GELU input", -1);
+  py::array_t<float> y(shape_of(x));
+  const float* xd = x.data();
+  float* yd = y.mutable_data();
+  const size_t n = static_cast<size_t>(x.size());
+  const bool tanh_form = approximate == "tanh";
+  py::gil_scoped_release nogil;
+  npq::gelu_f32(n, xd, yd, tanh_form);
+  return y;
+}
+
 }  // namespace
 
 void register_elementwise(py::module_& m) {
@@ -215,6 +230,9 @@ void register_elementwise(py::module_& m) {
         py::arg("channel_last") = false,
         "Quantized mul of quint8 codes with the dispatched kernel (cpu_info()['kernels']['mul']): "
         "same shape, or channel_last: NHWC a times b (batch, channels).");
+  m.def("gelu_f32", &gelu_f32, py::arg("x"), py::arg("approximate") = "none",
+        "GELU of a C-contiguous float32 array with the dispatched kernel "
+        "(cpu_info()['kernels']['gelu']); the same bits on every ISA.");
   m.def(
       "cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
       py::arg("requant") = py::none(), py::arg("scale") = 1.0f, py::arg("zero_point") = 0,

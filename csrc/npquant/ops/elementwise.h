@@ -54,4 +54,8 @@ void qmul_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QMu
 void qmul_channel_u8(size_t batch, size_t spatial, size_t channels, const uint8_t* a,
                      const uint8_t* b, uint8_t* y, const QMulParams& p);
 
+// Float32 GELU of n values with the process's GeluKernel (dispatch.h), in parallel
+// chunks; tanh_form selects torch's approximate='tanh'. y may equal x.
+void gelu_f32(size_t n, const float* x, float* y, bool tanh_form);
+
 }  // namespace npq
