@@ -10,11 +10,12 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import run_python
 
 import npquant
 import npquant.nn as nn
 from npquant import _C
+
+from conftest import run_python
 
 FORMS = ("none", "tanh")
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1e-38, -1e-38, 3e38, -3e38], np.float32)
