@@ -111,10 +111,10 @@ void qmul_channel_u8(size_t batch, size_t spatial, size_t channels, const uint8_
 
 void gelu_f32(size_t n, const float* x, float* y, bool tanh_form) {
   const f32_vgelu_fn gelu = kernels().gelu.gelu;
-  // About 3 ns per float on one AVX2 core: parallel from 16k floats (bytes x 16).
-  for_chunks(n, kChunk / 4, 64 * n, [&](size_t i0, size_t i1) {
-    gelu(i1 - i0, x + i0, y + i0, tanh_form ? 1 : 0);
-  });
+  // About 0.35 ns per float (AVX-512, Zen 4; AVX2 about twice): parallel from 4,096
+  // floats (bytes counted as 64 per float), in chunks of 16,384.
+  for_chunks(n, kChunk / 4, 64 * n,
+             [&](size_t i0, size_t i1) { gelu(i1 - i0, x + i0, y + i0, tanh_form ? 1 : 0); });
 }
 
 void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y) {

@@ -28,8 +28,8 @@ inline __m256 gelu8(__m256 x) {
   __m256 e;
   if (kTanh) {
     const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-    const __m256 s =
-        _mm256_mul_ps(_mm256_set1_ps(kGeluBeta), _mm256_fmadd_ps(_mm256_set1_ps(kGeluKappa), x3, x));
+    const __m256 s = _mm256_mul_ps(_mm256_set1_ps(kGeluBeta),
+                                   _mm256_fmadd_ps(_mm256_set1_ps(kGeluKappa), x3, x));
     e = rational8(clamp8(s, -kTanhClamp, kTanhClamp), kTanhP, kTanhQ);
   } else {
     const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(kGeluRsqrt2));

@@ -28,8 +28,8 @@ inline __m512 gelu16(__m512 x) {
   __m512 e;
   if (kTanh) {
     const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-    const __m512 s =
-        _mm512_mul_ps(_mm512_set1_ps(kGeluBeta), _mm512_fmadd_ps(_mm512_set1_ps(kGeluKappa), x3, x));
+    const __m512 s = _mm512_mul_ps(_mm512_set1_ps(kGeluBeta),
+                                   _mm512_fmadd_ps(_mm512_set1_ps(kGeluKappa), x3, x));
     e = rational16(clamp16(s, -kTanhClamp, kTanhClamp), kTanhP, kTanhQ);
   } else {
     const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(kGeluRsqrt2));
