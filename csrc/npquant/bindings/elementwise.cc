@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../dispatch.h"
 #include "../ops/elementwise.h"
 #include "common.h"
 

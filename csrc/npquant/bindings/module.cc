@@ -14,6 +14,7 @@
 
 #include "../cpu.h"
 #include "../dispatch.h"
+#include "../errors.h"
 #include "../ops/linear.h"
 #include "../ops/threadpool.h"
 #include "../qmath.h"
@@ -310,6 +311,7 @@ py::array_t<int32_t> ref_quantize(const py::handle& x_obj, float scale, int32_t 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "npquant native core (int8 kernels). Use the npquant package, not this module.";
   py::register_exception<ValueError>(m, "NativeValueError", PyExc_ValueError);
+  py::register_exception<npq::IndexError>(m, "NativeIndexError", PyExc_IndexError);
   // Surface a bad NPQUANT_ISA at import, with the fix in the message.
   try {
     npq::kernels();

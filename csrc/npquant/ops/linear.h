@@ -5,18 +5,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <vector>
 
 #include "../dispatch.h"
+#include "../errors.h"
 #include "pack.h"
 
 namespace npq {
-
-// Invalid arguments detected by the drivers (bindings map it to ValueError).
-struct ValueError : std::invalid_argument {
-  using std::invalid_argument::invalid_argument;
-};
 
 // Packs for the process's kernel set (or an explicit kernel); a layer whose
 // weights do not fit that kernel's layout (dispatch.h gemm_kernel_for_weights)
