@@ -55,17 +55,6 @@ struct Rng {
   }
 };
 
-// The highest runnable quantize kernel not above the GEMM kernel's ISA.
-const npq::QuantizeKernel& quantize_kernel_for(const npq::QGemmKernel& k) {
-  static const std::vector<npq::QuantizeKernel> runnable = npq::runnable_quantize_kernels();
-  const npq::QuantizeKernel* best = &runnable.front();  // scalar is always there
-  for (const auto& q : runnable)
-    if (static_cast<int>(q.isa) <= static_cast<int>(k.isa) &&
-        static_cast<int>(q.isa) > static_cast<int>(best->isa))
-      best = &q;
-  return *best;
-}
-
 // Weights and per-channel scales shared by both drivers.
 struct Weights {
   npq::PackedWeights packed;
@@ -188,7 +177,7 @@ void bench_static(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads
 void bench_dynamic(benchmark::State& st, npq::QGemmKernel k, Shape s, int threads) {
   npq::set_num_threads(threads);
   const Weights w = Weights::make(s, k);
-  const npq::QuantizeKernel& q = quantize_kernel_for(k);
+  const npq::QuantizeKernel& q = npq::quantize_kernel_for(k);
   Rng rng;
   std::vector<float> x(s.m * s.k), y(s.m * s.n);
   for (auto& v : x) v = rng.normalish();

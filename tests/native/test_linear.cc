@@ -3,6 +3,7 @@
 // against the reference composed from npq::ref and qmath.h.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -159,7 +160,78 @@ const QuantizeKernel& quantize_for(const QGemmKernel& kk) {
   return *best;
 }
 
+// The static Linear's reference (C-contiguous x and y).
+std::vector<uint8_t> static_reference(const std::vector<uint8_t>& x, size_t m, size_t k, size_t n,
+                                      const std::vector<int8_t>& w, const std::vector<float>& ws,
+                                      const float* bias, float xs, int32_t xz, float ys, int32_t yz,
+                                      bool relu) {
+  std::vector<float> bias_s(n), mult(n);
+  npq::requant_constants(n, xs, ws.data(), ys, bias, bias_s.data(), mult.data());
+  std::vector<uint8_t> y(m * n);
+  npq::ref::qgemm_requant(m, n, k, x.data(), k, xz, w.data(), k, bias_s.data(), mult.data(), yz,
+                          relu ? yz : 0, 255, y.data(), n);
+  return y;
+}
+
+// npq::PackedLinear (the layer object the binding holds) for kernel kk (nullptr:
+// the process's kernels): static calls alternating between two (input scale,
+// output scale) pairs, so the kept requantization constants must follow the
+// scales, then a dynamic call; each bit-exact with the reference.
+void packed_linear_case(const QGemmKernel* kk, size_t m, size_t k, size_t n, Rng& rng, Tally& t) {
+  const std::string label =
+      std::string("PackedLinear ") + (kk ? kk->name : "(dispatched)") + " [static, dynamic]";
+  std::vector<uint8_t> x(m * k);
+  std::vector<float> xf(m * k);
+  std::vector<int8_t> w(n * k);
+  for (auto& v : x) v = static_cast<uint8_t>(rng.next());
+  for (auto& v : xf) v = rng.uniform(-3.0f, 3.0f);
+  // Every fourth case is mostly -128, which w127 kernels must hand to their fallback.
+  const bool low = rng.range(0, 3) == 0;
+  for (auto& v : w) v = low && rng.coin() ? int8_t{-128} : static_cast<int8_t>(rng.next());
+  std::vector<float> ws(n), bias(n);
+  for (auto& v : ws) v = rng.uniform(1e-3f, 2e-2f);
+  for (auto& v : bias) v = rng.uniform(-2.0f, 2.0f);
+  const bool with_bias = rng.coin();
+  const float* b = with_bias ? bias.data() : nullptr;
+  const npq::PackedLinear p(w.data(), n, k, ws, with_bias ? bias : std::vector<float>{}, kk);
+  if (!t.check(p.n() == n && p.k() == k && p.bytes() > 0, label, shape(m, k, n) + ": sizes"))
+    return;
+  if (kk && !t.check(std::string(p.kernel().name) == kk->name ||
+                         std::string(p.kernel().name) == npq::gemm_fallback(*kk).name,
+                     label, shape(m, k, n) + ": runs on " + p.kernel().name))
+    return;
+  const float xs[2] = {rng.uniform(1e-3f, 5e-2f), rng.uniform(1e-3f, 5e-2f)};
+  const float ys[2] = {xs[0] * 0.02f * std::sqrt(static_cast<float>(k)) * rng.uniform(0.5f, 4.0f),
+                       xs[1] * 0.02f * std::sqrt(static_cast<float>(k)) * rng.uniform(0.5f, 4.0f)};
+  const int32_t xz = static_cast<int32_t>(rng.range(0, 255));
+  const int32_t yz = static_cast<int32_t>(rng.range(0, 255));
+  const bool relu = rng.coin();
+  for (int call = 0; call < 3; ++call) {
+    const int s = call % 2;
+    std::vector<uint8_t> y(m * n);
+    p.run_static(m, x.data(), xs[s], xz, ys[s], yz, relu, y.data());
+    if (!t.check(y == static_reference(x, m, k, n, w, ws, b, xs[s], xz, ys[s], yz, relu), label,
+                 shape(m, k, n) + ": static call " + std::to_string(call) + " differs"))
+      return;
+  }
+  std::vector<float> y(m * n);
+  p.run_dynamic(m, xf.data(), false, false, y.data());
+  const std::vector<float> want = dynamic_reference(xf, k, m, k, n, w, ws, b, false);
+  t.check(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)) == 0, label,
+          shape(m, k, n) + ": dynamic call differs");
+}
+
 }  // namespace
+
+void test_packed_linear(Tally& t) {
+  Rng rng(0x9AC4);
+  for (size_t i = 0; i < 8; ++i) {
+    const size_t m = rng.range(1, 40), k = rng.range(1, 300), n = rng.range(1, 100);
+    packed_linear_case(nullptr, m, k, n, rng, t);
+    for (const QGemmKernel& kk : npq::runnable_gemm_kernels())
+      packed_linear_case(&kk, m, k, n, rng, t);
+  }
+}
 
 void test_linear_drivers(Tally& t) {
   const int threads = npq::get_num_threads();

@@ -24,6 +24,7 @@ void test_gemm_kernels(Tally& t);
 void test_quantize_kernels(Tally& t);
 void test_elementwise_kernels(Tally& t);
 void test_linear_drivers(Tally& t);
+void test_packed_linear(Tally& t);
 void test_dispatch(Tally& t);
 void test_conv(Tally& t);
 
@@ -149,6 +150,7 @@ int main(int argc, char** argv) {
                 {"quantize / minmax ukernels", npqtest::test_quantize_kernels},
                 {"quantized add / mul ukernels", npqtest::test_elementwise_kernels},
                 {"linear drivers (explicit kernels)", npqtest::test_linear_drivers},
+                {"PackedLinear (the layer object)", npqtest::test_packed_linear},
                 {"dispatch and self-check", npqtest::test_dispatch},
                 {"conv2d paths with every ISA's conv kernels", npqtest::test_conv}};
   size_t failures = 0;

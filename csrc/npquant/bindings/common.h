@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "../ops/linear.h"
+#include "../errors.h"
 
 namespace npq_bind {
 

@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../dispatch.h"
 #include "../ops/elementwise.h"
 #include "common.h"
 
@@ -96,7 +97,7 @@ U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>
       check_scale(scale, "output scale");
       check_zp(z, "operand zero_point");
       check_zp(zp, "output zero_point");
-      params[i] = npq::QAddParams{s, s * static_cast<float>(-z), 0.0f, 0.0f, 1.0f / scale, zp, 0};
+      params[i] = npq::requant_params(s, z, scale, zp);
       use_params[i] = true;
     }
   }
@@ -149,11 +150,7 @@ U8 qadd(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
   auto b = checked<uint8_t>(b_obj, "second operand codes", -1);
   if (shape_of(a) != shape_of(b)) throw ValueError("operands must have the same shape");
   check_binary_qparams(a_scale, a_zp, b_scale, b_zp, scale, zp);
-  // The NumPy path's constants: fl(s * -zp) and fl(1 / scale), in float32.
-  const npq::QAddParams p{a_scale,      a_scale * static_cast<float>(-a_zp),
-                          b_scale,      b_scale * static_cast<float>(-b_zp),
-                          1.0f / scale, zp,
-                          relu ? 1 : 0};
+  const npq::QAddParams p = npq::qadd_params(a_scale, a_zp, b_scale, b_zp, scale, zp, relu);
   U8 y(shape_of(a));
   const uint8_t *ad = a.data(), *bd = b.data();
   uint8_t* yd = y.mutable_data();
@@ -178,9 +175,7 @@ U8 qmul(const py::handle& a_obj, const py::handle& b_obj, float a_scale, int32_t
     throw ValueError("operands must have the same shape");
   }
   check_binary_qparams(a_scale, a_zp, b_scale, b_zp, scale, zp);
-  // The NumPy path's multiplier: fl(fl(a_scale * b_scale) * fl(1 / scale)).
-  const float mult = (a_scale * b_scale) * (1.0f / scale);
-  const npq::QMulParams p{a_zp, b_zp, mult, zp};
+  const npq::QMulParams p = npq::qmul_params(a_scale, a_zp, b_scale, b_zp, scale, zp);
   U8 y(shape_of(a));
   const uint8_t *ad = a.data(), *bd = b.data();
   uint8_t* yd = y.mutable_data();

@@ -55,7 +55,6 @@ py::array_t<float> embedding_bag_rowwise(const py::handle& codes_obj, int bits, 
 }  // namespace
 
 void register_embedding(py::module_& m) {
-  py::register_exception<npq::IndexError>(m, "NativeIndexError", PyExc_IndexError);
   m.def("embedding_bag_rowwise", &embedding_bag_rowwise, py::arg("codes"), py::arg("bits"),
         py::arg("dim"), py::arg("scale"), py::arg("bias"), py::arg("indices"), py::arg("offsets"),
         py::arg("per_sample_weights") = py::none(), py::arg("mode") = 0,

@@ -6,14 +6,15 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../cpu.h"
 #include "../dispatch.h"
+#include "../errors.h"
 #include "../ops/linear.h"
 #include "../ops/threadpool.h"
 #include "../qmath.h"
@@ -32,122 +33,60 @@ using npq_bind::check_zp;
 using npq_bind::checked;
 using npq_bind::float_vector;
 
-const npq::QGemmKernel& gemm_kernel_by_name(const std::string& name) {
-  for (const auto& k : npq::built_gemm_kernels())
-    if (name == k.name) {
-      if (!npq::can_run(k)) throw ValueError("kernel " + name + " cannot run on this CPU");
-      return k;
-    }
-  throw ValueError("no GEMM kernel named '" + name + "' in this build");
-}
-
-const npq::QuantizeKernel& quantize_kernel_for(const npq::QGemmKernel& g) {
-  // The best quantize kernel not above the GEMM kernel's ISA.
-  const npq::QuantizeKernel* best = nullptr;
-  for (const auto& q : npq::built_quantize_kernels())
-    if (static_cast<int>(q.isa) <= static_cast<int>(g.isa) && npq::can_run(q)) best = &q;
-  return *best;
-}
-
-// A quantized Linear's weights as the kernels read them: packed int8 weights,
-// the kernel they were packed for, and the per-channel weight scales and bias
-// (checked once here, so calls only check the activation). The static path's
-// requantization constants are kept for the last (input scale, output scale)
-// pair: a layer sees the same pair on every call once calibrated.
-struct PackedLinear {
-  std::shared_ptr<const npq::PackedWeights> w;
-  npq::QGemmKernel kernel;
-  bool explicit_kernel;
-  std::vector<float> w_scale, bias;  // n values; bias empty when absent
-  mutable std::shared_ptr<const npq::RequantConstants> constants;  // atomic access only
-
-  const float* bias_or_null() const { return bias.empty() ? nullptr : bias.data(); }
-
-  std::shared_ptr<const npq::RequantConstants> requant(float xs, float ys) const {
-    auto c = std::atomic_load(&constants);
-    if (c && c->xs == xs && c->ys == ys) return c;
-    c = std::make_shared<const npq::RequantConstants>(
-        npq::requant_constants(*w, xs, w_scale.data(), ys, bias_or_null()));
-    std::atomic_store(&constants, c);
-    return c;
-  }
-};
-
-PackedLinear make_packed(const py::handle& weight, const py::handle& w_scale,
-                         const py::handle& bias, const py::object& kernel) {
+// Packs the weights with their checked scales and bias (npq::PackedLinear).
+std::unique_ptr<npq::PackedLinear> make_packed(const py::handle& weight, const py::handle& w_scale,
+                                               const py::handle& bias, const py::object& kernel) {
   auto w = checked<int8_t>(weight, "weight", 2);
   const size_t n = w.shape(0), k = w.shape(1);
-  PackedLinear p;
-  p.w_scale = float_vector(w_scale, "weight scales", n, false);
-  p.bias = float_vector(bias, "bias", n, true);
-  check_scales(p.w_scale, "weight scale");
-  check_finite(p.bias, "bias");
-  p.explicit_kernel = !kernel.is_none();
-  p.kernel =
-      p.explicit_kernel ? gemm_kernel_by_name(kernel.cast<std::string>()) : npq::kernels().gemm;
+  std::vector<float> ws = float_vector(w_scale, "weight scales", n, false);
+  std::vector<float> b = float_vector(bias, "bias", n, true);
+  check_scales(ws, "weight scale");
+  check_finite(b, "bias");
+  const npq::QGemmKernel* kern =
+      kernel.is_none() ? nullptr : &npq::gemm_kernel_by_name(kernel.cast<std::string>());
   const int8_t* data = w.data();
   py::gil_scoped_release nogil;
-  p.w = std::make_shared<npq::PackedWeights>(npq::pack_weights(data, n, k, k, p.kernel));
-  // The kernel the layer runs on (a w127 kernel's fallback for weights it cannot take).
-  if (!npq::layout_compatible(p.w->layout(), p.kernel.layout))
-    p.kernel = npq::gemm_fallback(p.kernel);
-  return p;
+  return std::make_unique<npq::PackedLinear>(data, n, k, std::move(ws), std::move(b), kern);
 }
 
 // The activation of a Linear call: a 2-D C-contiguous array of the layer's K.
 template <class T>
-py::array_t<T> linear_input(const py::handle& x_obj, const PackedLinear& p) {
+py::array_t<T> linear_input(const py::handle& x_obj, const npq::PackedLinear& p) {
   auto x = checked<T>(x_obj, "input", 2);
-  if (static_cast<size_t>(x.shape(1)) != p.w->k())
+  if (static_cast<size_t>(x.shape(1)) != p.k())
     throw ValueError("input has " + std::to_string(x.shape(1)) +
-                     " features but the layer expects " + std::to_string(p.w->k()));
+                     " features but the layer expects " + std::to_string(p.k()));
   return x;
 }
 
-py::array_t<uint8_t> linear_static(const py::handle& x_obj, const PackedLinear& p, float xs,
+py::array_t<uint8_t> linear_static(const py::handle& x_obj, const npq::PackedLinear& p, float xs,
                                    int32_t xz, float ys, int32_t yz, bool relu) {
   auto x = linear_input<uint8_t>(x_obj, p);
-  const size_t m = x.shape(0), n = p.w->n();
+  const size_t m = x.shape(0), n = p.n();
   check_scale(xs, "input scale");
   check_scale(ys, "output scale");
   check_zp(xz, "input zero_point");
   check_zp(yz, "output zero_point");
-  const auto constants = p.requant(xs, ys);
   py::array_t<uint8_t> y({m, n});
-  npq::StaticLinearArgs a{m,
-                          x.data(),
-                          p.w->k(),
-                          xs,
-                          xz,
-                          p.w_scale.data(),
-                          p.bias_or_null(),
-                          ys,
-                          yz,
-                          relu ? yz : 0,
-                          255,
-                          y.mutable_data(),
-                          n};
+  const uint8_t* xd = x.data();
+  uint8_t* yd = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    npq::linear_static(*p.w, a, *constants,
-                       p.explicit_kernel ? p.kernel : npq::gemm_kernel_for_rows(m));
+    p.run_static(m, xd, xs, xz, ys, yz, relu, yd);
   }
   return y;
 }
 
-py::array_t<float> linear_dynamic(const py::handle& x_obj, const PackedLinear& p, bool per_row,
+py::array_t<float> linear_dynamic(const py::handle& x_obj, const npq::PackedLinear& p, bool per_row,
                                   bool reduce_range) {
   auto x = linear_input<float>(x_obj, p);
-  const size_t m = x.shape(0), n = p.w->n();
+  const size_t m = x.shape(0), n = p.n();
   py::array_t<float> y({m, n});
-  npq::DynamicLinearArgs a{m,       x.data(),         p.w->k(), p.w_scale.data(), p.bias_or_null(),
-                           per_row, y.mutable_data(), n,        reduce_range};
+  const float* xd = x.data();
+  float* yd = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    if (p.explicit_kernel)
-      npq::linear_dynamic(*p.w, a, p.kernel, quantize_kernel_for(p.kernel));
-    else
-      npq::linear_dynamic(*p.w, a);
+    p.run_dynamic(m, xd, per_row, reduce_range, yd);
   }
   return y;
 }
@@ -311,6 +250,7 @@ py::array_t<int32_t> ref_quantize(const py::handle& x_obj, float scale, int32_t 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "npquant native core (int8 kernels). Use the npquant package, not this module.";
   py::register_exception<ValueError>(m, "NativeValueError", PyExc_ValueError);
+  py::register_exception<npq::IndexError>(m, "NativeIndexError", PyExc_IndexError);
   // Surface a bad NPQUANT_ISA at import, with the fix in the message.
   try {
     npq::kernels();
@@ -328,15 +268,16 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &npq::get_num_threads);
   m.def("runnable_gemm_kernels", &runnable_gemm_kernels);
 
+  using npq::PackedLinear;
   py::class_<PackedLinear>(m, "PackedLinearWeight")
       .def(py::init(&make_packed), py::arg("weight"), py::arg("w_scale"),
            py::arg("bias") = py::none(), py::arg("kernel") = py::none(),
            "Packs an int8 (out_features, in_features) weight with its per-channel float32 "
            "scales and optional float32 bias for the selected kernel.")
-      .def_property_readonly("out_features", [](const PackedLinear& p) { return p.w->n(); })
-      .def_property_readonly("in_features", [](const PackedLinear& p) { return p.w->k(); })
-      .def_property_readonly("kernel", [](const PackedLinear& p) { return p.kernel.name; })
-      .def_property_readonly("nbytes", [](const PackedLinear& p) { return p.w->bytes(); });
+      .def_property_readonly("out_features", &PackedLinear::n)
+      .def_property_readonly("in_features", &PackedLinear::k)
+      .def_property_readonly("kernel", [](const PackedLinear& p) { return p.kernel().name; })
+      .def_property_readonly("nbytes", &PackedLinear::bytes);
 
   m.def("linear_static", &linear_static, py::arg("x"), py::arg("packed"), py::arg("x_scale"),
         py::arg("x_zero_point"), py::arg("y_scale"), py::arg("y_zero_point"),

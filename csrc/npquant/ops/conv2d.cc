@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../qmath.h"
+#include "linear.h"
 #include "threadpool.h"
 
 namespace npq {

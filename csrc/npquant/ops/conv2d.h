@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "../dispatch.h"
-#include "linear.h"
+#include "../errors.h"
 #include "pack.h"
 
 namespace npq {

@@ -85,6 +85,23 @@ void lookup2_channel_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t b
   }
 }
 
+QAddParams qadd_params(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
+                       int32_t zp, bool relu) {
+  return QAddParams{a_scale,      a_scale * static_cast<float>(-a_zp),
+                    b_scale,      b_scale * static_cast<float>(-b_zp),
+                    1.0f / scale, zp,
+                    relu ? 1 : 0};
+}
+
+QAddParams requant_params(float a_scale, int32_t a_zp, float scale, int32_t zp) {
+  return QAddParams{a_scale, a_scale * static_cast<float>(-a_zp), 0.0f, 0.0f, 1.0f / scale, zp, 0};
+}
+
+QMulParams qmul_params(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
+                       int32_t zp) {
+  return QMulParams{a_zp, b_zp, (a_scale * b_scale) * (1.0f / scale), zp};
+}
+
 void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams& p) {
   const qu8_vadd_fn vadd = kernels().add.vadd;
   for_chunks(n, kChunk, 3 * n,

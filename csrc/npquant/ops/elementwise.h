@@ -43,9 +43,24 @@ struct CatPart {
 };
 void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y);
 
+// The AddKernel constants of add / add_relu with operands at (a_scale, a_zp)
+// and (b_scale, b_zp) and the output at (scale, zp), in the NumPy path's float32
+// arithmetic: premul = fl(s * -zp), inv_scale = fl(1 / scale).
+QAddParams qadd_params(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
+                       int32_t zp, bool relu);
+// The AddKernel constants that requantize codes at (a_scale, a_zp) to (scale,
+// zp) (run with b = nullptr, as cat_rows_u8 does).
+QAddParams requant_params(float a_scale, int32_t a_zp, float scale, int32_t zp);
+
 // Quantized add / add_relu of n uint8 codes with the process's AddKernel
 // (dispatch.h), in parallel chunks. Requires kernels().add.vadd != nullptr.
 void qadd_u8(size_t n, const uint8_t* a, const uint8_t* b, uint8_t* y, const QAddParams& p);
+
+// The MulKernel constants of mul with operands at (a_scale, a_zp) and
+// (b_scale, b_zp) and the output at (scale, zp), in the NumPy path's float32
+// arithmetic: multiplier = fl(fl(a_scale * b_scale) * fl(1 / scale)).
+QMulParams qmul_params(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
+                       int32_t zp);
 
 // Quantized mul of uint8 codes with the process's MulKernel (requires
 // kernels().mul.vmul): same shape (n codes each), or channels-last with b one

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "linear.h"  // ValueError
+#include "../errors.h"
 
 namespace npq {
 

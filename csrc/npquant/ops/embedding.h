@@ -15,14 +15,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
+
+#include "../errors.h"
 
 namespace npq {
-
-// An index or offset outside the table / index list (bindings map it to IndexError).
-struct IndexError : std::out_of_range {
-  using std::out_of_range::out_of_range;
-};
 
 enum class BagMode : int { kSum = 0, kMean = 1, kMax = 2 };
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../qmath.h"
@@ -332,6 +333,68 @@ bool minmax_f32(size_t n, const float* x, float* mn, float* mx) {
   *mn = *std::min_element(lo.begin(), lo.end());
   *mx = *std::max_element(hi.begin(), hi.end());
   return std::find(ok.begin(), ok.end(), 0) == ok.end();
+}
+
+const QGemmKernel& gemm_kernel_by_name(const std::string& name) {
+  for (const auto& k : built_gemm_kernels())
+    if (name == k.name) {
+      if (!can_run(k)) throw ValueError("kernel " + name + " cannot run on this CPU");
+      return k;
+    }
+  throw ValueError("no GEMM kernel named '" + name + "' in this build");
+}
+
+const QuantizeKernel& quantize_kernel_for(const QGemmKernel& g) {
+  const QuantizeKernel* best = nullptr;
+  for (const auto& q : built_quantize_kernels())
+    if (static_cast<int>(q.isa) <= static_cast<int>(g.isa) && can_run(q)) best = &q;
+  return *best;
+}
+
+namespace {
+
+// The kernel weights (n, k) are packed for: `kernel`, or the process's.
+const QGemmKernel& kernel_or_default(const QGemmKernel* kernel) {
+  return kernel ? *kernel : kernels().gemm;
+}
+
+}  // namespace
+
+PackedLinear::PackedLinear(const int8_t* w, size_t n, size_t k, std::vector<float> w_scale,
+                           std::vector<float> bias, const QGemmKernel* kernel)
+    : w_scale_(std::move(w_scale)),
+      bias_(std::move(bias)),
+      explicit_kernel_(kernel != nullptr),
+      kernel_(kernel_or_default(kernel)),
+      w_(pack_weights(w, n, k, k, kernel_)) {
+  if (!layout_compatible(w_.layout(), kernel_.layout)) kernel_ = gemm_fallback(kernel_);
+}
+
+std::shared_ptr<const RequantConstants> PackedLinear::requant(float xs, float ys) const {
+  auto c = std::atomic_load(&constants_);
+  if (c && c->xs == xs && c->ys == ys) return c;
+  c = std::make_shared<const RequantConstants>(
+      requant_constants(w_, xs, w_scale_.data(), ys, bias_or_null()));
+  std::atomic_store(&constants_, c);
+  return c;
+}
+
+void PackedLinear::run_static(size_t m, const uint8_t* x, float xs, int32_t xz, float ys,
+                              int32_t yz, bool relu, uint8_t* y) const {
+  const auto constants = requant(xs, ys);
+  const StaticLinearArgs a{m,  x,  w_.k(),        xs,  xz, w_scale_.data(), bias_or_null(),
+                           ys, yz, relu ? yz : 0, 255, y,  w_.n()};
+  linear_static(w_, a, *constants, explicit_kernel_ ? kernel_ : gemm_kernel_for_rows(m));
+}
+
+void PackedLinear::run_dynamic(size_t m, const float* x, bool per_row, bool reduce_range,
+                               float* y) const {
+  const DynamicLinearArgs a{m,       x, w_.k(), w_scale_.data(), bias_or_null(),
+                            per_row, y, w_.n(), reduce_range};
+  if (explicit_kernel_)
+    linear_dynamic(w_, a, kernel_, quantize_kernel_for(kernel_));
+  else
+    linear_dynamic(w_, a);
 }
 
 }  // namespace npq

@@ -5,18 +5,15 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "../dispatch.h"
+#include "../errors.h"
 #include "pack.h"
 
 namespace npq {
-
-// Invalid arguments detected by the drivers (bindings map it to ValueError).
-struct ValueError : std::invalid_argument {
-  using std::invalid_argument::invalid_argument;
-};
 
 // Packs for the process's kernel set (or an explicit kernel); a layer whose
 // weights do not fit that kernel's layout (dispatch.h gemm_kernel_for_weights)
@@ -88,5 +85,55 @@ void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& args, const
 void quantize_u8(size_t n, const float* x, float scale, int32_t zp, uint8_t* q);
 // Min/max with non-finite detection (parallel for large n); false if non-finite.
 bool minmax_f32(size_t n, const float* x, float* mn, float* mx);
+
+// The GEMM kernel of this build called `name` (dispatch.h built_gemm_kernels).
+// Throws ValueError if there is none or this CPU cannot run it.
+const QGemmKernel& gemm_kernel_by_name(const std::string& name);
+
+// The best quantize kernel this CPU runs whose ISA is not above g's: the
+// dynamic Linear's activation quantizer for an explicitly chosen GEMM kernel.
+const QuantizeKernel& quantize_kernel_for(const QGemmKernel& g);
+
+// A quantized Linear layer's weights as the kernels read them: int8 weights
+// packed for one GEMM kernel, with the per-channel weight scales and bias, and
+// the static path's requantization constants for the last (input scale, output
+// scale) pair (a layer sees the same pair on every call once calibrated).
+// Safe to share between threads; the constants are swapped atomically.
+class PackedLinear {
+ public:
+  // w: (n, k) int8, row stride k. w_scale: n positive finite scales; bias: n
+  // finite values, or empty for none (the caller checks both). kernel: a
+  // kernel to pack for and always run (tests), or nullptr for the process's
+  // kernels (the small-M kernel for few rows). Weights the kernel's layout
+  // cannot hold (w127 kernels, -128 weights) run on its fallback (dispatch.h).
+  PackedLinear(const int8_t* w, size_t n, size_t k, std::vector<float> w_scale,
+               std::vector<float> bias, const QGemmKernel* kernel);
+
+  size_t n() const { return w_.n(); }
+  size_t k() const { return w_.k(); }
+  size_t bytes() const { return w_.bytes(); }
+  // The kernel the layer runs on (without an explicit kernel, the small-M
+  // kernel may run instead for few rows).
+  const QGemmKernel& kernel() const { return kernel_; }
+
+  // y (m, n) uint8 = the static Linear of x (m, k) uint8, both C-contiguous
+  // (linear_static; relu fuses ReLU). Throws ValueError for scales whose
+  // requantization constants are not finite.
+  void run_static(size_t m, const uint8_t* x, float xs, int32_t xz, float ys, int32_t yz, bool relu,
+                  uint8_t* y) const;
+  // y (m, n) float32 = the dynamic Linear of x (m, k) float32, both
+  // C-contiguous (linear_dynamic). Throws ValueError if x holds NaN or Inf.
+  void run_dynamic(size_t m, const float* x, bool per_row, bool reduce_range, float* y) const;
+
+ private:
+  const float* bias_or_null() const { return bias_.empty() ? nullptr : bias_.data(); }
+  std::shared_ptr<const RequantConstants> requant(float xs, float ys) const;
+
+  std::vector<float> w_scale_, bias_;
+  bool explicit_kernel_;
+  QGemmKernel kernel_;
+  PackedWeights w_;
+  mutable std::shared_ptr<const RequantConstants> constants_;  // atomic access only
+};
 
 }  // namespace npq
