@@ -30,6 +30,37 @@ ctest --test-dir build/native-tests --output-on-failure
 echo "== lint: ruff, ruff format, mypy, clang-format (tests/lint.sh)"
 PYTHON=$PY bash tests/lint.sh
 
+# The sanitizer and aarch64 steps need only the compiler and qemu, and are mostly
+# single-threaded, as pytest is: they run beside pytest (one core each on a 2-core
+# machine, about a third off the whole run), into a log printed when they end. Their
+# failure fails this script as if they had run in line.
+compiled_steps() {
+  echo "== native tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+  bash tests/native/run_sanitizers.sh native
+
+  echo "== aarch64: native kernel tests and the extension's exactness tests under qemu"
+  # Needs g++-aarch64-linux-gnu, qemu-user and the arm64 dpkg architecture (.ci/run
+  # sets them up); a developer machine without them skips this step, CI fails.
+  if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null &&
+      dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64; then
+    bash tests/arm/run_qemu.sh
+    bash tests/arm/python_qemu.sh
+  elif [ "${CI:-}" = true ]; then
+    echo "aarch64 tests need g++-aarch64-linux-gnu, qemu-user and 'dpkg --add-architecture arm64'" >&2
+    return 1
+  else
+    echo "SKIPPED aarch64 tests: apt-get install g++-aarch64-linux-gnu qemu-user;" \
+      "dpkg --add-architecture arm64 && apt-get update"
+  fi
+}
+mkdir -p build
+COMPILED_LOG=build/compiled-steps.log
+echo "== sanitizers and aarch64 start beside pytest (log: $COMPILED_LOG, printed at the end)"
+(set -euo pipefail; compiled_steps) >"$COMPILED_LOG" 2>&1 &
+compiled_pid=$!
+# Stop the background steps if this script fails or is interrupted first.
+trap 'kill "$compiled_pid" 2>/dev/null || true' EXIT
+
 echo "== pytest"
 # After the native build: the bench tests probe the built npquant_bench (found through
 # NPQUANT_BENCH_BIN: the installed package does not search the checkout for it).
@@ -53,20 +84,13 @@ if [ "$(uname -m)" = x86_64 ]; then
   fi
 fi
 
-echo "== native tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-bash tests/native/run_sanitizers.sh native
-
-echo "== aarch64: native kernel tests and the extension's exactness tests under qemu"
-# Needs g++-aarch64-linux-gnu, qemu-user and the arm64 dpkg architecture (.ci/run
-# sets them up); a developer machine without them skips this step, CI fails.
-if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null &&
-    dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64; then
-  bash tests/arm/run_qemu.sh
-  bash tests/arm/python_qemu.sh
-elif [ "${CI:-}" = true ]; then
-  echo "aarch64 tests need g++-aarch64-linux-gnu, qemu-user and 'dpkg --add-architecture arm64'" >&2
-  exit 1
-else
-  echo "SKIPPED aarch64 tests: apt-get install g++-aarch64-linux-gnu qemu-user;" \
-    "dpkg --add-architecture arm64 && apt-get update"
+echo "== sanitizers and aarch64 (run beside pytest; their log follows)"
+compiled_rc=0
+wait "$compiled_pid" || compiled_rc=$?
+trap - EXIT
+cat "$COMPILED_LOG"
+if [ "$compiled_rc" -ne 0 ]; then
+  echo "the sanitizer / aarch64 steps failed (exit $compiled_rc): see the log above" >&2
+  exit "$compiled_rc"
 fi
+echo "== all test steps passed"
