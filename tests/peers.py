@@ -187,6 +187,28 @@ def requantize(acc, xs, ws, bias, ys, yz, relu) -> np.ndarray:
     return np.clip(q, int(yz) if relu else 0, 255).astype(np.uint8)
 
 
+def onednn_requantize(acc, xs, ws, bias, ys, yz, relu) -> np.ndarray:
+    """PyTorch 2.13's x86 quantized Conv2d requantization when oneDNN runs it
+    (torch_conv_mode: AVX-512 VNNI and groups <= 100), found by measurement (docs/peers.md).
+
+    It differs from `requantize` (the contract's and FBGEMM's) in three ways:
+    - the input scale is a reciprocal round trip, fl(1 / fl(1 / xs)): PyTorch hands ideep
+      1 / xs (the old reciprocal convention) and ideep inverts it again for oneDNN 3;
+    - the bias is added after scaling: fl(fl(fl(float(acc) * xs') * ws[n]) + bias[n]);
+    - the output scale is a multiply by fl(1 / ys), and the zero point is added in fp32
+      before rounding: q = nearbyint(fl(fl(v * fl(1 / ys)) + float(yz))), so near a tie
+      the ulp of (v + yz) decides (up to 2^-16 for yz = 255)."""
+    one = np.float32(1)
+    xs_rt = (one / np.float32(one / np.float32(xs))).astype(np.float32)
+    v = (acc.astype(np.float32) * xs_rt).astype(np.float32)
+    v = (v * np.asarray(ws, np.float32)).astype(np.float32)
+    if bias is not None:
+        v = (v + np.asarray(bias, np.float32)).astype(np.float32)
+    v = (v * np.float32(one / np.float32(ys))).astype(np.float32)
+    v = (v + np.float32(yz)).astype(np.float32)
+    return np.clip(np.rint(v).astype(np.int64), int(yz) if relu else 0, 255).astype(np.uint8)
+
+
 # ------------------------------------------------------------------ whole models
 def _emulated_linear(self, x):
     q = x.int_repr()
