@@ -94,6 +94,12 @@ def _fbgemm_groups_together(cg):
     return max(width // cg // max(cg, 4), 1)
 
 
+def torch_conv_is_onednn(groups: int) -> bool:
+    """Whether torch's x86 Conv2d runs in oneDNN here (exact sums, but its own requantization
+    order: onednn_requantize, docs/peers.md), rather than FBGEMM (the contract's order)."""
+    return TORCH_VNNI and groups <= 100
+
+
 def torch_conv_mode(cin, cout, groups, k, stride, pad, dil) -> str:
     """EXACT, SATURATING or BROKEN: what torch's x86 engine computes for this
     (non-transposed, symmetric-weight) 2-D convolution on this CPU. pad is (top, left),
@@ -104,8 +110,8 @@ def torch_conv_mode(cin, cout, groups, k, stride, pad, dil) -> str:
     weights too small to saturate (125 of 432 codes for 12 channels in 3 groups); on
     AVX-512 (Zen 4, groups > 100, so FBGEMM runs it) wrong outputs for groups 102 and heap
     corruption ('double free', the process aborts) for groups 101. docs/peers.md."""
-    if TORCH_VNNI and groups <= 100:
-        return EXACT  # oneDNN, vpdpbusd
+    if torch_conv_is_onednn(groups):
+        return EXACT  # oneDNN, vpdpbusd (requantized in its own order: onednn_requantize)
     if _fbgemm_groupwise_fast_path(cin, cout, groups, k, stride, pad, dil) and groups % _fbgemm_groups_together(
         cin // groups
     ):
@@ -141,8 +147,17 @@ def fbgemm_pairs_acc(a_u8: np.ndarray, xz, w_s8: np.ndarray) -> np.ndarray:
     return acc - np.int64(xz) * w.sum(1)[None, :]
 
 
-def fbgemm_conv_acc(x_nhwc: np.ndarray, xz: int, w: np.ndarray, stride, pad4, dil, groups) -> np.ndarray:
-    """The accumulator of FBGEMM's convolutions with vpmaddubsw, (N, OH, OW, Cout).
+def exact_pairs_acc(a_u8: np.ndarray, xz, w_s8: np.ndarray) -> np.ndarray:
+    """The exact int32 accumulator sum_k (a - xz) * w (int64), as the contract and oneDNN's
+    vpdpbusd compute it: A (M, K) raw uint8 codes, W (N, K)."""
+    return (a_u8.astype(np.int64) - np.int64(xz)) @ w_s8.astype(np.int64).T
+
+
+def fbgemm_conv_acc(
+    x_nhwc: np.ndarray, xz: int, w: np.ndarray, stride, pad4, dil, groups, pairs=fbgemm_pairs_acc
+) -> np.ndarray:
+    """The accumulator of FBGEMM's convolutions with vpmaddubsw, (N, OH, OW, Cout);
+    pairs=exact_pairs_acc gives the exact accumulator of the same convolution.
 
     Every FBGEMM conv path pairs adjacent elements of one group's K vector in the order
     (kh, kw, c) with c fastest: im2col + GEMM and pointwise (the GEMM's pairs), groupwise
@@ -171,7 +186,7 @@ def fbgemm_conv_acc(x_nhwc: np.ndarray, xz: int, w: np.ndarray, stride, pad4, di
     for g in range(groups):
         a = cols[..., g * cg : (g + 1) * cg].reshape(n * oh * ow, kh * kw * cg)
         wg = w[g * og : (g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
-        out[:, g * og : (g + 1) * og] = fbgemm_pairs_acc(a, xz, wg)
+        out[:, g * og : (g + 1) * og] = pairs(a, xz, wg)
     return out.reshape(n, oh, ow, cout)
 
 
@@ -228,10 +243,20 @@ def _emulated_conv(self, x):
     return QTensor._trusted(np.ascontiguousarray(y), fscale, zp, nhwc=True)
 
 
+def _emulated_onednn_conv(self, x):
+    scale, zp, fscale = self._output_qparams()
+    p = self._packed_params
+    stride, pad4, dil, groups = p.geometry
+    acc = fbgemm_conv_acc(x.nhwc(), x.q_zero_point(), p.qweight.int_repr(), stride, pad4, dil, groups, exact_pairs_acc)
+    y = onednn_requantize(acc, x.q_scale(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
+    return QTensor._trusted(np.ascontiguousarray(y), fscale, zp, nhwc=True)
+
+
 def emulate_torch(model, family: str | None = None):
-    """(model, counts): `model` itself where torch is exact for all of its GEMM layers on
-    this CPU; otherwise a deep copy whose saturating Linear / Conv2d layers compute
-    FBGEMM's saturating arithmetic, i.e. what torch's converted twin of `model` computes.
+    """(model, counts): `model` itself where torch computes the contract's arithmetic for all
+    of its GEMM layers on this CPU; otherwise a deep copy whose Linear / Conv2d layers compute
+    what torch's converted twin of `model` computes: FBGEMM's saturating arithmetic where it
+    saturates, oneDNN's requantization order where oneDNN runs a conv (exact sums).
     counts: {EXACT: layers, SATURATING: layers}; with `family`, they are recorded."""
     import npquant.nn.quantized as nnq
 
@@ -249,11 +274,19 @@ def emulate_torch(model, family: str | None = None):
     if family:
         for mode, n in counts.items():
             record(family, mode, n)
-    if not counts[SATURATING]:
+
+    def emulation(name, m):
+        if modes.get(name) == SATURATING:
+            return _emulated_conv if isinstance(m, nnq.Conv2d) else _emulated_linear
+        if isinstance(m, nnq.Conv2d) and torch_conv_is_onednn(m._packed_params.geometry[3]):
+            return _emulated_onednn_conv
+        return None
+
+    if not any(emulation(name, m) for name, m in model.named_modules()):
         return model, counts
     twin = copy.deepcopy(model)
     for name, m in twin.named_modules():
-        if modes.get(name) == SATURATING:
-            fn = _emulated_conv if isinstance(m, nnq.Conv2d) else _emulated_linear
+        fn = emulation(name, m)
+        if fn is not None:
             m.forward = types.MethodType(fn, m)
     return twin, counts
