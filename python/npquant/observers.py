@@ -182,6 +182,11 @@ class ObserverBase(Module):
 class MinMaxObserver(ObserverBase):
     """Running min and max over everything observed."""
 
+    # Buffers (Module stores them in _buffers): 0-d float32 arrays, or float32 scalars once
+    # a moving average has replaced them.
+    min_val: np.ndarray | np.float32
+    max_val: np.ndarray | np.float32
+
     def __init__(
         self,
         dtype=quint8,
