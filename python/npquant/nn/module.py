@@ -21,7 +21,7 @@ class Module:
     PyTorch's key names.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
