@@ -15,8 +15,11 @@ an observer that saw no data raises instead of returning scale 1.0.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._dtypes import QDType, as_qdtype, qint8, quint4x2, quint8
 from ._f32 import linspace32, sum32
@@ -65,22 +68,22 @@ _PER_CHANNEL = (per_channel_affine, per_channel_symmetric)
 class _ObserverFactory:
     """What ``Observer.with_args(...)`` returns: call it for a fresh observer."""
 
-    def __init__(self, cls, **kwargs):
+    def __init__(self, cls: Callable[..., ObserverBase], **kwargs: Any) -> None:
         self._make = functools.partial(cls, **kwargs)
 
-    def with_args(self, **kwargs) -> _ObserverFactory:
+    def with_args(self, **kwargs: Any) -> _ObserverFactory:
         merged = dict(self._make.keywords, **kwargs)
         return _ObserverFactory(self._make.func, **merged)
 
-    def __call__(self, **kwargs):
+    def __call__(self, **kwargs: Any) -> ObserverBase:
         return self._make(**kwargs)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._make.keywords.items())
-        return f"{self._make.func.__name__}.with_args({args})"
+        return f"{getattr(self._make.func, '__name__', self._make.func)}.with_args({args})"
 
 
-def _observed_array(x, who: str) -> np.ndarray:
+def _observed_array(x: Any, who: str) -> np.ndarray:
     if isinstance(x, QTensor):
         raise TypeError(
             f"{who} observes float arrays, got a QTensor: observers belong before "
@@ -88,16 +91,16 @@ def _observed_array(x, who: str) -> np.ndarray:
         )
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{who} observes float arrays, got dtype {x.dtype}")
-    x = x.astype(np.float32, copy=False)
-    if x.size and not np.all(np.isfinite(x)):
+    arr: np.ndarray = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{who} observes float arrays, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
+    if arr.size and not np.all(np.isfinite(arr)):
         raise ValueError(
             f"{who}: the calibration data contains NaN or Inf; clean it first "
             "(numpy.nan_to_num) or find where the model produces it"
         )
-    return x
+    return arr
 
 
 def float_qparams(
@@ -116,14 +119,14 @@ class ObserverBase(Module):
 
     def __init__(
         self,
-        dtype=quint8,
-        qscheme=per_tensor_affine,
+        dtype: object = quint8,
+        qscheme: str = per_tensor_affine,
         reduce_range: bool = False,
-        quant_min=None,
-        quant_max=None,
-        eps=EPS,
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        eps: float = EPS,
         is_dynamic: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         self.dtype = as_qdtype(dtype)
         if qscheme not in _PER_TENSOR + _PER_CHANNEL + (per_channel_affine_float_qparams,):
@@ -138,15 +141,15 @@ class ObserverBase(Module):
         self.is_dynamic = bool(is_dynamic)
 
     @classmethod
-    def with_args(cls, **kwargs) -> _ObserverFactory:
+    def with_args(cls, **kwargs: Any) -> _ObserverFactory:
         """A factory making observers of this class with these arguments."""
         return _ObserverFactory(cls, **kwargs)
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         self.observe(x)
         return x
 
-    def observe(self, x) -> None:
+    def observe(self, x: Any) -> None:
         raise NotImplementedError
 
     @property
@@ -160,7 +163,7 @@ class ObserverBase(Module):
                 "the prepared model (or call observe(x)) before calculate_qparams / convert"
             )
 
-    def _qparams(self, min_val, max_val):
+    def _qparams(self, min_val: npt.ArrayLike, max_val: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """PyTorch's _calculate_qparams on float32 min/max (scalars or per channel)."""
         mn, mx = np.asarray(min_val, np.float32), np.asarray(max_val, np.float32)
         if np.any(mn > mx):
@@ -182,16 +185,21 @@ class ObserverBase(Module):
 class MinMaxObserver(ObserverBase):
     """Running min and max over everything observed."""
 
+    # Buffers (Module stores them in _buffers): 0-d float32 arrays, or float32 scalars once
+    # a moving average has replaced them.
+    min_val: np.ndarray | np.float32
+    max_val: np.ndarray | np.float32
+
     def __init__(
         self,
-        dtype=quint8,
-        qscheme=per_tensor_affine,
+        dtype: object = quint8,
+        qscheme: str = per_tensor_affine,
         reduce_range: bool = False,
-        quant_min=None,
-        quant_max=None,
-        eps=EPS,
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        eps: float = EPS,
         is_dynamic: bool = False,
-    ):
+    ) -> None:
         if qscheme in _PER_CHANNEL:
             raise ValueError(f"{type(self).__name__} is per tensor; use PerChannelMinMaxObserver for {qscheme}")
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
@@ -205,16 +213,16 @@ class MinMaxObserver(ObserverBase):
     def has_data(self) -> bool:
         return bool(np.all(self.min_val <= self.max_val))
 
-    def observe(self, x) -> None:
+    def observe(self, x: Any) -> None:
         x = _observed_array(x, type(self).__name__)
         if x.size:
             self._update(x.min(), x.max())
 
-    def _update(self, lo, hi) -> None:
+    def _update(self, lo: Any, hi: Any) -> None:
         self.min_val = np.minimum(self.min_val, lo).astype(np.float32)
         self.max_val = np.maximum(self.max_val, hi).astype(np.float32)
 
-    def calculate_qparams(self):
+    def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
         self._require_data()
         return self._qparams(self.min_val, self.max_val)
 
@@ -225,18 +233,18 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
     def __init__(
         self,
         averaging_constant: float = 0.01,
-        dtype=quint8,
-        qscheme=per_tensor_affine,
+        dtype: object = quint8,
+        qscheme: str = per_tensor_affine,
         reduce_range: bool = False,
-        quant_min=None,
-        quant_max=None,
-        eps=EPS,
-        is_dynamic=False,
-    ):
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        eps: float = EPS,
+        is_dynamic: bool = False,
+    ) -> None:
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
         self.averaging_constant = averaging_constant
 
-    def _update(self, lo, hi) -> None:
+    def _update(self, lo: Any, hi: Any) -> None:
         if not self.has_data:
             self.min_val, self.max_val = np.float32(lo), np.float32(hi)
             return
@@ -248,17 +256,21 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 class PerChannelMinMaxObserver(ObserverBase):
     """min/max per slice along ``ch_axis`` (weights: the output channels)."""
 
+    # Buffers: float32, shape (0,) until data is seen, then one value per channel.
+    min_val: np.ndarray
+    max_val: np.ndarray
+
     def __init__(
         self,
         ch_axis: int = 0,
-        dtype=quint8,
-        qscheme=per_channel_affine,
+        dtype: object = quint8,
+        qscheme: str = per_channel_affine,
         reduce_range: bool = False,
-        quant_min=None,
-        quant_max=None,
-        eps=EPS,
-        is_dynamic=False,
-    ):
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        eps: float = EPS,
+        is_dynamic: bool = False,
+    ) -> None:
         if qscheme in _PER_TENSOR:
             raise ValueError(f"{type(self).__name__} is per channel; use MinMaxObserver for {qscheme}")
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
@@ -276,7 +288,7 @@ class PerChannelMinMaxObserver(ObserverBase):
     def has_data(self) -> bool:
         return self.min_val.size > 0
 
-    def observe(self, x) -> None:
+    def observe(self, x: Any) -> None:
         x = _observed_array(x, type(self).__name__)
         if x.size == 0:
             return
@@ -290,14 +302,14 @@ class PerChannelMinMaxObserver(ObserverBase):
             )
         self._update(rows.min(axis=1), rows.max(axis=1))
 
-    def _update(self, lo, hi) -> None:
+    def _update(self, lo: Any, hi: Any) -> None:
         if not self.has_data:
             self.min_val, self.max_val = lo.astype(np.float32), hi.astype(np.float32)
         else:
             self.min_val = np.minimum(self.min_val, lo).astype(np.float32)
             self.max_val = np.maximum(self.max_val, hi).astype(np.float32)
 
-    def calculate_qparams(self):
+    def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
         self._require_data()
         return self._qparams(self.min_val, self.max_val)
 
@@ -310,18 +322,18 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         self,
         averaging_constant: float = 0.01,
         ch_axis: int = 0,
-        dtype=quint8,
-        qscheme=per_channel_affine,
+        dtype: object = quint8,
+        qscheme: str = per_channel_affine,
         reduce_range: bool = False,
-        quant_min=None,
-        quant_max=None,
-        eps=EPS,
-        is_dynamic=False,
-    ):
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        eps: float = EPS,
+        is_dynamic: bool = False,
+    ) -> None:
         super().__init__(ch_axis, dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
         self.averaging_constant = averaging_constant
 
-    def _update(self, lo, hi) -> None:
+    def _update(self, lo: Any, hi: Any) -> None:
         if not self.has_data:
             self.min_val, self.max_val = lo.astype(np.float32), hi.astype(np.float32)
             return
@@ -331,7 +343,7 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
 
 
 # ---------------------------------------------------------------- histograms
-def _histc(x: np.ndarray, bins: int, lo, hi) -> np.ndarray:
+def _histc(x: np.ndarray, bins: int, lo: Any, hi: Any) -> np.ndarray:
     """torch.histc in float32: bin = int(fl(fl(x - lo) * bins) / fl(hi - lo)), the last edge inclusive."""
     lo, hi = np.float32(lo), np.float32(hi)
     if lo == hi:  # torch widens a degenerate range by one on each side
@@ -349,14 +361,14 @@ class HistogramObserver(ObserverBase):
     def __init__(
         self,
         bins: int = 2048,
-        dtype=quint8,
-        qscheme=per_tensor_affine,
+        dtype: object = quint8,
+        qscheme: str = per_tensor_affine,
         reduce_range: bool = False,
-        quant_min=None,
-        quant_max=None,
-        eps=EPS,
-        is_dynamic=False,
-    ):
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        eps: float = EPS,
+        is_dynamic: bool = False,
+    ) -> None:
         if qscheme in _PER_CHANNEL:
             raise ValueError(f"{type(self).__name__} supports per_tensor_affine / per_tensor_symmetric only")
         if is_dynamic:
@@ -373,7 +385,7 @@ class HistogramObserver(ObserverBase):
     def has_data(self) -> bool:
         return bool(self.min_val <= self.max_val)
 
-    def observe(self, x) -> None:
+    def observe(self, x: Any) -> None:
         x = _observed_array(x, type(self).__name__).reshape(-1)
         if x.size == 0:
             return
@@ -390,11 +402,12 @@ class HistogramObserver(ObserverBase):
             self.histogram = update + self._rebin(new_min, new_max)
             self.min_val, self.max_val = np.float32(new_min), np.float32(new_max)
 
-    def _rebin(self, new_min, new_max) -> np.ndarray:
+    def _rebin(self, new_min: Any, new_max: Any) -> np.ndarray:
         """The current histogram spread onto bins over [new_min, new_max]."""
         if self.min_val == self.max_val:  # one value: all its mass lands in one new bin
             mass = np.float32(sum32(self.histogram)) if self.bins <= 32768 else self.histogram.sum(dtype=np.float32)
-            return _histc(np.array([self.min_val]), self.bins, new_min, new_max) * mass
+            spread: np.ndarray = _histc(np.array([self.min_val]), self.bins, new_min, new_max) * mass
+            return spread
         up = self.upsample_rate
         fine = np.repeat(self.histogram, up) / np.float32(up)
         width = (self.max_val - self.min_val) / np.float32(self.bins * up)
@@ -408,7 +421,7 @@ class HistogramObserver(ObserverBase):
     def _search_range(self) -> tuple[np.float32, np.float32]:
         return histogram_range(self.histogram, self.min_val, self.max_val, self.dst_nbins)
 
-    def calculate_qparams(self):
+    def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
         self._require_data()
         return self._qparams(*self._search_range())
 
@@ -422,14 +435,14 @@ class PercentileObserver(HistogramObserver):
         self,
         percentile: float = 99.99,
         bins: int = 2048,
-        dtype=quint8,
-        qscheme=per_tensor_affine,
+        dtype: object = quint8,
+        qscheme: str = per_tensor_affine,
         reduce_range: bool = False,
-        quant_min=None,
-        quant_max=None,
-        eps=EPS,
-        is_dynamic=False,
-    ):
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        eps: float = EPS,
+        is_dynamic: bool = False,
+    ) -> None:
         if not 50.0 < percentile <= 100.0:
             raise ValueError(f"percentile must be in (50, 100], got {percentile}")
         super().__init__(bins, dtype, qscheme, reduce_range, quant_min, quant_max, eps, is_dynamic)
@@ -446,17 +459,23 @@ class PlaceholderObserver(ObserverBase):
     """Records nothing; marks the dtype of an activation computed at run time
     (dynamic quantization) or left float. ``calculate_qparams`` is an error."""
 
+    # Unlike the other observers: dtype may be a float type (np.float32, float16), and
+    # quant_min / quant_max None.
+    dtype: Any
+    quant_min: Any
+    quant_max: Any
+
     def __init__(
         self,
-        dtype=np.float32,
+        dtype: object = np.float32,
         custom_op_name: str = "",
-        compute_dtype=None,
-        quant_min=None,
-        quant_max=None,
-        qscheme=per_tensor_affine,
-        eps=EPS,
-        is_dynamic=False,
-    ):
+        compute_dtype: object = None,
+        quant_min: int | None = None,
+        quant_max: int | None = None,
+        qscheme: str = per_tensor_affine,
+        eps: float = EPS,
+        is_dynamic: bool = False,
+    ) -> None:
         Module.__init__(self)
         self.dtype = dtype if not isinstance(dtype, (QDType, str)) else as_qdtype(dtype)
         self.qscheme, self.quant_min, self.quant_max = qscheme, quant_min, quant_max
@@ -465,10 +484,10 @@ class PlaceholderObserver(ObserverBase):
 
     has_data = False
 
-    def observe(self, x) -> None:
+    def observe(self, x: Any) -> None:
         pass
 
-    def calculate_qparams(self):
+    def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
         raise RuntimeError(
             "PlaceholderObserver records nothing, so it has no qparams: use a "
             "MinMaxObserver or HistogramObserver in the qconfig for static quantization"
@@ -485,7 +504,7 @@ class ProtocolObserver(ObserverBase):
     (per-channel weights) and ``has_data`` (default: whether forward saw a non-empty array).
     """
 
-    def __init__(self, observer, role: str = "activation"):
+    def __init__(self, observer: Any, role: str = "activation") -> None:
         super().__init__(dtype=getattr(observer, "dtype", quint8 if role == "activation" else qint8))
         self.observer = observer
         qscheme = str(getattr(observer, "qscheme", ""))
@@ -503,13 +522,13 @@ class ProtocolObserver(ObserverBase):
         has = getattr(self.observer, "has_data", None)
         return self._seen if has is None else bool(has() if callable(has) else has)
 
-    def observe(self, x) -> None:
+    def observe(self, x: Any) -> None:
         x = _observed_array(x, type(self.observer).__name__)
         fwd = getattr(self.observer, "forward", None) or self.observer
         fwd(x)
         self._seen = self._seen or x.size > 0
 
-    def calculate_qparams(self):
+    def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
         from .interop import _to_native
 
         name = type(self.observer).__name__
@@ -540,7 +559,7 @@ class ProtocolObserver(ObserverBase):
         return f"{type(self.observer).__name__}, dtype={self.dtype}"
 
 
-def make_observer(factory, role: str, where: str) -> ObserverBase:
+def make_observer(factory: Any, role: str, where: str) -> ObserverBase:
     """factory() as an npquant observer: npquant's own, or one following torch's
     protocol (wrapped in ProtocolObserver). Raises naming ``where`` otherwise."""
     from .interop import is_torch_object

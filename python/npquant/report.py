@@ -375,7 +375,7 @@ class FloatIsland(Module):
     calibration, like any QuantStub)."""
 
     def __init__(self, module: Module) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # until nn.module is annotated
+        super().__init__()
         self.dequant = nn.DeQuantStub()
         self.module = module
         self.quant = nn.QuantStub()

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from typing import NoReturn
 
 import numpy as np
 
@@ -194,7 +195,7 @@ class _Writer:
         )
 
     def qtensor(self, t: QTensor) -> dict:
-        out = {"$qtensor": t.dtype.name, "int_repr": self.array(t.int_repr())}
+        out: dict[str, object] = {"$qtensor": t.dtype.name, "int_repr": self.array(t.int_repr())}
         if t.qscheme() == "per_tensor_affine":
             out.update(scale=t.q_scale(), zero_point=t.q_zero_point(), axis=None)
         else:
@@ -300,7 +301,7 @@ def _write_zip(f, manifest: dict, arrays: list) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-def _fail(msg: str):
+def _fail(msg: str) -> NoReturn:
     raise ModelFileError(msg)
 
 
@@ -314,7 +315,8 @@ def _parse_npy(data: bytes, name: str) -> np.ndarray:
     f = io.BytesIO(data)
     major, _ = np.lib.format.read_magic(f)
     read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
-    _expect(read_header is not None, f"{name}: unsupported .npy version {major}")
+    if read_header is None:
+        _fail(f"{name}: unsupported .npy version {major}")
     shape, fortran, dtype = read_header(f)
     _expect(
         dtype.str in _ARRAY_DTYPES and dtype.fields is None and dtype.subdtype is None,
@@ -401,13 +403,14 @@ class _Reader:
 
     def helper(self, v: dict):
         cls = _find_helper_class(v["$object"]) if isinstance(v["$object"], str) else None
-        _expect(cls is not None, f"unknown object type {v['$object']!r}")
+        if cls is None:
+            _fail(f"unknown object type {v['$object']!r}")
         state = v.get("state")
-        _expect(
+        if not (
             isinstance(state, dict)
-            and all(isinstance(k, str) and k.isidentifier() and not k.startswith("__") for k in state),
-            f"bad state for {v['$object']}",
-        )
+            and all(isinstance(k, str) and k.isidentifier() and not k.startswith("__") for k in state)
+        ):
+            _fail(f"bad state for {v['$object']}")
         obj = cls.__new__(cls)
         for k, x in state.items():
             object.__setattr__(obj, k, self.value(x))

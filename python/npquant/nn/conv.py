@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -12,7 +13,13 @@ from .module import Module
 
 __all__ = ["Conv1d", "Conv2d"]
 
-_NP_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_NpPadMode = Literal["constant", "reflect", "edge", "wrap"]
+_NP_PAD_MODES: dict[str, _NpPadMode] = {
+    "zeros": "constant",
+    "reflect": "reflect",
+    "replicate": "edge",
+    "circular": "wrap",
+}
 
 
 def _pair(v, name: str) -> tuple:

@@ -12,7 +12,7 @@ from .module import Module
 __all__ = ["Linear"]
 
 
-def _float_input(x, layer: str) -> np.ndarray:
+def _float_input(x: object, layer: str) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype == np.float32:
         return x  # the common case first: it runs on every call
     if isinstance(x, QTensor):
@@ -35,7 +35,13 @@ def _float_input(x, layer: str) -> np.ndarray:
 class Linear(Module):
     """y = x @ weight.T + bias, weight (out_features, in_features), float32."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
+    # Parameters (Module keeps them in _parameters).
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, rng: np.random.Generator | None = None
+    ) -> None:
         super().__init__()
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"in_features and out_features must be positive, got {in_features}, {out_features}")
@@ -46,11 +52,11 @@ class Linear(Module):
         self.register_parameter("weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(np.float32))
         self.register_parameter("bias", rng.uniform(-bound, bound, out_features).astype(np.float32) if bias else None)
 
-    def forward(self, x):
+    def forward(self, x: object) -> np.ndarray:
         x = _float_input(x, "Linear")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear expects last dimension {self.in_features}, got shape {x.shape}")
-        y = x @ self.weight.T
+        y: np.ndarray = x @ self.weight.T
         if self.bias is not None:
             y = y + self.bias
         return y.astype(np.float32, copy=False)

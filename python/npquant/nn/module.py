@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 __all__ = ["Module"]
+
+_M = TypeVar("_M", bound="Module")
 
 
 class Module:
@@ -21,7 +23,17 @@ class Module:
     PyTorch's key names.
     """
 
-    def __init__(self):
+    # Set in __init__ (object.__setattr__, around Module.__setattr__). Values: Module or
+    # None; float32 array or None; array (or None). Typed Any because the layers read
+    # their own entries by name, knowing what they stored.
+    _modules: OrderedDict[str, Any]
+    _parameters: OrderedDict[str, Any]
+    _buffers: OrderedDict[str, Any]
+    _forward_pre_hooks: OrderedDict[int, Callable[..., Any]]
+    _forward_hooks: OrderedDict[int, Callable[..., Any]]
+    training: bool
+
+    def __init__(self) -> None:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -30,7 +42,7 @@ class Module:
         object.__setattr__(self, "training", True)
 
     # ---- attribute plumbing
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if "_modules" not in self.__dict__:
             raise RuntimeError(
                 f"cannot assign '{name}' before Module.__init__(); call super().__init__() first "
@@ -59,32 +71,32 @@ class Module:
             return
         object.__setattr__(self, name, value)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         d = self.__dict__
         for store in ("_parameters", "_buffers", "_modules"):
             if store in d and name in d[store]:
                 return d[store][name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
                 return
         object.__delattr__(self, name)
 
-    def register_parameter(self, name: str, value):
+    def register_parameter(self, name: str, value: Any) -> None:
         self.__dict__.pop(name, None)
         self._parameters[name] = None if value is None else _as_param(value, name)
 
-    def register_buffer(self, name: str, value):
+    def register_buffer(self, name: str, value: Any) -> None:
         self.__dict__.pop(name, None)
         self._buffers[name] = value
 
-    def register_module(self, name: str, module):
+    def register_module(self, name: str, module: Module | None) -> None:
         self.add_module(name, module)
 
-    def add_module(self, name: str, module):
+    def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module expects an npquant.nn.Module, got {type(module).__name__}")
         self._modules[name] = module
@@ -94,16 +106,16 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, m in self._modules.items():
             if m is not None:
                 yield name, m
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
-    def named_modules(self, prefix: str = "", memo=None):
+    def named_modules(self, prefix: str = "", memo: set[int] | None = None) -> Iterator[tuple[str, Module]]:
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
@@ -115,32 +127,33 @@ class Module:
     def get_submodule(self, target: str) -> Module:
         mod = self
         for part in target.split(".") if target else []:
-            if part not in mod._modules or mod._modules[part] is None:
+            child = mod._modules.get(part)
+            if child is None:
                 raise AttributeError(f"{type(mod).__name__} has no submodule '{part}' (in '{target}')")
-            mod = mod._modules[part]
+            mod = child
         return mod
 
-    def named_parameters(self, prefix: str = ""):
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
         for mname, m in self.named_modules(prefix):
             for pname, p in m._parameters.items():
                 if p is not None:
                     yield (f"{mname}.{pname}" if mname else pname), p
 
-    def parameters(self):
+    def parameters(self) -> Iterator[np.ndarray]:
         for _, p in self.named_parameters():
             yield p
 
-    def named_buffers(self, prefix: str = ""):
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         for mname, m in self.named_modules(prefix):
             for bname, b in m._buffers.items():
                 if b is not None:
                     yield (f"{mname}.{bname}" if mname else bname), b
 
-    def buffers(self):
+    def buffers(self) -> Iterator[Any]:
         for _, b in self.named_buffers():
             yield b
 
-    def apply(self, fn):
+    def apply(self: _M, fn: Callable[[Module], object]) -> _M:
         """Calls fn on every submodule (children first), then on self, like torch."""
         for m in self.children():
             m.apply(fn)
@@ -148,16 +161,16 @@ class Module:
         return self
 
     # ---- modes
-    def train(self, mode: bool = True):
+    def train(self: _M, mode: bool = True) -> _M:
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         return self.train(False)
 
     # ---- state dict (PyTorch key names; values are numpy arrays)
-    def _save_to_state_dict(self, dest, prefix):
+    def _save_to_state_dict(self, dest: dict[str, Any], prefix: str) -> None:
         for name, p in self._parameters.items():
             if p is not None:
                 dest[prefix + name] = p
@@ -166,12 +179,12 @@ class Module:
                 dest[prefix + name] = b
 
     def state_dict(self, prefix: str = "") -> OrderedDict[str, np.ndarray]:
-        out: OrderedDict = OrderedDict()
+        out: OrderedDict[str, np.ndarray] = OrderedDict()
         for mname, m in self.named_modules():
             m._save_to_state_dict(out, f"{prefix}{mname}." if mname else prefix)
         return out
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict: Any, strict: bool = True) -> IncompatibleKeys:
         """Loads a state dict by PyTorch's key names: this model's own ``state_dict()``,
         PyTorch's (torch tensors, quantized tensors), or the flat NumPy form of
         ``npquant.interop.state_dict_to_numpy`` (e.g. ``numpy.load('model.npz')``).
@@ -203,12 +216,12 @@ class Module:
         """Whether buffer ``name`` may take another shape on load (per-channel observers)."""
         return False
 
-    def _load_from_state_dict(self, state_dict, prefix: str):
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str) -> Callable[[], None] | None:
         """Checks this module's own entries (``prefix + name``) in ``state_dict`` (npquant's
         form: arrays, QTensors, tuples) and returns a function that stores them, or None.
         Quantized modules override it; absent keys are left alone (strictness is checked
         before, over the whole model)."""
-        updates = []
+        updates: list[tuple[dict[str, Any], str, np.ndarray]] = []
         for store in (self._parameters, self._buffers):
             for name, cur in store.items():
                 key = prefix + name
@@ -231,17 +244,17 @@ class Module:
         if not updates:
             return None
 
-        def commit():
+        def commit() -> None:
             for store, name, val in updates:
                 store[name] = val
 
         return commit
 
     # ---- call
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not (self._forward_pre_hooks or self._forward_hooks):
             return self.forward(*args, **kwargs)  # the common case, kept cheap for small layers
         for hook in list(self._forward_pre_hooks.values()):
@@ -257,10 +270,10 @@ class Module:
 
     # ---- hooks (as in torch: hook(module, args) before, hook(module, args, output) after;
     # a hook's non-None return value replaces the args / output)
-    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+    def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         return RemovableHandle(self._forward_pre_hooks, hook)
 
-    def register_forward_hook(self, hook) -> RemovableHandle:
+    def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         return RemovableHandle(self._forward_hooks, hook)
 
     def extra_repr(self) -> str:
@@ -280,8 +293,8 @@ class Module:
 class IncompatibleKeys(NamedTuple):
     """What ``load_state_dict`` returns (torch's ``_IncompatibleKeys``)."""
 
-    missing_keys: list
-    unexpected_keys: list
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class RemovableHandle:
@@ -289,7 +302,7 @@ class RemovableHandle:
 
     _next_id = 0
 
-    def __init__(self, hooks: OrderedDict, hook):
+    def __init__(self, hooks: OrderedDict[int, Callable[..., Any]], hook: Callable[..., Any]) -> None:
         RemovableHandle._next_id += 1
         self.id = RemovableHandle._next_id
         self._hooks = hooks
@@ -299,7 +312,7 @@ class RemovableHandle:
         self._hooks.pop(self.id, None)
 
 
-def _to_numpy(v) -> np.ndarray:
+def _to_numpy(v: Any) -> np.ndarray:
     if hasattr(v, "detach"):
         v = v.detach()
     if hasattr(v, "cpu"):
@@ -309,7 +322,7 @@ def _to_numpy(v) -> np.ndarray:
     return np.asarray(v)
 
 
-def _as_param(value, name) -> np.ndarray:
+def _as_param(value: Any, name: str) -> np.ndarray:
     arr = _to_numpy(value)
     if arr.dtype.kind != "f":
         raise TypeError(f"parameter '{name}' must be a float array, got dtype {arr.dtype}")

@@ -8,6 +8,8 @@ they write for a quantized op.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..qtensor import QTensor
@@ -29,7 +31,9 @@ class Graph:
     def __init__(self, onnx, weight_dtype: str = "uint8"):
         self.onnx, self.h = onnx, onnx.helper
         self.weight_dtype = weight_dtype  # of Linear / Conv weights in the QDQ format
-        self.nodes, self.inits, self.used = [], [], set()
+        self.nodes: list[Any] = []  # onnx NodeProto (onnx has no type information)
+        self.inits: list[Any] = []  # onnx TensorProto
+        self.used: set[str] = set()  # node, value and initializer names taken
         self.values: dict = {}  # id(array or QTensor) -> Value
         self._cache: dict = {}  # key -> (initializer names, the object the key's id belongs to)
         self.metadata: dict = {}  # the model's metadata_props (key -> str)

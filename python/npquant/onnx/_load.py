@@ -15,6 +15,8 @@ extends this builder.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -568,12 +570,13 @@ class _Builder:
     def _dim_size(self, node, i: int, axis: int) -> int:
         src = self.unrename.get(node.input[i], node.input[i])
         sizes = {p.get(src)[axis] if p.get(src) is not None else None for p in self.probes}
-        if len(sizes) != 1 or None in sizes:
+        size = sizes.pop() if len(sizes) == 1 else None
+        if size is None:
             raise UnsupportedOnnxError(
                 f"{_desc(node)}: the size of axis {axis} of input {i} is unknown or "
                 "dynamic; npquant splits static dimensions only"
             )
-        return sizes.pop()
+        return size
 
     def op_Slice(self, node, idx):
         starts = self.const(node, 1, "starts").reshape(-1)
@@ -763,6 +766,8 @@ def _evaluate(node, vals: list) -> list:
     a = _attrs(node)
     op = node.op_type
     x = vals[0] if vals else None
+    if x is None:  # every op folded here has a first input (the callers report the error)
+        raise ValueError(f"{op} has no first input")
     if op == "Gather":
         return [np.take(x, vals[1], axis=int(a.get("axis", 0)))]
     if op == "Unsqueeze":
@@ -776,7 +781,7 @@ def _evaluate(node, vals: list) -> list:
         return [np.asarray(x).astype(_np_dtype(a["to"]))]
     if op in ("Add", "Sub", "Mul", "Div", "Min", "Max", "Equal", "Less", "Greater", "Mod"):
         y = vals[1]
-        f = {
+        binary: dict[str, Callable[[Any, Any], Any]] = {
             "Add": np.add,
             "Sub": np.subtract,
             "Mul": np.multiply,
@@ -787,8 +792,8 @@ def _evaluate(node, vals: list) -> list:
             "Less": np.less,
             "Greater": np.greater,
             "Mod": np.mod,
-        }[op]
-        r = np.asarray(f(x, y))
+        }
+        r = np.asarray(binary[op](x, y))
         return [r if r.dtype == bool or op == "Div" else r.astype(np.result_type(x, y))]
     if op in ("Floor", "Ceil", "Neg", "Sqrt", "Abs", "Not"):
         f = {
@@ -809,7 +814,7 @@ def _evaluate(node, vals: list) -> list:
         steps = vals[4] if len(vals) > 4 and vals[4] is not None else None
         return [_slice(x, vals[1].reshape(-1), vals[2].reshape(-1), axes, steps)]
     if op in ("Identity", "Dropout"):
-        return [x] + ([np.ones(x.shape, bool)] if len(node.output) > 1 else [])
+        return [x] + ([np.ones(x.shape, np.bool_)] if len(node.output) > 1 else [])
     if op == "Reshape":
         return [_reshape(x, vals[1].reshape(-1), a.get("allowzero", 0))]
     if op == "Transpose":

@@ -66,6 +66,7 @@ def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False) -> str:
 
     def make():
         q = qw.int_repr()
+        zp: np.ndarray  # int16 while computing the shift, then the int8 / uint8 codes
         if qw.qscheme() == "per_tensor_affine":
             scale, zp, axis = np.float32(qw.q_scale()), np.array(qw.q_zero_point(), np.int16), None
         else:

@@ -20,7 +20,7 @@ def observer_of(mod):
     return obs
 
 
-def activation_qparams(mod) -> tuple:
+def activation_qparams(mod) -> tuple[float, int]:
     """(scale, zero_point) as Python float and int, from the module's observer."""
     scale, zp = observer_of(mod).calculate_qparams()
     return float(np.asarray(scale).reshape(-1)[0]), int(np.asarray(zp).reshape(-1)[0])

@@ -15,6 +15,7 @@ import numpy as np
 from ... import _C
 from ..._dtypes import QDType, quint8
 from ...qtensor import QTensor, _check_scale, _check_zp
+from ..module import Module
 
 
 def q_input(x, name: str) -> QTensor:
@@ -40,10 +41,13 @@ def quint8_input(x, name: str) -> QTensor:
     return x
 
 
-class OutputQParams:
+class OutputQParams(Module):
     """Mixin for layers with output qparams in ``.scale`` / ``.zero_point``
     (set freely, as in PyTorch): validated once per value, not per call (the
     checks cost microseconds, which matter for small layers)."""
+
+    scale: float
+    zero_point: int
 
     def _output_qparams(self):
         """(scale as float32, zero_point, scale as a Python float for the output QTensor)."""

@@ -12,6 +12,7 @@ from ... import _C
 from ..._dtypes import qint8
 from ...qparams import calculate_qparams
 from ...qtensor import QTensor, quantize_per_channel
+from ..module import Module
 from ._state import keyed_errors, load_packed_linear, load_qparams, readonly, save_qparams
 
 
@@ -89,9 +90,15 @@ def quantize_weight_symmetric(w: np.ndarray, per_channel: bool = True) -> QTenso
     return quantize_per_channel(w, scale, zp, 0, qint8)
 
 
-class LinearWeights:
+class LinearWeights(Module):
     """Mixin of the quantized Linear layers (static and dynamic): int8 weights and
     float bias held as PackedLinearParams, with PyTorch's accessors."""
+
+    in_features: int
+    out_features: int
+    scale: float  # output qparams (the static layer's; the dynamic layer has none)
+    zero_point: int
+    _packed_params: PackedLinearParams
 
     def set_weight_bias(self, w: QTensor, b) -> None:
         params = PackedLinearParams(w, b)

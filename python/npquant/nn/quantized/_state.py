@@ -27,7 +27,7 @@ def readonly(a):
         return None
     if isinstance(a, QTensor):
         if a._axis is None:
-            return QTensor._trusted(readonly(a._q), a._scale, a._zp, a._dtype, a._nhwc)
+            return QTensor._trusted(readonly(a._q), a.q_scale(), a.q_zero_point(), a._dtype, a._nhwc)
         return QTensor(readonly(a._q), readonly(a._scale), readonly(a._zp), a._dtype, axis=a._axis)
     v = np.asarray(a).view()
     v.flags.writeable = False

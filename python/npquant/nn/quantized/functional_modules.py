@@ -88,7 +88,7 @@ def binary_table(op: str, xq, yq, s, zp, dtype: QDType) -> np.ndarray:
     return np.ascontiguousarray(out).view(np.uint8).reshape(-1)
 
 
-_KERNELS = {}
+_KERNELS: dict[str, str | None] = {}
 
 
 def _kernel(op: str):
@@ -108,6 +108,10 @@ def _per_channel(t: QTensor, big: QTensor) -> bool:
 class QFunctional(Module):
     """Output qparams ``scale`` / ``zero_point`` come from the FloatFunctional's
     observer at convert (add_scalar / mul_scalar derive theirs from the input)."""
+
+    # None when calibration ran only add_scalar / mul_scalar (see from_float).
+    scale: float | None
+    zero_point: int | None
 
     def __init__(self):
         super().__init__()

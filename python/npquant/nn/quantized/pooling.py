@@ -16,6 +16,8 @@ codes can differ from npquant's (and from PyTorch's on AVX-512 machines) by one.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from ... import _C
@@ -87,6 +89,7 @@ class MaxPool2d(Module):
         if nhwc:  # quantized conv outputs: the native loop
             g = self.geometry
             out = _C.max_pool2d_nhwc(np.ascontiguousarray(q), g.output_hw(*_hw(q, axes)), g.k, g.s, g.p, g.d)
+            out = cast(np.ndarray, out)  # the binding returns a py::object: the uint8/int8 array
             return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
         return self._forward_numpy(x)
 
@@ -153,7 +156,7 @@ class AvgPool2d(Module):
             x.q_zero_point(),
             scalar_tail(q.shape[-1]).start,
         )
-        return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
+        return wrap(cast(np.ndarray, out), x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
 
     def _forward_numpy(self, x):
         """The NumPy implementation (any storage order): NCHW input, and the tests' oracle."""
@@ -203,6 +206,10 @@ def adaptive_multipliers(kh: np.ndarray, kw: np.ndarray, nhwc: bool) -> np.ndarr
     return (recip / kw.astype(np.float32)).astype(np.float32)
 
 
+# The native AdaptiveAvgPool2d's bins (row start/end, column start/end, int32) and multipliers.
+_AdaptiveConstants = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size):
         super().__init__()
@@ -216,7 +223,7 @@ class AdaptiveAvgPool2d(Module):
         # input size kept between calls (computing them costs more than the pooling).
         h, w = _hw(q, axes)
         key = (h, w)
-        cached = self.__dict__.get("_cache_constants")
+        cached: tuple[tuple[int, int], _AdaptiveConstants | None] | None = self.__dict__.get("_cache_constants")
         if cached is None or cached[0] != key:
             out_hw = adaptive_output_hw(self.output_size, h, w)
             hs, he = adaptive_bounds(h, out_hw[0])
@@ -224,11 +231,14 @@ class AdaptiveAvgPool2d(Module):
             mult = adaptive_multipliers(he - hs, we - ws, True)
             area = int((he - hs).max()) * int((we - ws).max())
             i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
-            consts = None if area > _NATIVE_MAX_BIN else (i32(hs), i32(he), i32(ws), i32(we), mult)
+            consts: _AdaptiveConstants | None = (
+                None if area > _NATIVE_MAX_BIN else (i32(hs), i32(he), i32(ws), i32(we), mult)
+            )
             cached = self._cache_constants = (key, consts)
-        if cached[1] is None:  # bins too large for exact int32 sums: NumPy sums in int64
+        bins = cached[1]
+        if bins is None:  # bins too large for exact int32 sums: NumPy sums in int64
             return self._forward_numpy(x)
-        out = _C.adaptive_avg_pool2d_nhwc(np.ascontiguousarray(q), *cached[1], x.q_zero_point())
+        out = cast(np.ndarray, _C.adaptive_avg_pool2d_nhwc(np.ascontiguousarray(q), *bins, x.q_zero_point()))
         return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
 
     def _forward_numpy(self, x):
