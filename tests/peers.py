@@ -234,22 +234,22 @@ def _emulated_linear(self, x):
     return QTensor._trusted(y.reshape(q.shape[:-1] + (y.shape[-1],)), fscale, zp)
 
 
-def _emulated_conv(self, x):
-    scale, zp, fscale = self._output_qparams()
-    p = self._packed_params
-    stride, pad4, dil, groups = p.geometry
-    acc = fbgemm_conv_acc(x.nhwc(), x.q_zero_point(), p.qweight.int_repr(), stride, pad4, dil, groups)
-    y = requantize(acc, x.q_scale(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
-    return QTensor._trusted(np.ascontiguousarray(y), fscale, zp, nhwc=True)
+def _conv_emulation(pairs, requant):
+    """A Conv2d forward that sums with `pairs` and requantizes with `requant`."""
+
+    def forward(self, x):
+        scale, zp, fscale = self._output_qparams()
+        p = self._packed_params
+        stride, pad4, dil, groups = p.geometry
+        acc = fbgemm_conv_acc(x.nhwc(), x.q_zero_point(), p.qweight.int_repr(), stride, pad4, dil, groups, pairs)
+        y = requant(acc, x.q_scale(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
+        return QTensor._trusted(np.ascontiguousarray(y), fscale, zp, nhwc=True)
+
+    return forward
 
 
-def _emulated_onednn_conv(self, x):
-    scale, zp, fscale = self._output_qparams()
-    p = self._packed_params
-    stride, pad4, dil, groups = p.geometry
-    acc = fbgemm_conv_acc(x.nhwc(), x.q_zero_point(), p.qweight.int_repr(), stride, pad4, dil, groups, exact_pairs_acc)
-    y = onednn_requantize(acc, x.q_scale(), p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
-    return QTensor._trusted(np.ascontiguousarray(y), fscale, zp, nhwc=True)
+_emulated_conv = _conv_emulation(fbgemm_pairs_acc, requantize)  # FBGEMM: saturating pairs
+_emulated_onednn_conv = _conv_emulation(exact_pairs_acc, onednn_requantize)  # oneDNN: exact, its own order
 
 
 def emulate_torch(model, family: str | None = None):
