@@ -12,11 +12,15 @@ degenerate), the same calibration images (fixed-seed N(0, 1), CALIB_BATCHES x 8)
 - ORT int8: torch.onnx.export of the float model (dynamo=False), then
   onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights, uint8
   activations, MinMax) with the same images;
-- npquant int8: the same float ONNX through npquant.onnx.load, Conv+Relu and Add+Relu
-  fused (fuse_plan), qconfig npquant.get_default_qconfig('x86'), prepare, calibrate, convert;
+- npquant int8 (twin): npquant.models.<name> (torchvision's architecture written in npquant.nn)
+  with the torch model's state dict loaded, fuse_model(), qconfig
+  npquant.get_default_qconfig('x86'), prepare, calibrate, convert: what a user with
+  torchvision weights does, and the headline ratio;
+- npquant int8 (ONNX): the same float ONNX through npquant.onnx.load, Conv+Relu and Add+Relu
+  fused (fuse_plan), the same qconfig and flow;
 - npquant fp32 (the imported float model) and torch fp32 for scale.
-Reported: ms per batch (min and median of --repeat after warm-up), npquant int8 / the best
-int8 peer, and top-1 agreement of each int8 model with torch fp32 on EVAL_IMAGES other
+Reported: ms per batch (min and median of --repeat after warm-up), npquant int8 time / the
+faster int8 peer's for each npquant route, and top-1 agreement of each int8 model with torch fp32 on EVAL_IMAGES other
 images from the same distribution. Without torch/torchvision it says so and exits 0:
 the models come from torchvision. Timing never runs in the unit tests (tests/test_bench_models.py
 checks the pieces below without torchvision).
@@ -146,15 +150,35 @@ def quantize_npquant(net, batches):
     return npquant.convert(prepared)
 
 
+def quantize_twin(name: str, state: dict, batches):
+    """npquant.models.<name> with a torchvision state dict (NumPy arrays), quantized as
+    torchvision's quantizable models are: fuse_model(), qconfig x86, calibrate, convert."""
+    import npquant
+    import npquant.models as nm
+
+    m = getattr(nm, name)(weights=state)
+    m.fuse_model()
+    m.qconfig = npquant.get_default_qconfig("x86")
+    prepared = npquant.prepare(m)
+    for x in batches:
+        prepared(x)
+    return npquant.convert(prepared)
+
+
+NPQ_ROUTES = ("npquant int8", "npquant int8 onnx")  # twin (headline), ONNX import
+
+
 def table(rows: list, batches: list, threads: list) -> str:
     """Markdown: one row per (model, batch, threads); ms as min/median."""
-    impls = ["torch fp32", "npquant fp32", "torch int8", "ORT int8", "npquant int8", "npquant int8 avx2"]
-    present = [i for i in impls if any(i in r["ms"] for r in rows)]
+    fixed = ["torch fp32", "npquant fp32", "torch int8", "ORT int8", *NPQ_ROUTES]
+    extra = sorted({k for r in rows for k in r["ms"] if k not in fixed})  # e.g. "npquant int8 avx2"
+    present = [i for i in fixed + extra if any(i in r["ms"] for r in rows)]
+    ratios = [k for k in NPQ_ROUTES if k in present]
     head = (
         ["model", "batch", "thr"]
         + [f"{i} ms" for i in present]
+        + [f"{k} / faster int8 peer (<1: npquant faster)" for k in ratios]
         + [
-            "npq int8 ms / best int8 peer ms (<1: npquant faster)",
             "top-1 agree (torch/ORT/npq int8)",
             "rel. error (torch/ORT/npq)",
         ]
@@ -166,8 +190,9 @@ def table(rows: list, batches: list, threads: list) -> str:
             v = r["ms"].get(i)
             cells.append("" if v is None else f"{v[0]:.1f} / {v[1]:.1f}")
         peers = [r["ms"][p][0] for p in ("torch int8", "ORT int8") if p in r["ms"]]
-        npq = r["ms"].get("npquant int8")
-        cells.append(f"{npq[0] / min(peers):.2f}" if npq and peers else "")
+        for k in ratios:
+            npq = r["ms"].get(k)
+            cells.append(f"{npq[0] / min(peers):.2f}" if npq and peers else "")
         ag = r.get("agree", {})
         cells.append(
             " / ".join(
@@ -298,22 +323,17 @@ def ort_session(path, threads: int):
 
 
 def run_npquant_only(args) -> None:
-    """Child process (NPQUANT_ISA set by the parent): npquant int8 rows as JSON."""
+    """Child process (NPQUANT_ISA set by the parent): the twins' int8 rows as JSON, from the
+    state dicts the parent saved as <name>.npz."""
     import npquant
 
-    onnx_dir = args.npquant_only
     out = []
     for name in args.models:
-        path = os.path.join(onnx_dir, name + ".onnx")
+        path = os.path.join(args.npquant_only, name + ".npz")
         if not os.path.exists(path):
             continue
-        import onnx
-
-        try:
-            net = npquant.onnx.load(fold_constant_identities(onnx.load(path)))
-        except Exception:  # the parent notes models npquant cannot import
-            continue
-        q = quantize_npquant(net.eval(), calibration_batches())
+        with np.load(path) as z:
+            q = quantize_twin(name, dict(z), calibration_batches())
         for threads in args.threads:
             npquant.set_num_threads(threads)
             for b in args.batch:
@@ -397,12 +417,18 @@ def main(argv=None) -> int:
             score("ORT int8", s0.run(None, {"x": evals})[0])
         except Exception as e:
             notes.append(f"{name}: ORT int8 failed ({type(e).__name__}: {str(e)[:150]})")
+        state = {k: v.detach().numpy() for k, v in fm.state_dict().items()}
+        np.savez(os.path.join(tmp, name + ".npz"), **state)
+        try:
+            qt = quantize_twin(name, state, batches)
+            impls["npquant int8"] = qt
+            score("npquant int8", qt(evals))
+        except Exception as e:
+            notes.append(f"{name}: npquant.models twin failed ({type(e).__name__}: {str(e)[:200]})")
         try:
             net = npquant.onnx.load(fold_constant_identities(onnx.load_from_string(onnx_bytes)))
             impls["npquant fp32"] = net
-            qn = quantize_npquant(net, batches)
-            impls["npquant int8"] = qn
-            score("npquant int8", qn(evals))
+            impls["npquant int8 onnx"] = quantize_npquant(net, batches)
         except Exception as e:
             notes.append(f"{name}: npquant cannot import or quantize it ({type(e).__name__}: {str(e)[:200]})")
         for threads in args.threads:
