@@ -74,6 +74,7 @@ def test_channel_shuffle_matches_torch(nhwc):
     ref = tq.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
     _same(channel_shuffle(q, 2), ref)
     _same(channel_shuffle(q, 3), torch.nn.functional.channel_shuffle(tq, 3))
+    assert channel_shuffle(q, 2).is_nhwc == nhwc  # channels-last storage is kept for the next conv
 
 
 # ---- npquant.onnx.load of small torch-exported models with the vision patterns

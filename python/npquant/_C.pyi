@@ -83,6 +83,9 @@ def cat_channels(
     scale: typing.SupportsFloat | typing.SupportsIndex = ...,
     zero_point: typing.SupportsInt | typing.SupportsIndex = ...,
 ) -> numpy.typing.NDArray[numpy.uint8]: ...
+def channel_shuffle_nhwc(
+    x: object, groups: typing.SupportsInt | typing.SupportsIndex
+) -> numpy.typing.NDArray[numpy.uint8]: ...
 def choose_qparams(
     min: typing.SupportsFloat | typing.SupportsIndex,
     max: typing.SupportsFloat | typing.SupportsIndex,

@@ -380,4 +380,8 @@ def channel_shuffle(x: QTensor, groups: int) -> QTensor:
     n, c, h, w = x.shape
     if c % groups:
         raise ValueError(f"channel_shuffle: {c} channels do not split into {groups} groups")
+    if x.is_nhwc and x._axis is None:  # channels last: one copy, and the result stays NHWC
+        codes = x.nhwc()
+        q = _C.channel_shuffle_nhwc(codes.view(np.uint8), groups).view(codes.dtype)
+        return QTensor._trusted(q, cast(float, x._scale), cast(int, x._zp), x._dtype, True)
     return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)

@@ -130,6 +130,22 @@ U8 cat_channels(const std::vector<py::object>& xs, const std::vector<py::object>
   return y;
 }
 
+U8 channel_shuffle(const py::handle& x_obj, int64_t groups) {
+  auto x = checked<uint8_t>(x_obj, "codes (NHWC)", 4);
+  const int64_t c = x.shape(3);
+  if (groups <= 0 || c % groups != 0)
+    throw ValueError("channel_shuffle: " + std::to_string(c) + " channels do not split into " +
+                     std::to_string(groups) + " groups");
+  U8 y(shape_of(x));
+  const uint8_t* xd = x.data();
+  uint8_t* yd = y.mutable_data();
+  const size_t rows = static_cast<size_t>(x.shape(0) * x.shape(1) * x.shape(2));
+  py::gil_scoped_release nogil;
+  npq::channel_shuffle_u8(xd, yd, rows, static_cast<size_t>(groups),
+                          static_cast<size_t>(c / groups));
+  return y;
+}
+
 // The qparams of a binary op's two operands and its output, checked in this order.
 void check_binary_qparams(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
                           int32_t zp) {
@@ -228,6 +244,9 @@ void register_elementwise(py::module_& m) {
   m.def("gelu_f32", &gelu_f32, py::arg("x"), py::arg("approximate") = "none",
         "GELU of a C-contiguous float32 array with the dispatched kernel "
         "(cpu_info()['kernels']['gelu']); the same bits on every ISA.");
+  m.def("channel_shuffle_nhwc", &channel_shuffle, py::arg("x"), py::arg("groups"),
+        "ShuffleNet's channel shuffle of NHWC 8-bit codes: channel g * (C / groups) + j moves "
+        "to j * groups + g.");
   m.def(
       "cat_channels", &cat_channels, py::arg("xs"), py::arg("tables"),
       py::arg("requant") = py::none(), py::arg("scale") = 1.0f, py::arg("zero_point") = 0,

@@ -158,4 +158,26 @@ void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y) {
   });
 }
 
+void channel_shuffle_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t groups,
+                        size_t per_group) {
+  const size_t width = groups * per_group;
+  if (rows == 0 || width == 0) return;
+  const size_t chunk = std::max<size_t>(1, kChunk / width);
+  for_chunks(rows, chunk, 2 * rows * width, [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      const uint8_t* in = x + r * width;
+      uint8_t* out = y + r * width;
+      if (groups == 2) {  // ShuffleNet's case: interleave the two halves (vectorizes)
+        for (size_t j = 0; j < per_group; ++j) {
+          out[2 * j] = in[j];
+          out[2 * j + 1] = in[per_group + j];
+        }
+        continue;
+      }
+      for (size_t g = 0; g < groups; ++g)
+        for (size_t j = 0; j < per_group; ++j) out[j * groups + g] = in[g * per_group + j];
+    }
+  });
+}
+
 }  // namespace npq
