@@ -247,3 +247,24 @@ def test_lookup_argument_checks():
     with pytest.raises(ValueError, match="every dimension but channels"):
         _C.cat_channels([np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2, 3, 3), np.uint8)], [None, None])
     assert _C.lookup(np.zeros((0, 4), np.uint8), np.arange(256, dtype=np.uint8)).shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nhwc_copy_equals_numpy_transpose(dtype):
+    """QTensor.nhwc() of an NCHW-stored tensor is the native transpose (16 x 16 SIMD tiles
+    plus portable tails): every shape class of tiles and tails, and both thread counts."""
+    rng = np.random.default_rng(5)
+    shapes = [(1, 3, 224, 224), (2, 1, 5, 7), (1, 16, 4, 4), (3, 17, 9, 11), (1, 33, 16, 17), (2, 64, 7, 7)]
+    shapes += [(1, 48, 1, 1), (1, 5, 0, 3), (0, 8, 2, 2), (1, 130, 13, 5), (2, 64, 56, 56)]  # last: parallel
+    before = npquant.get_num_threads()
+    for threads in (1, 2):
+        npquant.set_num_threads(threads)
+        try:
+            for shape in shapes:
+                codes = rng.integers(dtype.qmin, dtype.qmax + 1, shape).astype(dtype.storage)
+                q = npquant.QTensor(codes, 0.1, dtype.qmin + 3, dtype)
+                got = q.nhwc()
+                assert got.dtype == codes.dtype and got.flags.c_contiguous, shape
+                np.testing.assert_array_equal(got, codes.transpose(0, 2, 3, 1), err_msg=str(shape))
+        finally:
+            npquant.set_num_threads(before)

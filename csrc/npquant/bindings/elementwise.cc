@@ -146,6 +146,17 @@ U8 channel_shuffle(const py::handle& x_obj, int64_t groups) {
   return y;
 }
 
+U8 nchw_to_nhwc(const py::handle& x_obj) {
+  auto x = checked<uint8_t>(x_obj, "codes (NCHW)", 4);
+  U8 y(std::vector<py::ssize_t>{x.shape(0), x.shape(2), x.shape(3), x.shape(1)});
+  const uint8_t* xd = x.data();
+  uint8_t* yd = y.mutable_data();
+  py::gil_scoped_release nogil;
+  npq::nchw_to_nhwc_u8(xd, yd, static_cast<size_t>(x.shape(0)), static_cast<size_t>(x.shape(1)),
+                       static_cast<size_t>(x.shape(2) * x.shape(3)));
+  return y;
+}
+
 // The qparams of a binary op's two operands and its output, checked in this order.
 void check_binary_qparams(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
                           int32_t zp) {
@@ -244,6 +255,8 @@ void register_elementwise(py::module_& m) {
   m.def("gelu_f32", &gelu_f32, py::arg("x"), py::arg("approximate") = "none",
         "GELU of a C-contiguous float32 array with the dispatched kernel "
         "(cpu_info()['kernels']['gelu']); the same bits on every ISA.");
+  m.def("nchw_to_nhwc_u8", &nchw_to_nhwc, py::arg("x"),
+        "A C-contiguous (N, C, H, W) array of 8-bit codes copied to (N, H, W, C) order.");
   m.def("channel_shuffle_nhwc", &channel_shuffle, py::arg("x"), py::arg("groups"),
         "ShuffleNet's channel shuffle of NHWC 8-bit codes: channel g * (C / groups) + j moves "
         "to j * groups + g.");

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "../dispatch.h"
 #include "threadpool.h"
 
@@ -176,6 +180,82 @@ void channel_shuffle_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t groups
       }
       for (size_t g = 0; g < groups; ++g)
         for (size_t j = 0; j < per_group; ++j) out[j * groups + g] = in[g * per_group + j];
+    }
+  });
+}
+
+namespace {
+
+// One image's (channels, pixels) plane block -> (pixels, channels) rows, for
+// pixels [p0, p1) and channels [c0, c1): the portable form.
+void transpose_block(const uint8_t* in, uint8_t* out, size_t channels, size_t pixels, size_t p0,
+                     size_t p1, size_t c0, size_t c1) {
+  for (size_t c = c0; c < c1; ++c) {
+    const uint8_t* src = in + c * pixels;
+    for (size_t p = p0; p < p1; ++p) out[p * channels + c] = src[p];
+  }
+}
+
+#if defined(__SSE2__)
+// A 16 x 16 byte tile: 16 channels' runs of 16 pixels -> 16 pixels' runs of 16
+// channels, by four rounds of unpacking (SSE2, part of every x86-64 baseline).
+void transpose16(const uint8_t* in, size_t in_stride, uint8_t* out, size_t out_stride) {
+  __m128i r[16], t[16];
+  for (int i = 0; i < 16; ++i)
+    r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i * in_stride));
+  for (int i = 0; i < 8; ++i) {  // bytes
+    t[i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+    t[i + 8] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // 16-bit pairs
+    r[i] = _mm_unpacklo_epi16(t[2 * i], t[2 * i + 1]);
+    r[i + 4] = _mm_unpackhi_epi16(t[2 * i], t[2 * i + 1]);
+    r[i + 8] = _mm_unpacklo_epi16(t[2 * i + 8], t[2 * i + 9]);
+    r[i + 12] = _mm_unpackhi_epi16(t[2 * i + 8], t[2 * i + 9]);
+  }
+  for (int i = 0; i < 8; ++i) {  // 32-bit quads
+    t[2 * i] = _mm_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // t[4a + b] holds pixels 4a + 2b and 4a + 2b + 1 of channels 0-7, t[4a + b + 2]
+  // the same pixels' channels 8-15 (a = 0..3, b = 0, 1): a last 64-bit round
+  // joins the two halves of each pixel.
+  for (int j = 0; j < 8; ++j) {
+    const int lo = (j / 2) * 4 + j % 2;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (2 * j) * out_stride),
+                     _mm_unpacklo_epi64(t[lo], t[lo + 2]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (2 * j + 1) * out_stride),
+                     _mm_unpackhi_epi64(t[lo], t[lo + 2]));
+  }
+}
+#endif
+
+}  // namespace
+
+void nchw_to_nhwc_u8(const uint8_t* x, uint8_t* y, size_t batch, size_t channels, size_t pixels) {
+  // Blocks of kBlock pixels x all channels; within a block, 16 x 16 tiles where
+  // the SIMD transpose applies, the portable loop elsewhere.
+  constexpr size_t kBlock = 64;
+  if (batch == 0 || channels == 0 || pixels == 0) return;
+  const size_t blocks = (pixels + kBlock - 1) / kBlock;
+  const size_t per_chunk = std::max<size_t>(1, kChunk / (kBlock * channels));
+  for_chunks(batch * blocks, per_chunk, batch * pixels * channels, [&](size_t b0, size_t b1) {
+    for (size_t b = b0; b < b1; ++b) {
+      const size_t n = b / blocks, p0 = (b % blocks) * kBlock;
+      const size_t p1 = std::min(pixels, p0 + kBlock);
+      const uint8_t* in = x + n * channels * pixels;
+      uint8_t* out = y + n * channels * pixels;
+      size_t c16 = 0, p16 = p0;
+#if defined(__SSE2__)
+      c16 = channels / 16 * 16;
+      p16 = p0 + (p1 - p0) / 16 * 16;
+      for (size_t c = 0; c < c16; c += 16)
+        for (size_t p = p0; p < p16; p += 16)
+          transpose16(in + c * pixels + p, pixels, out + p * channels + c, channels);
+      transpose_block(in, out, channels, pixels, p16, p1, 0, c16);  // pixel tail
+#endif
+      transpose_block(in, out, channels, pixels, p0, p1, c16, channels);  // channel tail
+      (void)p16;
     }
   });
 }

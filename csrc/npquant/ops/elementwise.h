@@ -48,6 +48,10 @@ void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y);
 // (torch's view (groups, per_group) / transpose / view, on one pixel's channels).
 void channel_shuffle_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t groups, size_t per_group);
 
+// NCHW -> NHWC copy of 8-bit codes: x is (batch, channels, pixels), y is
+// (batch, pixels, channels).
+void nchw_to_nhwc_u8(const uint8_t* x, uint8_t* y, size_t batch, size_t channels, size_t pixels);
+
 // The AddKernel constants of add / add_relu with operands at (a_scale, a_zp)
 // and (b_scale, b_zp) and the output at (scale, zp), in the NumPy path's float32
 // arithmetic: premul = fl(s * -zp), inv_scale = fl(1 / scale).
