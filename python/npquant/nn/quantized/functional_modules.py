@@ -99,6 +99,11 @@ def _kernel(op: str):
     return _KERNELS[op]
 
 
+def _nhwc_quint8(t) -> bool:
+    """t is an NHWC-stored, C-contiguous, per-tensor quint8 QTensor: the layers' outputs."""
+    return type(t) is QTensor and t._nhwc and t._dtype is quint8 and t._axis is None and t._q.flags.c_contiguous
+
+
 def _per_channel(t: QTensor, big: QTensor) -> bool:
     """t is (N or 1, C, 1, 1) against big's (N, C, H, W): one code per (batch, channel)."""
     n, c, h, w = big.shape
@@ -124,13 +129,21 @@ class QFunctional(Module):
         )
 
     def _out(self, dtype):
+        """(scale, zero_point) of the output, validated once per value (.scale and
+        .zero_point may be set freely, as in PyTorch)."""
+        key = (self.scale, self.zero_point, dtype)
+        cached = self.__dict__.get("_cache_out")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         if self.scale is None:
             raise RuntimeError(
                 "this QFunctional has no output qparams: during calibration its FloatFunctional ran "
                 "only add_scalar/mul_scalar (which are not observed). Call add/mul/cat on the float "
                 "model during calibration, or set .scale and .zero_point"
             )
-        return out_qparams(self.scale, self.zero_point, dtype)
+        qparams = out_qparams(self.scale, self.zero_point, dtype)
+        self.__dict__["_cache_out"] = (key, qparams)
+        return qparams
 
     def _table(self, op: str, xq, yq, s, zp, dtype: QDType, n: int):
         """The cached lookup table of op at these qparams; None when n is too small to
@@ -218,6 +231,13 @@ class QFunctional(Module):
         return QTensor._trusted(out.view(dtype.storage), s, zp, dtype, nhwc)
 
     def _add(self, x, y, relu: bool, op: str):
+        if _nhwc_quint8(x) and _nhwc_quint8(y) and x._q.shape == y._q.shape and _kernel("add"):
+            # a network's common case, without _native's general checks (microseconds
+            # per call, which matter at batch 1): the same kernel and arguments
+            s, zp = self._out(quint8)
+            out = _C.qadd_u8(x._q, y._q, x._scale, x._zp, y._scale, y._zp, s, zp, relu)
+            self.__dict__["_last_kernel"] = _kernel("add")
+            return QTensor._trusted(out, s, zp, quint8, True)
         out = self._native(x, y, op)
         return self._add_numpy(x, y, relu, op) if out is None else out
 
@@ -250,6 +270,14 @@ class QFunctional(Module):
         """Dequantize, concatenate, quantize to (scale, zero_point); inputs already
         at those qparams are copied unchanged. Natively: each operand through a
         256-entry table of the same arithmetic (NHWC along channels: in one pass)."""
+        if dim in (1, -3) and _kernel("add") and xs and all(_nhwc_quint8(x) for x in xs):
+            # channels of NHWC quint8 tensors (Inception, ShuffleNet): cat_channels checks the
+            # other dimensions agree; the same call as below, without the general checks
+            s, zp = self._out(quint8)
+            requant = [None if self._at_output(x, s, zp) else (x._scale, x._zp) for x in xs]
+            out = _C.cat_channels([x._q for x in xs], [None] * len(xs), requant, s, zp)
+            self.__dict__["_last_kernel"] = _kernel("add")
+            return QTensor._trusted(out, s, zp, quint8, True)
         xs, dtype, s, zp, dim, nhwc = self._cat_args(xs, dim)
         same_nhw = nhwc and len({x.shape[:1] + x.shape[2:] for x in xs}) == 1
         if same_nhw and dtype is quint8 and _kernel("add"):
