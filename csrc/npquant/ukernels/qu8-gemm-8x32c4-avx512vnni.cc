@@ -54,11 +54,14 @@ NPQ_INLINE void zero(__m512i (&acc)[M][kNV]) {
     for (size_t v = 0; v < kNV; ++v) acc[r][v] = _mm512_setzero_si512();
 }
 
-// acc[r][v] = sum over kp of a[r][k] * w[16v + j][k] for one panel.
+// acc[r][v] = init[v] + sum over kp of a[r][k] * w[16v + j][k] for one panel.
 template <size_t M>
 NPQ_INLINE void accumulate(size_t kp, const uint8_t* const* ar, const int8_t* w,
-                           __m512i (&acc)[M][kNV]) {
-  zero<M>(acc);
+                           const __m512i (&init)[kNV], __m512i (&acc)[M][kNV]) {
+#pragma GCC unroll 16
+  for (size_t r = 0; r < M; ++r)
+#pragma GCC unroll 16
+    for (size_t v = 0; v < kNV; ++v) acc[r][v] = init[v];
   size_t k = 0;
   if constexpr (M * kNV < 8) {
     // Few rows: a second (and fourth) accumulator set over alternate K groups.
@@ -127,17 +130,31 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
   const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
   const int8_t* panel = static_cast<const int8_t*>(w);
+  // Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall: the
+  // order of int32 additions does not change the sum). With one zero point for
+  // every row (static layers) the accumulators start at -zp * colsum: one
+  // multiply per vector instead of one per row and vector, which at small K
+  // (MobileNet's 1x1 convs, K = 16..32) is a quarter of the multiplies.
+  bool uniform = true;
+#pragma GCC unroll 16
+  for (size_t r = 1; r < M; ++r) uniform &= a_zp[r] == a_zp[0];
+  const __m512i zp0 = _mm512_set1_epi32(uniform ? a_zp[0] : 0);
   for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
-    __m512i acc[M][kNV];
-    accumulate<M>(kp, ar, panel + kNR * sizeof(int32_t), acc);
-// Zero-point term: acc -= a_zp[r] * colsum (wrapping int32, exact overall).
+    __m512i init[kNV], acc[M][kNV];
 #pragma GCC unroll 16
-    for (size_t v = 0; v < kNV; ++v) {
-      const __m512i colsum = _mm512_load_si512(panel + 64 * v);
+    for (size_t v = 0; v < kNV; ++v)
+      init[v] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                 _mm512_mullo_epi32(zp0, _mm512_load_si512(panel + 64 * v)));
+    accumulate<M>(kp, ar, panel + kNR * sizeof(int32_t), init, acc);
+    if (!uniform) {
 #pragma GCC unroll 16
-      for (size_t r = 0; r < M; ++r)
-        acc[r][v] =
-            _mm512_sub_epi32(acc[r][v], _mm512_mullo_epi32(_mm512_set1_epi32(a_zp[r]), colsum));
+      for (size_t v = 0; v < kNV; ++v) {
+        const __m512i colsum = _mm512_load_si512(panel + 64 * v);
+#pragma GCC unroll 16
+        for (size_t r = 0; r < M; ++r)
+          acc[r][v] =
+              _mm512_sub_epi32(acc[r][v], _mm512_mullo_epi32(_mm512_set1_epi32(a_zp[r]), colsum));
+      }
     }
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
     out.template store<M>(n0, nn, acc);
