@@ -368,6 +368,19 @@ void register_elementwise() {
           })
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
+  std::vector<uint8_t> table(256);
+  for (size_t c = 0; c < 256; ++c) table[c] = static_cast<uint8_t>(c * 37 + 11);
+  for (const npq::LutKernel& k : npq::built_lut_kernels())
+    if (npq::can_run(k))
+      benchmark::RegisterBenchmark(
+          (std::string("lut/") + k.name).c_str(),
+          [k, table](benchmark::State& st) {
+            bench_binary(st, k, table.data(),
+                         [](const npq::LutKernel& kk, size_t n, const uint8_t* a, const uint8_t*,
+                            uint8_t* y, const uint8_t* const* t) { kk.lut(n, a, y, *t); });
+          })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
 }
 
 std::string shape_name(const Shape& s) {

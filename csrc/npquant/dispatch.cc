@@ -76,6 +76,13 @@ std::vector<GeluKernel> make_gelu_table() {
   return t;
 }
 
+std::vector<LutKernel> make_lut_table() {
+  std::vector<LutKernel> t;
+#define NPQ_LUT(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
 std::string join_isas(const std::vector<Isa>& v) {
   std::string s;
   for (Isa i : v) {
@@ -146,6 +153,7 @@ KernelSet make_set(Isa isa) {
   const MulKernel* mul = pick(built_mul_kernels(), isa);
   s.mul = mul ? *mul : MulKernel{nullptr, Isa::scalar, nullptr};
   s.gelu = *pick(built_gelu_kernels(), isa);
+  s.lut = *pick(built_lut_kernels(), isa);
   return s;
 }
 
@@ -347,6 +355,12 @@ bool can_run(const QuantizeKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const AddKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const MulKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const GeluKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const LutKernel& k) { return cpu_features().supports(k.isa); }
+
+const std::vector<LutKernel>& built_lut_kernels() {
+  static const std::vector<LutKernel> t = make_lut_table();
+  return t;
+}
 
 const std::vector<GeluKernel>& built_gelu_kernels() {
   static const std::vector<GeluKernel> t = make_gelu_table();

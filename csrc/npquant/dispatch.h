@@ -49,6 +49,13 @@ struct GeluKernel {
   f32_vgelu_fn gelu;
 };
 
+// 256-entry byte table lookup (see ukernel.h); the scalar kernel is always built.
+struct LutKernel {
+  const char* name;
+  Isa isa;
+  u8_lut_fn lut;
+};
+
 // Indirect GEMM for convolution (see ukernel.h).
 struct QIGemmKernel {
   const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
@@ -93,6 +100,7 @@ struct KernelSet {
   AddKernel add;
   MulKernel mul;
   GeluKernel gelu;
+  LutKernel lut;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -140,6 +148,8 @@ const std::vector<MulKernel>& built_mul_kernels();
 bool can_run(const MulKernel& k);
 const std::vector<GeluKernel>& built_gelu_kernels();
 bool can_run(const GeluKernel& k);
+const std::vector<LutKernel>& built_lut_kernels();
+bool can_run(const LutKernel& k);
 bool can_run(const DwconvKernel& k);
 // The conv kernels the process would use if NPQUANT_ISA were `cap` (for tests
 // and benchmarks that run every ISA in one process). Throws std::runtime_error

@@ -106,6 +106,9 @@ typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_
 // approximations of ukernels/vgelu-coeffs.h; every kernel gives f32_vgelu__scalar's bits.
 typedef void (*f32_vgelu_fn)(size_t n, const float* x, float* y, int tanh_form);
 
+// y[i] = table[x[i]] for n bytes, table of 256 entries (y may equal x).
+typedef void (*u8_lut_fn)(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table);
+
 // Selects tokens by a build guard (ukernels.inc): NPQ_IF(NPQ_BUILT_AVX2)(x) is x when
 // NPQ_BUILT_AVX2 is defined as 1 (as -DNPQ_BUILT_AVX2 does), else nothing; NPQ_IF(1)(x)
 // is x. (The placeholder trick of Linux's IS_ENABLED.)
@@ -144,6 +147,7 @@ typedef void (*f32_vgelu_fn)(size_t n, const float* x, float* y, int tanh_form);
 #define NPQ_VMUL(name, ...) \
   void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
 #define NPQ_VGELU(name, ...) void name(size_t, const float*, float*, int);
+#define NPQ_LUT(name, ...) void name(size_t, const uint8_t*, uint8_t*, const uint8_t*);
 #include "ukernels.inc"
 
 }  // namespace npq

@@ -132,9 +132,32 @@ void test_mul(const npq::MulKernel& k, Tally& t) {
   }
 }
 
+// The table lookup on every code (all 256, in runs of several lengths so every
+// tail path runs) for random tables and the identity and reversal tables.
+void test_lut(const npq::LutKernel& k, Tally& t) {
+  Rng rng(0x107);
+  std::vector<uint8_t> every(65536);
+  for (size_t i = 0; i < every.size(); ++i) every[i] = static_cast<uint8_t>(i * 97 + (i >> 8));
+  const auto shorts = lengths(rng);
+  for (int i = 0; i < 8; ++i) {
+    uint8_t table[256];
+    for (int c = 0; c < 256; ++c)
+      table[c] = static_cast<uint8_t>(i == 0 ? c : i == 1 ? 255 - c : rng.next());
+    const std::string what = "table " + std::to_string(i);
+    auto fn = [&](size_t n, const uint8_t* x, const uint8_t*, uint8_t* out) {
+      k.lut(n, x, out, table);
+    };
+    check(k.name, what, every, nullptr, fn, [&](size_t j) { return table[every[j]]; }, t);
+    for (const auto& s : shorts)
+      check(k.name, what + " short", s, nullptr, fn, [&](size_t j) { return table[s[j]]; }, t);
+  }
+}
+
 }  // namespace
 
 void test_elementwise_kernels(Tally& t) {
+  for (const npq::LutKernel& k : npq::built_lut_kernels())
+    if (npq::can_run(k)) test_lut(k, t);
   for (const npq::AddKernel& k : npq::built_add_kernels())
     if (npq::can_run(k)) test_add(k, t);
   for (const npq::MulKernel& k : npq::built_mul_kernels())

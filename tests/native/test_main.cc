@@ -55,6 +55,7 @@ std::vector<Registered> registry() {
   add_table(npq::built_quantize_kernels(), &v);
   add_table(npq::built_add_kernels(), &v);
   add_table(npq::built_mul_kernels(), &v);
+  add_table(npq::built_lut_kernels(), &v);
   auto known = [&](const char* name) {
     return std::any_of(v.begin(), v.end(), [&](const Registered& r) { return r.name == name; });
   };
@@ -68,6 +69,7 @@ std::vector<Registered> registry() {
 #define NPQ_QUANTIZE(name, minmax, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VADD(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VMUL(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_LUT(name, isa, ...) NPQ_ROW_(name, isa)
 #include "npquant/ukernels.inc"
 #undef NPQ_ROW_
   v.insert(v.end(), not_built.begin(), not_built.end());

@@ -183,6 +183,7 @@ py::dict cpu_info() {
   fam["dwconv"] = name_isa(ks.conv.dwconv.name, ks.conv.dwconv.isa);
   fam["add"] = name_isa(ks.add.name, ks.add.isa);  // name None: lookup tables
   fam["gelu"] = name_isa(ks.gelu.name, ks.gelu.isa);
+  fam["lut"] = name_isa(ks.lut.name, ks.lut.isa);
   fam["mul"] = name_isa(ks.mul.name, ks.mul.isa);  // name None: lookup tables
   d["kernels"] = fam;
   d["small_m"] = ks.small_m;

@@ -31,9 +31,9 @@ void for_chunks(size_t n, size_t chunk, size_t bytes, const Body& body) {
   parallel_for(tasks, [&](size_t t) { body(t * chunk, std::min(n, (t + 1) * chunk)); });
 }
 
-inline void lookup_run(const uint8_t* __restrict__ x, uint8_t* __restrict__ y, size_t n,
-                       const uint8_t* __restrict__ table) {
-  for (size_t i = 0; i < n; ++i) y[i] = table[x[i]];
+// The dispatched table-lookup kernel (ukernels/u8-lut-*.cc).
+inline void lookup_run(const uint8_t* x, uint8_t* y, size_t n, const uint8_t* table) {
+  kernels().lut.lut(n, x, y, table);
 }
 
 inline void lookup2_run(const uint8_t* __restrict__ a, const uint8_t* __restrict__ b,

@@ -110,10 +110,16 @@ def unary_table(fn, scale: float, zp: int, dtype: QDType, out_scale: float, out_
     return quant(fn(dequant(codes, scale, zp)), out_scale, out_zp, dtype)
 
 
-def apply_table(table: np.ndarray, q: np.ndarray, dtype: QDType) -> np.ndarray:
-    """table[q - qmin] (table from unary_table), as a native lookup of the code bytes."""
+def byte_table(table: np.ndarray, dtype: QDType) -> np.ndarray:
+    """A unary_table reordered for the native lookup: entry b is the output byte of the
+    code whose byte is b (int8 codes are looked up by their uint8 bit pattern)."""
     codes = np.arange(256, dtype=np.uint8).view(dtype.storage)  # in the order of their bytes
-    by_byte = np.ascontiguousarray(table[codes.astype(np.int64) - dtype.qmin]).view(np.uint8)
+    return np.ascontiguousarray(table[codes.astype(np.int64) - dtype.qmin]).view(np.uint8)
+
+
+def apply_table(by_byte: np.ndarray, q: np.ndarray, dtype: QDType) -> np.ndarray:
+    """table[q - qmin] for by_byte = byte_table(table, dtype): the native lookup of the
+    code bytes (a SIMD kernel where the CPU has one; cpu_info()['kernels']['lut'])."""
     return _C.lookup(u8_view(q), by_byte).view(dtype.storage)
 
 

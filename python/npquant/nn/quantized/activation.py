@@ -8,7 +8,7 @@ from ...qtensor import quantize_per_tensor
 from .. import activation as F
 from ..activation import flat_shape
 from ..module import Module
-from ._ops import apply_table, out_qparams, q_input, storage, unary_table, wrap
+from ._ops import apply_table, byte_table, out_qparams, q_input, storage, unary_table, wrap
 from ._state import load_qparams, save_qparams
 
 __all__ = [
@@ -93,7 +93,7 @@ class _Table(Module):
         cached = self.__dict__.get("_cache_table")
         if cached is None or cached[0] != key:
             table = unary_table(self._fn, x.q_scale(), x.q_zero_point(), x.dtype, s, zp)
-            cached = self._cache_table = (key, table)
+            cached = self._cache_table = (key, byte_table(table, x.dtype))
         return wrap(apply_table(cached[1], q, x.dtype), s, zp, x.dtype, nhwc)
 
 
