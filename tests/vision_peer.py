@@ -18,8 +18,7 @@ The comparison (`compare`), for one of the seven architectures:
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
+import re
 import sys
 import warnings
 
@@ -45,50 +44,47 @@ MIN_SIZE = {"inception_v3": 75, "shufflenet_v2_x1_0": 33}
 # (peers.torch_mean_hw)
 TORCH_MEAN = {"shufflenet_v2_x1_0": ("avgpool",)}
 
-# Kept alive for the process: the op definitions live as long as this Library object.
-_STAND_INS = None
+# Kept alive for the process: the operator definitions live as long as this Library object.
+_STAND_INS: list = []
+_MISSING_OP = re.compile(r"operator torchvision::(\w+) does not exist")
 
 
 def import_torchvision():
     """`import torchvision`, also where its C extension cannot load.
 
     PyPI's torchvision wheels for Linux are CUDA builds: beside a CPU torch their
-    extension (_C.so) needs libtorch_cuda.so and fails to load. torchvision tolerates that
-    (extension._has_ops() is then False and every op that needs the extension raises when
-    called), except for one thing: _meta_registrations registers fake kernels for
-    torchvision::nms and ::qnms unconditionally, and torch refuses a fake kernel for an
-    operator that does not exist ("operator torchvision::nms does not exist"). So, when
-    the extension does not load here, this defines those two operators' schemas (the ones
-    its C++ library declares), with no kernel: calling them raises torch's 'could not run
-    torchvision::nms' error, and nothing in the classification models calls them. Where
-    the extension loads (a torchvision built for this torch), nothing is defined.
+    extension (0.28: _C.so) needs libtorch_cuda.so and fails to load. torchvision
+    tolerates that (extension._has_ops() is then False, and the ops that need the
+    extension raise when called), except for one thing: _meta_registrations registers
+    fake kernels for torchvision::nms and ::qnms unconditionally, and torch refuses a fake
+    kernel for an operator that does not exist ("operator torchvision::nms does not
+    exist"), so the import fails. Only when it fails so, this defines those operators'
+    schemas (as its C++ library declares them; no kernel: calling them raises torch's
+    'could not run' error, and nothing in the classification models calls them), drops
+    the half-imported modules and imports again. Where the extension loads (a torchvision
+    built for this torch), nothing is defined.
 
-    Returns the torchvision module; raises ImportError when torchvision is not installed."""
-    global _STAND_INS
-    if "torchvision" in sys.modules:
-        return sys.modules["torchvision"]
+    Returns the torchvision module; raises ImportError when torchvision is not installed
+    or fails to import otherwise."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. its image extension failing to load: not used here
+            import torchvision
+        return torchvision
+    except RuntimeError as e:
+        missing = _MISSING_OP.search(str(e))
+        if not missing or missing.group(1) not in ("nms", "qnms") or _STAND_INS:
+            raise ImportError(f"torchvision does not import beside torch here: {e}") from e
     import torch
 
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("torchvision is not installed (pip install --no-deps torchvision)")
-    pkg_dir = list(spec.submodule_search_locations)[0]
-    loader = (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES)
-    ext = importlib.machinery.FileFinder(pkg_dir, loader).find_spec("_C")
-    loads = False
-    if ext is not None and ext.origin:
-        try:
-            torch.ops.load_library(ext.origin)  # what torchvision.extension does first
-            loads = True
-        except OSError:
-            pass
-    if not loads and not hasattr(torch.ops.torchvision, "nms"):
-        lib = torch.library.Library("torchvision", "DEF")
-        for op in ("nms", "qnms"):
-            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _STAND_INS = lib
+    for mod in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[mod]
+    lib = torch.library.Library("torchvision", "DEF")
+    for op in ("nms", "qnms"):
+        lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _STAND_INS.append(lib)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. its image.so failing to load: not used here
+        warnings.simplefilter("ignore")
         import torchvision
     return torchvision
 
