@@ -6,7 +6,7 @@ import pytest
 import npquant
 import npquant.nn as nn
 import npquant.nn.quantized as nnq
-from test_onnx import FORMATS, HASWELL, LEVELS, assert_exact, check_model, layer_inputs, optimized_ops, run_ort
+from test_onnx import FORMATS, HASWELL, LEVELS, assert_exact, check_model, layer_inputs, optimized_ops, run_ort, steps
 
 import onnx_models as om
 
@@ -197,3 +197,42 @@ def test_load_torch_cnn(rng, tmp_path):
     q = om.calibrated(net, [rng.normal(0, 1, (4, 3, 16, 16)).astype(np.float32) for _ in range(2)])
     assert sum(isinstance(m, nnq.Conv2d) for m in q.modules()) == 2
     check_model(q, x, 1.0, tmp_path, fmt="integer")
+
+
+class Net1d(nn.Module):
+    """Conv1d with each attribute ONNX writes: padding (int, 'same'), stride, dilation,
+    groups, no bias, and a fused ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant, self.dequant = nn.QuantStub(), nn.DeQuantStub()
+        self.c1, self.r1 = nn.Conv1d(4, 8, 3, padding=1), nn.ReLU()
+        self.c2 = nn.Conv1d(8, 8, 5, stride=2, groups=2)
+        self.c3 = nn.Conv1d(8, 6, 3, padding="same", dilation=2, bias=False)
+
+    def forward(self, x):
+        return self.dequant(self.c3(self.c2(self.r1(self.c1(self.quant(x))))))
+
+
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1])
+def test_conv1d_exports(seed, tmp_path):
+    """Float Conv1d -> Conv (1-D); quantized Conv1d / ConvReLU1d -> ConvInteger (integer:
+    npquant's codes bit for bit) or Conv between Q/DQ (qdq: within one step)."""
+    rng = np.random.default_rng(seed)
+    model = Net1d().eval()
+    x = rng.normal(0, 1, (3, 4, 21)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "f.onnx")
+    y = model(x)
+    np.testing.assert_allclose(run_ort(str(tmp_path / "f.onnx"), x), y, rtol=1e-5, atol=1e-5 * np.abs(y).max())
+    q = om.calibrated(Net1d(), [rng.normal(0, 1, (4, 4, 21)).astype(np.float32) for _ in range(2)], [["c1", "r1"]])
+    assert isinstance(q.c1, nnq.ConvReLU1d) and isinstance(q.c3, nnq.Conv1d)
+    for fmt in FORMATS:
+        proto = npquant.onnx.export(q, x[:1], tmp_path / f"{fmt}.onnx", format=fmt)
+        conv = "ConvInteger" if fmt == "integer" else "Conv"
+        assert [n.op_type for n in proto.graph.node].count(conv) == 3
+        for level in LEVELS:
+            got = run_ort(str(tmp_path / f"{fmt}.onnx"), x, level=level)
+            if fmt == "integer":
+                assert_exact(got, q(x), str(level))
+            else:
+                assert steps(got, q(x), q.c3.scale).max() <= 1, level

@@ -394,6 +394,8 @@ def integer_converters() -> dict:
         nnq.LinearReLU: _gemm("MatMulInteger", True),
         nnq.Conv2d: _gemm("ConvInteger", False),
         nnq.ConvReLU2d: _gemm("ConvInteger", True),
+        nnq.Conv1d: _gemm("ConvInteger", False),
+        nnq.ConvReLU1d: _gemm("ConvInteger", True),
         nnq.ReLU: _code_map,
         nnq.ReLU6: _code_map,
         nnq.Hardswish: _code_map,

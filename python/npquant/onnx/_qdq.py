@@ -372,6 +372,7 @@ def float_converters() -> dict:
     return {
         nn.Linear: _float(_float_linear),
         nn.Conv2d: _float(_float_conv),
+        nn.Conv1d: _float(_float_conv),
         nn.ReLU: _float(_relu),
         nn.ReLU6: _float(_relu6),
         nn.Hardswish: _float(_hardswish),
@@ -401,6 +402,8 @@ def qdq_converters() -> dict:
         nnq.LinearReLU: _qdq(_quant_linear, relu=True),
         nnq.Conv2d: _qdq(_quant_conv),
         nnq.ConvReLU2d: _qdq(_quant_conv, relu=True),
+        nnq.Conv1d: _qdq(_quant_conv),
+        nnq.ConvReLU1d: _qdq(_quant_conv, relu=True),
         nnq.ReLU: _qdq(_relu),
         nnq.ReLU6: _qdq(_relu6),
         nnq.Hardswish: _qdq(_hardswish),
