@@ -222,6 +222,8 @@ def environment() -> str:
             vers.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             vers.append(f"{mod} missing")
+        except Exception as e:  # e.g. PyPI's CUDA torchvision beside a CPU torch (RuntimeError)
+            vers.append(f"{mod} not importable ({type(e).__name__})")
     load = " ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists("/proc/loadavg") else "?"
     return f"CPU: {cpu}; {os.cpu_count()} cores; load average {load}\nVersions: {', '.join(vers)}"
 

@@ -224,6 +224,91 @@ def onednn_requantize(acc, xs, ws, bias, ys, yz, relu) -> np.ndarray:
     return np.clip(np.rint(v).astype(np.int64), int(yz) if relu else 0, 255).astype(np.uint8)
 
 
+# ------------------------------------------------------------------ torch's float mean
+# ATen's float sum kernel is registered for its AVX2 and default capabilities only: on an
+# AVX512 CPU torch runs the AVX2 one, so it works in vectors of 8 floats on every x86 CPU
+# (measured: torch_mean_hw with 8 equals torch 2.13 under ATEN_CPU_CAPABILITY avx512 and
+# avx2; with 16 it does not).
+TORCH_SUM_LANES = 8
+
+
+def _torch_cascade_sum(v: np.ndarray) -> np.ndarray:
+    """ATen's multi_row_sum (SumKernel.cpp) down axis 0 of float32 rows, restated: chunks of
+    2^p rows (p = max(4, ceil(log2(n)) / 4)) run into accumulator 0, each full chunk is
+    carried up a ladder of 4 accumulators, the ladder is added back into accumulator 0."""
+    size = v.shape[0]
+    power = max(4, (int(size - 1).bit_length() if size > 1 else 0) // 4)
+    step = 1 << power
+    acc = [np.zeros(v.shape[1:], np.float32) for _ in range(4)]
+    i = 0
+    while i + step <= size:
+        for _ in range(step):
+            acc[0] = (acc[0] + v[i]).astype(np.float32)
+            i += 1
+        for j in range(1, 4):
+            acc[j] = (acc[j] + acc[j - 1]).astype(np.float32)
+            acc[j - 1] = np.zeros_like(acc[j - 1])
+            if i & ((step - 1) << (j * power)):
+                break
+    for k in range(i, size):
+        acc[0] = (acc[0] + v[k]).astype(np.float32)
+    for j in range(1, 4):
+        acc[0] = (acc[0] + acc[j]).astype(np.float32)
+    return acc[0]
+
+
+def _torch_row_sum(v: np.ndarray) -> np.ndarray:
+    """ATen's row_sum down axis 0: four interleaved partial sums (rows 4i + k, each by
+    _torch_cascade_sum), the leftover rows added to the first, then the four added in order."""
+    size = v.shape[0]
+    whole = size // 4 * 4
+    parts = _torch_cascade_sum(v[:whole].reshape((size // 4, 4) + v.shape[1:]))
+    first = parts[0]
+    for k in range(whole, size):
+        first = (first + v[k]).astype(np.float32)
+    for k in range(1, 4):
+        first = (first + parts[k]).astype(np.float32)
+    return first
+
+
+def torch_float_sum_hw(d: np.ndarray, lanes: int = TORCH_SUM_LANES) -> np.ndarray:
+    """torch.sum over dims (2, 3) of a channels-last float32 tensor, given as (N, H*W, C):
+    ATen's cascade_sum. With at least one vector of channels (vectorized_outer_sum) they run
+    in blocks of 4 vectors (one sequential cascade per channel), then single vectors and
+    single channels (row_sum: 4 partial sums each); with fewer (scalar_outer_sum), in
+    blocks of 4 channels, then single ones."""
+    n, size, c = d.shape
+    rows = np.moveaxis(d, 1, 0)  # (H*W, N, C)
+    block = 4 * lanes if c >= lanes else 4
+    blocked = c // block * block
+    out = np.empty((n, c), np.float32)
+    if blocked:
+        out[:, :blocked] = _torch_cascade_sum(rows[:, :, :blocked])
+    if blocked < c:
+        out[:, blocked:] = _torch_row_sum(rows[:, :, blocked:])
+    return out
+
+
+def torch_mean_hw(x: QTensor, lanes: int = TORCH_SUM_LANES) -> QTensor:
+    """What torch 2.13's Tensor.mean([2, 3]) gives for a channels-last quantized tensor (every
+    quantized conv output on x86; torchvision's ShuffleNetV2 pools so), as (N, C).
+
+    PyTorch runs its integer mean kernel only for NCHW-contiguous tensors; otherwise
+    (ReduceOps.cpp) it dequantizes, takes the float mean and quantizes with the input's
+    qparams: fl(scale * (q - zp)), summed in ATen's order (torch_float_sum_hw),
+    fl(sum / (H*W)), then quantize_per_tensor (npquant's equals torch's). Near a .5 the
+    float error decides the rounding. npquant's QTensor.mean and
+    AdaptiveAvgPool2d(1) compute what torch's integer kernels (its mean of NCHW tensors, its
+    adaptive_avg_pool2d) do: the exact integer sum, scaled once."""
+    q = x.nhwc()
+    n, h, w, c = q.shape
+    s, zp = np.float32(x.q_scale()), x.q_zero_point()
+    d = (s * (q.astype(np.int32) - zp).astype(np.float32)).astype(np.float32)
+    total = torch_float_sum_hw(d.reshape(n, h * w, c), lanes)
+    mean = (total / np.float32(h * w)).astype(np.float32)
+    return npquant.quantize_per_tensor(mean, float(s), zp, npquant.quint8)
+
+
 # ------------------------------------------------------------------ whole models
 def _emulated_linear(self, x):
     q = x.int_repr()
@@ -252,13 +337,47 @@ _emulated_conv = _conv_emulation(fbgemm_pairs_acc, requantize)  # FBGEMM: satura
 _emulated_onednn_conv = _conv_emulation(exact_pairs_acc, onednn_requantize)  # oneDNN: exact, its own order
 
 
-def emulate_torch(model, family: str | None = None):
+def randomize_bn(torch, model) -> None:
+    """BatchNorm statistics and affine parameters of a torch model away from their init
+    (identity), so that fusing them into the layers before changes weights and biases."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
+def torch_x86_qconfig(torch):
+    """The qconfig npquant.get_default_qconfig('x86') stands for, in torch's terms: histogram
+    activations with the full 8-bit range, per-channel symmetric int8 weights."""
+    obs = torch.ao.quantization.observer
+    return torch.ao.quantization.QConfig(
+        activation=obs.HistogramObserver.with_args(reduce_range=False),
+        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
+    )
+
+
+def _emulated_mean(self, x):
+    n, c = x.shape[:2]
+    return torch_mean_hw(x).reshape(n, c, 1, 1)
+
+
+def emulate_torch(model, family: str | None = None, torch_mean: tuple = ()):
     """(model, counts): `model` itself where torch computes the contract's arithmetic for all
     of its GEMM layers on this CPU; otherwise a deep copy whose Linear / Conv2d layers compute
     what torch's converted twin of `model` computes: FBGEMM's saturating arithmetic where it
     saturates, oneDNN's requantization order where oneDNN runs a conv (exact sums).
+    torch_mean: names of global-average-pooling modules (AdaptiveAvgPool2d(1)) where torch's
+    twin calls Tensor.mean([2, 3]) instead (torch_mean_hw; e.g. torchvision's ShuffleNetV2).
     counts: {EXACT: layers, SATURATING: layers}; with `family`, they are recorded."""
     import npquant.nn.quantized as nnq
+
+    modules = dict(model.named_modules())
+    for name in torch_mean:
+        if not isinstance(modules.get(name), nnq.AdaptiveAvgPool2d):
+            raise ValueError(f"torch_mean: {name!r} is not a quantized AdaptiveAvgPool2d of this model")
 
     modes = {}
     for name, m in model.named_modules():
@@ -276,6 +395,8 @@ def emulate_torch(model, family: str | None = None):
             record(family, mode, n)
 
     def emulation(name, m):
+        if name in torch_mean:
+            return _emulated_mean
         if modes.get(name) == SATURATING:
             return _emulated_conv if isinstance(m, nnq.Conv2d) else _emulated_linear
         if isinstance(m, nnq.Conv2d) and torch_conv_is_onednn(m._packed_params.geometry[3]):

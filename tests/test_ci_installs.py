@@ -18,11 +18,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCANNED = ("tests", "examples", "bench", os.path.join("python", "npquant"))
-# Imported only where no test runs them, each with the reason.
-OPTIONAL = {
-    "torchvision": "bench/models.py only, run in a venv of its own (bench/README.md); "
-    "tests/test_bench_models.py checks its pieces without it",
-}
+# Imported only where no test runs them, each with the reason (none at present).
+OPTIONAL: dict[str, str] = {}
 
 
 def _python_files():

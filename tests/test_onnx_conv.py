@@ -197,3 +197,100 @@ def test_load_torch_cnn(rng, tmp_path):
     q = om.calibrated(net, [rng.normal(0, 1, (4, 3, 16, 16)).astype(np.float32) for _ in range(2)])
     assert sum(isinstance(m, nnq.Conv2d) for m in q.modules()) == 2
     check_model(q, x, 1.0, tmp_path, fmt="integer")
+
+
+def _check_quantized_exports(q, x, op_counts, tmp_path):
+    """The integer format of the whole model gives npquant's outputs bit for bit at both
+    ORT levels; in QDQ each quantized layer alone, fed npquant's input codes, is within one
+    step (rounding near ties), as test_conv_layers_alone asks of Conv2d."""
+    for fmt in FORMATS:
+        proto = npquant.onnx.export(q, x[:1], tmp_path / f"{fmt}.onnx", format=fmt)
+        ops = [n.op_type for n in proto.graph.node]
+        assert {op: ops.count(op) for op in op_counts[fmt]} == op_counts[fmt]
+        if fmt == "integer":
+            for level in LEVELS:
+                assert_exact(run_ort(str(tmp_path / "integer.onnx"), x, level=level), q(x), str(level))
+    layers = 0
+    for name, layer, xq in layer_inputs(q, x):
+        expect = layer(xq)
+        if not isinstance(expect, npquant.QTensor) or isinstance(layer, (nnq.Quantize, nnq.DeQuantize)):
+            continue
+        npquant.onnx.export(layer, xq, tmp_path / f"{name}.onnx", format="qdq")
+        for level in LEVELS:
+            got = run_ort(str(tmp_path / f"{name}.onnx"), xq, level=level)
+            d = np.abs(got.astype(int) - expect.int_repr().astype(int))
+            assert d.max() <= 1 and np.mean(d) < 0.02, (name, level, d.max(), np.mean(d))
+        layers += isinstance(layer, (nnq.Conv1d, nnq.ConvTranspose2d))
+    assert layers == 3
+
+
+class Net1d(nn.Module):
+    """Conv1d with each attribute ONNX writes: padding (int, 'same'), stride, dilation,
+    groups, no bias, and a fused ReLU."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.quant, self.dequant = nn.QuantStub(), nn.DeQuantStub()
+        self.c1, self.r1 = nn.Conv1d(4, 8, 3, padding=1, rng=rng), nn.ReLU()
+        self.c2 = nn.Conv1d(8, 8, 5, stride=2, groups=2, rng=rng)
+        self.c3 = nn.Conv1d(8, 6, 3, padding="same", dilation=2, bias=False, rng=rng)
+
+    def forward(self, x):
+        return self.dequant(self.c3(self.c2(self.r1(self.c1(self.quant(x))))))
+
+
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1])
+def test_conv1d_exports(seed, tmp_path):
+    """Float Conv1d -> Conv (1-D); quantized Conv1d / ConvReLU1d -> ConvInteger (integer:
+    npquant's codes bit for bit) or Conv between Q/DQ (qdq: within one step)."""
+    rng = np.random.default_rng(seed)
+    model = Net1d(rng).eval()
+    x = rng.normal(0, 1, (3, 4, 21)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "f.onnx")
+    y = model(x)
+    np.testing.assert_allclose(run_ort(str(tmp_path / "f.onnx"), x), y, rtol=1e-5, atol=1e-5 * np.abs(y).max())
+    batches = [rng.normal(0, 1, (4, 4, 21)).astype(np.float32) for _ in range(2)]
+    q = om.calibrated(Net1d(rng), batches, [["c1", "r1"]])
+    assert isinstance(q.c1, nnq.ConvReLU1d) and isinstance(q.c3, nnq.Conv1d)
+    _check_quantized_exports(q, x, {"integer": {"ConvInteger": 3}, "qdq": {"Conv": 3}}, tmp_path)
+
+
+class NetT(nn.Module):
+    """ConvTranspose2d geometries: stride 2 with output_padding, dilation, groups (per-tensor
+    weights), padding beyond the kernel's reach (the integer format crops), no bias."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.quant, self.dequant = nn.QuantStub(), nn.DeQuantStub()
+        self.t1 = nn.ConvTranspose2d(3, 8, 3, stride=2, padding=1, output_padding=1, rng=rng)
+        self.relu = nn.ReLU()
+        self.t2 = nn.ConvTranspose2d(8, 6, 3, padding=(0, 1), dilation=2, groups=2, bias=False, rng=rng)
+        self.t3 = nn.ConvTranspose2d(6, 4, 2, stride=(3, 2), padding=(2, 3), output_padding=(2, 1), rng=rng)
+
+    def forward(self, x):
+        return self.dequant(self.t3(self.t2(self.relu(self.t1(self.quant(x))))))
+
+
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=HASWELL), 1])
+def test_conv_transpose2d_exports(seed, tmp_path):
+    """Float ConvTranspose2d -> ConvTranspose; quantized -> ConvInteger on the spread,
+    padded input with the flipped kernel (integer: npquant's codes bit for bit) or
+    ConvTranspose between Q/DQ (qdq: within one step)."""
+    rng = np.random.default_rng(seed)
+    model = NetT(rng).eval()
+    x = rng.normal(0, 1, (2, 3, 5, 6)).astype(np.float32)
+    npquant.onnx.export(model, x, tmp_path / "f.onnx")
+    y = model(x)
+    np.testing.assert_allclose(run_ort(str(tmp_path / "f.onnx"), x), y, rtol=1e-5, atol=1e-5 * np.abs(y).max())
+
+    model = NetT(rng).eval()
+    model.qconfig = npquant.get_default_qconfig("x86")
+    model.t2.qconfig = npquant.QConfig(
+        activation=npquant.observers.HistogramObserver, weight=npquant.observers.default_weight_observer
+    )
+    prepared = npquant.prepare(model)
+    for _ in range(2):
+        prepared(rng.normal(0, 1, (4, 3, 5, 6)).astype(np.float32))
+    q = npquant.convert(prepared)
+    assert isinstance(q.t1, nnq.ConvTranspose2d) and q.t2.weight().qscheme() == "per_tensor_affine"
+    _check_quantized_exports(q, x, {"integer": {"ConvInteger": 3}, "qdq": {"ConvTranspose": 3}}, tmp_path)

@@ -77,6 +77,44 @@ def test_channel_shuffle_matches_torch(nhwc):
     assert channel_shuffle(q, 2).is_nhwc == nhwc  # channels-last storage is kept for the next conv
 
 
+def _codes_with_half_means(rng, n, h, w, c):
+    """Random NHWC uint8 codes whose mean over H x W is exactly k + 0.5 for each (image,
+    channel), by moving the last code: where a float route rounds such a mean, the order
+    of its float sum decides."""
+    q = rng.integers(0, 256, (n, h * w, c)).astype(np.int64)
+    hw = h * w
+    last = q[:, -1] + (hw // 2 - q.sum(1)) % hw
+    q[:, -1] = np.where(last > 255, last - hw, last)  # an integer sum of (2k + 1) * hw / 2
+    assert hw % 2 == 0 and q[:, -1].min() >= 0 and np.all(q.sum(1) % hw == hw // 2)
+    return q.reshape(n, h, w, c).astype(np.uint8)
+
+
+@pytest.mark.parametrize("c", [3, 5, 8, 24, 40, 116, 1024])
+def test_torch_mean_of_channels_last_is_its_float_route(c):
+    """torch's Tensor.mean([2, 3]) of a channels-last quantized tensor (a quantized conv's
+    output; torchvision's ShuffleNetV2 pools so) is not its integer kernel but dequantize,
+    float sum in ATen's order, divide, quantize: peers.torch_mean_hw restates it, and this
+    holds it to torch code for code: on means at exact .5 ties (where the order decides:
+    of these 9,760 codes, 38-81 differ when the sum runs in vectors of 4 or 16 floats or
+    all by rows, 1,833 with npquant's integer mean) and on 9,760 random ones (2-3 and 161);
+    spatial sizes below and above ATen's 16-row chunks, channel counts on each of its sum
+    paths, zero point 0 and not. npquant's own QTensor.mean is torch's integer kernel
+    (test_qtensor_shape_ops_match_torch)."""
+    import peers
+
+    rng = np.random.default_rng(c)
+    compared = 0
+    for n, h, w, zp in [(2, 2, 2, 0), (1, 7, 8, 17), (3, 4, 5, 0), (2, 13, 12, 128)]:
+        for q in (_codes_with_half_means(rng, n, h, w, c), rng.integers(0, 256, (n, h, w, c), dtype=np.uint8)):
+            scale = float(rng.uniform(1e-3, 0.05))
+            tq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(q).permute(0, 3, 1, 2), scale, zp)
+            assert tq.is_contiguous(memory_format=torch.channels_last) and not tq.is_contiguous()
+            mean = peers.torch_mean_hw(npquant.QTensor.from_nhwc(q, scale, zp))
+            _same(mean, tq.mean([2, 3]))
+            compared += mean.numel()
+    peers.record("torch channels-last mean (codes)", peers.EXACT, compared)
+
+
 # ---- npquant.onnx.load of small torch-exported models with the vision patterns
 pytest.importorskip("onnx")
 tnn = torch.nn

@@ -1,7 +1,8 @@
 """ONNX export of QTensor methods called in forward (transpose, permute, chunk, split,
-reshape): Transpose / Split / Reshape of the codes, so ONNX Runtime equals npquant bit
-for bit in both formats; and a converted ShuffleNetV2 (chunk, cat, channel shuffle)
-exports in the integer format with identical outputs."""
+reshape, mean): Transpose / Split / Reshape of the codes, and mean as integer sums with
+npquant's rounding, so ONNX Runtime equals npquant bit for bit in both formats; and a
+converted ShuffleNetV2 (chunk, cat, channel shuffle) exports in the integer format with
+identical outputs."""
 
 from __future__ import annotations
 
@@ -31,6 +32,41 @@ class Ops(nn.Module):
         q = x.permute((3, 1, 0, 2))
         r = self.cat.cat([b, a], 1).reshape(x.shape[0], -1)
         return a, b, c, d, e, t, p, q, r
+
+
+class Means(nn.Module):
+    def forward(self, x):
+        return (
+            x.mean([2, 3]),
+            x.mean((-1, -2), keepdim=True),
+            x.mean(1),
+            x.mean(3, keepdim=True),
+            x.mean([1, 3]),
+            x.mean(),
+        )
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "integer"])
+@pytest.mark.parametrize("nhwc", [False, True])
+@pytest.mark.parametrize("shape, zp", [((2, 16, 7, 5), 3), ((3, 24, 4, 6), 0), ((1, 40, 9, 12), 200)])
+def test_mean_exact(fmt, nhwc, shape, zp, rng, tmp_path):
+    """QTensor.mean over (2, 3) is npquant's AdaptiveAvgPool2d(1) (per storage order), over
+    other dims the float64 mean rounded half to even: the same codes from ONNX Runtime,
+    also at exact .5 means (the first channel is a checkerboard of codes 0 and 1, whose
+    mean over an even count is a tie)."""
+    x = npquant.quantize_per_tensor(rng.standard_normal(shape).astype(np.float32), 0.05, zp, npquant.quint8)
+    codes = x.int_repr()
+    codes[:, 0] = np.indices(shape[2:]).sum(0) % 2
+    x = npquant.QTensor(codes, 0.05, zp)
+    if nhwc:
+        x = npquant.QTensor.from_nhwc(np.ascontiguousarray(x.nhwc()), 0.05, zp)
+    m = Means()
+    path = str(tmp_path / "means.onnx")
+    proto = npquant.onnx.export(m, x, path, format=fmt, dynamic_batch=False)
+    assert {"ReduceSum", "Round"} <= {n.op_type for n in proto.graph.node}
+    for level in LEVELS:
+        for i, (got, want) in enumerate(zip(run_ort(path, x, level=level), m(x))):
+            assert_exact(got, want, f"output {i}")
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "integer"])

@@ -205,29 +205,10 @@ def _resnet_classes(torch):
     )
 
 
-def _randomize_bn(torch, model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-
-
-def _torch_qconfig(torch):
-    """The qconfig npquant.get_default_qconfig('x86') stands for, in torch's terms."""
-    obs = torch.ao.quantization.observer
-    return torch.ao.quantization.QConfig(
-        activation=obs.HistogramObserver.with_args(reduce_range=False),
-        weight=obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
-    )
-
-
 def _compare(torch, TModel, NModel, fuse, shape, rng, calib_batches=4):
     torch.manual_seed(int(rng.integers(1 << 30)))
     tm = TModel()
-    _randomize_bn(torch, tm)
+    peers.randomize_bn(torch, tm)
     tm.eval()
     nm = NModel()
     nm.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})
@@ -238,7 +219,7 @@ def _compare(torch, TModel, NModel, fuse, shape, rng, calib_batches=4):
     yn = nm(x)
     fp32_rel = np.abs(yn - yt).max() / np.abs(yt).max()
 
-    tm.qconfig = _torch_qconfig(torch)
+    tm.qconfig = peers.torch_x86_qconfig(torch)
     tp = torch.ao.quantization.prepare(torch.ao.quantization.fuse_modules(tm, fuse))
     nm.qconfig = npquant.get_default_qconfig("x86")
     float_state = copy.deepcopy(nm.state_dict())
@@ -294,7 +275,7 @@ def test_resnet_matches_torch(torch, rng, mode):
 # ------------------------------------------------------------------ fusion
 def test_fuse_linear_bn_equals_torch(torch, rng):
     lin, bn = torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5)
-    _randomize_bn(torch, bn)
+    peers.randomize_bn(torch, bn)
     lin.eval()
     bn.eval()
     fused_t = torch.nn.utils.fusion.fuse_linear_bn_eval(lin, bn)

@@ -292,7 +292,10 @@ class QTensor:
     def mean(self, dim: int | tuple[int, ...] | list[int] | None = None, keepdim: bool = False) -> QTensor:
         """Mean over dims, output with the input's qparams (PyTorch's quantized mean). Over the
         spatial dims (2, 3) of a 4-D tensor it is quantized AdaptiveAvgPool2d(1), which is
-        what PyTorch runs; other dims: nearbyint of the float mean of (q - zp), + zp."""
+        what PyTorch runs for NCHW-contiguous tensors; other dims: nearbyint of the float
+        mean of (q - zp), + zp. (For a channels-last tensor, as its quantized convs return,
+        PyTorch dequantizes, averages in float and quantizes again, which rounds some
+        .5 means the other way: docs/peers.md.)"""
         self._need_per_tensor("mean")
         dims = tuple(range(self.ndim)) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
         dims = tuple(sorted({self._dim(d, "mean") for d in dims}))

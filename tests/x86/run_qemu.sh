@@ -7,7 +7,7 @@
 # AMD Zen 3, so the tests' 'saturating' mode (tests/peers.py) runs on every machine.
 #
 # Needs qemu-user (Debian: apt-get install qemu-user; .ci/run installs it) and npquant
-# installed in ${PYTHON:-python3} (tests/run.sh does that first). About 5 minutes.
+# installed in ${PYTHON:-python3} (tests/run.sh does that first). About 7-10 minutes.
 # Usage: tests/x86/run_qemu.sh [pytest args...]   (default: the subset below)
 set -euo pipefail
 
@@ -46,6 +46,10 @@ if [ ${#tests[@]} -eq 0 ]; then
     "test_conv.py::test_reference_within_one_step_of_pytorch"
     "test_conv.py::test_quantized_module_matches_pytorch"
     "test_state_dict.py::test_torch_converted_model_loads_and_agrees"
+    # torchvision's models: every FBGEMM conv path saturating, SE blocks, channel shuffle,
+    # torch's float mean (about 2 minutes of this step; all seven pass here too, in 9).
+    "test_models_torchvision.py::test_model_agrees_with_torchvision[shufflenet_v2_x1_0]"
+    "test_models_torchvision.py::test_model_agrees_with_torchvision[mobilenet_v3_large]"
     # ONNX Runtime: npquant's exports (uint8 weights: exact integer format, QDQ within
     # a step) where MLAS's u8 x s8 kernels saturate (docs/onnx.md).
     test_onnx.py test_onnx_conv.py

@@ -73,7 +73,39 @@ def _transpose_call(g, call, base):
     g.values[id(call.output)] = Value(name, v.qparams, call.output.shape)
 
 
+def _mean_call(g, call, base):
+    """QTensor.mean, exact in every format (on the codes). Over (2, 3) of a 4-D tensor it is
+    AdaptiveAvgPool2d(1), written as the integer format writes that pool; over other dims
+    nearbyint of the float64 mean of (q - zp), + zp: int32 ReduceSum (exact), Cast to
+    double, Div by the count (one rounding, as NumPy's mean), Round (half to even)."""
+    from ..nn.quantized import AdaptiveAvgPool2d
+    from ._integer import _adaptive_pool, _centred
+    from ._trace import Call
+
+    x = call.inputs[0]
+    dim, keepdim = _method_args(call, ("dim", "keepdim"), (None, False))
+    nd = len(x.shape)
+    dims = tuple(range(nd)) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = tuple(sorted({int(d) % nd for d in dims}))
+    if nd == 4 and dims == (2, 3):
+        pool = AdaptiveAvgPool2d(1)
+        pooled = pool(x)
+        _adaptive_pool(g, Call(call.name, pool, "call", [x], pooled), base)
+        out = g.value(pooled).name
+        if not keepdim:
+            out = reshape(g, out, tuple(pooled.shape), tuple(call.output.shape), base)
+        g.bind(call.output, out)
+        return
+    count = int(np.prod([x.shape[d] for d in dims]))
+    axes = g.const(base + "_axes", np.array(dims, np.int64))
+    total = g.node("ReduceSum", [_centred(g, x, base), axes], base, keepdims=int(bool(keepdim)))
+    mean = g.node("Div", [g.cast(total, np.float64, base), g.const(base + "_count", np.float64(count))], base)
+    v = g.node("Add", [g.node("Round", [mean], base), g.const(base + "_zp", np.float64(x.q_zero_point()))], base)
+    g.bind(call.output, g.cast(v, x.dtype.storage, base))
+
+
 METHOD_CONVERTERS = {
+    "mean": _mean_call,
     "reshape": _flatten_call,
     "chunk": _split_call,
     "split": _split_call,

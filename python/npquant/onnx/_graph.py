@@ -117,9 +117,18 @@ def _pair(v, what: str, base: str) -> tuple:
 
 
 def conv_attrs(mod, base: str) -> dict:
-    """Conv / ConvInteger attributes of a float or quantized Conv2d."""
+    """Conv / ConvInteger attributes of a float or quantized Conv2d or Conv1d."""
     if getattr(mod, "padding_mode", "zeros") != "zeros":
         raise ExportError(f"'{base}': padding_mode={mod.padding_mode!r}; ONNX Conv pads with zeros only")
+    if len(mod.kernel_size) == 1:  # Conv1d: its 2-D geometry (a height-1 image) has the pads
+        _, left, _, right = mod._pad4
+        return dict(
+            kernel_shape=[int(mod.kernel_size[0])],
+            strides=[int(mod.stride[0])],
+            pads=[int(left), int(right)],
+            dilations=[int(mod.dilation[0])],
+            group=int(mod.groups),
+        )
     k = _pair(mod.kernel_size, "kernel_size", base)
     d = _pair(mod.dilation, "dilation", base)
     p = mod.padding

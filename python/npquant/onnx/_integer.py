@@ -239,6 +239,75 @@ def _gemm(op: str, relu: bool):
     return convert
 
 
+def _conv_transpose(g, call, base):
+    """ConvTranspose2d as the convolution it equals, from ConvInteger (ONNX has no integer
+    ConvTranspose): the input with stride - 1 zero-point codes between neighbours, padded
+    by d (k - 1) - p (+ output_padding at the end; cropped where that is negative), and the
+    kernel flipped with its in / out channels swapped per group; stride 1, the layer's
+    dilation. The zero-point codes and ConvInteger's padding (the zero point too) add 0, so
+    the int32 accumulator is npquant's exact one; then its requantization."""
+    mod, xq = call.module, quantized_input(call)
+    n, c, h, w = xq.shape
+    (kh, kw), (sh, sw), (dh, dw) = mod.kernel_size, mod.stride, mod.dilation
+    (ph, pw), (oph, opw) = mod.padding, mod.output_padding
+    x = g.value(xq).name
+    xz = np.array(xq.q_zero_point(), xq.dtype.storage)
+    if (sh, sw) != (1, 1):
+        x = g.node("Reshape", [x, g.const(base + "_cells", np.array([0, c, h, 1, w, 1], np.int64))], base)
+        ends = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0, sw - 1], np.int64)
+        x = g.node("Pad", [x, g.const(base + "_spread", ends), g.const(base + "_xz", xz)], base)
+        x = g.node("Reshape", [x, g.const(base + "_spread_shape", np.array([0, c, h * sh, w * sw], np.int64))], base)
+        x = g.node(
+            "Slice",
+            [
+                x,
+                g.const(base + "_starts", np.array([0, 0], np.int64)),
+                g.const(base + "_ends", np.array([(h - 1) * sh + 1, (w - 1) * sw + 1], np.int64)),
+                g.const(base + "_axes", np.array([2, 3], np.int64)),
+            ],
+            base,
+        )
+    sizes = ((h - 1) * sh + 1, (w - 1) * sw + 1)
+    begin = [dh * (kh - 1) - ph, dw * (kw - 1) - pw]
+    end = [begin[0] + oph, begin[1] + opw]
+    if min(begin + end) < 0:  # more padding than the kernel reaches: crop the spread input
+        starts = [max(-b, 0) for b in begin]
+        stops = [size - max(-e, 0) for size, e in zip(sizes, end)]
+        x = g.node(
+            "Slice",
+            [
+                x,
+                g.const(base + "_crop_starts", np.array(starts, np.int64)),
+                g.const(base + "_crop_ends", np.array(stops, np.int64)),
+                g.const(base + "_crop_axes", np.array([2, 3], np.int64)),
+            ],
+            base,
+        )
+    qw = mod.weight().int_repr()  # (in, out / groups, kh, kw)
+    groups, cg, og = mod.groups, c // mod.groups, qw.shape[1]
+    flipped = qw[:, :, ::-1, ::-1].reshape(groups, cg, og, kh, kw).transpose(0, 2, 1, 3, 4)
+    wc = np.ascontiguousarray(flipped.reshape(groups * og, cg, kh, kw))
+    acc = g.node(
+        "ConvInteger",
+        [
+            x,
+            g.const(base + "_weight", shifted_weight(wc)),
+            _x_zero_point(g, xq, base),
+            g.const(base + "_weight_zero_point", np.uint8(128)),
+        ],
+        base,
+        kernel_shape=[kh, kw],
+        strides=[1, 1],
+        pads=[max(b, 0) for b in begin] + [max(e, 0) for e in end],
+        dilations=[dh, dw],
+        group=groups,
+    )
+    bias_s, mult = requant_constants(xq.q_scale(), mod._w_scales, call.output.q_scale(), mod.bias())
+    v = g.node("Add", [g.cast(acc, np.float32, base), g.const(base + "_bias_s", _channel(bias_s, 4, 1))], base)
+    v = g.node("Mul", [v, g.const(base + "_multiplier", _channel(mult, 4, 1))], base)
+    _output(g, call, v, base)
+
+
 # ------------------------------------------------------------------ elementwise
 def _add(g, call, base):
     """fl(dequant(a) + dequant(b)) (Relu), times fl(1 / scale), rounded."""
@@ -394,6 +463,9 @@ def integer_converters() -> dict:
         nnq.LinearReLU: _gemm("MatMulInteger", True),
         nnq.Conv2d: _gemm("ConvInteger", False),
         nnq.ConvReLU2d: _gemm("ConvInteger", True),
+        nnq.Conv1d: _gemm("ConvInteger", False),
+        nnq.ConvReLU1d: _gemm("ConvInteger", True),
+        nnq.ConvTranspose2d: _conv_transpose,
         nnq.ReLU: _code_map,
         nnq.ReLU6: _code_map,
         nnq.Hardswish: _code_map,

@@ -58,10 +58,10 @@ def shifted_weight(q: np.ndarray) -> np.ndarray:
     return (np.asarray(q, np.int16) + 128).astype(np.uint8)
 
 
-def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False) -> str:
-    """DequantizeLinear of the weight (per channel along the output axis): uint8 codes with
-    the zero point shifted by 128 (shifted_weight), or with g.weight_dtype == "int8" the
-    int8 codes as they are."""
+def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False, channel_axis: int = 0) -> str:
+    """DequantizeLinear of the weight (per channel along the output axis, channel_axis: 1
+    for ConvTranspose's (in, out, kh, kw)): uint8 codes with the zero point shifted by 128
+    (shifted_weight), or with g.weight_dtype == "int8" the int8 codes as they are."""
     shift = g.weight_dtype == "uint8"
 
     def make():
@@ -70,10 +70,10 @@ def _weight_dq(g, qw: QTensor, base: str, transpose: bool = False) -> str:
         if qw.qscheme() == "per_tensor_affine":
             scale, zp, axis = np.float32(qw.q_scale()), np.array(qw.q_zero_point(), np.int16), None
         else:
-            if qw.q_per_channel_axis() != 0:
-                raise ExportError(f"'{base}': per-channel weights must be quantized along axis 0")
+            if qw.q_per_channel_axis() != channel_axis:
+                raise ExportError(f"'{base}': per-channel weights must be quantized along axis {channel_axis}")
             scale = qw.q_per_channel_scales().astype(np.float32)
-            zp, axis = qw.q_per_channel_zero_points().astype(np.int16), 0
+            zp, axis = qw.q_per_channel_zero_points().astype(np.int16), channel_axis
         q, zp = (shifted_weight(q), shifted_weight(zp)) if shift else (q, zp.astype(np.int8))
         if transpose:  # MatMul takes (K, N): the channel axis becomes 1
             q, axis = np.ascontiguousarray(q.T), (None if axis is None else 1)
@@ -249,6 +249,38 @@ def _float_conv(g, x, call, base):
     return g.node("Conv", ins, base, **conv_attrs(conv, base))
 
 
+def conv_transpose_attrs(mod) -> dict:
+    """ConvTranspose attributes of a float or quantized ConvTranspose2d (explicit pads: the
+    output size is torch's, (in - 1) * s - 2p + d (k - 1) + output_padding + 1)."""
+    ph, pw = mod.padding
+    return dict(
+        kernel_shape=list(mod.kernel_size),
+        strides=list(mod.stride),
+        pads=[ph, pw, ph, pw],
+        output_padding=list(mod.output_padding),
+        dilations=list(mod.dilation),
+        group=int(mod.groups),
+    )
+
+
+def _float_conv_transpose(g, x, call, base):
+    mod = call.module
+    ins = [x, g.const(base + "_weight", np.asarray(mod.weight, np.float32))]
+    if mod.bias is not None:
+        ins.append(g.const(base + "_bias", np.asarray(mod.bias, np.float32)))
+    return g.node("ConvTranspose", ins, base, **conv_transpose_attrs(mod))
+
+
+def _quant_conv_transpose(g, x, call, base):
+    mod, xq = call.module, quantized_input(call)
+    qw = mod.weight()
+    ins = [x, _weight_dq(g, qw, base, channel_axis=1)]
+    b = _bias(g, mod.bias(), xq.q_scale(), qw, base)
+    if b is not None:
+        ins.append(b)
+    return g.node("ConvTranspose", ins, base, **conv_transpose_attrs(mod))
+
+
 def _quant_linear(g, x, call, base):
     mod, xq = call.module, quantized_input(call)
     qw = mod.weight()
@@ -372,6 +404,8 @@ def float_converters() -> dict:
     return {
         nn.Linear: _float(_float_linear),
         nn.Conv2d: _float(_float_conv),
+        nn.Conv1d: _float(_float_conv),
+        nn.ConvTranspose2d: _float(_float_conv_transpose),
         nn.ReLU: _float(_relu),
         nn.ReLU6: _float(_relu6),
         nn.Hardswish: _float(_hardswish),
@@ -401,6 +435,9 @@ def qdq_converters() -> dict:
         nnq.LinearReLU: _qdq(_quant_linear, relu=True),
         nnq.Conv2d: _qdq(_quant_conv),
         nnq.ConvReLU2d: _qdq(_quant_conv, relu=True),
+        nnq.Conv1d: _qdq(_quant_conv),
+        nnq.ConvReLU1d: _qdq(_quant_conv, relu=True),
+        nnq.ConvTranspose2d: _qdq(_quant_conv_transpose),
         nnq.ReLU: _qdq(_relu),
         nnq.ReLU6: _qdq(_relu6),
         nnq.Hardswish: _qdq(_hardswish),

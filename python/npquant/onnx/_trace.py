@@ -144,7 +144,7 @@ def _active():
 
 
 # QTensor methods the tracer records (patched class-wide while tracing)
-QTENSOR_METHODS = ("reshape", "chunk", "split", "transpose", "permute")
+QTENSOR_METHODS = ("reshape", "chunk", "split", "transpose", "permute", "mean")
 
 
 def _traced_method(op, original):
