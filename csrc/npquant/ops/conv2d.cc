@@ -122,7 +122,7 @@ size_t conv_out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0
   return (in + pad0 + pad1 - span) / stride + 1;
 }
 
-bool winograd_pays(const ConvGeometry& g) { return g.in_c >= 16 && g.out_c >= 16; }
+bool winograd_pays(const ConvGeometry& g) { return g.in_c >= 8; }
 
 PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k,
                            bool use_igemm, WinogradUse wino)
