@@ -4,6 +4,8 @@ kernel; its exactness bound on both sides; which layers it takes."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -151,9 +153,38 @@ def test_winograd_threads_give_identical_results():
         npquant.set_num_threads(before)
 
 
-def test_module_runs_winograd_under_scalar():
+@pytest.mark.parametrize("isa", WINO_ISAS)
+def test_default_dispatch_under_npquant_isa(isa):
+    """NPQUANT_ISA=<isa> in a fresh process: the conv kernels name the ISA's Winograd
+    kernel, and random 3x3 stride-1 convs packed with the defaults take the Winograd path
+    when C >= 8 and equal the reference bit for bit."""
+    code = f"""
+import numpy as np
+from npquant import _C
+from test_conv_winograd import random_case, random_data, reference
+assert _C.conv_kernels()["winograd"].endswith("__{isa}"), _C.conv_kernels()
+rng = np.random.default_rng(8)
+paths = set()
+for _ in range(40):
+    c = random_case(rng)
+    x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+    p = _C.PackedConv2dWeight(wt, (1, 1), c["pad"], (1, 1), 1)
+    assert (p.path == "winograd") == (c["cin"] >= 8), (c, p.path)
+    paths.add(p.path)
+    y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+    assert np.array_equal(y, reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)), (c, p.path, p.kernel)
+assert "winograd" in paths and len(paths) > 1, paths
+print("ok")
+"""
+    r = run_python(f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n" + code, {"NPQUANT_ISA": isa})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("isa", WINO_ISAS)
+def test_module_runs_winograd(isa):
     """A quantized Conv2d module (3x3, padding 1, 32 channels) in a process capped at
-    scalar: its packed weights take the Winograd path and its output equals the
+    the ISA: its packed weights take the Winograd path and its output equals the
     reference's."""
     code = """
 import numpy as np, npquant
@@ -174,6 +205,6 @@ ref = _C.reference.conv2d_static(xq, 130, w.int_repr(), (1, 1), (1, 1, 1, 1), (1
 assert np.array_equal(np.ascontiguousarray(y.int_repr().transpose(0, 2, 3, 1)), ref)
 print("ok")
 """
-    r = run_python(code, {"NPQUANT_ISA": "scalar"})
+    r = run_python(code, {"NPQUANT_ISA": isa})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
