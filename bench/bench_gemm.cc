@@ -213,10 +213,11 @@ struct ConvShape {
   size_t n, c, h, w, out_c, k, stride, groups;
 };
 // docs/conv.md's layers: dense 3x3, pointwise, deep 3x3, depthwise 3x3, a
-// MobileNetV2 stride-2 depthwise, batch 8.
+// MobileNetV2 stride-2 depthwise, batch 8; the other ResNet 3x3 stages.
 const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},     {1, 256, 56, 56, 64, 1, 1, 1},
                                  {1, 256, 14, 14, 256, 3, 1, 1},   {1, 32, 112, 112, 32, 3, 1, 32},
-                                 {1, 144, 56, 56, 144, 3, 2, 144}, {8, 128, 28, 28, 128, 3, 1, 1}};
+                                 {1, 144, 56, 56, 144, 3, 2, 144}, {8, 128, 28, 28, 128, 3, 1, 1},
+                                 {1, 128, 28, 28, 128, 3, 1, 1},   {1, 512, 7, 7, 512, 3, 1, 1}};
 
 std::string conv_shape_name(const ConvShape& s) {
   auto v = [](size_t x) { return std::to_string(x); };
@@ -225,8 +226,10 @@ std::string conv_shape_name(const ConvShape& s) {
 }
 
 // One conv layer ("same" padding) on the conv kernels of one ISA.
-// igemm = false forces the gathered path where the ISA has an indirect GEMM.
-void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threads, bool igemm) {
+// igemm = false forces the gathered path where the ISA has an indirect GEMM;
+// wino as PackedConv2d's (never: what the ISA ran before its Winograd kernel).
+void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threads, bool igemm,
+                npq::WinogradUse wino) {
   npq::set_num_threads(threads);
   const size_t pad = s.k / 2;
   const npq::ConvGeometry g{s.c, s.out_c, s.groups, s.k, s.k, s.stride, s.stride,
@@ -242,7 +245,7 @@ void bench_conv(benchmark::State& st, npq::ConvKernels k, ConvShape s, int threa
     scale[i] = (0.5f + (rng.next() % 100) * 0.01f) / 128.0f;
     bias[i] = rng.normalish();
   }
-  const npq::PackedConv2d packed(w.data(), g, k, igemm);
+  const npq::PackedConv2d packed(w.data(), g, k, igemm, wino);
   const size_t oh = (s.h + 2 * pad - s.k) / s.stride + 1, ow = (s.w + 2 * pad - s.k) / s.stride + 1;
   std::vector<uint8_t> x(s.n * s.h * s.w * s.c), y(s.n * oh * ow * s.out_c);
   for (auto& v : x) v = static_cast<uint8_t>(rng.next());
@@ -275,7 +278,8 @@ void register_conv(const std::vector<int>& thread_counts) {
       for (int threads : thread_counts) {
         const std::string name = std::string("conv/") + npq::isa_name(isa) + "/" +
                                  conv_shape_name(s) + "/threads:" + std::to_string(threads);
-        benchmark::RegisterBenchmark(name.c_str(), bench_conv, k, s, threads, true)
+        benchmark::RegisterBenchmark(name.c_str(), bench_conv, k, s, threads, true,
+                                     npq::WinogradUse::when_faster)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
         // Dense non-1x1 layers: the gathered path too (what the ISA ran before its
@@ -286,9 +290,21 @@ void register_conv(const std::vector<int>& thread_counts) {
                                  "/threads:" + std::to_string(threads);
         if (k.igemm.requant)
           benchmark::RegisterBenchmark(("conv_gather/" + tail).c_str(), bench_conv, k, s, threads,
-                                       false)
+                                       false, npq::WinogradUse::never)
               ->UseRealTime()
               ->Unit(benchmark::kMicrosecond);
+        // 3x3 stride 1 with a Winograd kernel: Winograd and the path it replaces, both
+        // forced, beside the routed entry above (MACs counted as the direct conv's).
+        if (k.wino.name && s.k == 3 && s.stride == 1) {
+          benchmark::RegisterBenchmark(("conv_winograd/" + tail).c_str(), bench_conv, k, s, threads,
+                                       true, npq::WinogradUse::when_exact)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+          benchmark::RegisterBenchmark(("conv_direct/" + tail).c_str(), bench_conv, k, s, threads,
+                                       true, npq::WinogradUse::never)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
         const size_t pad = s.k / 2, o = (s.h + 2 * pad - s.k) / s.stride + 1;
         const Shape gs{s.n * o * o, s.c * s.k * s.k, s.out_c};
         benchmark::RegisterBenchmark(("conv_as_gemm/" + tail).c_str(), bench_static, k.gemm, gs,

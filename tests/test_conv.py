@@ -28,6 +28,9 @@ CONFIGS_PER_ISA = int(os.environ.get("NPQUANT_TEST_CONV_CONFIGS", "1000"))
 # depthwise kernel not above it (avxvnni and amx have none of their own; neoni8mm's
 # is the SDOT one).
 EXPECTED_IGEMM = {"avx2": "avx2_sign", "avx512vnni": "avx512vnni", "neondot": "neondot", "neoni8mm": "neoni8mm"}
+# The Winograd F(2x2, 3x3) kernels (3x3 stride-1 layers; test_conv_winograd.py): the
+# portable one and AVX2's. On VNNI CPUs the direct kernels are as fast (docs/conv.md).
+EXPECTED_WINOGRAD = {"scalar": "scalar", "avx2": "avx2"}
 EXPECTED_DWCONV = {
     "scalar": "scalar",
     "avx2": "avx2",
@@ -224,7 +227,7 @@ def test_dispatch_under_npquant_isa(isa):
             y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
             assert np.array_equal(y, reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)), (c, p.kernel)
         k = _C.conv_kernels()
-        print(k["gemm"], k["igemm"], k["dwconv"])
+        print(k["gemm"], k["igemm"], k["dwconv"], k["winograd"])
     """)
     env = dict(os.environ, NPQUANT_ISA=isa)
     r = subprocess.run(
@@ -235,10 +238,11 @@ def test_dispatch_under_npquant_isa(isa):
         timeout=600,
     )
     assert r.returncode == 0, r.stderr
-    gemm, igemm, dw = r.stdout.split()
+    gemm, igemm, dw, wino = r.stdout.split()
     assert gemm.split("__")[1].startswith(isa)
     assert (None if igemm == "None" else igemm.split("__")[1]) == EXPECTED_IGEMM.get(isa)
     assert dw.split("__")[1] == EXPECTED_DWCONV[isa]
+    assert (None if wino == "None" else wino.split("__")[1]) == EXPECTED_WINOGRAD.get(isa)
 
 
 def test_packed_weights_reused_across_input_sizes():

@@ -278,16 +278,19 @@ for i, (kh, cin, cout) in enumerate([(1, 64, 48), (1, 40, 33), (3, 24, 40), (3, 
         wt[0, 0, 0, 0] = -128
     x = rng.integers(0, 256, (2, 9, 11, cin), dtype=np.uint8)
     ws = rng.uniform(0.005, 0.015, cout).astype(np.float32)
-    p = _C.PackedConv2dWeight(wt, (1, 1), (kh // 2,) * 4, (1, 1), 1)
-    conv_seen.add((p.path, p.kernel))
-    for xz in (0, 255):
-        y = _C.conv2d_static(x, p, 0.03, xz, ws, None, 0.4, 9, False)
-        r = _C.reference.conv2d_static(x, xz, wt, (1, 1), (kh // 2,) * 4, (1, 1), 1, 0.03, ws, None, 0.4, 9, False)
-        assert np.array_equal(y, r), (i, p.path, p.kernel)
-# 1x1: the GEMM; 3x3: the sign igemm, or (weights over the fix table) the
-# gathered path on the full-range GEMM.
+    # 3x3: the default (Winograd) and the direct paths it replaces.
+    for wino in (None, False) if kh == 3 else (None,):
+        p = _C.PackedConv2dWeight(wt, (1, 1), (kh // 2,) * 4, (1, 1), 1, winograd=wino)
+        conv_seen.add((p.path, p.kernel))
+        for xz in (0, 255):
+            y = _C.conv2d_static(x, p, 0.03, xz, ws, None, 0.4, 9, False)
+            r = _C.reference.conv2d_static(x, xz, wt, (1, 1), (kh // 2,) * 4, (1, 1), 1, 0.03, ws, None, 0.4, 9, False)
+            assert np.array_equal(y, r), (i, p.path, p.kernel)
+# 1x1: the GEMM; 3x3: Winograd, and without it the sign igemm, or (weights over the
+# fix table) the gathered path on the full-range GEMM.
 assert conv_seen == {{('gemm', 'qu8_gemm_4x16c4__avx2_sign'), ('gemm', 'qu8_gemm_4x8c4__avx2'),
-                     ('igemm', 'qu8_igemm_4x16c4__avx2_sign'), ('gather', 'qu8_gemm_4x8c4__avx2')}}, conv_seen
+                     ('igemm', 'qu8_igemm_4x16c4__avx2_sign'), ('gather', 'qu8_gemm_4x8c4__avx2'),
+                     ('winograd', 'qu8_winograd_6x16c2__avx2')}}, conv_seen
 print('ok')
 """
     r = run_python(code, {"NPQUANT_ISA": "avx2"})

@@ -47,6 +47,14 @@ std::vector<DwconvKernel> make_dwconv_table() {
   return t;
 }
 
+std::vector<WinogradKernel> make_winograd_table() {
+  std::vector<WinogradKernel> t;
+#define NPQ_WINOGRAD(name, isa, guard, mr, nr, kr) \
+  NPQ_IF(guard)(t.push_back({#name, Isa::isa, mr, nr, kr, name##_input, name##_gemm});)
+#include "ukernels.inc"
+  return t;
+}
+
 std::vector<QuantizeKernel> make_quantize_table() {
   std::vector<QuantizeKernel> t;
 #define NPQ_QUANTIZE(name, minmax, isa, guard) \
@@ -105,8 +113,8 @@ const K* pick(const std::vector<K>& t, Isa cap) {
   return best;
 }
 
-// Conv kernels to go with the GEMM kernel `gemm` under cap: the indirect GEMM of
-// the same ISA (if built), and the best depthwise kernel not above cap.
+// Conv kernels to go with the GEMM kernel `gemm` under cap: the indirect GEMM and the
+// Winograd kernel of the same ISA (if built), and the best depthwise kernel not above cap.
 ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
   ConvKernels c{};
   c.gemm = gemm;
@@ -114,6 +122,9 @@ ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
   for (const QIGemmKernel& k : built_igemm_kernels())
     if (k.isa == gemm.isa && can_run(k)) c.igemm = k;
   c.dwconv = *pick(built_dwconv_kernels(), cap);
+  c.wino = WinogradKernel{nullptr, Isa::scalar, 0, 0, 0, nullptr, nullptr};
+  for (const WinogradKernel& k : built_winograd_kernels())
+    if (k.isa == gemm.isa && can_run(k)) c.wino = k;
   return c;
 }
 
@@ -418,7 +429,13 @@ const std::vector<DwconvKernel>& built_dwconv_kernels() {
   return t;
 }
 
+const std::vector<WinogradKernel>& built_winograd_kernels() {
+  static const std::vector<WinogradKernel> t = make_winograd_table();
+  return t;
+}
+
 bool can_run(const QIGemmKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const WinogradKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const DwconvKernel& k) { return cpu_features().supports(k.isa); }
 
 ConvKernels conv_kernels_for(Isa cap) {

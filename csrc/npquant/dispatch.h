@@ -79,11 +79,22 @@ struct DwconvKernel {
   qu8_dw_row_fn row;
 };
 
+// Exact int8 Winograd F(2x2, 3x3) (see ukernel.h and ops/winograd.h): GEMM tiles of mr
+// 2x2-output tiles x nr output channels, channels in groups of kr.
+struct WinogradKernel {
+  const char* name;  // nullptr: none for this ISA (3x3 convs run the igemm/gather path)
+  Isa isa;
+  uint32_t mr, nr, kr;
+  qu8_wino_input_fn input;
+  qu8_wino_gemm_fn gemm;
+};
+
 // The kernels a convolution runs on.
 struct ConvKernels {
   QGemmKernel gemm;    // 1x1 convolutions, and the gathered path
   QIGemmKernel igemm;  // same ISA as gemm, or none
   DwconvKernel dwconv;
+  WinogradKernel wino;  // same ISA as gemm, or none
 };
 
 struct KernelSet {
@@ -151,6 +162,8 @@ bool can_run(const GeluKernel& k);
 const std::vector<LutKernel>& built_lut_kernels();
 bool can_run(const LutKernel& k);
 bool can_run(const DwconvKernel& k);
+const std::vector<WinogradKernel>& built_winograd_kernels();
+bool can_run(const WinogradKernel& k);
 // The conv kernels the process would use if NPQUANT_ISA were `cap` (for tests
 // and benchmarks that run every ISA in one process). Throws std::runtime_error
 // if no GEMM kernel of that ISA can run here.

@@ -70,6 +70,27 @@ typedef void (*qu8_dw_row_fn)(size_t channels, size_t ow, size_t kh, size_t nq,
                               const uint8_t* const* t_rows, const void* packed, int32_t xz,
                               uint8_t* y, size_t y_stride, const RequantEpilogue* ep);
 
+// Exact int8 Winograd F(2x2, 3x3) convolution (3x3, stride 1, dilation 1; ops/winograd.h
+// derives why it is exact and when). Two parts share the layout of the transformed data:
+//  input  one tile of 2x2 outputs: rows[4*i + j] points at the cg input channels of the
+//         tile's input pixel (i, j) of its 4x4 patch (a row of cg zero points xz where the
+//         pixel is padding or past the input); writes, for the 16 positions p = 4*i + j,
+//         V_p = (B^T (x - xz) B)[i][j] as int16 (|V| <= 1020) at v[p*v_pos + c] for
+//         c < cp (cp: a multiple of 16, >= cg; channels cg..cp-1 are written as 0).
+//  gemm   mr (1..MR) tiles x nc output channels: per tile r and position p, the int32
+//         sums M_p[r][n] = sum_{c < kc} v[p*v_pos + r*v_row + c] * U_p[c][n] (wrapping;
+//         U = G' g G'^T with G' = 2G, packed by ops/winograd.cc for the kernel's nr and
+//         kr: [nc/nr panels][16 positions][kc/kr][nr][kr] int16, kc a multiple of kr),
+//         then Y = A^T M A (wrapping), acc = Y >> 2, requantized as the GEMM's epilogue
+//         (bias_s/mult from the tile's first column, padded to a multiple of nr), and
+//         output pixel q = 2*qy + qx of tile r stored at y[4*r + q] (nc bytes), or
+//         skipped where y[4*r + q] is null.
+typedef void (*qu8_wino_input_fn)(size_t cg, size_t cp, const uint8_t* const* rows, int32_t xz,
+                                  int16_t* v, size_t v_pos);
+typedef void (*qu8_wino_gemm_fn)(size_t mr, size_t nc, size_t kc, const int16_t* v, size_t v_row,
+                                 size_t v_pos, const void* u, uint8_t* const* y,
+                                 const RequantEpilogue* ep);
+
 // Min and max of n floats (n >= 1). Returns false if any value is NaN or
 // infinite (min/max are then unspecified).
 typedef bool (*minmax_f32_fn)(size_t n, const float* x, float* out_min, float* out_max);
@@ -139,6 +160,10 @@ typedef void (*u8_lut_fn)(size_t n, const uint8_t* x, uint8_t* y, const uint8_t*
   void name##_transform(const DwRowGeometry*, const uint8_t*, uint8_t, uint8_t*);              \
   void name##_row(size_t, size_t, size_t, size_t, const uint8_t* const*, const void*, int32_t, \
                   uint8_t*, size_t, const RequantEpilogue*);
+#define NPQ_WINOGRAD(name, ...)                                                         \
+  void name##_input(size_t, size_t, const uint8_t* const*, int32_t, int16_t*, size_t);  \
+  void name##_gemm(size_t, size_t, size_t, const int16_t*, size_t, size_t, const void*, \
+                   uint8_t* const*, const RequantEpilogue*);
 #define NPQ_QUANTIZE(name, minmax, ...)                      \
   void name(size_t, const float*, float, int32_t, uint8_t*); \
   bool minmax(size_t, const float*, float*, float*);

@@ -30,6 +30,7 @@ class PackedConv2dWeight:
         groups: typing.SupportsInt | typing.SupportsIndex = ...,
         isa: object = ...,
         igemm: bool = ...,
+        winograd: bool | None = ...,
     ) -> None: ...
     @property
     def groups(self) -> int: ...

@@ -43,6 +43,17 @@ struct Draw {
   // channels of each group (the w127 fix table holds 31: n = 32 must fall back).
   int n128 = -1;
   int xz = -1;  // -1: 0, 255 or random
+  // The Winograd path: never by default (the grids below test the other paths), or
+  // when_exact / when_faster (the Winograd grid).
+  npq::WinogradUse wino = npq::WinogradUse::never;
+  // >= 0: every input byte this value, every weight w_fill (the accumulator bounds).
+  int x_fill = -1;
+  int w_fill = 0;
+  // > 0: the largest |acc| of the case; the output scale then maps it to +-100
+  // steps around an output zero point of 128 (no clamping, no ReLU), so a wrong
+  // accumulator shows.
+  double acc_max = 0;
+  int expect_wino = -1;  // 1 (0): the layer must (must not) take the Winograd path
 };
 
 void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Tally& t,
@@ -54,10 +65,14 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   EndOfPage x(x_bytes);
   const bool extremes = rng.range(0, 4) == 0;  // all inputs 0/255, all weights -128/127
   for (size_t i = 0; i < x_bytes; ++i)
-    x.data()[i] = extremes ? (rng.coin() ? 255 : 0) : static_cast<uint8_t>(rng.next());
+    x.data()[i] = d.x_fill >= 0 ? static_cast<uint8_t>(d.x_fill)
+                  : extremes    ? (rng.coin() ? 255 : 0)
+                                : static_cast<uint8_t>(rng.next());
   std::vector<int8_t> w(g.out_c * (g.in_c / g.groups) * g.kh * g.kw);
   size_t most128 = 0;  // the most -128s placed in one panel (small panels hold fewer than n128)
-  if (d.n128 < 0) {
+  if (d.x_fill >= 0) {
+    std::fill(w.begin(), w.end(), static_cast<int8_t>(d.w_fill));
+  } else if (d.n128 < 0) {
     for (auto& v : w) v = extremes ? (rng.coin() ? 127 : -128) : static_cast<int8_t>(rng.next());
   } else {
     // Panels of 16 output channels within each group; n of -128 in each.
@@ -81,14 +96,23 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   std::vector<float> ws(g.out_c), bias(g.out_c);
   for (auto& v : ws) v = rng.uniform(5e-3f, 1.5e-2f);
   for (auto& v : bias) v = rng.uniform(-2.0f, 2.0f);
-  const bool with_bias = rng.coin(), relu = rng.range(0, 3) == 0;
+  const bool with_bias = rng.coin(), relu = d.acc_max == 0 && rng.range(0, 3) == 0;
   const int32_t zps[] = {0, 255, static_cast<int32_t>(rng.range(0, 255))};
-  const int32_t xz = d.xz >= 0 ? d.xz : zps[rng.range(0, 2)], yz = zps[rng.range(0, 2)];
+  const int32_t xz = d.xz >= 0 ? d.xz : zps[rng.range(0, 2)];
+  const int32_t yz = d.acc_max > 0 ? 128 : zps[rng.range(0, 2)];
   const float xs = rng.uniform(5e-3f, 0.1f);
-  const float ys = xs * 0.01f * 128 * std::sqrt(float(w.size() / g.out_c)) * rng.uniform(0.2f, 3);
+  const float ys = d.acc_max > 0 ? static_cast<float>(xs * 1.5e-2 * d.acc_max / 100)
+                                 : xs * 0.01f * 128 * std::sqrt(float(w.size() / g.out_c)) *
+                                       rng.uniform(0.2f, 3);
 
-  const npq::PackedConv2d packed(w.data(), g, k, igemm);
+  const npq::PackedConv2d packed(w.data(), g, k, igemm, d.wino);
   const std::string label = std::string(packed.path_name()) + " " + packed.kernel_name();
+  if (d.expect_wino >= 0 &&
+      (packed.path() == npq::PackedConv2d::Path::winograd) != (d.expect_wino == 1)) {
+    t.fail(label, describe(c) + ": path " + packed.path_name() + ", Winograd " +
+                      (d.expect_wino ? "expected" : "not expected"));
+    return;
+  }
   // An indirect GEMM must take every layer it can (weights within its fix
   // table), and a w127 one must hand the others to the full-range gathered path.
   if (igemm && k.igemm.requant && d.n128 >= 0 && packed.path() != npq::PackedConv2d::Path::dwconv &&
@@ -263,6 +287,27 @@ Case igemm_case(Rng& rng, size_t cg) {
 
 }  // namespace
 
+// 3x3 stride-1 one-group convs for the Winograd kernels' edges: channel counts around
+// the 16-channel transform step and the column panels, images smaller than a tile
+// and odd sizes (partial tiles), asymmetric padding 0..2, batch 1..3.
+Case winograd_case(Rng& rng) {
+  static const size_t channels[] = {1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 48, 64, 100};
+  static const size_t outs[] = {1, 2, 5, 8, 9, 16, 17, 23, 24, 25, 47, 48, 49, 64, 65, 97};
+  static const size_t sizes[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16};
+  npq::ConvGeometry g{};
+  g.groups = 1;
+  g.in_c = pick(rng, channels);
+  g.out_c = pick(rng, outs);
+  g.kh = g.kw = 3;
+  g.stride_h = g.stride_w = g.dil_h = g.dil_w = 1;
+  g.pad_top = static_cast<size_t>(rng.range(0, 2));
+  g.pad_left = static_cast<size_t>(rng.range(0, 2));
+  g.pad_bottom = static_cast<size_t>(rng.range(0, 2));
+  g.pad_right = static_cast<size_t>(rng.range(0, 2));
+  Case c{g, static_cast<size_t>(rng.range(1, 3)), pick(rng, sizes), pick(rng, sizes)};
+  return fit_kernel(c);
+}
+
 void test_conv(Tally& t) {
   Rng rng(2024);
   std::vector<npq::Isa> isas;
@@ -303,6 +348,39 @@ void test_conv(Tally& t) {
         g.pad_bottom = 2;
         g.pad_right = 0;
         run_case(k, true, Case{g, 1, 5, 6}, rng, t, Draw{n128, 128});
+      }
+    if (!k.wino.name) continue;
+    // Winograd: the edge grid, forced wherever exact, and as dispatch routes it.
+    for (int i = 0; i < 400; ++i) {
+      Draw d;
+      d.xz = i % 4 == 3 ? -1 : (i % 4 == 0 ? 0 : i % 4 == 1 ? 255 : 128);
+      d.wino = i % 5 == 4 ? npq::WinogradUse::when_faster : npq::WinogradUse::when_exact;
+      const Case c = winograd_case(rng);
+      // C <= 100 keeps every weight draw within the bound: forced, it must run.
+      if (d.wino == npq::WinogradUse::when_exact) d.expect_wino = c.g.in_c * c.g.out_c > 1;
+      run_case(k, true, c, rng, t, d);
+    }
+    // The exactness bound: every weight -128 and every input 255 zero points away, so
+    // acc = +-255 * 128 * 9 * C. C = 1,827 is the largest with |acc| < 2^29 (Winograd
+    // runs, exact); C = 1,828 must go to the other path.
+    for (const size_t cg : {1827, 1828})
+      for (int sign = 0; sign < 2; ++sign) {
+        npq::ConvGeometry g{};
+        g.groups = 1;
+        g.in_c = cg;
+        g.out_c = 9;
+        g.kh = g.kw = 3;
+        g.stride_h = g.stride_w = g.dil_h = g.dil_w = 1;
+        g.pad_top = g.pad_left = 0;
+        g.pad_bottom = g.pad_right = 1;
+        Draw d;
+        d.wino = npq::WinogradUse::when_exact;
+        d.xz = sign ? 0 : 255;
+        d.x_fill = sign ? 255 : 0;
+        d.w_fill = -128;
+        d.acc_max = 255.0 * 128 * 9 * static_cast<double>(cg);
+        d.expect_wino = cg == 1827;
+        run_case(k, true, Case{g, 1, 3, 4}, rng, t, d);
       }
   }
 }

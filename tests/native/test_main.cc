@@ -52,6 +52,7 @@ std::vector<Registered> registry() {
   add_table(npq::built_gemm_kernels(), &v);
   add_table(npq::built_igemm_kernels(), &v);
   add_table(npq::built_dwconv_kernels(), &v);
+  add_table(npq::built_winograd_kernels(), &v);
   add_table(npq::built_quantize_kernels(), &v);
   add_table(npq::built_add_kernels(), &v);
   add_table(npq::built_mul_kernels(), &v);
@@ -66,6 +67,7 @@ std::vector<Registered> registry() {
 #define NPQ_QGEMM_STANDIN(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_QIGEMM(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_DWCONV(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_WINOGRAD(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_QUANTIZE(name, minmax, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VADD(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VMUL(name, isa, ...) NPQ_ROW_(name, isa)

@@ -55,6 +55,8 @@ if [ ${#tests[@]} -eq 0 ]; then
     test_onnx.py test_onnx_conv.py
     # npquant's own kernels on this CPU against the contract and the reference.
     test_kernel_oracle_small.py
+    # the AVX2 Winograd 3x3 conv (and the scalar one) against the reference (~25 s).
+    test_conv_winograd.py
   )
 fi
 

@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -50,7 +51,8 @@ struct PackedConv {
 };
 
 PackedConv make_packed(const py::handle& weight, Pair stride, Quad padding, Pair dilation,
-                       long groups, const py::object& isa, bool igemm) {
+                       long groups, const py::object& isa, bool igemm,
+                       std::optional<bool> winograd) {
   auto w = conv_weight(weight);
   const npq::ConvGeometry g = geometry(w, stride, padding, dilation, groups);
   npq::ConvKernels k;
@@ -66,9 +68,12 @@ PackedConv make_packed(const py::handle& weight, Pair stride, Quad padding, Pair
       throw ValueError(e.what());
     }
   }
+  const npq::WinogradUse wino = !winograd   ? npq::WinogradUse::when_faster
+                                : *winograd ? npq::WinogradUse::when_exact
+                                            : npq::WinogradUse::never;
   const int8_t* data = w.data();
   py::gil_scoped_release nogil;
-  return PackedConv{std::make_shared<npq::PackedConv2d>(data, g, k, igemm)};
+  return PackedConv{std::make_shared<npq::PackedConv2d>(data, g, k, igemm, wino)};
 }
 
 // Checks the NHWC input against the layer; returns (batch, h, w).
@@ -168,6 +173,7 @@ py::dict conv_kernels_dict(const npq::ConvKernels& k) {
   d["gemm"] = k.gemm.name;
   d["igemm"] = k.igemm.name ? py::object(py::str(k.igemm.name)) : py::object(py::none());
   d["dwconv"] = k.dwconv.name;
+  d["winograd"] = k.wino.name ? py::object(py::str(k.wino.name)) : py::object(py::none());
   return d;
 }
 
@@ -178,10 +184,14 @@ void register_conv(py::module_& m, py::module_& ref) {
       .def(py::init(&make_packed), py::arg("weight"), py::arg("stride") = Pair{1, 1},
            py::arg("padding") = Quad{0, 0, 0, 0}, py::arg("dilation") = Pair{1, 1},
            py::arg("groups") = 1, py::arg("isa") = py::none(), py::arg("igemm") = true,
+           py::arg("winograd") = py::none(),
            "Packs int8 OIHW conv weights (out_channels, in_channels/groups, kh, kw). "
            "padding is (top, left, bottom, right). isa: kernels dispatch would pick under "
            "NPQUANT_ISA=isa (default: this process's). igemm=False forces the gathered "
-           "GEMM where the indirect GEMM would run (for tests).")
+           "GEMM where the indirect GEMM would run (for tests). winograd: None runs the "
+           "exact Winograd F(2x2, 3x3) path on the 3x3 stride-1 layers it is faster on "
+           "(where the ISA has one), True on every layer it computes exactly, False never "
+           "(for tests).")
       .def_property_readonly("in_channels",
                              [](const PackedConv& p) { return p.w->geometry().in_c; })
       .def_property_readonly("out_channels",
@@ -197,7 +207,7 @@ void register_conv(py::module_& m, py::module_& ref) {
         "Quantized conv: NHWC uint8 in, NHWC uint8 out, per-channel requantization.");
   m.def(
       "conv_kernels", []() { return conv_kernels_dict(npq::kernels().conv); },
-      "The conv kernels this process uses (gemm, igemm or None, dwconv).");
+      "The conv kernels this process uses (gemm, igemm or None, dwconv, winograd or None).");
 
   ref.def("conv2d_static", &ref_conv2d_static, py::arg("x"), py::arg("x_zero_point"),
           py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),

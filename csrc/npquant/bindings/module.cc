@@ -181,6 +181,8 @@ py::dict cpu_info() {
   };
   fam["conv_igemm"] = name_isa(ks.conv.igemm.name, ks.conv.igemm.isa);  // name None: rows gathered
   fam["dwconv"] = name_isa(ks.conv.dwconv.name, ks.conv.dwconv.isa);
+  // name None: 3x3 stride-1 convs run the igemm/gather path
+  fam["conv_winograd"] = name_isa(ks.conv.wino.name, ks.conv.wino.isa);
   fam["add"] = name_isa(ks.add.name, ks.add.isa);  // name None: lookup tables
   fam["gelu"] = name_isa(ks.gelu.name, ks.gelu.isa);
   fam["lut"] = name_isa(ks.lut.name, ks.lut.isa);

@@ -122,11 +122,20 @@ size_t conv_out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0
   return (in + pad0 + pad1 - span) / stride + 1;
 }
 
+bool winograd_pays(const ConvGeometry& g) { return g.in_c >= 8; }
+
 PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k,
-                           bool use_igemm)
+                           bool use_igemm, WinogradUse wino)
     : g_(g), k_(k) {
   check_conv_geometry(g);
   const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups, ks = g.kh * g.kw;
+  if (k.wino.name && wino != WinogradUse::never && winograd_geometry(g) && !is_depthwise(g) &&
+      (wino == WinogradUse::when_exact || winograd_pays(g)) &&
+      winograd_exact(w, g.out_c, cg * ks)) {
+    path_ = Path::winograd;
+    wino_ = WinogradWeights(w, g.out_c, cg, k.wino.nr, k.wino.kr);
+    return;
+  }
   if (is_depthwise(g)) {
     path_ = Path::dwconv;
     const size_t nq = (g.kw + k.dwconv.g - 1) / k.dwconv.g;
@@ -176,6 +185,8 @@ const char* PackedConv2d::path_name() const {
       return "gather";
     case Path::dwconv:
       return "dwconv";
+    case Path::winograd:
+      return "winograd";
   }
   return "";
 }
@@ -186,13 +197,15 @@ const char* PackedConv2d::kernel_name() const {
       return k_.igemm.name;
     case Path::dwconv:
       return k_.dwconv.name;
+    case Path::winograd:
+      return k_.wino.name;
     default:
       return k_.gemm.name;
   }
 }
 
 size_t PackedConv2d::bytes() const {
-  size_t b = dw_bytes_;
+  size_t b = dw_bytes_ + wino_.bytes();
   for (const PackedWeights& p : grp_) b += p.bytes();
   return b;
 }
@@ -235,6 +248,8 @@ struct ConvRunner {
         return run_gemm();
       case PackedConv2d::Path::dwconv:
         return run_dwconv();
+      case PackedConv2d::Path::winograd:
+        return run_winograd();
       default:
         return run_indirect();
     }
@@ -399,6 +414,69 @@ struct ConvRunner {
         ++oy;
       }
     }
+  }
+
+  // Winograd F(2x2, 3x3): tasks over (block of tiles, range of output channels). A
+  // task transforms its tiles' 4x4 input patches once (V: 16 positions x tiles x
+  // channels, int16, L2-sized), then runs the kernel on mr tiles at a time across
+  // column blocks whose transformed weights stay in L2.
+  void run_winograd() {
+    const WinogradKernel& k = p.k_.wino;
+    const size_t c = g.in_c, oc = g.out_c, kc = p.wino_.kc(), cp = round_up(c, 16);
+    const size_t ldv = cp;
+    const size_t tw = (ow + 1) / 2, per_img = ((oh + 1) / 2) * tw, tiles = a.batch * per_img;
+    const size_t mr = k.mr, nr = k.nr;
+    // Tiles per block: V of about 128 KiB.
+    size_t tb = std::max<size_t>(1, (128 * 1024) / (16 * ldv * sizeof(int16_t)) / mr) * mr;
+    tb = std::min(tb, round_up(tiles, mr));
+    // Columns per kernel pass: transformed weights (16 * kc * nb int16) of about 256 KiB.
+    const size_t nb =
+        std::min(round_up(oc, nr), std::max<size_t>(1, (256 * 1024) / (32 * kc) / nr) * nr);
+    const size_t blocks = (tiles + tb - 1) / tb;
+    // Too few blocks for the threads: split the columns too (each part transforms
+    // the block's inputs again; cheap next to its GEMM).
+    size_t splits = 1;
+    if (threads > 1 && blocks < 4 * threads)
+      splits = std::min((oc + nr - 1) / nr, (4 * threads + blocks - 1) / blocks);
+    const size_t cw = round_up((oc + splits - 1) / splits, nr);
+    std::vector<uint8_t> zero(cp + 64, static_cast<uint8_t>(a.xz));
+    const size_t pt = g.pad_top, pl = g.pad_left;
+    for_tasks(blocks * splits, [&](size_t task) {
+      const size_t b = task / splits, c0 = (task % splits) * cw, c1 = std::min(oc, c0 + cw);
+      if (c0 >= c1) return;
+      const size_t t0 = b * tb, nt = std::min(tb, tiles - t0);
+      thread_local Scratch v_buf, y_buf;
+      int16_t* v = reinterpret_cast<int16_t*>(v_buf.get(16 * tb * ldv * sizeof(int16_t)));
+      uint8_t** yp = reinterpret_cast<uint8_t**>(y_buf.get(8 * tb * sizeof(uint8_t*)));
+      uint8_t** ybase = yp + 4 * tb;
+      const size_t v_pos = tb * ldv;
+      for (size_t t = 0; t < nt; ++t) {
+        const size_t gt = t0 + t, n = gt / per_img, ty = (gt % per_img) / tw,
+                     tx = gt % per_img % tw;
+        const uint8_t* rows[16];
+        for (size_t i = 0; i < 4; ++i) {
+          const size_t iy = 2 * ty + i - pt;  // wraps above the image: fails < h
+          for (size_t j = 0; j < 4; ++j) {
+            const size_t ix = 2 * tx + j - pl;
+            rows[4 * i + j] =
+                iy < a.h && ix < a.w ? a.x + ((n * a.h + iy) * a.w + ix) * c : zero.data();
+          }
+        }
+        k.input(c, cp, rows, a.xz, v + t * ldv, v_pos);
+        for (size_t q = 0; q < 4; ++q) {
+          const size_t oy = 2 * ty + q / 2, ox = 2 * tx + q % 2;
+          ybase[4 * t + q] = oy < oh && ox < ow ? a.y + ((n * oh + oy) * ow + ox) * oc : nullptr;
+        }
+      }
+      for (size_t n0 = c0; n0 < c1; n0 += nb) {
+        for (size_t i = 0; i < 4 * nt; ++i) yp[i] = ybase[i] ? ybase[i] + n0 : nullptr;
+        const RequantEpilogue e = ep.at(n0, a);
+        const size_t nc = std::min(nb, c1 - n0);
+        for (size_t t = 0; t < nt; t += mr)
+          k.gemm(std::min(mr, nt - t), nc, kc, v + t * ldv, ldv, v_pos, p.wino_.panel(n0),
+                 yp + 4 * t, &e);
+      }
+    });
   }
 
   // Depthwise: tasks over (image, band of output rows). Each task keeps the

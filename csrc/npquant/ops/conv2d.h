@@ -16,6 +16,10 @@
 //  dwconv  depthwise (one input channel per group): dedicated kernels that turn
 //          each input row into groups of G taps once and reuse it for every output
 //          row that reads it.
+//  winograd  3x3, stride 1, dilation 1, one group, when the ISA has a Winograd
+//          kernel, the weights keep it exact (winograd.h) and the layer is one it
+//          was measured faster on (winograd_pays): exact int8 F(2x2, 3x3), 16
+//          int16 multiplies per 2x2 outputs and channel instead of 36.
 #pragma once
 
 #include <cstddef>
@@ -27,6 +31,7 @@
 #include "../dispatch.h"
 #include "../errors.h"
 #include "pack.h"
+#include "winograd.h"
 
 namespace npq {
 
@@ -39,14 +44,26 @@ void check_conv_geometry(const ConvGeometry& g);
 size_t conv_out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0, size_t pad1,
                      const char* dim);
 
+// When the Winograd path runs (where the ISA has a Winograd kernel): on the layers it
+// was measured faster on (winograd_pays), on every layer where it is exact and the
+// geometry fits (for tests), or never.
+enum class WinogradUse { when_faster, when_exact, never };
+
+// Whether a layer of this geometry (3x3, stride 1, ...) runs faster on the Winograd
+// path than on the indirect GEMM: enough channels that the transforms are a small
+// share of the work (measured on the AVX2 kernels; docs/conv.md).
+bool winograd_pays(const ConvGeometry& g);
+
 // Conv weights packed for one set of kernels. Immutable; safe to share between threads.
 class PackedConv2d {
  public:
-  enum class Path { gemm, igemm, gather, dwconv };
+  enum class Path { gemm, igemm, gather, dwconv, winograd };
 
   // w: OIHW int8 weights (out_c, in_c/groups, kh, kw), C-contiguous.
-  // use_igemm = false forces the gather path where igemm would run (for tests).
-  PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k, bool use_igemm = true);
+  // use_igemm = false forces the gather path where igemm would run (for tests);
+  // wino says when the Winograd path takes a layer it can compute exactly.
+  PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k, bool use_igemm = true,
+               WinogradUse wino = WinogradUse::when_faster);
 
   const ConvGeometry& geometry() const { return g_; }
   const ConvKernels& kernels() const { return k_; }
@@ -72,6 +89,7 @@ class PackedConv2d {
   std::vector<PackedWeights> grp_;  // one per group (gemm/igemm/gather)
   AlignedBuffer dw_;                // dwconv
   size_t dw_bytes_ = 0;
+  WinogradWeights wino_;  // winograd
 };
 
 struct Conv2dArgs {
