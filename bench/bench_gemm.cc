@@ -4,9 +4,10 @@
 // (indirect GEMM or gathered GEMM, depthwise) through the Conv2d driver on
 // the conv shapes of docs/conv.md, and every runnable quantize, add and mul
 // kernel on 1 Mi elements. The kernels come from the dispatch tables, i.e. the
-// registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked. Reports GMAC/s and % of
-// the kernel ISA's probe peak. Single thread unless --threads=N (or a list, --threads=1,2, to see
-// the scaling in one run).
+// registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked, the float32
+// kernels of sequence models (GELU, softmax, LayerNorm, LSTM / GRU cells) too. Reports
+// GMAC/s and % of the kernel ISA's probe peak. Single thread unless --threads=N (or a
+// list, --threads=1,2, to see the scaling in one run).
 //
 //   npquant_bench                                   # everything
 //   npquant_bench --benchmark_filter='^probe/'      # peaks only
@@ -370,6 +371,82 @@ void register_elementwise() {
           ->Unit(benchmark::kMicrosecond);
 }
 
+// ---- float32 kernels (GELU, softmax, LayerNorm, LSTM / GRU cells): every runnable
+// kernel of each family on 1 Mi elements, in elements (hidden units for the cells) per
+// second; softmax and LayerNorm as rows of n (attention rows of 128 keys, hidden sizes).
+
+template <class Fn>
+void bench_float(benchmark::State& st, const char* name, size_t floats_in, Fn fn) {
+  Rng rng;
+  std::vector<float> in(floats_in), out(2 * kElems);
+  for (auto& v : in) v = 3.0f * rng.normalish();
+  const Timing t = time_loop(st, [&] {
+    fn(in.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  });
+  set_elem_counters(st, name, t);
+}
+
+template <class K, class Make>
+void register_float_family(const std::vector<K>& table, const std::string& prefix, Make make) {
+  for (const K& k : table)
+    if (npq::can_run(k))
+      benchmark::RegisterBenchmark((prefix + k.name).c_str(), make(k))
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+}
+
+void register_float() {
+  register_float_family(npq::built_gelu_kernels(), "gelu/", [](npq::GeluKernel k) {
+    return [k](benchmark::State& st) {
+      bench_float(st, k.name, kElems, [&](const float* x, float* y) { k.gelu(kElems, x, y, 0); });
+    };
+  });
+  for (size_t n : {128, 1000})
+    register_float_family(npq::built_softmax_kernels(), "softmax/n:" + std::to_string(n) + "/",
+                          [n](npq::SoftmaxKernel k) {
+                            return [k, n](benchmark::State& st) {
+                              bench_float(st, k.name, kElems, [&](const float* x, float* y) {
+                                for (size_t r = 0; r + n <= kElems; r += n)
+                                  k.fn(n, x + r, nullptr, y + r);
+                              });
+                            };
+                          });
+  for (size_t n : {256, 768})
+    register_float_family(npq::built_layernorm_kernels(), "layernorm/n:" + std::to_string(n) + "/",
+                          [n](npq::LayerNormKernel k) {
+                            return [k, n](benchmark::State& st) {
+                              bench_float(st, k.name, kElems + 2 * n,
+                                          [&](const float* x, float* y) {
+                                            const float *g = x + kElems, *b = g + n;
+                                            for (size_t r = 0; r + n <= kElems; r += n)
+                                              k.fn(n, x + r, g, b, 1e-5f, y + r);
+                                          });
+                            };
+                          });
+  // Cells: kElems hidden units as rows of 512 (batch rows of one time step).
+  constexpr size_t kHidden = 512;
+  register_float_family(npq::built_lstm_kernels(), "lstm_cell/hidden:512/", [](npq::LstmKernel k) {
+    return [k](benchmark::State& st) {
+      bench_float(st, k.name, 9 * kElems, [&](const float* x, float* y) {
+        const float *gi = x, *gh = x + 4 * kElems, *c = x + 8 * kElems;
+        for (size_t r = 0; r < kElems; r += kHidden)
+          k.fn(kHidden, gi + 4 * r, gh + 4 * r, c + r, y + r, y + kElems + r);
+      });
+    };
+  });
+  register_float_family(npq::built_gru_kernels(), "gru_cell/hidden:512/", [](npq::GruKernel k) {
+    return [k](benchmark::State& st) {
+      bench_float(st, k.name, 7 * kElems, [&](const float* x, float* y) {
+        const float *gi = x, *gh = x + 3 * kElems, *h = x + 6 * kElems;
+        for (size_t r = 0; r < kElems; r += kHidden)
+          k.fn(kHidden, gi + 3 * r, gh + 3 * r, h + r, y + r);
+      });
+    };
+  });
+}
+
 std::string shape_name(const Shape& s) {
   return "M:" + std::to_string(s.m) + "/K:" + std::to_string(s.k) + "/N:" + std::to_string(s.n);
 }
@@ -400,6 +477,7 @@ void register_all(const std::vector<int>& thread_counts) {
   }
   register_conv(thread_counts);
   register_elementwise();
+  register_float();
 }
 
 // Removes --threads=N[,N...] (or --threads N[,N...]) from argv; returns the

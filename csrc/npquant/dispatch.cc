@@ -76,6 +76,34 @@ std::vector<GeluKernel> make_gelu_table() {
   return t;
 }
 
+std::vector<SoftmaxKernel> make_softmax_table() {
+  std::vector<SoftmaxKernel> t;
+#define NPQ_VSOFTMAX(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<LayerNormKernel> make_layernorm_table() {
+  std::vector<LayerNormKernel> t;
+#define NPQ_LAYERNORM(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<LstmKernel> make_lstm_table() {
+  std::vector<LstmKernel> t;
+#define NPQ_VLSTM(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<GruKernel> make_gru_table() {
+  std::vector<GruKernel> t;
+#define NPQ_VGRU(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
 std::string join_isas(const std::vector<Isa>& v) {
   std::string s;
   for (Isa i : v) {
@@ -146,6 +174,10 @@ KernelSet make_set(Isa isa) {
   const MulKernel* mul = pick(built_mul_kernels(), isa);
   s.mul = mul ? *mul : MulKernel{nullptr, Isa::scalar, nullptr};
   s.gelu = *pick(built_gelu_kernels(), isa);
+  s.softmax = *pick(built_softmax_kernels(), isa);
+  s.layernorm = *pick(built_layernorm_kernels(), isa);
+  s.lstm = *pick(built_lstm_kernels(), isa);
+  s.gru = *pick(built_gru_kernels(), isa);
   return s;
 }
 
@@ -350,6 +382,26 @@ bool can_run(const GeluKernel& k) { return cpu_features().supports(k.isa); }
 
 const std::vector<GeluKernel>& built_gelu_kernels() {
   static const std::vector<GeluKernel> t = make_gelu_table();
+  return t;
+}
+
+const std::vector<SoftmaxKernel>& built_softmax_kernels() {
+  static const std::vector<SoftmaxKernel> t = make_softmax_table();
+  return t;
+}
+
+const std::vector<LayerNormKernel>& built_layernorm_kernels() {
+  static const std::vector<LayerNormKernel> t = make_layernorm_table();
+  return t;
+}
+
+const std::vector<LstmKernel>& built_lstm_kernels() {
+  static const std::vector<LstmKernel> t = make_lstm_table();
+  return t;
+}
+
+const std::vector<GruKernel>& built_gru_kernels() {
+  static const std::vector<GruKernel> t = make_gru_table();
   return t;
 }
 

@@ -49,6 +49,19 @@ struct GeluKernel {
   f32_vgelu_fn gelu;
 };
 
+// A float32 kernel of sequence models (see ukernel.h: softmax, LayerNorm, LSTM and GRU
+// cells); the scalar kernel of each family is always built.
+template <class Fn>
+struct FloatKernel {
+  const char* name;
+  Isa isa;
+  Fn fn;
+};
+using SoftmaxKernel = FloatKernel<f32_vsoftmax_fn>;
+using LayerNormKernel = FloatKernel<f32_layernorm_fn>;
+using LstmKernel = FloatKernel<f32_vlstm_fn>;
+using GruKernel = FloatKernel<f32_vgru_fn>;
+
 // Indirect GEMM for convolution (see ukernel.h).
 struct QIGemmKernel {
   const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
@@ -93,6 +106,10 @@ struct KernelSet {
   AddKernel add;
   MulKernel mul;
   GeluKernel gelu;
+  SoftmaxKernel softmax;
+  LayerNormKernel layernorm;
+  LstmKernel lstm;
+  GruKernel gru;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -140,6 +157,14 @@ const std::vector<MulKernel>& built_mul_kernels();
 bool can_run(const MulKernel& k);
 const std::vector<GeluKernel>& built_gelu_kernels();
 bool can_run(const GeluKernel& k);
+const std::vector<SoftmaxKernel>& built_softmax_kernels();
+const std::vector<LayerNormKernel>& built_layernorm_kernels();
+const std::vector<LstmKernel>& built_lstm_kernels();
+const std::vector<GruKernel>& built_gru_kernels();
+template <class Fn>
+bool can_run(const FloatKernel<Fn>& k) {
+  return cpu_features().supports(k.isa);
+}
 bool can_run(const DwconvKernel& k);
 // The conv kernels the process would use if NPQUANT_ISA were `cap` (for tests
 // and benchmarks that run every ISA in one process). Throws std::runtime_error

@@ -106,6 +106,37 @@ typedef void (*qu8_vmul_fn)(size_t n, const uint8_t* a, const uint8_t* b, uint8_
 // approximations of ukernels/vgelu-coeffs.h; every kernel gives f32_vgelu__scalar's bits.
 typedef void (*f32_vgelu_fn)(size_t n, const float* x, float* y, int tanh_form);
 
+// The float32 kernels of sequence models. Each is one IEEE operation after another in
+// a fixed order (ukernels/fmath-coeffs.h: exp, sigmoid, tanh; ukernels/scalar-fmath.h:
+// the canonical 16-lane sum), so every kernel of a family gives its scalar kernel's
+// bits on every ISA.
+//
+// Softmax of one row of n floats (n >= 1; y may equal x; bias null or n floats):
+// v = x (+ bias), m = max(v), e = exp(v - m), s = the canonical sum of e, y = e / s.
+// A NaN in v, or a row of -inf, gives a row of NaN (as torch).
+typedef void (*f32_vsoftmax_fn)(size_t n, const float* x, const float* bias, float* y);
+
+// LayerNorm of one row of n floats (n >= 1; y may equal x; gamma, beta null or n
+// floats), by the corrected two-pass algorithm (S the canonical sum): m0 = S(x) / n,
+// d = x - m0, c = S(d) / n, mean = m0 + c, var = max(0, S_fma(d^2) / n - c * c) (the
+// squares accumulated with fma), rstd = 1 / sqrt(var + eps),
+// y = (x - mean) * rstd (* gamma) (+ beta), one rounding per operation.
+typedef void (*f32_layernorm_fn)(size_t n, const float* x, const float* gamma, const float* beta,
+                                 float eps, float* y);
+
+// LSTM cell update of n hidden units from the two projections (biases included), torch's
+// gate order i, f, g, o (4n floats each): a = gi + gh, i = sigmoid(a_i), f = sigmoid(a_f),
+// g = tanh(a_g), o = sigmoid(a_o); c_out = f * c + i * g; h_out = o * tanh(c_out).
+// c_out may equal c.
+typedef void (*f32_vlstm_fn)(size_t n, const float* gi, const float* gh, const float* c,
+                             float* c_out, float* h_out);
+
+// GRU cell update of n hidden units, torch's gate order r, z, n (3n floats each):
+// r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z), m = tanh(gh_n * r + gi_n),
+// h_out = (h - m) * z + m. h_out may equal h.
+typedef void (*f32_vgru_fn)(size_t n, const float* gi, const float* gh, const float* h,
+                            float* h_out);
+
 // Selects tokens by a build guard (ukernels.inc): NPQ_IF(NPQ_BUILT_AVX2)(x) is x when
 // NPQ_BUILT_AVX2 is defined as 1 (as -DNPQ_BUILT_AVX2 does), else nothing; NPQ_IF(1)(x)
 // is x. (The placeholder trick of Linux's IS_ENABLED.)
@@ -144,6 +175,12 @@ typedef void (*f32_vgelu_fn)(size_t n, const float* x, float* y, int tanh_form);
 #define NPQ_VMUL(name, ...) \
   void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
 #define NPQ_VGELU(name, ...) void name(size_t, const float*, float*, int);
+#define NPQ_VSOFTMAX(name, ...) void name(size_t, const float*, const float*, float*);
+#define NPQ_LAYERNORM(name, ...) \
+  void name(size_t, const float*, const float*, const float*, float, float*);
+#define NPQ_VLSTM(name, ...) \
+  void name(size_t, const float*, const float*, const float*, float*, float*);
+#define NPQ_VGRU(name, ...) void name(size_t, const float*, const float*, const float*, float*);
 #include "ukernels.inc"
 
 }  // namespace npq

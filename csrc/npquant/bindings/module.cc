@@ -183,6 +183,10 @@ py::dict cpu_info() {
   fam["dwconv"] = name_isa(ks.conv.dwconv.name, ks.conv.dwconv.isa);
   fam["add"] = name_isa(ks.add.name, ks.add.isa);  // name None: lookup tables
   fam["gelu"] = name_isa(ks.gelu.name, ks.gelu.isa);
+  fam["softmax"] = name_isa(ks.softmax.name, ks.softmax.isa);
+  fam["layernorm"] = name_isa(ks.layernorm.name, ks.layernorm.isa);
+  fam["lstm"] = name_isa(ks.lstm.name, ks.lstm.isa);
+  fam["gru"] = name_isa(ks.gru.name, ks.gru.isa);
   fam["mul"] = name_isa(ks.mul.name, ks.mul.isa);  // name None: lookup tables
   d["kernels"] = fam;
   d["small_m"] = ks.small_m;
@@ -302,4 +306,5 @@ PYBIND11_MODULE(_C, m) {
   npq_bind::register_pool(m);
   npq_bind::register_elementwise(m);
   npq_bind::register_embedding(m);
+  npq_bind::register_sequence(m);
 }

@@ -1,0 +1,236 @@
+"""The native float32 kernels of sequence models (ukernels/f32-vsoftmax-*, f32-layernorm-*,
+f32-vlstm-*, f32-vgru-*; ``_C.softmax_f32``, ``layer_norm_f32``, ``lstm_cell_f32``,
+``gru_cell_f32``): the same bits on every ISA (each forced through NPQUANT_ISA against the
+scalar kernels), within float32 rounding of torch's fp32 ops, special values as torch,
+and clear errors for bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import npquant
+from npquant import _C
+
+from conftest import run_python
+
+FAMILIES = ("softmax", "layernorm", "lstm", "gru")
+KERNEL_ISAS = ("scalar", "avx2", "avx512vnni")  # the ISAs with registered kernels of these families
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-40, 1e30, -1e30, 88.0, -90.0], np.float32)
+
+
+def _values(rng: np.random.Generator, shape: tuple[int, ...], specials: bool = False) -> np.ndarray:
+    """Normal values at several scales, with a sprinkle of special values if asked."""
+    x = rng.standard_normal(shape).astype(np.float32) * rng.choice(np.float32([0.1, 3, 30]), shape)
+    if specials:
+        where = rng.random(shape) < 0.05
+        x[where] = rng.choice(SPECIAL, int(where.sum()))
+    return x
+
+
+class _Hash:
+    """sha256 of float32 arrays with every NaN as one pattern: the kernels promise the
+    same bits for every number and NaN in the same places, not the NaNs' sign bit (x86
+    makes -NaN for inf - inf, and which NaN operand an add passes on depends on the
+    compiler's operand order)."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def update(self, a: np.ndarray) -> None:
+        self.h.update(np.where(np.isnan(a), np.float32(np.nan), a).astype(np.float32))
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+def digest() -> str:
+    """Hash of every family's outputs on rows of every length 1..70 and some long ones,
+    random and special values, with and without the optional operands; run under each
+    NPQUANT_ISA."""
+    rng = np.random.default_rng(11)
+    h = _Hash()
+    for n in [*range(1, 71), 127, 128, 129, 256, 768, 1000]:
+        for specials in (False, True):
+            x = _values(rng, (3, n), specials)
+            bias = np.where(rng.random((3, n)) < 0.2, np.float32(-np.inf), rng.standard_normal((3, n)))
+            h.update(_C.softmax_f32(x))
+            h.update(_C.softmax_f32(x, bias.astype(np.float32)))
+            w, b = rng.standard_normal((2, n)).astype(np.float32)
+            h.update(_C.layer_norm_f32(x, n, w, b, 1e-5))
+            h.update(_C.layer_norm_f32(x + np.float32(1e3), n, None, None, 1e-12))
+            gi, gh = _values(rng, (2, 3, 4 * n), specials)
+            c = _values(rng, (3, n), specials)
+            for out in _C.lstm_cell_f32(gi, gh, c):
+                h.update(out)
+            h.update(_C.gru_cell_f32(gi[:, : 3 * n].copy(), gh[:, : 3 * n].copy(), c))
+    return h.hexdigest()
+
+
+def _digest_under(isa: str) -> str:
+    code = (
+        f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_sequence_native as t; "
+        "from npquant import _C; k = _C.cpu_info()['kernels']; "
+        f"print(' '.join(k[f]['name'] for f in {FAMILIES!r}), t.digest())"
+    )
+    r = run_python(code, {"NPQUANT_ISA": isa})
+    assert r.returncode == 0, r.stderr[-2000:]
+    *names, h = r.stdout.split()
+    want = isa if isa in KERNEL_ISAS else None
+    for name in names:  # each family runs its kernel for this ISA (others: a lower ISA's)
+        assert want is None or name.endswith("__" + want), (isa, names)
+    return h
+
+
+@pytest.fixture(scope="module")
+def scalar_digest() -> str:
+    return _digest_under("scalar")
+
+
+@pytest.mark.parametrize("isa", [i for i in npquant.cpu_info()["runnable_isas"] if i != "scalar"])
+def test_every_isa_gives_the_scalar_bits(isa: str, scalar_digest: str) -> None:
+    assert _digest_under(isa) == scalar_digest
+
+
+def test_the_digest_sees_a_changed_bit() -> None:
+    y = _C.softmax_f32(np.linspace(-3, 3, 64, dtype=np.float32))
+    z = y.copy()
+    z.view(np.uint32)[30] ^= 1
+    hashes = [_Hash(), _Hash()]
+    for h, a in zip(hashes, (y, z)):
+        h.update(a)
+    assert hashes[0].hexdigest() != hashes[1].hexdigest()
+
+
+# ------------------------------------------------------------------ against torch fp32
+def test_softmax_close_to_torch(rng: np.random.Generator) -> None:
+    x = _values(rng, (40, 257))
+    bias = np.where(rng.random((1, 257)) < 0.3, np.float32(-np.inf), np.float32(0))
+    want = torch.softmax(torch.from_numpy(x + bias), -1).numpy()
+    got = _C.softmax_f32(x, bias)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30)
+    assert np.all(got[:, bias[0] == -np.inf] == 0)  # masked positions are exactly 0
+    np.testing.assert_allclose(got.sum(-1, dtype=np.float64), 1, rtol=1e-6)
+
+
+def test_softmax_specials_as_torch() -> None:
+    rows = np.array(
+        [[1, 2, np.nan, 3], [-np.inf] * 4, [np.inf, 1, 2, 3], [0, -np.inf, 0, -np.inf], [-0.0, 0.0, -0.0, 0.0]],
+        np.float32,
+    )
+    got = _C.softmax_f32(rows)
+    want = torch.softmax(torch.from_numpy(rows), -1).numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))  # NaN rows as torch
+    np.testing.assert_array_equal(got[3:], want[3:])
+
+
+def test_layer_norm_close_to_torch(rng: np.random.Generator) -> None:
+    for n, offset in ((256, 0.0), (31, 0.0), (768, 1e3)):
+        x = _values(rng, (17, n)) + np.float32(offset)
+        w, b = rng.standard_normal((2, n)).astype(np.float32)
+        want = torch.nn.functional.layer_norm(
+            torch.from_numpy(x), (n,), torch.from_numpy(w), torch.from_numpy(b), 1e-5
+        ).numpy()
+        got = _C.layer_norm_f32(x, n, w, b, 1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _torch_lstm(gi: np.ndarray, gh: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    i, f, g, o = (torch.from_numpy(gi) + torch.from_numpy(gh)).chunk(4, 1)
+    c1 = torch.sigmoid(f) * torch.from_numpy(c) + torch.sigmoid(i) * torch.tanh(g)
+    return (torch.sigmoid(o) * torch.tanh(c1)).numpy(), c1.numpy()
+
+
+def test_lstm_cell_close_to_torch(rng: np.random.Generator) -> None:
+    gi, gh = (rng.standard_normal((2, 5, 4 * 70)) * 4).astype(np.float32)
+    c = rng.standard_normal((5, 70)).astype(np.float32)
+    h1, c1 = _C.lstm_cell_f32(gi, gh, c)
+    th, tc = _torch_lstm(gi, gh, c)
+    np.testing.assert_allclose(h1, th, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c1, tc, rtol=1e-5, atol=1e-6)
+
+
+def test_lstm_cell_gate_functions_across_their_range() -> None:
+    """With gh = 0 and c = 0 every gate sees the same x: c' = sigmoid(x) tanh(x) and
+    h' = sigmoid(x) tanh(c'), over a dense grid of [-20, 20] against float64."""
+    x = np.linspace(-20, 20, 200_001, dtype=np.float32)
+    gi = np.tile(x, 4)[None]
+    h1, c1 = _C.lstm_cell_f32(gi, np.zeros_like(gi), np.zeros((1, x.size), np.float32))
+    t = torch.from_numpy(x).double()
+    want_c = torch.sigmoid(t) * torch.tanh(t)
+    want_h = torch.sigmoid(t) * torch.tanh(torch.from_numpy(c1[0]).double())
+    np.testing.assert_allclose(c1[0], want_c.numpy(), rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(h1[0], want_h.numpy(), rtol=1e-6, atol=1e-30)
+
+
+def test_gru_cell_close_to_torch(rng: np.random.Generator) -> None:
+    gi, gh = (rng.standard_normal((2, 4, 3 * 33)) * 4).astype(np.float32)
+    h = rng.standard_normal((4, 33)).astype(np.float32)
+    ti, th = torch.from_numpy(gi).chunk(3, 1), torch.from_numpy(gh).chunk(3, 1)
+    r, z = torch.sigmoid(ti[0] + th[0]), torch.sigmoid(ti[1] + th[1])
+    m = torch.tanh(ti[2] + r * th[2])
+    want = ((torch.from_numpy(h) - m) * z + m).numpy()
+    np.testing.assert_allclose(_C.gru_cell_f32(gi, gh, h), want, rtol=1e-5, atol=1e-6)
+
+
+def test_cells_special_values() -> None:
+    n = SPECIAL.size
+    gi = np.tile(SPECIAL, 4)[None]
+    zeros = np.zeros_like(gi)
+    h1, c1 = _C.lstm_cell_f32(gi, zeros, np.zeros((1, n), np.float32))
+    th, tc = _torch_lstm(gi, zeros, np.zeros((1, n), np.float32))
+    np.testing.assert_array_equal(np.isnan(c1), np.isnan(tc))
+    np.testing.assert_array_equal(np.isnan(h1), np.isnan(th))
+    ok = ~np.isnan(tc)
+    np.testing.assert_allclose(c1[ok], tc[ok], rtol=1e-6, atol=1e-30)
+
+
+def test_in_place_outputs(rng: np.random.Generator) -> None:
+    x = _values(rng, (6, 50))
+    y = x.copy()
+    assert _C.softmax_f32(y, None, y) is not None
+    np.testing.assert_array_equal(y, _C.softmax_f32(x))
+    y = x.copy()
+    _C.layer_norm_f32(y, 50, None, None, 1e-5, y)
+    np.testing.assert_array_equal(y, _C.layer_norm_f32(x, 50))
+
+
+def test_softmax_bias_broadcasts(rng: np.random.Generator) -> None:
+    x = _values(rng, (2, 3, 4, 9))
+    for shape in ((2, 1, 1, 9), (1, 1, 4, 9), (2, 3, 4, 9), (1, 3, 1, 9)):
+        b = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(_C.softmax_f32(x, b), _C.softmax_f32(np.ascontiguousarray(x + b)))
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_input() -> None:
+    x = np.zeros((4, 8), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        _C.softmax_f32(x.astype(np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.softmax_f32(np.zeros((4, 8), np.float32)[:, ::2])
+    with pytest.raises(ValueError, match="broadcast"):
+        _C.softmax_f32(x, np.zeros((4, 1), np.float32))  # the last dimension must be equal
+    with pytest.raises(ValueError, match="broadcast"):
+        _C.softmax_f32(x, np.zeros((3, 8), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        _C.softmax_f32(x, None, np.zeros((4, 7), np.float32))
+    with pytest.raises(ValueError, match="rows of 3"):
+        _C.layer_norm_f32(x, 3)
+    with pytest.raises(ValueError, match="eps"):
+        _C.layer_norm_f32(x, 8, None, None, -1.0)
+    with pytest.raises(ValueError, match="8 elements"):
+        _C.layer_norm_f32(x, 8, np.ones(7, np.float32))
+    with pytest.raises(ValueError, match="normalized_size"):
+        _C.layer_norm_f32(x, 0)
+    with pytest.raises(ValueError, match="projections must have shape"):
+        _C.lstm_cell_f32(np.zeros((4, 16), np.float32), np.zeros((4, 12), np.float32), np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="projections must have shape"):
+        _C.gru_cell_f32(np.zeros((3, 12), np.float32), np.zeros((3, 12), np.float32), np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        _C.lstm_cell_f32(np.zeros(16, np.float32), np.zeros(16, np.float32), np.zeros(4, np.float32))
+    assert _C.softmax_f32(np.zeros((0, 5), np.float32)).shape == (0, 5)
