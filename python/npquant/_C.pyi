@@ -175,6 +175,16 @@ def qmul_u8(
 def quantize_u8(
     x: object, scale: typing.SupportsFloat | typing.SupportsIndex, zero_point: typing.SupportsInt | typing.SupportsIndex
 ) -> numpy.typing.NDArray[numpy.uint8]: ...
+def rnn_sequence_dynamic(
+    mode: str,
+    gi: object,
+    h0: object,
+    c0: object,
+    batch_sizes: object,
+    reverse: bool,
+    hh: PackedLinearWeight,
+    hr: object = ...,
+) -> tuple: ...
 def runnable_gemm_kernels() -> list[dict]: ...
 def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 def softmax_f32(x: object, bias: object = ..., out: object = ...) -> numpy.typing.NDArray[numpy.float32]: ...

@@ -307,4 +307,5 @@ PYBIND11_MODULE(_C, m) {
   npq_bind::register_elementwise(m);
   npq_bind::register_embedding(m);
   npq_bind::register_sequence(m);
+  npq_bind::register_rnn(m);
 }

@@ -10,7 +10,8 @@ activation qparams), the hidden projection once per time step, as torch does on
 CPU. With ``dtype=npquant.float16`` the children are float16-weight Linears instead.
 
 The gate arithmetic between the projections is the float recurrence of
-npquant.nn.rnn, shared with the float layers.
+npquant.nn.rnn, shared with the float layers; int8 LSTM and GRU layers run the time
+loop in C++ (``_C.rnn_sequence_dynamic``) with the same projections and cell kernels.
 
 State dict: the children's keys (``ih_l0._packed_params._packed_params``, ...).
 torch's dynamic LSTM stores TorchScript cell objects that cannot be read without
@@ -148,6 +149,18 @@ class RNNBase(frnn._RecurrentBase):
             _projection(self._modules["hh" + sfx]),
             None if hr is None else _projection(hr),
         )
+
+    def _native_hidden(self, layer: int, direction: int) -> tuple[_C.PackedLinearWeight, object] | None:
+        """int8 LSTM and GRU layers run their time loop in C++ (_C.rnn_sequence_dynamic):
+        the same hidden projections (_C.linear_dynamic's) and cell kernels as the
+        step-by-step loop, without a Python call per step."""
+        if self.mode not in ("LSTM", "GRU"):
+            return None
+        sfx = self._suffix(layer, direction)
+        hh, hr = self._modules["hh" + sfx], self._modules.get("hr" + sfx)
+        if not isinstance(hh, Linear) or (hr is not None and not isinstance(hr, Linear)):
+            return None  # float16 weights: the NumPy float32 product, step by step
+        return hh._packed_params.packed, None if hr is None else hr._packed_params.packed
 
     @classmethod
     def from_float(cls, mod: frnn.RNNBase, dtype: object = None, per_channel: bool = True) -> RNNBase:
