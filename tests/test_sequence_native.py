@@ -234,3 +234,17 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="2-D"):
         _C.lstm_cell_f32(np.zeros(16, np.float32), np.zeros(16, np.float32), np.zeros(4, np.float32))
     assert _C.softmax_f32(np.zeros((0, 5), np.float32)).shape == (0, 5)
+
+
+# ------------------------------------------------------------------ the modules use them
+def test_modules_use_the_kernels(rng: np.random.Generator) -> None:
+    x = _values(rng, (3, 5, 12))
+    np.testing.assert_array_equal(npquant.nn.Softmax(dim=-1)(x), _C.softmax_f32(x))
+    moved = np.moveaxis(_C.softmax_f32(np.ascontiguousarray(np.moveaxis(x, 1, -1))), -1, 1)
+    np.testing.assert_array_equal(npquant.nn.Softmax(dim=1)(x), moved)
+    ln = npquant.nn.LayerNorm((5, 12), eps=1e-6)
+    ln.weight, ln.bias = rng.standard_normal((2, 5, 12)).astype(np.float32)
+    want = _C.layer_norm_f32(x, 60, ln.weight, ln.bias, 1e-6)
+    np.testing.assert_array_equal(ln(x), want)
+    np.testing.assert_array_equal(ln(np.asfortranarray(x)), want)  # any layout: copied first
+    np.testing.assert_array_equal(ln(x.astype(np.float64)), want)

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .activation import GELU, Dropout, ReLU, softmax
+from .. import _C
+from .activation import GELU, Dropout, ReLU
 from .linear import Linear, _float_input
 from .module import Module, _to_numpy
 from .normalization import LayerNorm
@@ -198,9 +199,8 @@ class MultiheadAttention(Module):
         kt = np.ascontiguousarray(kp.reshape(n, src, h, d).transpose(0, 2, 3, 1))  # (N, H, D, S)
         vh = np.ascontiguousarray(vp.reshape(n, src, h, d).transpose(0, 2, 1, 3))
         scores = qh @ kt
-        if bias is not None:
-            scores += bias
-        attn = softmax(scores, -1)
+        # softmax(scores + mask) in place, the mask added inside the kernel
+        attn = _C.softmax_f32(scores, None if bias is None else np.ascontiguousarray(bias), scores)
         ctx = np.ascontiguousarray((attn @ vh).transpose(0, 2, 1, 3)).reshape(n * tgt, e)  # (N*L, E)
         out = self._project_out(ctx).reshape(n, tgt, e)
         weights = None
