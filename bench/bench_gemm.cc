@@ -5,7 +5,7 @@
 // the conv shapes of docs/conv.md, and every runnable quantize, add and mul
 // kernel on 1 Mi elements. The kernels come from the dispatch tables, i.e. the
 // registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked, the float32
-// kernels of sequence models (GELU, softmax, LayerNorm, LSTM / GRU cells) too. Reports
+// kernels of sequence models (GELU, softmax, LayerNorm, LSTM / GRU cells, GEMM tiles) too. Reports
 // GMAC/s and % of the kernel ISA's probe peak. Single thread unless --threads=N (or a
 // list, --threads=1,2, to see the scaling in one run).
 //
@@ -27,6 +27,7 @@
 
 #include "npquant/dispatch.h"
 #include "npquant/ops/conv2d.h"
+#include "npquant/ops/gemm_f32.h"
 #include "npquant/ops/linear.h"
 #include "npquant/ops/threadpool.h"
 #include "peaks.h"
@@ -451,6 +452,46 @@ std::string shape_name(const Shape& s) {
   return "M:" + std::to_string(s.m) + "/K:" + std::to_string(s.k) + "/N:" + std::to_string(s.n);
 }
 
+// Float32 GEMM tiles through the gemm_f32 driver: attention's two products per head (L = S
+// = 128, D = 64) and the float Linear of a BERT-base-like layer (b^T: the weight as stored,
+// repacked per panel), in GFLOP/s.
+void bench_fgemm(benchmark::State& st, npq::FGemmKernel k, Shape s, bool trans) {
+  Rng rng;
+  std::vector<float> a(s.m * s.k), b(s.k * s.n), c(s.m * s.n);
+  for (auto& v : a) v = rng.normalish();
+  for (auto& v : b) v = rng.normalish();
+  const Timing t = time_loop(st, [&] {
+    npq::gemm_f32(k, s.m, s.n, s.k, a.data(), s.k, b.data(), trans ? s.k : s.n, trans, nullptr,
+                  c.data(), s.n, false);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  });
+  const double flop = 2.0 * s.m * s.n * s.k;
+  st.counters["GFLOP/s"] = t.wall > 0 ? flop * st.iterations() / t.wall * 1e-9 : 0;
+  if (t.best > 0) st.counters["best_GFLOP/s"] = flop / t.best * 1e-9;
+  st.SetLabel(k.name);
+}
+
+void register_fgemm() {
+  struct Case {
+    Shape s;
+    bool trans;
+  };
+  const Case cases[] = {{{128, 64, 128}, true},
+                        {{128, 128, 64}, false},
+                        {{1024, 256, 768}, true},
+                        {{1024, 768, 768}, true}};
+  for (const npq::FGemmKernel& k : npq::built_fgemm_kernels())
+    if (npq::can_run(k))
+      for (const Case& c : cases)
+        benchmark::RegisterBenchmark(
+            (std::string("f32_gemm/") + k.name + "/" + (c.trans ? "bT/" : "b/") + shape_name(c.s))
+                .c_str(),
+            bench_fgemm, k, c.s, c.trans)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+}
+
 void register_all(const std::vector<int>& thread_counts) {
   for (int threads : thread_counts) {
     const std::string t = "/threads:" + std::to_string(threads);
@@ -478,6 +519,7 @@ void register_all(const std::vector<int>& thread_counts) {
   register_conv(thread_counts);
   register_elementwise();
   register_float();
+  register_fgemm();
 }
 
 // Removes --threads=N[,N...] (or --threads N[,N...]) from argv; returns the

@@ -18,7 +18,7 @@ from npquant import _C
 
 from conftest import run_python
 
-FAMILIES = ("softmax", "layernorm", "lstm", "gru")
+FAMILIES = ("softmax", "layernorm", "lstm", "gru", "fgemm")
 KERNEL_ISAS = ("scalar", "avx2", "avx512vnni")  # the ISAs with registered kernels of these families
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-40, 1e30, -1e30, 88.0, -90.0], np.float32)
 
@@ -68,6 +68,13 @@ def digest() -> str:
             for out in _C.lstm_cell_f32(gi, gh, c):
                 h.update(out)
             h.update(_C.gru_cell_f32(gi[:, : 3 * n].copy(), gh[:, : 3 * n].copy(), c))
+    for m, k, n in ((1, 1, 1), (7, 13, 33), (37, 64, 100), (9, 300, 70)):  # the GEMM tiles' edges
+        x, w = _values(rng, (m, k)), _values(rng, (n, k))
+        h.update(_C.linear_f32(x, w, rng.standard_normal(n).astype(np.float32)))
+    qkv = _values(rng, (2, 9, 3 * 24))
+    mask = np.where(rng.random((2, 1, 1, 9)) < 0.3, np.float32(-np.inf), np.float32(0))
+    for out in _C.attention_f32(qkv[..., :24], qkv[..., 24:48], qkv[..., 48:], 3, np.float32(0.4), mask, True):
+        h.update(out)
     return h.hexdigest()
 
 
@@ -83,6 +90,7 @@ def _digest_under(isa: str) -> str:
     want = isa if isa in KERNEL_ISAS else None
     for name in names:  # each family runs its kernel for this ISA (others: a lower ISA's)
         assert want is None or name.endswith("__" + want), (isa, names)
+    assert len(names) == len(FAMILIES)
     return h
 
 
@@ -206,6 +214,36 @@ def test_softmax_bias_broadcasts(rng: np.random.Generator) -> None:
         np.testing.assert_array_equal(_C.softmax_f32(x, b), _C.softmax_f32(np.ascontiguousarray(x + b)))
 
 
+def test_linear_f32_close_to_float64_and_torch(rng: np.random.Generator) -> None:
+    x, w = rng.standard_normal((2, 70, 300)).astype(np.float32)
+    b = rng.standard_normal(70).astype(np.float32)
+    y = _C.linear_f32(x, w, b)
+    exact = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    bound = 300 * 2.0**-24 * (np.abs(x).astype(np.float64) @ np.abs(w).T.astype(np.float64) + np.abs(b))
+    assert np.all(np.abs(y - exact) <= bound)  # an fma chain's error bound
+    want = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy()
+    assert np.all(np.abs(y - want) <= 2 * bound)  # torch's sum (another order) within the same bound
+    np.testing.assert_array_equal(_C.linear_f32(x, w), _C.linear_f32(x, w, np.zeros(70, np.float32)))
+    assert _C.linear_f32(np.zeros((0, 300), np.float32), w).shape == (0, 70)
+
+
+def test_attention_close_to_torch(rng: np.random.Generator) -> None:
+    n, heads, d, tgt = 3, 4, 16, 11
+    e = heads * d
+    qkv = rng.standard_normal((n, tgt, 3 * e)).astype(np.float32)
+    q, k, v = qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]  # read in place: strided thirds
+    pad = np.zeros((n, 1, 1, tgt), np.float32)
+    pad[0, ..., 7:] = -np.inf  # padded keys of the first sentence
+    out, w = _C.attention_f32(q, k, v, heads, np.float32(1 / np.sqrt(d)), pad, True)
+    th = [torch.from_numpy(np.ascontiguousarray(a)).view(n, tgt, heads, d).transpose(1, 2) for a in (q, k, v)]
+    want = torch.nn.functional.scaled_dot_product_attention(*th, attn_mask=torch.from_numpy(pad))
+    np.testing.assert_allclose(out, want.transpose(1, 2).reshape(n, tgt, e).numpy(), rtol=1e-5, atol=1e-5)
+    assert w.shape == (n, heads, tgt, tgt) and np.all(w[0, ..., 7:] == 0)
+    np.testing.assert_allclose(w.sum(-1), 1, rtol=1e-6)
+    contiguous = [np.ascontiguousarray(a) for a in (q, k, v)]
+    np.testing.assert_array_equal(_C.attention_f32(*contiguous, heads, np.float32(1 / np.sqrt(d)), pad)[0], out)
+
+
 # ------------------------------------------------------------------ bad input
 def test_bad_input() -> None:
     x = np.zeros((4, 8), np.float32)
@@ -234,6 +272,25 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="2-D"):
         _C.lstm_cell_f32(np.zeros(16, np.float32), np.zeros(16, np.float32), np.zeros(4, np.float32))
     assert _C.softmax_f32(np.zeros((0, 5), np.float32)).shape == (0, 5)
+    with pytest.raises(ValueError, match="features"):
+        _C.linear_f32(np.zeros((2, 3), np.float32), np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="4 elements"):
+        _C.linear_f32(np.zeros((2, 3), np.float32), np.zeros((4, 3), np.float32), np.zeros(3, np.float32))
+    q = np.zeros((2, 5, 8), np.float32)
+    with pytest.raises(ValueError, match="contiguous last axis"):
+        _C.attention_f32(np.zeros((2, 5, 16), np.float32)[..., ::2], q, q, 2, 1.0)
+    with pytest.raises(TypeError, match="float32"):
+        _C.attention_f32(q.astype(np.float64), q, q, 2, 1.0)
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        _C.attention_f32(q, q, q, 3, 1.0)
+    with pytest.raises(ValueError, match="same S"):
+        _C.attention_f32(q, q, np.zeros((2, 4, 8), np.float32), 2, 1.0)
+    with pytest.raises(ValueError, match="broadcast"):
+        _C.attention_f32(q, q, q, 2, 1.0, np.zeros((2, 1, 1, 4), np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        _C.attention_f32(q, q, q, 2, float("inf"))
+    with pytest.raises(ValueError, match="3-D"):
+        _C.attention_f32(q[0], q, q, 2, 1.0)
 
 
 # ------------------------------------------------------------------ the modules use them

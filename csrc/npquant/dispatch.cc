@@ -104,6 +104,14 @@ std::vector<GruKernel> make_gru_table() {
   return t;
 }
 
+std::vector<FGemmKernel> make_fgemm_table() {
+  std::vector<FGemmKernel> t;
+#define NPQ_FGEMM(name, isa, guard, mr, nr) \
+  NPQ_IF(guard)(t.push_back({#name, Isa::isa, mr, nr, name});)
+#include "ukernels.inc"
+  return t;
+}
+
 std::string join_isas(const std::vector<Isa>& v) {
   std::string s;
   for (Isa i : v) {
@@ -178,6 +186,7 @@ KernelSet make_set(Isa isa) {
   s.layernorm = *pick(built_layernorm_kernels(), isa);
   s.lstm = *pick(built_lstm_kernels(), isa);
   s.gru = *pick(built_gru_kernels(), isa);
+  s.fgemm = *pick(built_fgemm_kernels(), isa);
   return s;
 }
 
@@ -404,6 +413,13 @@ const std::vector<GruKernel>& built_gru_kernels() {
   static const std::vector<GruKernel> t = make_gru_table();
   return t;
 }
+
+const std::vector<FGemmKernel>& built_fgemm_kernels() {
+  static const std::vector<FGemmKernel> t = make_fgemm_table();
+  return t;
+}
+
+bool can_run(const FGemmKernel& k) { return cpu_features().supports(k.isa); }
 
 const std::vector<MulKernel>& built_mul_kernels() {
   static const std::vector<MulKernel> t = make_mul_table();

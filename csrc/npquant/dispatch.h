@@ -62,6 +62,14 @@ using LayerNormKernel = FloatKernel<f32_layernorm_fn>;
 using LstmKernel = FloatKernel<f32_vlstm_fn>;
 using GruKernel = FloatKernel<f32_vgru_fn>;
 
+// Float32 GEMM tile (see ukernel.h), MR x NR; the scalar one is always built.
+struct FGemmKernel {
+  const char* name;
+  Isa isa;
+  uint32_t mr, nr;
+  f32_gemm_fn fn;
+};
+
 // Indirect GEMM for convolution (see ukernel.h).
 struct QIGemmKernel {
   const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
@@ -110,6 +118,7 @@ struct KernelSet {
   LayerNormKernel layernorm;
   LstmKernel lstm;
   GruKernel gru;
+  FGemmKernel fgemm;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -161,6 +170,8 @@ const std::vector<SoftmaxKernel>& built_softmax_kernels();
 const std::vector<LayerNormKernel>& built_layernorm_kernels();
 const std::vector<LstmKernel>& built_lstm_kernels();
 const std::vector<GruKernel>& built_gru_kernels();
+const std::vector<FGemmKernel>& built_fgemm_kernels();
+bool can_run(const FGemmKernel& k);
 template <class Fn>
 bool can_run(const FloatKernel<Fn>& k) {
   return cpu_features().supports(k.isa);

@@ -137,6 +137,16 @@ typedef void (*f32_vlstm_fn)(size_t n, const float* gi, const float* gh, const f
 typedef void (*f32_vgru_fn)(size_t n, const float* gi, const float* gh, const float* h,
                             float* h_out);
 
+// Float32 GEMM tile: for rows r < mr (1..MR) and columns j < nc (1..NR),
+// acc = 0, then acc = fma(a[r][k], b[k][j], acc) for k = 0..kc-1 in order (one fma per
+// product), c[r][j] = acc + bias[j] (bias null: acc). So every output is one fma chain,
+// whatever the tile: every kernel gives f32_gemm_4x8__scalar's bits. a row r at
+// a + r*a_stride, b row k at b + k*b_stride (nc floats read), c row r at c + r*c_stride
+// (strides in floats); bias null or nc floats.
+typedef void (*f32_gemm_fn)(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
+                            const float* b, size_t b_stride, const float* bias, float* c,
+                            size_t c_stride);
+
 // Selects tokens by a build guard (ukernels.inc): NPQ_IF(NPQ_BUILT_AVX2)(x) is x when
 // NPQ_BUILT_AVX2 is defined as 1 (as -DNPQ_BUILT_AVX2 does), else nothing; NPQ_IF(1)(x)
 // is x. (The placeholder trick of Linux's IS_ENABLED.)
@@ -181,6 +191,9 @@ typedef void (*f32_vgru_fn)(size_t n, const float* gi, const float* gh, const fl
 #define NPQ_VLSTM(name, ...) \
   void name(size_t, const float*, const float*, const float*, float*, float*);
 #define NPQ_VGRU(name, ...) void name(size_t, const float*, const float*, const float*, float*);
+#define NPQ_FGEMM(name, ...)                                                                  \
+  void name(size_t, size_t, size_t, const float*, size_t, const float*, size_t, const float*, \
+            float*, size_t);
 #include "ukernels.inc"
 
 }  // namespace npq

@@ -64,6 +64,15 @@ def adaptive_avg_pool2d_nhwc(
     mult: object,
     zero_point: typing.SupportsInt | typing.SupportsIndex,
 ) -> object: ...
+def attention_f32(
+    q: object,
+    k: object,
+    v: object,
+    num_heads: typing.SupportsInt | typing.SupportsIndex,
+    scale: typing.SupportsFloat | typing.SupportsIndex,
+    bias: object = ...,
+    need_weights: bool = ...,
+) -> tuple: ...
 def avg_pool2d_nhwc(
     x: numpy.ndarray,
     out_hw: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex],
@@ -128,6 +137,7 @@ def layer_norm_f32(
 def linear_dynamic(
     x: object, packed: PackedLinearWeight, per_row: bool = ..., reduce_range: bool = ...
 ) -> numpy.typing.NDArray[numpy.float32]: ...
+def linear_f32(x: object, weight: object, bias: object = ...) -> numpy.typing.NDArray[numpy.float32]: ...
 def linear_static(
     x: object,
     packed: PackedLinearWeight,

@@ -1,4 +1,4 @@
-// The float32 kernels (GELU, softmax, LayerNorm, LSTM and GRU cells): every runnable
+// The float32 kernels (GELU, softmax, LayerNorm, LSTM and GRU cells, GEMM tiles): every runnable
 // kernel of a family against that family's scalar kernel, bit for bit (a NaN matches
 // any NaN), on every length 1..70 and longer rows, with random, wide-range and special
 // values (+-0, +-inf, NaN, subnormals, huge), with and without the optional operands,
@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "npquant/dispatch.h"
+#include "npquant/ops/gemm_f32.h"
 #include "npquant/ukernels/scalar-fmath.h"
 
 namespace npqtest {
@@ -193,6 +194,82 @@ void test_gru(const npq::GruKernel& k, const npq::GruKernel& ref, Tally& t) {
     }
 }
 
+// c = a * b (+ bias) with the scalar tile over the whole m x n (its 4 x 8 tiles): the
+// reference for any other tile, since every output is its own fma chain.
+void ref_gemm(const npq::FGemmKernel& ref, size_t m, size_t n, size_t k, const float* a, size_t lda,
+              const float* b, size_t ldb, const float* bias, float* c, size_t ldc) {
+  for (size_t r = 0; r < m; r += ref.mr)
+    for (size_t j = 0; j < n; j += ref.nr)
+      ref.fn(std::min<size_t>(ref.mr, m - r), std::min<size_t>(ref.nr, n - j), k, a + r * lda, lda,
+             b + j, ldb, bias ? bias + j : nullptr, c + r * ldc + j, ldc);
+}
+
+void test_fgemm(const npq::FGemmKernel& k, const npq::FGemmKernel& ref, Tally& t) {
+  Rng rng(0xF6E);
+  const size_t kcs[] = {0, 1, 2, 7, 64, 129};
+  for (size_t mr = 1; mr <= k.mr; ++mr)
+    for (size_t nc = 1; nc <= k.nr; ++nc)
+      for (size_t kc : kcs) {
+        const int kind = static_cast<int>((mr + nc + kc) % 4);
+        const bool with_bias = (mr + nc) % 2 == 0;
+        const size_t lda = kc + 3, ldb = nc + 5, ldc = nc + 2;
+        const auto a = values(rng, mr * lda, kind),
+                   b = values(rng, std::max<size_t>(1, kc * ldb), kind);
+        const auto bias = values(rng, nc, kind);
+        std::vector<float> want(mr * ldc, 0.0f);
+        ref_gemm(ref, mr, nc, kc, a.data(), lda, b.data(), ldb, with_bias ? bias.data() : nullptr,
+                 want.data(), ldc);
+        const PageEnd ae(a), be(b), biase(bias);
+        Out out(1, mr * ldc);
+        for (size_t r = 0; r < mr; ++r)  // rows of c, stride ldc; the gaps must stay as they are
+          for (size_t j = nc; j < ldc; ++j) out.slot(0)[r * ldc + j] = want[r * ldc + j] = 7.0f;
+        k.fn(mr, nc, kc, ae.data(), lda, be.data(), ldb, with_bias ? biase.data() : nullptr,
+             out.slot(0), ldc);
+        compare(t, k.name,
+                "gemm mr=" + std::to_string(mr) + " nc=" + std::to_string(nc) +
+                    " kc=" + std::to_string(kc) + " kind " + std::to_string(kind),
+                out, out.slot(0), want.data(), mr * ldc);
+      }
+  // The driver (panels, row blocks, b transposed or not, in parallel or not) with this
+  // kernel equals the reference on shapes that are not multiples of any tile.
+  for (bool trans : {false, true})
+    for (bool parallel : {false, true}) {
+      const size_t m = 37, n = 3 * k.nr + 5, kk = 45;
+      const auto a = values(rng, m * kk, 0), b = values(rng, n * kk, 0), bias = values(rng, n, 0);
+      std::vector<float> bt(n * kk), want(m * n), got(m * n);
+      for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < kk; ++j) bt[j * n + i] = b[i * kk + j];  // b^T, k x n
+      ref_gemm(ref, m, n, kk, a.data(), kk, bt.data(), n, bias.data(), want.data(), n);
+      npq::gemm_f32(k, m, n, kk, a.data(), kk, trans ? b.data() : bt.data(), trans ? kk : n, trans,
+                    bias.data(), got.data(), n, parallel);
+      bool ok = true;
+      for (size_t i = 0; i < m * n && ok; ++i) ok = same(got[i], want[i]);
+      t.check(ok, k.name,
+              std::string("gemm driver") + (trans ? " b^T" : "") + (parallel ? " parallel" : ""));
+    }
+}
+
+// The scalar tile against double: an fma chain's error is at most about kc * 2^-24 times
+// the sum of the products' magnitudes.
+void test_scalar_fgemm(const npq::FGemmKernel& ref, Tally& t) {
+  Rng rng(0xACC);
+  const size_t m = 13, n = 21, k = 300;
+  const auto a = values(rng, m * k, 0), b = values(rng, k * n, 0);
+  std::vector<float> c(m * n);
+  ref_gemm(ref, m, n, k, a.data(), k, b.data(), n, nullptr, c.data(), n);
+  bool ok = true;
+  for (size_t r = 0; r < m; ++r)
+    for (size_t j = 0; j < n; ++j) {
+      double exact = 0, mag = 0;
+      for (size_t i = 0; i < k; ++i) {
+        exact += static_cast<double>(a[r * k + i]) * b[i * n + j];
+        mag += std::fabs(static_cast<double>(a[r * k + i]) * b[i * n + j]);
+      }
+      ok &= std::fabs(c[r * n + j] - exact) <= k * 0x1p-24 * mag;
+    }
+  t.check(ok, ref.name, "scalar f32 gemm vs double within k ulps of the magnitudes");
+}
+
 // |got - want| in units of the float spacing at want (2^-149 below the normal range).
 double ulps(double want, float got) {
   if (std::isnan(want) || std::isnan(got)) return std::isnan(want) && std::isnan(got) ? 0 : 1e30;
@@ -319,6 +396,7 @@ void test_float_kernels(Tally& t) {
   each(npq::built_layernorm_kernels(), [&](auto& k, auto& r) { test_layernorm(k, r, t); });
   each(npq::built_lstm_kernels(), [&](auto& k, auto& r) { test_lstm(k, r, t); });
   each(npq::built_gru_kernels(), [&](auto& k, auto& r) { test_gru(k, r, t); });
+  each(npq::built_fgemm_kernels(), [&](auto& k, auto& r) { test_fgemm(k, r, t); });
   // The references themselves.
   test_scalar_gelu(scalar_of(npq::built_gelu_kernels()), t);
   test_scalar_math(
@@ -327,6 +405,7 @@ void test_float_kernels(Tally& t) {
       t);
   test_scalar_rows(scalar_of(npq::built_softmax_kernels()),
                    scalar_of(npq::built_layernorm_kernels()), t);
+  test_scalar_fgemm(scalar_of(npq::built_fgemm_kernels()), t);
 }
 
 }  // namespace npqtest

@@ -61,6 +61,7 @@ std::vector<Registered> registry() {
   add_table(npq::built_layernorm_kernels(), &v);
   add_table(npq::built_lstm_kernels(), &v);
   add_table(npq::built_gru_kernels(), &v);
+  add_table(npq::built_fgemm_kernels(), &v);
   auto known = [&](const char* name) {
     return std::any_of(v.begin(), v.end(), [&](const Registered& r) { return r.name == name; });
   };
@@ -79,6 +80,7 @@ std::vector<Registered> registry() {
 #define NPQ_LAYERNORM(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VLSTM(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VGRU(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_FGEMM(name, isa, ...) NPQ_ROW_(name, isa)
 #include "npquant/ukernels.inc"
 #undef NPQ_ROW_
   v.insert(v.end(), not_built.begin(), not_built.end());

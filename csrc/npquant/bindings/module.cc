@@ -187,6 +187,7 @@ py::dict cpu_info() {
   fam["layernorm"] = name_isa(ks.layernorm.name, ks.layernorm.isa);
   fam["lstm"] = name_isa(ks.lstm.name, ks.lstm.isa);
   fam["gru"] = name_isa(ks.gru.name, ks.gru.isa);
+  fam["fgemm"] = name_isa(ks.fgemm.name, ks.fgemm.isa);
   fam["mul"] = name_isa(ks.mul.name, ks.mul.isa);  // name None: lookup tables
   d["kernels"] = fam;
   d["small_m"] = ks.small_m;

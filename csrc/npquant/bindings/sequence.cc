@@ -1,7 +1,8 @@
-// Bindings of the float32 ops of sequence models (ops/sequence.h): softmax, LayerNorm,
-// the LSTM and GRU cell updates. Strict like the rest of _C (float32, C-contiguous, shapes
-// checked); the Python layer (nn/activation.py, nn/normalization.py, nn/rnn.py) makes its arrays
-// fit.
+// Bindings of the float32 ops of sequence models (ops/sequence.h, gemm_f32.h,
+// attention.h): softmax, LayerNorm, the LSTM and GRU cell updates, the float Linear
+// product and scaled dot-product attention. Strict like the rest of _C (float32, C-contiguous,
+// shapes checked); the Python layer (nn/activation.py, nn/normalization.py, nn/rnn.py) makes its
+// arrays fit.
 #include <pybind11/stl.h>
 
 #include <cmath>
@@ -9,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "../ops/attention.h"
+#include "../ops/gemm_f32.h"
 #include "../ops/sequence.h"
 #include "common.h"
 
@@ -40,36 +43,55 @@ F32 output_like(const F32& x, const py::handle& out_obj, const char* what) {
   return out;
 }
 
+// An additive bias broadcast over the rows of `shape` (its last entry the row length):
+// the same number of dimensions, each equal or 1, the last equal.
+struct Bias {
+  F32 array;
+  std::vector<size_t> shape, strides;
+  npq::RowBias rows{nullptr, 0, nullptr, nullptr};
+};
+
+void broadcast_bias(const py::handle& obj, const std::vector<size_t>& shape, const char* what,
+                    Bias* out) {
+  const int nd = static_cast<int>(shape.size());
+  out->array = checked<float>(obj, what, nd);
+  const F32& b = out->array;
+  out->shape.assign(shape.begin(), shape.end() - 1);
+  out->strides.assign(nd - 1, 0);
+  size_t stride = shape.back();
+  for (int d = nd; d-- > 0;) {
+    const size_t have = b.shape(d), want = shape[d];
+    if (have != want && !(have == 1 && d + 1 < nd)) {
+      std::string s = "(";
+      for (int i = 0; i < nd; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+      throw ValueError(std::string(what) + " of shape " + shape_str(b) + " does not broadcast to " +
+                       s + ") (each dimension equal or 1, the last equal)");
+    }
+    if (d + 1 < nd) {
+      out->strides[d] = have == 1 ? 0 : stride;
+      stride *= have;
+    }
+  }
+  out->rows =
+      npq::RowBias{b.data(), static_cast<size_t>(nd - 1), out->shape.data(), out->strides.data()};
+}
+
 F32 softmax(const py::handle& x_obj, const py::handle& bias_obj, const py::handle& out_obj) {
   F32 x = checked<float>(x_obj, "softmax input", -1);
   if (x.ndim() < 1) throw ValueError("softmax input must have at least one dimension");
   F32 y = output_like(x, out_obj, "softmax out");
   const size_t n = x.shape(x.ndim() - 1), size = x.size();
   if (size == 0) return y;
-  const size_t rows = size / n, nd = x.ndim() - 1;
-  std::vector<size_t> shape(x.shape(), x.shape() + nd), strides(nd);
-  F32 bias;
-  npq::RowBias rb{nullptr, nd, shape.data(), strides.data()};
-  if (!bias_obj.is_none()) {
-    bias = checked<float>(bias_obj, "softmax bias", static_cast<int>(x.ndim()));
-    size_t stride = n;
-    for (size_t d = x.ndim(); d-- > 0;) {
-      const size_t b = bias.shape(d), want = x.shape(d);
-      if (b != want && !(b == 1 && d + 1 < static_cast<size_t>(x.ndim())))
-        throw ValueError("softmax bias of shape " + shape_str(bias) +
-                         " does not broadcast to the input's " + shape_str(x) +
-                         " (each dimension equal or 1, the last equal)");
-      if (d + 1 < static_cast<size_t>(x.ndim())) {
-        strides[d] = b == 1 ? 0 : stride;
-        stride *= b;
-      }
-    }
-    rb.data = bias.data();
-  }
+  const size_t rows = size / n;
+  Bias bias;
+  if (!bias_obj.is_none())
+    broadcast_bias(bias_obj, std::vector<size_t>(x.shape(), x.shape() + x.ndim()), "softmax bias",
+                   &bias);
+  const npq::RowBias* rb = bias_obj.is_none() ? nullptr : &bias.rows;
   const float* xd = x.data();
   float* yd = y.mutable_data();
   py::gil_scoped_release nogil;
-  npq::softmax_rows_f32(rows, n, xd, rb.data ? &rb : nullptr, yd);
+  npq::softmax_rows_f32(rows, n, xd, rb, yd);
   return y;
 }
 
@@ -145,6 +167,103 @@ F32 gru_cell(const py::handle& gi_obj, const py::handle& gh_obj, const py::handl
   return h_out;
 }
 
+F32 linear(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj) {
+  F32 x = checked<float>(x_obj, "Linear input", 2);
+  F32 w = checked<float>(w_obj, "Linear weight", 2);
+  const size_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
+  if (static_cast<size_t>(w.shape(1)) != k)
+    throw ValueError("Linear input has " + std::to_string(k) + " features but the weight " +
+                     shape_str(w) + " expects " + std::to_string(w.shape(1)));
+  F32 bk;
+  const float* b = affine(b_obj, "Linear bias", n, &bk);
+  F32 y({m, n});
+  const float *xd = x.data(), *wd = w.data();
+  float* yd = y.mutable_data();
+  py::gil_scoped_release nogil;
+  npq::gemm_f32(m, n, k, xd, k, wd, k, true, b, yd, n);
+  return y;
+}
+
+// A 3-D float32 array read in place: any non-negative strides, the last axis contiguous.
+struct View3 {
+  py::array array;
+  const float* data;
+  size_t s0, s1;  // strides of axes 0 and 1, in floats
+};
+
+View3 view3(const py::handle& obj, const char* what) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(what) + " must be a numpy.ndarray of float32");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!py::array_t<float>::check_(a))
+    throw py::type_error(std::string(what) + " must have dtype float32, got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 3) throw ValueError(std::string(what) + " must be 3-D (batch, length, embed)");
+  const py::ssize_t f = sizeof(float);
+  if (a.strides(2) != f || a.strides(0) < 0 || a.strides(1) < 0 || a.strides(0) % f ||
+      a.strides(1) % f)
+    throw ValueError(std::string(what) +
+                     " must have a contiguous last axis and non-negative strides; pass "
+                     "numpy.ascontiguousarray(...)");
+  return View3{a, static_cast<const float*>(a.data()), static_cast<size_t>(a.strides(0) / f),
+               static_cast<size_t>(a.strides(1) / f)};
+}
+
+py::tuple attention(const py::handle& q_obj, const py::handle& k_obj, const py::handle& v_obj,
+                    long num_heads, float scale, const py::handle& bias_obj, bool need_weights) {
+  const View3 q = view3(q_obj, "attention query"), k = view3(k_obj, "attention key"),
+              v = view3(v_obj, "attention value");
+  const size_t heads = at_least(1, num_heads, "num_heads");
+  const size_t batch = q.array.shape(0), tgt = q.array.shape(1), e = q.array.shape(2);
+  const size_t src = k.array.shape(1);
+  if (e % heads != 0)
+    throw ValueError("embed_dim " + std::to_string(e) + " is not a multiple of num_heads " +
+                     std::to_string(heads));
+  for (const View3* t : {&k, &v})
+    if (static_cast<size_t>(t->array.shape(0)) != batch ||
+        static_cast<size_t>(t->array.shape(1)) != src ||
+        static_cast<size_t>(t->array.shape(2)) != e)
+      throw ValueError("attention key and value must be (" + std::to_string(batch) + ", S, " +
+                       std::to_string(e) + ") with the same S; got " + shape_str(k.array) +
+                       " and " + shape_str(v.array));
+  if (batch == 0 || tgt == 0 || src == 0) throw ValueError("attention needs non-empty inputs");
+  if (!std::isfinite(scale)) throw ValueError("attention scale must be finite");
+  Bias bias;
+  if (!bias_obj.is_none())
+    broadcast_bias(bias_obj, {batch, heads, tgt, src}, "attention mask", &bias);
+  F32 out({batch, tgt, e});
+  py::object weights = py::none();
+  float* wd = nullptr;
+  if (need_weights) {
+    F32 w({batch, heads, tgt, src});
+    wd = w.mutable_data();
+    weights = w;
+  }
+  const npq::AttentionArgs a{batch,
+                             heads,
+                             tgt,
+                             src,
+                             e / heads,
+                             q.data,
+                             q.s0,
+                             q.s1,
+                             k.data,
+                             k.s0,
+                             k.s1,
+                             v.data,
+                             v.s0,
+                             v.s1,
+                             scale,
+                             bias_obj.is_none() ? nullptr : &bias.rows,
+                             out.mutable_data(),
+                             wd};
+  {
+    py::gil_scoped_release nogil;
+    npq::attention_f32(a);
+  }
+  return py::make_tuple(out, weights);
+}
+
 }  // namespace
 
 void register_sequence(py::module_& m) {
@@ -166,6 +285,16 @@ void register_sequence(py::module_& m) {
   m.def("gru_cell_f32", &gru_cell, py::arg("gi"), py::arg("gh"), py::arg("h"),
         "h after one GRU step from the input and hidden projections (batch, 3 * hidden), biases "
         "included, and the hidden state h (batch, hidden); torch's gate order r, z, n.");
+  m.def("linear_f32", &linear, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+        "x @ weight.T + bias in float32 (x (M, K), weight (N, K), C-contiguous) with the "
+        "dispatched GEMM tile (cpu_info()['kernels']['fgemm']): every output one fma chain "
+        "over K in order, the same bits on every ISA.");
+  m.def("attention_f32", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("num_heads"),
+        py::arg("scale"), py::arg("bias") = py::none(), py::arg("need_weights") = false,
+        "(out (N, L, E), weights (N, H, L, S) or None): softmax((q * scale) k^T + bias) v per "
+        "batch entry and head; q (N, L, E), k and v (N, S, E) read in place (any strides, the "
+        "last axis contiguous), bias broadcast to (N, H, L, S). The GEMM tile and softmax "
+        "kernel: the same bits on every ISA.");
 }
 
 }  // namespace npq_bind

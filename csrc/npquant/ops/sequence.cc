@@ -28,6 +28,15 @@ void for_rows(size_t rows, size_t n, const Body& body) {
 
 }  // namespace
 
+size_t row_offset(const RowBias& b, size_t r) {
+  size_t off = 0;
+  for (size_t d = b.ndim; d-- > 0;) {
+    off += (r % b.shape[d]) * b.strides[d];
+    r /= b.shape[d];
+  }
+  return off;
+}
+
 void softmax_rows_f32(size_t rows, size_t n, const float* x, const RowBias* bias, float* y) {
   const f32_vsoftmax_fn softmax = kernels().softmax.fn;
   for_rows(rows, n, [&](size_t r0, size_t r1) {
@@ -35,14 +44,8 @@ void softmax_rows_f32(size_t rows, size_t n, const float* x, const RowBias* bias
       for (size_t r = r0; r < r1; ++r) softmax(n, x + r * n, nullptr, y + r * n);
       return;
     }
-    for (size_t r = r0; r < r1; ++r) {
-      size_t rem = r, off = 0;
-      for (size_t d = bias->ndim; d-- > 0;) {
-        off += (rem % bias->shape[d]) * bias->strides[d];
-        rem /= bias->shape[d];
-      }
-      softmax(n, x + r * n, bias->data + off, y + r * n);
-    }
+    for (size_t r = r0; r < r1; ++r)
+      softmax(n, x + r * n, bias->data + row_offset(*bias, r), y + r * n);
   });
 }
 

@@ -18,6 +18,9 @@ struct RowBias {
   const size_t* strides;  // in floats
 };
 
+// The offset (in floats) of row r's bias in b.data.
+size_t row_offset(const RowBias& b, size_t r);
+
 // y[r] = softmax(x[r] (+ bias row)) for rows of n floats (n >= 1), C-contiguous; y may
 // equal x. In parallel over rows for large inputs.
 void softmax_rows_f32(size_t rows, size_t n, const float* x, const RowBias* bias, float* y);
