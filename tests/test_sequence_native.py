@@ -305,3 +305,20 @@ def test_modules_use_the_kernels(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(ln(x), want)
     np.testing.assert_array_equal(ln(np.asfortranarray(x)), want)  # any layout: copied first
     np.testing.assert_array_equal(ln(x.astype(np.float64)), want)
+
+
+def test_linear_and_attention_modules_use_the_gemm(rng: np.random.Generator) -> None:
+    lin = npquant.nn.Linear(12, 7, rng=rng)
+    x = _values(rng, (2, 3, 12))
+    np.testing.assert_array_equal(lin(x), _C.linear_f32(x.reshape(6, 12), lin.weight, lin.bias).reshape(2, 3, 7))
+    mha = npquant.nn.MultiheadAttention(16, 4, batch_first=True, rng=rng)
+    mha.in_proj_bias = rng.standard_normal(48).astype(np.float32)
+    q = _values(rng, (2, 5, 16))
+    mask = np.array([[False] * 5, [False, False, False, True, True]])
+    out, w = mha(q, q, q, key_padding_mask=mask, average_attn_weights=False)
+    qkv = _C.linear_f32(q.reshape(10, 16), mha.in_proj_weight, mha.in_proj_bias).reshape(2, 5, 48)
+    bias = np.where(mask, np.float32(-np.inf), np.float32(0)).reshape(2, 1, 1, 5)
+    ctx, probs = _C.attention_f32(qkv[..., :16], qkv[..., 16:32], qkv[..., 32:], 4, np.float32(0.5), bias, True)
+    want = mha.out_proj(ctx.reshape(10, 16)).reshape(2, 5, 16)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(w, probs)
