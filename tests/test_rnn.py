@@ -682,6 +682,68 @@ def test_dynamic_weights_equal_torchs(kind):
         np.testing.assert_array_equal(getattr(nq, name.replace("bias_", "")).bias(), tb.detach().numpy())
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dtype", ["qint8", "float16"])
+def test_torch_dynamic_state_dict_loads(kind, dtype, rng, tmp_path):
+    """torch's own dynamic LSTM / GRU state dict (TorchScript CellParamsBase objects)
+    loads into npquant's dynamic layer: the same weights, outputs as close to fp32 as
+    torch's (float16: equal to torch's to float32 rounding); also through the flat NumPy
+    form, saved and loaded without torch."""
+    tm, _ = _twin(kind, FLOAT, 12, 10, 16, num_layers=2, bidirectional=True)
+    tq = _torch_dynamic(tm, {FLOAT[kind][0]}, getattr(torch, dtype))
+    sd = tq.state_dict()
+    assert all(type(v).__name__ == "ScriptObject" for v in sd.values())
+    nq = getattr(npquant.nn.quantized.dynamic, kind)(10, 16, num_layers=2, bidirectional=True, dtype=dtype)
+    nq.load_state_dict(sd)
+    x = rng.standard_normal((6, 3, 10)).astype(np.float32)
+    with torch.no_grad():
+        want, ref = _np(tq(_torch(x))), _np(tm(_torch(x)))
+    got = nq(x)
+    if dtype == "float16":
+        np.testing.assert_allclose(_outputs(got), _outputs(want), rtol=1e-5, atol=1e-6)
+    else:
+        for name, tw in tq._weight_bias()["weight"].items():
+            qw = getattr(nq, name.replace("weight_", "")).weight()
+            np.testing.assert_array_equal(qw.int_repr(), tw.int_repr().numpy())
+            assert qw.q_scale() == tw.q_scale()
+        assert 0 < _rel(_outputs(got), _outputs(ref)) <= NO_WORSE_THAN_TORCH * _rel(_outputs(want), _outputs(ref))
+    np.savez(tmp_path / "sd.npz", **npquant.interop.state_dict_to_numpy(sd))
+    again = getattr(npquant.nn.quantized.dynamic, kind)(10, 16, num_layers=2, bidirectional=True, dtype=dtype)
+    again.load_state_dict(np.load(tmp_path / "sd.npz"))
+    np.testing.assert_array_equal(_outputs(again(x)), _outputs(got))
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_torch_dynamic_cell_state_dict_loads(kind, rng):
+    tm, _ = _twin(kind, CELLS, 5, 6, 9)
+    tq = _torch_dynamic(tm, {CELLS[kind][0]}, torch.qint8)
+    nq = getattr(npquant.nn.quantized.dynamic, kind)(6, 9)
+    nq.load_state_dict(tq.state_dict())
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    with torch.no_grad():
+        want, ref = _np(tq(_torch(x))), _np(tm(_torch(x)))
+    assert 0 < _rel(_outputs(nq(x)), _outputs(ref)) <= NO_WORSE_THAN_TORCH * _rel(_outputs(want), _outputs(ref))
+
+
+def test_torch_dynamic_state_dict_errors():
+    tm, _ = _twin("LSTM", FLOAT, 1, 4, 5)
+    sd8 = _torch_dynamic(tm, {torch.nn.LSTM}, torch.qint8).state_dict()
+    sd16 = _torch_dynamic(tm, {torch.nn.LSTM}, torch.float16).state_dict()
+    with pytest.raises(ValueError, match="dtype=npquant.qint8"):
+        npquant.nn.quantized.dynamic.LSTM(4, 5, dtype=npquant.float16).load_state_dict(sd8)
+    with pytest.raises(ValueError, match="dtype=npquant.float16"):
+        npquant.nn.quantized.dynamic.LSTM(4, 5).load_state_dict(sd16)
+    with pytest.raises(KeyError, match="missing"):  # torch's one layer into a 2-layer model
+        npquant.nn.quantized.dynamic.LSTM(4, 5, num_layers=2).load_state_dict(sd8)
+    cell = _torch_dynamic(_twin("LSTMCell", CELLS, 1, 4, 5)[0], {torch.nn.LSTMCell}, torch.qint8)
+    with pytest.raises(ValueError, match="dtype=npquant.qint8"):
+        npquant.nn.quantized.dynamic.LSTMCell(4, 5, dtype=npquant.float16).load_state_dict(cell.state_dict())
+    # a TorchScript object npquant does not read: a clear TypeError, not a crash
+    script = torch.jit.script(torch.nn.Linear(2, 2))._c
+    with pytest.raises(TypeError, match="cannot read"):
+        npquant.nn.quantized.dynamic.LSTM(4, 5).load_state_dict({"_all_weight_values.0.param": script})
+
+
 def test_float16_spellings_and_unsupported_mapping(rng):
     lin = npquant.nn.Linear(3, 2, rng=rng)
     for spelling in (npquant.float16, np.float16, np.dtype(np.float16), "float16"):
