@@ -322,3 +322,24 @@ def test_linear_and_attention_modules_use_the_gemm(rng: np.random.Generator) -> 
     want = mha.out_proj(ctx.reshape(10, 16)).reshape(2, 5, 16)
     np.testing.assert_array_equal(out, want)
     np.testing.assert_array_equal(w, probs)
+
+
+def test_attention_skips_masked_keys_without_changing_a_bit(rng: np.random.Generator) -> None:
+    """Keys masked in every query row get probability exactly 0: attention_f32 skips
+    them only when that changes nothing. Scaling the masked keys past the overflow bound
+    (1e30) forces the full computation: the same bits. Infinite masked values cannot be
+    skipped (0 * inf is NaN in the full product): NaN, as computed in full."""
+    n, heads, d, s = 2, 2, 8, 13
+    q, k, v = _values(rng, (3, n, s, heads * d))
+    mask = np.zeros((n, 1, 1, s), np.float32)
+    mask[:, ..., 9:] = -np.inf
+    skipped = _C.attention_f32(q, k, v, heads, np.float32(0.35), mask, True)
+    k_big = k.copy()
+    k_big[:, 9:] *= np.float32(1e30)
+    full = _C.attention_f32(q, k_big, v, heads, np.float32(0.35), mask, True)
+    for a, b in zip(skipped, full):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    assert np.all(skipped[1][..., 9:] == 0) and np.all(np.isfinite(skipped[0]))
+    v_inf = v.copy()
+    v_inf[:, 10] = np.inf
+    assert np.all(np.isnan(_C.attention_f32(q, k, v_inf, heads, np.float32(0.35), mask)[0]))
