@@ -19,7 +19,7 @@ from npquant import _C
 from conftest import run_python
 
 FAMILIES = ("softmax", "layernorm", "lstm", "gru", "fgemm")
-KERNEL_ISAS = ("scalar", "avx2", "avx512vnni")  # the ISAs with registered kernels of these families
+KERNEL_ISAS = ("scalar", "avx2", "avx512vnni", "neon")  # the ISAs with registered kernels of these families
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-40, 1e30, -1e30, 88.0, -90.0], np.float32)
 
 
