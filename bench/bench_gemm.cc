@@ -4,9 +4,10 @@
 // (indirect GEMM or gathered GEMM, depthwise) through the Conv2d driver on
 // the conv shapes of docs/conv.md, and every runnable quantize, add and mul
 // kernel on 1 Mi elements. The kernels come from the dispatch tables, i.e. the
-// registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked. Reports GMAC/s and % of
-// the kernel ISA's probe peak. Single thread unless --threads=N (or a list, --threads=1,2, to see
-// the scaling in one run).
+// registry (csrc/npquant/ukernels.inc): a registered kernel is benchmarked, the float32
+// kernels of sequence models (GELU, softmax, LayerNorm, LSTM / GRU cells, GEMM tiles) too. Reports
+// GMAC/s and % of the kernel ISA's probe peak. Single thread unless --threads=N (or a
+// list, --threads=1,2, to see the scaling in one run).
 //
 //   npquant_bench                                   # everything
 //   npquant_bench --benchmark_filter='^probe/'      # peaks only
@@ -26,6 +27,7 @@
 
 #include "npquant/dispatch.h"
 #include "npquant/ops/conv2d.h"
+#include "npquant/ops/gemm_f32.h"
 #include "npquant/ops/linear.h"
 #include "npquant/ops/threadpool.h"
 #include "peaks.h"
@@ -399,8 +401,124 @@ void register_elementwise() {
           ->Unit(benchmark::kMicrosecond);
 }
 
+// ---- float32 kernels (GELU, softmax, LayerNorm, LSTM / GRU cells): every runnable
+// kernel of each family on 1 Mi elements, in elements (hidden units for the cells) per
+// second; softmax and LayerNorm as rows of n (attention rows of 128 keys, hidden sizes).
+
+template <class Fn>
+void bench_float(benchmark::State& st, const char* name, size_t floats_in, Fn fn) {
+  Rng rng;
+  std::vector<float> in(floats_in), out(2 * kElems);
+  for (auto& v : in) v = 3.0f * rng.normalish();
+  const Timing t = time_loop(st, [&] {
+    fn(in.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  });
+  set_elem_counters(st, name, t);
+}
+
+template <class K, class Make>
+void register_float_family(const std::vector<K>& table, const std::string& prefix, Make make) {
+  for (const K& k : table)
+    if (npq::can_run(k))
+      benchmark::RegisterBenchmark((prefix + k.name).c_str(), make(k))
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+}
+
+void register_float() {
+  register_float_family(npq::built_gelu_kernels(), "gelu/", [](npq::GeluKernel k) {
+    return [k](benchmark::State& st) {
+      bench_float(st, k.name, kElems, [&](const float* x, float* y) { k.gelu(kElems, x, y, 0); });
+    };
+  });
+  for (size_t n : {128, 1000})
+    register_float_family(npq::built_softmax_kernels(), "softmax/n:" + std::to_string(n) + "/",
+                          [n](npq::SoftmaxKernel k) {
+                            return [k, n](benchmark::State& st) {
+                              bench_float(st, k.name, kElems, [&](const float* x, float* y) {
+                                for (size_t r = 0; r + n <= kElems; r += n)
+                                  k.fn(n, x + r, nullptr, y + r);
+                              });
+                            };
+                          });
+  for (size_t n : {256, 768})
+    register_float_family(npq::built_layernorm_kernels(), "layernorm/n:" + std::to_string(n) + "/",
+                          [n](npq::LayerNormKernel k) {
+                            return [k, n](benchmark::State& st) {
+                              bench_float(st, k.name, kElems + 2 * n,
+                                          [&](const float* x, float* y) {
+                                            const float *g = x + kElems, *b = g + n;
+                                            for (size_t r = 0; r + n <= kElems; r += n)
+                                              k.fn(n, x + r, g, b, 1e-5f, y + r);
+                                          });
+                            };
+                          });
+  // Cells: kElems hidden units as rows of 512 (batch rows of one time step).
+  constexpr size_t kHidden = 512;
+  register_float_family(npq::built_lstm_kernels(), "lstm_cell/hidden:512/", [](npq::LstmKernel k) {
+    return [k](benchmark::State& st) {
+      bench_float(st, k.name, 9 * kElems, [&](const float* x, float* y) {
+        const float *gi = x, *gh = x + 4 * kElems, *c = x + 8 * kElems;
+        for (size_t r = 0; r < kElems; r += kHidden)
+          k.fn(kHidden, gi + 4 * r, gh + 4 * r, c + r, y + r, y + kElems + r);
+      });
+    };
+  });
+  register_float_family(npq::built_gru_kernels(), "gru_cell/hidden:512/", [](npq::GruKernel k) {
+    return [k](benchmark::State& st) {
+      bench_float(st, k.name, 7 * kElems, [&](const float* x, float* y) {
+        const float *gi = x, *gh = x + 3 * kElems, *h = x + 6 * kElems;
+        for (size_t r = 0; r < kElems; r += kHidden)
+          k.fn(kHidden, gi + 3 * r, gh + 3 * r, h + r, y + r);
+      });
+    };
+  });
+}
+
 std::string shape_name(const Shape& s) {
   return "M:" + std::to_string(s.m) + "/K:" + std::to_string(s.k) + "/N:" + std::to_string(s.n);
+}
+
+// Float32 GEMM tiles through the gemm_f32 driver: attention's two products per head (L = S
+// = 128, D = 64) and the float Linear of a BERT-base-like layer (b^T: the weight as stored,
+// repacked per panel), in GFLOP/s.
+void bench_fgemm(benchmark::State& st, npq::FGemmKernel k, Shape s, bool trans) {
+  Rng rng;
+  std::vector<float> a(s.m * s.k), b(s.k * s.n), c(s.m * s.n);
+  for (auto& v : a) v = rng.normalish();
+  for (auto& v : b) v = rng.normalish();
+  const Timing t = time_loop(st, [&] {
+    npq::gemm_f32(k, s.m, s.n, s.k, a.data(), s.k, b.data(), trans ? s.k : s.n, trans, nullptr,
+                  c.data(), s.n, false);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  });
+  const double flop = 2.0 * s.m * s.n * s.k;
+  st.counters["GFLOP/s"] = t.wall > 0 ? flop * st.iterations() / t.wall * 1e-9 : 0;
+  if (t.best > 0) st.counters["best_GFLOP/s"] = flop / t.best * 1e-9;
+  st.SetLabel(k.name);
+}
+
+void register_fgemm() {
+  struct Case {
+    Shape s;
+    bool trans;
+  };
+  const Case cases[] = {{{128, 64, 128}, true},
+                        {{128, 128, 64}, false},
+                        {{1024, 256, 768}, true},
+                        {{1024, 768, 768}, true}};
+  for (const npq::FGemmKernel& k : npq::built_fgemm_kernels())
+    if (npq::can_run(k))
+      for (const Case& c : cases)
+        benchmark::RegisterBenchmark(
+            (std::string("f32_gemm/") + k.name + "/" + (c.trans ? "bT/" : "b/") + shape_name(c.s))
+                .c_str(),
+            bench_fgemm, k, c.s, c.trans)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
 }
 
 void register_all(const std::vector<int>& thread_counts) {
@@ -429,6 +547,8 @@ void register_all(const std::vector<int>& thread_counts) {
   }
   register_conv(thread_counts);
   register_elementwise();
+  register_float();
+  register_fgemm();
 }
 
 // Removes --threads=N[,N...] (or --threads N[,N...]) from argv; returns the

@@ -34,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 import npquant
@@ -144,6 +145,15 @@ def median_ms(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, fl
 
 # ---------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> dict:
+    args = _parse(argv)
+    # NumPy's BLAS (npquant fp32's float32 products) gets the same thread count as torch
+    # and npquant: OpenBLAS threads spinning after a call steal the core from the next
+    # timed model on a busy machine (npquant fp32 took 0.6-1.7 s at batch 8 without this).
+    with threadpool_limits(args.threads):
+        return _main(args)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--embed", type=int, default=64)
     p.add_argument("--hidden", type=int, default=256)
@@ -154,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--repeat", type=int, default=30, help="timed runs per model and batch size")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def _main(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     npquant.set_num_threads(args.threads)

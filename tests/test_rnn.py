@@ -320,18 +320,97 @@ def test_dynamic_projections_are_npquants_dynamic_linear(rng):
 
 @pytest.mark.parametrize("isa", runnable_isas())
 def test_dynamic_lstm_bit_identical_under_every_isa(isa):
+    """The int8 GEMM and the native gate kernels give the same bits under every ISA,
+    for the dynamic LSTM and GRU and for the float LSTM's gates (its float32 products
+    are NumPy's, the same in both processes)."""
     code = """
 import numpy as np, npquant
 rng = np.random.default_rng(3)
-m = npquant.nn.LSTM(20, 24, num_layers=2, bidirectional=True, rng=rng)
-q = npquant.quantize_dynamic(m, {npquant.nn.LSTM})
-y, (h, c) = q(rng.standard_normal((9, 3, 20)).astype(np.float32))
-print(np.concatenate([y.ravel(), h.ravel(), c.ravel()]).view(np.uint32).sum(dtype=np.uint64))
+outs = []
+for cls in (npquant.nn.LSTM, npquant.nn.GRU):
+    m = cls(20, 24, num_layers=2, bidirectional=True, rng=rng)
+    x = rng.standard_normal((9, 3, 20)).astype(np.float32)
+    for model in (npquant.quantize_dynamic(m, {cls}), m):
+        y, hc = model(x)
+        outs += [y.ravel()] + [a.ravel() for a in (hc if isinstance(hc, tuple) else (hc,))]
+print(np.concatenate(outs).view(np.uint32).sum(dtype=np.uint64))
 """
     runs = [run_python(code, env) for env in ({"NPQUANT_ISA": isa}, {"NPQUANT_ISA": "scalar"})]
     for r in runs:
         assert r.returncode == 0, r.stderr
     assert runs[0].stdout == runs[1].stdout
+
+
+def _step_by_step(model):
+    """The model with its C++ time loop switched off (the Python loop, one call per step)."""
+    model._native_hidden = lambda layer, direction: None
+    return model
+
+
+@pytest.mark.parametrize(
+    "kind, kw",
+    [
+        ("LSTM", {}),
+        ("GRU", {}),
+        ("LSTM", {"proj_size": 7}),
+        ("LSTM", {"num_layers": 2, "bidirectional": True}),
+        ("GRU", {"num_layers": 2, "bidirectional": True, "batch_first": True}),
+    ],
+)
+def test_dynamic_time_loop_in_cpp_equals_the_python_loop(kind, kw, rng):
+    """_C.rnn_sequence_dynamic runs the same projections and cell kernels as the step by
+    step loop: the same bits, for padded and packed input (sequences ending at different
+    steps, both directions) and given initial states."""
+    m = getattr(npquant.nn, kind)(20, 24, rng=rng, **kw)
+    q = npquant.quantize_dynamic(m, {type(m)})
+    assert q._native_hidden(0, 0) is not None
+    slow = _step_by_step(npquant.quantize_dynamic(m, {type(m)}))
+    x = rng.standard_normal((3, 9, 20) if kw.get("batch_first") else (9, 3, 20)).astype(np.float32)
+    layers = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+    hx = _hidden(kind, layers, 3, 24, kw.get("proj_size", 0), rng)
+    packed = pack_padded_sequence(x, [5, 9, 2], batch_first=kw.get("batch_first", False), enforce_sorted=False)
+    for args in ((x,), (x, hx), (packed,), (packed, hx)):
+        got, want = q(*args), slow(*args)
+        if isinstance(got[0], PackedSequence):
+            got, want = (got[0].data, got[1]), (want[0].data, want[1])
+        np.testing.assert_array_equal(_outputs(got).view(np.uint32), _outputs(want).view(np.uint32))
+
+
+def test_dynamic_time_loop_bad_input(rng):
+    q = npquant.quantize_dynamic(npquant.nn.LSTM(6, 8, rng=rng), {npquant.nn.LSTM})
+    hh = q.hh_l0._packed_params.packed
+    gi = np.zeros((4, 2, 32), np.float32)
+    h0, c0 = np.zeros((2, 8), np.float32), np.zeros((2, 8), np.float32)
+    run = npquant._C.rnn_sequence_dynamic
+    assert run("LSTM", gi, h0, c0, None, False, hh)[0].shape == (4, 2, 8)
+    with pytest.raises(ValueError, match="mode"):
+        run("RNN", gi, h0, c0, None, False, hh)
+    with pytest.raises(ValueError, match="gate values"):
+        run("LSTM", gi[:, :, :24].copy(), h0, c0, None, False, hh)
+    with pytest.raises(ValueError, match="h_0"):
+        run("LSTM", gi, np.zeros((3, 8), np.float32), c0, None, False, hh)
+    with pytest.raises(ValueError, match="c_0"):
+        run("LSTM", gi, h0, np.zeros((2, 7), np.float32), None, False, hh)
+    with pytest.raises(ValueError, match="c_0"):
+        run("LSTM", gi, h0, None, None, False, hh)
+    gru_hh = npquant.quantize_dynamic(npquant.nn.GRU(6, 8, rng=rng), {npquant.nn.GRU}).hh_l0._packed_params.packed
+    assert run("GRU", np.zeros((4, 2, 24), np.float32), h0, None, None, True, gru_hh)[2] is None
+    with pytest.raises(ValueError, match="no cell state"):
+        run("GRU", np.zeros((4, 2, 24), np.float32), h0, c0, None, False, gru_hh)
+    with pytest.raises(ValueError, match="hidden projection"):
+        run("GRU", np.zeros((4, 2, 24), np.float32), h0, None, None, False, hh)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        run("LSTM", gi, h0, c0, np.array([2, 2, 1], np.int64), False, hh)
+    with pytest.raises(ValueError, match="non-increasing"):
+        run("LSTM", gi, h0, c0, np.array([1, 2, 2, 1], np.int64), False, hh)
+    with pytest.raises(ValueError, match="non-increasing"):
+        run("LSTM", gi, h0, c0, np.array([3, 2, 2, 1], np.int64), False, hh)
+    with pytest.raises(ValueError, match="output projection"):
+        run("LSTM", gi, h0, c0, None, False, hh, hh)
+    with pytest.raises(TypeError, match="float32"):
+        run("LSTM", gi.astype(np.float64), h0, c0, None, False, hh)
+    with pytest.raises(ValueError, match="NaN"):
+        run("LSTM", gi, np.full((2, 8), np.nan, np.float32), c0, None, False, hh)
 
 
 # ------------------------------------------------------------------ float16 dynamic
@@ -601,6 +680,68 @@ def test_dynamic_weights_equal_torchs(kind):
         assert qw.q_scale() == tw.q_scale() and qw.q_zero_point() == tw.q_zero_point() == 0
     for name, tb in tq._weight_bias()["bias"].items():
         np.testing.assert_array_equal(getattr(nq, name.replace("bias_", "")).bias(), tb.detach().numpy())
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dtype", ["qint8", "float16"])
+def test_torch_dynamic_state_dict_loads(kind, dtype, rng, tmp_path):
+    """torch's own dynamic LSTM / GRU state dict (TorchScript CellParamsBase objects)
+    loads into npquant's dynamic layer: the same weights, outputs as close to fp32 as
+    torch's (float16: equal to torch's to float32 rounding); also through the flat NumPy
+    form, saved and loaded without torch."""
+    tm, _ = _twin(kind, FLOAT, 12, 10, 16, num_layers=2, bidirectional=True)
+    tq = _torch_dynamic(tm, {FLOAT[kind][0]}, getattr(torch, dtype))
+    sd = tq.state_dict()
+    assert all(type(v).__name__ == "ScriptObject" for v in sd.values())
+    nq = getattr(npquant.nn.quantized.dynamic, kind)(10, 16, num_layers=2, bidirectional=True, dtype=dtype)
+    nq.load_state_dict(sd)
+    x = rng.standard_normal((6, 3, 10)).astype(np.float32)
+    with torch.no_grad():
+        want, ref = _np(tq(_torch(x))), _np(tm(_torch(x)))
+    got = nq(x)
+    if dtype == "float16":
+        np.testing.assert_allclose(_outputs(got), _outputs(want), rtol=1e-5, atol=1e-6)
+    else:
+        for name, tw in tq._weight_bias()["weight"].items():
+            qw = getattr(nq, name.replace("weight_", "")).weight()
+            np.testing.assert_array_equal(qw.int_repr(), tw.int_repr().numpy())
+            assert qw.q_scale() == tw.q_scale()
+        assert 0 < _rel(_outputs(got), _outputs(ref)) <= NO_WORSE_THAN_TORCH * _rel(_outputs(want), _outputs(ref))
+    np.savez(tmp_path / "sd.npz", **npquant.interop.state_dict_to_numpy(sd))
+    again = getattr(npquant.nn.quantized.dynamic, kind)(10, 16, num_layers=2, bidirectional=True, dtype=dtype)
+    again.load_state_dict(np.load(tmp_path / "sd.npz"))
+    np.testing.assert_array_equal(_outputs(again(x)), _outputs(got))
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_torch_dynamic_cell_state_dict_loads(kind, rng):
+    tm, _ = _twin(kind, CELLS, 5, 6, 9)
+    tq = _torch_dynamic(tm, {CELLS[kind][0]}, torch.qint8)
+    nq = getattr(npquant.nn.quantized.dynamic, kind)(6, 9)
+    nq.load_state_dict(tq.state_dict())
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    with torch.no_grad():
+        want, ref = _np(tq(_torch(x))), _np(tm(_torch(x)))
+    assert 0 < _rel(_outputs(nq(x)), _outputs(ref)) <= NO_WORSE_THAN_TORCH * _rel(_outputs(want), _outputs(ref))
+
+
+def test_torch_dynamic_state_dict_errors():
+    tm, _ = _twin("LSTM", FLOAT, 1, 4, 5)
+    sd8 = _torch_dynamic(tm, {torch.nn.LSTM}, torch.qint8).state_dict()
+    sd16 = _torch_dynamic(tm, {torch.nn.LSTM}, torch.float16).state_dict()
+    with pytest.raises(ValueError, match="dtype=npquant.qint8"):
+        npquant.nn.quantized.dynamic.LSTM(4, 5, dtype=npquant.float16).load_state_dict(sd8)
+    with pytest.raises(ValueError, match="dtype=npquant.float16"):
+        npquant.nn.quantized.dynamic.LSTM(4, 5).load_state_dict(sd16)
+    with pytest.raises(KeyError, match="missing"):  # torch's one layer into a 2-layer model
+        npquant.nn.quantized.dynamic.LSTM(4, 5, num_layers=2).load_state_dict(sd8)
+    cell = _torch_dynamic(_twin("LSTMCell", CELLS, 1, 4, 5)[0], {torch.nn.LSTMCell}, torch.qint8)
+    with pytest.raises(ValueError, match="dtype=npquant.qint8"):
+        npquant.nn.quantized.dynamic.LSTMCell(4, 5, dtype=npquant.float16).load_state_dict(cell.state_dict())
+    # a TorchScript object npquant does not read: a clear TypeError, not a crash
+    script = torch.jit.script(torch.nn.Linear(2, 2))._c
+    with pytest.raises(TypeError, match="cannot read"):
+        npquant.nn.quantized.dynamic.LSTM(4, 5).load_state_dict({"_all_weight_values.0.param": script})
 
 
 def test_float16_spellings_and_unsupported_mapping(rng):

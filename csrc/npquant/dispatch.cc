@@ -91,6 +91,42 @@ std::vector<LutKernel> make_lut_table() {
   return t;
 }
 
+std::vector<SoftmaxKernel> make_softmax_table() {
+  std::vector<SoftmaxKernel> t;
+#define NPQ_VSOFTMAX(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<LayerNormKernel> make_layernorm_table() {
+  std::vector<LayerNormKernel> t;
+#define NPQ_LAYERNORM(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<LstmKernel> make_lstm_table() {
+  std::vector<LstmKernel> t;
+#define NPQ_VLSTM(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<GruKernel> make_gru_table() {
+  std::vector<GruKernel> t;
+#define NPQ_VGRU(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
+std::vector<FGemmKernel> make_fgemm_table() {
+  std::vector<FGemmKernel> t;
+#define NPQ_FGEMM(name, isa, guard, mr, nr) \
+  NPQ_IF(guard)(t.push_back({#name, Isa::isa, mr, nr, name});)
+#include "ukernels.inc"
+  return t;
+}
+
 std::string join_isas(const std::vector<Isa>& v) {
   std::string s;
   for (Isa i : v) {
@@ -165,6 +201,11 @@ KernelSet make_set(Isa isa) {
   s.mul = mul ? *mul : MulKernel{nullptr, Isa::scalar, nullptr};
   s.gelu = *pick(built_gelu_kernels(), isa);
   s.lut = *pick(built_lut_kernels(), isa);
+  s.softmax = *pick(built_softmax_kernels(), isa);
+  s.layernorm = *pick(built_layernorm_kernels(), isa);
+  s.lstm = *pick(built_lstm_kernels(), isa);
+  s.gru = *pick(built_gru_kernels(), isa);
+  s.fgemm = *pick(built_fgemm_kernels(), isa);
   return s;
 }
 
@@ -377,6 +418,33 @@ const std::vector<GeluKernel>& built_gelu_kernels() {
   static const std::vector<GeluKernel> t = make_gelu_table();
   return t;
 }
+
+const std::vector<SoftmaxKernel>& built_softmax_kernels() {
+  static const std::vector<SoftmaxKernel> t = make_softmax_table();
+  return t;
+}
+
+const std::vector<LayerNormKernel>& built_layernorm_kernels() {
+  static const std::vector<LayerNormKernel> t = make_layernorm_table();
+  return t;
+}
+
+const std::vector<LstmKernel>& built_lstm_kernels() {
+  static const std::vector<LstmKernel> t = make_lstm_table();
+  return t;
+}
+
+const std::vector<GruKernel>& built_gru_kernels() {
+  static const std::vector<GruKernel> t = make_gru_table();
+  return t;
+}
+
+const std::vector<FGemmKernel>& built_fgemm_kernels() {
+  static const std::vector<FGemmKernel> t = make_fgemm_table();
+  return t;
+}
+
+bool can_run(const FGemmKernel& k) { return cpu_features().supports(k.isa); }
 
 const std::vector<MulKernel>& built_mul_kernels() {
   static const std::vector<MulKernel> t = make_mul_table();

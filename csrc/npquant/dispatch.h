@@ -56,6 +56,27 @@ struct LutKernel {
   u8_lut_fn lut;
 };
 
+// A float32 kernel of sequence models (see ukernel.h: softmax, LayerNorm, LSTM and GRU
+// cells); the scalar kernel of each family is always built.
+template <class Fn>
+struct FloatKernel {
+  const char* name;
+  Isa isa;
+  Fn fn;
+};
+using SoftmaxKernel = FloatKernel<f32_vsoftmax_fn>;
+using LayerNormKernel = FloatKernel<f32_layernorm_fn>;
+using LstmKernel = FloatKernel<f32_vlstm_fn>;
+using GruKernel = FloatKernel<f32_vgru_fn>;
+
+// Float32 GEMM tile (see ukernel.h), MR x NR; the scalar one is always built.
+struct FGemmKernel {
+  const char* name;
+  Isa isa;
+  uint32_t mr, nr;
+  f32_gemm_fn fn;
+};
+
 // Indirect GEMM for convolution (see ukernel.h).
 struct QIGemmKernel {
   const char* name;  // nullptr: no indirect GEMM for this ISA (conv gathers rows instead)
@@ -112,6 +133,11 @@ struct KernelSet {
   MulKernel mul;
   GeluKernel gelu;
   LutKernel lut;
+  SoftmaxKernel softmax;
+  LayerNormKernel layernorm;
+  LstmKernel lstm;
+  GruKernel gru;
+  FGemmKernel fgemm;
 };
 
 // The process's kernel set. Throws std::runtime_error (with the fix in the
@@ -161,6 +187,16 @@ const std::vector<GeluKernel>& built_gelu_kernels();
 bool can_run(const GeluKernel& k);
 const std::vector<LutKernel>& built_lut_kernels();
 bool can_run(const LutKernel& k);
+const std::vector<SoftmaxKernel>& built_softmax_kernels();
+const std::vector<LayerNormKernel>& built_layernorm_kernels();
+const std::vector<LstmKernel>& built_lstm_kernels();
+const std::vector<GruKernel>& built_gru_kernels();
+const std::vector<FGemmKernel>& built_fgemm_kernels();
+bool can_run(const FGemmKernel& k);
+template <class Fn>
+bool can_run(const FloatKernel<Fn>& k) {
+  return cpu_features().supports(k.isa);
+}
 bool can_run(const DwconvKernel& k);
 const std::vector<WinogradKernel>& built_winograd_kernels();
 bool can_run(const WinogradKernel& k);

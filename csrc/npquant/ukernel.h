@@ -130,6 +130,47 @@ typedef void (*f32_vgelu_fn)(size_t n, const float* x, float* y, int tanh_form);
 // y[i] = table[x[i]] for n bytes, table of 256 entries (y may equal x).
 typedef void (*u8_lut_fn)(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table);
 
+// The float32 kernels of sequence models. Each is one IEEE operation after another in
+// a fixed order (ukernels/fmath-coeffs.h: exp, sigmoid, tanh; ukernels/scalar-fmath.h:
+// the canonical 16-lane sum), so every kernel of a family gives its scalar kernel's
+// bits on every ISA.
+//
+// Softmax of one row of n floats (n >= 1; y may equal x; bias null or n floats):
+// v = x (+ bias), m = max(v), e = exp(v - m), s = the canonical sum of e, y = e / s.
+// A NaN in v, or a row of -inf, gives a row of NaN (as torch).
+typedef void (*f32_vsoftmax_fn)(size_t n, const float* x, const float* bias, float* y);
+
+// LayerNorm of one row of n floats (n >= 1; y may equal x; gamma, beta null or n
+// floats), by the corrected two-pass algorithm (S the canonical sum): m0 = S(x) / n,
+// d = x - m0, c = S(d) / n, mean = m0 + c, var = max(0, S_fma(d^2) / n - c * c) (the
+// squares accumulated with fma), rstd = 1 / sqrt(var + eps),
+// y = (x - mean) * rstd (* gamma) (+ beta), one rounding per operation.
+typedef void (*f32_layernorm_fn)(size_t n, const float* x, const float* gamma, const float* beta,
+                                 float eps, float* y);
+
+// LSTM cell update of n hidden units from the two projections (biases included), torch's
+// gate order i, f, g, o (4n floats each): a = gi + gh, i = sigmoid(a_i), f = sigmoid(a_f),
+// g = tanh(a_g), o = sigmoid(a_o); c_out = f * c + i * g; h_out = o * tanh(c_out).
+// c_out may equal c.
+typedef void (*f32_vlstm_fn)(size_t n, const float* gi, const float* gh, const float* c,
+                             float* c_out, float* h_out);
+
+// GRU cell update of n hidden units, torch's gate order r, z, n (3n floats each):
+// r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z), m = tanh(gh_n * r + gi_n),
+// h_out = (h - m) * z + m. h_out may equal h.
+typedef void (*f32_vgru_fn)(size_t n, const float* gi, const float* gh, const float* h,
+                            float* h_out);
+
+// Float32 GEMM tile: for rows r < mr (1..MR) and columns j < nc (1..NR),
+// acc = 0, then acc = fma(a[r][k], b[k][j], acc) for k = 0..kc-1 in order (one fma per
+// product), c[r][j] = acc + bias[j] (bias null: acc). So every output is one fma chain,
+// whatever the tile: every kernel gives f32_gemm_4x8__scalar's bits. a row r at
+// a + r*a_stride, b row k at b + k*b_stride (nc floats read), c row r at c + r*c_stride
+// (strides in floats); bias null or nc floats.
+typedef void (*f32_gemm_fn)(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
+                            const float* b, size_t b_stride, const float* bias, float* c,
+                            size_t c_stride);
+
 // Selects tokens by a build guard (ukernels.inc): NPQ_IF(NPQ_BUILT_AVX2)(x) is x when
 // NPQ_BUILT_AVX2 is defined as 1 (as -DNPQ_BUILT_AVX2 does), else nothing; NPQ_IF(1)(x)
 // is x. (The placeholder trick of Linux's IS_ENABLED.)
@@ -173,6 +214,15 @@ typedef void (*u8_lut_fn)(size_t n, const uint8_t* x, uint8_t* y, const uint8_t*
   void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
 #define NPQ_VGELU(name, ...) void name(size_t, const float*, float*, int);
 #define NPQ_LUT(name, ...) void name(size_t, const uint8_t*, uint8_t*, const uint8_t*);
+#define NPQ_VSOFTMAX(name, ...) void name(size_t, const float*, const float*, float*);
+#define NPQ_LAYERNORM(name, ...) \
+  void name(size_t, const float*, const float*, const float*, float, float*);
+#define NPQ_VLSTM(name, ...) \
+  void name(size_t, const float*, const float*, const float*, float*, float*);
+#define NPQ_VGRU(name, ...) void name(size_t, const float*, const float*, const float*, float*);
+#define NPQ_FGEMM(name, ...)                                                                  \
+  void name(size_t, size_t, size_t, const float*, size_t, const float*, size_t, const float*, \
+            float*, size_t);
 #include "ukernels.inc"
 
 }  // namespace npq

@@ -65,6 +65,15 @@ def adaptive_avg_pool2d_nhwc(
     mult: object,
     zero_point: typing.SupportsInt | typing.SupportsIndex,
 ) -> object: ...
+def attention_f32(
+    q: object,
+    k: object,
+    v: object,
+    num_heads: typing.SupportsInt | typing.SupportsIndex,
+    scale: typing.SupportsFloat | typing.SupportsIndex,
+    bias: object = ...,
+    need_weights: bool = ...,
+) -> tuple: ...
 def avg_pool2d_nhwc(
     x: numpy.ndarray,
     out_hw: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex],
@@ -120,9 +129,19 @@ def embedding_bag_rowwise(
 ) -> numpy.typing.NDArray[numpy.float32]: ...
 def gelu_f32(x: object, approximate: str = ...) -> numpy.typing.NDArray[numpy.float32]: ...
 def get_num_threads() -> int: ...
+def gru_cell_f32(gi: object, gh: object, h: object) -> numpy.typing.NDArray[numpy.float32]: ...
+def layer_norm_f32(
+    x: object,
+    normalized_size: typing.SupportsInt | typing.SupportsIndex,
+    weight: object = ...,
+    bias: object = ...,
+    eps: typing.SupportsFloat | typing.SupportsIndex = ...,
+    out: object = ...,
+) -> numpy.typing.NDArray[numpy.float32]: ...
 def linear_dynamic(
     x: object, packed: PackedLinearWeight, per_row: bool = ..., reduce_range: bool = ...
 ) -> numpy.typing.NDArray[numpy.float32]: ...
+def linear_f32(x: object, weight: object, bias: object = ...) -> numpy.typing.NDArray[numpy.float32]: ...
 def linear_static(
     x: object,
     packed: PackedLinearWeight,
@@ -135,6 +154,7 @@ def linear_static(
 def lookup(x: object, table: object) -> numpy.typing.NDArray[numpy.uint8]: ...
 def lookup2(a: object, b: object, table: object) -> numpy.typing.NDArray[numpy.uint8]: ...
 def lookup2_channel(a: object, b: object, table: object, channels_last: bool) -> numpy.typing.NDArray[numpy.uint8]: ...
+def lstm_cell_f32(gi: object, gh: object, c: object) -> tuple: ...
 def max_pool2d_nhwc(
     x: numpy.ndarray,
     out_hw: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex],
@@ -170,8 +190,19 @@ def qmul_u8(
 def quantize_u8(
     x: object, scale: typing.SupportsFloat | typing.SupportsIndex, zero_point: typing.SupportsInt | typing.SupportsIndex
 ) -> numpy.typing.NDArray[numpy.uint8]: ...
+def rnn_sequence_dynamic(
+    mode: str,
+    gi: object,
+    h0: object,
+    c0: object,
+    batch_sizes: object,
+    reverse: bool,
+    hh: PackedLinearWeight,
+    hr: object = ...,
+) -> tuple: ...
 def runnable_gemm_kernels() -> list[dict]: ...
 def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+def softmax_f32(x: object, bias: object = ..., out: object = ...) -> numpy.typing.NDArray[numpy.float32]: ...
 
 class _Reference:
     """npquant._C.reference: the scalar reference kernels (csrc/npquant/reference/)."""

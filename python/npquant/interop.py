@@ -100,6 +100,51 @@ def _torch_rowwise(t, name):
     )
 
 
+def _torch_script_state(v) -> tuple | None:
+    """(state, class name) of a TorchScript object's __getstate__(), or None."""
+    try:
+        state = v.__getstate__()
+    except Exception:  # noqa: BLE001  (anything torch raises: not a script object we read)
+        return None
+    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], str):
+        return state
+    return None
+
+
+def _torch_script_object(v, key: str) -> tuple | None:
+    """The TorchScript objects of torch's dynamic quantized recurrent modules, read through
+    what they expose (``__getstate__``; torch is never imported):
+
+    - ``quantized.LinearPackedParamsBase`` (a cell's ``_packed_weight_ih``, and inside the
+      next) -> ``(weight, bias)``: an int8 QTensor, or float32 array for float16 layers;
+    - ``rnn.CellParamsBase`` (a dynamic LSTM / GRU's ``_all_weight_values.{k}.param``) ->
+      ``(kind, w_ih, b_ih, w_hh, b_hh)``, kind ``'quantized_dynamic'`` (int8) or
+      ``'quantized_fp16'``.
+
+    None for other objects."""
+    state = _torch_script_state(v)
+    if state is None:
+        return None
+    inner, cls = state
+    if cls.endswith(".LinearPackedParamsBase") and isinstance(inner, tuple) and len(inner) == 2:
+        return (_to_native(inner[0], f"{key}.0"), _to_native(inner[1], f"{key}.1"))
+    if cls.endswith(".CellParamsBase") and isinstance(inner, tuple) and len(inner) == 5:
+        kind, packed = inner[0], inner[4]
+        if kind not in ("quantized_dynamic", "quantized_fp16"):
+            raise TypeError(
+                f"state dict entry {key!r} holds torch's {kind!r} recurrent cell parameters; npquant "
+                "reads dynamic int8 ('quantized_dynamic') and float16 ('quantized_fp16') ones"
+            )
+        if not (isinstance(packed, (list, tuple)) and len(packed) == 2):
+            raise TypeError(f"state dict entry {key!r}: torch's cell parameters lack the two packed weights")
+        pairs = [_torch_script_object(p, f"{key}.{name}") for p, name in zip(packed, ("ih", "hh"))]
+        if any(p is None for p in pairs):
+            raise TypeError(f"state dict entry {key!r}: torch's cell parameters hold unreadable packed weights")
+        (w_ih, b_ih), (w_hh, b_hh) = pairs  # type: ignore[misc]
+        return (kind, w_ih, b_ih, w_hh, b_hh)
+    return None
+
+
 def _to_native(v, key: str):
     """One state dict value as npquant holds it: ndarray, QTensor, tuple, str or None."""
     if v is None or isinstance(v, (QTensor, str)):
@@ -122,6 +167,9 @@ def _to_native(v, key: str):
             return _torch_qtensor(v, key)
         if hasattr(v, "detach") and hasattr(v, "numpy"):
             return v.detach().cpu().numpy()
+        packed = _torch_script_object(v, key)
+        if packed is not None:
+            return packed
         raise TypeError(
             f"state dict entry {key!r} is a {type(v).__module__}.{type(v).__name__}, which npquant "
             "cannot read; torch's state_dict() of a converted model holds tensors, quantized "

@@ -27,6 +27,7 @@ void test_linear_drivers(Tally& t);
 void test_packed_linear(Tally& t);
 void test_dispatch(Tally& t);
 void test_conv(Tally& t);
+void test_float_kernels(Tally& t);
 
 namespace {
 Options g_options;
@@ -57,6 +58,12 @@ std::vector<Registered> registry() {
   add_table(npq::built_add_kernels(), &v);
   add_table(npq::built_mul_kernels(), &v);
   add_table(npq::built_lut_kernels(), &v);
+  add_table(npq::built_gelu_kernels(), &v);
+  add_table(npq::built_softmax_kernels(), &v);
+  add_table(npq::built_layernorm_kernels(), &v);
+  add_table(npq::built_lstm_kernels(), &v);
+  add_table(npq::built_gru_kernels(), &v);
+  add_table(npq::built_fgemm_kernels(), &v);
   auto known = [&](const char* name) {
     return std::any_of(v.begin(), v.end(), [&](const Registered& r) { return r.name == name; });
   };
@@ -72,6 +79,12 @@ std::vector<Registered> registry() {
 #define NPQ_VADD(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VMUL(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_LUT(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_VGELU(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_VSOFTMAX(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_LAYERNORM(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_VLSTM(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_VGRU(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_FGEMM(name, isa, ...) NPQ_ROW_(name, isa)
 #include "npquant/ukernels.inc"
 #undef NPQ_ROW_
   v.insert(v.end(), not_built.begin(), not_built.end());
@@ -150,13 +163,15 @@ int main(int argc, char** argv) {
   struct Suite {
     const char* name;
     void (*run)(npqtest::Tally&);
-  } suites[] = {{"gemm ukernels (edge grid + random tiles)", npqtest::test_gemm_kernels},
-                {"quantize / minmax ukernels", npqtest::test_quantize_kernels},
-                {"quantized add / mul ukernels", npqtest::test_elementwise_kernels},
-                {"linear drivers (explicit kernels)", npqtest::test_linear_drivers},
-                {"PackedLinear (the layer object)", npqtest::test_packed_linear},
-                {"dispatch and self-check", npqtest::test_dispatch},
-                {"conv2d paths with every ISA's conv kernels", npqtest::test_conv}};
+  } suites[] = {
+      {"gemm ukernels (edge grid + random tiles)", npqtest::test_gemm_kernels},
+      {"quantize / minmax ukernels", npqtest::test_quantize_kernels},
+      {"quantized add / mul ukernels", npqtest::test_elementwise_kernels},
+      {"float32 GELU, softmax, LayerNorm, LSTM / GRU ukernels", npqtest::test_float_kernels},
+      {"linear drivers (explicit kernels)", npqtest::test_linear_drivers},
+      {"PackedLinear (the layer object)", npqtest::test_packed_linear},
+      {"dispatch and self-check", npqtest::test_dispatch},
+      {"conv2d paths with every ISA's conv kernels", npqtest::test_conv}};
   size_t failures = 0;
   std::vector<npqtest::Tally> tallies;
   for (const auto& s : suites) {

@@ -118,6 +118,10 @@ void register_conv(py::module_& m, py::module_& reference);
 void register_pool(py::module_& m);
 // Registers the elementwise table lookups (bindings/elementwise.cc).
 void register_elementwise(py::module_& m);
+// Registers the float32 ops of sequence models (bindings/sequence.cc).
+void register_sequence(py::module_& m);
+// Registers the dynamic LSTM / GRU time loop (bindings/rnn.cc).
+void register_rnn(py::module_& m);
 // Registers the quantized embedding lookup (bindings/embedding.cc).
 void register_embedding(py::module_& m);
 

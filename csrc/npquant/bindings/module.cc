@@ -186,6 +186,11 @@ py::dict cpu_info() {
   fam["add"] = name_isa(ks.add.name, ks.add.isa);  // name None: lookup tables
   fam["gelu"] = name_isa(ks.gelu.name, ks.gelu.isa);
   fam["lut"] = name_isa(ks.lut.name, ks.lut.isa);
+  fam["softmax"] = name_isa(ks.softmax.name, ks.softmax.isa);
+  fam["layernorm"] = name_isa(ks.layernorm.name, ks.layernorm.isa);
+  fam["lstm"] = name_isa(ks.lstm.name, ks.lstm.isa);
+  fam["gru"] = name_isa(ks.gru.name, ks.gru.isa);
+  fam["fgemm"] = name_isa(ks.fgemm.name, ks.fgemm.isa);
   fam["mul"] = name_isa(ks.mul.name, ks.mul.isa);  // name None: lookup tables
   d["kernels"] = fam;
   d["small_m"] = ks.small_m;
@@ -305,4 +310,6 @@ PYBIND11_MODULE(_C, m) {
   npq_bind::register_pool(m);
   npq_bind::register_elementwise(m);
   npq_bind::register_embedding(m);
+  npq_bind::register_sequence(m);
+  npq_bind::register_rnn(m);
 }

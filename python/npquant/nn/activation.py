@@ -234,12 +234,16 @@ class GELU(Module):
 
 
 def softmax(x: np.ndarray, dim: int) -> np.ndarray:
-    """exp(x - max) / sum(exp(x - max)) along dim, in float32 (a row of -inf gives NaN, as in torch)."""
-    with np.errstate(invalid="ignore"):
-        e = x - np.max(x, axis=dim, keepdims=True)
-        np.exp(e, out=e)
-        e /= np.sum(e, axis=dim, keepdims=True)
-        return e.astype(np.float32, copy=False)
+    """exp(x - max) / sum(exp(x - max)) along dim, in float32, by the native kernel
+    (``_C.softmax_f32``: the same bits on every ISA; a row with a NaN, or of -inf only,
+    gives NaN, as in torch). Another dim than the last is moved there and back."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 0:
+        return _C.softmax_f32(x.reshape(1)).reshape(())
+    last = dim in (-1, x.ndim - 1)
+    rows = np.ascontiguousarray(x if last else np.moveaxis(x, dim, -1))
+    y = _C.softmax_f32(rows)
+    return y if last else np.moveaxis(y, -1, dim)
 
 
 class Softmax(Module):

@@ -1,4 +1,4 @@
-"""Float Linear (NumPy), mirroring torch.nn.Linear."""
+"""Float Linear (the native float32 GEMM), mirroring torch.nn.Linear."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import _C
 from ..qtensor import QTensor
 from .module import Module
 
@@ -56,10 +57,13 @@ class Linear(Module):
         x = _float_input(x, "Linear")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear expects last dimension {self.in_features}, got shape {x.shape}")
-        y: np.ndarray = x @ self.weight.T
-        if self.bias is not None:
-            y = y + self.bias
-        return y.astype(np.float32, copy=False)
+        # the native float32 GEMM: every output one fma chain over in_features in order,
+        # the same bits on every ISA (NumPy's BLAS would pick its own order per CPU)
+        w = np.ascontiguousarray(self.weight, dtype=np.float32)
+        b = None if self.bias is None else np.ascontiguousarray(self.bias, dtype=np.float32)
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        y: np.ndarray = _C.linear_f32(x2, w, b)
+        return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -196,6 +196,8 @@ class Module:
         from ..interop import state_dict_from_numpy
 
         sd = state_dict_from_numpy(state_dict)
+        for mname, m in self.named_modules():
+            m._adapt_state_dict(sd, f"{mname}." if mname else "")
         own = [k for k, v in self.state_dict().items() if v is not None]
         own_set = set(own)
         given = {k for k, v in sd.items() if v is not None}
@@ -211,6 +213,11 @@ class Module:
         for commit in commits:  # everything validated: now change the model
             commit()
         return IncompatibleKeys(missing, unexpected)
+
+    def _adapt_state_dict(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """Rewrites, in place, entries another library keeps under other keys than this
+        module's own (torch's dynamic LSTM: ``_all_weight_values``), before the keys are
+        matched. Nothing by default."""
 
     def _resizable(self, name: str) -> bool:
         """Whether buffer ``name`` may take another shape on load (per-channel observers)."""

@@ -1,11 +1,13 @@
-"""Float LayerNorm (NumPy), mirroring torch.nn.LayerNorm."""
+"""Float LayerNorm (the native kernel), mirroring torch.nn.LayerNorm."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from .. import _C
 from .linear import _float_input
 from .module import Module
 
@@ -16,24 +18,18 @@ def layer_norm(
     x: np.ndarray, normalized_shape: tuple[int, ...], weight: np.ndarray | None, bias: np.ndarray | None, eps: float
 ) -> np.ndarray:
     """(x - mean) / sqrt(var + eps) * weight + bias over the last len(normalized_shape)
-    dimensions; biased variance from a second pass, all in float32 (NumPy's pairwise
-    sums: within 1e-6 relative of torch's Welford)."""
+    dimensions, biased variance, float32, by the native kernel (``_C.layer_norm_f32``:
+    corrected two-pass sums in one fixed order, the same bits on every ISA)."""
     nd = len(normalized_shape)
     if x.shape[x.ndim - nd :] != normalized_shape or x.ndim < nd:
         raise ValueError(
             f"LayerNorm over {list(normalized_shape)} expects an input whose last dimensions are "
             f"{list(normalized_shape)}, got shape {x.shape}"
         )
-    axes = tuple(range(x.ndim - nd, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)  # NumPy's pairwise sums
-    y: np.ndarray = x - mean
-    var = np.square(y).mean(axis=axes, keepdims=True, dtype=np.float32)  # two-pass, biased
-    y *= np.float32(1) / np.sqrt(var + np.float32(eps))
-    if weight is not None:
-        y *= weight
-    if bias is not None:
-        y += bias
-    return y
+    n = math.prod(normalized_shape)
+    w = None if weight is None else np.ascontiguousarray(weight, dtype=np.float32)
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    return _C.layer_norm_f32(np.ascontiguousarray(x, dtype=np.float32), n, w, b, np.float32(eps))
 
 
 class LayerNorm(Module):

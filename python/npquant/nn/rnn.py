@@ -9,6 +9,11 @@ weights, for exactly the same recurrence.
 Like torch on CPU, a layer's input projection is computed once for the whole
 sequence, then one hidden projection per time step. Packed sequences
 (``PackedSequence``, ``pack_padded_sequence``) run each sequence for its own length.
+
+The LSTM and GRU gates run the native cell kernels (``_C.lstm_cell_f32``,
+``_C.gru_cell_f32``: the same bits on every ISA). A layer whose hidden projections are
+packed int8 weights (``_native_hidden``) runs its whole time loop in C++
+(``_C.rnn_sequence_dynamic``), with the same projections and kernels as the loop here.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Callable, NamedTuple, Optional, Union
 
 import numpy as np
 
+from .. import _C
 from ..qtensor import QTensor
 from .module import Module
 
@@ -202,41 +208,22 @@ def _state(x: object, shape: tuple[int, ...], what: str, layer: str) -> np.ndarr
 
 
 # ---------------------------------------------------------------- one time step
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    y: np.ndarray = np.negative(x)
-    np.exp(y, out=y)
-    y += np.float32(1)
-    np.reciprocal(y, out=y)
-    return y
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _step(
     mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One cell update from the input and hidden projections (biases included), with
-    torch's gate order: LSTM (i, f, g, o), GRU (r, z, n)."""
+    torch's gate order: LSTM (i, f, g, o), GRU (r, z, n). LSTM and GRU run the native
+    kernels (ukernels/f32-vlstm-*, f32-vgru-*: the same bits on every ISA)."""
     if mode == "LSTM":
         assert c is not None
-        n = c.shape[1]
-        gh += gi  # gh is the projection's fresh output: updated in place
-        ifo = _sigmoid(gh)
-        cell = np.tanh(gh[:, 2 * n : 3 * n])
-        cell *= ifo[:, :n]
-        c_new = ifo[:, n : 2 * n] * c
-        c_new += cell
-        h_new = np.tanh(c_new)
-        h_new *= ifo[:, 3 * n :]
+        h_new, c_new = _C.lstm_cell_f32(_f32(gi), _f32(gh), _f32(c))
         return h_new, c_new
     if mode == "GRU":
-        n = h.shape[1]
-        rz = _sigmoid(gi[:, : 2 * n] + gh[:, : 2 * n])
-        new = gh[:, 2 * n :] * rz[:, :n]
-        new += gi[:, 2 * n :]
-        np.tanh(new, out=new)
-        h_new = h - new
-        h_new *= rz[:, n:]
-        h_new += new
-        return h_new, None
+        return _C.gru_cell_f32(_f32(gi), _f32(gh), _f32(h)), None
     pre = gi + gh
     return (np.tanh(pre, out=pre) if mode == "RNN_TANH" else np.maximum(pre, np.float32(0), out=pre)), None
 
@@ -334,6 +321,12 @@ class _RecurrentBase(Module):
     def _projections(self, layer: int, direction: int) -> Projections:
         raise NotImplementedError
 
+    def _native_hidden(self, layer: int, direction: int) -> tuple[_C.PackedLinearWeight, object] | None:
+        """(hidden projection, LSTM output projection or None) as packed dynamic int8
+        Linear weights when this layer's whole time loop can run in C++
+        (_C.rnn_sequence_dynamic), else None (the loop runs here, step by step)."""
+        return None
+
     def _name(self) -> str:
         return type(self).__name__
 
@@ -409,12 +402,6 @@ class _RecurrentBase(Module):
     def _run(
         self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, batch_sizes: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        with np.errstate(over="ignore"):  # sigmoid's exp(-x) overflows to inf for x < -88: gate 0
-            return self._run_layers(x, h0, c0, batch_sizes)
-
-    def _run_layers(
-        self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, batch_sizes: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         steps, batch = x.shape[0], x.shape[1]
         h_n, c_n = np.empty_like(h0), (None if c0 is None else np.empty_like(c0))
         layer_in = x
@@ -424,9 +411,21 @@ class _RecurrentBase(Module):
                 k = layer * self.num_directions + d
                 ih, hh, hr = self._projections(layer, d)
                 gi = ih(layer_in.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-                out, h, c = _run_direction(
-                    self.mode, gi, h0[k], None if c0 is None else c0[k], batch_sizes, d == 1, hh, hr
-                )
+                c0k = None if c0 is None else c0[k]
+                native = self._native_hidden(layer, d)
+                if native is not None:
+                    out, h, c = _C.rnn_sequence_dynamic(
+                        self.mode,
+                        _f32(gi),
+                        _f32(h0[k]),
+                        None if c0k is None else _f32(c0k),
+                        batch_sizes,
+                        d == 1,
+                        native[0],
+                        native[1],
+                    )
+                else:
+                    out, h, c = _run_direction(self.mode, gi, h0[k], c0k, batch_sizes, d == 1, hh, hr)
                 h_n[k] = h
                 if c_n is not None and c is not None:
                     c_n[k] = c
@@ -667,8 +666,7 @@ class _CellBase(Module):
         if unbatched:
             h, c = h[None], (None if c is None else c[None])
         ih, hh = self._projections()
-        with np.errstate(over="ignore"):
-            h_new, c_new = _step(self.mode, ih(x2), hh(np.ascontiguousarray(h)), h, c)
+        h_new, c_new = _step(self.mode, ih(x2), hh(np.ascontiguousarray(h)), h, c)
         if unbatched:
             h_new, c_new = h_new[0], (None if c_new is None else c_new[0])
         return (h_new, c_new) if c_new is not None else h_new

@@ -17,12 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from .activation import GELU, Dropout, ReLU, softmax
+from .. import _C
+from .activation import GELU, Dropout, ReLU
 from .linear import Linear, _float_input
 from .module import Module, _to_numpy
 from .normalization import LayerNorm
 
 __all__ = ["MultiheadAttention", "NonDynamicallyQuantizableLinear", "TransformerEncoderLayer"]
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class NonDynamicallyQuantizableLinear(Linear):
@@ -141,15 +146,15 @@ class MultiheadAttention(Module):
     def _project_in(
         self, q: np.ndarray, k: np.ndarray, v: np.ndarray, self_attention: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w, b, e = self.in_proj_weight, self.in_proj_bias, self.embed_dim
+        w, b, e = _f32(self.in_proj_weight), self.in_proj_bias, self.embed_dim
+        b = None if b is None else _f32(b)
         if self_attention:  # one (L*N, E) x (E, 3E) product, not one per batch row
-            qkv = q.reshape(-1, e) @ w.T
-            qkv = (qkv if b is None else qkv + b).reshape(q.shape[:-1] + (3 * e,))
+            qkv = _C.linear_f32(_f32(q.reshape(-1, e)), w, b).reshape(q.shape[:-1] + (3 * e,))
             return qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
         out = []
         for i, x in enumerate((q, k, v)):
-            y = x.reshape(-1, e) @ w[i * e : (i + 1) * e].T
-            y = y if b is None else y + b[i * e : (i + 1) * e]
+            rows = slice(i * e, (i + 1) * e)
+            y = _C.linear_f32(_f32(x.reshape(-1, e)), w[rows], None if b is None else b[rows])
             out.append(y.reshape(x.shape[:-1] + (e,)))
         return out[0], out[1], out[2]
 
@@ -191,18 +196,19 @@ class MultiheadAttention(Module):
             raise ValueError("MultiheadAttention: is_causal=True is a hint that needs attn_mask as well (as in torch)")
         bias = _attention_bias(attn_mask, key_padding_mask, n, self.num_heads, tgt, src, not batched)
         qp, kp, vp = self._project_in(q, k, v, self_attention)
-        h, d = self.num_heads, self.head_dim
-        # (N, L, E) -> C-contiguous (N, H, L, D) heads, so that NumPy's matmul takes its BLAS path
-        qh = np.ascontiguousarray(qp.reshape(n, tgt, h, d).transpose(0, 2, 1, 3))
-        qh *= np.float32(1.0 / math.sqrt(d))
-        kt = np.ascontiguousarray(kp.reshape(n, src, h, d).transpose(0, 2, 3, 1))  # (N, H, D, S)
-        vh = np.ascontiguousarray(vp.reshape(n, src, h, d).transpose(0, 2, 1, 3))
-        scores = qh @ kt
-        if bias is not None:
-            scores += bias
-        attn = softmax(scores, -1)
-        ctx = np.ascontiguousarray((attn @ vh).transpose(0, 2, 1, 3)).reshape(n * tgt, e)  # (N*L, E)
-        out = self._project_out(ctx).reshape(n, tgt, e)
+        # softmax((q / sqrt(D)) k^T + mask) v per batch entry and head, in C++: the heads
+        # are read in place from the projections (no transposed copies), the mask is added
+        # inside the softmax kernel, and the output comes back as (N, L, E)
+        ctx, attn = _C.attention_f32(
+            qp,
+            kp,
+            vp,
+            self.num_heads,
+            np.float32(1.0 / math.sqrt(self.head_dim)),
+            None if bias is None else _f32(bias),
+            need_weights,
+        )
+        out = self._project_out(ctx.reshape(n * tgt, e)).reshape(n, tgt, e)
         weights = None
         if need_weights:
             weights = attn.mean(axis=1, dtype=np.float32) if average_attn_weights else attn

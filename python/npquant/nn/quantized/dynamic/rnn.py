@@ -10,16 +10,20 @@ activation qparams), the hidden projection once per time step, as torch does on
 CPU. With ``dtype=npquant.float16`` the children are float16-weight Linears instead.
 
 The gate arithmetic between the projections is the float recurrence of
-npquant.nn.rnn, shared with the float layers.
+npquant.nn.rnn, shared with the float layers; int8 LSTM and GRU layers run the time
+loop in C++ (``_C.rnn_sequence_dynamic``) with the same projections and cell kernels.
 
 State dict: the children's keys (``ih_l0._packed_params._packed_params``, ...).
-torch's dynamic LSTM stores TorchScript cell objects that cannot be read without
-torch; load a torch *float* state dict into npquant.nn.LSTM and convert it instead.
+torch's own dynamic state dicts load too: its LSTM / GRU keep each layer and
+direction's weights in a TorchScript ``CellParamsBase`` at ``_all_weight_values.{k}.param``,
+its cells in ``LinearPackedParamsBase`` objects at ``_packed_weight_ih`` / ``_hh``;
+npquant.interop reads them through ``__getstate__`` (torch is never imported) and
+``_adapt_state_dict`` files them under the children's keys.
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -91,6 +95,29 @@ def _has_weight_observer(mod: object) -> bool:
     return qconfig is not None and getattr(qconfig, "weight", None) is not None
 
 
+def _torch_kind(dtype: object) -> str:
+    return "quantized_fp16" if dtype is float16 else "quantized_dynamic"
+
+
+def _file_packed(sd: dict[str, Any], key: str, child: DynLinear, prefix: str, pair: Any, dtype: object) -> None:
+    """Puts torch's packed (weight, bias) of one projection under the child's keys (its
+    other entries, such as the unused output qparams, are kept as they are)."""
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        raise TypeError(f"state dict entry {key!r} must hold a packed (weight, bias) from torch")
+    w = pair[0]
+    if isinstance(w, np.ndarray) != (dtype is float16):
+        have = "float16" if isinstance(w, np.ndarray) else "int8"
+        want = "float16" if dtype is float16 else "qint8"
+        raise ValueError(
+            f"state dict entry {key!r} holds torch's {have} dynamic weights but this layer is {want}: "
+            f"quantize the float model with dtype=npquant.{'float16' if have == 'float16' else 'qint8'} "
+            "and load again"
+        )
+    for k, v in child.state_dict(prefix).items():
+        sd.setdefault(k, v)
+    sd[prefix + "_packed_params._packed_params"] = pair
+
+
 class RNNBase(frnn._RecurrentBase):
     """Dynamic quantized torch.nn.RNNBase. Children per layer and direction:
     ``ih_l{k}`` (input projection), ``hh_l{k}`` (hidden projection), ``hr_l{k}``
@@ -148,6 +175,44 @@ class RNNBase(frnn._RecurrentBase):
             _projection(self._modules["hh" + sfx]),
             None if hr is None else _projection(hr),
         )
+
+    def _native_hidden(self, layer: int, direction: int) -> tuple[_C.PackedLinearWeight, object] | None:
+        """int8 LSTM and GRU layers run their time loop in C++ (_C.rnn_sequence_dynamic):
+        the same hidden projections (_C.linear_dynamic's) and cell kernels as the
+        step-by-step loop, without a Python call per step."""
+        if self.mode not in ("LSTM", "GRU"):
+            return None
+        sfx = self._suffix(layer, direction)
+        hh, hr = self._modules["hh" + sfx], self._modules.get("hr" + sfx)
+        if not isinstance(hh, Linear) or (hr is not None and not isinstance(hr, Linear)):
+            return None  # float16 weights: the NumPy float32 product, step by step
+        return hh._packed_params.packed, None if hr is None else hr._packed_params.packed
+
+    def _adapt_state_dict(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """torch's dynamic LSTM / GRU state dict: ``_all_weight_values.{k}.param`` (k =
+        layer * directions + direction, read by npquant.interop as ``(kind, w_ih, b_ih,
+        w_hh, b_hh)``) becomes the ``ih`` / ``hh`` children's entries."""
+        for layer in range(self.num_layers):
+            for d in range(self.num_directions):
+                key = f"{prefix}_all_weight_values.{layer * self.num_directions + d}.param"
+                if key not in state_dict:
+                    continue
+                v = state_dict.pop(key)
+                if not (isinstance(v, tuple) and len(v) == 5 and isinstance(v[0], str)):
+                    raise TypeError(
+                        f"state dict entry {key!r} must be torch's dynamic cell parameters "
+                        f"(a TorchScript CellParamsBase), got {type(v).__name__}"
+                    )
+                if v[0] != _torch_kind(self.dtype):
+                    raise ValueError(
+                        f"state dict entry {key!r} holds torch's {v[0]!r} weights but this layer is "
+                        f"{self._dtype_name}: quantize the float model with dtype=npquant."
+                        f"{'float16' if v[0] == 'quantized_fp16' else 'qint8'} and load again"
+                    )
+                sfx = self._suffix(layer, d)
+                for name, pair in (("ih", (v[1], v[2])), ("hh", (v[3], v[4]))):
+                    child = self._modules[name + sfx]
+                    _file_packed(state_dict, key, child, f"{prefix}{name}{sfx}.", pair, self.dtype)
 
     @classmethod
     def from_float(cls, mod: frnn.RNNBase, dtype: object = None, per_channel: bool = True) -> RNNBase:
@@ -281,6 +346,15 @@ class RNNCellBase(frnn._CellBase):
 
     def _projections(self) -> tuple[frnn.Proj, frnn.Proj]:
         return _projection(self.ih), _projection(self.hh)
+
+    def _adapt_state_dict(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """torch's dynamic cell state dict: ``_packed_weight_ih`` / ``_packed_weight_hh``
+        (TorchScript LinearPackedParamsBase, read as ``(weight, bias)``) become the
+        ``ih`` / ``hh`` children's entries."""
+        for name in ("ih", "hh"):
+            key = f"{prefix}_packed_weight_{name}"
+            if key in state_dict:
+                _file_packed(state_dict, key, self._modules[name], f"{prefix}{name}.", state_dict.pop(key), self.dtype)
 
     @classmethod
     def from_float(cls, mod: frnn.RNNCellBase, dtype: object = None, per_channel: bool = True) -> RNNCellBase:
