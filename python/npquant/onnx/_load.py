@@ -425,15 +425,24 @@ class _Builder:
         self._simple(node, nn.Flatten(1, -1))
 
     def op_Reshape(self, node, idx):
-        if _attrs(node).get("allowzero", 0):
-            raise UnsupportedOnnxError(f"{_desc(node)}: allowzero=1 is not supported")
         if node.input[1] not in self.consts:
             self.const(node, 1, "shape")  # raises: not a constant
         shapes = [[int(d) for d in pc[node.input[1]].reshape(-1)] for pc in self.pconsts]
+        self._check_allowzero(node, shapes)
         shape = shapes[0]
         if any(sh != shape for sh in shapes[1:]):
             shape = self._dynamic_target(node, shapes)
         self._simple(node, nn.Flatten(1, -1) if shape == [0, -1] else Reshape(shape))
+
+    def _check_allowzero(self, node, shapes) -> None:
+        """allowzero=1 (the dynamo exporter's default) differs from 0 only where the target
+        has a 0: an empty dimension instead of a copy of the input's."""
+        if _attrs(node).get("allowzero", 0) and any(0 in sh for sh in shapes):
+            bad = next(sh for sh in shapes if 0 in sh)
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: allowzero=1 with a 0 in the target shape {bad} makes an empty "
+                "dimension, which npquant does not support (allowzero=0 copies the input's)"
+            )
 
     def _dynamic_target(self, node, shapes) -> list:
         """A Reshape target computed from the input's shape: a dimension that changes with the

@@ -1,0 +1,75 @@
+"""npquant.onnx.load of what torch.onnx.export(dynamo=True) writes: the graph patterns
+alone (handwritten graphs against ONNX Runtime, no torch needed), then torchvision's
+quantizable architectures exported by it against torch.
+
+The dynamo exporter (torch 2.13, onnxscript 0.7) writes opset 20 and, with its default
+optimize=True, a folded graph: Conv with BatchNormalization folded in, constants as
+initializers, Reshape with allowzero=1, Split with num_outputs. With optimize=False the
+graph keeps Constant nodes (value_ints, value_float), BatchNormalization, each Conv's
+zero bias as Expand(CastLike(0, x), Shape(w)[0:1]) and chunk as SplitToSequence +
+SequenceAt. docs/onnx.md (Import) has the table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import npquant
+import npquant.onnx
+from npquant.onnx import UnsupportedOnnxError
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def make_onnx(nodes, inits, in_shape, opset=20):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    return m
+
+
+def run_ort(model, x):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+def agrees_with_ort(model, rng, shapes) -> None:
+    net = npquant.onnx.load(model)
+    for shape in shapes:
+        x = rng.normal(0, 1, shape).astype(np.float32)
+        ref = run_ort(model, x)
+        y = net(x)
+        assert y.shape == ref.shape
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [4, "N"])
+def test_reshape_allowzero_without_zeros(rng, batch):
+    """allowzero=1 (the dynamo exporter's Reshape) means what allowzero=0 means when the
+    target has no 0; with a dynamic batch the exporter writes -1 there."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "s1"], ["a"], allowzero=1),
+        helper.make_node("Relu", ["a"], ["b"]),
+        helper.make_node("Reshape", ["b", "s2"], ["y"], allowzero=1),
+    ]
+    inits = {"s1": np.array([-1, 2, 3, 20], np.int64), "s2": np.array([-1, 120], np.int64)}
+    agrees_with_ort(make_onnx(nodes, inits, [batch, 6, 4, 5]), rng, [(4, 6, 4, 5)] + [(1, 6, 4, 5)] * (batch == "N"))
+
+
+def test_reshape_allowzero_with_a_zero_raises():
+    """A 0 under allowzero=1 is an empty dimension, not a copy: refused, naming the node."""
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["y"], name="rs", allowzero=1)]
+    model = make_onnx(nodes, {"s": np.array([0, 4], np.int64)}, [0, 8])
+    with pytest.raises(UnsupportedOnnxError, match="Reshape node 'rs': allowzero=1 with a 0"):
+        npquant.onnx.load(model)
