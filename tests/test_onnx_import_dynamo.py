@@ -73,3 +73,30 @@ def test_reshape_allowzero_with_a_zero_raises():
     model = make_onnx(nodes, {"s": np.array([0, 4], np.int64)}, [0, 8])
     with pytest.raises(UnsupportedOnnxError, match="Reshape node 'rs': allowzero=1 with a 0"):
         npquant.onnx.load(model)
+
+
+def test_unoptimized_conv_bias_and_constant_nodes_fold(rng):
+    """optimize=False's Conv bias: Expand(CastLike(Constant(value_float), x), Shape(w, end=1)),
+    and Constant(value_ints) shapes whose values the shape probes need downstream (the Split
+    after the Reshape needs the size of axis 1); both fold, and the BatchNormalization
+    stays a module."""
+    w = rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)
+    bn = [rng.normal(0, 0.2, 8).astype(np.float32) + d for d in (1, 0, 0)] + [rng.uniform(0.5, 1.5, 8)]
+    nodes = [
+        helper.make_node("Shape", ["w"], ["w_out"], start=0, end=1),
+        helper.make_node("Constant", [], ["zero"], value_float=0.0),
+        helper.make_node("CastLike", ["zero", "x"], ["zero_x"]),
+        helper.make_node("Expand", ["zero_x", "w_out"], ["bias"]),
+        helper.make_node("Conv", ["x", "w", "bias"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["d"]),
+        helper.make_node("Constant", [], ["target"], value_ints=[0, 16, -1]),
+        helper.make_node("Reshape", ["d", "target"], ["e"]),
+        helper.make_node("Split", ["e"], ["e0", "e1"], axis=1, num_outputs=2),
+        helper.make_node("Add", ["e0", "e1"], ["y"]),
+    ]
+    inits = {"w": w, "g": bn[0], "b": bn[1], "m": bn[2], "v": bn[3].astype(np.float32)}
+    model = make_onnx(nodes, inits, ["N", 3, 6, 6])
+    agrees_with_ort(model, rng, [(2, 3, 6, 6), (3, 3, 6, 6)])
+    net = npquant.onnx.load(model)
+    assert [type(m).__name__ for _, m in net.named_children()].count("Conv2d") == 1
+    assert np.array_equal(net.c.bias, np.zeros(8, np.float32))

@@ -54,7 +54,7 @@ class _Builder:
         # dynamic dimensions, set to 2 and 3): shape computations (Shape, Gather, Concat, ...)
         # are folded once per probe, and a value that differs between the probes depends
         # on the dynamic dimensions (a Reshape's batch, below).
-        self.probes = _probe_shapes(model)
+        self.probes, self.elem_types = _probe_shapes(model)
         self.pconsts = [self.consts] + [dict(self.consts) for _ in self.probes[1:]]
         self.ranks = {}
         for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
@@ -202,11 +202,11 @@ class _Builder:
             for pc, sh in zip(self.pconsts, shapes):
                 pc[node.output[0]] = np.array(sh[a.get("start", 0) : a.get("end", None)], np.int64)
             return True
-        if node.op_type not in _FOLD or not all(n in self.consts for n in node.input if n):
+        if _fold_inputs(node, self.consts, self.elem_types) is None:
             return False
         for pc in self.pconsts:
             try:
-                outs = _evaluate(node, [pc[n] if n else None for n in node.input])
+                outs = _evaluate(node, _fold_inputs(node, pc, self.elem_types))
             except Exception as e:
                 raise UnsupportedOnnxError(f"{_desc(node)}: cannot evaluate it on its constant inputs: {e}") from None
             for name, v in zip(node.output, outs):
@@ -222,15 +222,8 @@ class _Builder:
 
     # ---- ops
     def op_Constant(self, node, idx):
-        from onnx import numpy_helper
-
-        a = _attrs(node)
-        if "value" in a:
-            v = numpy_helper.to_array(a["value"])
-        elif a.keys() & {"value_int", "value_ints", "value_float", "value_floats"}:
-            k = next(iter(a.keys() & {"value_int", "value_ints", "value_float", "value_floats"}))
-            v = np.array(a[k], np.int64 if "int" in k else np.float32)
-        else:
+        v = _constant_value(node)
+        if v is None:
             raise UnsupportedOnnxError(
                 f"{_desc(node)}: only Constant(value / value_int(s) / value_float(s)) is supported"
             )
@@ -647,24 +640,67 @@ class _Builder:
         self._simple(node, nn.Dropout())
 
 
-def _probe_shapes(model) -> list:
-    """[{value name: shape tuple}] for the graph inputs' static shape, or for their dynamic
-    dimensions set to 2 and then 3: ONNX's node-level shape inference, node by node, with
-    the shape computations folded on the way (so a Reshape's computed target, or a Slice's
-    computed bounds, give static shapes downstream)."""
+def _probe_shapes(model) -> tuple:
+    """([{value name: shape tuple}], {value name: NumPy dtype}): shapes for the graph inputs'
+    static shape, or for their dynamic dimensions set to 2 and then 3: ONNX's node-level
+    shape inference, node by node, with the shape computations folded on the way (so a
+    Reshape's computed target, or a Slice's computed bounds, give static shapes downstream);
+    element types of the first probe."""
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     dynamic = any(not d.HasField("dim_value") for i in inputs for d in i.type.tensor_type.shape.dim)
-    return [_probe(model, value) for value in ((2, 3) if dynamic else (None,))]
+    probes = [_probe(model, value) for value in ((2, 3) if dynamic else (None,))]
+    return [shapes for shapes, _ in probes], probes[0][1]
 
 
-def _probe(model, value) -> dict:
+def _constant_value(node):
+    """A Constant node's value (value, value_int(s), value_float(s)), or None."""
+    from onnx import numpy_helper
+
+    a = _attrs(node)
+    if "value" in a:
+        return numpy_helper.to_array(a["value"])
+    for k in ("value_int", "value_ints", "value_float", "value_floats"):
+        if k in a:
+            return np.array(a[k], np.int64 if "int" in k else np.float32)
+    return None
+
+
+def _fold_inputs(node, consts: dict, elem_types: dict):
+    """The input values _evaluate takes for node, or None when node is not folded: every
+    input a constant, except CastLike's second one, of which only the element type counts
+    (given as an empty array of that type)."""
+    if node.op_type not in _FOLD:
+        return None
+    vals: list[Any] = []
+    for i, name in enumerate(node.input):
+        if not name:
+            vals.append(None)
+        elif name in consts:
+            vals.append(consts[name])
+        elif node.op_type == "CastLike" and i == 1 and name in elem_types:
+            vals.append(np.empty(0, elem_types[name]))
+        else:
+            return None
+    return vals
+
+
+def _probe(model, value) -> tuple:
     from onnx import TypeProto, defs, helper, numpy_helper
     from onnx.shape_inference import infer_node_outputs
 
     graph = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     types: dict = {}
+
+    def elem_types(names) -> dict:
+        """{name: NumPy dtype} of those of names whose element type is known."""
+        out = {}
+        for name in names:
+            t = types.get(name)
+            if t is not None and t.HasField("tensor_type") and t.tensor_type.elem_type:
+                out[name] = _np_dtype(t.tensor_type.elem_type)
+        return out
 
     def array_type(v):
         return helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
@@ -685,16 +721,15 @@ def _probe(model, value) -> dict:
         folded = None
         try:
             if node.op_type == "Constant":
-                a = _attrs(node)
-                if "value" in a:
-                    folded = [numpy_helper.to_array(a["value"])]
+                v = _constant_value(node)
+                folded = None if v is None else [v]
             elif node.op_type == "Shape":
                 sh = _shape_of(types.get(node.input[0]))
                 if sh is not None:
                     a = _attrs(node)
                     folded = [np.array(sh[a.get("start", 0) : a.get("end", None)], np.int64)]
-            elif node.op_type in _FOLD and all(n in consts for n in node.input if n):
-                folded = _evaluate(node, [consts[n] if n else None for n in node.input])
+            elif (vals := _fold_inputs(node, consts, elem_types(node.input[1:2]))) is not None:
+                folded = _evaluate(node, vals)
         except Exception:
             folded = None
         if folded is not None:
@@ -725,7 +760,7 @@ def _probe(model, value) -> dict:
         sh = _shape_of(t)
         if sh is not None:
             shapes[name] = sh
-    return shapes
+    return shapes, elem_types(types)
 
 
 def _shape_of(t):
@@ -788,6 +823,8 @@ def _evaluate(node, vals: list) -> list:
         return [np.concatenate([np.atleast_1d(v) if v.ndim == 0 else v for v in vals], axis=int(a["axis"]))]
     if op == "Cast":
         return [np.asarray(x).astype(_np_dtype(a["to"]))]
+    if op == "CastLike":
+        return [np.asarray(x).astype(vals[1].dtype)]
     if op in ("Add", "Sub", "Mul", "Div", "Min", "Max", "Equal", "Less", "Greater", "Mod"):
         y = vals[1]
         binary: dict[str, Callable[[Any, Any], Any]] = {
@@ -850,6 +887,7 @@ _FOLD = {
     "Squeeze",
     "Concat",
     "Cast",
+    "CastLike",
     "Add",
     "Sub",
     "Mul",
