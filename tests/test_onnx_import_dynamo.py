@@ -100,3 +100,49 @@ def test_unoptimized_conv_bias_and_constant_nodes_fold(rng):
     net = npquant.onnx.load(model)
     assert [type(m).__name__ for _, m in net.named_children()].count("Conv2d") == 1
     assert np.array_equal(net.c.bias, np.zeros(8, np.float32))
+
+
+@pytest.mark.parametrize(
+    "split,positions,sizes",
+    [
+        (np.int64(4), [0, 1, -1], [4, 4, 2]),  # chunk: parts of 4, the last one smaller
+        (np.array([3, 7], np.int64), [1, 0], [7, 3]),
+        (None, [9, 0, -10], [1, 1, 1]),  # parts of 1, keepdims=1
+    ],
+)
+def test_split_to_sequence(rng, split, positions, sizes):
+    """torch's chunk / split as the unoptimized dynamo graph writes them: each SequenceAt of
+    a SplitToSequence with constant positions is a Slice of the activation."""
+    inits = {f"p{i}": np.int64(p) for i, p in enumerate(positions)}
+    ins = ["x"] if split is None else ["x", "split"]
+    if split is not None:
+        inits["split"] = split
+    nodes = [helper.make_node("SplitToSequence", ins, ["seq"], axis=1)]
+    nodes += [helper.make_node("SequenceAt", ["seq", f"p{i}"], [f"s{i}"]) for i in range(len(positions))]
+    nodes.append(helper.make_node("Concat", [f"s{i}" for i in range(len(positions))], ["y"], axis=1))
+    model = make_onnx(nodes, inits, ["N", 10, 3])
+    net = npquant.onnx.load(model)
+    assert [m.end - m.start for _, m in net.named_children() if type(m).__name__ == "Slice"] == sizes
+    agrees_with_ort(model, rng, [(2, 10, 3), (1, 10, 3)])
+
+
+def test_split_to_sequence_errors_name_the_node():
+    cases = [
+        (helper.make_node("SplitToSequence", ["x"], ["seq"], name="sts", axis=1, keepdims=0), {}, "keepdims=0"),
+        (
+            helper.make_node("SplitToSequence", ["x", "split"], ["seq"], name="sts", axis=1),
+            {"split": np.array([3, 3], np.int64)},
+            "do not cover the axis",
+        ),
+    ]
+    for node, inits, pattern in cases:
+        nodes = [node, helper.make_node("SequenceAt", ["seq", "p"], ["y"], name="at")]
+        model = make_onnx(nodes, dict(inits, p=np.int64(0)), [2, 10])
+        with pytest.raises(UnsupportedOnnxError, match=f"SplitToSequence node 'sts': .*{pattern}"):
+            npquant.onnx.load(model)
+    nodes = [
+        helper.make_node("SplitToSequence", ["x"], ["seq"], axis=1),
+        helper.make_node("SequenceAt", ["seq", "p"], ["y"], name="at"),
+    ]
+    with pytest.raises(UnsupportedOnnxError, match="SequenceAt node 'at': position 10 is outside the 10 parts"):
+        npquant.onnx.load(make_onnx(nodes, {"p": np.int64(10)}, [2, 10]))

@@ -71,6 +71,9 @@ class _Builder:
         self.children: dict = {}
         self.steps: list = []
         self.skip: set = set()  # nodes folded into an earlier one (MatMul's bias Add)
+        # SplitToSequence outputs: name -> (activation, axis, [(start, end)]); SequenceAt
+        # takes one part as a Slice
+        self.sequences: dict = {}
 
     # ---- naming and bookkeeping
     def child_name(self, node) -> str:
@@ -622,6 +625,35 @@ class _Builder:
                 self.add(node, Slice(axis, start, start + size), [act], output=out)
             start += size
 
+    def op_SplitToSequence(self, node, idx):
+        a = _attrs(node)
+        axis = int(a.get("axis", 0)) % self._rank(node, 0)
+        n = self._dim_size(node, 0, axis)
+        split = self.const(node, 1, "split") if len(node.input) > 1 and node.input[1] else None
+        if split is None and not a.get("keepdims", 1):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: keepdims=0 (parts with the split axis removed) is not supported"
+            )
+        try:
+            bounds = _sequence_bounds(n, split)
+        except ValueError as e:
+            raise UnsupportedOnnxError(f"{_desc(node)}: {e}") from None
+        self.sequences[node.output[0]] = (self.activation(node, 0), axis, bounds)
+
+    def op_SequenceAt(self, node, idx):
+        seq = self.sequences.get(node.input[0])
+        if seq is None:
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: input '{node.input[0]}' is not a SplitToSequence output; "
+                "npquant imports sequences of an activation's parts only"
+            )
+        act, axis, bounds = seq
+        pos = int(self.const(node, 1, "position").reshape(-1)[0])
+        if not -len(bounds) <= pos < len(bounds):
+            raise UnsupportedOnnxError(f"{_desc(node)}: position {pos} is outside the {len(bounds)} parts")
+        start, end = bounds[pos]
+        self.add(node, Slice(axis, start, end), [act])
+
     def op_ReduceMean(self, node, idx):
         a = _attrs(node)
         if len(node.input) > 1 and node.input[1]:
@@ -651,6 +683,24 @@ def _probe_shapes(model) -> tuple:
     dynamic = any(not d.HasField("dim_value") for i in inputs for d in i.type.tensor_type.shape.dim)
     probes = [_probe(model, value) for value in ((2, 3) if dynamic else (None,))]
     return [shapes for shapes, _ in probes], probes[0][1]
+
+
+def _sequence_bounds(n: int, split) -> list:
+    """[(start, end)] of SplitToSequence's parts of an axis of n: split a scalar (parts of
+    that size, the last one smaller), 1-D (the sizes) or None (parts of 1)."""
+    if split is None:
+        sizes = [1] * n
+    elif np.ndim(split) == 0:
+        k = int(split)
+        if k <= 0:
+            raise ValueError(f"split {k} is not positive")
+        sizes = [min(k, n - i) for i in range(0, n, k)]
+    else:
+        sizes = [int(v) for v in np.asarray(split).reshape(-1)]
+        if sum(sizes) != n or min(sizes, default=0) < 0:
+            raise ValueError(f"split sizes {sizes} do not cover the axis ({n})")
+    starts = np.cumsum([0] + sizes)
+    return [(int(s), int(e)) for s, e in zip(starts[:-1], starts[1:])]
 
 
 def _constant_value(node):
@@ -717,9 +767,16 @@ def _probe(model, value) -> tuple:
                 d.dim_value = value
         types[i.name] = t
     opset = {o.domain: o.version for o in model.opset_import}
+    sequences: dict = {}  # SplitToSequence output -> its parts' types
     for node in graph.node:
         folded = None
         try:
+            if node.op_type == "SplitToSequence":
+                sequences[node.output[0]] = _sequence_types(node, types, consts)
+                continue
+            if node.op_type == "SequenceAt" and node.input[0] in sequences and node.input[1] in consts:
+                types[node.output[0]] = sequences[node.input[0]][int(consts[node.input[1]])]
+                continue
             if node.op_type == "Constant":
                 v = _constant_value(node)
                 folded = None if v is None else [v]
@@ -761,6 +818,25 @@ def _probe(model, value) -> tuple:
         if sh is not None:
             shapes[name] = sh
     return shapes, elem_types(types)
+
+
+def _sequence_types(node, types: dict, consts: dict) -> list:
+    """The tensor types of a SplitToSequence's parts (keepdims=1 or a given split)."""
+    from onnx import helper
+
+    t = types[node.input[0]]
+    shape = _shape_of(t)
+    a = _attrs(node)
+    axis = int(a.get("axis", 0)) % len(shape)
+    split = consts[node.input[1]] if len(node.input) > 1 and node.input[1] else None
+    out = []
+    for start, end in _sequence_bounds(shape[axis], split):
+        part = list(shape)
+        part[axis] = end - start
+        if split is None and not a.get("keepdims", 1):
+            del part[axis]
+        out.append(helper.make_tensor_type_proto(t.tensor_type.elem_type, part))
+    return out
 
 
 def _shape_of(t):
