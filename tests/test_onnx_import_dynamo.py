@@ -146,3 +146,64 @@ def test_split_to_sequence_errors_name_the_node():
     ]
     with pytest.raises(UnsupportedOnnxError, match="SequenceAt node 'at': position 10 is outside the 10 parts"):
         npquant.onnx.load(make_onnx(nodes, {"p": np.int64(10)}, [2, 10]))
+
+
+# ---- torchvision's architectures, exported by torch and imported
+# CI runs a subset: the dynamo exporter takes 2-9 s per model on a 2-core machine
+# (torch.export and its decompositions, whatever the image size), over a minute for the
+# seven architectures in both batch modes. The subset has each graph pattern of the seven:
+# residual Add, Gemm, flatten Reshape, HardSwish / HardSigmoid and the SE block's broadcast
+# Mul (mobilenet_v3_large); Split / Transpose / channel-shuffle Reshapes (shufflenet_v2);
+# Concat of branches and ceil-mode MaxPool (googlenet); a dynamic batch, the harder case
+# (static batches: test_onnx_import_vision.py's small models). The TorchScript exporter
+# (below a second per model) for the two architectures its import was fixed for.
+# bench/onnx_vision_import.py runs all seven, both exporters, both batch modes (the table
+# in docs/onnx.md).
+TORCHVISION_CASES = [
+    pytest.param(
+        name,
+        exporter,
+        dynamic,
+        marks=[pytest.mark.slow] if exporter == "dynamo" else [],
+        id=f"{name}-{exporter}-{'dynamic' if dynamic else 'static'}",
+    )
+    for name, exporter, dynamic in [
+        ("mobilenet_v3_large", "dynamo", True),
+        ("shufflenet_v2_x1_0", "dynamo", True),
+        ("googlenet", "dynamo", True),
+        ("mobilenet_v3_large", "torchscript", True),
+        ("shufflenet_v2_x1_0", "torchscript", True),
+    ]
+]
+
+
+@pytest.fixture(scope="module")
+def torchvision():
+    pytest.importorskip("torch")
+    import vision_peer
+
+    try:
+        return vision_peer.import_torchvision()
+    except ImportError as e:
+        pytest.skip(f"needs torchvision: {e}")
+
+
+@pytest.mark.parametrize("name,exporter,dynamic", TORCHVISION_CASES)
+def test_torchvision_model_imports_matches_torch_and_quantizes(torchvision, name, exporter, dynamic):
+    """torchvision's float model exported by torch.onnx.export, loaded: fp32 within 1e-5 of
+    torch (relative to the largest logit; batches 2, 1 and 3 when the batch is dynamic),
+    and prepare / calibrate / convert quantizes every convolution, with int8 logits that
+    follow fp32 (vision_peer.onnx_route)."""
+    import vision_peer
+
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    r = vision_peer.onnx_route(name, exporter, dynamic)
+    print(
+        f"{name} {exporter} {'dynamic' if dynamic else 'static'} ({r['size']}x{r['size']}): export "
+        f"{r['export_s']:.1f} s, load {r['load_s']:.1f} s; fp32 rel {r['fp32_rel']:.1e} (batches "
+        f"{r['batches']}); int8: {r['quantized_convs']} quantized convs, SQNR {r['sqnr_int8']:.1f} dB"
+    )
+    assert r["fp32_rel"] < 1e-5
+    assert r["quantized_convs"] >= 20 and r["float_convs"] == 0
+    assert r["sqnr_int8"] > 15 and r["int8_shapes_ok"]

@@ -3,7 +3,6 @@ Hardsigmoid, channel shuffle, chunk, mean, dynamic batch): QTensor shape ops aga
 torch's quantized tensors, and npquant.onnx.load of small torch-exported models with
 those patterns (no torchvision needed)."""
 
-import io
 import warnings
 
 import numpy as np
@@ -192,23 +191,27 @@ class _Activations(tnn.Module):
         return torch.cat([a(x) for a in self.acts], 1).permute(0, 2, 3, 1) - 0.5
 
 
-def _export(model, x, dynamic: bool, opset=None) -> bytes:
-    f = io.BytesIO()
-    kw = dict(input_names=["input"], output_names=["output"], dynamo=False)
-    if dynamic:
-        kw["dynamic_axes"] = {"input": {0: "batch"}, "output": {0: "batch"}}
-    if opset:
-        kw["opset_version"] = opset
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), f, **kw)
-    return f.getvalue()
+# (exporter, dynamic batch, optimize): both of torch's exporters, static and dynamic batch;
+# the dynamo one also with onnxscript's optimizer off (dynamic batch: its Shape of the input
+# too), which leaves Constant nodes, BatchNormalization, CastLike / Expand / Shape for
+# Conv's bias and SplitToSequence for chunk in the graph (tests/torch_onnx.py)
+EXPORTS = [
+    ("torchscript", False, True),
+    ("torchscript", True, True),
+    ("dynamo", False, True),
+    ("dynamo", True, True),
+    ("dynamo", True, False),
+]
 
 
-@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("exporter,dynamic,optimize", EXPORTS)
 @pytest.mark.parametrize("make,opset", [(_MobileNetish, None), (_ShuffleNetish, None), (_Activations, 20)])
-def test_load_vision_patterns_match_torch(make, opset, dynamic):
+def test_load_vision_patterns_match_torch(make, opset, dynamic, exporter, optimize):
     import npquant.onnx
+    import torch_onnx
+
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
 
     torch.manual_seed(0)
     model = make().eval()
@@ -217,7 +220,7 @@ def test_load_vision_patterns_match_torch(make, opset, dynamic):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 1.5)
     x = torch.randn(2, 3, 16, 16)
-    loaded = npquant.onnx.load(_export(model, x, dynamic, opset))
+    loaded = npquant.onnx.load(torch_onnx.export(model, x, exporter, dynamic, opset, optimize))
     batches = (2, 1, 5) if dynamic else (2,)
     for n in batches:
         xn = torch.randn(n, 3, 16, 16)
