@@ -11,7 +11,7 @@ qconfig, no fusion. Run with the interpreter that has torch, torchvision, onnxsc
 npquant:
 
     python bench/onnx_vision_import.py [--models resnet18 ...] [--exporters dynamo]
-                                       [--size 32] [--no-optimize]
+                                       [--size 32] [--no-optimize] [--transform-input]
 
 (torchvision 0.28 from PyPI beside the CPU torch 2.13 imports through
 vision_peer.import_torchvision.) Times are one run's, on whatever else the machine runs.
@@ -37,6 +37,11 @@ def main() -> None:
     ap.add_argument("--exporters", nargs="*", default=list(torch_onnx.EXPORTERS), choices=torch_onnx.EXPORTERS)
     ap.add_argument("--size", type=int, default=32, help="image size (at least each model's minimum)")
     ap.add_argument("--no-optimize", action="store_true", help="dynamo exporter with optimize=False")
+    ap.add_argument(
+        "--transform-input",
+        action="store_true",
+        help="googlenet / inception_v3 with transform_input=True (as their pretrained weights set it)",
+    )
     args = ap.parse_args()
     try:
         import torch
@@ -48,7 +53,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import npquant
 
-    print(f"npquant from {npquant.__file__}; torch {torch.__version__}; optimize={not args.no_optimize}")
+    print(
+        f"npquant from {npquant.__file__}; torch {torch.__version__}; optimize={not args.no_optimize}; "
+        f"transform_input={args.transform_input}"
+    )
     print(
         "| model | exporter | batch | imports | fp32 rel diff | quantizes (quantized convs, float left) "
         "| SQNR int8 vs torch fp32 | export s | load s | route s |"
@@ -60,7 +68,12 @@ def main() -> None:
                 batch = "dynamic" if dynamic else "static"
                 t0 = time.perf_counter()
                 try:
-                    r = vision_peer.onnx_route(name, exporter, dynamic, args.size, optimize=not args.no_optimize)
+                    kw = (
+                        {"transform_input": True}
+                        if args.transform_input and name in ("googlenet", "inception_v3")
+                        else {}
+                    )
+                    r = vision_peer.onnx_route(name, exporter, dynamic, args.size, not args.no_optimize, **kw)
                 except Exception as e:  # a row per failure, with the reason
                     print(f"| {name} | {exporter} | {batch} | no: {str(e).splitlines()[0]} | | | | | | |", flush=True)
                     continue

@@ -154,9 +154,10 @@ def test_split_to_sequence_errors_name_the_node():
 # seven architectures in both batch modes. The subset has each graph pattern of the seven:
 # residual Add, Gemm, flatten Reshape, HardSwish / HardSigmoid and the SE block's broadcast
 # Mul (mobilenet_v3_large); Split / Transpose / channel-shuffle Reshapes (shufflenet_v2);
-# Concat of branches and ceil-mode MaxPool (googlenet); a dynamic batch, the harder case
-# (static batches: test_onnx_import_vision.py's small models). The TorchScript exporter
-# (below a second per model) for the two architectures its import was fixed for.
+# Concat of branches and ceil-mode MaxPool (googlenet, with transform_input=True as its
+# pretrained weights set it: Gather / Unsqueeze of the input); a dynamic batch, the harder
+# case (static batches: test_onnx_import_vision.py's small models). The TorchScript exporter
+# (1-2 s per model) for the architectures whose import needed fixes for it.
 # bench/onnx_vision_import.py runs all seven, both exporters, both batch modes (the table
 # in docs/onnx.md).
 TORCHVISION_CASES = [
@@ -164,15 +165,17 @@ TORCHVISION_CASES = [
         name,
         exporter,
         dynamic,
+        kwargs,
         marks=[pytest.mark.slow] if exporter == "dynamo" else [],
-        id=f"{name}-{exporter}-{'dynamic' if dynamic else 'static'}",
+        id=f"{name}{'-transform_input' if kwargs else ''}-{exporter}-{'dynamic' if dynamic else 'static'}",
     )
-    for name, exporter, dynamic in [
-        ("mobilenet_v3_large", "dynamo", True),
-        ("shufflenet_v2_x1_0", "dynamo", True),
-        ("googlenet", "dynamo", True),
-        ("mobilenet_v3_large", "torchscript", True),
-        ("shufflenet_v2_x1_0", "torchscript", True),
+    for name, exporter, dynamic, kwargs in [
+        ("mobilenet_v3_large", "dynamo", True, {}),
+        ("shufflenet_v2_x1_0", "dynamo", True, {}),
+        ("googlenet", "dynamo", True, {"transform_input": True}),
+        ("mobilenet_v3_large", "torchscript", True, {}),
+        ("shufflenet_v2_x1_0", "torchscript", True, {}),
+        ("googlenet", "torchscript", True, {"transform_input": True}),
     ]
 ]
 
@@ -188,8 +191,8 @@ def torchvision():
         pytest.skip(f"needs torchvision: {e}")
 
 
-@pytest.mark.parametrize("name,exporter,dynamic", TORCHVISION_CASES)
-def test_torchvision_model_imports_matches_torch_and_quantizes(torchvision, name, exporter, dynamic):
+@pytest.mark.parametrize("name,exporter,dynamic,kwargs", TORCHVISION_CASES)
+def test_torchvision_model_imports_matches_torch_and_quantizes(torchvision, name, exporter, dynamic, kwargs):
     """torchvision's float model exported by torch.onnx.export, loaded: fp32 within 1e-5 of
     torch (relative to the largest logit; batches 2, 1 and 3 when the batch is dynamic),
     and prepare / calibrate / convert quantizes every convolution, with int8 logits that
@@ -198,9 +201,9 @@ def test_torchvision_model_imports_matches_torch_and_quantizes(torchvision, name
 
     if exporter == "dynamo":
         pytest.importorskip("onnxscript")
-    r = vision_peer.onnx_route(name, exporter, dynamic)
+    r = vision_peer.onnx_route(name, exporter, dynamic, **kwargs)
     print(
-        f"{name} {exporter} {'dynamic' if dynamic else 'static'} ({r['size']}x{r['size']}): export "
+        f"{name} {kwargs or ''} {exporter} {'dynamic' if dynamic else 'static'} ({r['size']}x{r['size']}): export "
         f"{r['export_s']:.1f} s, load {r['load_s']:.1f} s; fp32 rel {r['fp32_rel']:.1e} (batches "
         f"{r['batches']}); int8: {r['quantized_convs']} quantized convs, SQNR {r['sqnr_int8']:.1f} dB"
     )

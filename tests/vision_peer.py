@@ -278,8 +278,11 @@ def torchvision_float(name: str, seed: int = 0, **kwargs):
     return model.eval()
 
 
-def onnx_route(name: str, exporter: str, dynamic: bool, size: int = 32, optimize: bool = True, seed: int = 0):
-    """torchvision's `name` (torchvision_float) through torch.onnx.export (tests/torch_onnx.py:
+def onnx_route(
+    name: str, exporter: str, dynamic: bool, size: int = 32, optimize: bool = True, seed: int = 0, **model_kwargs
+):
+    """torchvision's `name` (torchvision_float, with model_kwargs such as transform_input=True
+    for googlenet / inception_v3) through torch.onnx.export (tests/torch_onnx.py:
     exporter 'torchscript' or 'dynamo', batch static or dynamic), npquant.onnx.load, and
     npquant's eager static quantization of the loaded model; returns a dict:
     export_s, load_s: seconds for the two steps;
@@ -300,7 +303,7 @@ def onnx_route(name: str, exporter: str, dynamic: bool, size: int = 32, optimize
     from npquant.nn import quantized as nnq
 
     size = max(size, MIN_SIZE.get(name, 0))
-    model = torchvision_float(name, seed)
+    model = torchvision_float(name, seed, **model_kwargs)
     rng = np.random.default_rng(seed)
     image = lambda n: rng.standard_normal((n, 3, size, size)).astype(np.float32)  # noqa: E731
     t0 = time.perf_counter()

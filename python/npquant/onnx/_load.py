@@ -3,9 +3,10 @@
 Supported ops (default domain; the table is in docs/onnx.md, Import): Gemm, MatMul
 (+ Add of a bias), Conv (2-D), BatchNormalization (inference), Relu, Clip (0..6, 0..inf),
 HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu, Elu, Gelu, MaxPool, AveragePool,
-GlobalAveragePool, ReduceMean, Flatten (axis 1), Reshape, Transpose, Slice, Split, Add /
-Mul of two activations, Add / Sub / Mul / Div of an activation and a scalar, Concat,
-Identity, Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast,
+GlobalAveragePool, ReduceMean, Flatten (axis 1), Reshape, Transpose, Slice, Split,
+SplitToSequence + SequenceAt, Gather (constant indices), Unsqueeze, Squeeze, Add / Mul of
+two activations, Add / Sub / Mul / Div of an activation and a scalar, Concat, Identity,
+Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast, CastLike,
 arithmetic on constants, ...) are folded at import, once per probe of the inputs' dynamic
 dimensions. Anything else raises UnsupportedOnnxError naming the op and node.
 Graphs with QuantizeLinear / DequantizeLinear go to _qdq_load.QdqBuilder, which
@@ -624,6 +625,50 @@ class _Builder:
             if out:
                 self.add(node, Slice(axis, start, start + size), [act], output=out)
             start += size
+
+    def _reshape_to_output(self, node, src: str, output=None) -> None:
+        """src reshaped to node's output shape in every shape probe: a Reshape whose dimensions
+        that change with the input's dynamic ones are 0 or -1 (_dynamic_target)."""
+        shapes = [p.get(node.output[0]) for p in self.probes]
+        if any(sh is None for sh in shapes):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: its output shape is unknown at import (npquant imports "
+                f"{node.op_type} of an activation as a Reshape to that shape)"
+            )
+        target = [list(sh) for sh in shapes]
+        shape = target[0] if all(t == target[0] for t in target) else self._dynamic_target(node, target)
+        self.add(node, Reshape(shape), [src], output)
+
+    def op_Unsqueeze(self, node, idx):
+        self._reshape_to_output(node, self.activation(node, 0))
+
+    def op_Squeeze(self, node, idx):
+        self._reshape_to_output(node, self.activation(node, 0))
+
+    def op_Gather(self, node, idx):
+        """Gather of an activation at constant indices along a static axis: a scalar index
+        (x[:, i], torchvision's transform_input) is a Slice of one and a Reshape without
+        the axis; consecutive ascending indices are a Slice."""
+        act = self.activation(node, 0)
+        indices = self.const(node, 1, "indices")
+        axis = int(_attrs(node).get("axis", 0)) % self._rank(node, 0)
+        n = self._dim_size(node, 0, axis)
+        flat = [int(i) + n if int(i) < 0 else int(i) for i in indices.reshape(-1)]
+        if indices.ndim > 1 or not flat or any(not 0 <= i < n for i in flat):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: npquant imports Gather of an activation with a scalar or 1-D index "
+                f"in range (axis {axis} of size {n}), got indices of shape {indices.shape}"
+            )
+        if flat != list(range(flat[0], flat[0] + len(flat))):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: indices {flat} are not consecutive and ascending; npquant imports "
+                "Gather of an activation as a Slice"
+            )
+        if indices.ndim == 1:
+            return self.add(node, Slice(axis, flat[0], flat[0] + len(flat)), [act])
+        sliced = f"{node.output[0]}::slice"
+        self.add(node, Slice(axis, flat[0], flat[0] + 1), [act], sliced)
+        self._reshape_to_output(node, sliced)
 
     def op_SplitToSequence(self, node, idx):
         a = _attrs(node)
