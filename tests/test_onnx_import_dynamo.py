@@ -157,7 +157,7 @@ def test_split_to_sequence_errors_name_the_node():
 # Concat of branches and ceil-mode MaxPool (googlenet, with transform_input=True as its
 # pretrained weights set it: Gather / Unsqueeze of the input); a dynamic batch, the harder
 # case (static batches: test_onnx_import_vision.py's small models). The TorchScript exporter
-# (1-2 s per model) for the architectures whose import needed fixes for it.
+# for the same three (2-3 s each on a quiet machine, 6-12 s at a load of 5: all marked slow).
 # bench/onnx_vision_import.py runs all seven, both exporters, both batch modes (the table
 # in docs/onnx.md).
 TORCHVISION_CASES = [
@@ -166,7 +166,7 @@ TORCHVISION_CASES = [
         exporter,
         dynamic,
         kwargs,
-        marks=[pytest.mark.slow] if exporter == "dynamo" else [],
+        marks=pytest.mark.slow,
         id=f"{name}{'-transform_input' if kwargs else ''}-{exporter}-{'dynamic' if dynamic else 'static'}",
     )
     for name, exporter, dynamic, kwargs in [
