@@ -1,9 +1,10 @@
 """The patterns of torchvision's mobilenet_v3_large and shufflenet_v2 (SE block with
-Hardsigmoid, channel shuffle, chunk, mean, dynamic batch): QTensor shape ops against
-torch's quantized tensors, and npquant.onnx.load of small torch-exported models with
-those patterns (no torchvision needed)."""
+Hardsigmoid, channel shuffle, chunk, mean, dynamic batch) and of googlenet / inception_v3
+with transform_input (what their pretrained weights turn on: x[:, i], unsqueeze, scale,
+cat): QTensor shape ops against torch's quantized tensors, and npquant.onnx.load of small
+torch-exported models with those patterns (no torchvision needed) and of handwritten
+graphs against ONNX Runtime."""
 
-import io
 import warnings
 
 import numpy as np
@@ -145,6 +146,18 @@ class _MobileNetish(tnn.Module):
         return self.head(self.se2(self.se1(self.conv(x))))
 
 
+class _TransformInput(tnn.Module):  # torchvision's GoogLeNet / Inception3 _transform_input
+    def __init__(self):
+        super().__init__()
+        self.conv = tnn.Sequential(tnn.Conv2d(3, 8, 3, 2, 1), tnn.ReLU())
+
+    def forward(self, x):
+        x0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+        x1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+        x2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+        return self.conv(torch.cat((x0, x1, x2), 1)).mean([2, 3])
+
+
 def _channel_shuffle(x, groups: int):  # torchvision's, verbatim in behaviour
     n, c, h, w = x.size()
     x = x.view(n, groups, c // groups, h, w)
@@ -192,23 +205,29 @@ class _Activations(tnn.Module):
         return torch.cat([a(x) for a in self.acts], 1).permute(0, 2, 3, 1) - 0.5
 
 
-def _export(model, x, dynamic: bool, opset=None) -> bytes:
-    f = io.BytesIO()
-    kw = dict(input_names=["input"], output_names=["output"], dynamo=False)
-    if dynamic:
-        kw["dynamic_axes"] = {"input": {0: "batch"}, "output": {0: "batch"}}
-    if opset:
-        kw["opset_version"] = opset
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), f, **kw)
-    return f.getvalue()
+# (exporter, dynamic batch, optimize): both of torch's exporters, static and dynamic batch;
+# the dynamo one also with onnxscript's optimizer off (dynamic batch: its Shape of the input
+# too), which leaves Constant nodes, BatchNormalization, CastLike / Expand / Shape for
+# Conv's bias and SplitToSequence for chunk in the graph (tests/torch_onnx.py)
+EXPORTS = [
+    ("torchscript", False, True),
+    ("torchscript", True, True),
+    ("dynamo", False, True),
+    ("dynamo", True, True),
+    ("dynamo", True, False),
+]
 
 
-@pytest.mark.parametrize("dynamic", [False, True])
-@pytest.mark.parametrize("make,opset", [(_MobileNetish, None), (_ShuffleNetish, None), (_Activations, 20)])
-def test_load_vision_patterns_match_torch(make, opset, dynamic):
+@pytest.mark.parametrize("exporter,dynamic,optimize", EXPORTS)
+@pytest.mark.parametrize(
+    "make,opset", [(_MobileNetish, None), (_ShuffleNetish, None), (_Activations, 20), (_TransformInput, None)]
+)
+def test_load_vision_patterns_match_torch(make, opset, dynamic, exporter, optimize):
     import npquant.onnx
+    import torch_onnx
+
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
 
     torch.manual_seed(0)
     model = make().eval()
@@ -217,7 +236,7 @@ def test_load_vision_patterns_match_torch(make, opset, dynamic):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 1.5)
     x = torch.randn(2, 3, 16, 16)
-    loaded = npquant.onnx.load(_export(model, x, dynamic, opset))
+    loaded = npquant.onnx.load(torch_onnx.export(model, x, exporter, dynamic, opset, optimize))
     batches = (2, 1, 5) if dynamic else (2,)
     for n in batches:
         xn = torch.randn(n, 3, 16, 16)
@@ -234,3 +253,79 @@ def test_load_vision_patterns_match_torch(make, opset, dynamic):
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.abs(q(x.numpy()) - ref).max() < 0.1 * np.abs(ref).max() + 0.05
+
+
+def _gather_graph(nodes, inits, in_shape):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("batch", [2, "N"])
+def test_load_gather_squeeze_unsqueeze_of_activations(batch):
+    """Gather of an activation at constant indices (scalar: one slice without the axis;
+    consecutive 1-D; negative), Squeeze and Unsqueeze of activations (also in front of a
+    dynamic batch): equal to ONNX Runtime, and the model quantizes."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import helper
+
+    import npquant.onnx
+
+    inits = {
+        "i0": np.int64(0),
+        "i12": np.array([1, 2], np.int64),
+        "im1": np.int64(-1),
+        "ax1": np.array([1], np.int64),
+        "ax0": np.array([0], np.int64),
+        "three": np.float32(3),
+    }
+    nodes = [
+        helper.make_node("Gather", ["x", "i0"], ["g0"], axis=1),  # (N, 5, 6)
+        helper.make_node("Unsqueeze", ["g0", "ax1"], ["u0"]),  # (N, 1, 5, 6)
+        helper.make_node("Mul", ["u0", "three"], ["m0"]),
+        helper.make_node("Gather", ["x", "i12"], ["g12"], axis=1),  # (N, 2, 5, 6)
+        helper.make_node("Concat", ["m0", "g12"], ["c"], axis=1),  # (N, 3, 5, 6)
+        helper.make_node("Gather", ["c", "im1"], ["g3"], axis=3),  # (N, 3, 5)
+        helper.make_node("Unsqueeze", ["g3", "ax0"], ["u1"]),  # (1, N, 3, 5)
+        helper.make_node("Squeeze", ["u1", "ax0"], ["y"]),  # (N, 3, 5)
+    ]
+    model = _gather_graph(nodes, inits, [batch, 3, 5, 6])
+    loaded = npquant.onnx.load(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for n in (2,) if batch == 2 else (2, 1, 4):
+        x = rng.standard_normal((n, 3, 5, 6)).astype(np.float32)
+        ref = sess.run(None, {"x": x})[0]
+        np.testing.assert_array_equal(loaded(x), ref)  # only copies and one float32 Mul
+    loaded.qconfig = npquant.get_default_qconfig("x86")
+    prepared = npquant.prepare(loaded)
+    prepared(x)
+    y = npquant.convert(prepared)(x)
+    assert y.shape == ref.shape and np.abs(y - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_load_gather_errors_name_the_node():
+    from onnx import helper
+
+    import npquant.onnx
+    from npquant.onnx import UnsupportedOnnxError
+
+    cases = [
+        ({"i": np.array([0, 2], np.int64)}, 1, [2, 3, 4], "not consecutive and ascending"),
+        ({"i": np.int64(3)}, 1, [2, 3, 4], r"index in range \(axis 1 of size 3\)"),
+        ({"i": np.int64(0)}, 0, ["N", 3, 4], "axis 0 of input 0 is unknown or dynamic"),
+        ({"i": np.zeros((1, 1), np.int64)}, 1, [2, 3, 4], r"indices of shape \(1, 1\)"),
+    ]
+    for inits, axis, shape, pattern in cases:
+        model = _gather_graph([helper.make_node("Gather", ["x", "i"], ["y"], name="ga", axis=axis)], inits, shape)
+        with pytest.raises(UnsupportedOnnxError, match=f"Gather node 'ga': .*{pattern}"):
+            npquant.onnx.load(model)

@@ -262,3 +262,77 @@ def compare(name: str, size: int = 64, batch: int = 2, calib: int = 4, calib_bat
         out["own_qparams_differ"] = _qparams_differ(prepared, torch_qparams)
         out["sqnr_npq"] = sqnr(yt, npquant.convert(prepared)(x))
     return out
+
+
+def torchvision_float(name: str, seed: int = 0, **kwargs):
+    """torchvision's quantizable `name` as a float model (weights=None, quantize=False, seeded,
+    BatchNorm statistics randomized, eval mode): what a user exports to ONNX."""
+    import torch
+
+    tvq = import_torchvision().models.quantization
+    torch.manual_seed(seed)
+    if name in ("googlenet", "inception_v3"):  # torch's default init: see compare()
+        kwargs.setdefault("init_weights", False)
+    model = getattr(tvq, name)(weights=None, quantize=False, **kwargs)
+    peers.randomize_bn(torch, model)
+    return model.eval()
+
+
+def onnx_route(
+    name: str, exporter: str, dynamic: bool, size: int = 32, optimize: bool = True, seed: int = 0, **model_kwargs
+):
+    """torchvision's `name` (torchvision_float, with model_kwargs such as transform_input=True
+    for googlenet / inception_v3) through torch.onnx.export (tests/torch_onnx.py:
+    exporter 'torchscript' or 'dynamo', batch static or dynamic), npquant.onnx.load, and
+    npquant's eager static quantization of the loaded model; returns a dict:
+    export_s, load_s: seconds for the two steps;
+    batches: the batch sizes run (2; also 1 and 3 for a dynamic batch);
+    fp32_rel: the largest over those batches of max |npquant - torch| / max |torch|;
+    quantized_convs, float_convs: the converted model's quantized and float Conv2d modules;
+    sqnr_int8: npquant int8 (x86 qconfig, calibrated on two batches of 2) against torch fp32,
+    in dB, at batch 2;
+    int8_shapes_ok: whether the int8 model gives torch's output shape for every batch.
+    Raises what npquant.onnx.load raises (UnsupportedOnnxError naming the node)."""
+    import time
+
+    import torch
+
+    import npquant
+    import npquant.onnx
+    import torch_onnx
+    from npquant.nn import quantized as nnq
+
+    size = max(size, MIN_SIZE.get(name, 0))
+    model = torchvision_float(name, seed, **model_kwargs)
+    rng = np.random.default_rng(seed)
+    image = lambda n: rng.standard_normal((n, 3, size, size)).astype(np.float32)  # noqa: E731
+    t0 = time.perf_counter()
+    data = torch_onnx.export(model, torch.from_numpy(image(2)), exporter, dynamic, optimize=optimize)
+    t1 = time.perf_counter()
+    loaded = npquant.onnx.load(data)
+    t2 = time.perf_counter()
+    batches = (2, 1, 3) if dynamic else (2,)
+    xs = {n: image(n) for n in batches}
+    with torch.no_grad():
+        refs = {n: model(torch.from_numpy(x)).numpy() for n, x in xs.items()}
+    fp32_rel = max(float(np.abs(loaded(xs[n]) - refs[n]).max() / np.abs(refs[n]).max()) for n in batches)
+    loaded.qconfig = npquant.get_default_qconfig("x86")
+    prepared = npquant.prepare(loaded)
+    for _ in range(2):
+        prepared(image(2))
+    qmodel = npquant.convert(prepared)
+    kinds = [type(m) for m in qmodel.modules()]
+    return dict(
+        model=name,
+        size=size,
+        exporter=exporter,
+        dynamic=dynamic,
+        export_s=t1 - t0,
+        load_s=t2 - t1,
+        batches=batches,
+        fp32_rel=fp32_rel,
+        quantized_convs=sum(issubclass(k, nnq.Conv2d) for k in kinds),
+        float_convs=sum(issubclass(k, npquant.nn.Conv2d) and not issubclass(k, nnq.Conv2d) for k in kinds),
+        sqnr_int8=sqnr(refs[2], qmodel(xs[2])),
+        int8_shapes_ok=all(qmodel(xs[n]).shape == refs[n].shape for n in batches),
+    )

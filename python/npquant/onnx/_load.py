@@ -3,9 +3,10 @@
 Supported ops (default domain; the table is in docs/onnx.md, Import): Gemm, MatMul
 (+ Add of a bias), Conv (2-D), BatchNormalization (inference), Relu, Clip (0..6, 0..inf),
 HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu, Elu, Gelu, MaxPool, AveragePool,
-GlobalAveragePool, ReduceMean, Flatten (axis 1), Reshape, Transpose, Slice, Split, Add /
-Mul of two activations, Add / Sub / Mul / Div of an activation and a scalar, Concat,
-Identity, Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast,
+GlobalAveragePool, ReduceMean, Flatten (axis 1), Reshape, Transpose, Slice, Split,
+SplitToSequence + SequenceAt, Gather (constant indices), Unsqueeze, Squeeze, Add / Mul of
+two activations, Add / Sub / Mul / Div of an activation and a scalar, Concat, Identity,
+Dropout, Constant. Shape computations (Shape, Gather, Unsqueeze, Concat, Cast, CastLike,
 arithmetic on constants, ...) are folded at import, once per probe of the inputs' dynamic
 dimensions. Anything else raises UnsupportedOnnxError naming the op and node.
 Graphs with QuantizeLinear / DequantizeLinear go to _qdq_load.QdqBuilder, which
@@ -54,7 +55,7 @@ class _Builder:
         # dynamic dimensions, set to 2 and 3): shape computations (Shape, Gather, Concat, ...)
         # are folded once per probe, and a value that differs between the probes depends
         # on the dynamic dimensions (a Reshape's batch, below).
-        self.probes = _probe_shapes(model)
+        self.probes, self.elem_types = _probe_shapes(model)
         self.pconsts = [self.consts] + [dict(self.consts) for _ in self.probes[1:]]
         self.ranks = {}
         for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
@@ -71,6 +72,9 @@ class _Builder:
         self.children: dict = {}
         self.steps: list = []
         self.skip: set = set()  # nodes folded into an earlier one (MatMul's bias Add)
+        # SplitToSequence outputs: name -> (activation, axis, [(start, end)]); SequenceAt
+        # takes one part as a Slice
+        self.sequences: dict = {}
 
     # ---- naming and bookkeeping
     def child_name(self, node) -> str:
@@ -202,11 +206,11 @@ class _Builder:
             for pc, sh in zip(self.pconsts, shapes):
                 pc[node.output[0]] = np.array(sh[a.get("start", 0) : a.get("end", None)], np.int64)
             return True
-        if node.op_type not in _FOLD or not all(n in self.consts for n in node.input if n):
+        if _fold_inputs(node, self.consts, self.elem_types) is None:
             return False
         for pc in self.pconsts:
             try:
-                outs = _evaluate(node, [pc[n] if n else None for n in node.input])
+                outs = _evaluate(node, _fold_inputs(node, pc, self.elem_types))
             except Exception as e:
                 raise UnsupportedOnnxError(f"{_desc(node)}: cannot evaluate it on its constant inputs: {e}") from None
             for name, v in zip(node.output, outs):
@@ -222,15 +226,8 @@ class _Builder:
 
     # ---- ops
     def op_Constant(self, node, idx):
-        from onnx import numpy_helper
-
-        a = _attrs(node)
-        if "value" in a:
-            v = numpy_helper.to_array(a["value"])
-        elif a.keys() & {"value_int", "value_ints", "value_float", "value_floats"}:
-            k = next(iter(a.keys() & {"value_int", "value_ints", "value_float", "value_floats"}))
-            v = np.array(a[k], np.int64 if "int" in k else np.float32)
-        else:
+        v = _constant_value(node)
+        if v is None:
             raise UnsupportedOnnxError(
                 f"{_desc(node)}: only Constant(value / value_int(s) / value_float(s)) is supported"
             )
@@ -425,15 +422,24 @@ class _Builder:
         self._simple(node, nn.Flatten(1, -1))
 
     def op_Reshape(self, node, idx):
-        if _attrs(node).get("allowzero", 0):
-            raise UnsupportedOnnxError(f"{_desc(node)}: allowzero=1 is not supported")
         if node.input[1] not in self.consts:
             self.const(node, 1, "shape")  # raises: not a constant
         shapes = [[int(d) for d in pc[node.input[1]].reshape(-1)] for pc in self.pconsts]
+        self._check_allowzero(node, shapes)
         shape = shapes[0]
         if any(sh != shape for sh in shapes[1:]):
             shape = self._dynamic_target(node, shapes)
         self._simple(node, nn.Flatten(1, -1) if shape == [0, -1] else Reshape(shape))
+
+    def _check_allowzero(self, node, shapes) -> None:
+        """allowzero=1 (the dynamo exporter's default) differs from 0 only where the target
+        has a 0: an empty dimension instead of a copy of the input's."""
+        if _attrs(node).get("allowzero", 0) and any(0 in sh for sh in shapes):
+            bad = next(sh for sh in shapes if 0 in sh)
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: allowzero=1 with a 0 in the target shape {bad} makes an empty "
+                "dimension, which npquant does not support (allowzero=0 copies the input's)"
+            )
 
     def _dynamic_target(self, node, shapes) -> list:
         """A Reshape target computed from the input's shape: a dimension that changes with the
@@ -620,6 +626,79 @@ class _Builder:
                 self.add(node, Slice(axis, start, start + size), [act], output=out)
             start += size
 
+    def _reshape_to_output(self, node, src: str, output=None) -> None:
+        """src reshaped to node's output shape in every shape probe: a Reshape whose dimensions
+        that change with the input's dynamic ones are 0 or -1 (_dynamic_target)."""
+        shapes = [p.get(node.output[0]) for p in self.probes]
+        if any(sh is None for sh in shapes):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: its output shape is unknown at import (npquant imports "
+                f"{node.op_type} of an activation as a Reshape to that shape)"
+            )
+        target = [list(sh) for sh in shapes]
+        shape = target[0] if all(t == target[0] for t in target) else self._dynamic_target(node, target)
+        self.add(node, Reshape(shape), [src], output)
+
+    def op_Unsqueeze(self, node, idx):
+        self._reshape_to_output(node, self.activation(node, 0))
+
+    def op_Squeeze(self, node, idx):
+        self._reshape_to_output(node, self.activation(node, 0))
+
+    def op_Gather(self, node, idx):
+        """Gather of an activation at constant indices along a static axis: a scalar index
+        (x[:, i], torchvision's transform_input) is a Slice of one and a Reshape without
+        the axis; consecutive ascending indices are a Slice."""
+        act = self.activation(node, 0)
+        indices = self.const(node, 1, "indices")
+        axis = int(_attrs(node).get("axis", 0)) % self._rank(node, 0)
+        n = self._dim_size(node, 0, axis)
+        flat = [int(i) + n if int(i) < 0 else int(i) for i in indices.reshape(-1)]
+        if indices.ndim > 1 or not flat or any(not 0 <= i < n for i in flat):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: npquant imports Gather of an activation with a scalar or 1-D index "
+                f"in range (axis {axis} of size {n}), got indices of shape {indices.shape}"
+            )
+        if flat != list(range(flat[0], flat[0] + len(flat))):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: indices {flat} are not consecutive and ascending; npquant imports "
+                "Gather of an activation as a Slice"
+            )
+        if indices.ndim == 1:
+            return self.add(node, Slice(axis, flat[0], flat[0] + len(flat)), [act])
+        sliced = f"{node.output[0]}::slice"
+        self.add(node, Slice(axis, flat[0], flat[0] + 1), [act], sliced)
+        self._reshape_to_output(node, sliced)
+
+    def op_SplitToSequence(self, node, idx):
+        a = _attrs(node)
+        axis = int(a.get("axis", 0)) % self._rank(node, 0)
+        n = self._dim_size(node, 0, axis)
+        split = self.const(node, 1, "split") if len(node.input) > 1 and node.input[1] else None
+        if split is None and not a.get("keepdims", 1):
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: keepdims=0 (parts with the split axis removed) is not supported"
+            )
+        try:
+            bounds = _sequence_bounds(n, split)
+        except ValueError as e:
+            raise UnsupportedOnnxError(f"{_desc(node)}: {e}") from None
+        self.sequences[node.output[0]] = (self.activation(node, 0), axis, bounds)
+
+    def op_SequenceAt(self, node, idx):
+        seq = self.sequences.get(node.input[0])
+        if seq is None:
+            raise UnsupportedOnnxError(
+                f"{_desc(node)}: input '{node.input[0]}' is not a SplitToSequence output; "
+                "npquant imports sequences of an activation's parts only"
+            )
+        act, axis, bounds = seq
+        pos = int(self.const(node, 1, "position").reshape(-1)[0])
+        if not -len(bounds) <= pos < len(bounds):
+            raise UnsupportedOnnxError(f"{_desc(node)}: position {pos} is outside the {len(bounds)} parts")
+        start, end = bounds[pos]
+        self.add(node, Slice(axis, start, end), [act])
+
     def op_ReduceMean(self, node, idx):
         a = _attrs(node)
         if len(node.input) > 1 and node.input[1]:
@@ -638,24 +717,85 @@ class _Builder:
         self._simple(node, nn.Dropout())
 
 
-def _probe_shapes(model) -> list:
-    """[{value name: shape tuple}] for the graph inputs' static shape, or for their dynamic
-    dimensions set to 2 and then 3: ONNX's node-level shape inference, node by node, with
-    the shape computations folded on the way (so a Reshape's computed target, or a Slice's
-    computed bounds, give static shapes downstream)."""
+def _probe_shapes(model) -> tuple:
+    """([{value name: shape tuple}], {value name: NumPy dtype}): shapes for the graph inputs'
+    static shape, or for their dynamic dimensions set to 2 and then 3: ONNX's node-level
+    shape inference, node by node, with the shape computations folded on the way (so a
+    Reshape's computed target, or a Slice's computed bounds, give static shapes downstream);
+    element types of the first probe."""
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     dynamic = any(not d.HasField("dim_value") for i in inputs for d in i.type.tensor_type.shape.dim)
-    return [_probe(model, value) for value in ((2, 3) if dynamic else (None,))]
+    probes = [_probe(model, value) for value in ((2, 3) if dynamic else (None,))]
+    return [shapes for shapes, _ in probes], probes[0][1]
 
 
-def _probe(model, value) -> dict:
+def _sequence_bounds(n: int, split) -> list:
+    """[(start, end)] of SplitToSequence's parts of an axis of n: split a scalar (parts of
+    that size, the last one smaller), 1-D (the sizes) or None (parts of 1)."""
+    if split is None:
+        sizes = [1] * n
+    elif np.ndim(split) == 0:
+        k = int(split)
+        if k <= 0:
+            raise ValueError(f"split {k} is not positive")
+        sizes = [min(k, n - i) for i in range(0, n, k)]
+    else:
+        sizes = [int(v) for v in np.asarray(split).reshape(-1)]
+        if sum(sizes) != n or min(sizes, default=0) < 0:
+            raise ValueError(f"split sizes {sizes} do not cover the axis ({n})")
+    starts = np.cumsum([0] + sizes)
+    return [(int(s), int(e)) for s, e in zip(starts[:-1], starts[1:])]
+
+
+def _constant_value(node):
+    """A Constant node's value (value, value_int(s), value_float(s)), or None."""
+    from onnx import numpy_helper
+
+    a = _attrs(node)
+    if "value" in a:
+        return numpy_helper.to_array(a["value"])
+    for k in ("value_int", "value_ints", "value_float", "value_floats"):
+        if k in a:
+            return np.array(a[k], np.int64 if "int" in k else np.float32)
+    return None
+
+
+def _fold_inputs(node, consts: dict, elem_types: dict):
+    """The input values _evaluate takes for node, or None when node is not folded: every
+    input a constant, except CastLike's second one, of which only the element type counts
+    (given as an empty array of that type)."""
+    if node.op_type not in _FOLD:
+        return None
+    vals: list[Any] = []
+    for i, name in enumerate(node.input):
+        if not name:
+            vals.append(None)
+        elif name in consts:
+            vals.append(consts[name])
+        elif node.op_type == "CastLike" and i == 1 and name in elem_types:
+            vals.append(np.empty(0, elem_types[name]))
+        else:
+            return None
+    return vals
+
+
+def _probe(model, value) -> tuple:
     from onnx import TypeProto, defs, helper, numpy_helper
     from onnx.shape_inference import infer_node_outputs
 
     graph = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     types: dict = {}
+
+    def elem_types(names) -> dict:
+        """{name: NumPy dtype} of those of names whose element type is known."""
+        out = {}
+        for name in names:
+            t = types.get(name)
+            if t is not None and t.HasField("tensor_type") and t.tensor_type.elem_type:
+                out[name] = _np_dtype(t.tensor_type.elem_type)
+        return out
 
     def array_type(v):
         return helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
@@ -672,20 +812,26 @@ def _probe(model, value) -> dict:
                 d.dim_value = value
         types[i.name] = t
     opset = {o.domain: o.version for o in model.opset_import}
+    sequences: dict = {}  # SplitToSequence output -> its parts' types
     for node in graph.node:
         folded = None
         try:
+            if node.op_type == "SplitToSequence":
+                sequences[node.output[0]] = _sequence_types(node, types, consts)
+                continue
+            if node.op_type == "SequenceAt" and node.input[0] in sequences and node.input[1] in consts:
+                types[node.output[0]] = sequences[node.input[0]][int(consts[node.input[1]])]
+                continue
             if node.op_type == "Constant":
-                a = _attrs(node)
-                if "value" in a:
-                    folded = [numpy_helper.to_array(a["value"])]
+                v = _constant_value(node)
+                folded = None if v is None else [v]
             elif node.op_type == "Shape":
                 sh = _shape_of(types.get(node.input[0]))
                 if sh is not None:
                     a = _attrs(node)
                     folded = [np.array(sh[a.get("start", 0) : a.get("end", None)], np.int64)]
-            elif node.op_type in _FOLD and all(n in consts for n in node.input if n):
-                folded = _evaluate(node, [consts[n] if n else None for n in node.input])
+            elif (vals := _fold_inputs(node, consts, elem_types(node.input[1:2]))) is not None:
+                folded = _evaluate(node, vals)
         except Exception:
             folded = None
         if folded is not None:
@@ -716,7 +862,26 @@ def _probe(model, value) -> dict:
         sh = _shape_of(t)
         if sh is not None:
             shapes[name] = sh
-    return shapes
+    return shapes, elem_types(types)
+
+
+def _sequence_types(node, types: dict, consts: dict) -> list:
+    """The tensor types of a SplitToSequence's parts (keepdims=1 or a given split)."""
+    from onnx import helper
+
+    t = types[node.input[0]]
+    shape = _shape_of(t)
+    a = _attrs(node)
+    axis = int(a.get("axis", 0)) % len(shape)
+    split = consts[node.input[1]] if len(node.input) > 1 and node.input[1] else None
+    out = []
+    for start, end in _sequence_bounds(shape[axis], split):
+        part = list(shape)
+        part[axis] = end - start
+        if split is None and not a.get("keepdims", 1):
+            del part[axis]
+        out.append(helper.make_tensor_type_proto(t.tensor_type.elem_type, part))
+    return out
 
 
 def _shape_of(t):
@@ -779,6 +944,8 @@ def _evaluate(node, vals: list) -> list:
         return [np.concatenate([np.atleast_1d(v) if v.ndim == 0 else v for v in vals], axis=int(a["axis"]))]
     if op == "Cast":
         return [np.asarray(x).astype(_np_dtype(a["to"]))]
+    if op == "CastLike":
+        return [np.asarray(x).astype(vals[1].dtype)]
     if op in ("Add", "Sub", "Mul", "Div", "Min", "Max", "Equal", "Less", "Greater", "Mod"):
         y = vals[1]
         binary: dict[str, Callable[[Any, Any], Any]] = {
@@ -841,6 +1008,7 @@ _FOLD = {
     "Squeeze",
     "Concat",
     "Cast",
+    "CastLike",
     "Add",
     "Sub",
     "Mul",

@@ -482,6 +482,7 @@ class QdqBuilder(_Builder):
         ):
             return super().op_Reshape(node, idx)  # a shape computed from the input: the float path
         shape = [int(d) for d in target.reshape(-1)]
+        self._check_allowzero(node, [shape])
         if not self._on_quantized(node, Reshape(shape)):
             self._on_codes(node, idx, lambda: Reshape(shape), super().op_Reshape)
 
