@@ -117,10 +117,10 @@ def test_quantized_matches_torch(rng):
 
 
 def test_workflow_and_errors(rng):
-    m = nn.Sequential(nn.QuantStub(), nn.ConvTranspose2d(4, 3, 3, stride=2), nn.DeQuantStub()).eval()
+    m = nn.Sequential(nn.QuantStub(), nn.ConvTranspose2d(4, 3, 3, stride=2, rng=rng), nn.DeQuantStub()).eval()
     m.qconfig = npquant.get_default_qconfig("x86")
     p = npquant.prepare(m)
-    for _ in range(2):
+    for _ in range(8):  # 2 batches gave 22.6-39.5 dB over 20 seeds; 8 give 25.3-38.6
         p(rng.standard_normal((2, 4, 5, 5)).astype(np.float32))
     c = npquant.convert(p)
     assert isinstance(c[1], nnq.ConvTranspose2d) and c[1].weight().q_per_channel_axis() == 1
