@@ -17,6 +17,18 @@ namespace npq_bind {
 namespace py = pybind11;
 using npq::ValueError;
 
+// An array's shape as a vector (to allocate a result of the same shape).
+inline std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// An array's shape as Python prints a tuple, for error messages: "(2, 3)", "(4,)".
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
 template <class T>
 const char* dtype_name();
 template <>

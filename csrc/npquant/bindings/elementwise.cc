@@ -18,10 +18,6 @@ namespace {
 
 using U8 = py::array_t<uint8_t>;
 
-std::vector<py::ssize_t> shape_of(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
 U8 table_of(const py::handle& obj, py::ssize_t entries) {
   auto t = checked<uint8_t>(obj, "table", 1);
   if (t.shape(0) != entries)

@@ -14,16 +14,6 @@ namespace {
 
 using F32 = py::array_t<float>;
 
-std::vector<py::ssize_t> shape_of(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
-std::string shape_str(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
 py::tuple rnn_sequence(const std::string& mode, const py::handle& gi_obj, const py::handle& h0_obj,
                        const py::handle& c0_obj, const py::handle& sizes_obj, bool reverse,
                        const npq::PackedLinear& hh, const py::object& hr_obj) {

@@ -21,16 +21,6 @@ namespace {
 
 using F32 = py::array_t<float>;
 
-std::vector<py::ssize_t> shape_of(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
-std::string shape_str(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
 // The output array: a new one of x's shape, or `out` (x's shape, float32, C-contiguous;
 // it may be x itself).
 F32 output_like(const F32& x, const py::handle& out_obj, const char* what) {
