@@ -7,6 +7,23 @@ import npquant
 from npquant import nn
 
 
+def make_onnx(nodes, inits, in_shape, opset=17, ir_version=8):
+    """A one-input ("x"), one-output ("y") float ModelProto of nodes, with inits as
+    initializers (name -> array)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = ir_version
+    return m
+
+
 def calibrated(model, batches, fuse=None):
     """prepare / calibrate / convert with the x86 qconfig."""
     model.eval()

@@ -29,6 +29,7 @@ from npquant.onnx import ExportError, UnsupportedOnnxError
 
 import onnx_models as om
 import peers
+from onnx_models import make_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -527,19 +528,6 @@ def test_npquant_imports_without_onnx():
 
 
 # ------------------------------------------------------------------ load
-def make_onnx(nodes, inits, in_shape, opset=17):
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
 
 
 def test_load_handwritten_graph_equals_onnxruntime(rng):

@@ -21,20 +21,14 @@ from npquant.onnx import UnsupportedOnnxError
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
+
+import onnx_models  # noqa: E402
 
 
 def make_onnx(nodes, inits, in_shape, opset=20):
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 9
-    return m
+    """onnx_models.make_onnx at the dynamo exporter's opset 20 (IR version 9)."""
+    return onnx_models.make_onnx(nodes, inits, in_shape, opset, ir_version=9)
 
 
 def run_ort(model, x):
