@@ -190,6 +190,27 @@ def test_resnet_shapes_threads_and_first_call(dtype, nhwc):
         npquant.set_num_threads(old)
 
 
+@pytest.mark.parametrize("se_nhwc", [True, False])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_se_mul_fast_path_equals_numpy(se_nhwc, batch):
+    """An SE block's mul (NHWC activation times an (N, C, 1, 1) scale stored either way),
+    in both operand orders, takes the kernel directly and gives the NumPy path's codes;
+    a (1, C, 1, 1) scale against batch 2 (a broadcast) still does, through _native."""
+    rng = np.random.default_rng(11)
+    x = random_qtensor(rng, (batch, 40, 7, 9), npquant.quint8, True)
+    f = nnq.QFunctional()
+    f.scale, f.zero_point = 0.02, 131
+    for se_batch in {batch, 1}:
+        se = random_qtensor(rng, (se_batch, 40, 1, 1), npquant.quint8, se_nhwc)
+        for a, b in ((x, se), (se, x)):
+            out = f.mul(a, b)
+            kernel = npquant.cpu_info()["kernels"]["mul"]["name"]
+            if kernel:  # else (scalar) NumPy or a table
+                assert f._last_kernel == kernel and out.is_nhwc
+            assert out.shape == x.shape
+            assert same(out, f._mul_numpy(x, se)) == 0
+
+
 def test_small_tensors_use_numpy_until_a_table_is_cached():
     """(qint8 mul: no SIMD kernel, a table.)"""
     rng = np.random.default_rng(3)
