@@ -289,3 +289,20 @@ def test_nhwc_copy_equals_numpy_transpose(dtype):
                 np.testing.assert_array_equal(got, codes.transpose(0, 2, 3, 1), err_msg=str(shape))
         finally:
             npquant.set_num_threads(before)
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+def test_channel_shuffle_nhwc_equals_numpy(groups):
+    """The native shuffle against NumPy's reshape-transpose, for channel counts around the
+    16-byte vector width (tails, whole vectors, ShuffleNet's 58/116/232) and 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    old = npquant.get_num_threads()
+    try:
+        for threads in (1, 2):
+            npquant.set_num_threads(threads)
+            for per_group in (1, 15, 16, 17, 33, 58, 116, 232):
+                x = rng.integers(0, 256, (3, 5, 7, groups * per_group), dtype=np.uint8)
+                ref = x.reshape(3, 5, 7, groups, per_group).swapaxes(3, 4).reshape(x.shape)
+                np.testing.assert_array_equal(_C.channel_shuffle_nhwc(x, groups), ref)
+    finally:
+        npquant.set_num_threads(old)
