@@ -215,11 +215,25 @@ struct ConvShape {
   size_t n, c, h, w, out_c, k, stride, groups;
 };
 // docs/conv.md's layers: dense 3x3, pointwise, deep 3x3, depthwise 3x3, a
-// MobileNetV2 stride-2 depthwise, batch 8; the other ResNet 3x3 stages.
-const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},     {1, 256, 56, 56, 64, 1, 1, 1},
-                                 {1, 256, 14, 14, 256, 3, 1, 1},   {1, 32, 112, 112, 32, 3, 1, 32},
-                                 {1, 144, 56, 56, 144, 3, 2, 144}, {8, 128, 28, 28, 128, 3, 1, 1},
-                                 {1, 128, 28, 28, 128, 3, 1, 1},   {1, 512, 7, 7, 512, 3, 1, 1}};
+// MobileNetV2 stride-2 depthwise, batch 8; the other ResNet 3x3 stages; the
+// vision models' 3-input-channel first layers.
+const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},
+                                 {1, 256, 56, 56, 64, 1, 1, 1},
+                                 {1, 256, 14, 14, 256, 3, 1, 1},
+                                 {1, 32, 112, 112, 32, 3, 1, 32},
+                                 {1, 144, 56, 56, 144, 3, 2, 144},
+                                 {8, 128, 28, 28, 128, 3, 1, 1},
+                                 {1, 128, 28, 28, 128, 3, 1, 1},
+                                 {1, 512, 7, 7, 512, 3, 1, 1},
+                                 // the 3-channel stems: MobileNetV2 (32), ShuffleNetV2 (24),
+                                 // MobileNetV3 (16) 3x3 stride 2; ResNet's 7x7 stride 2
+                                 {8, 3, 224, 224, 32, 3, 2, 1},
+                                 {1, 3, 224, 224, 32, 3, 2, 1},
+                                 {8, 3, 224, 224, 24, 3, 2, 1},
+                                 {1, 3, 224, 224, 16, 3, 2, 1},
+                                 {8, 3, 224, 224, 16, 3, 2, 1},
+                                 {8, 3, 224, 224, 64, 7, 2, 1},
+                                 {1, 3, 224, 224, 64, 7, 2, 1}};
 
 std::string conv_shape_name(const ConvShape& s) {
   auto v = [](size_t x) { return std::to_string(x); };

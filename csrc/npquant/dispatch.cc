@@ -155,8 +155,12 @@ ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
   ConvKernels c{};
   c.gemm = gemm;
   c.igemm = QIGemmKernel{nullptr, Isa::scalar, 0, {0, 0, 0}, nullptr};
+  c.stem = c.igemm;
   for (const QIGemmKernel& k : built_igemm_kernels())
-    if (k.isa == gemm.isa && can_run(k)) c.igemm = k;
+    if (k.isa == gemm.isa && can_run(k)) {
+      c.igemm = k;
+      if (!k.layout.w127) c.stem = k;
+    }
   c.dwconv = *pick(built_dwconv_kernels(), cap);
   c.wino = WinogradKernel{nullptr, Isa::scalar, 0, 0, 0, nullptr, nullptr};
   for (const WinogradKernel& k : built_winograd_kernels())

@@ -114,6 +114,7 @@ struct WinogradKernel {
 struct ConvKernels {
   QGemmKernel gemm;    // 1x1 convolutions, and the gathered path
   QIGemmKernel igemm;  // same ISA as gemm, or none
+  QIGemmKernel stem;   // the ISA's last full-range (not w127) igemm, or none: the stem path
   DwconvKernel dwconv;
   WinogradKernel wino;  // same ISA as gemm, or none
 };
