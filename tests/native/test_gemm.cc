@@ -267,6 +267,9 @@ void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
   const size_t mr = kk.mr, nr = kk.layout.nr, kr = kk.layout.kr;
   if (options().quick) max_k = 257;
   std::vector<size_t> ks = {1, kr - 1, kr, kr + 1, 7, 13, 61, 127, 257, max_k};
+  // w127 (AVX2 sign) kernels prepare rows of up to 4096 values once per call and
+  // longer ones in chunks per panel: one K past that, with a tail.
+  if (kk.layout.w127 && !options().quick) ks.push_back(4096 + 2 * kr + 3);
   Rng rng(0x5EED0000 + mr * 131 + nr);
   size_t idx = 0;
   for (size_t k : ks) {
