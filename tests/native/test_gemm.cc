@@ -242,7 +242,9 @@ void check_problem(const QGemmKernel& asked, const Problem& pr, size_t idx, bool
   const QGemmKernel& kk = npq::gemm_kernel_for_weights(asked, pr.w.data(), pr.n, pr.k, pr.k);
   if (&kk != &asked) t.pass(std::string(asked.name) + " fallback");
   const npq::PackedWeights pw(pr.w.data(), pr.n, pr.k, pr.k, kk.layout);
-  const size_t np = pw.n_padded(), mm = pr.m, nn = pr.n;
+  // The fallback may have fewer rows per call than the kernel asked for (drivers tile by
+  // the kernel that runs): check the rows it can take.
+  const size_t np = pw.n_padded(), mm = std::min<size_t>(pr.m, kk.mr), nn = pr.n;
   const RequantParams rp = make_requant(idx, np, pr.k, rng);
   const DequantParams dp = make_dequant(idx, mm, np, rng);
   std::vector<uint8_t> want_q(mm * nn);
