@@ -85,14 +85,15 @@ NPQ_INLINE void panels(size_t n0, size_t nc, size_t kp, bool whole, const uint8_
     // Weights that were -128 ran as -127: subtract s_k = a_k - 128 once more.
     const uint32_t* fix = reinterpret_cast<const uint32_t*>(pp + kNR * sizeof(int32_t) + w_bytes);
     if (fix[0] != 0) {
-      alignas(32) int32_t t[kNR];
-      for (size_t v = 0; v < 2; ++v)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(&t[8 * v]), c[0][v]);
-      for (uint32_t i = 1; i <= fix[0]; ++i)
-        t[fix[i] & 0xFF] = static_cast<int32_t>(static_cast<uint32_t>(t[fix[i] & 0xFF]) -
-                                                static_cast<uint32_t>(a[fix[i] >> 8] - 128));
-      for (size_t v = 0; v < 2; ++v)
-        c[0][v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(&t[8 * v]));
+      // One-hot column masks and broadcast s_k, all in registers (as 3x16c8).
+      const __m256i idx0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      const __m256i idx1 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+      for (uint32_t i = 1; i <= fix[0]; ++i) {
+        const __m256i col = _mm256_set1_epi32(static_cast<int>(fix[i] & 0xFF));
+        const __m256i sk = _mm256_set1_epi32(static_cast<int>(a[fix[i] >> 8]) - 128);
+        c[0][0] = _mm256_sub_epi32(c[0][0], _mm256_and_si256(sk, _mm256_cmpeq_epi32(idx0, col)));
+        c[0][1] = _mm256_sub_epi32(c[0][1], _mm256_and_si256(sk, _mm256_cmpeq_epi32(idx1, col)));
+      }
     }
     out.store(np0, nc - np0 < kNR ? nc - np0 : kNR, c);
   }

@@ -97,19 +97,21 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
     // Weights that were -128 ran as -127: subtract s_k = a_k - 128 once more.
     const uint32_t* fix = reinterpret_cast<const uint32_t*>(pw + w_bytes);
     if (fix[0] != 0) {
-      alignas(32) int32_t t[M][kNR];
-      for (size_t r = 0; r < M; ++r)
-        for (size_t v = 0; v < 2; ++v)
-          _mm256_store_si256(reinterpret_cast<__m256i*>(&t[r][8 * v]), acc[r][v]);
+      // One-hot column masks and broadcast s_k, all in registers: no narrow
+      // stores read back as vectors (store-forwarding stalls).
+      const __m256i idx0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      const __m256i idx1 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
       for (uint32_t i = 1; i <= fix[0]; ++i) {
-        const size_t k = fix[i] >> 8, col = fix[i] & 0xFF;
-        for (size_t r = 0; r < M; ++r)
-          t[r][col] = static_cast<int32_t>(static_cast<uint32_t>(t[r][col]) -
-                                           static_cast<uint32_t>(ar[r][k] - 128));
+        const size_t k = fix[i] >> 8;
+        const __m256i col = _mm256_set1_epi32(static_cast<int>(fix[i] & 0xFF));
+        const __m256i h0 = _mm256_cmpeq_epi32(idx0, col), h1 = _mm256_cmpeq_epi32(idx1, col);
+#pragma GCC unroll 16
+        for (size_t r = 0; r < M; ++r) {
+          const __m256i sk = _mm256_set1_epi32(static_cast<int>(ar[r][k]) - 128);
+          acc[r][0] = _mm256_sub_epi32(acc[r][0], _mm256_and_si256(sk, h0));
+          acc[r][1] = _mm256_sub_epi32(acc[r][1], _mm256_and_si256(sk, h1));
+        }
       }
-      for (size_t r = 0; r < M; ++r)
-        for (size_t v = 0; v < 2; ++v)
-          acc[r][v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(&t[r][8 * v]));
     }
     const size_t nn = nc - n0 < kNR ? nc - n0 : kNR;
     out.template store<M>(n0, nn, acc);
