@@ -38,8 +38,8 @@ struct Shape {
   size_t m, k, n;
 };
 // (M, K, N): transformer layers at batch 1 and small batches, a large square.
-const Shape kShapes[] = {{1, 768, 768},     {32, 768, 3072}, {128, 768, 768},   {128, 3072, 768},
-                         {512, 1024, 1024}, {1, 4096, 4096}, {1024, 1024, 1024}};
+const Shape kShapes[] = {{1, 768, 768},     {32, 768, 3072}, {128, 768, 768},    {128, 3072, 768},
+                         {512, 1024, 1024}, {1, 4096, 4096}, {1024, 1024, 1024}, {256, 256, 256}};
 
 // Deterministic filler (xorshift), cheap enough for 16M-element weights.
 struct Rng {
