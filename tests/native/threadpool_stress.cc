@@ -42,7 +42,8 @@ int main() {
     npq::parallel_for(n, [&](size_t t) { hits[t].fetch_add(1); });
     for (size_t t = 0; t < n; ++t)
       if (hits[t].load() != 1) {
-        std::printf("FAIL: region %zu (no-time tasks): task %zu ran %d times\n", regions, t, hits[t].load());
+        std::printf("FAIL: region %zu (no-time tasks): task %zu ran %d times\n", regions, t,
+                    hits[t].load());
         return 1;
       }
   }

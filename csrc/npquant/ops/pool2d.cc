@@ -93,9 +93,11 @@ void max_of_rows(T* out, const T* const* rows, size_t n, size_t c) {
     const __m128i flip = _mm_set1_epi8(std::is_signed<T>::value ? -128 : 0);
     for (size_t i = 0; i < c; i += 16) {
       const size_t j = std::min(i, c - 16);
-      __m128i m = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[0] + j)), flip);
+      __m128i m =
+          _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[0] + j)), flip);
       for (size_t t = 1; t < n; ++t)
-        m = _mm_max_epu8(m, _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + j)), flip));
+        m = _mm_max_epu8(
+            m, _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + j)), flip));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_xor_si128(m, flip));
     }
     return;

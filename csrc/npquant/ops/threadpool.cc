@@ -129,7 +129,8 @@ class Pool {
       if ((e & ~(kClosed | kCountMask)) != region_tag(gen) || (e & kClosed) ||
           (e & kCountMask) >= wanted_.load())
         return false;
-      if (entry_.compare_exchange_weak(e, e + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+      if (entry_.compare_exchange_weak(e, e + 1, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
         return true;
     }
   }
@@ -187,9 +188,9 @@ class Pool {
   size_t ntasks_ = 0;
   std::atomic<size_t> next_{0};
   // Written under mu_; atomic so that spinning threads may read them without it.
-  std::atomic<uint64_t> entry_{0};     // region tag | kClosed | helpers joined
-  std::atomic<size_t> finished_{0};    // joined helpers done with this region
-  std::atomic<size_t> wanted_{0};      // at most this many helpers may join
+  std::atomic<uint64_t> entry_{0};   // region tag | kClosed | helpers joined
+  std::atomic<size_t> finished_{0};  // joined helpers done with this region
+  std::atomic<size_t> wanted_{0};    // at most this many helpers may join
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
