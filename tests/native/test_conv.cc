@@ -242,6 +242,23 @@ Case depthwise_case(Rng& rng, size_t channels) {
   return fit_kernel(c);
 }
 
+// MobileNetV2 / V3 / ShuffleNetV2 depthwise layers, scaled down: their channel
+// counts (several 32-channel blocks and a partial one), 3x3 and 5x5 at stride 1
+// and 2 with "same" padding, odd and even widths.
+Case mobilenet_dw_case(Rng& rng) {
+  static const size_t chans[] = {16, 24, 58, 72, 96, 116, 120, 144, 200};
+  const size_t ch = pick(rng, chans), k = rng.coin() ? 3 : 5;
+  npq::ConvGeometry g{};
+  g.groups = g.in_c = g.out_c = ch;
+  g.kh = g.kw = k;
+  g.stride_h = g.stride_w = static_cast<size_t>(rng.range(1, 2));
+  g.dil_h = g.dil_w = 1;
+  g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = k / 2;
+  Case c{g, static_cast<size_t>(rng.range(1, 2)), static_cast<size_t>(rng.range(5, 17)),
+         static_cast<size_t>(rng.range(5, 17))};
+  return fit_kernel(c);
+}
+
 // Convolutions with 1..3 input channels per group (the gathered path's short
 // runs): kernels 1, 3, 5, 7, strides, padding, dilation, and groups.
 Case small_channel_case(Rng& rng) {
@@ -320,8 +337,20 @@ void test_conv(Tally& t) {
       run_case(k, true, c, rng, t);
       if (k.igemm.requant) run_case(k, false, c, rng, t);  // the gathered path too
     }
-    for (size_t ch = 1; ch <= 65; ++ch)
-      for (int i = 0; i < 3; ++i) run_case(k, true, depthwise_case(rng, ch), rng, t);
+    // The depthwise grid as dispatch routes it and, where the ISA routes strided
+    // layers to another kernel, forced onto each of its kernels at every stride.
+    std::vector<npq::ConvKernels> dws{k};
+    for (const npq::DwconvKernel& dk : npq::built_dwconv_kernels())
+      if (dk.isa == isa && npq::can_run(dk) &&
+          std::string(k.dwconv.name) != k.dwconv_strided.name) {
+        dws.push_back(k);
+        dws.back().dwconv = dws.back().dwconv_strided = dk;
+      }
+    for (const npq::ConvKernels& kd : dws) {
+      for (size_t ch = 1; ch <= 65; ++ch)
+        for (int i = 0; i < 3; ++i) run_case(kd, true, depthwise_case(rng, ch), rng, t);
+      for (int i = 0; i < 40; ++i) run_case(kd, true, mobilenet_dw_case(rng), rng, t);
+    }
     for (int i = 0; i < 150; ++i) run_case(k, true, small_channel_case(rng), rng, t);
     // The indirect GEMM's grid: every cg 1..33, zero points 0/128/255, -128
     // weights at none, one, the fix table's capacity (31 per panel) and one over.

@@ -173,6 +173,7 @@ py::dict conv_kernels_dict(const npq::ConvKernels& k) {
   d["gemm"] = k.gemm.name;
   d["igemm"] = k.igemm.name ? py::object(py::str(k.igemm.name)) : py::object(py::none());
   d["dwconv"] = k.dwconv.name;
+  d["dwconv_strided"] = k.dwconv_strided.name;
   d["winograd"] = k.wino.name ? py::object(py::str(k.wino.name)) : py::object(py::none());
   return d;
 }
