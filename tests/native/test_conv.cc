@@ -100,6 +100,9 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   const int32_t zps[] = {0, 255, static_cast<int32_t>(rng.range(0, 255))};
   const int32_t xz = d.xz >= 0 ? d.xz : zps[rng.range(0, 2)];
   const int32_t yz = d.acc_max > 0 ? 128 : zps[rng.range(0, 2)];
+  // Output range: [0 or yz (ReLU), 255], or a lower top (a fused clamp) in a quarter.
+  const int32_t lo = relu ? yz : 0;
+  const int32_t hi = rng.range(0, 3) == 0 ? static_cast<int32_t>(rng.range(lo, 255)) : 255;
   const float xs = rng.uniform(5e-3f, 0.1f);
   const float ys = d.acc_max > 0 ? static_cast<float>(xs * 1.5e-2 * d.acc_max / 100)
                                  : xs * 0.01f * 128 * std::sqrt(float(w.size() / g.out_c)) *
@@ -128,8 +131,8 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   Guarded y(y_bytes);
   y.allow(0, y_bytes);
   const npq::Conv2dArgs a{
-      c.n, c.h, c.w,           x.data(), xs,      xz, ws.data(), with_bias ? bias.data() : nullptr,
-      ys,  yz,  relu ? yz : 0, 255,      y.data()};
+      c.n, c.h, c.w, x.data(), xs,      xz, ws.data(), with_bias ? bias.data() : nullptr,
+      ys,  yz,  lo,  hi,       y.data()};
   npq::conv2d_static(packed, a);
 
   std::vector<float> bias_s(g.out_c), mult(g.out_c);
@@ -137,7 +140,7 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
                          bias_s.data(), mult.data());
   std::vector<uint8_t> want(y_bytes);
   npq::ref::conv2d_requant(g, c.n, c.h, c.w, x.data(), xz, w.data(), bias_s.data(), mult.data(), yz,
-                           relu ? yz : 0, 255, want.data());
+                           lo, hi, want.data());
   std::string msg;
   if (!y.intact(&msg)) {
     t.fail(label, describe(c) + ": " + msg);
