@@ -38,8 +38,8 @@ struct Shape {
   size_t m, k, n;
 };
 // (M, K, N): transformer layers at batch 1 and small batches, a large square.
-const Shape kShapes[] = {{1, 768, 768},     {32, 768, 3072}, {128, 768, 768},   {128, 3072, 768},
-                         {512, 1024, 1024}, {1, 4096, 4096}, {1024, 1024, 1024}};
+const Shape kShapes[] = {{1, 768, 768},     {32, 768, 3072}, {128, 768, 768},    {128, 3072, 768},
+                         {512, 1024, 1024}, {1, 4096, 4096}, {1024, 1024, 1024}, {256, 256, 256}};
 
 // Deterministic filler (xorshift), cheap enough for 16M-element weights.
 struct Rng {
@@ -215,7 +215,8 @@ struct ConvShape {
   size_t n, c, h, w, out_c, k, stride, groups;
 };
 // docs/conv.md's layers: dense 3x3, pointwise, deep 3x3, depthwise 3x3, a
-// MobileNetV2 stride-2 depthwise, batch 8; the other ResNet 3x3 stages.
+// MobileNetV2 stride-2 depthwise, batch 8; the other ResNet 3x3 stages; the
+// vision models' 3-input-channel first layers; MobileNet / ShuffleNet layers.
 const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},
                                  {1, 256, 56, 56, 64, 1, 1, 1},
                                  {1, 256, 14, 14, 256, 3, 1, 1},
@@ -224,6 +225,15 @@ const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},
                                  {8, 128, 28, 28, 128, 3, 1, 1},
                                  {1, 128, 28, 28, 128, 3, 1, 1},
                                  {1, 512, 7, 7, 512, 3, 1, 1},
+                                 // the 3-channel stems: MobileNetV2 (32), ShuffleNetV2 (24),
+                                 // MobileNetV3 (16) 3x3 stride 2; ResNet's 7x7 stride 2
+                                 {8, 3, 224, 224, 32, 3, 2, 1},
+                                 {1, 3, 224, 224, 32, 3, 2, 1},
+                                 {8, 3, 224, 224, 24, 3, 2, 1},
+                                 {1, 3, 224, 224, 16, 3, 2, 1},
+                                 {8, 3, 224, 224, 16, 3, 2, 1},
+                                 {8, 3, 224, 224, 64, 7, 2, 1},
+                                 {1, 3, 224, 224, 64, 7, 2, 1},
                                  // MobileNetV2 / V3 / ShuffleNetV2 (batch 8): depthwise 3x3 and
                                  // 5x5 at stride 1 and 2, and 1x1 convs with small K or N.
                                  {8, 32, 112, 112, 32, 3, 1, 32},

@@ -24,6 +24,9 @@ const std::vector<Probe>& built_probes() {
     v.push_back({"sign_xor_maddubs_madd_ymm", Isa::avx2, Isa::avx2, false, false,
                  probe_sign_xor_maddubs_madd_ymm});
     v.push_back({"fma_f32_ymm", Isa::avx2, Isa::avx2, false, false, probe_fma_f32_ymm});
+    v.push_back({"loop_sign_3x16c8", Isa::avx2, Isa::avx2, false, false, probe_loop_sign_3x16c8});
+    v.push_back({"loop_sign_1x48c8", Isa::avx2, Isa::avx2, false, false, probe_loop_sign_1x48c8});
+    v.push_back({"loop_widen_4x8c4", Isa::avx2, Isa::avx2, false, false, probe_loop_widen_4x8c4});
 #endif
 #if defined(NPQ_BENCH_PROBE_AVXVNNI)
     v.push_back(

@@ -132,4 +132,87 @@ uint64_t probe_madd_s16_ymm(uint64_t iters) {
   return iters * 6 * 16;
 }
 
+// Kernel loops with their loads (L1-resident data; the probes above have none):
+// what the AVX2 GEMM kernels' K loops can reach on a core, for deciding between
+// the exact forms there (bench/RESULTS.md). ymm12 = int16 ones, ymm13 = m,
+// ymm14 = |s|, ymm15 = product; accumulators from ymm0. Weights (wb) and
+// prepared activations (ab) are zero: the rate does not depend on the values.
+alignas(64) static uint8_t g_loop_w[2048];
+alignas(64) static uint8_t g_loop_a[512];
+
+#define NPQ_SIGN_MEM(acc, woff)              \
+  "vpxor " #woff                             \
+  "(%[wb]), %%ymm13, %%ymm15\n\t"            \
+  "vpsubb %%ymm13, %%ymm15, %%ymm15\n\t"     \
+  "vpmaddubsw %%ymm15, %%ymm14, %%ymm15\n\t" \
+  "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"   \
+  "vpaddd %%ymm15, %%ymm" #acc ", %%ymm" #acc "\n\t"
+#define NPQ_C8_BCAST(off) \
+  "vpbroadcastq " #off    \
+  "(%[ab]), %%ymm13\n\t"  \
+  "vpbroadcastq " #off "+8(%[ab]), %%ymm14\n\t"
+#define NPQ_C8_ROW(off, a0, a1, a2, a3, woff) \
+  NPQ_SIGN_MEM(a0, woff)                      \
+  NPQ_SIGN_MEM(a1, woff + 32) NPQ_SIGN_MEM(a2, woff + 64) NPQ_SIGN_MEM(a3, woff + 96)
+#define NPQ_LOOP_SETUP                     \
+  "vpcmpeqw %%ymm12, %%ymm12, %%ymm12\n\t" \
+  "vpsrlw $15, %%ymm12, %%ymm12\n\t"
+
+// qu8_gemm_3x16c8__avx2_sign's K step: 3 rows x (2 vpbroadcastq + 4 sign steps
+// with the weights as vpxor memory operands); 384 MACs.
+uint64_t probe_loop_sign_3x16c8(uint64_t iters) {
+  if (iters == 0) return 0;
+  uint64_t n = iters;
+  asm volatile(NPQ_LOOP_SETUP NPQ_CHAINS12(NPQ_ZERO_YMM)
+                   NPQ_PROBE_LOOP(NPQ_C8_BCAST(0) NPQ_C8_ROW(0, 0, 1, 2, 3, 0) NPQ_C8_BCAST(64)
+                                      NPQ_C8_ROW(64, 4, 5, 6, 7, 0) NPQ_C8_BCAST(128)
+                                          NPQ_C8_ROW(128, 8, 9, 10, 11, 0))
+               : [n] "+r"(n)
+               : [wb] "r"(g_loop_w), [ab] "r"(g_loop_a)
+               : NPQ_CLOBBERS);
+  return iters * 384;
+}
+
+// qu8_gemm_1x16c8__avx2_sign's K step: one row, 2 vpbroadcastq, 3 panels x 4
+// sign steps (weights from memory); 384 MACs.
+uint64_t probe_loop_sign_1x48c8(uint64_t iters) {
+  if (iters == 0) return 0;
+  uint64_t n = iters;
+  asm volatile(NPQ_LOOP_SETUP NPQ_CHAINS12(NPQ_ZERO_YMM) NPQ_PROBE_LOOP(NPQ_C8_BCAST(0) NPQ_C8_ROW(
+      0, 0, 1, 2, 3, 0) NPQ_C8_ROW(0, 4, 5, 6, 7, 512) NPQ_C8_ROW(0, 8, 9, 10, 11, 1024))
+               : [n] "+r"(n)
+               : [wb] "r"(g_loop_w), [ab] "r"(g_loop_a)
+               : NPQ_CLOBBERS);
+  return iters * 384;
+}
+
+// qu8_gemm_4x8c4__avx2's K step (int16 weights): 2 weight loads, then 4 rows x
+// (vpbroadcastq of 4 int16 activations, 2 x (vpmaddwd, vpaddd)); 128 MACs.
+uint64_t probe_loop_widen_4x8c4(uint64_t iters) {
+  if (iters == 0) return 0;
+  uint64_t n = iters;
+#define NPQ_WROW(off, a0, a1)               \
+  "vpbroadcastq " #off                      \
+  "(%[ab]), %%ymm14\n\t"                    \
+  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"  \
+  "vpaddd %%ymm15, %%ymm" #a0 ", %%ymm" #a0 \
+  "\n\t"                                    \
+  "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"  \
+  "vpaddd %%ymm15, %%ymm" #a1 ", %%ymm" #a1 "\n\t"
+  asm volatile(NPQ_CHAINS12(NPQ_ZERO_YMM)
+                   NPQ_PROBE_LOOP("vmovdqa 0(%[wb]), %%ymm12\n\t"
+                                  "vmovdqa 32(%[wb]), %%ymm13\n\t" NPQ_WROW(0, 0, 1)
+                                      NPQ_WROW(64, 2, 3) NPQ_WROW(128, 4, 5) NPQ_WROW(192, 6, 7))
+               : [n] "+r"(n)
+               : [wb] "r"(g_loop_w), [ab] "r"(g_loop_a)
+               : NPQ_CLOBBERS);
+#undef NPQ_WROW
+  return iters * 128;
+}
+
+#undef NPQ_LOOP_SETUP
+#undef NPQ_C8_ROW
+#undef NPQ_C8_BCAST
+#undef NPQ_SIGN_MEM
+
 }  // namespace npqbench

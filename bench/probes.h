@@ -18,6 +18,11 @@ uint64_t probe_maddubs_madd_ymm(uint64_t iters);
 uint64_t probe_madd_s16_ymm(uint64_t iters);
 uint64_t probe_sign_maddubs_madd_ymm(uint64_t iters);
 uint64_t probe_sign_xor_maddubs_madd_ymm(uint64_t iters);
+// avx2 kernel loops with their L1 loads: the sign GEMM (3x16c8), the sign GEMV
+// (1 row x 48 columns c8) and the widening GEMM (4x8c4).
+uint64_t probe_loop_sign_3x16c8(uint64_t iters);
+uint64_t probe_loop_sign_1x48c8(uint64_t iters);
+uint64_t probe_loop_widen_4x8c4(uint64_t iters);
 // avxvnni: VEX vpdpbusd ymm.
 uint64_t probe_dpbusd_ymm_vex(uint64_t iters);
 // avx512vnni: vpdpbusd zmm and ymm (EVEX), fp32 FMA zmm (reference).

@@ -211,6 +211,51 @@ def test_small_channel_and_depthwise_edges_bit_exact(isa):
 
 
 @pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_stem_and_nchw_input_bit_exact(isa):
+    """The vision models' 3-channel first layers (3x3 stride 2, 7x7 stride 2) and random
+    few-channel convs: the input given NHWC and NCHW (nchw=True: the stem path reads it
+    in its canvas, the other paths transpose it), on the routed and the gathered path,
+    equal the reference, and which ISAs route the 3x3 stem to the stem path."""
+    rng = np.random.default_rng(3000 + RUNNABLE_ISAS.index(isa))
+    stems = [
+        dict(n=2, h=29, w=30, cin=3, cout=32, groups=1, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),
+        dict(n=1, h=40, w=37, cin=3, cout=64, groups=1, k=(7, 7), stride=(2, 2), pad=(3, 3, 3, 3), dil=(1, 1)),
+        dict(n=3, h=17, w=16, cin=3, cout=16, groups=1, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),
+    ]
+    for _ in range(40):
+        k = tuple(int(v) for v in rng.choice([1, 2, 3, 5, 7], 2))
+        pad = tuple(int(v) for v in rng.integers(0, 4, 4))
+        dil = (int(rng.choice([1, 2])), 1)
+        h = max(int(rng.integers(1, 24)), dil[0] * (k[0] - 1) + 1 - pad[0] - pad[2])
+        w = max(int(rng.integers(1, 24)), k[1] - pad[1] - pad[3])
+        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        cin, cout = int(rng.choice([1, 2, 3, 5, 6])), int(rng.choice([8, 16, 24, 33, 64]))
+        n = int(rng.integers(1, 3))
+        stems.append(dict(n=n, h=h, w=w, cin=cin, cout=cout, groups=1, k=k, stride=stride, pad=pad, dil=dil))
+    paths = set()
+    for c in stems:
+        x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+        ref = reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)
+        x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        for igemm in (True, False):
+            p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"], isa=isa, igemm=igemm)
+            paths.add(p.path)
+            for arr, nchw in ((x, False), (x_nchw, True)):
+                y = _C.conv2d_static(arr, p, xs, xz, ws, bias, ys, yz, relu, nchw)
+                assert np.array_equal(y, ref), (isa, p.path, p.kernel, nchw, c, np.count_nonzero(y != ref))
+    # ISAs with a full-range indirect GEMM run the 3x3 3-channel stem on it; the others
+    # (no indirect GEMM) gather. (neoni8mm's K groups of 8 take only wider kernel rows.)
+    stem_isa = isa in ("avx2", "avx512vnni", "neondot")
+    if isa != "neoni8mm":
+        assert ("stem" in paths) == stem_isa, (isa, paths)
+    p = _C.PackedConv2dWeight(np.ones((32, 3, 3, 3), np.int8), (2, 2), (1, 1, 1, 1), isa=isa)
+    assert p.path == ("stem" if stem_isa else "gather"), (isa, p.path)
+    with pytest.raises(ValueError, match="channels in its second dimension"):
+        x2 = np.ascontiguousarray(x_nchw[:, :2])
+        _C.conv2d_static(x2, p, 0.1, 0, np.ones(32, np.float32), None, 0.1, 0, False, True)
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
 def test_dispatch_under_npquant_isa(isa):
     """NPQUANT_ISA=<isa> in a fresh process: the default conv kernels are that ISA's,
     and the default path equals the reference."""

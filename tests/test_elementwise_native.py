@@ -190,6 +190,27 @@ def test_resnet_shapes_threads_and_first_call(dtype, nhwc):
         npquant.set_num_threads(old)
 
 
+@pytest.mark.parametrize("se_nhwc", [True, False])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_se_mul_fast_path_equals_numpy(se_nhwc, batch):
+    """An SE block's mul (NHWC activation times an (N, C, 1, 1) scale stored either way),
+    in both operand orders, takes the kernel directly and gives the NumPy path's codes;
+    a (1, C, 1, 1) scale against batch 2 (a broadcast) still does, through _native."""
+    rng = np.random.default_rng(11)
+    x = random_qtensor(rng, (batch, 40, 7, 9), npquant.quint8, True)
+    f = nnq.QFunctional()
+    f.scale, f.zero_point = 0.02, 131
+    for se_batch in {batch, 1}:
+        se = random_qtensor(rng, (se_batch, 40, 1, 1), npquant.quint8, se_nhwc)
+        for a, b in ((x, se), (se, x)):
+            out = f.mul(a, b)
+            kernel = npquant.cpu_info()["kernels"]["mul"]["name"]
+            if kernel:  # else (scalar) NumPy or a table
+                assert f._last_kernel == kernel and out.is_nhwc
+            assert out.shape == x.shape
+            assert same(out, f._mul_numpy(x, se)) == 0
+
+
 def test_small_tensors_use_numpy_until_a_table_is_cached():
     """(qint8 mul: no SIMD kernel, a table.)"""
     rng = np.random.default_rng(3)
@@ -268,3 +289,20 @@ def test_nhwc_copy_equals_numpy_transpose(dtype):
                 np.testing.assert_array_equal(got, codes.transpose(0, 2, 3, 1), err_msg=str(shape))
         finally:
             npquant.set_num_threads(before)
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+def test_channel_shuffle_nhwc_equals_numpy(groups):
+    """The native shuffle against NumPy's reshape-transpose, for channel counts around the
+    16-byte vector width (tails, whole vectors, ShuffleNet's 58/116/232) and 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    old = npquant.get_num_threads()
+    try:
+        for threads in (1, 2):
+            npquant.set_num_threads(threads)
+            for per_group in (1, 15, 16, 17, 33, 58, 116, 232):
+                x = rng.integers(0, 256, (3, 5, 7, groups * per_group), dtype=np.uint8)
+                ref = x.reshape(3, 5, 7, groups, per_group).swapaxes(3, 4).reshape(x.shape)
+                np.testing.assert_array_equal(_C.channel_shuffle_nhwc(x, groups), ref)
+    finally:
+        npquant.set_num_threads(old)

@@ -155,8 +155,12 @@ ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
   ConvKernels c{};
   c.gemm = gemm;
   c.igemm = QIGemmKernel{nullptr, Isa::scalar, 0, {0, 0, 0}, nullptr};
+  c.stem = c.igemm;
   for (const QIGemmKernel& k : built_igemm_kernels())
-    if (k.isa == gemm.isa && can_run(k)) c.igemm = k;
+    if (k.isa == gemm.isa && can_run(k)) {
+      c.igemm = k;
+      if (!k.layout.w127) c.stem = k;
+    }
   c.dwconv = *pick(built_dwconv_kernels(), cap);
   c.dwconv_strided = c.dwconv;
   for (const DwconvKernel& k : built_dwconv_kernels())
@@ -197,6 +201,15 @@ KernelSet make_set(Isa isa) {
       if (k.isa == Isa::avx512vnni && can_run(k) && layout_compatible(g->layout, k.layout)) {
         s.gemm_small = k;
         s.small_m = 16;
+      }
+  } else {
+    // A one-row kernel (GEMV) of the same ISA on exactly gemm's layout, listed
+    // before gemm in the table, runs M = 1 (qu8_gemm_1x16c8__avx2_sign).
+    for (const QGemmKernel& k : built_gemm_kernels())
+      if (k.isa == isa && !k.standin && can_run(k) && k.mr == 1 && g->mr > 1 &&
+          layout_compatible(g->layout, k.layout) && layout_compatible(k.layout, g->layout)) {
+        s.gemm_small = k;
+        s.small_m = 2;
       }
   }
   s.quant = *pick(built_quantize_kernels(), isa);

@@ -113,9 +113,10 @@ struct WinogradKernel {
 
 // The kernels a convolution runs on.
 struct ConvKernels {
-  QGemmKernel gemm;             // 1x1 convolutions, and the gathered path
-  QIGemmKernel igemm;           // same ISA as gemm, or none
-  DwconvKernel dwconv;          // stride-1 depthwise convs
+  QGemmKernel gemm;     // 1x1 convolutions, and the gathered path
+  QIGemmKernel igemm;   // same ISA as gemm, or none
+  QIGemmKernel stem;    // the ISA's last full-range (not w127) igemm, or none: the stem path
+  DwconvKernel dwconv;  // stride-1 depthwise convs
   DwconvKernel dwconv_strided;  // stride >= 2: a direct kernel of dwconv's ISA, else dwconv
   WinogradKernel wino;          // same ISA as gemm, or none
 };

@@ -2,7 +2,8 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer runs (any report is fatal):
 #   1. the native test binaries (tests/native: ukernels and drivers against the
 #      reference, canary-guarded output buffers), built with -fsanitize=address,undefined;
-#   2. the Python extension built the same way, loaded with LD_PRELOAD=libasan into a
+#   2. the thread pool's stress test under ThreadSanitizer;
+#   3. the Python extension built the same way, loaded with LD_PRELOAD=libasan into a
 #      small pytest subset (Python-level bad input, exactness, threads, hypothesis).
 # Usage: bash tests/native/run_sanitizers.sh [native|python|all]   (default: all)
 # ASan's detect_stack_use_after_return is off: its fake stack frames are not 64-byte
@@ -43,6 +44,19 @@ run_native() {
     ctest --test-dir build/sanitize-native --output-on-failure --verbose
 }
 
+# The thread pool's join/close protocol under ThreadSanitizer: the stress build
+# (sleeps widening its race windows) and the plain one. Any data race is fatal.
+run_tsan() {
+  echo "== thread pool under ThreadSanitizer"
+  mkdir -p build/sanitize-tsan
+  for pause in 150 0; do
+    g++ -std=c++17 -O1 -g -fsanitize=thread -DNPQ_THREADPOOL_STRESS=$pause -Icsrc \
+      tests/native/threadpool_stress.cc csrc/npquant/ops/threadpool.cc -pthread \
+      -o build/sanitize-tsan/threadpool_stress_$pause
+    TSAN_OPTIONS="halt_on_error=1" build/sanitize-tsan/threadpool_stress_$pause
+  done
+}
+
 run_python() {
   echo "== Python extension under ASan+UBSan (LD_PRELOAD libasan), pytest subset"
   local pybind_dir
@@ -70,9 +84,9 @@ run_python() {
 }
 
 case "$WHAT" in
-  native) run_native ;;
+  native) run_native; run_tsan ;;
   python) run_python ;;
-  all) run_native; run_python ;;
+  all) run_native; run_tsan; run_python ;;
   *) echo "usage: $0 [native|python|all]" >&2; exit 2 ;;
 esac
 echo "== sanitizers: clean"

@@ -54,6 +54,8 @@ struct Draw {
   // accumulator shows.
   double acc_max = 0;
   int expect_wino = -1;  // 1 (0): the layer must (must not) take the Winograd path
+  int expect_stem = -1;  // 1 (0): the layer must (must not) take the stem path
+  bool nchw = false;     // the input given NCHW (Conv2dArgs::nchw)
 };
 
 void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Tally& t,
@@ -116,6 +118,15 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
                       (d.expect_wino ? "expected" : "not expected"));
     return;
   }
+  if (d.expect_stem >= 0) {
+    // igemm = false forces the gathered path.
+    const bool want = igemm && d.expect_stem == 1;
+    if ((packed.path() == npq::PackedConv2d::Path::stem) != want) {
+      t.fail(label, describe(c) + ": path " + packed.path_name() + ", stem " +
+                        (want ? "expected" : "not expected"));
+      return;
+    }
+  }
   // An indirect GEMM must take every layer it can (weights within its fix
   // table), and a w127 one must hand the others to the full-range gathered path.
   if (igemm && k.igemm.requant && d.n128 >= 0 && packed.path() != npq::PackedConv2d::Path::dwconv &&
@@ -130,9 +141,20 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   }
   Guarded y(y_bytes);
   y.allow(0, y_bytes);
-  const npq::Conv2dArgs a{
+  npq::Conv2dArgs a{
       c.n, c.h, c.w, x.data(), xs,      xz, ws.data(), with_bias ? bias.data() : nullptr,
       ys,  yz,  lo,  hi,       y.data()};
+  // NCHW: the same input transposed, also ending at a guard page.
+  EndOfPage x_nchw(d.nchw ? x_bytes : 1);
+  if (d.nchw) {
+    const size_t hw = c.h * c.w;
+    for (size_t n = 0; n < c.n; ++n)
+      for (size_t p = 0; p < hw; ++p)
+        for (size_t ch = 0; ch < g.in_c; ++ch)
+          x_nchw.data()[(n * g.in_c + ch) * hw + p] = x.data()[(n * hw + p) * g.in_c + ch];
+    a.x = x_nchw.data();
+    a.nchw = true;
+  }
   npq::conv2d_static(packed, a);
 
   std::vector<float> bias_s(g.out_c), mult(g.out_c);
@@ -282,6 +304,42 @@ Case small_channel_case(Rng& rng) {
 // group (1..33 is swept: K groups of 4 and 8, the gathered path for the others),
 // kernels 1x1..5x5 incl. non-square, strides 1..3, dilation, asymmetric padding,
 // output channels around the 16-column panels, zero points 0/128/255.
+// One-group convs with few input channels for the stem path (kernel rows of kw*C
+// canvas bytes rounded up to the kernel's kr): C 1..7, kernels 1..7 (non-square),
+// strides 1..3, vertical dilation (horizontal dilation never takes the path),
+// asymmetric padding 0..3, output channels around the 16-column panels and the
+// 64-column tile, images narrower than the kernel's run, batch 1..3.
+Case stem_case(Rng& rng) {
+  static const size_t chans[] = {1, 2, 3, 3, 3, 5, 6, 7};
+  static const size_t outs[] = {1, 8, 16, 17, 24, 32, 33, 64, 65, 80};
+  static const size_t ks[] = {1, 2, 3, 3, 3, 5, 7, 7};
+  npq::ConvGeometry g{};
+  g.groups = 1;
+  g.in_c = pick(rng, chans);
+  g.out_c = pick(rng, outs);
+  g.kh = pick(rng, ks);
+  g.kw = rng.coin() ? g.kh : pick(rng, ks);
+  g.stride_h = static_cast<size_t>(rng.range(1, 3));
+  g.stride_w = rng.coin() ? g.stride_h : static_cast<size_t>(rng.range(1, 3));
+  g.dil_h = rng.range(0, 3) == 0 ? 2 : 1;
+  g.dil_w = rng.range(0, 7) == 0 ? 2 : 1;
+  random_padding(rng, &g);
+  Case c{g, static_cast<size_t>(rng.range(1, 3)), static_cast<size_t>(rng.range(1, 30)),
+         static_cast<size_t>(rng.range(1, 30))};
+  return fit_kernel(c);
+}
+
+// Whether PackedConv2d sends the geometry to the stem path (weights permitting).
+bool takes_stem(const npq::ConvKernels& k, const npq::ConvGeometry& g) {
+  if (!k.stem.requant || k.stem.layout.w127 || g.groups != 1 || g.dil_w != 1) return false;
+  if (g.in_c == 1 && g.out_c == 1) return false;  // depthwise
+  const size_t kr = k.stem.layout.kr, run = g.kw * g.in_c;
+  if (g.in_c % kr == 0 || 4 * run < 3 * ((run + kr - 1) / kr * kr)) return false;
+  // 1x1 stride-1 unpadded convs run the GEMM on the input itself
+  return !(g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
+           g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0);
+}
+
 Case igemm_case(Rng& rng, size_t cg) {
   static const size_t outs[] = {1, 5, 16, 17, 31, 33, 48, 64, 65};
   npq::ConvGeometry g{};
@@ -381,6 +439,51 @@ void test_conv(Tally& t) {
         g.pad_right = 0;
         run_case(k, true, Case{g, 1, 5, 6}, rng, t, Draw{n128, 128});
       }
+    // The stem path: the grid, with its routing asserted (weights with -128 at none,
+    // one, the fix table's capacity and one over: w127 kernels must hand the last
+    // to the gathered path), the forced gathered path beside it, and the real stems.
+    static const int stem128s[] = {0, 0, 1, 31, 32};
+    for (int i = 0; i < 300; ++i) {
+      const Case c = stem_case(rng);
+      Draw d{stem128s[rng.range(0, 4)], i % 4 == 3 ? -1 : xzs[i % 3]};
+      d.expect_stem = takes_stem(k, c.g);
+      d.nchw = i % 2 == 1;
+      run_case(k, true, c, rng, t, d);
+      if (i % 4 == 0 || i % 4 == 3) run_case(k, false, c, rng, t, d);
+    }
+    // Deep stem layers (odd C, so not an igemm layer anywhere): K = 3 * kc beyond the
+    // AVX2 stem kernel's whole-row buffer (2048), prepared in chunks, one (C = 1029)
+    // splitting a kernel row.
+    for (const size_t cg : {301, 1029}) {
+      npq::ConvGeometry g{};
+      g.groups = 1;
+      g.in_c = cg;
+      g.out_c = 33;
+      g.kh = g.kw = 3;
+      g.stride_h = g.stride_w = g.dil_h = g.dil_w = 1;
+      g.pad_top = g.pad_left = 1;
+      g.pad_bottom = 2;
+      g.pad_right = 0;
+      Draw d{0, 128};
+      d.expect_stem = takes_stem(k, g);
+      run_case(k, true, Case{g, 1, 5, 6}, rng, t, d);
+    }
+    for (const size_t kk : {3, 7}) {
+      npq::ConvGeometry g{};
+      g.groups = 1;
+      g.in_c = 3;
+      g.out_c = kk == 3 ? 32 : 64;
+      g.kh = g.kw = kk;
+      g.stride_h = g.stride_w = 2;
+      g.dil_h = g.dil_w = 1;
+      g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = kk / 2;
+      Draw d{1, -1};
+      d.expect_stem = takes_stem(k, g);
+      for (const bool nchw : {false, true}) {
+        d.nchw = nchw;
+        run_case(k, true, Case{g, 2, 57, 64}, rng, t, d);
+      }
+    }
     if (!k.wino.name) continue;
     // Winograd: the edge grid, forced wherever exact, and as dispatch routes it.
     for (int i = 0; i < 400; ++i) {

@@ -242,7 +242,9 @@ void check_problem(const QGemmKernel& asked, const Problem& pr, size_t idx, bool
   const QGemmKernel& kk = npq::gemm_kernel_for_weights(asked, pr.w.data(), pr.n, pr.k, pr.k);
   if (&kk != &asked) t.pass(std::string(asked.name) + " fallback");
   const npq::PackedWeights pw(pr.w.data(), pr.n, pr.k, pr.k, kk.layout);
-  const size_t np = pw.n_padded(), mm = pr.m, nn = pr.n;
+  // The fallback may have fewer rows per call than the kernel asked for (drivers tile by
+  // the kernel that runs): check the rows it can take.
+  const size_t np = pw.n_padded(), mm = std::min<size_t>(pr.m, kk.mr), nn = pr.n;
   const RequantParams rp = make_requant(idx, np, pr.k, rng);
   const DequantParams dp = make_dequant(idx, mm, np, rng);
   std::vector<uint8_t> want_q(mm * nn);
@@ -267,6 +269,9 @@ void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
   const size_t mr = kk.mr, nr = kk.layout.nr, kr = kk.layout.kr;
   if (options().quick) max_k = 257;
   std::vector<size_t> ks = {1, kr - 1, kr, kr + 1, 7, 13, 61, 127, 257, max_k};
+  // w127 (AVX2 sign) kernels prepare rows of up to 4096 values once per call and
+  // longer ones in chunks per panel: one K past that, with a tail.
+  if (kk.layout.w127 && !options().quick) ks.push_back(4096 + 2 * kr + 3);
   Rng rng(0x5EED0000 + mr * 131 + nr);
   size_t idx = 0;
   for (size_t k : ks) {

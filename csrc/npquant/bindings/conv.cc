@@ -90,6 +90,17 @@ std::tuple<size_t, size_t, size_t> input_shape(const py::array_t<uint8_t>& x,
           static_cast<size_t>(x.shape(2))};
 }
 
+std::tuple<size_t, size_t, size_t> input_shape_nchw(const py::array_t<uint8_t>& x,
+                                                    const npq::ConvGeometry& g) {
+  if (static_cast<size_t>(x.shape(1)) != g.in_c)
+    throw ValueError("input has " + std::to_string(x.shape(1)) +
+                     " channels in its second dimension but the layer expects " +
+                     std::to_string(g.in_c) + " (nchw=True: (batch, channels, height, width))");
+  if (x.shape(2) == 0 || x.shape(3) == 0) throw ValueError("input height and width must be >= 1");
+  return {static_cast<size_t>(x.shape(0)), static_cast<size_t>(x.shape(2)),
+          static_cast<size_t>(x.shape(3))};
+}
+
 // Scales, zero points and bias, checked; returns (w_scale, bias).
 std::pair<std::vector<float>, std::vector<float>> check_qparams(const npq::ConvGeometry& g,
                                                                 float xs, int32_t xz,
@@ -115,10 +126,10 @@ std::pair<size_t, size_t> output_hw(size_t h, size_t w, const npq::ConvGeometry&
 
 py::array_t<uint8_t> conv2d_static(const py::handle& x_obj, const PackedConv& p, float xs,
                                    int32_t xz, const py::handle& w_scale, const py::handle& bias,
-                                   float ys, int32_t yz, bool relu) {
-  auto x = checked<uint8_t>(x_obj, "input (NHWC uint8)", 4);
+                                   float ys, int32_t yz, bool relu, bool nchw) {
+  auto x = checked<uint8_t>(x_obj, nchw ? "input (NCHW uint8)" : "input (NHWC uint8)", 4);
   const npq::ConvGeometry& g = p.w->geometry();
-  auto [n, h, w] = input_shape(x, g);
+  auto [n, h, w] = nchw ? input_shape_nchw(x, g) : input_shape(x, g);
   auto [ws, b] = check_qparams(g, xs, xz, w_scale, bias, ys, yz);
   const auto [oh, ow] = output_hw(h, w, g);
   py::array_t<uint8_t> y({n, oh, ow, g.out_c});
@@ -134,7 +145,8 @@ py::array_t<uint8_t> conv2d_static(const py::handle& x_obj, const PackedConv& p,
                           yz,
                           relu ? yz : 0,
                           255,
-                          y.mutable_data()};
+                          y.mutable_data(),
+                          nchw};
   {
     py::gil_scoped_release nogil;
     npq::conv2d_static(*p.w, a);
@@ -172,6 +184,7 @@ py::dict conv_kernels_dict(const npq::ConvKernels& k) {
   py::dict d;
   d["gemm"] = k.gemm.name;
   d["igemm"] = k.igemm.name ? py::object(py::str(k.igemm.name)) : py::object(py::none());
+  d["stem"] = k.stem.name ? py::object(py::str(k.stem.name)) : py::object(py::none());
   d["dwconv"] = k.dwconv.name;
   d["dwconv_strided"] = k.dwconv_strided.name;
   d["winograd"] = k.wino.name ? py::object(py::str(k.wino.name)) : py::object(py::none());
@@ -204,11 +217,13 @@ void register_conv(py::module_& m, py::module_& ref) {
 
   m.def("conv2d_static", &conv2d_static, py::arg("x"), py::arg("packed"), py::arg("x_scale"),
         py::arg("x_zero_point"), py::arg("w_scale"), py::arg("bias"), py::arg("y_scale"),
-        py::arg("y_zero_point"), py::arg("relu") = false,
-        "Quantized conv: NHWC uint8 in, NHWC uint8 out, per-channel requantization.");
+        py::arg("y_zero_point"), py::arg("relu") = false, py::arg("nchw") = false,
+        "Quantized conv: NHWC uint8 in (NCHW with nchw=True), NHWC uint8 out, "
+        "per-channel requantization.");
   m.def(
       "conv_kernels", []() { return conv_kernels_dict(npq::kernels().conv); },
-      "The conv kernels this process uses (gemm, igemm or None, dwconv, winograd or None).");
+      "The conv kernels this process uses (gemm, igemm or None, stem or None, dwconv, "
+      "winograd or None).");
 
   ref.def("conv2d_static", &ref_conv2d_static, py::arg("x"), py::arg("x_zero_point"),
           py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),

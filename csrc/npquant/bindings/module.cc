@@ -180,6 +180,8 @@ py::dict cpu_info() {
     return k;
   };
   fam["conv_igemm"] = name_isa(ks.conv.igemm.name, ks.conv.igemm.isa);  // name None: rows gathered
+  // the stem path's kernel (few input channels); name None: those convs gather
+  fam["conv_stem"] = name_isa(ks.conv.stem.name, ks.conv.stem.isa);
   fam["dwconv"] = name_isa(ks.conv.dwconv.name, ks.conv.dwconv.isa);
   // name None: 3x3 stride-1 convs run the igemm/gather path
   fam["conv_winograd"] = name_isa(ks.conv.wino.name, ks.conv.wino.isa);

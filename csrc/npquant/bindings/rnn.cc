@@ -36,7 +36,7 @@ py::tuple rnn_sequence(const std::string& mode, const py::handle& gi_obj, const 
   if (static_cast<size_t>(h0.shape(0)) != batch)
     throw ValueError("h_0 of shape " + shape_str(h0) + " does not match the batch of " +
                      std::to_string(batch));
-  if (hh.k() != out_size || hh.n() != gi.shape(2))
+  if (hh.k() != out_size || hh.n() != static_cast<size_t>(gi.shape(2)))
     throw ValueError("the hidden projection (" + std::to_string(hh.k()) + " -> " +
                      std::to_string(hh.n()) + ") does not fit h_0 " + shape_str(h0) +
                      " and the gates " + shape_str(gi));

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../qmath.h"
+#include "elementwise.h"
 #include "linear.h"
 #include "threadpool.h"
 
@@ -56,6 +57,35 @@ inline void copy_bytes(uint8_t* dst, const uint8_t* src, size_t n) {
     two(uint16_t{});
   else if (n == 1)
     *dst = *src;
+}
+
+// dst[3i + c] = plane c's byte i (c < 3, i < n): one row of a 3-channel NCHW
+// image as NHWC. Four pixels per step: the three planes' 4 bytes each become
+// 3 words of 4 bytes (two shifts and ORs per word).
+inline void interleave3(const uint8_t* r, const uint8_t* g, const uint8_t* b, size_t n,
+                        uint8_t* dst) {
+  size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (; i + 4 <= n; i += 4, dst += 12) {
+    uint32_t x, y, z;
+    std::memcpy(&x, r + i, 4);
+    std::memcpy(&y, g + i, 4);
+    std::memcpy(&z, b + i, 4);
+    // little endian: bytes r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3
+    const uint32_t w0 = (x & 0xFF) | (y & 0xFF) << 8 | (z & 0xFF) << 16 | (x & 0xFF00) << 16;
+    const uint32_t w1 =
+        (y >> 8 & 0xFF) | (z >> 8 & 0xFF) << 8 | (x >> 16 & 0xFF) << 16 | (y >> 16 & 0xFF) << 24;
+    const uint32_t w2 = (z >> 16 & 0xFF) | (x >> 24) << 8 | (y >> 24) << 16 | (z >> 24) << 24;
+    std::memcpy(dst, &w0, 4);
+    std::memcpy(dst + 4, &w1, 4);
+    std::memcpy(dst + 8, &w2, 4);
+  }
+#endif
+  for (; i < n; ++i, dst += 3) {
+    dst[0] = r[i];
+    dst[1] = g[i];
+    dst[2] = b[i];
+  }
 }
 
 // A grow-only per-thread scratch buffer (64-byte aligned).
@@ -124,6 +154,21 @@ size_t conv_out_size(size_t in, size_t k, size_t stride, size_t dil, size_t pad0
 
 bool winograd_pays(const ConvGeometry& g) { return g.in_c >= 8; }
 
+namespace {
+
+// The stem path, on the ISA's full-range indirect GEMM (ConvKernels::stem): one
+// group whose channels do not fill that kernel's K groups (a 3-channel first
+// layer), no horizontal dilation (a kernel row is one run of kw*C canvas bytes),
+// and at least 3/4 of the run's K groups useful (3x3 on 3 channels: 9 of 12 bytes
+// with K in fours, 9 of 10 in pairs; 7x7: 21 of 24, 21 of 22).
+bool stem_fits(const ConvGeometry& g, const ConvKernels& k) {
+  if (!k.stem.requant || k.stem.layout.w127 || g.groups != 1 || g.dil_w != 1) return false;
+  const size_t kr = k.stem.layout.kr, run = g.kw * g.in_c;
+  return g.in_c % kr != 0 && 4 * run >= 3 * round_up(run, kr);
+}
+
+}  // namespace
+
 PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKernels& k,
                            bool use_igemm, WinogradUse wino)
     : g_(g), k_(k) {
@@ -151,6 +196,22 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
     path_ = Path::gemm;
     k_.gemm = gemm_kernel_for_weights(k.gemm, w, g.out_c, g.in_c, g.in_c);
     grp_.emplace_back(w, g.out_c, g.in_c, g.in_c, k_.gemm.layout);
+    return;
+  }
+  if (use_igemm && stem_fits(g, k)) {
+    // K = kh rows of kc bytes: k = ky*kc + kx*cg + c; the bytes past kw*cg get
+    // zero weights (they read the next canvas pixel, whatever it holds). The
+    // runner calls k_.igemm: here, the stem kernel.
+    k_.igemm = k.stem;
+    const size_t kc = round_up(g.kw * cg, k.stem.layout.kr), run = g.kw * cg;
+    std::vector<int8_t> m(og * g.kh * kc, 0);
+    for (size_t o = 0; o < og; ++o)
+      for (size_t ky = 0; ky < g.kh; ++ky)
+        for (size_t j = 0; j < run; ++j)
+          m[(o * g.kh + ky) * kc + j] = w[((o * cg + j % cg) * g.kh + ky) * g.kw + j / cg];
+    path_ = Path::stem;
+    stem_kc_ = kc;
+    grp_.emplace_back(m.data(), og, g.kh * kc, g.kh * kc, k.stem.layout);  // not w127
     return;
   }
   bool igemm = use_igemm && k.igemm.requant && cg % k.igemm.layout.kr == 0;
@@ -189,6 +250,8 @@ const char* PackedConv2d::path_name() const {
       return "dwconv";
     case Path::winograd:
       return "winograd";
+    case Path::stem:
+      return "stem";
   }
   return "";
 }
@@ -196,6 +259,7 @@ const char* PackedConv2d::path_name() const {
 const char* PackedConv2d::kernel_name() const {
   switch (path_) {
     case Path::igemm:
+    case Path::stem:
       return k_.igemm.name;
     case Path::dwconv:
       return k_.dwconv.name;
@@ -268,6 +332,7 @@ struct ConvRunner {
   // ind[((t - t0)*ks + tap)*mr + r] for pixel t*mr + r (past the last pixel, the
   // last pixel again). Offsets are from the image's first pixel, channel 0.
   void build_indirection(size_t t0, size_t t1, size_t mr, size_t* ind) const {
+    if (p.path_ == PackedConv2d::Path::stem) return build_stem_rows(t0, t1, mr, ind);
     const size_t ks = g.kh * g.kw, m_img = oh * ow;
     for (size_t t = t0; t < t1; ++t)
       for (size_t r = 0; r < mr; ++r) {
@@ -283,6 +348,60 @@ struct ConvRunner {
           }
         }
       }
+  }
+
+  // The stem path's table: one entry per kernel row,
+  // ind[((t - t0)*kh + ky)*mr + r] = the canvas offset of the row's first tap.
+  void build_stem_rows(size_t t0, size_t t1, size_t mr, size_t* ind) const {
+    const size_t m_img = oh * ow, pitch = (a.w + g.pad_left + g.pad_right) * g.in_c;
+    for (size_t t = t0; t < t1; ++t)
+      for (size_t r = 0; r < mr; ++r) {
+        const size_t m = std::min(t * mr + r, m_img - 1);
+        const size_t oy = m / ow, ox = m % ow;
+        for (size_t ky = 0; ky < g.kh; ++ky)
+          ind[((t - t0) * g.kh + ky) * mr + r] =
+              (oy * g.stride_h + ky * g.dil_h) * pitch + ox * g.stride_w * g.in_c;
+      }
+  }
+
+  // The stem path's canvas: each image with its padding built in (rows of
+  // (pad_left + w + pad_right) pixels, pad_top + h + pad_bottom of them, the
+  // padding holding the zero point), so every kernel row the kernel reads is
+  // kw*C adjacent bytes plus at most kr - 1 bytes of the pixels after it
+  // (slack after the last image). Returns the canvas; `img` is one image's size.
+  const uint8_t* build_canvas(size_t* img) const {
+    const size_t c = g.in_c, pt = g.pad_top, pl = g.pad_left, pr = g.pad_right;
+    const size_t pitch = (pl + a.w + pr) * c, hp = pt + a.h + g.pad_bottom;
+    *img = hp * pitch;
+    thread_local Scratch canvas_buf;  // the calling thread's; read by the tasks below
+    uint8_t* canvas = canvas_buf.get(a.batch * *img + 64);
+    const uint8_t xz = static_cast<uint8_t>(a.xz);
+    const size_t img_bytes = *img;
+    const bool nchw = a.nchw;
+    const size_t w = a.w, h = a.h, plane = h * w;
+    for_tasks(a.batch, [&](size_t n) {
+      uint8_t* dst = canvas + n * img_bytes;
+      const uint8_t* src = a.x + n * plane * c;
+      std::memset(dst, xz, pt * pitch);
+      dst += pt * pitch;
+      for (size_t iy = 0; iy < h; ++iy, dst += pitch) {
+        std::memset(dst, xz, pl * c);
+        uint8_t* row = dst + pl * c;
+        if (!nchw) {
+          std::memcpy(row, src + iy * w * c, w * c);
+        } else if (c == 3) {
+          interleave3(src + iy * w, src + plane + iy * w, src + 2 * plane + iy * w, w, row);
+        } else {
+          for (size_t ch = 0; ch < c; ++ch) {
+            const uint8_t* s = src + ch * plane + iy * w;
+            for (size_t ix = 0; ix < w; ++ix) row[ix * c + ch] = s[ix];
+          }
+        }
+        std::memset(row + w * c, xz, pr * c);
+      }
+      std::memset(dst, xz, (hp - pt - h) * pitch);
+    });
+    return canvas;
   }
 
   // The whole image's table, from the cache or built (and cached) now; null if
@@ -306,9 +425,14 @@ struct ConvRunner {
 
   // igemm and gather: tasks over (image, strip of output pixels, group).
   void run_indirect() {
-    const bool igemm = p.path_ == PackedConv2d::Path::igemm;
+    const bool stem = p.path_ == PackedConv2d::Path::stem;
+    const bool igemm = stem || p.path_ == PackedConv2d::Path::igemm;
     const size_t mr = igemm ? p.k_.igemm.mr : p.k_.gemm.mr;
-    const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups, ks = g.kh * g.kw;
+    const size_t cg = g.in_c / g.groups, og = g.out_c / g.groups;
+    // stem: the kernel's taps are kernel rows of kc canvas bytes
+    const size_t ks = stem ? g.kh : g.kh * g.kw, kc = stem ? p.stem_kc_ : cg;
+    size_t img = a.h * a.w * g.in_c;  // bytes from one image to the next
+    const uint8_t* x = stem ? build_canvas(&img) : a.x;
     const size_t kp = p.grp_[0].kp();
     const size_t m_img = oh * ow;
     const size_t mb = mr * std::max<size_t>(1, 64 / mr);  // strip rows, whole tiles
@@ -327,7 +451,7 @@ struct ConvRunner {
       const size_t m0 = s * mb, rows = std::min(mb, m_img - m0);
       const size_t tiles = (rows + mr - 1) / mr, t0 = m0 / mr;
       thread_local Scratch ind_buf, a_buf;
-      const uint8_t* base = a.x + n * a.h * a.w * g.in_c + grp * cg;
+      const uint8_t* base = x + n * img + grp * cg;
       uint8_t* y0 = a.y + (n * m_img + m0) * g.out_c + grp * og;
       const PackedWeights& w = p.grp_[grp];
       if (igemm) {
@@ -342,7 +466,7 @@ struct ConvRunner {
         for (size_t n0 = 0; n0 < og; n0 += nb) {
           const RequantEpilogue e = ep.at(grp * og + n0, a);
           for (size_t t = 0; t < tiles; ++t)
-            p.k_.igemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), cg, ks,
+            p.k_.igemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), kc, ks,
                                ind + t * ks * mr, base, kPad, zero.data(), w.panel(n0), a.xz,
                                y0 + t * mr * g.out_c + n0, g.out_c, &e);
         }
@@ -544,6 +668,17 @@ struct ConvRunner {
 
 void conv2d_static(const PackedConv2d& w, const Conv2dArgs& a) {
   if (a.batch == 0) return;
+  if (a.nchw && w.path() != PackedConv2d::Path::stem) {
+    thread_local Scratch nhwc_buf;
+    const size_t c = w.geometry().in_c, pixels = a.h * a.w;
+    uint8_t* x = nhwc_buf.get(a.batch * c * pixels);
+    nchw_to_nhwc_u8(a.x, x, a.batch, c, pixels);
+    Conv2dArgs b = a;
+    b.x = x;
+    b.nchw = false;
+    ConvRunner(w, b).run();
+    return;
+  }
   ConvRunner(w, a).run();
 }
 

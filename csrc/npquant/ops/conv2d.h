@@ -1,6 +1,6 @@
 // Quantized Conv2d driver: NHWC u8 in, NHWC u8 out, per-channel requantization.
 //
-// Four paths, chosen once when the weights are packed (never by ISA):
+// The paths, chosen once when the weights are packed (never by ISA):
 //  gemm    1x1, stride 1, no padding, one group: the activation matrix is the
 //          input itself (M = N*H*W rows of C bytes), so the GEMM runs directly.
 //  igemm   other shapes, when the ISA has an indirect-GEMM kernel and C/groups is
@@ -13,6 +13,13 @@
 //  gather  other shapes otherwise: the same indirection buffer, but the taps of a
 //          strip of output pixels are copied into a small buffer (64 rows, L1/L2
 //          sized) that the ordinary GEMM kernel reads. Memory stays O(strip).
+//  stem    few input channels (C/groups not a multiple of the stem kernel's kr, one
+//          group, no horizontal dilation; a 3-channel first layer), on the ISA's
+//          full-range indirect GEMM (ConvKernels::stem): the input is
+//          copied once per call into a canvas with the padding built in, where the
+//          kw taps of a kernel row are kw*C adjacent bytes; the indirect-GEMM kernel
+//          then reads one row pointer per kernel row, kw*C bytes rounded up to its kr
+//          (the extra bytes meet zero weights). No tap copies, no padding checks.
 //  dwconv  depthwise (one input channel per group): dedicated kernels that turn
 //          each input row into groups of G taps once and reuse it for every output
 //          row that reads it.
@@ -57,7 +64,7 @@ bool winograd_pays(const ConvGeometry& g);
 // Conv weights packed for one set of kernels. Immutable; safe to share between threads.
 class PackedConv2d {
  public:
-  enum class Path { gemm, igemm, gather, dwconv, winograd };
+  enum class Path { gemm, igemm, gather, dwconv, winograd, stem };
 
   // w: OIHW int8 weights (out_c, in_c/groups, kh, kw), C-contiguous.
   // use_igemm = false forces the gather path where igemm would run (for tests);
@@ -86,7 +93,8 @@ class PackedConv2d {
   ConvGeometry g_;
   ConvKernels k_;
   Path path_;
-  std::vector<PackedWeights> grp_;  // one per group (gemm/igemm/gather)
+  std::vector<PackedWeights> grp_;  // one per group (gemm/igemm/gather/stem)
+  size_t stem_kc_ = 0;              // stem: bytes per kernel row, kw*C rounded up to kr
   AlignedBuffer dw_;                // dwconv
   size_t dw_bytes_ = 0;
   WinogradWeights wino_;  // winograd
@@ -104,6 +112,9 @@ struct Conv2dArgs {
   int32_t out_min;  // 0, or yz for fused ReLU
   int32_t out_max;  // 255
   uint8_t* y;       // NHWC: batch x out_h x out_w x out_c
+  // The input is NCHW (batch x in_c x h x w) instead: the stem path reads it while
+  // building its canvas (no separate transpose); other paths transpose it first.
+  bool nchw = false;
 };
 
 // y = requant(conv(x - xz, w)) per output channel, the numerics of the static GEMM.

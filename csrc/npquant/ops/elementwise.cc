@@ -162,6 +162,29 @@ void cat_rows_u8(const CatPart* parts, size_t nparts, size_t rows, uint8_t* y) {
   });
 }
 
+namespace {
+
+// out[2j] = a[j], out[2j + 1] = b[j] for j < n. Written with SSE2 unpacks: the
+// compiler does not vectorize the byte loop (out may alias a and b), which ran
+// at 0.6-2 GB/s, a tenth of a copy.
+void interleave2(const uint8_t* a, const uint8_t* b, uint8_t* out, size_t n) {
+  size_t j = 0;
+#if defined(__SSE2__)
+  for (; j + 16 <= n; j += 16) {
+    const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + j));
+    const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * j), _mm_unpacklo_epi8(va, vb));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * j + 16), _mm_unpackhi_epi8(va, vb));
+  }
+#endif
+  for (; j < n; ++j) {
+    out[2 * j] = a[j];
+    out[2 * j + 1] = b[j];
+  }
+}
+
+}  // namespace
+
 void channel_shuffle_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t groups,
                         size_t per_group) {
   const size_t width = groups * per_group;
@@ -171,11 +194,8 @@ void channel_shuffle_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t groups
     for (size_t r = r0; r < r1; ++r) {
       const uint8_t* in = x + r * width;
       uint8_t* out = y + r * width;
-      if (groups == 2) {  // ShuffleNet's case: interleave the two halves (vectorizes)
-        for (size_t j = 0; j < per_group; ++j) {
-          out[2 * j] = in[j];
-          out[2 * j + 1] = in[per_group + j];
-        }
+      if (groups == 2) {  // ShuffleNet's case: interleave the two halves
+        interleave2(in, in + per_group, out, per_group);
         continue;
       }
       for (size_t g = 0; g < groups; ++g)

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -78,16 +79,22 @@ class Pool {
       fn_ = &fn;
       ntasks_ = ntasks;
       next_.store(0);
-      active_ = helpers;
-      wanted_ = helpers;
+      finished_.store(0);
+      wanted_.store(helpers);
       error_ = nullptr;
       ++generation_;
+      entry_.store(region_tag(generation_.load()), std::memory_order_release);
     }
     cv_.notify_all();
     work();
-    spin_until([&] { return active_.load(std::memory_order_acquire) == 0; });
+    // Every task is taken. Close the region: a helper that has not joined yet
+    // (still asleep, or waiting for a core the scheduler gave to another
+    // process) stays out, so this call waits only for tasks that are running,
+    // never for a thread to be scheduled.
+    const size_t joined = entry_.fetch_or(kClosed, std::memory_order_acq_rel) & kCountMask;
+    spin_until([&] { return finished_.load(std::memory_order_acquire) == joined; });
     std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return active_ == 0; });
+    done_cv_.wait(lk, [&] { return finished_.load() == joined; });
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -107,12 +114,31 @@ class Pool {
     }
   }
 
-  // seen: the generation when the worker was started. A worker started after
-  // set_threads restarted the pool must not take the last region (long over,
-  // generation_ != 0) for a new one: it would count itself out of the next
-  // region early (active_ reaching 0 while a task still runs, seen as a task
-  // not run when parallel_for returned) or twice (active_ wrapping: a hang).
-  void worker_loop(size_t index, uint64_t seen) {
+  // entry_ packs the region's tag (low 32 bits of its generation) in the high
+  // half, kClosed, and the number of helpers that joined it in the low bits.
+  static constexpr uint64_t kClosed = uint64_t{1} << 31;
+  static constexpr uint64_t kCountMask = kClosed - 1;
+  static uint64_t region_tag(uint64_t generation) { return (generation & 0xffffffffu) << 32; }
+
+  // A helper joins the region of generation `gen` if it is still that region,
+  // still open, and short of helpers. Joining and closing are one atomic word,
+  // so the caller knows exactly which helpers will touch fn_.
+  bool try_join(uint64_t gen) {
+    uint64_t e = entry_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((e & ~(kClosed | kCountMask)) != region_tag(gen) || (e & kClosed) ||
+          (e & kCountMask) >= wanted_.load())
+        return false;
+      if (entry_.compare_exchange_weak(e, e + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        return true;
+    }
+  }
+
+  // seen: the generation when the worker was started, so that a worker started
+  // after set_threads restarted the pool does not take the last region (long
+  // over) for a new one; try_join would refuse it anyway, as it refuses a
+  // worker that wakes after the region closed.
+  void worker_loop(uint64_t seen) {
     for (;;) {
       spin_until([&] { return stop_.load() || generation_.load() != seen; });
       {
@@ -120,12 +146,16 @@ class Pool {
         cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
-        if (index >= wanted_) continue;  // not needed in this region
       }
       stress_pause();
+      if (!try_join(seen)) continue;
+      stress_pause();
       work();
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--active_ == 0) done_cv_.notify_one();
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        finished_.fetch_add(1, std::memory_order_release);
+      }
+      done_cv_.notify_one();
     }
   }
 
@@ -134,8 +164,7 @@ class Pool {
     const size_t want = static_cast<size_t>(threads_.load()) - 1;
     const uint64_t now = generation_.load();
     while (workers_.size() < want) {
-      const size_t i = workers_.size();
-      workers_.emplace_back([this, i, now] { worker_loop(i, now); });
+      workers_.emplace_back([this, now] { worker_loop(now); });
     }
   }
 
@@ -158,8 +187,9 @@ class Pool {
   size_t ntasks_ = 0;
   std::atomic<size_t> next_{0};
   // Written under mu_; atomic so that spinning threads may read them without it.
-  std::atomic<size_t> active_{0};  // helpers still working in this region
-  size_t wanted_ = 0;              // helpers taking part in this region
+  std::atomic<uint64_t> entry_{0};     // region tag | kClosed | helpers joined
+  std::atomic<size_t> finished_{0};    // joined helpers done with this region
+  std::atomic<size_t> wanted_{0};      // at most this many helpers may join
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;

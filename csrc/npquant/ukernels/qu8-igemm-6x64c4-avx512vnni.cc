@@ -2,9 +2,11 @@
 // vpdpbusd (u8 x s8, 4 products summed exactly into int32 lanes).
 // Layout: PackedLayout{nr=16, kr=4, k_align=4} (the avx512vnni GEMM's), K = ks*kc
 // tap-major; a 64-column tile walks 4 consecutive panels.
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own
-// `_mm512_undefined_*` self-initialization (GCC bug 105593); nothing here is.
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized (and, once the epilogue
+// is unrolled, -Wuninitialized) on their own `_mm512_undefined_*`
+// self-initialization (GCC bug 105593); nothing here is.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cstring>
@@ -21,6 +23,13 @@ int32_t load_u32(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return v;
+}
+
+// acc += dpbusd(a, w). Inline asm, as in the GEMM: with intrinsics GCC 12 copied
+// accumulators between registers on every K step of the 1-2 panel tiles (objdump)
+// once their epilogue was unrolled.
+NPQ_INLINE void dpbusd(__m512i& acc, __m512i a, __m512i w) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(w));
 }
 
 // One tile of 16*NP columns (NP panels); `cols` of them are stored.
@@ -52,11 +61,34 @@ void tile(size_t mr, size_t cols, size_t kc, size_t ks, const size_t* a, const u
       for (size_t r = 0; r < kMR; ++r) {
         const __m512i av = _mm512_set1_epi32(load_u32(ar[r] + k));
 #pragma GCC unroll 4
-        for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, wv[p]);
+        for (int p = 0; p < NP; ++p) {
+          if constexpr (NP <= 2) {
+            dpbusd(acc[r][p], av, wv[p]);
+          } else {  // the asm form spilled accumulators with 4 panels (24 of them)
+            acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, wv[p]);
+          }
+        }
       }
     }
   }
   const RequantZmm rq(ep);
+  if constexpr (NP <= 2) {
+    // Every row requantized and stored under a mask (none past mr): the loop
+    // over the mr rows below indexes the accumulators at run time, which keeps
+    // them all on the stack (objdump): at small K (a 3-channel stem layer, K =
+    // 36 for 32 columns) that was a fifth of the time. With 3-4 panels the
+    // unrolled form pushed accumulators out of registers in the K loop instead.
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      const __mmask16 lanes = lane_mask16(cols, p);
+      const __m512 bias = _mm512_loadu_ps(bias_s + p * kNR), mul = _mm512_loadu_ps(mult + p * kNR);
+#pragma GCC unroll 6
+      for (size_t r = 0; r < kMR; ++r)
+        _mm512_mask_cvtepi32_storeu_epi8((r < mr ? c + r * c_stride : c) + p * kNR,
+                                         r < mr ? lanes : 0, rq(acc[r][p], bias, mul));
+    }
+    return;
+  }
   __m512 bias[NP], mul[NP];
 #pragma GCC unroll 4
   for (int p = 0; p < NP; ++p) {

@@ -185,13 +185,17 @@ class Conv2d(OutputQParams, Module):
             and x._q.shape[3] == self.in_channels
             and x._q.flags.c_contiguous
         ):
-            q = x._q
+            q, nchw = x._q, False
         else:
             x = self._checked_input(x)
-            q = np.ascontiguousarray(x.nhwc())
+            # An NCHW-stored input (a QuantStub's output, the first layer's) goes to
+            # the native op as it is: the stem path reads it while building its
+            # padded copy, the other paths transpose it natively.
+            nchw = not x._nhwc and x._q.flags.c_contiguous
+            q = x._q if nchw else np.ascontiguousarray(x.nhwc())
         scale, zp, fscale = self._output_qparams()
         p = self._packed_params
-        y = _C.conv2d_static(q, p.packed, x._scale, x._zp, p.w_scale, p.bias, scale, zp, self._FUSED_RELU)
+        y = _C.conv2d_static(q, p.packed, x._scale, x._zp, p.w_scale, p.bias, scale, zp, self._FUSED_RELU, nchw)
         return QTensor._trusted(y, fscale, zp, nhwc=True)
 
     def _checked_input(self, x) -> QTensor:

@@ -104,6 +104,19 @@ def _nhwc_quint8(t) -> bool:
     return type(t) is QTensor and t._nhwc and t._dtype is quint8 and t._axis is None and t._q.flags.c_contiguous
 
 
+def _channel_codes(big, small) -> np.ndarray | None:
+    """small's codes as (N, C) when big is an NHWC quint8 activation (N, H, W, C) and small
+    a per-tensor quint8 QTensor of logical shape (N, C, 1, 1) in either storage order (a
+    squeeze-excitation block's scale); else None."""
+    if not (_nhwc_quint8(big) and type(small) is QTensor and small._dtype is quint8 and small._axis is None):
+        return None
+    n, _, _, c = big._q.shape
+    q = small._q
+    if q.shape == ((n, 1, 1, c) if small._nhwc else (n, c, 1, 1)):
+        return q.reshape(n, c)
+    return None
+
+
 def _per_channel(t: QTensor, big: QTensor) -> bool:
     """t is (N or 1, C, 1, 1) against big's (N, C, H, W): one code per (batch, channel)."""
     n, c, h, w = big.shape
@@ -256,6 +269,17 @@ class QFunctional(Module):
 
     def mul(self, x, y):
         """Integer product of the centred codes, requantized by fl(fl(sx * sy) * fl(1 / s))."""
+        if _kernel("mul"):
+            # an SE block's mul: _native's kernel and arguments without its general
+            # checks (tens of microseconds per call at batch 1); the product commutes
+            b = _channel_codes(x, y)
+            big, small = (x, y) if b is not None else (y, x)
+            b = b if b is not None else _channel_codes(y, x)
+            if b is not None:
+                s, zp = self._out(quint8)
+                out = _C.qmul_u8(big._q, b, big._scale, big._zp, small._scale, small._zp, s, zp, True)
+                self.__dict__["_last_kernel"] = _kernel("mul")
+                return QTensor._trusted(out, s, zp, quint8, True)
         out = self._native(x, y, "mul")
         return self._mul_numpy(x, y) if out is None else out
 
