@@ -216,7 +216,7 @@ struct ConvShape {
 };
 // docs/conv.md's layers: dense 3x3, pointwise, deep 3x3, depthwise 3x3, a
 // MobileNetV2 stride-2 depthwise, batch 8; the other ResNet 3x3 stages; the
-// vision models' 3-input-channel first layers.
+// vision models' 3-input-channel first layers; MobileNet / ShuffleNet layers.
 const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},
                                  {1, 256, 56, 56, 64, 1, 1, 1},
                                  {1, 256, 14, 14, 256, 3, 1, 1},
@@ -233,7 +233,21 @@ const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},
                                  {1, 3, 224, 224, 16, 3, 2, 1},
                                  {8, 3, 224, 224, 16, 3, 2, 1},
                                  {8, 3, 224, 224, 64, 7, 2, 1},
-                                 {1, 3, 224, 224, 64, 7, 2, 1}};
+                                 {1, 3, 224, 224, 64, 7, 2, 1},
+                                 // MobileNetV2 / V3 / ShuffleNetV2 (batch 8): depthwise 3x3 and
+                                 // 5x5 at stride 1 and 2, and 1x1 convs with small K or N.
+                                 {8, 32, 112, 112, 32, 3, 1, 32},
+                                 {8, 96, 112, 112, 96, 3, 2, 96},
+                                 {8, 144, 56, 56, 144, 3, 1, 144},
+                                 {8, 384, 14, 14, 384, 3, 1, 384},
+                                 {8, 72, 56, 56, 72, 5, 2, 72},
+                                 {8, 120, 28, 28, 120, 5, 1, 120},
+                                 {8, 58, 28, 28, 58, 3, 1, 58},
+                                 {8, 32, 112, 112, 16, 1, 1, 1},
+                                 {8, 16, 112, 112, 96, 1, 1, 1},
+                                 {8, 144, 56, 56, 24, 1, 1, 1},
+                                 {8, 24, 56, 56, 144, 1, 1, 1},
+                                 {8, 58, 28, 28, 58, 1, 1, 1}};
 
 std::string conv_shape_name(const ConvShape& s) {
   auto v = [](size_t x) { return std::to_string(x); };
@@ -298,6 +312,22 @@ void register_conv(const std::vector<int>& thread_counts) {
                                      npq::WinogradUse::when_faster)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
+        // Depthwise layers: forced onto every runnable dwconv kernel of the ISA
+        // other than the routed one (both AVX-512 kernels at stride 1 and 2).
+        if (s.groups == s.c && s.groups > 1)
+          for (const npq::DwconvKernel& dk : npq::built_dwconv_kernels())
+            if (dk.isa == isa && npq::can_run(dk) &&
+                std::string(dk.name) != (s.stride > 1 ? k.dwconv_strided : k.dwconv).name) {
+              npq::ConvKernels kd = k;
+              kd.dwconv = kd.dwconv_strided = dk;
+              benchmark::RegisterBenchmark(
+                  ("conv_dw/" + std::string(dk.name) + "/" + conv_shape_name(s) +
+                   "/threads:" + std::to_string(threads))
+                      .c_str(),
+                  bench_conv, kd, s, threads, true, npq::WinogradUse::when_faster)
+                  ->UseRealTime()
+                  ->Unit(benchmark::kMicrosecond);
+            }
         // Dense non-1x1 layers: the gathered path too (what the ISA ran before its
         // indirect GEMM), and the GEMM kernel on the same M x K x N (conv's target
         // rate: M = output pixels, K = C*k*k, N = Cout; no tap copies at all).

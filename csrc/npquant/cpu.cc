@@ -78,6 +78,7 @@ void detect_x86(CpuFeatures* f) {
     f->avx512dq = f->avx512f && ((ebx >> 17) & 1);
     f->avx512vl = f->avx512f && ((ebx >> 31) & 1);
     f->avx512vnni = f->avx512f && ((ecx >> 11) & 1);
+    f->avx512vbmi = f->avx512f && ((ecx >> 1) & 1);
     f->amx_tile = tile_os && ((edx >> 24) & 1);
     f->amx_int8 = tile_os && ((edx >> 25) & 1);
     cpuid(7, 1, r);

@@ -21,6 +21,7 @@ struct CpuFeatures {
   // x86 (already combined with the OS's XSAVE state support)
   bool sse41 = false, avx = false, avx2 = false, fma = false, avxvnni = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false, avx512vnni = false;
+  bool avx512vbmi = false;  // not an ISA of its own: one avx512vnni kernel variant needs it
   bool amx_tile = false, amx_int8 = false;
   bool amx_permitted = false;  // arch_prctl(ARCH_REQ_XCOMP_PERM) succeeded
   // arm

@@ -40,9 +40,9 @@ std::vector<QIGemmKernel> make_igemm_table() {
 
 std::vector<DwconvKernel> make_dwconv_table() {
   std::vector<DwconvKernel> t;
-#define NPQ_DWCONV(name, isa, guard, ct, g, tb, wb) \
-  NPQ_IF(guard)(                                    \
-      t.push_back({#name, Isa::isa, ct, g, tb, wb, name##_pack, name##_transform, name##_row});)
+#define NPQ_DWCONV(name, isa, guard, ct, g, tb, wb, vbmi) \
+  NPQ_IF(guard)(t.push_back(                              \
+      {#name, Isa::isa, ct, g, tb, wb, vbmi, name##_pack, name##_transform, name##_row});)
 #include "ukernels.inc"
   return t;
 }
@@ -162,6 +162,12 @@ ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
       if (!k.layout.w127) c.stem = k;
     }
   c.dwconv = *pick(built_dwconv_kernels(), cap);
+  c.dwconv_strided = c.dwconv;
+  for (const DwconvKernel& k : built_dwconv_kernels())
+    if (k.isa == c.dwconv.isa && k.tb == 0 && can_run(k)) {
+      c.dwconv_strided = k;
+      break;
+    }
   c.wino = WinogradKernel{nullptr, Isa::scalar, 0, 0, 0, nullptr, nullptr};
   for (const WinogradKernel& k : built_winograd_kernels())
     if (k.isa == gemm.isa && can_run(k)) c.wino = k;
@@ -517,7 +523,9 @@ const std::vector<WinogradKernel>& built_winograd_kernels() {
 
 bool can_run(const QIGemmKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const WinogradKernel& k) { return cpu_features().supports(k.isa); }
-bool can_run(const DwconvKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const DwconvKernel& k) {
+  return cpu_features().supports(k.isa) && (!k.vbmi || cpu_features().avx512vbmi);
+}
 
 ConvKernels conv_kernels_for(Isa cap) {
   // The GEMM kernel choose() would take for this cap.

@@ -95,6 +95,7 @@ struct DwconvKernel {
   uint32_t g;
   uint32_t tb;
   uint32_t wb;
+  bool vbmi;  // also needs AVX512_VBMI (vpermt2b)
   qu8_dw_pack_fn pack;
   qu8_dw_transform_fn transform;
   qu8_dw_row_fn row;
@@ -112,11 +113,12 @@ struct WinogradKernel {
 
 // The kernels a convolution runs on.
 struct ConvKernels {
-  QGemmKernel gemm;    // 1x1 convolutions, and the gathered path
-  QIGemmKernel igemm;  // same ISA as gemm, or none
-  QIGemmKernel stem;   // the ISA's last full-range (not w127) igemm, or none: the stem path
-  DwconvKernel dwconv;
-  WinogradKernel wino;  // same ISA as gemm, or none
+  QGemmKernel gemm;     // 1x1 convolutions, and the gathered path
+  QIGemmKernel igemm;   // same ISA as gemm, or none
+  QIGemmKernel stem;    // the ISA's last full-range (not w127) igemm, or none: the stem path
+  DwconvKernel dwconv;  // stride-1 depthwise convs
+  DwconvKernel dwconv_strided;  // stride >= 2: a direct kernel of dwconv's ISA, else dwconv
+  WinogradKernel wino;          // same ISA as gemm, or none
 };
 
 struct KernelSet {

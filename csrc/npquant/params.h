@@ -98,4 +98,11 @@ struct DwRowGeometry {
   size_t pad_left;
 };
 
+// Pixels of an input row padded for every tap of every output column (input
+// column j - pad_left at padded column j): the row of the direct depthwise
+// kernels (tb == 0 in ukernels.inc), which read taps from it in registers.
+inline size_t dw_padded_width(const DwRowGeometry& g) {
+  return (g.ow - 1) * g.stride + (g.kw - 1) * g.dil + 1;
+}
+
 }  // namespace npq

@@ -102,6 +102,9 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   const int32_t zps[] = {0, 255, static_cast<int32_t>(rng.range(0, 255))};
   const int32_t xz = d.xz >= 0 ? d.xz : zps[rng.range(0, 2)];
   const int32_t yz = d.acc_max > 0 ? 128 : zps[rng.range(0, 2)];
+  // Output range: [0 or yz (ReLU), 255], or a lower top (a fused clamp) in a quarter.
+  const int32_t lo = relu ? yz : 0;
+  const int32_t hi = rng.range(0, 3) == 0 ? static_cast<int32_t>(rng.range(lo, 255)) : 255;
   const float xs = rng.uniform(5e-3f, 0.1f);
   const float ys = d.acc_max > 0 ? static_cast<float>(xs * 1.5e-2 * d.acc_max / 100)
                                  : xs * 0.01f * 128 * std::sqrt(float(w.size() / g.out_c)) *
@@ -139,8 +142,8 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
   Guarded y(y_bytes);
   y.allow(0, y_bytes);
   npq::Conv2dArgs a{
-      c.n, c.h, c.w,           x.data(), xs,      xz, ws.data(), with_bias ? bias.data() : nullptr,
-      ys,  yz,  relu ? yz : 0, 255,      y.data()};
+      c.n, c.h, c.w, x.data(), xs,      xz, ws.data(), with_bias ? bias.data() : nullptr,
+      ys,  yz,  lo,  hi,       y.data()};
   // NCHW: the same input transposed, also ending at a guard page.
   EndOfPage x_nchw(d.nchw ? x_bytes : 1);
   if (d.nchw) {
@@ -159,7 +162,7 @@ void run_case(const npq::ConvKernels& k, bool igemm, const Case& c, Rng& rng, Ta
                          bias_s.data(), mult.data());
   std::vector<uint8_t> want(y_bytes);
   npq::ref::conv2d_requant(g, c.n, c.h, c.w, x.data(), xz, w.data(), bias_s.data(), mult.data(), yz,
-                           relu ? yz : 0, 255, want.data());
+                           lo, hi, want.data());
   std::string msg;
   if (!y.intact(&msg)) {
     t.fail(label, describe(c) + ": " + msg);
@@ -261,6 +264,23 @@ Case depthwise_case(Rng& rng, size_t channels) {
   g.pad_left = g.pad_right = g.kw / 2;
   if (rng.range(0, 3) == 0) g.pad_right = static_cast<size_t>(rng.range(0, 3));
   Case c{g, 1, static_cast<size_t>(rng.range(1, 12)), static_cast<size_t>(rng.range(1, 21))};
+  return fit_kernel(c);
+}
+
+// MobileNetV2 / V3 / ShuffleNetV2 depthwise layers, scaled down: their channel
+// counts (several 32-channel blocks and a partial one), 3x3 and 5x5 at stride 1
+// and 2 with "same" padding, odd and even widths.
+Case mobilenet_dw_case(Rng& rng) {
+  static const size_t chans[] = {16, 24, 58, 72, 96, 116, 120, 144, 200};
+  const size_t ch = pick(rng, chans), k = rng.coin() ? 3 : 5;
+  npq::ConvGeometry g{};
+  g.groups = g.in_c = g.out_c = ch;
+  g.kh = g.kw = k;
+  g.stride_h = g.stride_w = static_cast<size_t>(rng.range(1, 2));
+  g.dil_h = g.dil_w = 1;
+  g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = k / 2;
+  Case c{g, static_cast<size_t>(rng.range(1, 2)), static_cast<size_t>(rng.range(5, 17)),
+         static_cast<size_t>(rng.range(5, 17))};
   return fit_kernel(c);
 }
 
@@ -378,8 +398,20 @@ void test_conv(Tally& t) {
       run_case(k, true, c, rng, t);
       if (k.igemm.requant) run_case(k, false, c, rng, t);  // the gathered path too
     }
-    for (size_t ch = 1; ch <= 65; ++ch)
-      for (int i = 0; i < 3; ++i) run_case(k, true, depthwise_case(rng, ch), rng, t);
+    // The depthwise grid as dispatch routes it and, where the ISA routes strided
+    // layers to another kernel, forced onto each of its kernels at every stride.
+    std::vector<npq::ConvKernels> dws{k};
+    for (const npq::DwconvKernel& dk : npq::built_dwconv_kernels())
+      if (dk.isa == isa && npq::can_run(dk) &&
+          std::string(k.dwconv.name) != k.dwconv_strided.name) {
+        dws.push_back(k);
+        dws.back().dwconv = dws.back().dwconv_strided = dk;
+      }
+    for (const npq::ConvKernels& kd : dws) {
+      for (size_t ch = 1; ch <= 65; ++ch)
+        for (int i = 0; i < 3; ++i) run_case(kd, true, depthwise_case(rng, ch), rng, t);
+      for (int i = 0; i < 40; ++i) run_case(kd, true, mobilenet_dw_case(rng), rng, t);
+    }
     for (int i = 0; i < 150; ++i) run_case(k, true, small_channel_case(rng), rng, t);
     // The indirect GEMM's grid: every cg 1..33, zero points 0/128/255, -128
     // weights at none, one, the fix table's capacity (31 per panel) and one over.

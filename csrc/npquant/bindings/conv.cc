@@ -186,6 +186,7 @@ py::dict conv_kernels_dict(const npq::ConvKernels& k) {
   d["igemm"] = k.igemm.name ? py::object(py::str(k.igemm.name)) : py::object(py::none());
   d["stem"] = k.stem.name ? py::object(py::str(k.stem.name)) : py::object(py::none());
   d["dwconv"] = k.dwconv.name;
+  d["dwconv_strided"] = k.dwconv_strided.name;
   d["winograd"] = k.wino.name ? py::object(py::str(k.wino.name)) : py::object(py::none());
   return d;
 }

@@ -183,11 +183,13 @@ PackedConv2d::PackedConv2d(const int8_t* w, const ConvGeometry& g, const ConvKer
   }
   if (is_depthwise(g)) {
     path_ = Path::dwconv;
-    const size_t nq = (g.kw + k.dwconv.g - 1) / k.dwconv.g;
-    dw_bytes_ = round_up(g.out_c, k.dwconv.ct) * (4 + g.kh * nq * k.dwconv.wb);
+    if (g.stride_w > 1) k_.dwconv = k.dwconv_strided;
+    const DwconvKernel& dk = k_.dwconv;
+    const size_t nq = (g.kw + dk.g - 1) / dk.g;
+    dw_bytes_ = round_up(g.out_c, dk.ct) * (4 + g.kh * nq * dk.wb);
     dw_ = aligned_zeros(dw_bytes_);
     // OIHW with one input channel is exactly [channel][kh][kw].
-    k.dwconv.pack(g.out_c, g.kh, g.kw, w, dw_.get());
+    dk.pack(g.out_c, g.kh, g.kw, w, dw_.get());
     return;
   }
   if (is_pointwise(g)) {
@@ -609,9 +611,12 @@ struct ConvRunner {
     const DwconvKernel& k = p.k_.dwconv;
     const size_t c = g.out_c, mult = g.out_c / g.in_c;
     const size_t nq = (g.kw + k.g - 1) / k.g;
-    const size_t t_bytes = ow * nq * round_up(c, k.ct) * k.tb;
     const size_t slots = (g.kh - 1) * g.dil_h + 1;  // rows one output row spans
     const DwRowGeometry rg{c, a.w, ow, g.kw, nq, g.stride_w, g.dil_w, g.pad_left};
+    // tb == 0: a direct kernel's row is a 64-byte header, the padded row, and
+    // 64 bytes its last partial channel block may read.
+    const size_t t_bytes =
+        k.tb ? ow * nq * round_up(c, k.ct) * k.tb : round_up(64 + dw_padded_width(rg) * c + 64, 64);
     // Bands per image: enough tasks for the threads; each band re-transforms the
     // (kh - 1) * dil_h input rows it shares with the band above, so one thread
     // takes whole images.

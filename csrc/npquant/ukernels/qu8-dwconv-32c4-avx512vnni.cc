@@ -117,10 +117,10 @@ void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* c
   // hi - zp (rounding is monotone and fixes integers, so this equals capping the
   // result at hi, and keeps cvtps2dq from overflowing upwards); below, cvtps2dq's
   // INT_MIN for v < -2^31 and the saturating packs only ever saturate values whose
-  // result is < 0 <= lo, and the final byte max/min apply lo and hi.
+  // result is < 0 <= lo, and the final byte max applies lo (no byte min: every
+  // code is already <= hi, as in the AVX2 kernel).
   const __m512 hi_f = _mm512_set1_ps(static_cast<float>(ep->out_max - ep->out_zp));
   const __m512i lo8 = _mm512_set1_epi8(static_cast<char>(ep->out_min));
-  const __m512i hi8 = _mm512_set1_epi8(static_cast<char>(ep->out_max));
   const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(ep->out_zp));
   const __m512i neg_xz = _mm512_set1_epi32(-xz);
   for (size_t b = 0; b < blocks; ++b) {
@@ -152,8 +152,8 @@ void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* c
       taps.run(rows, (ox + 1) * t_step + t_off, pos_stride, kh, nq, c0, c1);
       const __m512i p = requant_pair(a0, a1, bias0, bias1, mult0, mult1, hi_f, zp16);
       const __m512i r = requant_pair(c0, c1, bias0, bias1, mult0, mult1, hi_f, zp16);
-      const __m512i u = _mm512_min_epu8(
-          _mm512_max_epu8(_mm512_permutexvar_epi32(out_idx2, _mm512_packus_epi16(p, r)), lo8), hi8);
+      const __m512i u =
+          _mm512_max_epu8(_mm512_permutexvar_epi32(out_idx2, _mm512_packus_epi16(p, r)), lo8);
       store32(yb, _mm512_castsi512_si256(u), full, store_mask);
       store32(yb + y_stride, _mm512_extracti64x4_epi64(u, 1), full, store_mask);
     }
@@ -161,8 +161,8 @@ void row_impl(size_t channels, size_t ow, size_t kh, size_t nq, const uint8_t* c
       __m512i a0 = init0, a1 = init1;
       taps.run(rows, ox * t_step + t_off, pos_stride, kh, nq, a0, a1);
       const __m512i p = requant_pair(a0, a1, bias0, bias1, mult0, mult1, hi_f, zp16);
-      const __m512i u = _mm512_min_epu8(
-          _mm512_max_epu8(_mm512_permutexvar_epi32(out_idx2, _mm512_packus_epi16(p, p)), lo8), hi8);
+      const __m512i u =
+          _mm512_max_epu8(_mm512_permutexvar_epi32(out_idx2, _mm512_packus_epi16(p, p)), lo8);
       store32(yb, _mm512_castsi512_si256(u), full, store_mask);
     }
   }
