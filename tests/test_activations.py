@@ -136,3 +136,38 @@ def test_prepare_convert(name, args, kwargs):
         assert "act.scale" in q.state_dict() and "act.zero_point" in q.state_dict()
     ref = model(x)
     assert np.max(np.abs(q(x) - ref)) < 0.1
+
+
+def test_table_ops_cached_fast_path_follows_attribute_changes():
+    """The second call with the same input qparams takes the cached lookup; changing the
+    output qparams (scale / zero_point, output_scale) or the op's parameter after that
+    gives what a fresh module gives, and NHWC storage gives the NCHW codes."""
+    rng = np.random.default_rng(4)
+    q = rng.integers(0, 256, (2, 5, 3, 4), dtype=np.uint8)
+    x = npquant.QTensor(q, 0.05, 120, npquant.quint8)
+    x_nhwc = npquant.QTensor.from_nhwc(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), 0.05, 120, npquant.quint8)
+
+    def fresh(make, **attrs):
+        m = make()
+        for k, v in attrs.items():
+            setattr(m, k, v)
+        return m(x)
+
+    cases = [
+        (lambda: nnq.Hardswish(0.04, 10), {"scale": 0.07, "zero_point": 3}),
+        (lambda: nnq.LeakyReLU(0.04, 100, 0.1), {"negative_slope": 0.3}),
+        (lambda: nnq.Sigmoid(), {"output_scale": 1.0 / 128, "output_zero_point": 5}),
+    ]
+    for make, change in cases:
+        m = make()
+        first, second = m(x), m(x)
+        assert np.array_equal(first.int_repr(), second.int_repr())
+        assert (first.q_scale(), first.q_zero_point()) == (second.q_scale(), second.q_zero_point())
+        from_nhwc = m(x_nhwc)
+        assert from_nhwc.is_nhwc and np.array_equal(from_nhwc.int_repr(), first.int_repr())
+        for k, v in change.items():
+            setattr(m, k, v)
+        want, got = fresh(make, **change), m(x)
+        assert (got.q_scale(), got.q_zero_point()) == (want.q_scale(), want.q_zero_point())
+        assert np.array_equal(got.int_repr(), want.int_repr())
+        assert not np.array_equal(got.int_repr(), first.int_repr()) or got.q_scale() != first.q_scale()
