@@ -342,6 +342,33 @@ def test_threads_give_identical_results():
         npquant.set_num_threads(before)
 
 
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_few_strips_split_channels_across_threads(isa):
+    """Batch 1 at 7x7 and 14x14 has one to four strips of output pixels, so the indirect
+    and gathered paths also cut the output channels among threads (chunks of 64, the
+    last one short). Every thread count must give the reference's bytes."""
+    rng = np.random.default_rng(11)
+    before = npquant.get_num_threads()
+    configs = [
+        dict(n=1, h=7, w=7, cin=64, cout=200, groups=1, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),
+        dict(n=1, h=14, w=14, cin=96, cout=130, groups=1, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),
+        dict(n=1, h=14, w=14, cin=64, cout=260, groups=2, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),
+        dict(n=2, h=9, w=9, cin=32, cout=520, groups=1, k=(3, 3), stride=(1, 1), pad=(0, 0, 0, 0), dil=(1, 1)),
+    ]
+    try:
+        for c in configs:
+            x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
+            ref = reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)
+            for igemm in (True, False):
+                p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"], isa=isa, igemm=igemm)
+                for t in (1, 2, 3, 4):
+                    npquant.set_num_threads(t)
+                    y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
+                    assert np.array_equal(y, ref), (isa, p.path, t, c)
+    finally:
+        npquant.set_num_threads(before)
+
+
 # ---------------------------------------------------------------- PyTorch agreement
 @pytest.fixture(scope="module")
 def torch_x86():

@@ -444,8 +444,18 @@ struct ConvRunner {
     std::vector<uint8_t> zero(round_up(g.in_c, 64) + 64, static_cast<uint8_t>(a.xz));
     const std::shared_ptr<const PackedConv2d::Indirection> cached =
         igemm ? cached_indirection(mr) : nullptr;
-    const size_t tasks = a.batch * strips * g.groups;
-    for_tasks(tasks, [&](size_t task) {
+    // Too few strips to keep every thread busy (batch 1 at 14x14 and 7x7: 4 and 1
+    // strips) also cuts the output channels, in chunks of whole passes' alignment
+    // (64 columns: a multiple of every kernel's nr).
+    const size_t base_tasks = a.batch * strips * g.groups;
+    size_t splits = 1;
+    if (threads > 1 && base_tasks < 4 * threads)
+      splits = std::min((og + 63) / 64, (4 * threads + base_tasks - 1) / base_tasks);
+    const size_t cw = round_up((og + splits - 1) / splits, 64);
+    for_tasks(base_tasks * splits, [&](size_t task_id) {
+      const size_t c0 = (task_id % splits) * cw, c1 = std::min(og, c0 + cw);
+      if (c0 >= c1) return;
+      const size_t task = task_id / splits;
       const size_t grp = task % g.groups, s = (task / g.groups) % strips;
       const size_t n = task / (g.groups * strips);
       const size_t m0 = s * mb, rows = std::min(mb, m_img - m0);
@@ -463,10 +473,10 @@ struct ConvRunner {
           build_indirection(t0, t0 + tiles, mr, built);
           ind = built;
         }
-        for (size_t n0 = 0; n0 < og; n0 += nb) {
+        for (size_t n0 = c0; n0 < c1; n0 += nb) {
           const RequantEpilogue e = ep.at(grp * og + n0, a);
           for (size_t t = 0; t < tiles; ++t)
-            p.k_.igemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), kc, ks,
+            p.k_.igemm.requant(std::min(mr, rows - t * mr), std::min(nb, c1 - n0), kc, ks,
                                ind + t * ks * mr, base, kPad, zero.data(), w.panel(n0), a.xz,
                                y0 + t * mr * g.out_c + n0, g.out_c, &e);
         }
@@ -476,10 +486,10 @@ struct ConvRunner {
       gather_strip(m0, rows, kp, base, zero.data(), abuf);
       int32_t zps[64];
       std::fill(zps, zps + 64, a.xz);
-      for (size_t n0 = 0; n0 < og; n0 += nb) {
+      for (size_t n0 = c0; n0 < c1; n0 += nb) {
         const RequantEpilogue e = ep.at(grp * og + n0, a);
         for (size_t t = 0; t < tiles; ++t)
-          p.k_.gemm.requant(std::min(mr, rows - t * mr), std::min(nb, og - n0), kp,
+          p.k_.gemm.requant(std::min(mr, rows - t * mr), std::min(nb, c1 - n0), kp,
                             abuf + t * mr * kp, kp, w.panel(n0), zps, y0 + t * mr * g.out_c + n0,
                             g.out_c, &e);
       }
