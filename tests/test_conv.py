@@ -346,7 +346,8 @@ def test_threads_give_identical_results():
 def test_few_strips_split_channels_across_threads(isa):
     """Batch 1 at 7x7 and 14x14 has one to four strips of output pixels, so the indirect
     and gathered paths also cut the output channels among threads (chunks of 64, the
-    last one short). Every thread count must give the reference's bytes."""
+    last one short), and the stem path fills its canvas in bands of rows. Every thread
+    count must give the reference's bytes."""
     rng = np.random.default_rng(11)
     before = npquant.get_num_threads()
     configs = [
@@ -354,17 +355,26 @@ def test_few_strips_split_channels_across_threads(isa):
         dict(n=1, h=14, w=14, cin=96, cout=130, groups=1, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),
         dict(n=1, h=14, w=14, cin=64, cout=260, groups=2, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),
         dict(n=2, h=9, w=9, cin=32, cout=520, groups=1, k=(3, 3), stride=(1, 1), pad=(0, 0, 0, 0), dil=(1, 1)),
+        # 3-channel stems: the canvas is filled in bands of rows (one row per band, and
+        # bands left empty, at h = 5 and 13).
+        dict(n=1, h=64, w=61, cin=3, cout=64, groups=1, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),
+        dict(n=1, h=5, w=200, cin=3, cout=64, groups=1, k=(7, 7), stride=(2, 2), pad=(3, 3, 3, 3), dil=(1, 1)),
+        dict(n=2, h=13, w=90, cin=3, cout=32, groups=1, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),
     ]
     try:
         for c in configs:
             x, wt, xs, xz, ws, bias, ys, yz, relu = random_data(rng, c)
             ref = reference(c, x, wt, xs, xz, ws, bias, ys, yz, relu)
+            inputs = (
+                [(x, False)] if c["cin"] != 3 else [(x, False), (np.ascontiguousarray(x.transpose(0, 3, 1, 2)), True)]
+            )
             for igemm in (True, False):
                 p = _C.PackedConv2dWeight(wt, c["stride"], c["pad"], c["dil"], c["groups"], isa=isa, igemm=igemm)
                 for t in (1, 2, 3, 4):
                     npquant.set_num_threads(t)
-                    y = _C.conv2d_static(x, p, xs, xz, ws, bias, ys, yz, relu)
-                    assert np.array_equal(y, ref), (isa, p.path, t, c)
+                    for arr, nchw in inputs:
+                        y = _C.conv2d_static(arr, p, xs, xz, ws, bias, ys, yz, relu, nchw)
+                        assert np.array_equal(y, ref), (isa, p.path, t, nchw, c)
     finally:
         npquant.set_num_threads(before)
 

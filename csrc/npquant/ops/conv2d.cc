@@ -379,12 +379,18 @@ struct ConvRunner {
     const size_t img_bytes = *img;
     const bool nchw = a.nchw;
     const size_t w = a.w, h = a.h, plane = h * w;
-    for_tasks(a.batch, [&](size_t n) {
-      uint8_t* dst = canvas + n * img_bytes;
+    // Bands of rows, so that batch 1 fills the canvas on every thread too.
+    const size_t bands = threads == 1 ? 1 : std::min<size_t>(h, 4 * threads);
+    const size_t band_rows = (h + bands - 1) / bands;
+    for_tasks(a.batch * bands, [&](size_t task) {
+      const size_t n = task / bands, band = task % bands;
+      uint8_t* const image = canvas + n * img_bytes;
       const uint8_t* src = a.x + n * plane * c;
-      std::memset(dst, xz, pt * pitch);
-      dst += pt * pitch;
-      for (size_t iy = 0; iy < h; ++iy, dst += pitch) {
+      if (band == 0) std::memset(image, xz, pt * pitch);
+      if (band == bands - 1) std::memset(image + (pt + h) * pitch, xz, (hp - pt - h) * pitch);
+      const size_t iy0 = band * band_rows, iy1 = std::min(h, iy0 + band_rows);
+      uint8_t* dst = image + (pt + iy0) * pitch;
+      for (size_t iy = iy0; iy < iy1; ++iy, dst += pitch) {
         std::memset(dst, xz, pl * c);
         uint8_t* row = dst + pl * c;
         if (!nchw) {
@@ -399,7 +405,6 @@ struct ConvRunner {
         }
         std::memset(row + w * c, xz, pr * c);
       }
-      std::memset(dst, xz, (hp - pt - h) * pitch);
     });
     return canvas;
   }
