@@ -346,8 +346,9 @@ def test_threads_give_identical_results():
 def test_few_strips_split_channels_across_threads(isa):
     """Batch 1 at 7x7 and 14x14 has one to four strips of output pixels, so the indirect
     and gathered paths also cut the output channels among threads (chunks of 64, the
-    last one short), and the stem path fills its canvas in bands of rows. Every thread
-    count must give the reference's bytes."""
+    last one short), the stem path fills its canvas in bands of rows, and depthwise
+    layers split into bands from 256K MACs. Every thread count must give the
+    reference's bytes."""
     rng = np.random.default_rng(11)
     before = npquant.get_num_threads()
     configs = [
@@ -355,6 +356,9 @@ def test_few_strips_split_channels_across_threads(isa):
         dict(n=1, h=14, w=14, cin=96, cout=130, groups=1, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),
         dict(n=1, h=14, w=14, cin=64, cout=260, groups=2, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),
         dict(n=2, h=9, w=9, cin=32, cout=520, groups=1, k=(3, 3), stride=(1, 1), pad=(0, 0, 0, 0), dil=(1, 1)),
+        # depthwise from 256K MACs: one band of rows per thread on small images
+        dict(n=1, h=14, w=14, cin=384, cout=384, groups=384, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),
+        dict(n=1, h=29, w=27, cin=144, cout=144, groups=144, k=(5, 5), stride=(2, 2), pad=(2, 2, 2, 2), dil=(1, 1)),
         # 3-channel stems: the canvas is filled in bands of rows (one row per band, and
         # bands left empty, at h = 5 and 13).
         dict(n=1, h=64, w=61, cin=3, cout=64, groups=1, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),

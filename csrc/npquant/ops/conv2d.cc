@@ -294,9 +294,13 @@ struct ConvRunner {
         ow(conv_out_size(args.w, g.kw, g.stride_w, g.dil_w, g.pad_left, g.pad_right, "width")),
         ep(make_epilogue(g.out_c, args)) {
     // Below ~1M MACs (a few microseconds) handing tasks to busy threads costs more
-    // than it saves (as in the Linear drivers).
+    // than it saves (as in the Linear drivers). A depthwise MAC costs about four
+    // times a GEMM's (row transforms, one tap group per instruction), so depthwise
+    // layers split from 256K: MobileNet's 14x14 and 7x7 ones (0.4-0.7M MACs,
+    // 15-30 us on one thread).
     const size_t macs = a.batch * oh * ow * g.out_c * (g.in_c / g.groups) * g.kh * g.kw;
-    threads = macs < (size_t{1} << 20) ? 1 : static_cast<size_t>(get_num_threads());
+    const size_t min_macs = size_t{1} << (pw.path_ == PackedConv2d::Path::dwconv ? 18 : 20);
+    threads = macs < min_macs ? 1 : static_cast<size_t>(get_num_threads());
   }
 
   template <class Fn>
@@ -635,8 +639,14 @@ struct ConvRunner {
     // Bands per image: enough tasks for the threads; each band re-transforms the
     // (kh - 1) * dil_h input rows it shares with the band above, so one thread
     // takes whole images.
+    // Bands of output rows per image: enough for 4 tasks per thread, but each band
+    // transforms its kh - 1 halo rows again, so small images (14x14: 2-row bands
+    // transformed 4 rows each) get one band per thread, larger ones bands of at
+    // least 8 rows.
     const size_t per_image =
-        threads == 1 ? 1 : std::min(oh, std::max<size_t>(1, (4 * threads + a.batch - 1) / a.batch));
+        threads == 1 ? 1
+                     : std::min({oh, std::max<size_t>(1, (4 * threads + a.batch - 1) / a.batch),
+                                 threads * std::max<size_t>(1, oh / (8 * threads))});
     const size_t band = (oh + per_image - 1) / per_image;
     const RequantEpilogue e = ep.at(0, a);
     for_tasks(a.batch * per_image, [&](size_t task) {
