@@ -138,6 +138,14 @@ def test_quantize_per_tensor_errors():
         npquant.quantize_per_tensor(np.array([np.nan], np.float32), 0.1, 0, npquant.quint8)
     with pytest.raises(ValueError, match="NaN or Inf"):
         npquant.quantize_per_tensor(np.array([np.inf], np.float32), 0.1, 0, npquant.qint8)
+    # large arrays are checked chunk by chunk (64K floats): a bad value in any chunk raises
+    big = np.zeros(200_001, np.float32)
+    for i in (0, 65_535, 65_536, 131_100, 200_000):
+        for bad in (np.nan, np.inf, -np.inf):
+            y = big.copy()
+            y[i] = bad
+            with pytest.raises(ValueError, match="NaN or Inf"):
+                npquant.quantize_per_tensor(y, 0.1, 0, npquant.quint8)
     with pytest.raises(TypeError, match="float"):
         npquant.quantize_per_tensor(np.ones(4, np.int64), 0.1, 0, npquant.quint8)
     assert npquant.quantize_per_tensor(np.zeros((0, 3), np.float32), 0.1, 0, npquant.quint8).shape == (0, 3)

@@ -99,14 +99,12 @@ py::array_t<uint8_t> quantize_u8(const py::handle& x_obj, float scale, int32_t z
   py::array_t<uint8_t> q(shape);
   const size_t n = x.size();
   if (n == 0) return q;
-  float mn, mx;
   const float* src = x.data();
   uint8_t* dst = q.mutable_data();
   bool finite;
   {
     py::gil_scoped_release nogil;
-    finite = npq::minmax_f32(n, src, &mn, &mx);
-    if (finite) npq::quantize_u8(n, src, scale, zp, dst);
+    finite = npq::quantize_u8(n, src, scale, zp, dst);
   }
   if (!finite)
     throw ValueError(

@@ -310,14 +310,23 @@ void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& a, const QG
     throw ValueError("input contains NaN or Inf; dynamic quantization needs finite values");
 }
 
-void quantize_u8(size_t n, const float* x, float scale, int32_t zp, uint8_t* q) {
+bool quantize_u8(size_t n, const float* x, float scale, int32_t zp, uint8_t* q) {
   const QuantizeKernel& qk = kernels().quant;
   const float inv = 1.0f / scale;
   constexpr size_t kChunk = 1 << 16;
-  parallel_for((n + kChunk - 1) / kChunk, [&](size_t t) {
-    const size_t i0 = t * kChunk;
-    qk.quantize(std::min(kChunk, n - i0), x + i0, inv, zp, q + i0);
+  const size_t tasks = (n + kChunk - 1) / kChunk;
+  std::vector<char> ok(tasks, 1);
+  // One pass per chunk: the finiteness check, then the quantization while the
+  // chunk is still in L2 (two whole-array passes read the input twice from L3).
+  parallel_for(tasks, [&](size_t t) {
+    const size_t i0 = t * kChunk, len = std::min(kChunk, n - i0);
+    float lo, hi;
+    if (qk.minmax(len, x + i0, &lo, &hi))
+      qk.quantize(len, x + i0, inv, zp, q + i0);
+    else
+      ok[t] = 0;
   });
+  return std::find(ok.begin(), ok.end(), 0) == ok.end();
 }
 
 bool minmax_f32(size_t n, const float* x, float* mn, float* mx) {

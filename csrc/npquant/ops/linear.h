@@ -81,8 +81,9 @@ void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& args);
 void linear_dynamic(const PackedWeights& w, const DynamicLinearArgs& args, const QGemmKernel& k,
                     const QuantizeKernel& q);
 
-// Whole-array quantize with the dispatched kernel (parallel for large n).
-void quantize_u8(size_t n, const float* x, float scale, int32_t zp, uint8_t* q);
+// Whole-array quantize with the dispatched kernel (parallel for large n); false,
+// with q partly written, if x holds NaN or Inf.
+bool quantize_u8(size_t n, const float* x, float scale, int32_t zp, uint8_t* q);
 // Min/max with non-finite detection (parallel for large n); false if non-finite.
 bool minmax_f32(size_t n, const float* x, float* mn, float* mx);
 

@@ -21,6 +21,7 @@ from typing import cast
 import numpy as np
 
 from ... import _C
+from ...qtensor import QTensor
 from .._pool import Geometry, adaptive_bounds, adaptive_sums
 from ..module import Module
 from ..pooling import adaptive_output_hw
@@ -239,7 +240,8 @@ class AdaptiveAvgPool2d(Module):
         if bins is None:  # bins too large for exact int32 sums: NumPy sums in int64
             return self._forward_numpy(x)
         out = cast(np.ndarray, _C.adaptive_avg_pool2d_nhwc(np.ascontiguousarray(q), *bins, x.q_zero_point()))
-        return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
+        # x is per-tensor (q_zero_point() checked it) and its qparams valid: no checks again
+        return QTensor._trusted(out, x._scale, x._zp, x._dtype, True)
 
     def _forward_numpy(self, x):
         """The NumPy implementation (any storage order): NCHW input, and the tests' oracle."""
