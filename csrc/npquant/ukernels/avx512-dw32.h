@@ -12,6 +12,8 @@
 //
 // Included by files built with the avx512vnni flags only (cmake/isa.cmake); functions
 // here carry no target attribute, so the VBMI kernel's functions (a superset) inline them.
+// Everything has internal linkage (anonymous namespace), as in avx512-util.h: each file
+// gets its own copy, and no symbol is shared between translation units (docs/dispatch.md).
 #pragma once
 
 #include <immintrin.h>
@@ -21,6 +23,7 @@
 #include "../ukernel.h"
 
 namespace npq {
+namespace {
 namespace dw32 {
 
 constexpr size_t kCT = 32, kG = 4, kBlock = kCT * kG;  // 128 bytes per block
@@ -147,4 +150,5 @@ struct Epilogue {
 };
 
 }  // namespace dw32
+}  // namespace
 }  // namespace npq
