@@ -89,9 +89,14 @@ class MaxPool2d(Module):
         x, q, axes, nhwc = _spatial(x, "MaxPool2d")
         if nhwc:  # quantized conv outputs: the native loop
             g = self.geometry
-            out = _C.max_pool2d_nhwc(np.ascontiguousarray(q), g.output_hw(*_hw(q, axes)), g.k, g.s, g.p, g.d)
+            hw = _hw(q, axes)
+            cached = self.__dict__.get("_cache_out_hw")  # (input hw, output hw): checks once per size
+            if cached is None or cached[0] != hw:
+                cached = self._cache_out_hw = (hw, g.output_hw(*hw))
+            out = _C.max_pool2d_nhwc(np.ascontiguousarray(q), cached[1], g.k, g.s, g.p, g.d)
             out = cast(np.ndarray, out)  # the binding returns a py::object: the uint8/int8 array
-            return wrap(out, x.q_scale(), x.q_zero_point(), x.dtype, nhwc)
+            x.q_zero_point()  # raises for a per-channel QTensor; then x's qparams are valid as they are
+            return QTensor._trusted(out, x._scale, x._zp, x._dtype, True)
         return self._forward_numpy(x)
 
     def _forward_numpy(self, x):
