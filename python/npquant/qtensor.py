@@ -209,7 +209,8 @@ class QTensor:
     def reshape(self, *shape: Any) -> QTensor:
         self._need_per_tensor("reshape")
         codes = np.require(self.int_repr(), requirements="C").reshape(*shape)
-        return QTensor._trusted(codes, self._scale, self._zp, self._dtype)  # qparams already checked
+        # per-tensor (checked above), qparams valid since construction: no checks again
+        return QTensor._trusted(codes, cast(float, self._scale), cast(int, self._zp), self._dtype)
 
     # ---- shape ops (per-tensor): the codes move, the qparams stay, as in PyTorch
     def view(self, *shape: Any) -> QTensor:
