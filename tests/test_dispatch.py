@@ -57,3 +57,13 @@ def test_set_num_threads_validation():
             npquant.set_num_threads(1.5)
     finally:
         npquant.set_num_threads(old)
+
+
+def test_num_threads_from_environment():
+    r = run_python("import npquant; print(npquant.get_num_threads())", {"NPQUANT_NUM_THREADS": "3"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "3"
+    for bad in ("0", "-2", "two", "1.5"):
+        r = run_python("import npquant", {"NPQUANT_NUM_THREADS": bad})
+        assert r.returncode != 0
+        assert f"NPQUANT_NUM_THREADS={bad!r} is not a positive integer" in r.stderr, r.stderr

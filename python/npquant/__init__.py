@@ -10,6 +10,8 @@ Quick start::
 
 from __future__ import annotations
 
+import os
+
 from . import _C
 from ._dtypes import QDType, float16, qint8, qint32, quint4x2, quint8
 from .qtensor import QTensor, dequantize, quantize_per_channel, quantize_per_tensor
@@ -27,7 +29,8 @@ def cpu_info() -> dict:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used inside kernels (default: all cores). The GIL is released in kernels."""
+    """Threads used inside kernels (default: all cores, or NPQUANT_NUM_THREADS if set at
+    import). The GIL is released in kernels."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
     _C.set_num_threads(n)
@@ -35,6 +38,28 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return _C.get_num_threads()
+
+
+def _threads_from_environment() -> None:
+    """NPQUANT_NUM_THREADS=n (read at import) sets the default thread count, as
+    OMP_NUM_THREADS does for PyTorch: for a process that shares the machine (a server
+    worker, a test runner) without a call in its code."""
+    value = os.environ.get("NPQUANT_NUM_THREADS", "").strip()
+    if not value:
+        return
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(
+            f"NPQUANT_NUM_THREADS={value!r} is not a positive integer: set it to a thread count "
+            "(e.g. NPQUANT_NUM_THREADS=2), or unset it to use every core"
+        )
+    _C.set_num_threads(n)
+
+
+_threads_from_environment()
 
 
 # The Python layer imports the extension (above) first. ao is npquant.ao.quantization (as
