@@ -433,9 +433,9 @@ struct ConvRunner {
 
   // The whole image's table, from the cache or built (and cached) now; null if
   // it is too large to keep.
-  std::shared_ptr<const PackedConv2d::Indirection> cached_indirection(size_t mr) const {
+  // ks: entries per output pixel (kernel taps; the stem path's kernel rows).
+  std::shared_ptr<const PackedConv2d::Indirection> cached_indirection(size_t mr, size_t ks) const {
     const size_t tiles = (oh * ow + mr - 1) / mr;
-    const size_t ks = p.path_ == PackedConv2d::Path::stem ? g.kh : g.kh * g.kw;  // entries a tile
     if (tiles * mr * ks * sizeof(size_t) > kMaxIndirectionBytes) return nullptr;
     {
       std::lock_guard<std::mutex> lock(p.ind_mu_);
@@ -479,7 +479,7 @@ struct ConvRunner {
     // The zero-point row: padding reads it (at least kc readable bytes).
     std::vector<uint8_t> zero(round_up(g.in_c, 64) + 64, static_cast<uint8_t>(a.xz));
     const std::shared_ptr<const PackedConv2d::Indirection> cached =
-        igemm ? cached_indirection(mr) : nullptr;
+        igemm ? cached_indirection(mr, ks) : nullptr;
     // Too few strips to keep every thread busy (batch 1 at 14x14 and 7x7: 4 and 1
     // strips) also cuts the output channels, in chunks of whole passes' alignment
     // (64 columns: a multiple of every kernel's nr).
@@ -663,13 +663,11 @@ struct ConvRunner {
     // 64 bytes its last partial channel block may read.
     const size_t t_bytes =
         k.tb ? ow * nq * round_up(c, k.ct) * k.tb : round_up(64 + dw_padded_width(rg) * c + 64, 64);
-    // Bands per image: enough tasks for the threads; each band re-transforms the
-    // (kh - 1) * dil_h input rows it shares with the band above, so one thread
-    // takes whole images.
-    // Bands of output rows per image: enough for 4 tasks per thread, but each band
-    // transforms its kh - 1 halo rows again, so small images (14x14: 2-row bands
-    // transformed 4 rows each) get one band per thread, larger ones bands of at
-    // least 8 rows.
+    // Bands of output rows per image: one thread takes whole images; several get
+    // enough bands for 4 tasks per thread, but each band re-transforms the
+    // (kh - 1) * dil_h input rows it shares with the band above, so small images
+    // (14x14: 2-row bands transformed 4 rows each) get one band per thread, larger
+    // ones bands of at least 8 rows.
     const size_t per_image =
         threads == 1 ? 1
                      : std::min({oh, std::max<size_t>(1, (4 * threads + a.batch - 1) / a.batch),
