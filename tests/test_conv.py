@@ -346,7 +346,7 @@ def test_threads_give_identical_results():
 def test_few_strips_split_channels_across_threads(isa):
     """Batch 1 at 7x7 and 14x14 has one to four strips of output pixels, so the indirect
     and gathered paths also cut the output channels among threads (chunks of 64, the
-    last one short), the stem path fills its canvas in bands of rows, and depthwise
+    last one short), the stem path's tasks fill the canvas rows they read, and depthwise
     layers split into bands from 256K MACs. Every thread count must give the
     reference's bytes."""
     rng = np.random.default_rng(11)
@@ -359,8 +359,8 @@ def test_few_strips_split_channels_across_threads(isa):
         # depthwise from 256K MACs: one band of rows per thread on small images
         dict(n=1, h=14, w=14, cin=384, cout=384, groups=384, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),
         dict(n=1, h=29, w=27, cin=144, cout=144, groups=144, k=(5, 5), stride=(2, 2), pad=(2, 2, 2, 2), dil=(1, 1)),
-        # 3-channel stems: the canvas is filled in bands of rows (one row per band, and
-        # bands left empty, at h = 5 and 13).
+        # 3-channel stems: each task a band of output rows filling the canvas rows it
+        # reads (a band of one output row at h = 5, odd band sizes at h = 13).
         dict(n=1, h=64, w=61, cin=3, cout=64, groups=1, k=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1), dil=(1, 1)),
         dict(n=1, h=5, w=200, cin=3, cout=64, groups=1, k=(7, 7), stride=(2, 2), pad=(3, 3, 3, 3), dil=(1, 1)),
         dict(n=2, h=13, w=90, cin=3, cout=32, groups=1, k=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1), dil=(1, 1)),

@@ -95,7 +95,7 @@ class MaxPool2d(Module):
                 cached = self._cache_out_hw = (hw, g.output_hw(*hw))
             out = _C.max_pool2d_nhwc(np.ascontiguousarray(q), cached[1], g.k, g.s, g.p, g.d)
             out = cast(np.ndarray, out)  # the binding returns a py::object: the uint8/int8 array
-            x.q_zero_point()  # raises for a per-channel QTensor; then x's qparams are valid as they are
+            # x is per-tensor (q_input checked it) and its qparams valid: no checks again
             return QTensor._trusted(out, x._scale, x._zp, x._dtype, True)
         return self._forward_numpy(x)
 
@@ -245,7 +245,7 @@ class AdaptiveAvgPool2d(Module):
         if bins is None:  # bins too large for exact int32 sums: NumPy sums in int64
             return self._forward_numpy(x)
         out = cast(np.ndarray, _C.adaptive_avg_pool2d_nhwc(np.ascontiguousarray(q), *bins, x.q_zero_point()))
-        # x is per-tensor (q_zero_point() checked it) and its qparams valid: no checks again
+        # x is per-tensor (q_input checked it) and its qparams valid: no checks again
         return QTensor._trusted(out, x._scale, x._zp, x._dtype, True)
 
     def _forward_numpy(self, x):
