@@ -239,6 +239,54 @@ def test_module_system():
     np.testing.assert_array_equal(clone(x), m(x))
 
 
+def test_children_stay_in_step_with_attribute_lookup():
+    # submodules are mirrored in the instance __dict__ (a forward's self.fc is a plain
+    # lookup); every way of changing a child must keep the two views the same
+    m = Block()
+
+    def same():
+        for name, c in m._modules.items():
+            assert getattr(m, name) is c
+        assert [n for n, _ in m.named_children()] == [n for n, c in m._modules.items() if c is not None]
+
+    same()
+    new = nn.Linear(4, 3)
+    m.fc = new
+    assert m.fc is new and m._modules["fc"] is new
+    same()
+    m.fc = None  # a registered child set to None stays registered, as in torch
+    assert m.fc is None and "fc" in m._modules
+    same()
+    m.fc = 5  # a plain value replaces the child
+    assert m.fc == 5 and "fc" not in m._modules
+    m.add_module("extra", nn.ReLU())
+    assert isinstance(m.extra, nn.ReLU)
+    same()
+    del m.extra
+    assert "extra" not in m._modules
+    assert not hasattr(m, "extra")
+    m.register_parameter("seq", np.ones(2, np.float32))  # a parameter of a child's name wins
+    np.testing.assert_array_equal(m.seq, np.ones(2, np.float32))
+    clone = copy.deepcopy(Block())
+    clone.fc = nn.Linear(4, 3)
+    assert clone._modules["fc"] is clone.fc
+
+
+def test_identity_skips_forward_but_runs_hooks():
+    m = nn.Identity()
+    x = np.ones(3, np.float32)
+    assert m(x) is x
+    seen = []
+    h = m.register_forward_hook(lambda mod, args, out: seen.append(out is x))
+    assert m(x) is x and seen == [True]
+    h.remove()
+    pre = m.register_forward_pre_hook(lambda mod, args: (args[0] * 2,))
+    np.testing.assert_array_equal(m(x), x * 2)
+    pre.remove()
+    with pytest.raises(TypeError):
+        m()  # no input: forward's own error, as before
+
+
 def test_subclass_without_super_init_is_a_clear_error():
     class Bad(nn.Module):
         def __init__(self):

@@ -149,13 +149,16 @@ class QTensor:
         """Integer values in logical (PyTorch, NCHW for 4-D) order."""
         return self._q.transpose(0, 3, 1, 2) if self._nhwc else self._q
 
+    # (the per-tensor accessors run on every quantized call: no helper calls, no cast())
     def q_scale(self) -> float:
-        self._need_per_tensor("q_scale")
-        return cast(float, self._scale)
+        if self._axis is not None:
+            self._need_per_tensor("q_scale")
+        return self._scale  # type: ignore[return-value]  # a float when per-tensor
 
     def q_zero_point(self) -> int:
-        self._need_per_tensor("q_zero_point")
-        return cast(int, self._zp)
+        if self._axis is not None:
+            self._need_per_tensor("q_zero_point")
+        return self._zp  # type: ignore[return-value]  # an int when per-tensor
 
     def q_per_channel_scales(self) -> np.ndarray:
         self._need_per_channel("q_per_channel_scales")

@@ -348,7 +348,7 @@ def _strip_observers(model: nn.Module) -> None:
             if isinstance(m, nn.FloatFunctional):
                 m.activation_post_process = nn.Identity()
             else:
-                del m._modules["activation_post_process"]
+                delattr(m, "activation_post_process")
         for key in [k for k, h in m._forward_hooks.items() if h is _observe_output]:
             del m._forward_hooks[key]
 

@@ -236,8 +236,8 @@ class _Writer:
                     "functions; a prepare()d model's observers are: convert() it first, "
                     "or remove your hooks"
                 )
-            if name in machinery or name in _NOT_SAVED or name.startswith(_CACHE_PREFIX):
-                continue
+            if name in machinery or name in _NOT_SAVED or name.startswith(_CACHE_PREFIX) or name in m._modules:
+                continue  # (children: the mirror of _modules, saved below)
             if _is_packed(v) or id(v) in derived:
                 continue
             attrs[name] = self.value(v, f"{where}.{name}")
@@ -464,7 +464,7 @@ class _Reader:
             )
             name, sub = entry
             child = None if sub is None else self.module(sub, f"{path}.{name}" if path else name)
-            m._modules[name] = child
+            m.add_module(name, child)
         return m
 
     def _class(self, node: dict, where: str):

@@ -86,18 +86,21 @@ class MaxPool2d(Module):
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x):
-        x, q, axes, nhwc = _spatial(x, "MaxPool2d")
-        if nhwc:  # quantized conv outputs: the native loop
-            g = self.geometry
-            hw = _hw(q, axes)
-            cached = self.__dict__.get("_cache_out_hw")  # (input hw, output hw): checks once per size
-            if cached is None or cached[0] != hw:
-                cached = self._cache_out_hw = (hw, g.output_hw(*hw))
-            out = _C.max_pool2d_nhwc(np.ascontiguousarray(q), cached[1], g.k, g.s, g.p, g.d)
-            out = cast(np.ndarray, out)  # the binding returns a py::object: the uint8/int8 array
-            # x is per-tensor (q_input checked it) and its qparams valid: no checks again
-            return QTensor._trusted(out, x._scale, x._zp, x._dtype, True)
-        return self._forward_numpy(x)
+        if type(x) is QTensor and x._nhwc and x._axis is None and x._q.ndim == 4:
+            q = x._q  # a quantized conv's output (the common case, checked in a few reads)
+        else:
+            x, q, axes, nhwc = _spatial(x, "MaxPool2d")
+            if not nhwc:
+                return self._forward_numpy(x)
+        g = self.geometry  # NHWC: the native loop
+        hw = q.shape[1:3]
+        cached = self.__dict__.get("_cache_out_hw")  # (input hw, output hw): checks once per size
+        if cached is None or cached[0] != hw:
+            cached = self._cache_out_hw = (hw, g.output_hw(*hw))
+        # the binding returns a py::object: the uint8/int8 array
+        out = cast(np.ndarray, _C.max_pool2d_nhwc(np.ascontiguousarray(q), cached[1], g.k, g.s, g.p, g.d))
+        # x is per-tensor and its qparams valid: no checks again
+        return QTensor._trusted(out, x._scale, x._zp, x._dtype, True)
 
     def _forward_numpy(self, x):
         """The NumPy implementation (any storage order): NCHW input, and the tests' oracle."""
