@@ -48,6 +48,13 @@ def _check_zp(zp: Any, dtype: QDType) -> int:
     return z
 
 
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """a itself when C-contiguous, else a C-ordered copy: np.require(a, requirements="C")
+    for an ndarray, without NumPy's Python-level wrapper (it runs on every Flatten;
+    inside a model, after the convs have evicted the caches, the wrapper took 4-14 us)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 class QTensor:
     """A quantized array: integer values plus (per-tensor or per-channel) qparams.
 
@@ -210,10 +217,11 @@ class QTensor:
         return out
 
     def reshape(self, *shape: Any) -> QTensor:
-        self._need_per_tensor("reshape")
-        codes = np.require(self.int_repr(), requirements="C").reshape(*shape)
+        if self._axis is not None:
+            self._need_per_tensor("reshape")
+        codes = _c_order(self.int_repr()).reshape(*shape)
         # per-tensor (checked above), qparams valid since construction: no checks again
-        return QTensor._trusted(codes, cast(float, self._scale), cast(int, self._zp), self._dtype)
+        return QTensor._trusted(codes, self._scale, self._zp, self._dtype)  # type: ignore[arg-type]
 
     # ---- shape ops (per-tensor): the codes move, the qparams stay, as in PyTorch
     def view(self, *shape: Any) -> QTensor:
@@ -228,9 +236,10 @@ class QTensor:
         return self.reshape(flat_shape(tuple(self.shape), start_dim, end_dim))
 
     def _dim(self, dim: int, what: str) -> int:
-        if not -self.ndim <= dim < self.ndim:
-            raise IndexError(f"{what}: dim {dim} out of range for a {self.ndim}-D QTensor")
-        return dim % self.ndim
+        nd = self._q.ndim
+        if not -nd <= dim < nd:
+            raise IndexError(f"{what}: dim {dim} out of range for a {nd}-D QTensor")
+        return dim % nd
 
     def permute(self, *dims: Any) -> QTensor:
         self._need_per_tensor("permute")
@@ -251,7 +260,8 @@ class QTensor:
         """Elements start .. start + length - 1 along dim (a copy; channels-last storage kept)."""
         self._need_per_tensor("narrow")
         dim = self._dim(dim, "narrow")
-        scale, zp = cast(float, self._scale), cast(int, self._zp)
+        scale: float = self._scale  # type: ignore[assignment]  # per-tensor: a float
+        zp: int = self._zp  # type: ignore[assignment]  # and an int
         n = self.shape[dim]
         start = start + n if start < 0 else start
         if not (0 <= start <= n and 0 <= length and start + length <= n):
@@ -260,10 +270,10 @@ class QTensor:
             phys = (0, 3, 1, 2)[dim]
             idx = [slice(None)] * 4
             idx[phys] = slice(start, start + length)
-            return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), scale, zp, self._dtype, True)
+            return QTensor._trusted(_c_order(self._q[tuple(idx)]), scale, zp, self._dtype, True)
         idx = [slice(None)] * self.ndim
         idx[dim] = slice(start, start + length)
-        return QTensor._trusted(np.require(self._q[tuple(idx)], requirements="C"), scale, zp, self._dtype)
+        return QTensor._trusted(_c_order(self._q[tuple(idx)]), scale, zp, self._dtype)
 
     def split(
         self, split_size_or_sections: int | np.integer | list[int] | tuple[int, ...], dim: int = 0
@@ -397,5 +407,5 @@ def channel_shuffle(x: QTensor, groups: int) -> QTensor:
     if x.is_nhwc and x._axis is None:  # channels last: one copy, and the result stays NHWC
         codes = x.nhwc()
         q = _C.channel_shuffle_nhwc(codes.view(np.uint8), groups).view(codes.dtype)
-        return QTensor._trusted(q, cast(float, x._scale), cast(int, x._zp), x._dtype, True)
+        return QTensor._trusted(q, x._scale, x._zp, x._dtype, True)  # type: ignore[arg-type]  # per-tensor
     return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
