@@ -306,3 +306,53 @@ def test_channel_shuffle_nhwc_equals_numpy(groups):
                 np.testing.assert_array_equal(_C.channel_shuffle_nhwc(x, groups), ref)
     finally:
         npquant.set_num_threads(old)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_native_dequantize_equals_numpy_formula(seed):
+    # QTensor.dequantize of a per-tensor quint8 tensor runs _C.dequantize_u8: the same
+    # float32 product as the NumPy formula (the qint8 / per-channel path), bit for bit
+    rng = np.random.default_rng(seed)
+    for shape in [(), (0,), (7,), (3, 5), (2, 3, 4, 5), (1, 1000), (2, 0, 3, 4)]:
+        codes = rng.integers(0, 256, shape, dtype=np.uint8)
+        scale = float(np.float32(random_scale(rng)))
+        zp = int(rng.integers(0, 256))
+        for nhwc in (False, True) if len(shape) == 4 else (False,):
+            t = npquant.QTensor.from_nhwc(codes, scale, zp) if nhwc else npquant.QTensor(codes, scale, zp)
+            want = np.float32(scale) * (t.int_repr().astype(np.int32) - zp).astype(np.float32)
+            got = t.dequantize()
+            assert got.dtype == np.float32 and got.shape == want.shape == t.shape
+            np.testing.assert_array_equal(got.view(np.uint32), want.astype(np.float32).view(np.uint32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.dequantize_u8(np.zeros((4, 4), np.uint8)[:, ::2], 0.5, 3)
+    with pytest.raises(ValueError, match="4-D"):
+        _C.dequantize_u8(np.zeros((4, 4), np.uint8), 0.5, 3, True)
+    with pytest.raises(TypeError):
+        _C.dequantize_u8(np.zeros(4, np.int8), 0.5, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nhwc_flatten_and_narrow_equal_numpy(dtype, rng):
+    # QTensor.reshape of NHWC codes (a Flatten) transposes natively (_C.nhwc_to_nchw_u8), and
+    # narrow / chunk along the channels copies natively (_C.channel_range_u8): the same
+    # codes as slicing int_repr() in NumPy
+    for shape in [(2, 5, 3, 7), (1, 1, 1, 9), (3, 4, 4, 1), (1, 2, 2, 64), (2, 0, 3, 4)]:
+        t = random_qtensor(rng, shape, dtype, nhwc=True)
+        logical = t.int_repr()
+        flat = t.reshape(shape[0], -1)
+        np.testing.assert_array_equal(flat.int_repr(), logical.reshape(shape[0], -1))
+        assert flat.int_repr().flags.c_contiguous and flat.q_scale() == t.q_scale()
+        for dim in range(4):
+            n = logical.shape[dim]
+            for start, length in [(0, n), (0, n // 2), (n // 2, n - n // 2), (min(1, n), max(0, n - 2))]:
+                part = t.narrow(dim, start, length)
+                want = np.take(logical, np.arange(start, start + length), axis=dim)
+                np.testing.assert_array_equal(part.int_repr(), want)
+                assert part.is_nhwc and part.nhwc().flags.c_contiguous
+    codes = np.zeros((2, 3, 4, 8), np.uint8)
+    with pytest.raises(ValueError, match="outside"):
+        _C.channel_range_u8(codes, 6, 3)
+    with pytest.raises(ValueError, match="outside"):
+        _C.channel_range_u8(codes, -1, 2)
+    with pytest.raises(ValueError, match="4-D"):
+        _C.nhwc_to_nchw_u8(codes[0])

@@ -205,6 +205,8 @@ class QTensor:
 
     def dequantize(self) -> np.ndarray:
         """Float values in logical order: fl(scale * float(q - zero_point))."""
+        if self._axis is None and self._dtype is quint8:  # natively, the same arithmetic
+            return _C.dequantize_u8(_c_order(self._q), self._scale, self._zp, self._nhwc)
         q = self.int_repr().astype(np.int32)
         if self._axis is None:
             out: np.ndarray = (np.float32(self._scale) * (q - self._zp).astype(np.float32)).astype(np.float32)
@@ -219,9 +221,16 @@ class QTensor:
     def reshape(self, *shape: Any) -> QTensor:
         if self._axis is not None:
             self._need_per_tensor("reshape")
-        codes = _c_order(self.int_repr()).reshape(*shape)
+        codes = self._logical_codes().reshape(*shape)
         # per-tensor (checked above), qparams valid since construction: no checks again
         return QTensor._trusted(codes, self._scale, self._zp, self._dtype)  # type: ignore[arg-type]
+
+    def _logical_codes(self) -> np.ndarray:
+        """int_repr() C-contiguous: an NHWC-stored tensor's codes transposed natively."""
+        q: np.ndarray = self._q
+        if self._nhwc and q.dtype.itemsize == 1 and q.flags.c_contiguous and q.shape[3] > 1 < q.shape[1] * q.shape[2]:
+            return _C.nhwc_to_nchw_u8(q.view(np.uint8)).view(q.dtype)
+        return _c_order(self.int_repr())
 
     # ---- shape ops (per-tensor): the codes move, the qparams stay, as in PyTorch
     def view(self, *shape: Any) -> QTensor:
@@ -266,6 +275,9 @@ class QTensor:
         start = start + n if start < 0 else start
         if not (0 <= start <= n and 0 <= length and start + length <= n):
             raise IndexError(f"narrow: [{start}, {start + length}) is outside dim {dim} of size {n}")
+        if self._nhwc and dim == 1 and self._q.flags.c_contiguous and self._q.dtype.itemsize == 1:
+            q = _C.channel_range_u8(self._q.view(np.uint8), start, length).view(self._q.dtype)
+            return QTensor._trusted(q, scale, zp, self._dtype, True)  # (ShuffleNet's chunk)
         if self._nhwc:
             phys = (0, 3, 1, 2)[dim]
             idx = [slice(None)] * 4

@@ -153,6 +153,37 @@ U8 nchw_to_nhwc(const py::handle& x_obj) {
   return y;
 }
 
+U8 nhwc_to_nchw(const py::handle& x_obj) {
+  auto x = checked<uint8_t>(x_obj, "codes (NHWC)", 4);
+  U8 y(std::vector<py::ssize_t>{x.shape(0), x.shape(3), x.shape(1), x.shape(2)});
+  const uint8_t* xd = x.data();
+  uint8_t* yd = y.mutable_data();
+  py::gil_scoped_release nogil;
+  npq::nhwc_to_nchw_u8(xd, yd, static_cast<size_t>(x.shape(0)),
+                       static_cast<size_t>(x.shape(1) * x.shape(2)),
+                       static_cast<size_t>(x.shape(3)));
+  return y;
+}
+
+U8 channel_range(const py::handle& x_obj, long start, long count) {
+  auto x = checked<uint8_t>(x_obj, "codes", -1);
+  if (x.ndim() < 1) throw ValueError("codes must have at least one dimension (the channels)");
+  const py::ssize_t c = x.shape(x.ndim() - 1);
+  if (start < 0 || count < 0 || start + count > c)
+    throw ValueError("channels [" + std::to_string(start) + ", " + std::to_string(start + count) +
+                     ") are outside 0.." + std::to_string(c));
+  std::vector<py::ssize_t> shape = shape_of(x);
+  shape.back() = count;
+  U8 y(shape);
+  const uint8_t* xd = x.data();
+  uint8_t* yd = y.mutable_data();
+  const size_t rows = c ? static_cast<size_t>(x.size() / c) : 0;
+  py::gil_scoped_release nogil;
+  npq::channel_range_u8(xd, yd, rows, static_cast<size_t>(c), static_cast<size_t>(start),
+                        static_cast<size_t>(count));
+  return y;
+}
+
 // The qparams of a binary op's two operands and its output, checked in this order.
 void check_binary_qparams(float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float scale,
                           int32_t zp) {
@@ -253,6 +284,10 @@ void register_elementwise(py::module_& m) {
         "(cpu_info()['kernels']['gelu']); the same bits on every ISA.");
   m.def("nchw_to_nhwc_u8", &nchw_to_nhwc, py::arg("x"),
         "A C-contiguous (N, C, H, W) array of 8-bit codes copied to (N, H, W, C) order.");
+  m.def("nhwc_to_nchw_u8", &nhwc_to_nchw, py::arg("x"),
+        "A C-contiguous (N, H, W, C) array of 8-bit codes copied to (N, C, H, W) order.");
+  m.def("channel_range_u8", &channel_range, py::arg("x"), py::arg("start"), py::arg("count"),
+        "Channels [start, start + count) of the last axis of C-contiguous 8-bit codes, copied.");
   m.def("channel_shuffle_nhwc", &channel_shuffle, py::arg("x"), py::arg("groups"),
         "ShuffleNet's channel shuffle of NHWC 8-bit codes: channel g * (C / groups) + j moves "
         "to j * groups + g.");

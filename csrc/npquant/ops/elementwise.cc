@@ -252,6 +252,25 @@ void transpose16(const uint8_t* in, size_t in_stride, uint8_t* out, size_t out_s
 
 }  // namespace
 
+void nhwc_to_nchw_u8(const uint8_t* x, uint8_t* y, size_t batch, size_t pixels, size_t channels) {
+  // Small in the models that need it (a Flatten's input): one plain loop per image.
+  for (size_t n = 0; n < batch; ++n) {
+    const uint8_t* in = x + n * pixels * channels;
+    uint8_t* out = y + n * pixels * channels;
+    for (size_t c = 0; c < channels; ++c)
+      for (size_t p = 0; p < pixels; ++p) out[c * pixels + p] = in[p * channels + c];
+  }
+}
+
+void channel_range_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t channels, size_t start,
+                      size_t count) {
+  if (rows == 0 || count == 0) return;
+  const size_t per_chunk = std::max<size_t>(1, kChunk / channels);
+  for_chunks(rows, per_chunk, rows * count, [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) std::memcpy(y + r * count, x + r * channels + start, count);
+  });
+}
+
 void nchw_to_nhwc_u8(const uint8_t* x, uint8_t* y, size_t batch, size_t channels, size_t pixels) {
   // Blocks of kBlock pixels x all channels; within a block, 16 x 16 tiles where
   // the SIMD transpose applies, the portable loop elsewhere.

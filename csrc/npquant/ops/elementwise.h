@@ -52,6 +52,15 @@ void channel_shuffle_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t groups
 // (batch, pixels, channels).
 void nchw_to_nhwc_u8(const uint8_t* x, uint8_t* y, size_t batch, size_t channels, size_t pixels);
 
+// The reverse: x is (batch, pixels, channels), y is (batch, channels, pixels) (a
+// quantized Flatten of an NHWC activation, which flattens in NCHW order).
+void nhwc_to_nchw_u8(const uint8_t* x, uint8_t* y, size_t batch, size_t pixels, size_t channels);
+
+// Channels [start, start + count) of every row of `channels` bytes: x is (rows,
+// channels), y is (rows, count) (QTensor.narrow / chunk along NHWC channels).
+void channel_range_u8(const uint8_t* x, uint8_t* y, size_t rows, size_t channels, size_t start,
+                      size_t count);
+
 // The AddKernel constants of add / add_relu with operands at (a_scale, a_zp)
 // and (b_scale, b_zp) and the output at (scale, zp), in the NumPy path's float32
 // arithmetic: premul = fl(s * -zp), inv_scale = fl(1 / scale).
