@@ -16,6 +16,8 @@ degenerate), the same calibration images (fixed-seed N(0, 1), CALIB_BATCHES x 8)
   with the torch model's state dict loaded, fuse_model(), qconfig
   npquant.get_default_qconfig('x86'), prepare, calibrate, convert: what a user with
   torchvision weights does, and the headline ratio;
+- npquant int8 frozen: the twin through npquant.freeze (its recorded native calls replayed
+  without the Python between them; results bit-identical, checked here);
 - npquant int8 (ONNX): the same float ONNX through npquant.onnx.load, Conv+Relu and Add+Relu
   fused (fuse_plan), the same qconfig and flow;
 - npquant fp32 (the imported float model) and torch fp32 for scale.
@@ -165,7 +167,9 @@ def quantize_twin(name: str, state: dict, batches):
     return npquant.convert(prepared)
 
 
-NPQ_ROUTES = ("npquant int8", "npquant int8 onnx")  # twin (headline), ONNX import
+# twin (headline), the twin through npquant.freeze (its native calls replayed, no Python
+# between them: bit-identical results), ONNX import
+NPQ_ROUTES = ("npquant int8", "npquant int8 frozen", "npquant int8 onnx")
 
 
 def table(rows: list, batches: list, threads: list) -> str:
@@ -427,6 +431,14 @@ def main(argv=None) -> int:
             score("npquant int8", qt(evals))
         except Exception as e:
             notes.append(f"{name}: npquant.models twin failed ({type(e).__name__}: {str(e)[:200]})")
+        if "npquant int8" in impls:
+            try:  # recorded per input shape on first use (in time_ms's warm-up)
+                frozen = npquant.freeze(impls["npquant int8"], evals)
+                if not np.array_equal(frozen(evals), impls["npquant int8"](evals)):
+                    raise AssertionError("frozen and eager results differ")
+                impls["npquant int8 frozen"] = frozen
+            except Exception as e:
+                notes.append(f"{name}: npquant.freeze failed ({type(e).__name__}: {str(e)[:200]})")
         try:
             net = npquant.onnx.load(fold_constant_identities(onnx.load_from_string(onnx_bytes)))
             impls["npquant fp32"] = net

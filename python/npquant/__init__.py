@@ -65,6 +65,7 @@ _threads_from_environment()
 # The Python layer imports the extension (above) first. ao is npquant.ao.quantization (as
 # torch.ao.quantization); onnx imports the onnx package only when export / load is called.
 from . import ao, nn, observers, onnx, quantization  # noqa: E402
+from .freeze import FreezeError, FrozenModel, freeze  # noqa: E402
 from .observers import per_channel_affine, per_channel_symmetric, per_tensor_affine, per_tensor_symmetric  # noqa: E402
 from .profile import profile  # noqa: E402
 from .qconfig import (  # noqa: E402
@@ -136,4 +137,7 @@ __all__ = [
     "ModelFileError",
     "compare",
     "profile",
+    "freeze",
+    "FrozenModel",
+    "FreezeError",
 ]
