@@ -9,18 +9,15 @@ import npquant
 import npquant.models as nm
 from npquant import _C, nn
 
+from onnx_models import calibrated
+
 
 def quantized(model, calib):
-    model.eval()
     if hasattr(model, "fuse_model"):
-        model.fuse_model()
-    elif isinstance(model, Mixed):
-        model = npquant.fuse_modules(model, [["stem", "relu"]])  # an unfused ReLU runs in NumPy
-    model.qconfig = npquant.get_default_qconfig("x86")
-    prepared = npquant.prepare(model)
-    for x in calib:
-        prepared(x)
-    return npquant.convert(prepared)
+        model.eval().fuse_model()
+        return calibrated(model, calib)
+    # (an unfused quantized ReLU runs in NumPy)
+    return calibrated(model, calib, [["stem", "relu"]] if isinstance(model, Mixed) else None)
 
 
 class Mixed(nn.Module):

@@ -142,26 +142,20 @@ U8 channel_shuffle(const py::handle& x_obj, int64_t groups) {
   return y;
 }
 
-U8 nchw_to_nhwc(const py::handle& x_obj) {
-  auto x = checked<uint8_t>(x_obj, "codes (NCHW)", 4);
-  U8 y(std::vector<py::ssize_t>{x.shape(0), x.shape(2), x.shape(3), x.shape(1)});
+// NCHW <-> NHWC copies of 4-D 8-bit codes: (n, d1, d2, d3) -> (n, d2, d3, d1) when
+// to_nhwc, else (n, d3, d1, d2).
+U8 relayout(const py::handle& x_obj, bool to_nhwc) {
+  auto x = checked<uint8_t>(x_obj, to_nhwc ? "codes (NCHW)" : "codes (NHWC)", 4);
+  const py::ssize_t n = x.shape(0), d1 = x.shape(1), d2 = x.shape(2), d3 = x.shape(3);
+  U8 y(to_nhwc ? std::vector<py::ssize_t>{n, d2, d3, d1} : std::vector<py::ssize_t>{n, d3, d1, d2});
   const uint8_t* xd = x.data();
   uint8_t* yd = y.mutable_data();
+  const auto z = [](py::ssize_t v) { return static_cast<size_t>(v); };
   py::gil_scoped_release nogil;
-  npq::nchw_to_nhwc_u8(xd, yd, static_cast<size_t>(x.shape(0)), static_cast<size_t>(x.shape(1)),
-                       static_cast<size_t>(x.shape(2) * x.shape(3)));
-  return y;
-}
-
-U8 nhwc_to_nchw(const py::handle& x_obj) {
-  auto x = checked<uint8_t>(x_obj, "codes (NHWC)", 4);
-  U8 y(std::vector<py::ssize_t>{x.shape(0), x.shape(3), x.shape(1), x.shape(2)});
-  const uint8_t* xd = x.data();
-  uint8_t* yd = y.mutable_data();
-  py::gil_scoped_release nogil;
-  npq::nhwc_to_nchw_u8(xd, yd, static_cast<size_t>(x.shape(0)),
-                       static_cast<size_t>(x.shape(1) * x.shape(2)),
-                       static_cast<size_t>(x.shape(3)));
+  if (to_nhwc)
+    npq::nchw_to_nhwc_u8(xd, yd, z(n), z(d1), z(d2 * d3));
+  else
+    npq::nhwc_to_nchw_u8(xd, yd, z(n), z(d1 * d2), z(d3));
   return y;
 }
 
@@ -282,10 +276,12 @@ void register_elementwise(py::module_& m) {
   m.def("gelu_f32", &gelu_f32, py::arg("x"), py::arg("approximate") = "none",
         "GELU of a C-contiguous float32 array with the dispatched kernel "
         "(cpu_info()['kernels']['gelu']); the same bits on every ISA.");
-  m.def("nchw_to_nhwc_u8", &nchw_to_nhwc, py::arg("x"),
-        "A C-contiguous (N, C, H, W) array of 8-bit codes copied to (N, H, W, C) order.");
-  m.def("nhwc_to_nchw_u8", &nhwc_to_nchw, py::arg("x"),
-        "A C-contiguous (N, H, W, C) array of 8-bit codes copied to (N, C, H, W) order.");
+  m.def(
+      "nchw_to_nhwc_u8", [](const py::handle& x) { return relayout(x, true); }, py::arg("x"),
+      "A C-contiguous (N, C, H, W) array of 8-bit codes copied to (N, H, W, C) order.");
+  m.def(
+      "nhwc_to_nchw_u8", [](const py::handle& x) { return relayout(x, false); }, py::arg("x"),
+      "A C-contiguous (N, H, W, C) array of 8-bit codes copied to (N, C, H, W) order.");
   m.def("channel_range_u8", &channel_range, py::arg("x"), py::arg("start"), py::arg("count"),
         "Channels [start, start + count) of the last axis of C-contiguous 8-bit codes, copied.");
   m.def("channel_shuffle_nhwc", &channel_shuffle, py::arg("x"), py::arg("groups"),
