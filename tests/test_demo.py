@@ -210,12 +210,14 @@ def test_run_demo_quick():
     assert r["test_images"] == 128 and r["int8_accuracy"] >= r["fp32_accuracy"] - 0.02
     assert [t["batch"] for t in r["latency"]] == [1, 256]
     assert all(t["fp32_ms"] > 0 and t["int8_ms"] > 0 for t in r["latency"])
+    # the fused digits CNN freezes (npquant.freeze) and replays the eager model's bits
+    assert all(t["frozen_ms"] > 0 and t["frozen_bit_identical"] for t in r["latency"]), r["notes"]
     assert r["reload_bit_identical"] and r["int8_bytes"] < r["fp32_bytes"]
     others = npquant.cpu_info()["runnable_isas"]
     assert sorted(o["isa"] for o in r["other_isas"]) == sorted(i for i in others if i != r["isa"])
     assert all(o["bit_identical"] for o in r["other_isas"]), r["other_isas"]
     text = format_demo(r)
-    for needle in ("accuracy", "SQNR", "speedup", r["isa"], "conv2+bn2+relu2"):
+    for needle in ("accuracy", "SQNR", "speedup", "frozen ms", r["isa"], "conv2+bn2+relu2"):
         assert needle in text
 
 

@@ -96,10 +96,26 @@ def _median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def _latency(float_model, q_model, x: np.ndarray, repeats: int) -> dict:
+def _latency(float_model, q_model, frozen, x: np.ndarray, repeats: int) -> dict:
     fp32 = _median_ms(lambda: float_model(x), repeats)
     int8 = _median_ms(lambda: q_model(x), repeats)
-    return {"batch": len(x), "fp32_ms": fp32, "int8_ms": int8, "speedup": fp32 / int8, "repeats": repeats}
+    row = {"batch": len(x), "fp32_ms": fp32, "int8_ms": int8, "speedup": fp32 / int8, "repeats": repeats}
+    if frozen is not None:  # (its first call at a new batch size records it: _median_ms warms up)
+        out = frozen(x)
+        row["frozen_ms"] = _median_ms(lambda: frozen(x), repeats)
+        row["frozen_bit_identical"] = bool(np.array_equal(out, q_model(x)))
+    return row
+
+
+def _frozen(q_model, x: np.ndarray, notes: list):
+    """npquant.freeze of the int8 model (docs/freeze.md), or None with a note saying why."""
+    import npquant
+
+    try:
+        return npquant.freeze(q_model, x)
+    except npquant.FreezeError as e:
+        notes.append(f"npquant.freeze: {e}")
+        return None
 
 
 # Runs in a child process with NPQUANT_ISA set (the ISA is fixed at import):
@@ -183,7 +199,7 @@ def run_demo(
     notes: list = []
     with _threads(threads, notes):
         result = _run(quick, show_progress, backend, other_isas, save)
-    result["notes"] = notes
+    result["notes"] = notes + result["notes"]
     return result
 
 
@@ -214,9 +230,11 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
     same = bool(np.array_equal(q_model(probe), reloaded(probe)))
 
     big = np.resize(test_x, (256,) + test_x.shape[1:])  # batch 256 even in quick mode
+    notes: list[str] = []
+    frozen = _frozen(q_model, test_x[:1], notes)
     timings = [
-        _latency(float_model, q_model, test_x[:1], 5 if quick else 200),
-        _latency(float_model, q_model, big, 2 if quick else 20),
+        _latency(float_model, q_model, frozen, test_x[:1], 5 if quick else 200),
+        _latency(float_model, q_model, frozen, big, 2 if quick else 20),
     ]
     isa_rows = _other_isas(q_model, big, 2 if quick else 10) if other_isas else []
     info = npquant.cpu_info()
@@ -237,6 +255,7 @@ def _run(quick: bool, show_progress: bool, backend: str, other_isas: bool, save:
         "int8_bytes": buf.getbuffer().nbytes,
         "reload_bit_identical": same,
         "other_isas": isa_rows,
+        "notes": notes,
     }
 
 
@@ -262,11 +281,16 @@ def format_demo(r: dict) -> str:
         "per-layer error of the int8 model (SQNR: higher is better; 'alone': that layer fed fp32 inputs):",
         "  " + r["report"].replace("\n", "\n  "),
         "",
-        "latency (median; fp32 = npquant.nn float layers on NumPy, int8 = npquant kernels):",
-        f"  {'batch':>5}  {'fp32 ms':>9}  {'int8 ms':>9}  {'speedup':>7}",
+        "latency (median; fp32 = npquant.nn float layers on NumPy, int8 = npquant kernels, frozen = the",
+        "int8 model through npquant.freeze: its native calls replayed without the Python between them):",
+        f"  {'batch':>5}  {'fp32 ms':>9}  {'int8 ms':>9}  {'speedup':>7}  {'frozen ms':>9}",
     ]
     for t in r["latency"]:
-        lines.append(f"  {t['batch']:>5}  {t['fp32_ms']:9.3f}  {t['int8_ms']:9.3f}  {t['speedup']:6.2f}x")
+        frozen = ""
+        if "frozen_ms" in t:
+            same = "" if t["frozen_bit_identical"] else "  outputs DIFFER (bug: please report)"
+            frozen = f"  {t['frozen_ms']:9.3f}{same}"
+        lines.append(f"  {t['batch']:>5}  {t['fp32_ms']:9.3f}  {t['int8_ms']:9.3f}  {t['speedup']:6.2f}x{frozen}")
     if r["other_isas"]:
         lines += ["", f"the same int8 model under the other ISAs of this CPU (batch {r['latency'][-1]['batch']}):"]
         for o in r["other_isas"]:
