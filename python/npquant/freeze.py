@@ -229,6 +229,31 @@ def _kind_text(spec) -> str:
 # ---------------------------------------------------------------- replay
 
 
+def _getter(spec) -> Callable[[list], Any]:
+    kind = spec[0]
+    if kind == "in":
+        return lambda v: v[-1]
+    if kind == "slot":
+        k = spec[1]
+        return lambda v: v[k]
+    if kind == "item":
+        k, i = spec[1], spec[2]
+        return lambda v: v[k][i]
+    if kind == "view":
+        src = _getter(spec[1])
+        dtype, shape, strides, offset = spec[2], spec[3], spec[4], spec[5]
+        return lambda v: np.ndarray(shape, dtype, buffer=src(v), offset=offset, strides=strides)
+    if kind == "seq":
+        make, parts = spec[1], [_getter(s) for s in spec[2]]
+        return lambda v: make(p(v) for p in parts)
+    if kind == "qt":
+        q = _getter(spec[1])
+        scale, zp, qdtype, nhwc = spec[2], spec[3], spec[4], spec[5]
+        return lambda v: QTensor._trusted(q(v), scale, zp, qdtype, nhwc)
+    value = spec[1]
+    return lambda v: value
+
+
 def _slots_read(spec, out: set) -> None:
     kind = spec[0]
     if kind in ("slot", "item"):
@@ -241,17 +266,7 @@ def _slots_read(spec, out: set) -> None:
 
 
 class _Program:
-    """The recorded calls as one generated Python function of straight-line calls:
-
-        def replay(x):
-            s0 = quantize_u8_2(x, c_0, c_1)
-            s1 = conv2d_static_5(s0, c_2, c_3, ...)
-            del s0              # after its last use, as the eager forward frees it
-            ...
-            return s65
-
-    Functions and constants are names in its namespace; only the sources of the
-    arguments (slots, shapes and offsets of views) are written into the code."""
+    """The recorded calls, as (function, fixed args, [(position, getter)], kwargs, slots to drop)."""
 
     def __init__(self, steps, out_spec):
         last_use: dict[int, int] = {}
@@ -267,48 +282,25 @@ class _Program:
         for r in range(len(steps)):
             if r not in kept:  # after its last reader, or at once if nothing reads it
                 drop[last_use.get(r, r)].append(r)
-        self.namespace: dict[str, Any] = {"_ndarray": np.ndarray, "_qtensor": QTensor._trusted}
-        lines = ["def replay(x):"]
+        self.steps = []
         for k, (fn, args, kwargs) in enumerate(steps):
-            parts = [self._expr(a) for a in args] + [f"{n}={self._expr(v)}" for n, v in kwargs.items()]
-            lines.append(f"    s{k} = {self._name(fn, getattr(fn, '__name__', 'f'))}({', '.join(parts)})")
-            if drop[k]:
-                lines.append("    del " + ", ".join(f"s{r}" for r in sorted(drop[k])))
-        lines.append(f"    return {self._expr(out_spec)}")
-        self.source = "\n".join(lines)
-        exec(compile(self.source, "<npquant.freeze replay>", "exec"), self.namespace)  # noqa: S102
-        self.replay: Callable[[np.ndarray], Any] = self.namespace["replay"]
+            fixed = [s[1] if s[0] == "const" else None for s in args]
+            dynamic = [(i, _getter(s)) for i, s in enumerate(args) if s[0] != "const"]
+            kw = {n: _getter(s) for n, s in kwargs.items()}
+            self.steps.append((fn, fixed, dynamic, kw, drop[k]))
+        self.output = _getter(out_spec)
         self.n = len(steps)
 
-    def _name(self, value, hint: str = "c") -> str:
-        name = f"{hint}_{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
-
-    def _expr(self, spec) -> str:
-        kind = spec[0]
-        if kind == "in":
-            return "x"
-        if kind == "slot":
-            return f"s{spec[1]}"
-        if kind == "item":
-            return f"s{spec[1]}[{int(spec[2])}]"
-        if kind == "view":
-            dtype, shape, strides, offset = spec[2], spec[3], spec[4], spec[5]
-            return (
-                f"_ndarray({self._name(tuple(shape))}, {self._name(dtype)}, buffer={self._expr(spec[1])}, "
-                f"offset={int(offset)}, strides={self._name(tuple(strides))})"
-            )
-        if kind == "seq":
-            items = ", ".join(self._expr(e) for e in spec[2])
-            return f"[{items}]" if spec[1] is list else f"({items},)" if spec[2] else "()"
-        if kind == "qt":
-            q, rest = self._expr(spec[1]), ", ".join(self._name(v) for v in spec[2:])
-            return f"_qtensor({q}, {rest})"
-        return self._name(spec[1])
-
     def __call__(self, x):
-        return self.replay(x)
+        v: list[Any] = [None] * self.n + [x]  # v[-1]: the input
+        for k, (fn, fixed, dynamic, kw, drop) in enumerate(self.steps):
+            args = fixed.copy()
+            for i, get in dynamic:
+                args[i] = get(v)
+            v[k] = fn(*args, **{n: get(v) for n, get in kw.items()}) if kw else fn(*args)
+            for r in drop:  # free activations after their last use, as the eager forward does
+                v[r] = None
+        return self.output(v)
 
 
 # ---------------------------------------------------------------- public
