@@ -216,7 +216,8 @@ struct ConvShape {
 };
 // docs/conv.md's layers: dense 3x3, pointwise, deep 3x3, depthwise 3x3, a
 // MobileNetV2 stride-2 depthwise, batch 8; the other ResNet 3x3 stages; the
-// vision models' 3-input-channel first layers; MobileNet / ShuffleNet layers.
+// vision models' 3-input-channel first layers; MobileNet / ShuffleNet layers;
+// ResNet-50's uneven batch-1 1x1 convs.
 const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},
                                  {1, 256, 56, 56, 64, 1, 1, 1},
                                  {1, 256, 14, 14, 256, 3, 1, 1},
@@ -247,7 +248,12 @@ const ConvShape kConvShapes[] = {{1, 64, 56, 56, 64, 3, 1, 1},
                                  {8, 16, 112, 112, 96, 1, 1, 1},
                                  {8, 144, 56, 56, 24, 1, 1, 1},
                                  {8, 24, 56, 56, 144, 1, 1, 1},
-                                 {8, 58, 28, 28, 58, 1, 1, 1}};
+                                 {8, 58, 28, 28, 58, 1, 1, 1},
+                                 // ResNet-50's batch-1 1x1 convs where M (pixels) splits
+                                 // unevenly into 64-row blocks: 14x14 (196) and 28x28 (784)
+                                 {1, 1024, 14, 14, 256, 1, 1, 1},
+                                 {1, 256, 14, 14, 1024, 1, 1, 1},
+                                 {1, 512, 28, 28, 128, 1, 1, 1}};
 
 std::string conv_shape_name(const ConvShape& s) {
   auto v = [](size_t x) { return std::to_string(x); };

@@ -36,7 +36,8 @@ const QGemmKernel& kernel_for(const PackedWeights& w, const QGemmKernel& k) {
 // block (at most ~256 KiB) streams from L2 once per MR rows.
 struct Tiling {
   size_t mb, nb, m_tasks, n_tasks;
-  bool serial;  // too little work to pay for waking other threads
+  bool serial;   // too little work to pay for waking other threads
+  bool whole_m;  // a task is a whole M block (all N blocks), else an (M, N) block pair
   size_t tasks() const { return m_tasks * n_tasks; }
 };
 
@@ -50,13 +51,22 @@ Tiling choose_tiling(size_t m, size_t n_padded, size_t kp, size_t mr, size_t nr)
   // Below ~1M MACs (a few microseconds) handing tasks to other threads costs
   // about as much as the work, and far more when those threads are busy.
   t.serial = m * n_padded * kp < (size_t{1} << 20);
-  // With several threads, cut N finer until every thread gets a few tasks
-  // (dynamic scheduling then evens out imbalance), as long as a task keeps
-  // at least ~256k MACs so the per-task overhead stays negligible.
+  // Whole M blocks as tasks when every thread gets at least two and an even
+  // share is at least 80% of the busiest thread's (ceil(m_tasks / threads)
+  // blocks): each thread then fills only the rows it reads. Otherwise (M, N)
+  // pairs: ResNet-50's 14x14 1x1 convs have M = 196, four blocks of 64, 64,
+  // 64 and 4 rows, which gave two threads 128 and 68 rows (1.5x). (28x28,
+  // 13 blocks, 7 against 6.25, stays whole: halving N there measured slower.)
   const size_t threads = static_cast<size_t>(get_num_threads());
-  if (threads > 1 && !t.serial) {
+  const size_t busiest = (t.m_tasks + threads - 1) / threads * t.mb;
+  t.whole_m = t.serial || (t.m_tasks >= 2 * threads && (threads == 1 || 10 * m >= 8 * threads * busiest));
+  // Otherwise cut N finer until every thread gets several tasks (dynamic
+  // scheduling then evens out the imbalance: 8 per thread leave the last
+  // round at most 1/8 of a thread's work), as long as a task keeps at least
+  // ~256k MACs so the per-task overhead stays negligible.
+  if (threads > 1 && !t.whole_m) {
     const size_t rows = std::min(m, t.mb);
-    while (t.tasks() < 4 * threads && t.nb > nr && rows * (t.nb / 2) * kp >= 256 * 1024) {
+    while (t.tasks() < 8 * threads && t.nb > nr && rows * (t.nb / 2) * kp >= 256 * 1024) {
       t.nb = round_up(t.nb / 2, nr);
       t.n_tasks = (n_padded + t.nb - 1) / t.nb;
     }
@@ -128,7 +138,7 @@ void run_gemm(size_t m, size_t n, const Tiling& t, size_t mr_max, const FillRow*
       parallel_for(ntasks, fn);
     }
   };
-  if (t.serial || t.m_tasks >= 2 * static_cast<size_t>(get_num_threads())) {
+  if (t.whole_m) {
     run(t.m_tasks, [&](size_t mi) {
       if (fill_row)
         for (size_t r = mi * t.mb; r < std::min(m, (mi + 1) * t.mb); ++r) (*fill_row)(r);
