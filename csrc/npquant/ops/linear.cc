@@ -59,7 +59,8 @@ Tiling choose_tiling(size_t m, size_t n_padded, size_t kp, size_t mr, size_t nr)
   // 13 blocks, 7 against 6.25, stays whole: halving N there measured slower.)
   const size_t threads = static_cast<size_t>(get_num_threads());
   const size_t busiest = (t.m_tasks + threads - 1) / threads * t.mb;
-  t.whole_m = t.serial || (t.m_tasks >= 2 * threads && (threads == 1 || 10 * m >= 8 * threads * busiest));
+  t.whole_m =
+      t.serial || (t.m_tasks >= 2 * threads && (threads == 1 || 10 * m >= 8 * threads * busiest));
   // Otherwise cut N finer until every thread gets several tasks (dynamic
   // scheduling then evens out the imbalance: 8 per thread leave the last
   // round at most 1/8 of a thread's work), as long as a task keeps at least
