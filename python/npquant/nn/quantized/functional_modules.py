@@ -298,8 +298,7 @@ class QFunctional(Module):
             # channels of NHWC quint8 tensors (Inception, ShuffleNet): cat_channels checks the
             # other dimensions agree; the same call as below, without the general checks
             s, zp = self._out(quint8)
-            s32 = np.float32(s)
-            requant = [None if np.float32(x._scale) == s32 and x._zp == zp else (x._scale, x._zp) for x in xs]
+            requant = [None if self._at_output(x, s, zp) else (x._scale, x._zp) for x in xs]
             out = _C.cat_channels([x._q for x in xs], [None] * len(xs), requant, s, zp)
             self.__dict__["_last_kernel"] = _kernel("add")
             return QTensor._trusted(out, s, zp, quint8, True)
