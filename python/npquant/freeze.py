@@ -348,27 +348,25 @@ class FrozenModel:
     def __init__(self, model: Module, example: np.ndarray):
         self.model = model
         self._programs: dict[tuple, _Program] = {}
-        self._program_for(_check_input(example, "freeze's example"))
+        self._record_program(_check_input(example, "freeze's example"))
 
-    def _program_for(self, x: np.ndarray) -> _Program:
-        key = x.shape
-        prog = self._programs.get(key)
-        if prog is None:
-            model, x1 = self.model, x.copy()
-            model(x1)  # warm-up: packed weights, tables and caches are built on first use
-            x2 = _second_input(x1)
-            calls1, out1 = _record(model, x1)
-            calls2, out2 = _record(model, x2)
-            if not calls1:
-                raise FreezeError("the forward made no native npquant calls: nothing to replay")
-            prog = _Program(*_plan(calls1, out1, x1, calls2, out2, x2))
-            for xi, want in ((x1, out1), (x2, out2)):
-                if not _equal(prog(xi), want):
-                    raise FreezeError(
-                        "the replayed calls do not reproduce the forward's result: it changes an array in "
-                        "place outside npquant's native calls, or depends on state that freeze cannot see"
-                    )
-            self._programs[key] = prog
+    def _record_program(self, x: np.ndarray) -> _Program:
+        """Records, checks and keeps the program for x's shape (the caller has none yet)."""
+        model, x1 = self.model, x.copy()
+        model(x1)  # warm-up: packed weights, tables and caches are built on first use
+        x2 = _second_input(x1)
+        calls1, out1 = _record(model, x1)
+        calls2, out2 = _record(model, x2)
+        if not calls1:
+            raise FreezeError("the forward made no native npquant calls: nothing to replay")
+        prog = _Program(*_plan(calls1, out1, x1, calls2, out2, x2))
+        for xi, want in ((x1, out1), (x2, out2)):
+            if not _equal(prog(xi), want):
+                raise FreezeError(
+                    "the replayed calls do not reproduce the forward's result: it changes an array in "
+                    "place outside npquant's native calls, or depends on state that freeze cannot see"
+                )
+        self._programs[x.shape] = prog
         return prog
 
     def __call__(self, x):
@@ -376,7 +374,7 @@ class FrozenModel:
             _check_input(x, "the input")
         prog = self._programs.get(x.shape)
         if prog is None:
-            prog = self._program_for(_check_input(x, "the input"))
+            prog = self._record_program(_check_input(x, "the input"))
         return prog(x)
 
     def __repr__(self) -> str:
