@@ -436,6 +436,34 @@ void register_elementwise() {
           })
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
+  // Max pooling, 3x3 windows (9 taps) over one output row of 14 pixels x C channels (the
+  // taps of neighbouring pixels overlap, as in a 3x3 stride-2 pool): GoogLeNet's maxpool3 row
+  // (C = 480) and ResNet's first pool (C = 64). GB/s counts the tap bytes read.
+  for (const npq::MaxPoolKernel& k : npq::built_maxpool_kernels())
+    if (npq::can_run(k))
+      for (size_t c : {64, 480})
+        benchmark::RegisterBenchmark(
+            ("maxpool/" + std::string(k.name) + "/C:" + std::to_string(c)).c_str(),
+            [k, c](benchmark::State& st) {
+              const size_t ow = 14, ks = 9, iw = 2 * ow + 1;
+              std::vector<uint8_t> x(3 * iw * c), y(ow * c);
+              for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 131 + 7);
+              std::vector<const uint8_t*> ind(ow * ks);
+              for (size_t o = 0; o < ow; ++o)
+                for (size_t i = 0; i < 3; ++i)
+                  for (size_t j = 0; j < 3; ++j)
+                    ind[o * ks + i * 3 + j] = x.data() + (i * iw + 2 * o + j) * c;
+              for (auto _ : st) {
+                k.maxpool(ow, ks, ind.data(), c, y.data());
+                benchmark::DoNotOptimize(y.data());
+                benchmark::ClobberMemory();
+              }
+              st.counters["GB/s"] =
+                  benchmark::Counter(static_cast<double>(ow * ks * c) * 1e-9,
+                                     benchmark::Counter::kIsIterationInvariantRate);
+            })
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
   std::vector<uint8_t> table(256);
   for (size_t c = 0; c < 256; ++c) table[c] = static_cast<uint8_t>(c * 37 + 11);
   for (const npq::LutKernel& k : npq::built_lut_kernels())

@@ -91,6 +91,13 @@ std::vector<LutKernel> make_lut_table() {
   return t;
 }
 
+std::vector<MaxPoolKernel> make_maxpool_table() {
+  std::vector<MaxPoolKernel> t;
+#define NPQ_MAXPOOL(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
+#include "ukernels.inc"
+  return t;
+}
+
 std::vector<SoftmaxKernel> make_softmax_table() {
   std::vector<SoftmaxKernel> t;
 #define NPQ_VSOFTMAX(name, isa, guard) NPQ_IF(guard)(t.push_back({#name, Isa::isa, name});)
@@ -220,6 +227,7 @@ KernelSet make_set(Isa isa) {
   s.mul = mul ? *mul : MulKernel{nullptr, Isa::scalar, nullptr};
   s.gelu = *pick(built_gelu_kernels(), isa);
   s.lut = *pick(built_lut_kernels(), isa);
+  s.maxpool = *pick(built_maxpool_kernels(), isa);
   s.softmax = *pick(built_softmax_kernels(), isa);
   s.layernorm = *pick(built_layernorm_kernels(), isa);
   s.lstm = *pick(built_lstm_kernels(), isa);
@@ -427,6 +435,12 @@ bool can_run(const AddKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const MulKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const GeluKernel& k) { return cpu_features().supports(k.isa); }
 bool can_run(const LutKernel& k) { return cpu_features().supports(k.isa); }
+bool can_run(const MaxPoolKernel& k) { return cpu_features().supports(k.isa); }
+
+const std::vector<MaxPoolKernel>& built_maxpool_kernels() {
+  static const std::vector<MaxPoolKernel> t = make_maxpool_table();
+  return t;
+}
 
 const std::vector<LutKernel>& built_lut_kernels() {
   static const std::vector<LutKernel> t = make_lut_table();

@@ -56,6 +56,13 @@ struct LutKernel {
   u8_lut_fn lut;
 };
 
+// Max pooling of u8 codes (see ukernel.h); the scalar kernel is always built.
+struct MaxPoolKernel {
+  const char* name;
+  Isa isa;
+  u8_maxpool_fn maxpool;
+};
+
 // A float32 kernel of sequence models (see ukernel.h: softmax, LayerNorm, LSTM and GRU
 // cells); the scalar kernel of each family is always built.
 template <class Fn>
@@ -136,6 +143,7 @@ struct KernelSet {
   MulKernel mul;
   GeluKernel gelu;
   LutKernel lut;
+  MaxPoolKernel maxpool;
   SoftmaxKernel softmax;
   LayerNormKernel layernorm;
   LstmKernel lstm;
@@ -190,6 +198,8 @@ const std::vector<GeluKernel>& built_gelu_kernels();
 bool can_run(const GeluKernel& k);
 const std::vector<LutKernel>& built_lut_kernels();
 bool can_run(const LutKernel& k);
+const std::vector<MaxPoolKernel>& built_maxpool_kernels();
+bool can_run(const MaxPoolKernel& k);
 const std::vector<SoftmaxKernel>& built_softmax_kernels();
 const std::vector<LayerNormKernel>& built_layernorm_kernels();
 const std::vector<LstmKernel>& built_lstm_kernels();

@@ -130,6 +130,11 @@ typedef void (*f32_vgelu_fn)(size_t n, const float* x, float* y, int tanh_form);
 // y[i] = table[x[i]] for n bytes, table of 256 entries (y may equal x).
 typedef void (*u8_lut_fn)(size_t n, const uint8_t* x, uint8_t* y, const uint8_t* table);
 
+// Max pooling of u8 codes (NHWC): n output pixels of c channels, stored one after another
+// from y; pixel i is the bytewise max over the ks rows ind[i*ks .. i*ks + ks), each c bytes
+// (a padding tap points at c zero bytes: 0 is the identity of max on u8). ks >= 1.
+typedef void (*u8_maxpool_fn)(size_t n, size_t ks, const uint8_t* const* ind, size_t c, uint8_t* y);
+
 // The float32 kernels of sequence models. Each is one IEEE operation after another in
 // a fixed order (ukernels/fmath-coeffs.h: exp, sigmoid, tanh; ukernels/scalar-fmath.h:
 // the canonical 16-lane sum), so every kernel of a family gives its scalar kernel's
@@ -214,6 +219,7 @@ typedef void (*f32_gemm_fn)(size_t mr, size_t nc, size_t kc, const float* a, siz
   void name(size_t, const uint8_t*, const uint8_t*, uint8_t*, const QMulParams*);
 #define NPQ_VGELU(name, ...) void name(size_t, const float*, float*, int);
 #define NPQ_LUT(name, ...) void name(size_t, const uint8_t*, uint8_t*, const uint8_t*);
+#define NPQ_MAXPOOL(name, ...) void name(size_t, size_t, const uint8_t* const*, size_t, uint8_t*);
 #define NPQ_VSOFTMAX(name, ...) void name(size_t, const float*, const float*, float*);
 #define NPQ_LAYERNORM(name, ...) \
   void name(size_t, const float*, const float*, const float*, float, float*);

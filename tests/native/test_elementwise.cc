@@ -4,6 +4,7 @@
 // ends, fused ReLU, the requantizing add without b, multipliers that saturate),
 // every length 0..70 for the tails, inputs ending at an unreadable page and
 // canaries around the output.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -153,9 +154,36 @@ void test_lut(const npq::LutKernel& k, Tally& t) {
   }
 }
 
+// Max pooling: random codes, every channel count 1..200 (the full-vector, tail and
+// overlap paths of each ISA), 1..9 taps per pixel with some taps on a zero padding row,
+// against a byte loop; the output is checked whole, so a store past a pixel fails too.
+void test_maxpool(const npq::MaxPoolKernel& k, Tally& t) {
+  Rng rng(0x3a7);
+  for (size_t c = 1; c <= 200; c += c < 70 ? 1 : 7) {
+    const size_t n = 1 + rng.range(0, 6), ks = 1 + rng.range(0, 8), rows = 12;
+    std::vector<uint8_t> x(rows * c), zero(c, 0);
+    for (auto& v : x) v = static_cast<uint8_t>(rng.next());
+    std::vector<const uint8_t*> ind(n * ks);
+    for (auto& p : ind)
+      p = rng.range(0, 4) == 0 ? zero.data() : x.data() + rng.range(0, rows - 1) * c;
+    std::vector<uint8_t> want(n * c + 64, 0xA5), got(n * c + 64, 0xA5);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < c; ++j) {
+        uint8_t m = 0;
+        for (size_t tp = 0; tp < ks; ++tp) m = std::max(m, ind[i * ks + tp][j]);
+        want[i * c + j] = m;
+      }
+    k.maxpool(n, ks, ind.data(), c, got.data());
+    t.check(got == want, k.name,
+            "c=" + std::to_string(c) + " n=" + std::to_string(n) + " ks=" + std::to_string(ks));
+  }
+}
+
 }  // namespace
 
 void test_elementwise_kernels(Tally& t) {
+  for (const npq::MaxPoolKernel& k : npq::built_maxpool_kernels())
+    if (npq::can_run(k)) test_maxpool(k, t);
   for (const npq::LutKernel& k : npq::built_lut_kernels())
     if (npq::can_run(k)) test_lut(k, t);
   for (const npq::AddKernel& k : npq::built_add_kernels())

@@ -58,6 +58,7 @@ std::vector<Registered> registry() {
   add_table(npq::built_add_kernels(), &v);
   add_table(npq::built_mul_kernels(), &v);
   add_table(npq::built_lut_kernels(), &v);
+  add_table(npq::built_maxpool_kernels(), &v);
   add_table(npq::built_gelu_kernels(), &v);
   add_table(npq::built_softmax_kernels(), &v);
   add_table(npq::built_layernorm_kernels(), &v);
@@ -79,6 +80,7 @@ std::vector<Registered> registry() {
 #define NPQ_VADD(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VMUL(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_LUT(name, isa, ...) NPQ_ROW_(name, isa)
+#define NPQ_MAXPOOL(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VGELU(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_VSOFTMAX(name, isa, ...) NPQ_ROW_(name, isa)
 #define NPQ_LAYERNORM(name, isa, ...) NPQ_ROW_(name, isa)

@@ -217,6 +217,7 @@ py::dict cpu_info() {
   fam["add"] = name_isa(ks.add.name, ks.add.isa);  // name None: lookup tables
   fam["gelu"] = name_isa(ks.gelu.name, ks.gelu.isa);
   fam["lut"] = name_isa(ks.lut.name, ks.lut.isa);
+  fam["maxpool"] = name_isa(ks.maxpool.name, ks.maxpool.isa);
   fam["softmax"] = name_isa(ks.softmax.name, ks.softmax.isa);
   fam["layernorm"] = name_isa(ks.layernorm.name, ks.layernorm.isa);
   fam["lstm"] = name_isa(ks.lstm.name, ks.lstm.isa);

@@ -6,11 +6,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "../dispatch.h"
 #include "threadpool.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 namespace npq {
 
@@ -82,54 +79,47 @@ inline void max_into(T* __restrict__ out, const T* __restrict__ in, size_t c) {
   for (size_t i = 0; i < c; ++i) out[i] = std::max(out[i], in[i]);
 }
 
-// out[0, c) = the elementwise max of rows[0..n)[0, c) (n >= 1). With SSE2 a
-// 16-byte chunk stays in a register over all rows; the last chunk overlaps the
-// one before it (max is idempotent), so only c < 16 takes the byte loops.
-template <class T>
-void max_of_rows(T* out, const T* const* rows, size_t n, size_t c) {
-#if defined(__SSE2__)
-  if (c >= 16) {
-    // signed codes compare as unsigned once their sign bit is flipped
-    const __m128i flip = _mm_set1_epi8(std::is_signed<T>::value ? -128 : 0);
-    for (size_t i = 0; i < c; i += 16) {
-      const size_t j = std::min(i, c - 16);
-      __m128i m =
-          _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[0] + j)), flip);
-      for (size_t t = 1; t < n; ++t)
-        m = _mm_max_epu8(
-            m, _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[t] + j)), flip));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_xor_si128(m, flip));
-    }
-    return;
-  }
-#endif
-  std::copy(rows[0], rows[0] + c, out);
-  for (size_t t = 1; t < n; ++t) max_into(out, rows[t], c);
-}
-
-template <class T>
-void max_pool2d_nhwc(const Pool2dGeometry& g, const T* x, T* y) {
+// Every window's taps, one output row at a time: ind gets ow * kh * kw row pointers
+// (pixel-major); a tap in the padding points at `pad`, a row of c bytes of the type's
+// lowest code (the identity of max).
+template <class T, class Row>
+void max_pool_rows(const Pool2dGeometry& g, const T* x, const T* pad, const Row& row) {
   const std::vector<Column> cols = columns(g, g.dil_w);
+  const size_t ks = g.kh * g.kw;
   for_rows(g, [&](size_t n, size_t oy) {
     const long y0 = static_cast<long>(oy * g.stride_h) - static_cast<long>(g.pad_h);
     const Taps ty = taps(y0, g.kh, g.dil_h, g.h);
-    std::vector<const T*> rows(g.kh * g.kw);
+    std::vector<const T*> ind(g.ow * ks, pad);
     for (size_t ox = 0; ox < g.ow; ++ox) {
       const long x0 = cols[ox].x0;
       const Taps tx = cols[ox].t;
-      T* out = y + ((n * g.oh + oy) * g.ow + ox) * g.c;
-      size_t count = 0;
+      const T** taps_ox = ind.data() + ox * ks;
       for (size_t i = ty.i0; i < ty.i1; ++i) {
         // the window's first column may be padding (x0 < 0): pixel offsets stay
         // signed until a real tap's is formed
         const long pixel0 = static_cast<long>((n * g.h + (y0 + i * g.dil_h)) * g.w) + x0;
         for (size_t j = tx.i0; j < tx.i1; ++j)
-          rows[count++] = x + static_cast<size_t>(pixel0 + static_cast<long>(j * g.dil_w)) * g.c;
+          taps_ox[i * g.kw + j] =
+              x + static_cast<size_t>(pixel0 + static_cast<long>(j * g.dil_w)) * g.c;
       }
-      if (count == 0)
-        std::fill(out, out + g.c, std::numeric_limits<T>::min());
-      else
-        max_of_rows(out, rows.data(), count, g.c);
+    }
+    row(ind.data(), n, oy);
+  });
+}
+
+template <class T>
+void max_pool2d_nhwc(const Pool2dGeometry& g, const T* x, T* y) {
+  const std::vector<T> pad(g.c, std::numeric_limits<T>::min());
+  const size_t ks = g.kh * g.kw;
+  max_pool_rows(g, x, pad.data(), [&](const T* const* ind, size_t n, size_t oy) {
+    T* out = y + (n * g.oh + oy) * g.ow * g.c;
+    if constexpr (std::is_same<T, uint8_t>::value) {
+      kernels().maxpool.maxpool(g.ow, ks, ind, g.c, out);  // ukernels/u8-maxpool-*.cc
+    } else {
+      for (size_t ox = 0; ox < g.ow; ++ox, out += g.c, ind += ks) {
+        std::copy(ind[0], ind[0] + g.c, out);
+        for (size_t t = 1; t < ks; ++t) max_into(out, ind[t], g.c);
+      }
     }
   });
 }
