@@ -251,6 +251,51 @@ def test_hardswish_table_native():
         assert out.is_nhwc and np.array_equal(out.nhwc(), expect)
 
 
+@pytest.mark.parametrize("shape", [(0, 4), (7,), (3, 17), (2, 9, 11, 35), (1, 64, 64, 64)])
+def test_clamp_equals_numpy(shape, rng):
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    for lo, hi in ((0, 255), (0, 0), (255, 255), (17, 200), (128, 128), (3, 250)):
+        y = _C.clamp_u8(x, lo, hi)
+        assert y.dtype == np.uint8 and y.shape == x.shape
+        np.testing.assert_array_equal(y, np.clip(x, lo, hi))
+
+
+def test_clamp_argument_checks():
+    a = np.zeros((2, 3), np.uint8)
+    for lo, hi in ((-1, 3), (0, 256), (5, 4)):
+        with pytest.raises(ValueError, match="0 <= lo <= hi <= 255"):
+            _C.clamp_u8(a, lo, hi)
+    with pytest.raises(TypeError, match="uint8"):
+        _C.clamp_u8(a.astype(np.int8), 0, 3)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.clamp_u8(a.T, 0, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_and_relu6_match_the_numpy_clamp(dtype, rng):
+    """Quantized ReLU / ReLU6 (native clamp for quint8) against np.clip of the codes, NCHW and
+    NHWC storage, and ReLU6's code of 6.0 against quantize_per_tensor's for many qparams."""
+    from npquant.nn.quantized.activation import _quantize_six
+
+    u8 = dtype is npquant.quint8
+    for s, zp in ((0.05, 3 if u8 else -3), (0.01, 0), (0.7, 200 if u8 else 100)):
+        x = npquant.quantize_per_tensor(rng.normal(0, 3, (2, 5, 6, 7)).astype(np.float32), s, zp, dtype)
+        six = int(npquant.quantize_per_tensor(np.array([6.0], np.float32), s, zp, dtype).int_repr()[0])
+        assert _quantize_six(s, zp, dtype) == six
+        nhwc = npquant.QTensor.from_nhwc(np.ascontiguousarray(x.int_repr().transpose(0, 2, 3, 1)), s, zp, dtype)
+        for t in (x, nhwc):
+            r, r6 = nnq.ReLU()(t), nnq.ReLU6()(t)
+            assert r.is_nhwc == t.is_nhwc and r6.is_nhwc == t.is_nhwc
+            np.testing.assert_array_equal(r.int_repr(), np.maximum(x.int_repr(), zp))
+            np.testing.assert_array_equal(r6.int_repr(), np.clip(x.int_repr(), zp, six))
+            assert (r.q_scale(), r.q_zero_point()) == (r6.q_scale(), r6.q_zero_point()) == (x.q_scale(), zp)
+    scales = np.float32(10 ** rng.uniform(-4, 1.5, 3000))
+    scales[::3] = np.float32(6.0) / (rng.integers(1, 300, 1000) + np.float32(0.5))  # 6 / s near a tie
+    for s, zp in zip(scales.tolist(), rng.integers(0, 256, scales.size).tolist()):
+        want = npquant.quantize_per_tensor(np.array([6.0], np.float32), s, zp, npquant.quint8).int_repr()[0]
+        assert _quantize_six(s, zp, npquant.quint8) == want, (s, zp)
+
+
 def test_lookup_argument_checks():
     a = np.zeros((2, 3), np.uint8)
     with pytest.raises(ValueError, match="65536 entries"):

@@ -16,8 +16,7 @@ def quantized(model, calib):
     if hasattr(model, "fuse_model"):
         model.eval().fuse_model()
         return calibrated(model, calib)
-    # (an unfused quantized ReLU runs in NumPy)
-    return calibrated(model, calib, [["stem", "relu"]] if isinstance(model, Mixed) else None)
+    return calibrated(model, calib, [["stem", "relu"]] if type(model) is Mixed else None)
 
 
 class Mixed(nn.Module):
@@ -45,14 +44,30 @@ class Mixed(nn.Module):
         return self.dequant(self.fc(self.flatten(self.gap(z))))
 
 
+class Unfused(Mixed):
+    """Mixed with its ReLU left unfused and a ReLU6 after the depthwise conv: the quantized
+    ReLU and ReLU6 run on their own (natively for quint8 codes), as in a model a user
+    quantized without fuse_modules."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu6 = nn.ReLU6()
+
+    def forward(self, x):
+        x = self.relu(self.stem(self.quant(x)))
+        y = self.add.add_relu(self.pw(self.relu6(self.dw(x))), x)
+        z = self.cat.cat([self.pool(y), self.pool(x)], dim=1)
+        return self.dequant(self.fc(self.flatten(self.gap(z))))
+
+
 def images(rng, n, hw=32):
     return rng.normal(0, 1, (n, 3, hw, hw)).astype(np.float32)
 
 
-@pytest.mark.parametrize("arch", ["mixed", "digits_cnn", "mobilenet_v2", "resnet18", "googlenet"])
+@pytest.mark.parametrize("arch", ["mixed", "unfused", "digits_cnn", "mobilenet_v2", "resnet18", "googlenet"])
 def test_frozen_equals_eager(arch, rng):
-    if arch == "mixed":
-        q, x = quantized(Mixed(), [images(rng, 4)]), images(rng, 2)
+    if arch in ("mixed", "unfused"):
+        q, x = quantized(Mixed() if arch == "mixed" else Unfused(), [images(rng, 4)]), images(rng, 2)
     elif arch == "digits_cnn":
         fused = [[f"conv{i}", f"bn{i}", f"relu{i}"] for i in (1, 2, 3)] + [["fc1", "relu4"]]
         digits = npquant.fuse_modules(nm.digits_cnn().eval(), fused)

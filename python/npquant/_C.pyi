@@ -105,6 +105,9 @@ def choose_qparams(
     qmin: typing.SupportsInt | typing.SupportsIndex = ...,
     qmax: typing.SupportsInt | typing.SupportsIndex = ...,
 ) -> tuple: ...
+def clamp_u8(
+    x: object, lo: typing.SupportsInt | typing.SupportsIndex, hi: typing.SupportsInt | typing.SupportsIndex
+) -> numpy.typing.NDArray[numpy.uint8]: ...
 def conv2d_static(
     x: object,
     packed: PackedConv2dWeight,

@@ -38,6 +38,20 @@ U8 lookup(const py::handle& x_obj, const py::handle& table_obj) {
   return y;
 }
 
+U8 clamp(const py::handle& x_obj, int lo, int hi) {
+  auto x = checked<uint8_t>(x_obj, "codes", -1);
+  if (lo < 0 || hi > 255 || lo > hi)
+    throw ValueError("clamp bounds must satisfy 0 <= lo <= hi <= 255, got lo=" +
+                     std::to_string(lo) + ", hi=" + std::to_string(hi));
+  U8 y(shape_of(x));
+  const uint8_t* xd = x.data();
+  uint8_t* yd = y.mutable_data();
+  const size_t n = static_cast<size_t>(x.size());
+  py::gil_scoped_release nogil;
+  npq::clamp_u8(xd, yd, n, static_cast<uint8_t>(lo), static_cast<uint8_t>(hi));
+  return y;
+}
+
 U8 lookup2(const py::handle& a_obj, const py::handle& b_obj, const py::handle& table_obj) {
   auto a = checked<uint8_t>(a_obj, "first operand codes", -1);
   auto b = checked<uint8_t>(b_obj, "second operand codes", -1);
@@ -258,6 +272,8 @@ py::array_t<float> gelu_f32(const py::handle& x_obj, const std::string& approxim
 void register_elementwise(py::module_& m) {
   m.def("lookup", &lookup, py::arg("x"), py::arg("table"),
         "table[x] for uint8 codes and a 256-entry uint8 table.");
+  m.def("clamp_u8", &clamp, py::arg("x"), py::arg("lo"), py::arg("hi"),
+        "min(max(x, lo), hi) for uint8 codes (quantized ReLU / ReLU6 / Hardtanh).");
   m.def("lookup2", &lookup2, py::arg("a"), py::arg("b"), py::arg("table"),
         "table[a << 8 | b] for same-shape uint8 codes and a 65,536-entry table.");
   m.def("lookup2_channel", &lookup2_channel, py::arg("a"), py::arg("b"), py::arg("table"),

@@ -21,6 +21,9 @@ namespace npq {
 // y[i] = table[x[i]], table has 256 entries.
 void lookup_u8(const uint8_t* x, uint8_t* y, size_t n, const uint8_t* table);
 
+// y[i] = min(max(x[i], lo), hi) (quantized ReLU, ReLU6 and Hardtanh on uint8 codes).
+void clamp_u8(const uint8_t* x, uint8_t* y, size_t n, uint8_t lo, uint8_t hi);
+
 // y[i] = table[a[i] << 8 | b[i]], table has 65,536 entries.
 void lookup2_u8(const uint8_t* a, const uint8_t* b, uint8_t* y, size_t n, const uint8_t* table);
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import _C
+from ..._dtypes import quint8
 from ...qtensor import QTensor, quantize_per_tensor
 from .. import activation as F
 from ..activation import flat_shape
@@ -27,6 +29,27 @@ __all__ = [
 ]
 
 
+def _clamp(q: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """min(max(q, lo), hi): natively for uint8 codes (no NumPy on the hot path, and
+    npquant.freeze can replay it), in NumPy for int8 ones. lo <= hi (zero point <= qmax,
+    quantize(6.0))."""
+    if q.dtype == np.uint8:
+        return _C.clamp_u8(q, lo, hi)
+    return np.clip(q, q.dtype.type(lo), q.dtype.type(hi))
+
+
+def _quantize_six(scale: float, zp: int, dtype) -> int:
+    """The code of 6.0, as quantize_per_tensor gives it, without a native call per forward
+    (npquant.freeze replays native calls only): for quint8 clamp(nearbyint(fmaf(6, fl(1 /
+    scale), zp))), the fma done in float64, where 6 * a float32 and the integer zp add
+    exactly, then rounded once to float32 as fmaf rounds."""
+    if dtype is quint8:
+        inv = np.float32(1.0) / np.float32(scale)
+        v = np.float32(6.0 * np.float64(inv) + zp)
+        return int(min(max(np.rint(v), 0), 255))
+    return int(quantize_per_tensor(np.array([6.0], np.float32), scale, zp, dtype).int_repr()[0])
+
+
 class ReLU(Module):
     """max(q, zero_point): the output keeps the input's qparams."""
 
@@ -38,7 +61,7 @@ class ReLU(Module):
         x = q_input(x, "ReLU")
         q, _, nhwc = storage(x)
         zp = x.q_zero_point()
-        return wrap(np.maximum(q, q.dtype.type(zp)), x.q_scale(), zp, x.dtype, nhwc)
+        return wrap(_clamp(q, zp, x.dtype.qmax), x.q_scale(), zp, x.dtype, nhwc)
 
     @classmethod
     def from_float(cls, mod):
@@ -56,8 +79,7 @@ class ReLU6(Module):
         x = q_input(x, "ReLU6")
         q, _, nhwc = storage(x)
         s, zp = x.q_scale(), x.q_zero_point()
-        six = quantize_per_tensor(np.array([6.0], np.float32), s, zp, x.dtype).int_repr()[0]
-        return wrap(np.clip(q, q.dtype.type(zp), six), s, zp, x.dtype, nhwc)
+        return wrap(_clamp(q, zp, _quantize_six(s, zp, x.dtype)), s, zp, x.dtype, nhwc)
 
     @classmethod
     def from_float(cls, mod):
