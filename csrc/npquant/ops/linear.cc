@@ -46,6 +46,12 @@ Tiling choose_tiling(size_t m, size_t n_padded, size_t kp, size_t mr, size_t nr)
   t.mb = mr * std::max<size_t>(1, 64 / mr);
   t.nb = std::min(n_padded,
                   round_up(std::max<size_t>(nr, (256 * 1024) / std::max<size_t>(kp, 1)), nr));
+  // Narrow GEMMs (MobileNet's 1x1 convs at batch 8: M = 100k rows, K = 16..32, N = 16..96)
+  // do ~0.2 us of work per 64-row block: ~1,500 such tasks per call kept two threads
+  // trading the task counter's cache line, no faster than one. Double the M block while
+  // a task stays under ~1M MACs and every thread still gets 8 blocks.
+  const size_t threads = static_cast<size_t>(get_num_threads());
+  while (2 * t.mb * t.nb * kp <= (size_t{1} << 20) && m >= 2 * t.mb * 8 * threads) t.mb *= 2;
   t.m_tasks = (m + t.mb - 1) / t.mb;
   t.n_tasks = (n_padded + t.nb - 1) / t.nb;
   // Below ~1M MACs (a few microseconds) handing tasks to other threads costs
@@ -57,7 +63,6 @@ Tiling choose_tiling(size_t m, size_t n_padded, size_t kp, size_t mr, size_t nr)
   // pairs: ResNet-50's 14x14 1x1 convs have M = 196, four blocks of 64, 64,
   // 64 and 4 rows, which gave two threads 128 and 68 rows (1.5x). (28x28,
   // 13 blocks, 7 against 6.25, stays whole: halving N there measured slower.)
-  const size_t threads = static_cast<size_t>(get_num_threads());
   const size_t busiest = (t.m_tasks + threads - 1) / threads * t.mb;
   t.whole_m =
       t.serial || (t.m_tasks >= 2 * threads && (threads == 1 || 10 * m >= 8 * threads * busiest));
