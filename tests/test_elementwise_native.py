@@ -289,6 +289,13 @@ def test_relu_and_relu6_match_the_numpy_clamp(dtype, rng):
             np.testing.assert_array_equal(r.int_repr(), np.maximum(x.int_repr(), zp))
             np.testing.assert_array_equal(r6.int_repr(), np.clip(x.int_repr(), zp, six))
             assert (r.q_scale(), r.q_zero_point()) == (r6.q_scale(), r6.q_zero_point()) == (x.q_scale(), zp)
+    # a strided view a user wrapped in a QTensor takes the NumPy path, with the same codes
+    a = rng.integers(0, 256, (2, 8, 5, 6), dtype=np.uint8)
+    for view in (a[:, ::2], a.transpose(0, 1, 3, 2)):
+        v = npquant.QTensor(view, 0.1, 3)
+        np.testing.assert_array_equal(nnq.ReLU()(v).int_repr(), np.maximum(view, 3))
+        six = _quantize_six(0.1, 3, npquant.quint8)
+        np.testing.assert_array_equal(nnq.ReLU6()(v).int_repr(), np.clip(view, 3, six))
     scales = np.float32(10 ** rng.uniform(-4, 1.5, 3000))
     scales[::3] = np.float32(6.0) / (rng.integers(1, 300, 1000) + np.float32(0.5))  # 6 / s near a tie
     for s, zp in zip(scales.tolist(), rng.integers(0, 256, scales.size).tolist()):

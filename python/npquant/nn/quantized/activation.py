@@ -30,10 +30,10 @@ __all__ = [
 
 
 def _clamp(q: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """min(max(q, lo), hi): natively for uint8 codes (no NumPy on the hot path, and
-    npquant.freeze can replay it), in NumPy for int8 ones. lo <= hi (zero point <= qmax,
-    quantize(6.0))."""
-    if q.dtype == np.uint8:
+    """min(max(q, lo), hi): natively for C-contiguous uint8 codes (every layer's output: no
+    NumPy on the hot path, and npquant.freeze can replay it), in NumPy for int8 codes and
+    strided views a user wrapped. lo <= hi (zero point <= qmax, quantize(6.0))."""
+    if q.dtype == np.uint8 and q.flags.c_contiguous:
         return _C.clamp_u8(q, lo, hi)
     return np.clip(q, q.dtype.type(lo), q.dtype.type(hi))
 
