@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _C
-from ..._dtypes import quint8
-from ...qtensor import QTensor, quantize_per_tensor
+from ...qtensor import QTensor
 from .. import activation as F
 from ..activation import flat_shape
 from ..module import Module
@@ -39,15 +38,13 @@ def _clamp(q: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def _quantize_six(scale: float, zp: int, dtype) -> int:
-    """The code of 6.0, as quantize_per_tensor gives it, without a native call per forward
-    (npquant.freeze replays native calls only): for quint8 clamp(nearbyint(fmaf(6, fl(1 /
-    scale), zp))), the fma done in float64, where 6 * a float32 and the integer zp add
-    exactly, then rounded once to float32 as fmaf rounds."""
-    if dtype is quint8:
-        inv = np.float32(1.0) / np.float32(scale)
-        v = np.float32(6.0 * np.float64(inv) + zp)
-        return int(min(max(np.rint(v), 0), 255))
-    return int(quantize_per_tensor(np.array([6.0], np.float32), scale, zp, dtype).int_repr()[0])
+    """The code of 6.0, as quantize_per_tensor gives it, from the reference quantizer (the
+    oracle every quantize kernel equals): a plain int, so npquant.freeze, which records the
+    top-level _C functions only, sees a constant argument of the clamp, not a fresh array."""
+    return int(_C.reference.quantize(_SIX, scale, zp, dtype.qmin, dtype.qmax)[0])
+
+
+_SIX = np.array([6.0], np.float32)
 
 
 class ReLU(Module):
