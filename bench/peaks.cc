@@ -27,6 +27,7 @@ const std::vector<Probe>& built_probes() {
     v.push_back({"loop_sign_3x16c8", Isa::avx2, Isa::avx2, false, false, probe_loop_sign_3x16c8});
     v.push_back({"loop_sign_1x48c8", Isa::avx2, Isa::avx2, false, false, probe_loop_sign_1x48c8});
     v.push_back({"loop_widen_4x8c4", Isa::avx2, Isa::avx2, false, false, probe_loop_widen_4x8c4});
+    v.push_back({"loop_widen_6x16c2", Isa::avx2, Isa::avx2, false, false, probe_loop_widen_6x16c2});
 #endif
 #if defined(NPQ_BENCH_PROBE_AVXVNNI)
     v.push_back(

@@ -210,6 +210,31 @@ uint64_t probe_loop_widen_4x8c4(uint64_t iters) {
   return iters * 128;
 }
 
+// The K pair of qu8_gemm_6x16c2__avx2: int8 weights sign-extended in the loop (2
+// vpmovsxbw), 6 rows of vpbroadcastd + 2 x (vpmaddwd, vpaddd); 192 MACs.
+uint64_t probe_loop_widen_6x16c2(uint64_t iters) {
+  if (iters == 0) return 0;
+  uint64_t n = iters;
+#define NPQ_WROW(off, a0, a1)               \
+  "vpbroadcastd " #off                      \
+  "(%[ab]), %%ymm14\n\t"                    \
+  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"  \
+  "vpaddd %%ymm15, %%ymm" #a0 ", %%ymm" #a0 \
+  "\n\t"                                    \
+  "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"  \
+  "vpaddd %%ymm15, %%ymm" #a1 ", %%ymm" #a1 "\n\t"
+  asm volatile(NPQ_CHAINS12(NPQ_ZERO_YMM)
+                   NPQ_PROBE_LOOP("vpmovsxbw 0(%[wb]), %%ymm12\n\t"
+                                  "vpmovsxbw 16(%[wb]), %%ymm13\n\t" NPQ_WROW(0, 0, 1)
+                                      NPQ_WROW(64, 2, 3) NPQ_WROW(128, 4, 5) NPQ_WROW(192, 6, 7)
+                                          NPQ_WROW(256, 8, 9) NPQ_WROW(320, 10, 11))
+               : [n] "+r"(n)
+               : [wb] "r"(g_loop_w), [ab] "r"(g_loop_a)
+               : NPQ_CLOBBERS);
+#undef NPQ_WROW
+  return iters * 192;
+}
+
 #undef NPQ_LOOP_SETUP
 #undef NPQ_C8_ROW
 #undef NPQ_C8_BCAST

@@ -23,6 +23,7 @@ uint64_t probe_sign_xor_maddubs_madd_ymm(uint64_t iters);
 uint64_t probe_loop_sign_3x16c8(uint64_t iters);
 uint64_t probe_loop_sign_1x48c8(uint64_t iters);
 uint64_t probe_loop_widen_4x8c4(uint64_t iters);
+uint64_t probe_loop_widen_6x16c2(uint64_t iters);
 // avxvnni: VEX vpdpbusd ymm.
 uint64_t probe_dpbusd_ymm_vex(uint64_t iters);
 // avx512vnni: vpdpbusd zmm and ymm (EVEX), fp32 FMA zmm (reference).

@@ -27,7 +27,7 @@ CONFIGS_PER_ISA = int(os.environ.get("NPQUANT_TEST_CONV_CONFIGS", "1000"))
 # The conv kernels each ISA runs: its own indirect GEMM if it has one, and the best
 # depthwise kernel not above it (avxvnni and amx have none of their own; neoni8mm's
 # is the SDOT one).
-EXPECTED_IGEMM = {"avx2": "avx2_sign", "avx512vnni": "avx512vnni", "neondot": "neondot", "neoni8mm": "neoni8mm"}
+EXPECTED_IGEMM = {"avx2": "avx2", "avx512vnni": "avx512vnni", "neondot": "neondot", "neoni8mm": "neoni8mm"}
 # The Winograd F(2x2, 3x3) kernels (3x3 stride-1 layers; test_conv_winograd.py): the
 # portable one and AVX2's. On VNNI CPUs the direct kernels are as fast (docs/conv.md).
 EXPECTED_WINOGRAD = {"scalar": "scalar", "avx2": "avx2"}

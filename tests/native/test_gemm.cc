@@ -269,9 +269,10 @@ void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
   const size_t mr = kk.mr, nr = kk.layout.nr, kr = kk.layout.kr;
   if (options().quick) max_k = 257;
   std::vector<size_t> ks = {1, kr - 1, kr, kr + 1, 7, 13, 61, 127, 257, max_k};
-  // w127 (AVX2 sign) kernels prepare rows of up to 4096 values once per call and
-  // longer ones in chunks per panel: one K past that, with a tail.
-  if (kk.layout.w127 && !options().quick) ks.push_back(4096 + 2 * kr + 3);
+  // The AVX2 kernels prepare rows of up to 2048 (6x16c2), 4096 (sign) or 8192 (the
+  // 1x16c2 GEMV) values once per call and longer ones in chunks: one K past the
+  // largest, with a tail (max_k is past the others).
+  if (!options().quick) ks.push_back(8192 + 2 * kr + 3);
   Rng rng(0x5EED0000 + mr * 131 + nr);
   size_t idx = 0;
   for (size_t k : ks) {
@@ -288,6 +289,13 @@ void edge_grid(const QGemmKernel& kk, Tally& t, size_t max_k = 4096) {
                                 static_cast<Pattern>(p), rng);
       check_problem(kk, pr, idx, true, rng, t);
     }
+  }
+  // Wide and deep: 17 panels and a partial one, K past 2048, so the avx2 6x16c2 GEMM's
+  // K-outer chunking (avx2-c2.h c2_chunked) crosses a group of 16 panels.
+  if (!options().quick) {
+    Problem pr =
+        make_problem(mr, 17 * nr + 5, 2048 + 2 * kr + 3, kk.layout.k_align, 3, kRandom, rng);
+    check_problem(kk, pr, idx, false, rng, t);
   }
 }
 

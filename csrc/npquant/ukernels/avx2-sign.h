@@ -1,7 +1,7 @@
-// The AVX2 sign-trick arithmetic shared by qu8-gemm-4x16c4-avx2-sign.cc and
-// qu8-igemm-4x16c4-avx2-sign.cc (why it is exact: the GEMM's header comment
-// and docs/ukernels.md). Layout PackedLayout{nr=16, kr=4, k_align=4, w16=0,
-// w127=1}: a K group of a panel is two ymm (columns 0-7 and 8-15, 4 k each).
+// The AVX2 sign-trick arithmetic of qu8-gemm-4x16c4-avx2-sign.cc (a 4x16c4
+// sign igemm shared it until the full-range 6x16c2 igemm replaced it; why it
+// is exact: the GEMM's header comment and docs/ukernels.md). Layout PackedLayout{nr=16, kr=4,
+// k_align=4, w16=0, w127=1}: a K group of a panel is two ymm (columns 0-7 and 8-15, 4 k each).
 //
 // Everything here has internal linkage (anonymous namespace, always_inline):
 // each ukernel file that includes it gets its own copy compiled with its own
