@@ -4,6 +4,9 @@
     python bench/models.py --models resnet18 --batch 1 --threads 1 2 --repeat 10
     python bench/models.py --results bench/RESULTS.md   # also append the tables there
     python bench/models.py --isa avx2                   # also npquant with NPQUANT_ISA=avx2
+    ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 \
+        NPQUANT_ISA=avx2 python bench/models.py  # PyTorch and npquant as on an AVX2-only
+        # CPU (ORT has no cap: the report says which peer ran what)
 
 Per model (torchvision.models.quantization.<name>(weights=None, quantize=False), random
 weights from a fixed seed, BatchNorm statistics randomized so activations are not
@@ -229,7 +232,42 @@ def environment() -> str:
         except Exception as e:  # e.g. PyPI's CUDA torchvision beside a CPU torch (RuntimeError)
             vers.append(f"{mod} not importable ({type(e).__name__})")
     load = " ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists("/proc/loadavg") else "?"
-    return f"CPU: {cpu}; {os.cpu_count()} cores; load average {load}\nVersions: {', '.join(vers)}"
+    flags: set = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+    except (OSError, StopIteration):
+        pass
+    try:
+        import torch
+
+        aten = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        aten = None
+    return (
+        f"CPU: {cpu}; {os.cpu_count()} cores; load average {load}\nVersions: {', '.join(vers)}\n"
+        f"Peers: {peer_isas(os.environ, flags, aten)}"
+    )
+
+
+def peer_isas(env, flags: set, aten_cap) -> str:
+    """Which int8 instructions the peers run here, and so whether they are exact. PyTorch's
+    x86 engine runs convs on oneDNN and the rest on FBGEMM; both take the best ISA unless
+    ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) and FBGEMM_ENABLE_INSTRUCTIONS cap them (AVX2:
+    vpmaddubsw, as on an AVX2-only CPU). ONNX Runtime's MLAS has no such cap. Without VNNI
+    the peers saturate int16 pair sums: faster than exact, and not exact."""
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    kind = lambda v: "VNNI, exact" if v else "vpmaddubsw, saturating int16"  # noqa: E731
+    parts = []
+    for lib, var, pre_vnni in (
+        ("oneDNN", "ONEDNN_MAX_CPU_ISA", ("AVX2", "AVX512_CORE")),
+        ("FBGEMM", "FBGEMM_ENABLE_INSTRUCTIONS", ("AVX2", "AVX512", "AVX512_256")),
+    ):
+        cap = str(env.get(var) or (env.get("DNNL_MAX_CPU_ISA", "") if lib == "oneDNN" else "")).upper()
+        parts.append(f"{lib} {'capped at ' + cap if cap else 'best ISA'} ({kind(vnni and cap not in pre_vnni)})")
+    return (
+        f"torch int8 on {', '.join(parts)}, ATen {aten_cap or '?'}; ONNX Runtime int8 on MLAS's best ISA ({kind(vnni)})"
+    )
 
 
 # ---------------------------------------------------------------- peers (torch, torchvision, ORT)

@@ -81,3 +81,17 @@ def test_table_and_metrics():
     assert "| m | 1 | 1 |" in t and "0.50" in t and "1.0 / 1.5" in t and "100%" in t
     assert len(M.calibration_batches()) == M.CALIB_BATCHES
     assert M.time_ms(lambda: None, 3, warmup=0)[0] >= 0
+
+
+def test_peer_isas_says_which_peer_saturates():
+    vnni = {"avx2", "avx512_vnni"}
+    both = M.peer_isas({}, vnni, "AVX512")
+    assert both.count("VNNI, exact") == 3 and "saturating" not in both
+    capped = M.peer_isas({"ONEDNN_MAX_CPU_ISA": "AVX2", "FBGEMM_ENABLE_INSTRUCTIONS": "avx2"}, vnni, "AVX2")
+    assert "oneDNN capped at AVX2 (vpmaddubsw, saturating int16)" in capped
+    assert "FBGEMM capped at AVX2 (vpmaddubsw, saturating int16)" in capped
+    assert capped.endswith("(VNNI, exact)")  # ORT is not capped
+    one = M.peer_isas({"DNNL_MAX_CPU_ISA": "avx2"}, vnni, "AVX512")
+    assert "oneDNN capped at AVX2 (vpmaddubsw" in one and "FBGEMM best ISA (VNNI, exact)" in one
+    avx2_only = M.peer_isas({}, {"avx2", "fma"}, "AVX2")
+    assert avx2_only.count("saturating int16") == 3
