@@ -238,10 +238,11 @@ def test_w127_kernel_falls_back_per_layer(kernel, rng):
 
 @pytest.mark.slow
 def test_avx2_kernels_stay_exact_with_weights_of_minus_128():
-    """Under NPQUANT_ISA=avx2 the GEMM and the igemm are the full-range 6x16c2 kernels:
-    every layer runs on them, -128 weights or not (PyTorch-style symmetric per-channel
-    quantization produces them), and stays exact through Linear (static, dynamic) and
-    1x1 / 3x3 Conv2d."""
+    """Under NPQUANT_ISA=avx2 Linear runs the sign-trick 3x16c8 kernel (its layout gives
+    M = 1 the faster GEMV) and falls back per layer to the full-range 6x16c2 kernel when a
+    panel holds too many -128 weights (PyTorch-style symmetric per-channel quantization
+    produces them); convolutions run the full-range 6x16c2 GEMM and igemm, -128 weights or
+    not. Every path stays exact through Linear (static, dynamic) and 1x1 / 3x3 Conv2d."""
     if "avx2" not in runnable_isas():
         pytest.skip("no AVX2 here")
     code = f"""
@@ -251,7 +252,7 @@ import npref
 from npquant import _C
 info = npquant.cpu_info()
 assert info['isa'] == 'avx2', info['isa']
-assert info['kernels']['gemm']['name'] == 'qu8_gemm_6x16c2__avx2', info['kernels']['gemm']
+assert info['kernels']['gemm']['name'] == 'qu8_gemm_3x16c8__avx2_sign', info['kernels']['gemm']
 rng = np.random.default_rng(11)
 seen = set()
 for i in range(60):
@@ -268,7 +269,7 @@ for i in range(60):
                               npref.linear_static(x, 0.02, xz, w, ws, None, 0.05, 7, False)), (i, p.kernel)
     xf = rng.normal(0, 1, (m, k)).astype(np.float32)
     assert np.array_equal(_C.linear_dynamic(xf, p, False), npref.linear_dynamic(xf, w, ws, None, False))
-assert seen == {{'qu8_gemm_6x16c2__avx2'}}, seen
+assert seen == {{'qu8_gemm_3x16c8__avx2_sign', 'qu8_gemm_6x16c2__avx2'}}, seen
 conv_seen = set()
 for i, (kh, cin, cout) in enumerate([(1, 64, 48), (1, 40, 33), (3, 24, 40), (3, 16, 16)] * 2):
     wt = rng.integers(-127, 128, (cout, cin, kh, kh), dtype=np.int8)

@@ -15,8 +15,9 @@ namespace {
 
 // The tables, generated from the registry (ukernels.inc) in its order: lowest ISA
 // first. Within one ISA the last runnable GEMM that is not a stand-in is preferred
-// (preferred_gemm); a w127 kernel falls back to the first full-range GEMM of its ISA
-// per layer (gemm_fallback), the w127 indirect GEMM to the gathered path.
+// (preferred_gemm); a w127 kernel falls back to the last full-range tile GEMM (MR > 1)
+// of its ISA per layer (gemm_fallback), which is also the convolutions' GEMM; the w127
+// indirect GEMM falls back to the gathered path.
 
 std::vector<QGemmKernel> make_gemm_table() {
   std::vector<QGemmKernel> t;
@@ -160,7 +161,9 @@ const K* pick(const std::vector<K>& t, Isa cap) {
 // Winograd kernel of the same ISA (if built), and the best depthwise kernel not above cap.
 ConvKernels conv_kernels_with(Isa cap, const QGemmKernel& gemm) {
   ConvKernels c{};
-  c.gemm = gemm;
+  // Convolutions run the ISA's full-range GEMM: a conv is never M = 1, so the layout a
+  // w127 GEMM keeps for its GEMV buys them nothing, and no layer needs a fallback.
+  c.gemm = gemm_fallback(gemm);
   c.igemm = QIGemmKernel{nullptr, Isa::scalar, 0, {0, 0, 0}, nullptr};
   c.stem = c.igemm;
   for (const QIGemmKernel& k : built_igemm_kernels())
@@ -333,7 +336,7 @@ const QGemmKernel& gemm_fallback(const QGemmKernel& k) {
   if (!k.layout.w127) return k;
   const QGemmKernel* f = nullptr;
   for (const QGemmKernel& c : built_gemm_kernels())
-    if (c.isa == k.isa && !c.layout.w127 && (!f || f->standin)) f = &c;
+    if (c.isa == k.isa && !c.layout.w127 && c.mr > 1 && can_run(c) && (!f || !c.standin)) f = &c;
   if (!f) throw std::logic_error(std::string(k.name) + " has no full-range fallback kernel");
   return *f;
 }
