@@ -214,7 +214,7 @@ KernelSet make_set(Isa isa) {
       }
   } else {
     // A one-row kernel (GEMV) of the same ISA on exactly gemm's layout, listed
-    // before gemm in the table, runs M = 1 (qu8_gemm_1x16c2__avx2).
+    // before gemm in the table, runs M = 1 (qu8_gemm_1x16c8__avx2_sign).
     for (const QGemmKernel& k : built_gemm_kernels())
       if (k.isa == isa && !k.standin && can_run(k) && k.mr == 1 && g->mr > 1 &&
           layout_compatible(g->layout, k.layout) && layout_compatible(k.layout, g->layout)) {
