@@ -128,9 +128,11 @@ NPQ_INLINE void c2_init_acc(const uint8_t* panel, const __m256i (&neg_zp)[M],
 // widens that piece of every row into the buffer once, and run_k(len, wk, acc) adds it
 // to each of the np panels' sums in part (panels panel_stride bytes apart from panel).
 // Widening per panel instead cost ~8% at K = 2,304 (3 ops per 16 values, per panel).
+// Out of line, so the whole-row path of c2_panels keeps its accumulators in registers.
 template <size_t M, class Prepare, class RunK>
-NPQ_INLINE void c2_chunked(size_t kp, const uint8_t* panel, size_t panel_stride, size_t np,
-                           __m256i (*part)[M][kC2NV], const Prepare& prepare, const RunK& run_k) {
+__attribute__((noinline)) void c2_chunked(size_t kp, const uint8_t* panel, size_t panel_stride,
+                                          size_t np, __m256i (*part)[M][kC2NV],
+                                          const Prepare& prepare, const RunK& run_k) {
   for (size_t k0 = 0; k0 < kp; k0 += kC2Chunk) {
     const size_t len = kp - k0 < kC2Chunk ? kp - k0 : kC2Chunk;
     prepare(k0, len);
@@ -147,6 +149,38 @@ NPQ_INLINE void c2_chunked(size_t kp, const uint8_t* panel, size_t panel_stride,
       for (size_t r = 0; r < M; ++r)
 #pragma GCC unroll 2
         for (size_t v = 0; v < kC2NV; ++v) part[p][r][v] = acc[r][v];
+    }
+  }
+}
+
+// The panel loop of the 6x16c2 GEMM and igemm over nc columns of packed panels: each
+// panel's sums start at -zp * colsum (neg_zp per row), run_k(len, wk, acc) adds K, and
+// store(n0, nn, acc) writes columns n0..n0+nn. prepare(k0, len) widens K [k0, k0 + len)
+// of the tile's rows into the buffer run_k reads: all of K once when it fits, else K
+// outermost through c2_chunked, kC2Group panels at a time.
+template <size_t M, class Prepare, class RunK, class Store>
+NPQ_INLINE void c2_panels(size_t nc, size_t kp, const uint8_t* panel, const __m256i (&neg_zp)[M],
+                          const Prepare& prepare, const RunK& run_k, const Store& store) {
+  const size_t panel_stride = kC2NR * sizeof(int32_t) + kp * kC2NR;
+  if (kp <= kC2WholeK) {
+    prepare(0, kp);
+    for (size_t n0 = 0; n0 < nc; n0 += kC2NR, panel += panel_stride) {
+      __m256i acc[M][kC2NV];
+      c2_init_acc<M>(panel, neg_zp, acc);
+      run_k(kp, reinterpret_cast<const int8_t*>(panel + kC2NR * sizeof(int32_t)), acc);
+      store(n0, nc - n0 < kC2NR ? nc - n0 : kC2NR, acc);
+    }
+    return;
+  }
+  for (size_t n0 = 0; n0 < nc; n0 += kC2Group * kC2NR, panel += kC2Group * panel_stride) {
+    const size_t group = kC2Group * kC2NR;
+    const size_t np = (nc - n0 < group ? nc - n0 + kC2NR - 1 : group) / kC2NR;
+    __m256i part[kC2Group][M][kC2NV];
+    for (size_t p = 0; p < np; ++p) c2_init_acc<M>(panel + p * panel_stride, neg_zp, part[p]);
+    c2_chunked<M>(kp, panel, panel_stride, np, part, prepare, run_k);
+    for (size_t p = 0; p < np; ++p) {
+      const size_t np0 = n0 + p * kC2NR;
+      store(np0, nc - np0 < kC2NR ? nc - np0 : kC2NR, part[p]);
     }
   }
 }

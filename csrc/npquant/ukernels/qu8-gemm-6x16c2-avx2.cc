@@ -4,7 +4,7 @@
 // Per K pair: 2 vpmovsxbw (weights from memory), 6 vpbroadcastd (a row's prepared pair),
 // 12 x (vpmaddwd, vpaddd) for 192 MACs: 4 ALU ops per 32 MACs and a sixth of a shuffle,
 // where the sign-trick kernels (qu8-gemm-3x16c8-avx2-sign.cc) spend 5. Rows of up to
-// kWholeK values are prepared once per call; longer rows in kC2Chunk pieces, each once
+// kC2WholeK values are prepared once per call; longer rows in kC2Chunk pieces, each once
 // per group of kC2Group panels (c2_chunked).
 //
 // Registers (16 ymm): 12 accumulators, 2 weight vectors, the broadcast, one product.
@@ -14,7 +14,7 @@ namespace npq {
 namespace {
 
 constexpr size_t kMR = 6, kNR = kC2NR, kNV = kC2NV;
-constexpr size_t kWholeK = kC2WholeK, kPitch = kC2Pitch;
+constexpr size_t kPitch = kC2Pitch;
 
 template <size_t M>
 NPQ_INLINE void prepare(const uint8_t* const* ar, size_t k0, size_t len, int16_t* buf) {
@@ -37,19 +37,6 @@ NPQ_INLINE void run_k(const int16_t* buf, size_t len, const int8_t* wk, __m256i 
       c2_madd(acc[r][1], a, w1);
     }
   }
-}
-
-// K beyond kWholeK: the sums of np panels into part (out of line, so the whole path
-// keeps its accumulators in registers).
-template <size_t M>
-__attribute__((noinline)) void accumulate_chunked(const uint8_t* const* ar, size_t kp,
-                                                  const uint8_t* panel, size_t panel_stride,
-                                                  size_t np, int16_t* buf,
-                                                  __m256i (*part)[M][kNV]) {
-  c2_chunked<M>(
-      kp, panel, panel_stride, np, part,
-      [&](size_t k0, size_t len) { prepare<M>(ar, k0, len, buf); },
-      [&](size_t len, const int8_t* wk, __m256i(&acc)[M][kNV]) { run_k<M>(buf, len, wk, acc); });
 }
 
 struct Requant {
@@ -80,31 +67,16 @@ __attribute__((noinline)) void gemm_rows(size_t nc, size_t kp, const uint8_t* a,
                                          const void* w, const int32_t* a_zp, const Out& out) {
   const uint8_t* ar[M];
   for (size_t r = 0; r < M; ++r) ar[r] = a + r * a_stride;
-  const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
-  const uint8_t* panel = static_cast<const uint8_t*>(w);
   alignas(32) int16_t buf[M * kPitch];
   __m256i neg_zp[M];
   for (size_t r = 0; r < M; ++r) neg_zp[r] = _mm256_set1_epi32(-a_zp[r]);
-  if (kp <= kWholeK) {
-    prepare<M>(ar, 0, kp, buf);
-    for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
-      __m256i acc[M][kNV];
-      c2_init_acc<M>(panel, neg_zp, acc);
-      run_k<M>(buf, kp, reinterpret_cast<const int8_t*>(panel + kNR * sizeof(int32_t)), acc);
-      out.template store<M>(n0, nc - n0 < kNR ? nc - n0 : kNR, acc);
-    }
-    return;
-  }
-  for (size_t n0 = 0; n0 < nc; n0 += kC2Group * kNR, panel += kC2Group * panel_stride) {
-    const size_t np = (nc - n0 < kC2Group * kNR ? nc - n0 + kNR - 1 : kC2Group * kNR) / kNR;
-    __m256i part[kC2Group][M][kNV];
-    for (size_t p = 0; p < np; ++p) c2_init_acc<M>(panel + p * panel_stride, neg_zp, part[p]);
-    accumulate_chunked<M>(ar, kp, panel, panel_stride, np, buf, part);
-    for (size_t p = 0; p < np; ++p) {
-      const size_t np0 = n0 + p * kNR;
-      out.template store<M>(np0, nc - np0 < kNR ? nc - np0 : kNR, part[p]);
-    }
-  }
+  c2_panels<M>(
+      nc, kp, static_cast<const uint8_t*>(w), neg_zp,
+      [&](size_t k0, size_t len) { prepare<M>(ar, k0, len, buf); },
+      [&](size_t len, const int8_t* wk, __m256i(&acc)[M][kNV]) { run_k<M>(buf, len, wk, acc); },
+      [&](size_t n0, size_t nn, const __m256i(&acc)[M][kNV]) {
+        out.template store<M>(n0, nn, acc);
+      });
 }
 
 template <class Out>

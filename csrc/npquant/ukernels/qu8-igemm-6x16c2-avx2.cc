@@ -17,7 +17,7 @@ namespace npq {
 namespace {
 
 constexpr size_t kMR = 6, kNR = kC2NR, kNV = kC2NV;
-constexpr size_t kWholeK = kC2WholeK, kPitch = kC2Pitch;
+constexpr size_t kPitch = kC2Pitch;
 
 struct Rows {
   const size_t* a;
@@ -49,18 +49,6 @@ NPQ_INLINE void run_k(const int16_t* buf, size_t len, const int8_t* wk, __m256i 
   if (len) c2_run_k6(buf, len, wk, acc);
 }
 
-// K beyond kWholeK: the sums of np panels into part (out of line, so the whole path
-// keeps its accumulators in registers).
-__attribute__((noinline)) void accumulate_chunked(const Rows& rows, size_t kc, size_t kp,
-                                                  const uint8_t* panel, size_t panel_stride,
-                                                  size_t np, int16_t* buf,
-                                                  __m256i (*part)[kMR][kNV]) {
-  c2_chunked<kMR>(
-      kp, panel, panel_stride, np, part,
-      [&](size_t k0, size_t len) { prepare(rows, kc, k0, len, buf); },
-      [&](size_t len, const int8_t* wk, __m256i(&acc)[kMR][kNV]) { run_k(buf, len, wk, acc); });
-}
-
 }  // namespace
 
 void qu8_igemm_6x16c2__avx2_requant(size_t mr, size_t nc, size_t kc, size_t ks, const size_t* a,
@@ -69,32 +57,16 @@ void qu8_igemm_6x16c2__avx2_requant(size_t mr, size_t nc, size_t kc, size_t ks, 
                                     const RequantEpilogue* ep) {
   const Rows rows{a, a_base, pad, zero};
   const size_t kp = ks * kc;  // kc is even
-  const size_t panel_stride = kNR * sizeof(int32_t) + kp * kNR;
-  const uint8_t* panel = static_cast<const uint8_t*>(w);
   alignas(32) int16_t buf[kMR * kPitch];
   __m256i neg_zp[kMR];
   for (size_t r = 0; r < kMR; ++r) neg_zp[r] = _mm256_set1_epi32(-a_zp);
-  if (kp <= kWholeK) {
-    prepare(rows, kc, 0, kp, buf);
-    for (size_t n0 = 0; n0 < nc; n0 += kNR, panel += panel_stride) {
-      __m256i acc[kMR][kNV];
-      c2_init_acc<kMR>(panel, neg_zp, acc);
-      run_k(buf, kp, reinterpret_cast<const int8_t*>(panel + kNR * sizeof(int32_t)), acc);
-      requant_store_ymm<kMR, kNV>(ep, c, c_stride, n0, nc - n0 < kNR ? nc - n0 : kNR, acc, mr);
-    }
-    return;
-  }
-  for (size_t n0 = 0; n0 < nc; n0 += kC2Group * kNR, panel += kC2Group * panel_stride) {
-    const size_t np = (nc - n0 < kC2Group * kNR ? nc - n0 + kNR - 1 : kC2Group * kNR) / kNR;
-    __m256i part[kC2Group][kMR][kNV];
-    for (size_t p = 0; p < np; ++p) c2_init_acc<kMR>(panel + p * panel_stride, neg_zp, part[p]);
-    accumulate_chunked(rows, kc, kp, panel, panel_stride, np, buf, part);
-    for (size_t p = 0; p < np; ++p) {
-      const size_t np0 = n0 + p * kNR;
-      requant_store_ymm<kMR, kNV>(ep, c, c_stride, np0, nc - np0 < kNR ? nc - np0 : kNR, part[p],
-                                  mr);
-    }
-  }
+  c2_panels<kMR>(
+      nc, kp, static_cast<const uint8_t*>(w), neg_zp,
+      [&](size_t k0, size_t len) { prepare(rows, kc, k0, len, buf); },
+      [&](size_t len, const int8_t* wk, __m256i(&acc)[kMR][kNV]) { run_k(buf, len, wk, acc); },
+      [&](size_t n0, size_t nn, const __m256i(&acc)[kMR][kNV]) {
+        requant_store_ymm<kMR, kNV>(ep, c, c_stride, n0, nn, acc, mr);
+      });
 }
 
 }  // namespace npq
